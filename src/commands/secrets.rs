@@ -1,0 +1,293 @@
+//! `fleetkey secrets …`: read and change the fleet's secrets.
+//!
+//! A value never comes from argv: `set` reads stdin, or prompts twice without echo on a
+//! terminal. Every change re-encrypts to the whole active roster, rewrites secrets.recipients,
+//! commits both in one commit and pushes.
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::Command;
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::envfile::EnvFile;
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+use crate::roster::Roster;
+use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile, check_key};
+
+/// Largest value `set` reads from stdin.
+const VALUE_LIMIT: u64 = 1 << 20;
+
+/// The output format of `secrets export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// POSIX shell assignments that `set -a; . FILE` reads back exactly.
+    Env,
+    /// One JSON object.
+    Json,
+}
+
+fn load(machine: &Machine) -> Result<EnvFile> {
+    let identity = machine.identity()?;
+    SecretsFile::new(&machine.config.repo).load(&identity)
+}
+
+/// Re-encrypts `env` to the roster, commits the ciphertext and its recipient list together, and
+/// pushes when `push` is set.
+pub fn save_and_publish(machine: &Machine, env: &EnvFile, what: &str, push: bool) -> Result<()> {
+    // Everything that can fail on bad input is read before anything is written.
+    let fleet = machine.fleet_config()?;
+    let repo = machine.repo()?;
+    let roster = Roster::load(&machine.config.repo)?;
+    SecretsFile::new(&machine.config.repo).store(env, &roster)?;
+    let name = &machine.config.name;
+    repo.commit_paths(
+        &[CIPHERTEXT, RECIPIENTS],
+        name,
+        &format!("{name}: secrets: {what}"),
+    )?;
+    if push {
+        machine.publish(&repo, &fleet)?;
+    }
+    Ok(())
+}
+
+/// `secrets get KEY`: prints the value and a newline.
+pub fn get(key: &str) -> Result<()> {
+    check_key(key)?;
+    let machine = Machine::load()?;
+    let env = load(&machine)?;
+    let value = env
+        .get(key)
+        .ok_or_else(|| Error::Secret(format!("no secret named {key}")))?;
+    let mut out = std::io::stdout().lock();
+    let mut line = Zeroizing::new(Vec::with_capacity(value.len() + 1));
+    line.extend_from_slice(value.as_bytes());
+    line.push(b'\n');
+    write_stdout(&mut out, &line)
+}
+
+/// `secrets list`: names only, with the marks of stale values and conflicts.
+pub fn list() -> Result<()> {
+    let machine = Machine::load()?;
+    let env = load(&machine)?;
+    let stale = env.stale();
+    let conflicts = env.conflicts();
+    let mut text = String::new();
+    for key in env.keys() {
+        text.push_str(key);
+        if let Some(s) = stale.iter().find(|s| s.key == key) {
+            text.push_str(&format!("\tNEEDS A NEW VALUE (exposed; since {})", s.since));
+        }
+        for c in conflicts.iter().filter(|c| c.key == key) {
+            text.push_str(&format!(
+                "\tCONFLICT (a value from {} at {} is kept aside)",
+                c.from, c.at
+            ));
+        }
+        text.push('\n');
+    }
+    write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// `secrets set KEY`: the value from stdin, or prompted twice on a terminal.
+pub fn set(key: &str, push: bool) -> Result<()> {
+    check_key(key)?;
+    let machine = Machine::load()?;
+    let value = read_value(key)?;
+    let _lock = machine.lock()?;
+    let mut env = load(&machine)?;
+    let changed = env
+        .set(key, &value)
+        .map_err(|e| Error::Secret(e.to_string()))?;
+    if !changed.is_changed() {
+        crate::log::info(&format!("{key} already has that value; nothing to do"));
+        return Ok(());
+    }
+    save_and_publish(&machine, &env, &format!("set {key}"), push)
+}
+
+/// `secrets unset KEY`.
+pub fn unset(key: &str, push: bool) -> Result<()> {
+    check_key(key)?;
+    let machine = Machine::load()?;
+    let _lock = machine.lock()?;
+    let mut env = load(&machine)?;
+    if !env.unset(key) {
+        return Err(Error::Secret(format!("no secret named {key}")));
+    }
+    save_and_publish(&machine, &env, &format!("unset {key}"), push)
+}
+
+/// `secrets export`: every value, for `set -a; . FILE` or as JSON.
+pub fn export(format: ExportFormat) -> Result<()> {
+    let machine = Machine::load()?;
+    let env = load(&machine)?;
+    let text = match format {
+        ExportFormat::Env => env.export_env(),
+        ExportFormat::Json => env.export_json(),
+    };
+    write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// `secrets exec -- CMD ARGS…`: runs CMD with the secrets added to its environment; replaces
+/// this process, so its exit status is CMD's.
+pub fn exec(command: &[std::ffi::OsString]) -> Result<()> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Error::Refused("secrets exec needs a command after --".into()))?;
+    let machine = Machine::load()?;
+    let env = load(&machine)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for (key, value) in env.entries() {
+        if value.contains('\0') {
+            return Err(Error::Secret(format!(
+                "{key} holds a NUL byte and cannot be passed in an environment"
+            )));
+        }
+        cmd.env(key, value);
+    }
+    drop(env);
+    let err = std::os::unix::process::CommandExt::exec(&mut cmd);
+    Err(Error::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source: err,
+    })
+}
+
+/// `secrets edit`: decrypts into a 0600 file in a private 0700 directory, runs `$VISUAL` or
+/// `$EDITOR`, and re-encrypts only when the text changed. The file is removed afterwards, also
+/// on error. A result that does not parse is offered for another edit on a terminal.
+pub fn edit() -> Result<()> {
+    let machine = Machine::load()?;
+    let _lock = machine.lock()?;
+    let env = load(&machine)?;
+    let before = env.to_text();
+    let dir = private_scratch_dir(&machine)?;
+    let path = dir.path().join("secrets.env");
+    crate::files::write_private(&path, before.as_bytes())?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let mut words = editor.split_whitespace();
+    let program = words.next().unwrap_or("vi").to_string();
+    let extra: Vec<&str> = words.collect();
+    loop {
+        let status = Command::new(&program)
+            .args(&extra)
+            .arg(&path)
+            .status()
+            .map_err(|source| Error::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        if !status.success() {
+            return Err(Error::Refused(format!(
+                "{program} exited with {status}; nothing was changed"
+            )));
+        }
+        let after = Zeroizing::new(crate::files::read_text(&path, VALUE_LIMIT * 64)?);
+        if bool::from(after.as_bytes().ct_eq(before.as_bytes())) {
+            crate::log::info("no change; nothing re-encrypted");
+            return Ok(());
+        }
+        match crate::envfile::parse(&after) {
+            Ok(new_env) => return save_and_publish(&machine, &new_env, "edit", true),
+            Err(e) => {
+                crate::log::warn(&format!("the edited file is malformed: {e}"));
+                if !std::io::stdin().is_terminal() || !confirm("edit again? [Y/n] ")? {
+                    return Err(Error::Refused(
+                        "the edited secrets were malformed; nothing was changed".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn private_scratch_dir(machine: &Machine) -> Result<tempfile::TempDir> {
+    // Prefer the per-user runtime directory (memory-backed on Linux) over the state directory.
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .unwrap_or_else(|| machine.paths.state_dir.clone());
+    crate::files::ensure_private_dir(&base)?;
+    let dir = tempfile::Builder::new()
+        .prefix("fleetkey-edit-")
+        .tempdir_in(&base)
+        .map_err(Error::io("cannot create a private directory in", &base))?;
+    crate::files::ensure_private_dir(dir.path())?;
+    Ok(dir)
+}
+
+fn confirm(prompt: &str) -> Result<bool> {
+    let answer = rpassword::prompt_password(prompt).unwrap_or_default();
+    Ok(!answer.trim().eq_ignore_ascii_case("n"))
+}
+
+/// Reads a secret value: from stdin when it is not a terminal (one trailing newline removed),
+/// else prompted twice without echo.
+fn read_value(key: &str) -> Result<Zeroizing<String>> {
+    let stdin = std::io::stdin();
+    let raw = if stdin.is_terminal() {
+        let first = Zeroizing::new(
+            rpassword::prompt_password(format!("value for {key}: ")).map_err(Error::io(
+                "cannot read the value from",
+                std::path::Path::new("/dev/tty"),
+            ))?,
+        );
+        let second = Zeroizing::new(
+            rpassword::prompt_password(format!("value for {key} (again): ")).map_err(Error::io(
+                "cannot read the value from",
+                std::path::Path::new("/dev/tty"),
+            ))?,
+        );
+        if !bool::from(first.as_bytes().ct_eq(second.as_bytes())) {
+            return Err(Error::Secret(
+                "the two values differ; nothing was changed".into(),
+            ));
+        }
+        first
+    } else {
+        let mut bytes = Zeroizing::new(Vec::new());
+        stdin
+            .lock()
+            .take(VALUE_LIMIT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(Error::io(
+                "cannot read the value from",
+                std::path::Path::new("stdin"),
+            ))?;
+        if bytes.len() as u64 > VALUE_LIMIT {
+            return Err(Error::Secret(format!(
+                "the value for {key} is larger than {VALUE_LIMIT} bytes"
+            )));
+        }
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::Secret(format!("the value for {key} is not UTF-8 text")))?;
+        Zeroizing::new(text.to_string())
+    };
+    if raw.contains('\0') {
+        return Err(Error::Secret(format!(
+            "the value for {key} holds a NUL byte"
+        )));
+    }
+    Ok(raw)
+}
+
+/// Writes to stdout, treating a closed pipe as success.
+fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("cannot write to", std::path::Path::new("stdout"))(e)),
+    }
+}

@@ -1,0 +1,68 @@
+//! This machine as a member of its fleet: its paths, its config, its keys and its clone, loaded
+//! once per command.
+//!
+//! Owns: the order in which a command that changes the fleet works: take the lock, change files,
+//! commit them together, push. Offline, the commit stays and the command exits 75.
+
+use std::time::Duration;
+
+use crate::config::{FleetConfig, MachineConfig};
+use crate::error::{Error, Result};
+use crate::forge::{self, PushOutcome};
+use crate::identity::Identity;
+use crate::lock::Lock;
+use crate::paths::Paths;
+use crate::repo::FleetRepo;
+
+/// How long a manual command waits for a running cycle to finish.
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// This machine, set up.
+pub struct Machine {
+    /// Where things are.
+    pub paths: Paths,
+    /// config.toml.
+    pub config: MachineConfig,
+}
+
+impl Machine {
+    /// Loads this machine's setup from the environment.
+    pub fn load() -> Result<Machine> {
+        let paths = Paths::from_env()?;
+        let config = MachineConfig::load(&paths.config_file())?;
+        Ok(Machine { paths, config })
+    }
+
+    /// This machine's age identity.
+    pub fn identity(&self) -> Result<Identity> {
+        Identity::load(&self.paths.identity_file())
+    }
+
+    /// The fleet clone.
+    pub fn repo(&self) -> Result<FleetRepo> {
+        FleetRepo::open(&self.config.repo)
+    }
+
+    /// fleet.toml.
+    pub fn fleet_config(&self) -> Result<FleetConfig> {
+        FleetConfig::load(&self.config.repo)
+    }
+
+    /// Takes the cycle lock, waiting for a running cycle.
+    pub fn lock(&self) -> Result<Lock> {
+        Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)
+    }
+
+    /// Pushes the clone's branch to the forge. When the forge has moved on, its commits are
+    /// fetched and integrated by one sync cycle, which pushes again.
+    pub fn publish(&self, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
+        match forge::push(repo.root(), &self.config.remote, &fleet.sync.branch)? {
+            PushOutcome::Pushed => Ok(()),
+            PushOutcome::Rejected => Err(Error::Refused(format!(
+                "the forge {} has commits this machine has not seen; your change is committed locally",
+                self.config.remote
+            ))
+            .hint("run `fleetkey sync` to integrate them and push")),
+        }
+    }
+}

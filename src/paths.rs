@@ -1,0 +1,109 @@
+//! Where fleetkey keeps things on a machine, following the XDG base directories.
+//!
+//! Owns: the mapping from `HOME` and `XDG_{CONFIG,DATA,STATE}_HOME` to fleetkey's files. Every
+//! other module asks this one; none builds a path under `$HOME` itself.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The directories and files fleetkey uses on this machine.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The user's home directory.
+    pub home: PathBuf,
+    /// `~/.config/fleetkey`: config.toml and identity.txt.
+    pub config_dir: PathBuf,
+    /// `~/.local/share/fleetkey`: the fleet clone and the embedded forge.
+    pub data_dir: PathBuf,
+    /// `~/.local/state/fleetkey`: lock, last-cycle status, conflict records, logs.
+    pub state_dir: PathBuf,
+}
+
+impl Paths {
+    /// Reads `HOME` and the XDG variables (a relative XDG value is ignored, as the spec says).
+    pub fn from_env() -> Result<Paths> {
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Refused("HOME is not set".into()))?;
+        let xdg = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .unwrap_or_else(|| home.join(default))
+        };
+        Ok(Paths {
+            config_dir: xdg("XDG_CONFIG_HOME", ".config").join("fleetkey"),
+            data_dir: xdg("XDG_DATA_HOME", ".local/share").join("fleetkey"),
+            state_dir: xdg("XDG_STATE_HOME", ".local/state").join("fleetkey"),
+            home,
+        })
+    }
+
+    /// `config.toml`: this machine's name, backend, repo path and remote.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
+    /// `identity.txt`: this machine's age identity (0600).
+    pub fn identity_file(&self) -> PathBuf {
+        self.config_dir.join("identity.txt")
+    }
+
+    /// The default location of the fleet clone.
+    pub fn default_repo(&self) -> PathBuf {
+        self.data_dir.join("fleet")
+    }
+
+    /// The embedded default forge: a local bare repository.
+    pub fn embedded_forge(&self) -> PathBuf {
+        self.data_dir.join("forge.git")
+    }
+
+    /// The lock shared by every command that changes the fleet.
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir.join("lock")
+    }
+
+    /// `~/.ssh`.
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.home.join(".ssh")
+    }
+
+    /// Expands a leading `~/` against `home`; other paths are returned as they are.
+    pub fn expand(&self, path: &str) -> PathBuf {
+        match path.strip_prefix("~/") {
+            Some(rest) => self.home.join(rest),
+            None if path == "~" => self.home.clone(),
+            None => PathBuf::from(path),
+        }
+    }
+
+    /// Whether `path` is `dir` or inside it (lexically).
+    pub fn is_within(path: &Path, dir: &Path) -> bool {
+        path.starts_with(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tilde_expands_against_home_only_at_the_start() {
+        let p = Paths {
+            home: "/h".into(),
+            config_dir: "/h/.config/fleetkey".into(),
+            data_dir: "/h/.local/share/fleetkey".into(),
+            state_dir: "/h/.local/state/fleetkey".into(),
+        };
+        assert_eq!(p.expand("~/.zshrc"), PathBuf::from("/h/.zshrc"));
+        assert_eq!(p.expand("~"), PathBuf::from("/h"));
+        assert_eq!(p.expand("/etc/~/x"), PathBuf::from("/etc/~/x"));
+        assert_eq!(
+            p.identity_file(),
+            PathBuf::from("/h/.config/fleetkey/identity.txt")
+        );
+    }
+}

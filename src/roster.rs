@@ -1,0 +1,415 @@
+//! The fleet's roster: who is in it, who is waiting, and who was thrown out, read from the plain
+//! files under `keys/` in the fleet repo.
+//!
+//! ```text
+//! keys/NAME.age.pub           an active machine's age recipient, one line: age1…
+//! keys/NAME.ssh.pub           an active machine's OpenSSH public key line(s)
+//! keys/pending/NAME.*.pub     enrolled, waiting for approval
+//! keys/revoked                revoked recipients and SSH keys, each with a "# NAME DATE REASON" line
+//! ```
+//!
+//! Owns: reading and validating those files and the machine-name rule. Must never: accept a
+//! malformed key silently (every error names the file and line), or treat a revoked key as active.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::files;
+use crate::identity::parse_recipient;
+
+/// Largest key file fleetkey reads.
+const KEY_FILE_LIMIT: u64 = 1 << 20;
+
+/// Checks a machine name against `[a-z0-9][a-z0-9-]{0,62}`.
+pub fn check_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadName { name: name.into() })
+    }
+}
+
+/// One machine of the roster, active or pending.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The machine's name.
+    pub name: String,
+    /// Its age recipient.
+    pub recipient: age::x25519::Recipient,
+    /// Its SSH public keys.
+    pub ssh_keys: Vec<ssh_key::PublicKey>,
+}
+
+/// A key in `keys/revoked`.
+#[derive(Debug, Clone)]
+pub enum RevokedKey {
+    /// A revoked age recipient, as text (`age1…`).
+    Age(String),
+    /// A revoked SSH public key.
+    Ssh(ssh_key::PublicKey),
+}
+
+/// One entry of `keys/revoked` with its annotation.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    /// The key.
+    pub key: RevokedKey,
+    /// The `NAME DATE REASON` annotation, if any.
+    pub note: String,
+}
+
+impl Revoked {
+    /// The machine name from the annotation (its first word).
+    pub fn machine(&self) -> Option<&str> {
+        self.note.split_whitespace().next()
+    }
+}
+
+/// The whole roster as read from `keys/`.
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    /// Approved machines, by name.
+    pub active: Vec<Member>,
+    /// Enrolled machines waiting for approval.
+    pub pending: Vec<Member>,
+    /// Revoked keys.
+    pub revoked: Vec<Revoked>,
+}
+
+/// The directory names and files of the roster inside a fleet repo.
+pub mod layout {
+    /// The roster directory.
+    pub const KEYS: &str = "keys";
+    /// Pending enrollments.
+    pub const PENDING: &str = "keys/pending";
+    /// The revocation list.
+    pub const REVOKED: &str = "keys/revoked";
+
+    /// `keys/NAME.age.pub` (or under pending/).
+    pub fn age_pub(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.age.pub")
+    }
+
+    /// `keys/NAME.ssh.pub` (or under pending/).
+    pub fn ssh_pub(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.ssh.pub")
+    }
+}
+
+impl Roster {
+    /// Reads the roster of the fleet repo at `repo`.
+    pub fn load(repo: &Path) -> Result<Roster> {
+        Ok(Roster {
+            active: load_members(&repo.join(layout::KEYS))?,
+            pending: load_members(&repo.join(layout::PENDING))?,
+            revoked: load_revoked(&repo.join(layout::REVOKED))?,
+        })
+    }
+
+    /// The active recipients as sorted, de-duplicated text: the content of secrets.recipients.
+    pub fn recipient_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .active
+            .iter()
+            .map(|m| m.recipient.to_string())
+            .collect();
+        lines.sort();
+        lines.dedup();
+        lines
+    }
+
+    /// The active member called `name`.
+    pub fn active(&self, name: &str) -> Option<&Member> {
+        self.active.iter().find(|m| m.name == name)
+    }
+
+    /// The pending member called `name`.
+    pub fn pending(&self, name: &str) -> Option<&Member> {
+        self.pending.iter().find(|m| m.name == name)
+    }
+
+    /// Whether a machine called `name` was revoked.
+    pub fn is_revoked_name(&self, name: &str) -> bool {
+        self.revoked.iter().any(|r| r.machine() == Some(name))
+    }
+
+    /// Whether the age recipient `recipient` was revoked.
+    pub fn is_revoked_recipient(&self, recipient: &str) -> bool {
+        self.revoked
+            .iter()
+            .any(|r| matches!(&r.key, RevokedKey::Age(a) if a == recipient))
+    }
+
+    /// The revoked SSH keys.
+    pub fn revoked_ssh(&self) -> Vec<ssh_key::PublicKey> {
+        self.revoked
+            .iter()
+            .filter_map(|r| match &r.key {
+                RevokedKey::Ssh(k) => Some(k.clone()),
+                RevokedKey::Age(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// What the authorized_keys merge needs, read without touching age recipients (this runs on
+/// every `chezmoi apply`, so it reads as little as it can).
+#[derive(Debug, Clone, Default)]
+pub struct SshRoster {
+    /// Active machines and their SSH keys, by name.
+    pub active: Vec<(String, Vec<ssh_key::PublicKey>)>,
+    /// Revoked SSH keys.
+    pub revoked: Vec<ssh_key::PublicKey>,
+}
+
+impl SshRoster {
+    /// Reads the SSH side of the roster from the `keys/` directory `keys_dir`.
+    pub fn load(keys_dir: &Path) -> Result<SshRoster> {
+        let mut active = Vec::new();
+        for (name, files) in member_files(keys_dir)? {
+            if let Some(ssh) = files.ssh {
+                active.push((name, read_ssh_keys(&ssh)?));
+            }
+        }
+        let revoked = load_revoked(&keys_dir.join("revoked"))?
+            .into_iter()
+            .filter_map(|r| match r.key {
+                RevokedKey::Ssh(k) => Some(k),
+                RevokedKey::Age(_) => None,
+            })
+            .collect();
+        Ok(SshRoster { active, revoked })
+    }
+}
+
+/// The text of the `secrets.recipients` file for `lines`.
+pub fn recipients_file_text(lines: &[String]) -> String {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+#[derive(Default)]
+struct MemberFiles {
+    age: Option<PathBuf>,
+    ssh: Option<PathBuf>,
+}
+
+fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
+    let mut members: BTreeMap<String, MemberFiles> = BTreeMap::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(members),
+        Err(e) => return Err(Error::io("cannot list", dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(Error::io("cannot list", dir))?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let (name, is_age) = if let Some(n) = file_name.strip_suffix(".age.pub") {
+            (n, true)
+        } else if let Some(n) = file_name.strip_suffix(".ssh.pub") {
+            (n, false)
+        } else {
+            continue;
+        };
+        let path = entry.path();
+        check_name(name).map_err(|_| Error::BadRoster {
+            path: path.clone(),
+            line: 0,
+            problem: "the file name is not NAME.age.pub or NAME.ssh.pub with a valid machine name"
+                .into(),
+        })?;
+        let slot = members.entry(name.to_string()).or_default();
+        if is_age {
+            slot.age = Some(path);
+        } else {
+            slot.ssh = Some(path);
+        }
+    }
+    Ok(members)
+}
+
+fn load_members(dir: &Path) -> Result<Vec<Member>> {
+    let mut out = Vec::new();
+    for (name, files) in member_files(dir)? {
+        let Some(age_path) = files.age else {
+            return Err(Error::BadRoster {
+                path: dir.join(format!("{name}.age.pub")),
+                line: 0,
+                problem: format!("{name} has an SSH key but no age recipient file"),
+            });
+        };
+        let recipient = read_recipient(&age_path)?;
+        let ssh_keys = match files.ssh {
+            Some(p) => read_ssh_keys(&p)?,
+            None => Vec::new(),
+        };
+        out.push(Member {
+            name,
+            recipient,
+            ssh_keys,
+        });
+    }
+    Ok(out)
+}
+
+fn read_recipient(path: &Path) -> Result<age::x25519::Recipient> {
+    let text = files::read_text(path, KEY_FILE_LIMIT)?;
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if found.is_some() {
+            return Err(Error::BadRoster {
+                path: path.to_path_buf(),
+                line: i + 1,
+                problem: "more than one recipient; a machine has exactly one".into(),
+            });
+        }
+        found = Some(parse_recipient(line, path, i + 1)?);
+    }
+    found.ok_or_else(|| Error::BadRoster {
+        path: path.to_path_buf(),
+        line: 0,
+        problem: "no recipient in the file".into(),
+    })
+}
+
+/// Reads an SSH public key file: one key per line, blank and `#` lines skipped.
+pub fn read_ssh_keys(path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
+    let text = files::read_text(path, KEY_FILE_LIMIT)?;
+    parse_ssh_keys(&text, path)
+}
+
+/// Parses SSH public key lines; `path` names the file in errors.
+pub fn parse_ssh_keys(text: &str, path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        keys.push(parse_ssh_line(line, path, i + 1)?);
+    }
+    Ok(keys)
+}
+
+fn parse_ssh_line(line: &str, path: &Path, line_no: usize) -> Result<ssh_key::PublicKey> {
+    ssh_key::PublicKey::from_openssh(line).map_err(|_| Error::BadRoster {
+        path: path.to_path_buf(),
+        line: line_no,
+        problem: "not an OpenSSH public key (TYPE BASE64 [COMMENT])".into(),
+    })
+}
+
+fn load_revoked(path: &Path) -> Result<Vec<Revoked>> {
+    let text = match files::read_text(path, KEY_FILE_LIMIT) {
+        Ok(t) => t,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    parse_revoked(&text, path)
+}
+
+/// Parses the text of `keys/revoked`.
+pub fn parse_revoked(text: &str, path: &Path) -> Result<Vec<Revoked>> {
+    let mut out: Vec<Revoked> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(note) = line.strip_prefix('#') {
+            // A note line annotates the key just above it, when that key has none yet.
+            if let Some(last) = out.last_mut()
+                && last.note.is_empty()
+            {
+                last.note = note.trim().to_string();
+            }
+            continue;
+        }
+        if line.starts_with("age1") {
+            let (key, note) = match line.split_once('#') {
+                Some((k, n)) => (k.trim(), n.trim()),
+                None => (line, ""),
+            };
+            parse_recipient(key, path, i + 1)?;
+            out.push(Revoked {
+                key: RevokedKey::Age(key.to_string()),
+                note: note.to_string(),
+            });
+        } else {
+            out.push(Revoked {
+                key: RevokedKey::Ssh(parse_ssh_line(line, path, i + 1)?),
+                note: String::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The lines to append to `keys/revoked` for `member`, with the note `NAME DATE REASON`.
+pub fn revocation_lines(member: &Member, date: &str, reason: &str) -> String {
+    let note = format!("# {} {date} {reason}", member.name);
+    let mut text = format!("{}\n{note}\n", member.recipient);
+    for key in &member.ssh_keys {
+        let line = key.to_openssh().expect("a parsed key encodes");
+        text.push_str(&format!("{line}\n{note}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_names_follow_the_rule() {
+        for ok in ["a", "mac-mini", "0", "x1-carbon-2", &"a".repeat(63)] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", "-a", "A", "a_b", "a.b", "a b", &"a".repeat(64), "../x"] {
+            assert!(check_name(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn revoked_entries_take_the_note_below_them() {
+        let id = crate::identity::Identity::generate();
+        let text = format!(
+            "# header comment\n{}\n# old-mac 2026-01-02 compromised\n\
+             ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl old\n\
+             # old-mac 2026-01-02 compromised\n",
+            id.recipient()
+        );
+        let revoked = parse_revoked(&text, Path::new("keys/revoked")).unwrap();
+        assert_eq!(revoked.len(), 2);
+        assert_eq!(revoked[0].machine(), Some("old-mac"));
+        assert!(matches!(revoked[1].key, RevokedKey::Ssh(_)));
+        assert_eq!(revoked[1].note, "old-mac 2026-01-02 compromised");
+    }
+
+    #[test]
+    fn a_bad_key_line_names_the_file_and_line() {
+        let err = parse_revoked("# x\nssh-ed25519 notbase64\n", Path::new("keys/revoked"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("keys/revoked line 2:"), "{err}");
+    }
+}
