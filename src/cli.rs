@@ -3,6 +3,7 @@
 //! Parsing has no side effects; [`crate::run`] resolves and runs what was parsed.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,63 @@ pub enum Cmd {
         /// How dotfiles are captured and applied.
         #[arg(long, value_enum)]
         backend: Option<Backend>,
+    },
+    /// Join a fleet: on a new machine with --remote, or make a bundle on an enrolled one.
+    ///
+    /// With --remote: clone the fleet, make this machine's keys (the private key never leaves
+    /// it), and push a pending enrollment for `fleetkey approve`. With --bundle: on a machine
+    /// already in the fleet, make NAME's keys, approve them at once, and write them
+    /// passphrase-encrypted to FILE for `fleetkey join`.
+    #[command(group(clap::ArgGroup::new("how").required(true).args(["remote", "bundle"])))]
+    Enroll {
+        /// The new machine's name.
+        name: String,
+        /// The forge URL (on the new machine).
+        #[arg(long)]
+        remote: Option<String>,
+        /// Where to write the bundle (on an enrolled machine).
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// Read the bundle passphrase from the first line of FILE instead of prompting.
+        #[arg(long, value_name = "FILE", requires = "bundle")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Admit a pending machine: its keys join the roster and the secrets are re-encrypted.
+    Approve {
+        /// The pending machine.
+        name: String,
+        /// Refuse unless this matches its SSH SHA256 fingerprint (or its age recipient).
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+    },
+    /// Set up this machine from a bundle made by `fleetkey enroll NAME --bundle FILE`.
+    Join {
+        /// The bundle.
+        file: PathBuf,
+        /// The forge URL.
+        #[arg(long)]
+        remote: String,
+        /// Read the passphrase from the first line of FILE instead of prompting.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Give this machine a new age identity (and a new SSH key with --ssh).
+    Rotate {
+        /// Also replace ~/.ssh/id_ed25519; the old key is revoked fleet-wide.
+        #[arg(long)]
+        ssh: bool,
+    },
+    /// Remove a machine from the fleet and re-encrypt the secrets without it.
+    Revoke {
+        /// The machine to remove.
+        name: String,
+        /// Its key was stolen or leaked: report every secret it could ever read, and mark
+        /// those that remain as needing a new value.
+        #[arg(long)]
+        compromised: bool,
+        /// Print the report as JSON.
+        #[arg(long, requires = "compromised")]
+        json: bool,
     },
     /// Read and change the fleet's secrets (values never travel through argv).
     Secrets {

@@ -7,12 +7,14 @@
 use std::time::Duration;
 
 use crate::config::{FleetConfig, MachineConfig};
+use crate::envfile::EnvFile;
 use crate::error::{Error, Result};
 use crate::forge::{self, PushOutcome};
 use crate::identity::Identity;
 use crate::lock::Lock;
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
+use crate::secrets::SecretsFile;
 
 /// How long a manual command waits for a running cycle to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -36,6 +38,33 @@ impl Machine {
     /// This machine's age identity.
     pub fn identity(&self) -> Result<Identity> {
         Identity::load(&self.paths.identity_file())
+    }
+
+    /// Every identity this machine holds: its own, and the one an unfinished `rotate` made.
+    pub fn identities(&self) -> Result<Vec<Identity>> {
+        let mut ids = vec![self.identity()?];
+        let next = self.paths.next_identity_file();
+        if next.exists() {
+            ids.push(Identity::load(&next)?);
+        }
+        Ok(ids)
+    }
+
+    /// Decrypts the secrets with whichever of this machine's identities can.
+    pub fn secrets(&self) -> Result<EnvFile> {
+        let file = SecretsFile::new(&self.config.repo);
+        let mut ids = self.identities()?.into_iter();
+        let first = ids.next().expect("one identity at least");
+        let err = match file.load(&first) {
+            Ok(env) => return Ok(env),
+            Err(e) => e,
+        };
+        for id in ids {
+            if let Ok(env) = file.load(&id) {
+                return Ok(env);
+            }
+        }
+        Err(err)
     }
 
     /// The fleet clone.

@@ -83,11 +83,15 @@ fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
-/// Clones `url` into `dest` (which must not exist).
-pub fn clone(url: &str, dest: &Path, branch: &str) -> Result<()> {
+/// Clones `url` into `dest` (which must not exist), checking out `branch` or the forge's
+/// default branch.
+pub fn clone(url: &str, dest: &Path, branch: Option<&str>) -> Result<()> {
     let mut cmd = git(None);
-    cmd.args(["clone", "--quiet", "--branch", branch, "--", url])
-        .arg(dest);
+    cmd.args(["clone", "--quiet"]);
+    if let Some(b) = branch {
+        cmd.args(["--branch", b]);
+    }
+    cmd.args(["--", url]).arg(dest);
     let (_, out) = run(cmd)?;
     if out.status.success() {
         Ok(())

@@ -6,12 +6,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bundle;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod envfile;
 pub mod error;
+pub mod exposure;
+pub mod fault;
 pub mod files;
 pub mod fleet;
 pub mod forge;
@@ -54,6 +57,32 @@ fn dispatch(args: Args) -> Result<()> {
             remote,
             backend,
         }),
+        Cmd::Enroll {
+            name,
+            remote,
+            bundle,
+            passphrase_file,
+        } => match (remote, bundle) {
+            (_, Some(file)) => {
+                commands::lifecycle::enroll_bundle(&name, &file, passphrase_file.as_deref())
+            }
+            (Some(remote), None) => commands::lifecycle::enroll_here(&name, &remote),
+            (None, None) => unreachable!("clap requires --remote or --bundle"),
+        },
+        Cmd::Approve { name, fingerprint } => {
+            commands::lifecycle::approve(&name, fingerprint.as_deref())
+        }
+        Cmd::Join {
+            file,
+            remote,
+            passphrase_file,
+        } => commands::lifecycle::join(&file, &remote, passphrase_file.as_deref()),
+        Cmd::Rotate { ssh } => commands::lifecycle::rotate(ssh),
+        Cmd::Revoke {
+            name,
+            compromised,
+            json,
+        } => commands::lifecycle::revoke(&name, compromised, json),
         Cmd::Secrets { action } => match action {
             SecretsCmd::Set { key, no_push } => commands::secrets::set(&key, !no_push),
             SecretsCmd::Get { key } => commands::secrets::get(&key),

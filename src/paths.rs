@@ -51,6 +51,12 @@ impl Paths {
         self.config_dir.join("identity.txt")
     }
 
+    /// The identity a `rotate` made and has not yet switched to (the old one is kept until the
+    /// new roster is on the forge).
+    pub fn next_identity_file(&self) -> PathBuf {
+        self.config_dir.join("identity.txt.next")
+    }
+
     /// The default location of the fleet clone.
     pub fn default_repo(&self) -> PathBuf {
         self.data_dir.join("fleet")

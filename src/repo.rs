@@ -36,6 +36,19 @@ impl FleetRepo {
             .map_err(Error::git(format!("cannot create {}", root.display())))?;
         repo.remote("origin", remote)
             .map_err(Error::git("cannot add the origin remote"))?;
+        // Track origin's branch, so a plain `git pull` works in the manual fallback.
+        let mut config = repo
+            .config()
+            .map_err(Error::git("cannot read the repo config"))?;
+        config
+            .set_str(&format!("branch.{branch}.remote"), "origin")
+            .and_then(|()| {
+                config.set_str(
+                    &format!("branch.{branch}.merge"),
+                    &format!("refs/heads/{branch}"),
+                )
+            })
+            .map_err(Error::git("cannot set the upstream branch"))?;
         Ok(FleetRepo {
             repo,
             root: root.to_path_buf(),
@@ -162,6 +175,80 @@ impl FleetRepo {
             .write()
             .map_err(Error::git("cannot write the index"))?;
         Ok(Some(oid))
+    }
+
+    /// Puts `paths` (files or directories, relative to the root) back as HEAD has them,
+    /// dropping uncommitted changes and untracked files there. Only for fleetkey's own files
+    /// (keys/, secrets.*), after an interrupted command left them half-changed.
+    pub fn restore_paths(&self, paths: &[&str]) -> Result<()> {
+        if self.head().is_none() {
+            return Ok(());
+        }
+        let mut opts = git2::build::CheckoutBuilder::new();
+        opts.force().remove_untracked(true);
+        for p in paths {
+            opts.path(*p);
+        }
+        self.repo
+            .checkout_head(Some(&mut opts))
+            .map_err(Error::git("cannot restore fleetkey's files from HEAD"))
+    }
+
+    /// Whether `paths` differ from HEAD in the working tree or index (untracked files count).
+    pub fn is_dirty(&self, paths: &[&str]) -> Result<bool> {
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true).recurse_untracked_dirs(true);
+        for p in paths {
+            opts.pathspec(*p);
+        }
+        let statuses = self
+            .repo
+            .statuses(Some(&mut opts))
+            .map_err(Error::git("cannot read the status"))?;
+        Ok(!statuses.is_empty())
+    }
+
+    /// Moves HEAD forward to `target` when HEAD is its ancestor (or there is no HEAD), updating
+    /// the working tree; returns whether it moved. Never touches a diverged history.
+    pub fn fast_forward(&self, target: git2::Oid) -> Result<bool> {
+        let head = self.head();
+        if head == Some(target) {
+            return Ok(false);
+        }
+        if let Some(h) = head
+            && !self
+                .repo
+                .graph_descendant_of(target, h)
+                .map_err(Error::git("cannot compare histories"))?
+        {
+            return Ok(false);
+        }
+        let commit = self
+            .repo
+            .find_commit(target)
+            .map_err(Error::git("cannot read the forge's commit"))?;
+        let mut opts = git2::build::CheckoutBuilder::new();
+        opts.safe();
+        self.repo
+            .checkout_tree(commit.as_object(), Some(&mut opts))
+            .map_err(Error::git("cannot update the working tree"))?;
+        let branch = self
+            .repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+            .unwrap_or_else(|| "refs/heads/main".to_string());
+        self.repo
+            .reference(&branch, target, true, "fleetkey: fast-forward")
+            .map_err(Error::git("cannot move the branch"))?;
+        Ok(true)
+    }
+
+    /// The commit `refs/remotes/origin/BRANCH` points to.
+    pub fn remote_tracking(&self, branch: &str) -> Option<git2::Oid> {
+        self.repo
+            .refname_to_id(&format!("refs/remotes/origin/{branch}"))
+            .ok()
     }
 
     /// The URL of `origin`.

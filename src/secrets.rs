@@ -24,10 +24,16 @@ pub const RECIPIENTS: &str = "secrets.recipients";
 /// Largest ciphertext fleetkey reads (a secrets file is small; this stops a hostile one).
 const CIPHERTEXT_LIMIT: u64 = 64 << 20;
 
-/// Encrypts `plaintext` to `recipients`, ASCII-armored as `age -a` writes it.
+/// Encrypts `plaintext` to `recipients` in the order given, ASCII-armored as `age -a` writes it.
+/// fleetkey passes them in the sorted order of `secrets.recipients` (as `age -R` does with that
+/// file), so a machine knows which stanza is its own.
 pub fn encrypt(plaintext: &[u8], recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>> {
+    if recipients.is_empty() {
+        return Err(Error::Encrypt(age::EncryptError::MissingRecipients));
+    }
+    let fanout = Fanout { recipients };
     let encryptor =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        age::Encryptor::with_recipients(std::iter::once(&fanout as &dyn age::Recipient))
             .map_err(Error::Encrypt)?;
     let mut out = Vec::with_capacity(plaintext.len() * 4 / 3 + 200 + 100 * recipients.len());
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
@@ -43,8 +49,114 @@ pub fn encrypt(plaintext: &[u8], recipients: &[age::x25519::Recipient]) -> Resul
     Ok(out)
 }
 
+/// All recipients of one file as a single age recipient that wraps the file key for each of them
+/// on several threads. Each wrap is an X25519 agreement; with 100 or 1,000 machines that is most
+/// of the cost of a re-encryption, and the stanzas come out in the same order as sequentially.
+struct Fanout<'a> {
+    recipients: &'a [age::x25519::Recipient],
+}
+
+/// Below this many recipients a thread costs more than it saves.
+const FANOUT_MIN: usize = 16;
+
+impl age::Recipient for Fanout<'_> {
+    fn wrap_file_key(
+        &self,
+        file_key: &age_core::format::FileKey,
+    ) -> std::result::Result<
+        (
+            Vec<age_core::format::Stanza>,
+            std::collections::HashSet<String>,
+        ),
+        age::EncryptError,
+    > {
+        let wrap_all = |chunk: &[age::x25519::Recipient]| {
+            let mut stanzas = Vec::with_capacity(chunk.len());
+            let mut labels = std::collections::HashSet::new();
+            for r in chunk {
+                let (s, l) = age::Recipient::wrap_file_key(r, file_key)?;
+                stanzas.extend(s);
+                labels.extend(l);
+            }
+            Ok((stanzas, labels))
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        if threads < 2 || self.recipients.len() < FANOUT_MIN {
+            return wrap_all(self.recipients);
+        }
+        let chunk = self.recipients.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .recipients
+                .chunks(chunk)
+                .map(|c| scope.spawn(move || wrap_all(c)))
+                .collect();
+            let mut stanzas = Vec::with_capacity(self.recipients.len());
+            let mut labels = std::collections::HashSet::new();
+            for h in handles {
+                let (s, l) = h.join().expect("a wrapping thread panicked")?;
+                stanzas.extend(s);
+                labels.extend(l);
+            }
+            Ok((stanzas, labels))
+        })
+    }
+}
+
+/// An identity that tries the stanza at `hint` first, then every other one.
+///
+/// The secrets file is encrypted to the recipients in the order `secrets.recipients` lists them,
+/// so the position of this machine's recipient there is the index of its stanza. Trying it first
+/// costs one X25519 agreement instead of one per recipient ahead of it; when the hint is wrong
+/// (a file written another way) the other stanzas are still tried, so the result is the same.
+struct Hinted<'a> {
+    identity: &'a dyn age::Identity,
+    hint: Option<usize>,
+}
+
+impl age::Identity for Hinted<'_> {
+    fn unwrap_stanza(
+        &self,
+        stanza: &age_core::format::Stanza,
+    ) -> Option<std::result::Result<age_core::format::FileKey, age::DecryptError>> {
+        self.identity.unwrap_stanza(stanza)
+    }
+
+    fn unwrap_stanzas(
+        &self,
+        stanzas: &[age_core::format::Stanza],
+    ) -> Option<std::result::Result<age_core::format::FileKey, age::DecryptError>> {
+        if let Some(stanza) = self.hint.and_then(|i| stanzas.get(i))
+            && let Some(key) = self.identity.unwrap_stanza(stanza)
+        {
+            return Some(key);
+        }
+        stanzas
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.hint)
+            .find_map(|(_, stanza)| self.identity.unwrap_stanza(stanza))
+    }
+}
+
 /// Decrypts an age file (armored or binary) with `identity`. `path` only names it in errors.
 pub fn decrypt(ciphertext: &[u8], identity: &Identity, path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    decrypt_hinted(ciphertext, identity, None, path)
+}
+
+/// Like [`decrypt`], trying the stanza at `hint` first (see [`Hinted`]).
+pub fn decrypt_hinted(
+    ciphertext: &[u8],
+    identity: &Identity,
+    hint: Option<usize>,
+    path: &Path,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let hinted = Hinted {
+        identity: identity.as_age(),
+        hint,
+    };
     let err = |source| Error::Decrypt {
         path: path.to_path_buf(),
         source,
@@ -52,7 +164,7 @@ pub fn decrypt(ciphertext: &[u8], identity: &Identity, path: &Path) -> Result<Ze
     let reader = age::armor::ArmoredReader::new(ciphertext);
     let decryptor = age::Decryptor::new_buffered(reader).map_err(err)?;
     let mut stream = decryptor
-        .decrypt(std::iter::once(identity.as_age()))
+        .decrypt(std::iter::once(&hinted as &dyn age::Identity))
         .map_err(err)?;
     let mut plaintext = Zeroizing::new(Vec::new());
     stream
@@ -83,14 +195,31 @@ impl SecretsFile {
     pub fn load(&self, identity: &Identity) -> Result<EnvFile> {
         let path = self.ciphertext_path();
         let ciphertext = files::read_limited(&path, CIPHERTEXT_LIMIT)?;
-        parse_plaintext(&decrypt(&ciphertext, identity, &path)?, &path)
+        let hint = self.stanza_hint(identity);
+        parse_plaintext(&decrypt_hinted(&ciphertext, identity, hint, &path)?, &path)
+    }
+
+    /// The index of `identity`'s stanza according to `secrets.recipients`, if it is listed.
+    fn stanza_hint(&self, identity: &Identity) -> Option<usize> {
+        let mine = identity.recipient().to_string();
+        self.recorded_recipients()
+            .ok()?
+            .iter()
+            .position(|r| *r == mine)
     }
 
     /// Encrypts `env` to the active roster and writes the ciphertext and `secrets.recipients`
     /// (each atomically). The caller commits both paths together.
     pub fn store(&self, env: &EnvFile, roster: &Roster) -> Result<()> {
-        let recipients: Vec<age::x25519::Recipient> =
-            roster.active.iter().map(|m| m.recipient.clone()).collect();
+        // Sorted as secrets.recipients lists them, so each machine's stanza index is known.
+        let lines = roster.recipient_lines();
+        let recipients = lines
+            .iter()
+            .map(|l| {
+                l.parse::<age::x25519::Recipient>()
+                    .expect("roster recipients were parsed on load")
+            })
+            .collect::<Vec<_>>();
         if recipients.is_empty() {
             return Err(Error::Refused(
                 "the fleet has no active machine to encrypt the secrets to".into(),
@@ -98,7 +227,6 @@ impl SecretsFile {
         }
         let ciphertext = encrypt(env.to_text().as_bytes(), &recipients)?;
         files::write_atomic(&self.ciphertext_path(), &ciphertext, 0o644)?;
-        let lines = roster.recipient_lines();
         files::write_atomic(
             &self.root.join(RECIPIENTS),
             roster::recipients_file_text(&lines).as_bytes(),
@@ -176,6 +304,55 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn many_recipients_are_wrapped_in_order_and_each_decrypts() {
+        let ids: Vec<Identity> = (0..40).map(|_| Identity::generate()).collect();
+        let recipients: Vec<_> = ids.iter().map(Identity::recipient).collect();
+        let ct = encrypt(b"K=v\n", &recipients).unwrap();
+        /// Tries only the stanza at one index.
+        struct Only<'a>(&'a dyn age::Identity, usize);
+        impl age::Identity for Only<'_> {
+            fn unwrap_stanza(
+                &self,
+                s: &age_core::format::Stanza,
+            ) -> Option<std::result::Result<age_core::format::FileKey, age::DecryptError>>
+            {
+                self.0.unwrap_stanza(s)
+            }
+            fn unwrap_stanzas(
+                &self,
+                s: &[age_core::format::Stanza],
+            ) -> Option<std::result::Result<age_core::format::FileKey, age::DecryptError>>
+            {
+                s.get(self.1).and_then(|s| self.0.unwrap_stanza(s))
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            // Stanza i belongs to recipient i: the order secrets.recipients promises.
+            let only = Only(id.as_age(), i);
+            let d = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&ct[..])).unwrap();
+            assert!(
+                d.decrypt(std::iter::once(&only as &dyn age::Identity))
+                    .is_ok(),
+                "stanza {i}"
+            );
+            assert_eq!(&decrypt(&ct, id, Path::new("s")).unwrap()[..], b"K=v\n");
+        }
+    }
+
+    #[test]
+    fn a_wrong_stanza_hint_still_decrypts() {
+        let ids: Vec<Identity> = (0..5).map(|_| Identity::generate()).collect();
+        let recipients: Vec<_> = ids.iter().map(Identity::recipient).collect();
+        let ct = encrypt(b"K=v\n", &recipients).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            for hint in [Some(i), Some((i + 1) % 5), Some(99), None] {
+                let pt = decrypt_hinted(&ct, id, hint, Path::new("s")).unwrap();
+                assert_eq!(&pt[..], b"K=v\n");
+            }
+        }
     }
 
     #[test]

@@ -45,20 +45,8 @@ pub fn run(opts: InitOptions) -> Result<()> {
         ));
     }
 
-    let config_path = paths.config_file();
-    if config_path.exists() {
-        return Err(Error::AlreadyInitialized {
-            what: format!("this machine is already set up ({} exists)", config_path.display()),
-        }
-        .hint("to join another fleet, move that file away and run `fleetkey enroll NAME --remote URL`"));
-    }
+    check_not_set_up(&paths)?;
     let repo_path = paths.default_repo();
-    if repo_path.exists() {
-        return Err(Error::AlreadyInitialized {
-            what: format!("{} already exists", repo_path.display()),
-        }
-        .hint("move it away, or join its fleet with `fleetkey enroll NAME --remote URL`"));
-    }
     let (remote, embedded) = match opts.remote {
         Some(r) => (r, false),
         None => (paths.embedded_forge().to_string_lossy().into_owned(), true),
@@ -74,27 +62,13 @@ pub fn run(opts: InitOptions) -> Result<()> {
         )));
     }
 
-    // Keys: reuse what an interrupted init left, else make them.
-    let now = clock::now_unix();
-    let identity_path = paths.identity_file();
-    let identity = if identity_path.exists() {
-        Identity::load(&identity_path)?
-    } else {
-        let id = Identity::generate();
-        id.create(&identity_path, &clock::rfc3339(now))?;
-        id
-    };
-    let ssh = identity::ensure_ssh_key(&paths.ssh_dir(), &format!("{}@{name}", user_name()))?;
+    let (identity, ssh) = machine_keys(&paths, &name)?;
 
     // Build the clone in a temporary directory next to its final place.
-    files::ensure_private_dir(&paths.data_dir)?;
+    let staging = staging_dir(&paths)?;
     if embedded && !paths.embedded_forge().exists() {
         FleetRepo::init_bare(&paths.embedded_forge(), &branch)?;
     }
-    let staging = tempfile::Builder::new()
-        .prefix(".fleet-init-")
-        .tempdir_in(&paths.data_dir)
-        .map_err(Error::io("cannot create a directory in", &paths.data_dir))?;
     let root: PathBuf = staging.path().join("fleet");
     let repo = FleetRepo::init(&root, &branch, &remote)?;
     let fleet = FleetConfig {
@@ -136,17 +110,7 @@ pub fn run(opts: InitOptions) -> Result<()> {
         }
     }
     drop(repo);
-    std::fs::rename(&root, &repo_path)
-        .map_err(Error::io("cannot move the clone to", &repo_path))?;
-
-    files::ensure_private_dir(&paths.config_dir)?;
-    MachineConfig {
-        name: name.clone(),
-        backend,
-        repo: repo_path.clone(),
-        remote: remote.clone(),
-    }
-    .save(&config_path)?;
+    settle_in(&paths, &root, &name, backend, &remote)?;
 
     println!(
         "fleetkey: started a fleet with this machine as {name} ({} backend)",
@@ -174,6 +138,75 @@ pub fn run(opts: InitOptions) -> Result<()> {
         repo_path.join(secrets::CIPHERTEXT).display()
     );
     Ok(())
+}
+
+/// This machine's keys: the age identity and SSH key an interrupted `init` or `enroll` left, or
+/// new ones.
+pub fn machine_keys(paths: &Paths, name: &str) -> Result<(Identity, identity::SshKey)> {
+    let identity_path = paths.identity_file();
+    let identity = if identity_path.exists() {
+        Identity::load(&identity_path)?
+    } else {
+        let id = Identity::generate();
+        id.create(&identity_path, &clock::rfc3339(clock::now_unix()))?;
+        id
+    };
+    let ssh = identity::ensure_ssh_key(&paths.ssh_dir(), &format!("{}@{name}", user_name()))?;
+    Ok((identity, ssh))
+}
+
+/// Moves a clone built in a staging directory to its place and writes config.toml: the last
+/// step of `init`, `enroll` and `join`, so an interrupted one leaves no half-set-up machine.
+pub fn settle_in(
+    paths: &Paths,
+    staged: &std::path::Path,
+    name: &str,
+    backend: Backend,
+    remote: &str,
+) -> Result<()> {
+    let repo_path = paths.default_repo();
+    std::fs::rename(staged, &repo_path)
+        .map_err(Error::io("cannot move the clone to", &repo_path))?;
+    files::ensure_private_dir(&paths.config_dir)?;
+    MachineConfig {
+        name: name.to_string(),
+        backend,
+        repo: repo_path,
+        remote: remote.to_string(),
+    }
+    .save(&paths.config_file())
+}
+
+/// Refuses to set up a machine that already is: config.toml or the clone exists.
+pub fn check_not_set_up(paths: &Paths) -> Result<()> {
+    let config_path = paths.config_file();
+    if config_path.exists() {
+        return Err(Error::AlreadyInitialized {
+            what: format!(
+                "this machine is already set up ({} exists)",
+                config_path.display()
+            ),
+        }
+        .hint("to join another fleet, move that file away and run `fleetkey enroll NAME --remote URL`"));
+    }
+    let repo_path = paths.default_repo();
+    if repo_path.exists() {
+        return Err(Error::AlreadyInitialized {
+            what: format!("{} already exists", repo_path.display()),
+        }
+        .hint("move it away, or join its fleet with `fleetkey enroll NAME --remote URL`"));
+    }
+    Ok(())
+}
+
+/// A staging directory for a clone, next to its final place (same file system, so the final
+/// move is one rename).
+pub fn staging_dir(paths: &Paths) -> Result<tempfile::TempDir> {
+    files::ensure_private_dir(&paths.data_dir)?;
+    tempfile::Builder::new()
+        .prefix(".fleet-staging-")
+        .tempdir_in(&paths.data_dir)
+        .map_err(Error::io("cannot create a directory in", &paths.data_dir))
 }
 
 /// The header of a new keys/revoked file.

@@ -2,4 +2,5 @@
 //! that own the concerns.
 
 pub mod init;
+pub mod lifecycle;
 pub mod secrets;

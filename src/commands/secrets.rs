@@ -29,8 +29,7 @@ pub enum ExportFormat {
 }
 
 fn load(machine: &Machine) -> Result<EnvFile> {
-    let identity = machine.identity()?;
-    SecretsFile::new(&machine.config.repo).load(&identity)
+    machine.secrets()
 }
 
 /// Re-encrypts `env` to the roster, commits the ciphertext and its recipient list together, and

@@ -1,0 +1,230 @@
+//! The enrollment bundle: a new machine's age identity and SSH key pair, made on an enrolled
+//! machine by `fleetkey enroll NAME --bundle FILE` and carried to the new machine, encrypted with
+//! a passphrase (age's scrypt recipient, ASCII-armored).
+//!
+//! Owns: the bundle's format and its encryption. Must never: write a bundle into the fleet repo,
+//! overwrite an existing file, or hold the private keys outside zeroizing buffers.
+//!
+//! The decrypted format is line-based text:
+//! ```text
+//! fleetkey-bundle 1
+//! name NAME
+//! age AGE-SECRET-KEY-1…
+//! ssh-public ssh-ed25519 AAAA… COMMENT
+//! ssh-private
+//! -----BEGIN OPENSSH PRIVATE KEY-----
+//! …
+//! -----END OPENSSH PRIVATE KEY-----
+//! ```
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use age::secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+
+const HEADER: &str = "fleetkey-bundle 1";
+/// Largest bundle fleetkey reads.
+const BUNDLE_LIMIT: u64 = 256 * 1024;
+
+/// A new machine's keys, in memory.
+pub struct Bundle {
+    /// The machine's name.
+    pub name: String,
+    /// Its age identity.
+    pub identity: Identity,
+    /// Its OpenSSH public key line.
+    pub ssh_public: String,
+    /// Its OpenSSH private key (PEM text).
+    pub ssh_private: Zeroizing<String>,
+}
+
+impl Bundle {
+    /// The plaintext form.
+    fn to_text(&self) -> Zeroizing<String> {
+        let id = self.identity.to_file_text("bundle");
+        let secret_line = id
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .expect("an identity file holds its key");
+        Zeroizing::new(format!(
+            "{HEADER}\nname {}\nage {secret_line}\nssh-public {}\nssh-private\n{}",
+            self.name,
+            self.ssh_public,
+            self.ssh_private.as_str()
+        ))
+    }
+
+    /// Parses the plaintext form; `path` names the bundle in errors.
+    fn parse(text: &str, path: &Path) -> Result<Bundle> {
+        let bad = |what: &str| {
+            Error::Refused(format!(
+                "{} is not a fleetkey bundle ({what})",
+                path.display()
+            ))
+        };
+        let mut lines = text.splitn(5, '\n');
+        if lines.next() != Some(HEADER) {
+            return Err(bad("unknown header"));
+        }
+        let name = lines
+            .next()
+            .and_then(|l| l.strip_prefix("name "))
+            .ok_or_else(|| bad("no name"))?
+            .to_string();
+        crate::roster::check_name(&name)?;
+        let age_line = lines
+            .next()
+            .and_then(|l| l.strip_prefix("age "))
+            .ok_or_else(|| bad("no age identity"))?;
+        let identity = Identity::parse(age_line, path)?;
+        let ssh_public = lines
+            .next()
+            .and_then(|l| l.strip_prefix("ssh-public "))
+            .ok_or_else(|| bad("no SSH public key"))?
+            .to_string();
+        let rest = lines
+            .next()
+            .and_then(|l| l.strip_prefix("ssh-private\n"))
+            .ok_or_else(|| bad("no SSH private key"))?;
+        ssh_key::PrivateKey::from_openssh(rest).map_err(|_| bad("a damaged SSH private key"))?;
+        Ok(Bundle {
+            name,
+            identity,
+            ssh_public,
+            ssh_private: Zeroizing::new(rest.to_string()),
+        })
+    }
+
+    /// Makes fresh keys for `name`.
+    pub fn generate(name: &str) -> Result<Bundle> {
+        let mut key =
+            ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+                .map_err(|e| Error::Refused(format!("cannot make an SSH key: {e}")))?;
+        key.set_comment(format!("fleetkey@{name}"));
+        let ssh_private = key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| Error::Refused(format!("cannot encode the SSH key: {e}")))?;
+        let ssh_public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| Error::Refused(format!("cannot encode the SSH key: {e}")))?;
+        Ok(Bundle {
+            name: name.to_string(),
+            identity: Identity::generate(),
+            ssh_public,
+            ssh_private,
+        })
+    }
+
+    /// Encrypts the bundle with `passphrase` and writes it to the new file `path` (0600).
+    pub fn write(&self, path: &Path, passphrase: SecretString) -> Result<()> {
+        let encryptor = age::Encryptor::with_user_passphrase(passphrase);
+        let mut out = Vec::new();
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|e| Error::Encrypt(e.into()))?;
+        let mut w = encryptor
+            .wrap_output(armor)
+            .map_err(|e| Error::Encrypt(e.into()))?;
+        w.write_all(self.to_text().as_bytes())
+            .and_then(|()| w.finish())
+            .and_then(|a| a.finish())
+            .map_err(|e| Error::Encrypt(e.into()))?;
+        crate::files::create_new_private(path, &out)
+    }
+
+    /// Reads and decrypts the bundle at `path`.
+    pub fn read(path: &Path, passphrase: SecretString) -> Result<Bundle> {
+        let ciphertext = crate::files::read_limited(path, BUNDLE_LIMIT)?;
+        let wrong = || {
+            Error::Refused(format!(
+                "cannot open the bundle {}: wrong passphrase, or the file is damaged or truncated",
+                path.display()
+            ))
+        };
+        let decryptor =
+            age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&ciphertext[..]))
+                .map_err(|_| wrong())?;
+        if !decryptor.is_scrypt() {
+            return Err(Error::Refused(format!(
+                "{} is not a passphrase-encrypted bundle",
+                path.display()
+            )));
+        }
+        let identity = age::scrypt::Identity::new(passphrase);
+        let mut reader = decryptor
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|_| wrong())?;
+        let mut plain = Zeroizing::new(Vec::new());
+        reader.read_to_end(&mut plain).map_err(|_| wrong())?;
+        let text = std::str::from_utf8(&plain).map_err(|_| wrong())?;
+        Bundle::parse(text, path)
+    }
+}
+
+/// Reads a passphrase: the first line of `file`, or prompted on the terminal (twice when
+/// `confirm`).
+pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
+    if let Some(file) = file {
+        let bytes = Zeroizing::new(crate::files::read_limited(file, 4096)?);
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::Refused(format!("{} is not UTF-8 text", file.display())))?;
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(Error::Refused(format!(
+                "{} holds no passphrase",
+                file.display()
+            )));
+        }
+        return Ok(SecretString::from(line.to_string()));
+    }
+    let tty = Path::new("/dev/tty");
+    let first = Zeroizing::new(
+        rpassword::prompt_password("bundle passphrase: ")
+            .map_err(Error::io("cannot prompt on", tty))?,
+    );
+    if first.is_empty() {
+        return Err(Error::Refused("an empty passphrase is not allowed".into()));
+    }
+    if confirm {
+        let again = Zeroizing::new(
+            rpassword::prompt_password("bundle passphrase (again): ")
+                .map_err(Error::io("cannot prompt on", tty))?,
+        );
+        if *again != *first {
+            return Err(Error::Refused("the passphrases differ".into()));
+        }
+    }
+    Ok(SecretString::from(first.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plaintext_form_round_trips() {
+        let b = Bundle::generate("new-mac").unwrap();
+        let back = Bundle::parse(&b.to_text(), Path::new("b")).unwrap();
+        assert_eq!(back.name, "new-mac");
+        assert_eq!(
+            back.identity.recipient().to_string(),
+            b.identity.recipient().to_string()
+        );
+        assert_eq!(back.ssh_public, b.ssh_public);
+        assert_eq!(*back.ssh_private, *b.ssh_private);
+    }
+
+    #[test]
+    fn a_damaged_plaintext_is_refused() {
+        let b = Bundle::generate("x").unwrap();
+        let text = b.to_text();
+        let cut = &text[..text.len() - 40];
+        assert!(Bundle::parse(cut, Path::new("b")).is_err());
+        assert!(Bundle::parse("hello", Path::new("b")).is_err());
+    }
+}

@@ -1,0 +1,586 @@
+//! The key lifecycle: `enroll`, `approve`, `join`, `rotate` and `revoke`.
+//!
+//! Each step that touches several files commits them together, so a roster and its ciphertext
+//! never disagree in a commit. Every command first puts fleetkey's own files (keys/, secrets.*)
+//! back as HEAD has them, so one interrupted half-way is simply run again. A private key never
+//! leaves its machine, except inside a passphrase-encrypted bundle the user asked for.
+
+use std::path::Path;
+
+use crate::bundle::{self, Bundle};
+use crate::clock;
+use crate::commands::init::{check_not_set_up, machine_keys, settle_in, staging_dir};
+use crate::error::{Error, Result};
+use crate::exposure;
+use crate::files;
+use crate::fleet::Machine;
+use crate::forge::{self, PushOutcome};
+use crate::identity::{self, Identity};
+use crate::paths::Paths;
+use crate::repo::FleetRepo;
+use crate::roster::{self, Member, Roster, layout};
+use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
+use crate::{config::FleetConfig, fault};
+
+/// fleetkey's own files in the repo, restored from HEAD before a lifecycle command.
+const OWN_FILES: &[&str] = &["keys", CIPHERTEXT, RECIPIENTS];
+
+/// `enroll NAME --remote URL`, on the new machine.
+pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
+    roster::check_name(name)?;
+    let paths = Paths::from_env()?;
+    check_not_set_up(&paths)?;
+    let staging = staging_dir(&paths)?;
+    let root = staging.path().join("fleet");
+    forge::clone(remote, &root, None)?;
+    let fleet = FleetConfig::load(&root)?;
+    let roster = Roster::load(&root)?;
+    if roster.active(name).is_some() || roster.pending(name).is_some() {
+        return Err(
+            Error::Refused(format!("the name {name} is taken in this fleet"))
+                .hint("pick another name"),
+        );
+    }
+    if roster.is_revoked_name(name) {
+        return Err(Error::Refused(format!(
+            "{name} was revoked from this fleet; a revoked name is not reused"
+        ))
+        .hint("pick another name"));
+    }
+    let (identity, ssh) = machine_keys(&paths, name)?;
+    files::ensure_dir(&root.join(layout::PENDING))?;
+    let age_path = layout::age_pub(layout::PENDING, name);
+    let ssh_path = layout::ssh_pub(layout::PENDING, name);
+    files::write_atomic(
+        &root.join(&age_path),
+        format!("{}\n", identity.recipient()).as_bytes(),
+        0o644,
+    )?;
+    files::write_atomic(
+        &root.join(&ssh_path),
+        format!("{}\n", ssh.public_line).as_bytes(),
+        0o644,
+    )?;
+    let repo = FleetRepo::open(&root)?;
+    repo.commit_paths(
+        &[&age_path, &ssh_path],
+        name,
+        &format!("{name}: enroll, waiting for approval"),
+    )?;
+    match forge::push(&root, remote, &fleet.sync.branch)? {
+        PushOutcome::Pushed => {}
+        PushOutcome::Rejected => {
+            return Err(
+                Error::Refused(format!("the forge {remote} changed while enrolling"))
+                    .hint("run the same command again"),
+            );
+        }
+    }
+    drop(repo);
+    settle_in(&paths, &root, name, fleet.backend, remote)?;
+    println!("fleetkey: {name} is enrolled and waits for approval.");
+    print_fingerprints(&identity.recipient().to_string(), &ssh.public_line);
+    let fp = identity::ssh_fingerprint(&ssh.public_line).unwrap_or_default();
+    println!("On a machine already in the fleet, compare these out of band, then run:");
+    println!("  fleetkey approve {name} --fingerprint {fp}");
+    println!("and then here: fleetkey sync");
+    Ok(())
+}
+
+fn print_fingerprints(recipient: &str, ssh_line: &str) {
+    println!("  age recipient:   {recipient}");
+    if let Ok(key) = ssh_key::PublicKey::from_openssh(ssh_line.trim()) {
+        let fp = key.fingerprint(ssh_key::HashAlg::Sha256);
+        println!("  ssh fingerprint: {fp}");
+        let header = format!(
+            "{} 256",
+            key.algorithm()
+                .as_str()
+                .trim_start_matches("ssh-")
+                .to_uppercase()
+        );
+        for line in fp.to_randomart(&header).lines() {
+            println!("  {line}");
+        }
+    }
+}
+
+/// Loads the machine, takes the lock, brings the clone up to the forge's branch when that is a
+/// fast-forward, and puts fleetkey's own files back as HEAD has them.
+fn prepare(machine: &Machine) -> Result<(crate::lock::Lock, FleetRepo, FleetConfig)> {
+    let lock = machine.lock()?;
+    let repo = machine.repo()?;
+    repo.restore_paths(OWN_FILES)?;
+    let fleet = machine.fleet_config()?;
+    match forge::fetch(repo.root(), &machine.config.remote, &fleet.sync.branch) {
+        Ok(()) => {
+            if let Some(target) = repo.remote_tracking(&fleet.sync.branch) {
+                repo.fast_forward(target)?;
+            }
+        }
+        Err(Error::ForgeUnreachable { stderr, .. }) => {
+            crate::log::warn(&format!(
+                "the forge is unreachable; working from the last fetch ({stderr})"
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    Ok((lock, repo, fleet))
+}
+
+/// `approve NAME [--fingerprint FP]`.
+pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
+    roster::check_name(name)?;
+    let machine = Machine::load()?;
+    let (_lock, repo, fleet) = prepare(&machine)?;
+    let roster = Roster::load(repo.root())?;
+    let me = &machine.config.name;
+    let pending = match roster.pending(name) {
+        Some(p) => p.clone(),
+        None if roster.active(name).is_some() => {
+            crate::log::info(&format!("{name} is already approved"));
+            return machine.publish(&repo, &fleet);
+        }
+        None => {
+            return Err(Error::Refused(format!(
+                "no machine called {name} is waiting for approval"
+            ))
+            .hint("on the new machine, run `fleetkey enroll NAME --remote URL` first"));
+        }
+    };
+    if let Some(fp) = fingerprint {
+        check_fingerprint(&pending, fp)?;
+    }
+    let env = machine.secrets()?;
+    let moves = [
+        (
+            layout::age_pub(layout::PENDING, name),
+            layout::age_pub(layout::KEYS, name),
+        ),
+        (
+            layout::ssh_pub(layout::PENDING, name),
+            layout::ssh_pub(layout::KEYS, name),
+        ),
+    ];
+    let mut touched: Vec<String> = Vec::new();
+    for (from, to) in &moves {
+        let src = repo.root().join(from);
+        if src.exists() {
+            let bytes = files::read_limited(&src, 1 << 20)?;
+            files::write_atomic(&repo.root().join(to), &bytes, 0o644)?;
+            std::fs::remove_file(&src).map_err(Error::io("cannot remove", &src))?;
+            touched.push(from.clone());
+            touched.push(to.clone());
+        }
+    }
+    fault::point("approve:moved");
+    let roster = Roster::load(repo.root())?;
+    SecretsFile::new(repo.root()).store(&env, &roster)?;
+    fault::point("approve:encrypted");
+    touched.push(CIPHERTEXT.into());
+    touched.push(RECIPIENTS.into());
+    let refs: Vec<&str> = touched.iter().map(String::as_str).collect();
+    repo.commit_paths(
+        &refs,
+        me,
+        &format!(
+            "{me}: approve {name}; secrets re-encrypted to {} machines",
+            roster.active.len()
+        ),
+    )?;
+    fault::point("approve:committed");
+    println!(
+        "fleetkey: approved {name}; the secrets are encrypted to {} machines",
+        roster.active.len()
+    );
+    machine.publish(&repo, &fleet)
+}
+
+fn check_fingerprint(member: &Member, fp: &str) -> Result<()> {
+    let fp = fp.trim();
+    let matches_ssh = member
+        .ssh_keys
+        .iter()
+        .any(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string() == fp);
+    if matches_ssh || member.recipient.to_string() == fp {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "the fingerprint does not match {}'s pending keys; nothing was approved",
+        member.name
+    ))
+    .hint("compare the fingerprint `fleetkey enroll` printed on the new machine; a mismatch may mean the enrollment was tampered with"))
+}
+
+/// `enroll NAME --bundle FILE`, on an enrolled machine: makes NAME's keys here, approves them at
+/// once, and writes them passphrase-encrypted to FILE for a secure channel.
+pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) -> Result<()> {
+    roster::check_name(name)?;
+    let machine = Machine::load()?;
+    if file.exists() {
+        return Err(Error::Refused(format!(
+            "{} exists; a bundle never overwrites a file",
+            file.display()
+        )));
+    }
+    let absolute = std::path::absolute(file).map_err(Error::io("cannot resolve", file))?;
+    if absolute.starts_with(&machine.config.repo) {
+        return Err(Error::Refused(
+            "a bundle holds private keys and must not be written inside the fleet repo".into(),
+        ));
+    }
+    let passphrase = bundle::passphrase(passphrase_file, true)?;
+    let (_lock, repo, fleet) = prepare(&machine)?;
+    let roster = Roster::load(repo.root())?;
+    if roster.active(name).is_some() || roster.pending(name).is_some() {
+        return Err(Error::Refused(format!(
+            "the name {name} is taken in this fleet"
+        )));
+    }
+    if roster.is_revoked_name(name) {
+        return Err(Error::Refused(format!(
+            "{name} was revoked from this fleet; a revoked name is not reused"
+        )));
+    }
+    let env = machine.secrets()?;
+    let new = Bundle::generate(name)?;
+    new.write(file, passphrase)?;
+    let age_path = layout::age_pub(layout::KEYS, name);
+    let ssh_path = layout::ssh_pub(layout::KEYS, name);
+    files::write_atomic(
+        &repo.root().join(&age_path),
+        format!("{}\n", new.identity.recipient()).as_bytes(),
+        0o644,
+    )?;
+    files::write_atomic(
+        &repo.root().join(&ssh_path),
+        format!("{}\n", new.ssh_public).as_bytes(),
+        0o644,
+    )?;
+    let roster = Roster::load(repo.root())?;
+    SecretsFile::new(repo.root()).store(&env, &roster)?;
+    let me = &machine.config.name;
+    repo.commit_paths(
+        &[&age_path, &ssh_path, CIPHERTEXT, RECIPIENTS],
+        me,
+        &format!("{me}: enroll and approve {name} (bundle)"),
+    )?;
+    println!(
+        "fleetkey: {name} is in the fleet; its keys are in {} (passphrase-encrypted).",
+        file.display()
+    );
+    print_fingerprints(&new.identity.recipient().to_string(), &new.ssh_public);
+    println!("Carry the bundle over a secure channel, then on the new machine run:");
+    println!(
+        "  fleetkey join {} --remote {}",
+        file.display(),
+        machine.config.remote
+    );
+    machine.publish(&repo, &fleet)
+}
+
+/// `join FILE --remote URL`, on the new machine: installs the keys from a bundle.
+pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result<()> {
+    let paths = Paths::from_env()?;
+    check_not_set_up(&paths)?;
+    if paths.identity_file().exists() {
+        return Err(Error::Refused(format!(
+            "{} exists; joining would replace this machine's identity",
+            paths.identity_file().display()
+        )));
+    }
+    let passphrase = bundle::passphrase(passphrase_file, false)?;
+    let b = Bundle::read(file, passphrase)?;
+    let staging = staging_dir(&paths)?;
+    let root = staging.path().join("fleet");
+    forge::clone(remote, &root, None)?;
+    let fleet = FleetConfig::load(&root)?;
+    let roster = Roster::load(&root)?;
+    let recipient = b.identity.recipient().to_string();
+    if roster.active(&b.name).map(|m| m.recipient.to_string()) != Some(recipient) {
+        return Err(Error::Refused(format!(
+            "the bundle's identity is not {}'s active key in the fleet at {remote}",
+            b.name
+        ))
+        .hint(
+            "make a new bundle with `fleetkey enroll NAME --bundle FILE` on an enrolled machine",
+        ));
+    }
+    files::ensure_private_dir(&paths.config_dir)?;
+    b.identity
+        .create(&paths.identity_file(), &clock::rfc3339(clock::now_unix()))?;
+    let ssh_dir = paths.ssh_dir();
+    files::ensure_private_dir(&ssh_dir)?;
+    let (private, public) =
+        if ssh_dir.join("id_ed25519").exists() || ssh_dir.join("id_ed25519.pub").exists() {
+            (
+                ssh_dir.join(format!("fleetkey_{}_ed25519", b.name)),
+                ssh_dir.join(format!("fleetkey_{}_ed25519.pub", b.name)),
+            )
+        } else {
+            (ssh_dir.join("id_ed25519"), ssh_dir.join("id_ed25519.pub"))
+        };
+    files::create_new_private(&private, b.ssh_private.as_bytes())?;
+    files::write_atomic(&public, format!("{}\n", b.ssh_public).as_bytes(), 0o644)?;
+    settle_in(&paths, &root, &b.name, fleet.backend, remote)?;
+    println!("fleetkey: this machine joined the fleet as {}", b.name);
+    println!("  identity: {}", paths.identity_file().display());
+    println!("  ssh key:  {}", private.display());
+    Ok(())
+}
+
+/// `rotate [--ssh]`: a new identity for this machine (and a new SSH key with `--ssh`).
+///
+/// The new identity is written to `identity.txt.next` first and used to re-encrypt; the old one
+/// is retired (replaced by the new) only after the new roster is pushed. A crash or failed push
+/// at any step leaves both identities, and every command tries both, so nothing locks out.
+pub fn rotate(ssh: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let (_lock, repo, fleet) = prepare(&machine)?;
+    let me = machine.config.name.clone();
+    let next_path = machine.paths.next_identity_file();
+    let next = if next_path.exists() {
+        Identity::load(&next_path)?
+    } else {
+        let id = Identity::generate();
+        id.create(&next_path, &clock::rfc3339(clock::now_unix()))?;
+        id
+    };
+    fault::point("rotate:identity-made");
+    let roster = Roster::load(repo.root())?;
+    let current = roster
+        .active(&me)
+        .ok_or_else(|| Error::Refused(format!("{me} is not an active machine of this fleet")))?
+        .clone();
+    let new_recipient = next.recipient().to_string();
+    let today = clock::date(clock::now_unix());
+    if current.recipient.to_string() != new_recipient {
+        let env = machine.secrets()?;
+        let age_path = layout::age_pub(layout::KEYS, &me);
+        files::write_atomic(
+            &repo.root().join(&age_path),
+            format!("{new_recipient}\n").as_bytes(),
+            0o644,
+        )?;
+        let mut revoked_text = read_revoked(repo.root())?;
+        revoked_text.push_str(&format!("{}\n# {me} {today} rotated\n", current.recipient));
+        let mut paths_changed = vec![age_path.clone(), layout::REVOKED.to_string()];
+        if ssh {
+            let new_line = rotate_ssh_key(&machine.paths, &me)?;
+            for key in &current.ssh_keys {
+                let line = key.to_openssh().expect("a parsed key encodes");
+                revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
+            }
+            let ssh_path = layout::ssh_pub(layout::KEYS, &me);
+            files::write_atomic(
+                &repo.root().join(&ssh_path),
+                format!("{new_line}\n").as_bytes(),
+                0o644,
+            )?;
+            paths_changed.push(ssh_path);
+        }
+        files::write_atomic(
+            &repo.root().join(layout::REVOKED),
+            revoked_text.as_bytes(),
+            0o644,
+        )?;
+        fault::point("rotate:roster-written");
+        let roster = Roster::load(repo.root())?;
+        SecretsFile::new(repo.root()).store(&env, &roster)?;
+        fault::point("rotate:encrypted");
+        paths_changed.push(CIPHERTEXT.into());
+        paths_changed.push(RECIPIENTS.into());
+        let refs: Vec<&str> = paths_changed.iter().map(String::as_str).collect();
+        let what = if ssh {
+            "age identity and SSH key"
+        } else {
+            "age identity"
+        };
+        repo.commit_paths(
+            &refs,
+            &me,
+            &format!("{me}: rotate its {what}; secrets re-encrypted"),
+        )?;
+        fault::point("rotate:committed");
+    }
+    machine.publish(&repo, &fleet)?;
+    fault::point("rotate:pushed");
+    // The new roster is on the forge: retire the old identity.
+    std::fs::rename(&next_path, machine.paths.identity_file()).map_err(Error::io(
+        "cannot retire the old identity at",
+        &machine.paths.identity_file(),
+    ))?;
+    println!("fleetkey: {me} has a new age identity: {new_recipient}");
+    Ok(())
+}
+
+/// Replaces `~/.ssh/id_ed25519` with a new pair; the old pair is kept aside with a suffix (it
+/// may still be in use outside the fleet). Returns the new public line. Idempotent: a pair made
+/// by an interrupted rotate (`id_ed25519.next`) is reused.
+fn rotate_ssh_key(paths: &Paths, name: &str) -> Result<String> {
+    let dir = paths.ssh_dir();
+    let staged = dir.join("fleetkey-next");
+    files::ensure_private_dir(&staged)?;
+    let made = identity::ensure_ssh_key(&staged, &format!("fleetkey@{name}"))?;
+    let stamp = clock::compact(clock::now_unix());
+    for f in ["id_ed25519", "id_ed25519.pub"] {
+        let live = dir.join(f);
+        if live.exists() {
+            let aside = dir.join(format!("{f}.rotated-{stamp}"));
+            std::fs::rename(&live, &aside).map_err(Error::io("cannot move aside", &live))?;
+        }
+        std::fs::rename(staged.join(f), &live).map_err(Error::io("cannot install", &live))?;
+    }
+    let _ = std::fs::remove_dir(&staged);
+    Ok(made.public_line)
+}
+
+fn read_revoked(root: &Path) -> Result<String> {
+    let path = root.join(layout::REVOKED);
+    match files::read_text(&path, 1 << 20) {
+        Ok(t) => Ok(if t.is_empty() || t.ends_with('\n') {
+            t
+        } else {
+            format!("{t}\n")
+        }),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(crate::commands::init::REVOKED_HEADER.to_string())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `revoke NAME [--compromised] [--json]`.
+pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
+    roster::check_name(name)?;
+    let machine = Machine::load()?;
+    let me = machine.config.name.clone();
+    if name == me {
+        return Err(Error::Refused(format!(
+            "{name} is the machine you are running on; revoke it from another machine"
+        ))
+        .hint("to replace this machine's keys instead, run `fleetkey rotate --ssh`"));
+    }
+    let (_lock, repo, fleet) = prepare(&machine)?;
+    let roster = Roster::load(repo.root())?;
+    let member = match (roster.active(name), roster.pending(name)) {
+        (Some(m), _) => m.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) if roster.is_revoked_name(name) => {
+            crate::log::info(&format!("{name} is already revoked"));
+            return machine.publish(&repo, &fleet);
+        }
+        (None, None) => {
+            return Err(Error::Refused(format!(
+                "no machine called {name} in this fleet"
+            )));
+        }
+    };
+    let was_active = roster.active(name).is_some();
+    if was_active && roster.active.len() == 1 {
+        return Err(Error::Refused(format!(
+            "{name} is the last active machine; revoking it would lock everyone out"
+        )));
+    }
+    let identity = Identity::load(&machine.paths.identity_file())?;
+    let mut env = machine.secrets()?;
+    let report = if compromised {
+        let mut recipients = vec![member.recipient.to_string()];
+        // Earlier identities of the same machine, retired by `rotate`, could read older files.
+        for r in &roster.revoked {
+            if let roster::RevokedKey::Age(a) = &r.key
+                && r.machine() == Some(name)
+            {
+                recipients.push(a.clone());
+            }
+        }
+        let report = exposure::report(&repo, name, &recipients, &identity)?;
+        let today = clock::date(clock::now_unix());
+        for exposed in &report.secrets {
+            if env.contains_key(&exposed.key) {
+                env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
+                    .map_err(|e| Error::Secret(e.to_string()))?;
+            }
+        }
+        Some(report)
+    } else {
+        None
+    };
+    let reason = if compromised {
+        "compromised"
+    } else {
+        "revoked"
+    };
+    let today = clock::date(clock::now_unix());
+    let mut revoked_text = read_revoked(repo.root())?;
+    revoked_text.push_str(&roster::revocation_lines(&member, &today, reason));
+    files::write_atomic(
+        &repo.root().join(layout::REVOKED),
+        revoked_text.as_bytes(),
+        0o644,
+    )?;
+    let dir = if was_active {
+        layout::KEYS
+    } else {
+        layout::PENDING
+    };
+    let key_files = [layout::age_pub(dir, name), layout::ssh_pub(dir, name)];
+    for f in &key_files {
+        let p = repo.root().join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(Error::io("cannot remove", &p))?;
+        }
+    }
+    fault::point("revoke:roster-written");
+    let roster = Roster::load(repo.root())?;
+    SecretsFile::new(repo.root()).store(&env, &roster)?;
+    fault::point("revoke:encrypted");
+    let mut changed: Vec<&str> = key_files.iter().map(String::as_str).collect();
+    changed.extend([layout::REVOKED, CIPHERTEXT, RECIPIENTS]);
+    repo.commit_paths(
+        &changed,
+        &me,
+        &format!("{me}: revoke {name} ({reason}); secrets re-encrypted"),
+    )?;
+    fault::point("revoke:committed");
+    if let Some(report) = &report {
+        print_report(report, json);
+    } else {
+        println!(
+            "fleetkey: revoked {name}; the secrets are re-encrypted to {} machines",
+            roster.active.len()
+        );
+    }
+    machine.publish(&repo, &fleet)
+}
+
+fn print_report(report: &exposure::Report, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("the report serializes")
+        );
+        return;
+    }
+    println!(
+        "fleetkey: revoked {} as compromised; the secrets are re-encrypted.",
+        report.machine
+    );
+    if report.secrets.is_empty() {
+        println!("No secret was ever readable by its key.");
+    } else {
+        println!(
+            "Its key could read these secrets in the fleet's history (old ciphertexts stay readable):"
+        );
+        for s in &report.secrets {
+            println!("  {:<32} {} .. {}", s.key, s.first, s.last);
+        }
+        println!(
+            "Each one still present is marked as needing a new value: replace it at its source,"
+        );
+        println!("then run `fleetkey secrets set KEY`.");
+    }
+    for u in &report.unreadable {
+        println!("  (a ciphertext at {u} was readable by it but not by this machine)");
+    }
+}

@@ -1,0 +1,469 @@
+//! The key lifecycle on simulated machines (one HOME each, the real binary, one shared forge):
+//! enroll → approve, bundles, rotate, revoke --compromised with its exposure report, bad input,
+//! and crash safety with the process killed at every step.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{Machine, require, run_program, snapshot};
+
+/// Brings `m`'s clone up to the forge (the sync engine's job; a plain fast-forward here).
+fn pull(m: &Machine) {
+    run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(m.repo())
+            .args(["pull", "-q", "--ff-only"]),
+    );
+}
+
+fn forge_of(first: &Machine) -> String {
+    first.forge().to_str().unwrap().to_string()
+}
+
+fn ssh_fingerprint(m: &Machine) -> String {
+    let out = run_program(
+        Command::new(require("ssh-keygen", "openssh-client"))
+            .arg("-lf")
+            .arg(m.home.join(".ssh/id_ed25519.pub")),
+    );
+    String::from_utf8(out)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// A fleet of `alpha` plus enrolled and approved `names`.
+fn fleet(names: &[&str]) -> Vec<Machine> {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    let mut all = vec![alpha];
+    for name in names {
+        let m = Machine::new();
+        m.ok(&["enroll", name, "--remote", &forge_of(&all[0])]);
+        let fp = ssh_fingerprint(&m);
+        all[0].ok(&["approve", name, "--fingerprint", &fp]);
+        pull(&m);
+        all.push(m);
+    }
+    all
+}
+
+fn age_decrypts(identity: &Path, file: &Path) -> bool {
+    Command::new(require("age", "age"))
+        .arg("-d")
+        .arg("-i")
+        .arg(identity)
+        .arg(file)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn an_approved_machine_reads_the_secrets_and_a_pending_one_cannot() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t-1\n");
+    let beta = Machine::new();
+    let out = beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
+    let fp = ssh_fingerprint(&beta);
+    assert!(
+        out.contains(&fp) && out.contains("age1") && out.contains("[SHA256]"),
+        "{out}"
+    );
+    let err = beta.fails(&["secrets", "get", "TOKEN"], 1);
+    assert!(err.contains("cannot decrypt"), "{err}");
+
+    pull(&alpha);
+    alpha.ok(&["approve", "beta", "--fingerprint", &fp]);
+    pull(&beta);
+    assert_eq!(beta.ok(&["secrets", "get", "TOKEN"]), "t-1\n");
+    assert!(age_decrypts(
+        &beta.identity(),
+        &beta.repo().join("secrets.env.age")
+    ));
+    assert!(beta.repo().join("keys/beta.ssh.pub").is_file());
+    assert!(!beta.repo().join("keys/pending/beta.age.pub").exists());
+    let log = run_program(Command::new("git").arg("-C").arg(beta.repo()).args([
+        "show",
+        "--name-only",
+        "--no-renames",
+        "--format=%s",
+        "HEAD",
+    ]));
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.starts_with("alpha: approve beta"), "{log}");
+    for f in [
+        "keys/beta.age.pub",
+        "keys/pending/beta.age.pub",
+        "secrets.env.age",
+        "secrets.recipients",
+    ] {
+        assert!(log.contains(f), "the approve commit must hold {f}: {log}");
+    }
+}
+
+#[test]
+fn a_taken_bad_or_revoked_name_cannot_enroll() {
+    let ms = fleet(&["beta"]);
+    let forge = forge_of(&ms[0]);
+    let err = Machine::new().fails(&["enroll", "beta", "--remote", &forge], 1);
+    assert!(err.contains("taken"), "{err}");
+    let err = Machine::new().fails(&["enroll", "Bad_Name", "--remote", &forge], 1);
+    assert!(err.contains("not a valid machine name"), "{err}");
+    ms[0].ok(&["revoke", "beta"]);
+    let err = Machine::new().fails(&["enroll", "beta", "--remote", &forge], 1);
+    assert!(err.contains("revoked"), "{err}");
+}
+
+#[test]
+fn a_wrong_fingerprint_or_a_tampered_pending_key_approves_nothing() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    let beta = Machine::new();
+    beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
+    pull(&alpha);
+    let before = snapshot(&alpha.repo());
+    let err = alpha.fails(
+        &[
+            "approve",
+            "beta",
+            "--fingerprint",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ],
+        1,
+    );
+    assert!(err.contains("does not match"), "{err}");
+    assert!(before.diff(&snapshot(&alpha.repo())).is_empty());
+
+    // Someone with push access swaps the pending recipient for garbage.
+    let pending = alpha.repo().join("keys/pending/beta.age.pub");
+    std::fs::write(&pending, "age1-not-a-recipient\n").unwrap();
+    run_program(Command::new("git").arg("-C").arg(alpha.repo()).args([
+        "-c",
+        "user.name=x",
+        "-c",
+        "user.email=x@x",
+        "commit",
+        "-qam",
+        "tamper",
+    ]));
+    let before = snapshot(&alpha.repo());
+    let err = alpha.fails(&["approve", "beta"], 1);
+    assert!(err.contains("keys/pending/beta.age.pub line 1"), "{err}");
+    assert!(before.diff(&snapshot(&alpha.repo())).is_empty());
+}
+
+#[test]
+fn a_bundle_carries_the_keys_and_a_wrong_or_truncated_one_changes_nothing() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t-2\n");
+    let pass = alpha.dir.path().join("pass");
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    let bundle = alpha.dir.path().join("gamma.bundle");
+    alpha.ok(&[
+        "enroll",
+        "gamma",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{text}"
+    );
+    assert!(!text.contains("AGE-SECRET-KEY"));
+    for (_, bytes) in snapshot(&alpha.repo()).0 {
+        assert!(!crate::util::contains(&bytes, b"OPENSSH PRIVATE KEY"));
+    }
+
+    let gamma = Machine::new();
+    let wrong = gamma.dir.path().join("wrong");
+    std::fs::write(&wrong, "incorrect\n").unwrap();
+    let forge = forge_of(&alpha);
+    let before = snapshot(&gamma.home);
+    let err = gamma.fails(
+        &[
+            "join",
+            bundle.to_str().unwrap(),
+            "--remote",
+            &forge,
+            "--passphrase-file",
+            wrong.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let truncated = gamma.dir.path().join("cut.bundle");
+    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    let err = gamma.fails(
+        &[
+            "join",
+            truncated.to_str().unwrap(),
+            "--remote",
+            &forge,
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(err.contains("damaged or truncated"), "{err}");
+    assert!(before.diff(&snapshot(&gamma.home)).is_empty());
+
+    gamma.ok(&[
+        "join",
+        bundle.to_str().unwrap(),
+        "--remote",
+        &forge,
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(gamma.ok(&["secrets", "get", "TOKEN"]), "t-2\n");
+    assert!(gamma.home.join(".ssh/id_ed25519").is_file());
+}
+
+#[test]
+fn rotate_gives_a_new_identity_the_old_one_cannot_read_and_others_need_nothing() {
+    let ms = fleet(&["beta"]);
+    let (alpha, beta) = (&ms[0], &ms[1]);
+    alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t-3\n");
+    pull(beta);
+    let old = beta.dir.path().join("old-identity.txt");
+    std::fs::copy(beta.identity(), &old).unwrap();
+    beta.ok(&["rotate"]);
+    assert!(
+        !beta
+            .home
+            .join(".config/fleetkey/identity.txt.next")
+            .exists()
+    );
+    let secrets = beta.repo().join("secrets.env.age");
+    assert!(
+        !age_decrypts(&old, &secrets),
+        "the old identity must not read the new file"
+    );
+    assert!(age_decrypts(&beta.identity(), &secrets));
+    assert_eq!(beta.ok(&["secrets", "get", "TOKEN"]), "t-3\n");
+    pull(alpha);
+    assert_eq!(alpha.ok(&["secrets", "get", "TOKEN"]), "t-3\n");
+    let revoked = std::fs::read_to_string(alpha.repo().join("keys/revoked")).unwrap();
+    assert!(
+        revoked.contains("# beta ") && revoked.contains(" rotated"),
+        "{revoked}"
+    );
+}
+
+#[test]
+fn revoke_compromised_reports_exactly_what_the_key_could_read() {
+    let ms = fleet(&["beta", "gamma"]);
+    let (alpha, beta, gamma) = (&ms[0], &ms[1], &ms[2]);
+    pull(alpha);
+    alpha.ok_with_stdin(&["secrets", "set", "SEEN_AND_KEPT"], b"a\n");
+    alpha.ok_with_stdin(&["secrets", "set", "SEEN_THEN_GONE"], b"b\n");
+    alpha.ok(&["secrets", "unset", "SEEN_THEN_GONE"]);
+    let stolen = beta.identity();
+    let report = alpha.ok(&["revoke", "beta", "--compromised", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let names: Vec<&str> = report["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["SEEN_AND_KEPT", "SEEN_THEN_GONE"]);
+    assert_eq!(report["machine"], "beta");
+    assert!(report["secrets"][0]["first"].as_str().unwrap().len() == 10);
+
+    alpha.ok_with_stdin(&["secrets", "set", "AFTER"], b"c\n");
+    let secrets = alpha.repo().join("secrets.env.age");
+    assert!(
+        !age_decrypts(&stolen, &secrets),
+        "the revoked identity must not read the new file"
+    );
+    assert!(age_decrypts(&alpha.identity(), &secrets));
+    let list = alpha.ok(&["secrets", "list"]);
+    assert!(list.contains("SEEN_AND_KEPT\tNEEDS A NEW VALUE"), "{list}");
+    assert!(!list.contains("AFTER\tNEEDS"), "{list}");
+    alpha.ok_with_stdin(&["secrets", "set", "SEEN_AND_KEPT"], b"new\n");
+    assert!(!alpha.ok(&["secrets", "list"]).contains("NEEDS A NEW VALUE"));
+
+    pull(gamma);
+    assert_eq!(gamma.ok(&["secrets", "get", "AFTER"]), "c\n");
+    let revoked = std::fs::read_to_string(gamma.repo().join("keys/revoked")).unwrap();
+    let ssh = std::fs::read_to_string(beta.home.join(".ssh/id_ed25519.pub")).unwrap();
+    let key = ssh.split_whitespace().nth(1).unwrap();
+    assert!(
+        revoked.contains(key) && revoked.contains("# beta ") && revoked.contains("compromised"),
+        "{revoked}"
+    );
+    assert!(!gamma.repo().join("keys/beta.ssh.pub").exists());
+}
+
+#[test]
+fn revoking_yourself_or_the_last_machine_is_refused() {
+    let ms = fleet(&["beta"]);
+    let err = ms[0].fails(&["revoke", "alpha"], 1);
+    assert!(err.contains("running on"), "{err}");
+    ms[0].ok(&["revoke", "beta"]);
+    let lone = Machine::new();
+    lone.ok(&["init", "--name", "solo"]);
+    let err = lone.fails(&["revoke", "solo"], 1);
+    assert!(err.contains("running on"), "{err}");
+}
+
+/// Checks that in every commit of `repo`, secrets.recipients lists exactly keys/*.age.pub.
+fn every_commit_agrees(repo: &Path) {
+    let log = run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["rev-list", "HEAD"]),
+    );
+    for commit in String::from_utf8(log).unwrap().lines() {
+        let files = run_program(Command::new("git").arg("-C").arg(repo).args([
+            "ls-tree",
+            "--name-only",
+            commit,
+            "keys/",
+        ]));
+        let mut roster: Vec<String> = String::from_utf8(files)
+            .unwrap()
+            .lines()
+            .filter(|f| f.ends_with(".age.pub"))
+            .map(|f| {
+                let out = run_program(
+                    Command::new("git")
+                        .arg("-C")
+                        .arg(repo)
+                        .args(["show", &format!("{commit}:{f}")]),
+                );
+                String::from_utf8(out).unwrap().trim().to_string()
+            })
+            .collect();
+        roster.sort();
+        let recorded = run_program(
+            Command::new("git")
+                .arg("-C")
+                .arg(repo)
+                .args(["show", &format!("{commit}:secrets.recipients")]),
+        );
+        let recorded: Vec<String> = String::from_utf8(recorded)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            roster, recorded,
+            "commit {commit}: the roster and its ciphertext disagree"
+        );
+    }
+}
+
+fn killed_at(m: &Machine, args: &[&str], point: &str) {
+    let out = m.cmd(args).env("FLEETKEY_FAULT", point).output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{args:?} should die at {point}: {out:?}"
+    );
+}
+
+fn identity_of(m: &Machine) -> PathBuf {
+    m.identity()
+}
+
+#[test]
+fn approve_killed_at_every_step_leaves_a_consistent_fleet_and_completes_on_rerun() {
+    for point in ["approve:moved", "approve:encrypted", "approve:committed"] {
+        let alpha = Machine::new();
+        alpha.ok(&["init", "--name", "alpha"]);
+        alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
+        let beta = Machine::new();
+        beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
+        killed_at(&alpha, &["approve", "beta"], point);
+        assert_eq!(
+            alpha.ok(&["secrets", "get", "K"]),
+            "v\n",
+            "after a crash at {point}"
+        );
+        every_commit_agrees(&alpha.repo());
+        alpha.ok(&["approve", "beta"]);
+        every_commit_agrees(&alpha.repo());
+        pull(&beta);
+        assert_eq!(
+            beta.ok(&["secrets", "get", "K"]),
+            "v\n",
+            "after re-running from {point}"
+        );
+        every_commit_agrees(&alpha.forge());
+    }
+}
+
+#[test]
+fn rotate_killed_at_every_step_never_locks_the_machine_out() {
+    for point in [
+        "rotate:identity-made",
+        "rotate:roster-written",
+        "rotate:encrypted",
+        "rotate:committed",
+        "rotate:pushed",
+    ] {
+        let ms = fleet(&["beta"]);
+        let (alpha, beta) = (&ms[0], &ms[1]);
+        alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
+        pull(beta);
+        killed_at(beta, &["rotate"], point);
+        assert_eq!(
+            beta.ok(&["secrets", "get", "K"]),
+            "v\n",
+            "beta locked out after a crash at {point}"
+        );
+        every_commit_agrees(&beta.repo());
+        beta.ok(&["rotate"]);
+        assert!(
+            !beta
+                .home
+                .join(".config/fleetkey/identity.txt.next")
+                .exists(),
+            "{point}"
+        );
+        assert!(
+            age_decrypts(&identity_of(beta), &beta.repo().join("secrets.env.age")),
+            "{point}"
+        );
+        pull(alpha);
+        assert_eq!(alpha.ok(&["secrets", "get", "K"]), "v\n", "{point}");
+        every_commit_agrees(&alpha.forge());
+    }
+}
+
+#[test]
+fn revoke_killed_at_every_step_completes_on_rerun() {
+    for point in [
+        "revoke:roster-written",
+        "revoke:encrypted",
+        "revoke:committed",
+    ] {
+        let ms = fleet(&["beta"]);
+        let (alpha, beta) = (&ms[0], &ms[1]);
+        pull(alpha);
+        alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
+        killed_at(alpha, &["revoke", "beta", "--compromised"], point);
+        assert_eq!(alpha.ok(&["secrets", "get", "K"]), "v\n", "{point}");
+        every_commit_agrees(&alpha.repo());
+        alpha.ok(&["revoke", "beta", "--compromised"]);
+        every_commit_agrees(&alpha.forge());
+        assert!(
+            !age_decrypts(&beta.identity(), &alpha.repo().join("secrets.env.age")),
+            "{point}"
+        );
+    }
+}
