@@ -103,6 +103,22 @@ pub enum Cmd {
         #[arg(long, requires = "compromised")]
         json: bool,
     },
+    /// Merge the fleet's SSH keys into an authorized_keys file, keeping every local line.
+    ///
+    /// Without options it is a chezmoi `modify_` script: the current file on stdin, the new one
+    /// on stdout, nothing at all on any error. Revoked keys are removed wherever they appear.
+    #[command(name = "authorized-keys")]
+    AuthorizedKeys {
+        /// Merge into PATH itself: atomic, mode 0600, a symlinked target refused.
+        #[arg(long, value_name = "PATH", conflicts_with = "check")]
+        apply: Option<PathBuf>,
+        /// Say what a merge would add and remove; exit 1 when the file would change.
+        #[arg(long, value_name = "PATH", num_args = 0..=1)]
+        check: Option<Option<PathBuf>>,
+        /// Read the roster from this keys/ directory instead of the fleet repo.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
     /// Read and change the fleet's secrets (values never travel through argv).
     Secrets {
         /// The secrets action.

@@ -161,6 +161,9 @@ pub enum Error {
     /// The user's request cannot be carried out as asked.
     #[error("{0}")]
     Refused(String),
+    /// The authorized_keys merge or a keys file was refused.
+    #[error(transparent)]
+    AuthorizedKeys(#[from] crate::authorized_keys::Error),
     /// An error with a hint line appended.
     #[error("{error}")]
     Hinted {
@@ -210,6 +213,7 @@ impl Error {
     pub fn advice(&self) -> Option<String> {
         match self {
             Error::Hinted { hint, .. } => Some(hint.clone()),
+            Error::AuthorizedKeys(e) => Some(e.hint().to_string()),
             Error::NotInitialized { .. } => Some(
                 "run `fleetkey init` to start a fleet, or `fleetkey enroll NAME --remote URL` to join one"
                     .into(),

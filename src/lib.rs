@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod authorized_keys;
 pub mod bundle;
 pub mod cli;
 pub mod clock;
@@ -38,7 +39,7 @@ pub fn run() -> i32 {
     log::init();
     let args = Args::parse();
     match dispatch(args) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             report(&e);
             e.exit_code()
@@ -46,8 +47,18 @@ pub fn run() -> i32 {
     }
 }
 
-fn dispatch(args: Args) -> Result<()> {
-    match args.command {
+/// Runs the parsed command; returns the exit code of a command that succeeded.
+fn dispatch(args: Args) -> Result<i32> {
+    let done = match args.command {
+        Cmd::AuthorizedKeys { apply, check, keys } => {
+            use commands::authorized_keys::Mode;
+            let mode = match (apply, check) {
+                (Some(path), _) => Mode::Apply(path),
+                (None, Some(path)) => Mode::Check(path),
+                (None, None) => Mode::Filter,
+            };
+            return commands::authorized_keys::run(mode, keys.as_deref());
+        }
         Cmd::Init {
             name,
             remote,
@@ -92,7 +103,8 @@ fn dispatch(args: Args) -> Result<()> {
             SecretsCmd::Export { format } => commands::secrets::export(format),
             SecretsCmd::Exec { command } => commands::secrets::exec(&command),
         },
-    }
+    };
+    done.map(|()| 0)
 }
 
 /// Prints `fleetkey: error: …`, then each cause, then the hint.

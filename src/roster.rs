@@ -295,25 +295,28 @@ pub fn read_ssh_keys(path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
     parse_ssh_keys(&text, path)
 }
 
-/// Parses SSH public key lines; `path` names the file in errors.
+/// Parses SSH public key lines as sshd reads them; `path` names the file in errors.
 pub fn parse_ssh_keys(text: &str, path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
-    let mut keys = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        keys.push(parse_ssh_line(line, path, i + 1)?);
-    }
-    Ok(keys)
+    Ok(crate::authorized_keys::parse_public_keys(text, path)?)
 }
 
 fn parse_ssh_line(line: &str, path: &Path, line_no: usize) -> Result<ssh_key::PublicKey> {
-    ssh_key::PublicKey::from_openssh(line).map_err(|_| Error::BadRoster {
-        path: path.to_path_buf(),
-        line: line_no,
-        problem: "not an OpenSSH public key (TYPE BASE64 [COMMENT])".into(),
-    })
+    match crate::authorized_keys::parse_public_keys(line, path) {
+        Ok(mut keys) if keys.len() == 1 => Ok(keys.remove(0)),
+        Ok(_) => Err(Error::BadRoster {
+            path: path.to_path_buf(),
+            line: line_no,
+            problem: "not an OpenSSH public key (TYPE BASE64 [COMMENT])".into(),
+        }),
+        Err(crate::authorized_keys::Error::InvalidKeyLine { problem, .. }) => {
+            Err(Error::BadRoster {
+                path: path.to_path_buf(),
+                line: line_no,
+                problem: format!("not an OpenSSH public key: {problem}"),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn load_revoked(path: &Path) -> Result<Vec<Revoked>> {

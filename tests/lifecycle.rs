@@ -305,6 +305,15 @@ fn revoke_compromised_reports_exactly_what_the_key_could_read() {
         "{revoked}"
     );
     assert!(!gamma.repo().join("keys/beta.ssh.pub").exists());
+    // Every machine's merge now drops beta's key, even from a line the user wrote.
+    let before = format!(
+        "# mine\n{} fleetkey=beta\nno-pty {}",
+        ssh.trim(),
+        ssh.trim()
+    );
+    let after = gamma.ok_with_stdin(&["authorized-keys"], before.as_bytes());
+    assert!(!after.contains(key), "{after}");
+    assert!(after.starts_with("# mine\n"), "{after}");
 }
 
 #[test]

@@ -3,5 +3,7 @@
 
 mod util;
 
+mod authorized_keys_cli;
 mod init_and_secrets;
 mod lifecycle;
+mod sshd;
