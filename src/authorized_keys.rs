@@ -114,10 +114,18 @@ pub struct Change {
     /// The fleet machine the line belongs to: the active key's machine for an addition, the
     /// line's `fleetkey=NAME` marker for a removal (`None` for a user line).
     pub machine: Option<String>,
-    /// The key's `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.
-    pub fingerprint: String,
+    /// The key.
+    pub key: KeyData,
     /// Why the line was added or removed.
     pub why: ChangeReason,
+}
+
+impl Change {
+    /// The key's `SHA256:…` fingerprint, as `ssh-keygen -l` prints it. Computed on demand:
+    /// the `modify_` filter never reports changes and so never hashes a key.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.key)
+    }
 }
 
 /// Why a line was added or removed.
@@ -315,11 +323,11 @@ pub fn merge(current: &[u8], roster: &Roster<'_>) -> Result<Merge, Error> {
                 }
             }
             Verdict::Lists(..) => {}
-            Verdict::Remove(why, machine, fingerprint) => {
+            Verdict::Remove(why, machine, key) => {
                 removed.push(Change {
                     line: number,
                     machine,
-                    fingerprint,
+                    key,
                     why,
                 });
                 continue;
@@ -363,7 +371,7 @@ pub fn merge(current: &[u8], roster: &Roster<'_>) -> Result<Merge, Error> {
         added.push(Change {
             line: 0, // numbered below, once the kept lines have been counted
             machine: Some(fleet.machine.to_owned()),
-            fingerprint: fingerprint(fleet.key.key_data()),
+            key: fleet.key.key_data().clone(),
             why: ChangeReason::FleetKeyAdded,
         });
     }
@@ -576,8 +584,8 @@ enum Verdict {
     Keep,
     /// Keep it; it lists the active key at this position, with these options.
     Lists(usize, Options),
-    /// Drop it: reason, the line's `fleetkey=` machine, the key's fingerprint.
-    Remove(ChangeReason, Option<String>, String),
+    /// Drop it: reason, the line's `fleetkey=` machine, the key.
+    Remove(ChangeReason, Option<String>, KeyData),
 }
 
 fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdict {
@@ -594,7 +602,7 @@ fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdict {
         return Verdict::Remove(
             ChangeReason::Revoked,
             owner(),
-            fingerprint(revoked.key.key_data()),
+            revoked.key.key_data().clone(),
         );
     }
     if let Some(&at) = index.active_by_blob.get(blob.as_slice())
@@ -605,7 +613,7 @@ fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdict {
             return Verdict::Remove(
                 ChangeReason::LeftFleet,
                 owner(),
-                fingerprint(fleet.key.key_data()),
+                fleet.key.key_data().clone(),
             );
         }
         let options = found.options.map_or(Options::BARE, parse_options);
@@ -617,11 +625,7 @@ fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdict {
         && let Ok(key) = PublicKey::from_bytes(blob)
         && key.algorithm().as_str() == kind.blob
     {
-        return Verdict::Remove(
-            ChangeReason::LeftFleet,
-            owner(),
-            fingerprint(key.key_data()),
-        );
+        return Verdict::Remove(ChangeReason::LeftFleet, owner(), key.key_data().clone());
     }
     Verdict::Keep
 }
@@ -941,7 +945,7 @@ fn skip_blanks(s: &[u8]) -> &[u8] {
     &s[n..]
 }
 
-fn base64_value(c: u8) -> Option<u8> {
+const fn base64_value(c: u8) -> Option<u8> {
     match c {
         b'A'..=b'Z' => Some(c - b'A'),
         b'a'..=b'z' => Some(c - b'a' + 26),
@@ -957,18 +961,30 @@ fn base64_value(c: u8) -> Option<u8> {
 /// character must be zero.
 fn decode_base64(text: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
-    let mut chars = text.iter().copied().filter(|&c| !is_c_space(c));
+    out.reserve(text.len() / 4 * 3 + 3);
     let (mut state, mut partial) = (0u8, 0u8);
+    let mut at = 0;
+    // Fast path: whole groups of four alphabet characters, three bytes each.
+    while let Some(&[a, b, c, d]) = text.get(at..at + 4) {
+        let [a, b, c, d] = [a, b, c, d].map(|x| BASE64[usize::from(x)]);
+        if (a | b | c | d) >= 64 {
+            break;
+        }
+        out.extend_from_slice(&[a << 2 | b >> 4, b << 4 | c >> 2, c << 6 | d]);
+        at += 4;
+    }
     let padded = loop {
-        let Some(c) = chars.next() else {
+        let Some(&c) = text.get(at) else {
             break false;
         };
-        if c == b'=' {
-            break true;
+        at += 1;
+        let v = BASE64[usize::from(c)];
+        match v {
+            B64_SPACE => continue,
+            B64_PAD => break true,
+            B64_INVALID => return false,
+            _ => {}
         }
-        let Some(v) = base64_value(c) else {
-            return false;
-        };
         match state {
             0 => partial = v << 2,
             1 => {
@@ -989,13 +1005,36 @@ fn decode_base64(text: &[u8], out: &mut Vec<u8>) -> bool {
     if !padded {
         return state == 0;
     }
+    let mut rest = text[at..].iter().copied().filter(|&c| !is_c_space(c));
     match state {
-        2 if chars.next() == Some(b'=') => {}
+        2 if rest.next() == Some(b'=') => {}
         3 => {}
         _ => return false,
     }
-    chars.next().is_none() && partial == 0
+    rest.next().is_none() && partial == 0
 }
+
+/// [`BASE64`] marks for whitespace (skipped), `=` and bytes outside the alphabet.
+const B64_SPACE: u8 = 0xfe;
+const B64_PAD: u8 = 0xfd;
+const B64_INVALID: u8 = 0xff;
+
+/// Each byte's base64 value, or one of the marks above: one lookup per character.
+const BASE64: [u8; 256] = {
+    let mut table = [B64_INVALID; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = match base64_value(b) {
+            Some(v) => v,
+            None if b == b'=' => B64_PAD,
+            None if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) => B64_SPACE,
+            None => B64_INVALID,
+        };
+        c += 1;
+    }
+    table
+};
 
 fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -1778,11 +1817,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            merged.removed[0].fingerprint,
+            merged.removed[0].fingerprint(),
             "SHA256:K9Vllh5sJmBec1YKniVjU8F6kxToPUnsG1+aLO+ogGY"
         );
         assert_eq!(
-            merged.added[0].fingerprint,
+            merged.added[0].fingerprint(),
             "SHA256:c55068ZrupHFaklAteVGiC27zkay2miylhSTsYlH2tU"
         );
         assert_eq!(merged.added[0].why.to_string(), "fleet key added");

@@ -98,18 +98,24 @@ pub fn check_private(path: &Path) -> Result<()> {
 /// Reads at most `limit` bytes of `path`; a longer file is an error (key and roster files are
 /// small, and an unbounded read of a hostile file is a denial of service).
 pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(Error::io("cannot read", path))?;
-    let mut buf = Vec::new();
-    file.take(limit + 1)
+    let mut file = File::open(path).map_err(Error::io("cannot read", path))?;
+    // Room for a typical key or config file up front: one read for the data, one for EOF.
+    let mut buf = Vec::with_capacity(limit.min(8192) as usize);
+    (&mut file)
+        .take(limit + 1)
         .read_to_end(&mut buf)
         .map_err(Error::io("cannot read", path))?;
     if buf.len() as u64 > limit {
-        return Err(Error::Refused(format!(
-            "{} is larger than {limit} bytes; refusing to read it",
-            path.display()
-        )));
+        return Err(too_large(path, limit));
     }
     Ok(buf)
+}
+
+fn too_large(path: &Path, limit: u64) -> Error {
+    Error::Refused(format!(
+        "{} is larger than {limit} bytes; refusing to read it",
+        path.display()
+    ))
 }
 
 /// Reads a file that is expected to hold text (UTF-8).

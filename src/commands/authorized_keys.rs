@@ -146,7 +146,7 @@ fn report(merged: &Merge, path: &Path, dry_run: bool) {
     for c in &merged.added {
         out.push_str(&format!(
             "{verb}add     {} ({}) at line {}\n",
-            c.fingerprint,
+            c.fingerprint(),
             c.machine.as_deref().unwrap_or("?"),
             c.line
         ));
@@ -154,7 +154,7 @@ fn report(merged: &Merge, path: &Path, dry_run: bool) {
     for c in &merged.removed {
         out.push_str(&format!(
             "{verb}remove  {} at line {} ({}{})\n",
-            c.fingerprint,
+            c.fingerprint(),
             c.line,
             c.why,
             c.machine
