@@ -119,6 +119,14 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         keys: Option<PathBuf>,
     },
+    /// Show this machine, the fleet, and what needs attention (never a secret's value).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check this machine's setup, with a fix for each problem; exit 1 when one fails.
+    Doctor,
     /// Read and change the fleet's secrets (values never travel through argv).
     Secrets {
         /// The secrets action.

@@ -59,6 +59,7 @@ fn dispatch(args: Args) -> Result<i32> {
             };
             return commands::authorized_keys::run(mode, keys.as_deref());
         }
+        Cmd::Doctor => return commands::doctor::run(),
         Cmd::Init {
             name,
             remote,
@@ -89,6 +90,7 @@ fn dispatch(args: Args) -> Result<i32> {
             passphrase_file,
         } => commands::lifecycle::join(&file, &remote, passphrase_file.as_deref()),
         Cmd::Rotate { ssh } => commands::lifecycle::rotate(ssh),
+        Cmd::Status { json } => commands::status::run(json),
         Cmd::Revoke {
             name,
             compromised,

@@ -7,3 +7,4 @@ mod authorized_keys_cli;
 mod init_and_secrets;
 mod lifecycle;
 mod sshd;
+mod status_doctor;

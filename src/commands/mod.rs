@@ -2,6 +2,8 @@
 //! that own the concerns.
 
 pub mod authorized_keys;
+pub mod doctor;
 pub mod init;
 pub mod lifecycle;
 pub mod secrets;
+pub mod status;

@@ -1,0 +1,238 @@
+//! `fleetkey doctor`: each check this machine needs to pass, with a concrete fix for each that
+//! fails. Exit 1 when any check fails.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::error::Result;
+use crate::fleet::Machine;
+use crate::forge;
+use crate::roster::Roster;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Fine.
+    Ok,
+    /// Works, but worth fixing.
+    Warn,
+    /// Broken.
+    Fail,
+}
+
+/// One check's result.
+#[derive(Debug)]
+pub struct Check {
+    /// What was checked.
+    pub what: String,
+    /// How it came out.
+    pub verdict: Verdict,
+    /// What was found, and for a problem, the fix.
+    pub detail: String,
+}
+
+fn check(what: &str, verdict: Verdict, detail: impl Into<String>) -> Check {
+    Check {
+        what: what.into(),
+        verdict,
+        detail: detail.into(),
+    }
+}
+
+/// The directories a background agent's PATH holds (see the agents templates).
+pub const AGENT_PATH: &[&str] = &["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin"];
+
+/// Permission bits of `path` that let others write (or, with `private`, read) it.
+fn loose_bits(path: &Path, private: bool) -> Option<(u32, bool)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let mask = if private { 0o077 } else { 0o022 };
+    let mine = meta.uid() == rustix::process::geteuid().as_raw();
+    Some((mode, mode & mask != 0 || !mine))
+}
+
+fn permissions(what: &str, path: &Path, private: bool, fix_mode: &str) -> Check {
+    match loose_bits(path, private) {
+        None => check(
+            what,
+            Verdict::Warn,
+            format!("{} does not exist", path.display()),
+        ),
+        Some((mode, false)) => check(what, Verdict::Ok, format!("{} is {mode:o}", path.display())),
+        Some((mode, true)) => check(
+            what,
+            Verdict::Fail,
+            format!(
+                "{} is {mode:o} or not yours; sshd's StrictModes and fleetkey refuse it: run `chmod {fix_mode} {}`",
+                path.display(),
+                path.display()
+            ),
+        ),
+    }
+}
+
+/// Runs every check.
+pub fn checks(machine: &Machine) -> Vec<Check> {
+    let paths = &machine.paths;
+    let mut out = vec![
+        permissions("identity", &paths.identity_file(), true, "600"),
+        permissions("config directory", &paths.config_dir, true, "700"),
+        permissions("home directory", &paths.home, false, "go-w"),
+        permissions("~/.ssh", &paths.ssh_dir(), false, "700"),
+    ];
+    let fleet = machine.fleet_config();
+    if let Ok(f) = &fleet {
+        let ak = paths.expand(&f.authorized_keys.path);
+        if ak.exists() {
+            out.push(permissions("authorized_keys", &ak, false, "600"));
+        }
+    }
+    match &fleet {
+        Ok(_) => out.push(check("fleet.toml", Verdict::Ok, "valid")),
+        Err(e) => out.push(check(
+            "fleet.toml",
+            Verdict::Fail,
+            format!("{e}: {}", chain(e)),
+        )),
+    }
+    match std::process::Command::new("git").arg("--version").output() {
+        Ok(o) if o.status.success() => out.push(check(
+            "git",
+            Verdict::Ok,
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )),
+        _ => out.push(check(
+            "git",
+            Verdict::Fail,
+            "git is not on PATH: install it (apt-get install git, or xcode-select --install)",
+        )),
+    }
+    if AGENT_PATH
+        .iter()
+        .any(|d| Path::new(d).join("git").is_file())
+    {
+        out.push(check(
+            "git for the agents",
+            Verdict::Ok,
+            "found on the agents' PATH",
+        ));
+    } else {
+        out.push(check(
+            "git for the agents",
+            Verdict::Fail,
+            format!(
+                "no git in {}; the background agents would fail: install git there",
+                AGENT_PATH.join(":")
+            ),
+        ));
+    }
+    match forge::has_any_branch(&machine.config.remote) {
+        Ok(true) => out.push(check("forge", Verdict::Ok, format!("{} answers", machine.config.remote))),
+        Ok(false) => out.push(check(
+            "forge",
+            Verdict::Fail,
+            format!("{} has no fleet branch: push one with `fleetkey sync`", machine.config.remote),
+        )),
+        Err(e) => out.push(check(
+            "forge",
+            Verdict::Fail,
+            format!(
+                "{} is unreachable ({}); check the URL in config.toml, your network and `ssh -T` to the host",
+                machine.config.remote,
+                e.advice().unwrap_or_default()
+            ),
+        )),
+    }
+    match Roster::load(&machine.config.repo) {
+        Ok(r) if r.active(&machine.config.name).is_some() => {
+            out.push(check("roster", Verdict::Ok, format!("{} is active", machine.config.name)))
+        }
+        Ok(r) if r.pending(&machine.config.name).is_some() => out.push(check(
+            "roster",
+            Verdict::Warn,
+            format!(
+                "{} waits for approval: run `fleetkey approve {}` on an enrolled machine, then `fleetkey sync` here",
+                machine.config.name, machine.config.name
+            ),
+        )),
+        Ok(_) => out.push(check(
+            "roster",
+            Verdict::Fail,
+            format!("{} is not in the roster (revoked?)", machine.config.name),
+        )),
+        Err(e) => out.push(check("roster", Verdict::Fail, format!("{e}"))),
+    }
+    match machine.secrets() {
+        Ok(env) => out.push(check(
+            "secrets",
+            Verdict::Ok,
+            format!("{} readable", env.len()),
+        )),
+        Err(e) => out.push(check(
+            "secrets",
+            Verdict::Fail,
+            format!("{e}; {}", e.advice().unwrap_or_default()),
+        )),
+    }
+    if machine.config.backend == crate::config::Backend::Chezmoi {
+        out.push(chezmoi_autocommit(&paths.home));
+    }
+    out
+}
+
+fn chain(e: &crate::Error) -> String {
+    std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+/// chezmoi's own `git.autoCommit` / `git.autoPush` would commit a second time beside fleetkey.
+fn chezmoi_autocommit(home: &Path) -> Check {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| home.join(".config"));
+    let path = base.join("chezmoi/chezmoi.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return check("chezmoi auto-commit", Verdict::Ok, "no chezmoi.toml");
+    };
+    let Ok(value) = text.parse::<toml::Table>() else {
+        return check(
+            "chezmoi auto-commit",
+            Verdict::Warn,
+            format!("{} does not parse", path.display()),
+        );
+    };
+    let git = value.get("git").and_then(|g| g.as_table());
+    let on = |k: &str| git.and_then(|g| g.get(k)).and_then(|v| v.as_bool()) == Some(true);
+    if on("autoCommit") || on("autoPush") {
+        check(
+            "chezmoi auto-commit",
+            Verdict::Warn,
+            format!(
+                "{} sets git.autoCommit/autoPush: chezmoi and fleetkey would both commit; set them to false",
+                path.display()
+            ),
+        )
+    } else {
+        check("chezmoi auto-commit", Verdict::Ok, "off")
+    }
+}
+
+/// `fleetkey doctor`: prints each check; exit 1 when one fails.
+pub fn run() -> Result<i32> {
+    let machine = Machine::load()?;
+    let results = checks(&machine);
+    let mut failed = false;
+    for c in &results {
+        let tag = match c.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "warn",
+            Verdict::Fail => {
+                failed = true;
+                "FAIL"
+            }
+        };
+        println!("{tag}  {:<20} {}", c.what, c.detail);
+    }
+    Ok(if failed { 1 } else { 0 })
+}

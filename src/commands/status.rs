@@ -1,0 +1,256 @@
+//! `fleetkey status [--json]`: this machine, the fleet, and what needs attention, at a glance.
+//!
+//! Must never: show a secret's value. It shows names, fingerprints, counts and dates only, and
+//! it still reports everything else when the secrets cannot be decrypted.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::fleet::Machine;
+
+use crate::roster::{RevokedKey, Roster};
+use crate::secrets::SecretsFile;
+
+/// Everything `status` reports.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// This machine.
+    pub machine: MachineStatus,
+    /// The fleet's roster.
+    pub fleet: FleetStatus,
+    /// The clone against the forge, as of the last fetch.
+    pub sync: SyncStatus,
+    /// The secrets file.
+    pub secrets: SecretsStatus,
+}
+
+/// This machine's identity.
+#[derive(Debug, Serialize)]
+pub struct MachineStatus {
+    /// Its name.
+    pub name: String,
+    /// The dotfile backend.
+    pub backend: String,
+    /// Its age recipient.
+    pub age_recipient: Option<String>,
+    /// The SHA256 fingerprints of its SSH keys in the roster.
+    pub ssh_fingerprints: Vec<String>,
+    /// The forge.
+    pub remote: String,
+}
+
+/// The roster.
+#[derive(Debug, Serialize)]
+pub struct FleetStatus {
+    /// Active machines.
+    pub active: Vec<String>,
+    /// Machines waiting for approval.
+    pub pending: Vec<String>,
+    /// Revoked machines (from the notes in keys/revoked), with date and reason.
+    pub revoked: Vec<String>,
+}
+
+/// The clone against the forge.
+#[derive(Debug, Serialize)]
+pub struct SyncStatus {
+    /// Local commits the forge does not have.
+    pub ahead: usize,
+    /// Forge commits this clone has not integrated (as of the last fetch).
+    pub behind: usize,
+}
+
+/// The secrets file.
+#[derive(Debug, Serialize)]
+pub struct SecretsStatus {
+    /// How many secrets there are (absent when they cannot be decrypted).
+    pub count: Option<usize>,
+    /// Why they cannot be decrypted, if so.
+    pub error: Option<String>,
+    /// Secrets marked as needing a new value.
+    pub needs_new_value: Vec<NeedsNewValue>,
+    /// Secrets with a concurrent edit kept aside inside the encrypted file.
+    pub conflicts: Vec<SecretConflict>,
+    /// secrets.recipients differs from the roster: the file needs re-encrypting.
+    pub stale_recipients: bool,
+}
+
+/// A secret that needs a new value (its old one was exposed).
+#[derive(Debug, Serialize)]
+pub struct NeedsNewValue {
+    /// The secret's name.
+    pub key: String,
+    /// Since when (YYYY-MM-DD).
+    pub since: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A concurrent edit of a secret, kept aside (its value is not shown).
+#[derive(Debug, Serialize)]
+pub struct SecretConflict {
+    /// The secret's name.
+    pub key: String,
+    /// The machine whose value lost.
+    pub from: String,
+    /// When.
+    pub at: String,
+}
+
+/// Gathers the status of this machine.
+pub fn gather(machine: &Machine) -> Result<Status> {
+    let repo = machine.repo()?;
+    let roster = Roster::load(&machine.config.repo)?;
+    let me = roster.active(&machine.config.name);
+    let age_recipient = machine.identity().ok().map(|id| id.recipient().to_string());
+    let ssh_fingerprints = me
+        .map(|m| {
+            m.ssh_keys
+                .iter()
+                .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let mut revoked: Vec<String> = roster
+        .revoked
+        .iter()
+        .filter(|r| matches!(r.key, RevokedKey::Age(_)))
+        .map(|r| r.note.clone())
+        .collect();
+    revoked.dedup();
+
+    let branch = machine
+        .fleet_config()
+        .map(|f| f.sync.branch)
+        .unwrap_or_else(|_| "main".into());
+    let (ahead, behind) = match (repo.head(), repo.remote_tracking(&branch)) {
+        (Some(local), Some(remote)) => repo
+            .raw()
+            .graph_ahead_behind(local, remote)
+            .unwrap_or((0, 0)),
+        (Some(_), None) => (1, 0),
+        _ => (0, 0),
+    };
+
+    let file = SecretsFile::new(&machine.config.repo);
+    let recorded = file.recorded_recipients().unwrap_or_default();
+    let stale_recipients = recorded != roster.recipient_lines();
+    let secrets = match machine.secrets() {
+        Ok(env) => SecretsStatus {
+            count: Some(env.len()),
+            error: None,
+            needs_new_value: env
+                .stale()
+                .into_iter()
+                .map(|s| NeedsNewValue {
+                    key: s.key,
+                    since: s.since,
+                    reason: s.reason,
+                })
+                .collect(),
+            conflicts: env
+                .conflicts()
+                .into_iter()
+                .map(|c| SecretConflict {
+                    key: c.key.clone(),
+                    from: c.from.clone(),
+                    at: c.at.clone(),
+                })
+                .collect(),
+            stale_recipients,
+        },
+        Err(e) => SecretsStatus {
+            count: None,
+            error: Some(e.to_string()),
+            needs_new_value: Vec::new(),
+            conflicts: Vec::new(),
+            stale_recipients,
+        },
+    };
+
+    Ok(Status {
+        machine: MachineStatus {
+            name: machine.config.name.clone(),
+            backend: machine.config.backend.as_str().into(),
+            age_recipient,
+            ssh_fingerprints,
+            remote: machine.config.remote.clone(),
+        },
+        fleet: FleetStatus {
+            active: roster.active.iter().map(|m| m.name.clone()).collect(),
+            pending: roster.pending.iter().map(|m| m.name.clone()).collect(),
+            revoked,
+        },
+        sync: SyncStatus { ahead, behind },
+        secrets,
+    })
+}
+
+/// `fleetkey status [--json]`.
+pub fn run(json: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let status = gather(&machine)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        );
+    } else {
+        print!("{}", render(&status));
+    }
+    Ok(())
+}
+
+fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let m = &s.machine;
+    out.push_str(&format!("machine  {} ({} backend)\n", m.name, m.backend));
+    if let Some(r) = &m.age_recipient {
+        out.push_str(&format!("  age    {r}\n"));
+    }
+    for fp in &m.ssh_fingerprints {
+        out.push_str(&format!("  ssh    {fp}\n"));
+    }
+    out.push_str(&format!("  forge  {}\n", m.remote));
+    out.push_str(&format!(
+        "fleet    {} active: {}\n",
+        s.fleet.active.len(),
+        s.fleet.active.join(", ")
+    ));
+    if !s.fleet.pending.is_empty() {
+        out.push_str(&format!(
+            "  pending approval: {}   (fleetkey approve NAME)\n",
+            s.fleet.pending.join(", ")
+        ));
+    }
+    for r in &s.fleet.revoked {
+        out.push_str(&format!("  revoked: {r}\n"));
+    }
+    out.push_str(&format!(
+        "sync     {} ahead, {} behind the forge\n",
+        s.sync.ahead, s.sync.behind
+    ));
+    match (&s.secrets.count, &s.secrets.error) {
+        (Some(n), _) => out.push_str(&format!("secrets  {n}\n")),
+        (None, Some(e)) => out.push_str(&format!("secrets  cannot be read here: {e}\n")),
+        _ => {}
+    }
+    for n in &s.secrets.needs_new_value {
+        out.push_str(&format!(
+            "  NEEDS A NEW VALUE: {} (since {}: {})\n",
+            n.key, n.since, n.reason
+        ));
+    }
+    for c in &s.secrets.conflicts {
+        out.push_str(&format!(
+            "  CONFLICT: {} (a value from {} at {} is kept aside)\n",
+            c.key, c.from, c.at
+        ));
+    }
+    if s.secrets.stale_recipients {
+        out.push_str(
+            "  secrets.recipients differs from the roster: run `fleetkey sync` to re-encrypt\n",
+        );
+    }
+    out
+}

@@ -1,0 +1,80 @@
+//! `status` and `doctor` on real fleets: what they show, and that they never show a secret.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::util::{Machine, contains};
+
+const CANARY: &[u8] = b"CANARY-status-0b9e2f";
+
+#[test]
+fn status_json_shows_pending_revoked_and_exposed_secrets_but_no_value() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    let forge = alpha.forge().to_str().unwrap().to_string();
+    let mut value = CANARY.to_vec();
+    value.push(b'\n');
+    alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], &value);
+    let beta = Machine::new();
+    beta.ok(&["enroll", "beta", "--remote", &forge]);
+    alpha.ok(&["approve", "beta"]);
+    alpha.ok(&["revoke", "beta", "--compromised"]);
+    let gamma = Machine::new();
+    gamma.ok(&["enroll", "gamma", "--remote", &forge]);
+
+    let out = alpha.ok(&["status", "--json"]);
+    assert!(!contains(out.as_bytes(), CANARY), "{out}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["machine"]["name"], "alpha");
+    assert_eq!(s["fleet"]["active"], serde_json::json!(["alpha"]));
+    assert!(
+        s["fleet"]["revoked"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("beta "),
+        "{s}"
+    );
+    assert_eq!(s["secrets"]["needs_new_value"][0]["key"], "TOKEN");
+    assert_eq!(s["secrets"]["stale_recipients"], false);
+    assert!(
+        s["machine"]["ssh_fingerprints"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+
+    // gamma (pending) sees itself pending and cannot read the secrets, and says so.
+    let g: serde_json::Value = serde_json::from_str(&gamma.ok(&["status", "--json"])).unwrap();
+    assert_eq!(g["fleet"]["pending"], serde_json::json!(["gamma"]));
+    assert!(
+        g["secrets"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot decrypt")
+    );
+    let text = gamma.ok(&["status"]);
+    assert!(text.contains("pending approval: gamma"), "{text}");
+}
+
+#[test]
+fn doctor_passes_a_healthy_machine_and_names_the_fix_for_each_problem() {
+    let m = Machine::new();
+    m.ok(&["init", "--name", "alpha"]);
+    let out = m.ok(&["doctor"]);
+    assert!(out.lines().all(|l| !l.starts_with("FAIL")), "{out}");
+    assert!(out.contains("forge") && out.contains("identity"), "{out}");
+
+    std::fs::set_permissions(m.identity(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let moved = m.dir.path().join("away.git");
+    std::fs::rename(m.forge(), &moved).unwrap();
+    let out = m.run(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL  identity") && text.contains("chmod 600"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  forge") && text.contains("unreachable"),
+        "{text}"
+    );
+}
