@@ -101,17 +101,8 @@ impl Bundle {
 
     /// Makes fresh keys for `name`.
     pub fn generate(name: &str) -> Result<Bundle> {
-        let mut key =
-            ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-                .map_err(|e| Error::Refused(format!("cannot make an SSH key: {e}")))?;
-        key.set_comment(format!("fleetkey@{name}"));
-        let ssh_private = key
-            .to_openssh(ssh_key::LineEnding::LF)
-            .map_err(|e| Error::Refused(format!("cannot encode the SSH key: {e}")))?;
-        let ssh_public = key
-            .public_key()
-            .to_openssh()
-            .map_err(|e| Error::Refused(format!("cannot encode the SSH key: {e}")))?;
+        let (ssh_private, ssh_public) =
+            crate::identity::new_ssh_keypair(&format!("fleetkey@{name}"))?;
         Ok(Bundle {
             name: name.to_string(),
             identity: Identity::generate(),

@@ -160,16 +160,7 @@ pub fn ensure_ssh_key(ssh_dir: &Path, comment: &str) -> Result<SshKey> {
         )));
     }
     files::ensure_private_dir(ssh_dir)?;
-    let mut key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-        .map_err(|e| Error::Refused(format!("cannot make an SSH key: {e}")))?;
-    key.set_comment(comment);
-    let private = key
-        .to_openssh(ssh_key::LineEnding::LF)
-        .map_err(|e| Error::Refused(format!("cannot encode the SSH key: {e}")))?;
-    let public_line = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| Error::Refused(format!("cannot encode the SSH key: {e}")))?;
+    let (private, public_line) = new_ssh_keypair(comment)?;
     files::create_new_private(&private_path, private.as_bytes())?;
     files::write_atomic(&public_path, format!("{public_line}\n").as_bytes(), 0o644)?;
     Ok(SshKey {
@@ -177,6 +168,18 @@ pub fn ensure_ssh_key(ssh_dir: &Path, comment: &str) -> Result<SshKey> {
         public_path,
         created: true,
     })
+}
+
+/// A fresh ed25519 key pair as `ssh-keygen -t ed25519 -C COMMENT` makes it: the private key in
+/// OpenSSH format (zeroized on drop) and the public key line.
+pub fn new_ssh_keypair(comment: &str) -> Result<(Zeroizing<String>, String)> {
+    let mut key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+        .map_err(|e| Error::Refused(format!("cannot make an SSH key: {e}")))?;
+    key.set_comment(comment);
+    let encode = |e: ssh_key::Error| Error::Refused(format!("cannot encode the SSH key: {e}"));
+    let private = key.to_openssh(ssh_key::LineEnding::LF).map_err(encode)?;
+    let public = key.public_key().to_openssh().map_err(encode)?;
+    Ok((private, public))
 }
 
 /// The SHA256 fingerprint of an OpenSSH public key line, as `ssh-keygen -l` prints it.

@@ -78,6 +78,18 @@ fn secrets_fleetkey_writes_decrypt_with_the_stock_age_binary() {
     );
 }
 
+/// Encrypts `plain` with Debian's `age` to the roster, as the fleet's secrets file.
+fn age_encrypt_to_roster(age: &std::path::Path, m: &Machine, plain: &std::path::Path) {
+    run_program(
+        Command::new(age)
+            .args(["-a", "-R"])
+            .arg(m.repo().join("secrets.recipients"))
+            .arg("-o")
+            .arg(m.repo().join("secrets.env.age"))
+            .arg(plain),
+    );
+}
+
 #[test]
 fn secrets_the_stock_age_binary_encrypts_to_the_roster_are_read_by_fleetkey() {
     let age = require("age", "age");
@@ -88,14 +100,7 @@ fn secrets_the_stock_age_binary_encrypts_to_the_roster_are_read_by_fleetkey() {
         "# written by age\nDB_URL=postgres://x@y/z # not a comment\nQUOTED='a b'\n",
     )
     .unwrap();
-    run_program(
-        Command::new(age)
-            .args(["-a", "-R"])
-            .arg(m.repo().join("secrets.recipients"))
-            .arg("-o")
-            .arg(m.repo().join("secrets.env.age"))
-            .arg(&plain),
-    );
+    age_encrypt_to_roster(&age, &m, &plain);
     assert_eq!(
         m.ok(&["secrets", "get", "DB_URL"]),
         "postgres://x@y/z # not a comment\n"
@@ -246,14 +251,7 @@ fn a_malformed_decrypted_file_names_the_line_and_not_its_content() {
     let m = machine("alpha");
     let plain = m.dir.path().join("plain.env");
     std::fs::write(&plain, "OK=1\nCANARY_LEAK=\"unterminated-secret-value\n").unwrap();
-    run_program(
-        Command::new(age)
-            .args(["-a", "-R"])
-            .arg(m.repo().join("secrets.recipients"))
-            .arg("-o")
-            .arg(m.repo().join("secrets.env.age"))
-            .arg(&plain),
-    );
+    age_encrypt_to_roster(&age, &m, &plain);
     let err = fails_and_changes_nothing(&m, &["secrets", "get", "OK"], "line 2");
     assert!(!err.contains("unterminated-secret-value"), "{err}");
 }
