@@ -24,18 +24,6 @@ impl Drop for Sshd {
     }
 }
 
-/// A directory sshd's StrictModes accepts: no world-writable parent (so not under /tmp).
-fn strict_dir() -> tempfile::TempDir {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(base).unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("sshd-")
-        .tempdir_in(base)
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
-
 fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(name);
     run_program(
@@ -145,7 +133,7 @@ impl Sshd {
 
 #[test]
 fn sshd_accepts_fleet_and_local_keys_and_refuses_revoked_and_unwidened_ones() {
-    let dir = strict_dir();
+    let dir = crate::util::strict_modes_dir();
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     let (fleet_key, fleet_pub) = keygen(dir.path(), "fleet-mac");

@@ -220,3 +220,43 @@ impl Snapshot {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A fresh directory that sshd's StrictModes accepts: it and every parent are owned by root or
+/// the current user and writable by no one else (so never under /tmp). Tries the target
+/// directory, then `$HOME/.cache`; fails with what to do when neither qualifies.
+pub fn strict_modes_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    let safe = |dir: &Path| {
+        dir.ancestors().all(|d| match std::fs::metadata(d) {
+            Ok(m) => (m.uid() == 0 || m.uid() == uid) && m.permissions().mode() & 0o022 == 0,
+            Err(_) => false,
+        })
+    };
+    let candidates = [
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/fleetkey-tests"),
+    ];
+    for base in &candidates {
+        if base.as_os_str().is_empty() {
+            continue;
+        }
+        if std::fs::create_dir_all(base).is_err() {
+            continue;
+        }
+        if safe(base) {
+            let dir = tempfile::Builder::new()
+                .prefix("sshd-")
+                .tempdir_in(base)
+                .unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+            return dir;
+        }
+    }
+    panic!(
+        "sshd's StrictModes needs a directory no other user can write to; neither {candidates:?} \
+         qualifies: run the tests from a checkout outside /tmp, or with HOME set to a private directory"
+    );
+}
