@@ -342,3 +342,84 @@ fn a_canary_secret_reaches_no_git_object_file_or_output() {
     let err = m.fails(&["secrets", "get", "MISSING"], 1);
     assert!(!contains(err.as_bytes(), CANARY), "{err}");
 }
+
+/// An `$EDITOR` that runs `script` (sh) on the file it is given.
+fn editor(m: &Machine, name: &str, script: &str) -> std::path::PathBuf {
+    let path = m.dir.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\nf=\"$1\"\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn head_of(m: &Machine) -> String {
+    String::from_utf8(run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(m.repo())
+            .args(["rev-parse", "HEAD"]),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn edit_saves_a_change_skips_an_unchanged_file_and_leaves_no_plaintext() {
+    let m = machine("alpha");
+    m.ok_with_stdin(&["secrets", "set", "A"], b"1\n");
+    let runtime = m.dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // The editor records where it was asked to edit, and the file's mode.
+    let seen = m.dir.path().join("seen");
+    let add = editor(
+        &m,
+        "add.sh",
+        &format!(
+            "stat -c '%a %n' \"$f\" \"$(dirname \"$f\")\" > {}\nprintf '# added\\nB=2\\n' >> \"$f\"",
+            seen.display()
+        ),
+    );
+    let out = m
+        .cmd(["secrets", "edit"])
+        .env("EDITOR", &add)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    crate::util::assert_success(&out, &["secrets", "edit"]);
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let mut modes = seen.lines().map(|l| l.split_whitespace().next().unwrap());
+    assert_eq!(
+        (modes.next(), modes.next()),
+        (Some("600"), Some("700")),
+        "{seen}"
+    );
+    assert_eq!(m.ok(&["secrets", "get", "B"]), "2\n");
+    assert_eq!(
+        std::fs::read_dir(&runtime).unwrap().count(),
+        0,
+        "the private directory is removed"
+    );
+
+    let before = head_of(&m);
+    let noop = editor(&m, "noop.sh", "true");
+    let out = m
+        .cmd(["secrets", "edit"])
+        .env("EDITOR", &noop)
+        .output()
+        .unwrap();
+    crate::util::assert_success(&out, &["secrets", "edit"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no change"));
+    assert_eq!(head_of(&m), before, "an unchanged file is not re-encrypted");
+
+    let breaks = editor(&m, "break.sh", "printf 'BROKEN=\"open\\n' >> \"$f\"");
+    let out = m
+        .cmd(["secrets", "edit"])
+        .env("EDITOR", &breaks)
+        .output()
+        .unwrap();
+    crate::util::assert_failure(&out, &["secrets", "edit"], 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line"),
+        "{out:?}"
+    );
+    assert_eq!(head_of(&m), before, "a malformed edit changes nothing");
+}
