@@ -125,6 +125,59 @@ pub enum Cmd {
         #[command(subcommand)]
         action: SecretsCmd,
     },
+    /// Install, inspect and remove the background agents: the watcher (`fleetkey watch`) and the
+    /// puller (`fleetkey pull` every `poll`), as launchd agents on macOS and systemd user units on
+    /// Linux.
+    Agents {
+        /// The agents action.
+        #[command(subcommand)]
+        action: AgentsCmd,
+    },
+    /// Print a completion script for SHELL to stdout.
+    ///
+    /// bash: `fleetkey completions bash > ~/.local/share/bash-completion/completions/fleetkey`;
+    /// zsh: write `_fleetkey` into a directory on $fpath; fish:
+    /// `fleetkey completions fish > ~/.config/fish/completions/fleetkey.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `fleetkey man | man -l -`.
+    Man,
+}
+
+/// `fleetkey agents …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// Write the agents' files where the service manager reads them, and reload each agent
+    /// whose rendered files changed (only those).
+    Install {
+        /// Say what would be written and run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop and disable both agents and remove their files.
+    Uninstall {
+        /// Say what would be removed and run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show for each agent whether it is installed, up to date and loaded.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the agents' files as `agents install` would write them for this machine.
+    Print {
+        /// Render for this platform instead of the one fleetkey runs on.
+        #[arg(long, value_enum)]
+        platform: Option<crate::agents::Platform>,
+        /// Write the files into DIR instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `fleetkey secrets …`.
