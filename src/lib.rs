@@ -108,9 +108,7 @@ fn dispatch(args: Args) -> Result<i32> {
             AgentsCmd::Install { dry_run } => commands::agents::install(dry_run),
             AgentsCmd::Uninstall { dry_run } => commands::agents::uninstall(dry_run),
             AgentsCmd::Status { json } => commands::agents::status(json),
-            AgentsCmd::Print { platform, out } => {
-                commands::agents::print(platform, out.as_deref())
-            }
+            AgentsCmd::Print { platform, out } => commands::agents::print(platform, out.as_deref()),
         },
         Cmd::Completions { shell } => commands::manual::completions(shell),
         Cmd::Man => commands::manual::man(),

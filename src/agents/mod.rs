@@ -53,7 +53,9 @@ impl Platform {
         #[cfg(debug_assertions)]
         if let Ok(forced) = std::env::var("FLEETKEY_AGENTS_PLATFORM") {
             return Platform::from_name(&forced).ok_or_else(|| {
-                Error::Refused(format!("FLEETKEY_AGENTS_PLATFORM={forced:?}: use macos or linux"))
+                Error::Refused(format!(
+                    "FLEETKEY_AGENTS_PLATFORM={forced:?}: use macos or linux"
+                ))
             });
         }
         Platform::from_name(std::env::consts::OS).ok_or_else(|| {
@@ -167,11 +169,7 @@ impl RenderInput {
                 "/usr/sbin".into(),
                 "/sbin".into(),
             ],
-            Platform::Linux => vec![
-                "/usr/local/bin".into(),
-                "/usr/bin".into(),
-                "/bin".into(),
-            ],
+            Platform::Linux => vec!["/usr/local/bin".into(), "/usr/bin".into(), "/bin".into()],
         };
         // fleetkey itself (chezmoi's modify_ script calls it) and the user's own tools.
         let extra = [
@@ -268,7 +266,9 @@ fn fill(template: &str, values: &[(&str, &str)]) -> Result<String> {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| *v)
             .ok_or_else(|| {
-                Error::Refused(format!("an agent template uses an unknown value {{{{{name}}}}}"))
+                Error::Refused(format!(
+                    "an agent template uses an unknown value {{{{{name}}}}}"
+                ))
             })?;
         out.push_str(value);
         rest = &after[end + 2..];

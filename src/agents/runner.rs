@@ -60,7 +60,10 @@ impl Runner for SystemRunner {
             .stdin(Stdio::null());
         crate::log::debug(&format!(
             "running {}",
-            command_line(program, &args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+            command_line(
+                program,
+                &args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+            )
         ));
         let out = cmd.output().map_err(|source| Error::Spawn {
             program: program.into(),

@@ -1,10 +1,11 @@
 //! Linux: the systemd user units and the `systemctl --user` commands that (re)load them.
 //!
 //! Values enter a unit file through systemd's own quoting rules (systemd.syntax(7),
-//! systemd.service(7)): each is double-quoted with `\` and `"` backslash-escaped, `%` doubled
-//! (specifiers are expanded everywhere), and in command lines `$` doubled (variables are
-//! expanded there, but not in `Environment=`). A value a unit file cannot hold (a control
-//! character) is refused rather than written.
+//! systemd.service(7)): each is double-quoted with `\` and `"` backslash-escaped and `%` doubled
+//! (specifiers are expanded everywhere). `$` is doubled only in a command's arguments: systemd
+//! expands variables there, but not in the executable's path (`systemd-analyze verify` shows a
+//! doubled `$` staying doubled in it) nor in `Environment=`. A value a unit file cannot hold (a
+//! control character) is refused rather than written.
 
 use super::{Agent, AgentFile, Cmd, RenderInput, Step, fill};
 use crate::error::{Error, Result};
@@ -27,7 +28,7 @@ pub(super) fn render(
     input: &RenderInput,
     env: &[(String, String)],
 ) -> Result<Vec<AgentFile>> {
-    let exe = quote(&input.exe.to_string_lossy(), Context::Command)?;
+    let exe = quote(&input.exe.to_string_lossy(), Context::Executable)?;
     let mut environment = Vec::new();
     for (key, value) in env {
         environment.push(format!(
@@ -62,11 +63,15 @@ pub(super) fn render(
     })
 }
 
-/// Where a quoted value goes: a command line expands `$VAR`, an `Environment=` line does not.
+/// Where a quoted value goes: a command's arguments expand `$VAR`; its executable path and an
+/// `Environment=` line do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Context {
-    /// `ExecStart=` and friends.
-    Command,
+    /// The first word of `ExecStart=`: the program's path.
+    Executable,
+    /// A later word of `ExecStart=`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Argument,
     /// `Environment=`.
     Environment,
 }
@@ -80,7 +85,7 @@ pub(crate) fn quote(value: &str, context: Context) -> Result<String> {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '%' => out.push_str("%%"),
-            '$' if context == Context::Command => out.push_str("$$"),
+            '$' if context == Context::Argument => out.push_str("$$"),
             c if c.is_control() => {
                 return Err(Error::Refused(format!(
                     "{value:?} holds a control character a systemd unit cannot hold"

@@ -64,15 +64,20 @@ fn xml_escaping_covers_the_five_entities_and_refuses_control_characters() {
 #[test]
 fn systemd_quoting_escapes_specifiers_dollars_quotes_and_backslashes() {
     assert_eq!(
-        quote(r#"/a b/100%/$x/"q"\z"#, Context::Command).unwrap(),
+        quote(r#"/a b/100%/$x/"q"\z"#, Context::Argument).unwrap(),
         r#""/a b/100%%/$$x/\"q\"\\z""#
+    );
+    // systemd expands no variables in the executable's path.
+    assert_eq!(
+        quote("/a b/100%/$x", Context::Executable).unwrap(),
+        r#""/a b/100%%/$x""#
     );
     // Environment= expands no variables: a doubled `$` would stay doubled.
     assert_eq!(
         quote("HOME=/h $x 5%", Context::Environment).unwrap(),
         r#""HOME=/h $x 5%%""#
     );
-    assert!(quote("a\nb", Context::Command).is_err());
+    assert!(quote("a\nb", Context::Executable).is_err());
 }
 
 #[test]
@@ -126,7 +131,10 @@ fn launchd_plists_parse_and_hold_absolute_escaped_paths() {
         assert_eq!(d["RunAtLoad"].as_boolean(), Some(true));
         let env = d["EnvironmentVariables"].as_dictionary().unwrap();
         let path = string(env, "PATH");
-        assert!(path.starts_with("/opt/homebrew/bin:/usr/local/bin:"), "{path}");
+        assert!(
+            path.starts_with("/opt/homebrew/bin:/usr/local/bin:"),
+            "{path}"
+        );
         assert!(path.contains(":/opt/fleet key/bin"), "{path}");
         assert_eq!(string(env, "HOME"), home);
         assert_eq!(string(env, AGENT_ENV), f.agent.name());
@@ -167,7 +175,10 @@ fn systemd_units_quote_the_binary_and_take_the_interval_from_poll() {
         "{watch}"
     );
     assert!(watch.contains("\nRestart=on-failure\n"), "{watch}");
-    assert!(watch.contains("\nEnvironment=\"FLEETKEY_AGENT=watch\"\n"), "{watch}");
+    assert!(
+        watch.contains("\nEnvironment=\"FLEETKEY_AGENT=watch\"\n"),
+        "{watch}"
+    );
     assert!(
         watch.contains(r#"Environment="HOME=/"#) && watch.contains(r#"100%% $HOME \"q\"""#),
         "{watch}"
@@ -206,7 +217,12 @@ fn macos_install_reloads_only_what_changed() {
         ]
     );
     assert_eq!(report.reloaded, [Agent::Watch, Agent::Pull]);
-    let plist = |a: &str| format!("'{}'", dir.join(format!("dev.fleetkey.{a}.plist")).display());
+    let plist = |a: &str| {
+        format!(
+            "'{}'",
+            dir.join(format!("dev.fleetkey.{a}.plist")).display()
+        )
+    };
     assert_eq!(
         rec.commands(),
         [
@@ -447,7 +463,10 @@ fn status_reports_installed_up_to_date_and_loaded() {
     rec.clear();
     let st = status(&w.setup(Platform::Linux, 60, &rec)).unwrap();
     assert!(st.iter().all(|s| s.installed && s.up_to_date), "{st:?}");
-    assert!(st.iter().all(|s| s.loaded == Some(true) && s.enabled == Some(true)));
+    assert!(
+        st.iter()
+            .all(|s| s.loaded == Some(true) && s.enabled == Some(true))
+    );
     assert_eq!(
         rec.commands(),
         [

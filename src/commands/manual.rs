@@ -55,7 +55,13 @@ mod tests {
     fn every_shell_gets_a_script_that_knows_the_subcommands() {
         for shell in clap_complete::Shell::value_variants() {
             let text = String::from_utf8(completion_script(*shell)).unwrap();
-            for word in ["fleetkey", "agents", "secrets", "authorized-keys", "install"] {
+            for word in [
+                "fleetkey",
+                "agents",
+                "secrets",
+                "authorized-keys",
+                "install",
+            ] {
                 assert!(text.contains(word), "{shell}: no {word:?}");
             }
         }
