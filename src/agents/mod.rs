@@ -559,17 +559,33 @@ pub fn install(setup: &Setup<'_>, scope: Scope, dry_run: bool) -> Result<Install
     }
     report.commands = recorder.lines.into_inner();
     write_pending(setup, &still_pending)?;
-    result.map_err(|e| {
-        e.hint("the agent files are written; the reload is retried by the next `fleetkey agents install`")
-    })?;
+    result.map_err(|e| e.hint(reload_hint(setup)))?;
     Ok(report)
+}
+
+/// What to check when a reload failed; the files are written and the reload is retried.
+fn reload_hint(setup: &Setup<'_>) -> String {
+    let check = match setup.platform {
+        Platform::Macos => format!(
+            "check `launchctl print gui/{}/dev.fleetkey.watch` and the logs in {}; a job turned off with `launchctl disable` needs `launchctl enable` first",
+            setup.uid,
+            log_dir(setup.paths).display()
+        ),
+        Platform::Linux => "check that your user's systemd runs (`systemctl --user status`; without a login session, `loginctl enable-linger`)".to_string(),
+    };
+    format!(
+        "{check}; the files are in place and the next `fleetkey agents install` retries the reload"
+    )
 }
 
 /// Reinstalls the agents already installed on this machine when their rendered files changed
 /// (a new `poll` in fleet.toml, a moved binary, a new template), reloading only those.
 ///
-/// The sync cycle calls this after it applied a fleet.toml change; it is cheap (a render and a
-/// few small reads) when nothing changed. Agents the user has not installed stay uninstalled.
+/// The sync cycle calls this after it applied a fleet.toml change, holding the cycle lock (this
+/// function does not take it); it is cheap (a render and a few small reads) when nothing
+/// changed. Agents the user has not installed stay uninstalled. On macOS an agent does not
+/// reload itself (launchd would kill it half way): the report lists it as deferred, and the
+/// next call from another process (the other agent, or `fleetkey agents install`) reloads it.
 pub fn install_if_changed(machine: &Machine, fleet: &FleetConfig) -> Result<InstallReport> {
     let runner = runner_from_env()?;
     let setup = Setup::new(&machine.paths, fleet, runner.as_ref())?;
@@ -603,8 +619,13 @@ pub fn uninstall(setup: &Setup<'_>, dry_run: bool) -> Result<UninstallReport> {
             .collect(),
         Platform::Linux => systemd::stop_steps(),
     };
+    // Stopping is best effort: the files go whatever the service manager says (it may not even
+    // run), and nothing is left to retry.
     let after: Vec<Step> = match setup.platform {
-        Platform::Linux if !removed.is_empty() => vec![systemd::daemon_reload()],
+        Platform::Linux if !removed.is_empty() => match systemd::daemon_reload() {
+            Step::Run(cmd) => vec![Step::Try(cmd)],
+            other => vec![other],
+        },
         _ => Vec::new(),
     };
     if dry_run {
@@ -619,8 +640,11 @@ pub fn uninstall(setup: &Setup<'_>, dry_run: bool) -> Result<UninstallReport> {
         inner: setup.runner,
         lines: std::cell::RefCell::new(Vec::new()),
     };
+    write_pending(setup, &[])?;
     for step in &steps {
-        run_step(step, &recorder)?;
+        if let Err(e) = run_step(step, &recorder) {
+            crate::log::warn(&format!("{e}"));
+        }
     }
     for path in &removed {
         std::fs::remove_file(path).map_err(Error::io("cannot remove", path))?;
@@ -628,7 +652,6 @@ pub fn uninstall(setup: &Setup<'_>, dry_run: bool) -> Result<UninstallReport> {
     for step in &after {
         run_step(step, &recorder)?;
     }
-    write_pending(setup, &[])?;
     Ok(UninstallReport {
         dry_run,
         removed,
@@ -679,13 +702,24 @@ pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
             }
             st.files.push(path);
         }
-        let ask = |cmd: Cmd| cmd.run(setup.runner).ok().map(|o| o.success);
+        // An answer only when the service manager gave one: a command that could not run, or
+        // (systemctl) one that printed no state because the manager is unreachable, is unknown.
         match setup.platform {
-            Platform::Macos => st.loaded = ask(launchd::print_cmd(setup.uid, agent)),
+            Platform::Macos => {
+                st.loaded = launchd::print_cmd(setup.uid, agent)
+                    .run(setup.runner)
+                    .ok()
+                    .map(|o| o.success);
+            }
             Platform::Linux => {
                 let unit = systemd::main_unit(agent);
-                st.loaded = ask(systemd::systemctl(&["is-active", "--quiet", unit]));
-                st.enabled = ask(systemd::systemctl(&["is-enabled", "--quiet", unit]));
+                let state = |query: &str, yes: &str| {
+                    let out = systemd::systemctl(&[query, unit]).run(setup.runner).ok()?;
+                    let word = out.stdout.trim();
+                    (!word.is_empty()).then(|| word == yes)
+                };
+                st.loaded = state("is-active", "active");
+                st.enabled = state("is-enabled", "enabled");
             }
         }
         out.push(st);

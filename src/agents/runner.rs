@@ -78,10 +78,11 @@ impl Runner for SystemRunner {
 }
 
 /// Runs nothing: records each command line, in memory and optionally appended to a file, and
-/// answers as a service manager with nothing loaded would after a successful command:
-/// every command succeeds with no output, except `launchctl print`, which fails as for an
-/// unknown service (so a wait after `bootout` ends at once), and commands that start with one of
-/// the prefixes given to [`RecordingRunner::failing`], which fail.
+/// answers as a service manager with nothing loaded would: `launchctl print` fails as for an
+/// unknown service (so a wait after `bootout` ends at once), `systemctl is-active` says
+/// `inactive` and `is-enabled` says `disabled` (both failing, as systemctl does), commands that
+/// start with one of the prefixes given to [`RecordingRunner::failing`] fail, and every other
+/// command succeeds with no output.
 #[derive(Debug, Default)]
 pub struct RecordingRunner {
     lines: Mutex<Vec<String>>,
@@ -136,16 +137,23 @@ impl Runner for RecordingRunner {
                 .map_err(Error::io("cannot record to", file))?;
         }
         self.lines.lock().expect("recorder lock").push(line.clone());
-        let fails = self.failing.iter().any(|p| line.starts_with(p.as_str()))
-            || (program == "launchctl" && args.first() == Some(&"print"));
-        Ok(RunOutput {
-            success: !fails,
-            stdout: String::new(),
-            stderr: if fails {
-                "recorded failure".into()
-            } else {
-                String::new()
-            },
+        if self.failing.iter().any(|p| line.starts_with(p.as_str())) {
+            return Ok(RunOutput {
+                success: false,
+                stdout: String::new(),
+                stderr: "recorded failure".into(),
+            });
+        }
+        let answer = |success: bool, stdout: &str, stderr: &str| RunOutput {
+            success,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        };
+        Ok(match (program, args) {
+            ("launchctl", ["print", ..]) => answer(false, "", "Could not find service"),
+            ("systemctl", ["--user", "is-active", ..]) => answer(false, "inactive\n", ""),
+            ("systemctl", ["--user", "is-enabled", ..]) => answer(false, "disabled\n", ""),
+            _ => answer(true, "", ""),
         })
     }
 }

@@ -465,17 +465,30 @@ fn status_reports_installed_up_to_date_and_loaded() {
     assert!(st.iter().all(|s| s.installed && s.up_to_date), "{st:?}");
     assert!(
         st.iter()
-            .all(|s| s.loaded == Some(true) && s.enabled == Some(true))
+            .all(|s| s.loaded == Some(false) && s.enabled == Some(false))
     );
     assert_eq!(
         rec.commands(),
         [
-            "systemctl --user is-active --quiet fleetkey-watch.service",
-            "systemctl --user is-enabled --quiet fleetkey-watch.service",
-            "systemctl --user is-active --quiet fleetkey-pull.timer",
-            "systemctl --user is-enabled --quiet fleetkey-pull.timer",
+            "systemctl --user is-active fleetkey-watch.service",
+            "systemctl --user is-enabled fleetkey-watch.service",
+            "systemctl --user is-active fleetkey-pull.timer",
+            "systemctl --user is-enabled fleetkey-pull.timer",
         ]
     );
+    // A manager that cannot be reached gives no state at all: unknown, not "no".
+    struct Unreachable;
+    impl Runner for Unreachable {
+        fn run(&self, _: &str, _: &[&str]) -> Result<RunOutput> {
+            Ok(RunOutput {
+                success: false,
+                stdout: String::new(),
+                stderr: "Failed to connect to bus".into(),
+            })
+        }
+    }
+    let st = status(&w.setup(Platform::Linux, 60, &Unreachable)).unwrap();
+    assert!(st.iter().all(|s| s.loaded.is_none() && s.enabled.is_none()));
     let st = status(&w.setup(Platform::Linux, 61, &rec)).unwrap();
     assert!(st[0].up_to_date && !st[1].up_to_date, "{st:?}");
 

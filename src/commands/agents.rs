@@ -8,6 +8,8 @@ use crate::commands::manual::write_stdout;
 use crate::config::{FleetConfig, MachineConfig};
 use crate::error::{Error, Result};
 use crate::files;
+use crate::fleet::LOCK_WAIT;
+use crate::lock::Lock;
 use crate::paths::Paths;
 
 /// This machine's paths and fleet.toml; the defaults when the machine is not set up, unless
@@ -24,11 +26,21 @@ fn load(required: bool) -> Result<(Paths, FleetConfig)> {
     }
 }
 
+/// The cycle lock, so no agent is stopped in the middle of a cycle; none for a dry run.
+fn lock_unless(dry_run: bool, paths: &Paths) -> Result<Option<Lock>> {
+    if dry_run {
+        return Ok(None);
+    }
+    Lock::acquire(&paths.lock_file(), LOCK_WAIT).map(Some)
+}
+
 /// `agents install [--dry-run]`.
 pub fn install(dry_run: bool) -> Result<()> {
     let (paths, fleet) = load(true)?;
     let runner = agents::runner_from_env()?;
     let setup = Setup::new(&paths, &fleet, runner.as_ref())?;
+    // A running cycle finishes before its agent is stopped for the reload.
+    let _lock = lock_unless(dry_run, &paths)?;
     let report = agents::install(&setup, Scope::All, dry_run)?;
     let mut text = String::new();
     let (write, run) = if dry_run {
@@ -60,6 +72,7 @@ pub fn uninstall(dry_run: bool) -> Result<()> {
     let (paths, fleet) = load(false)?;
     let runner = agents::runner_from_env()?;
     let setup = Setup::new(&paths, &fleet, runner.as_ref())?;
+    let _lock = lock_unless(dry_run, &paths)?;
     let report = agents::uninstall(&setup, dry_run)?;
     let (remove, run) = if dry_run {
         ("would remove", "would run")
