@@ -125,9 +125,11 @@ pub enum Cmd {
         #[command(subcommand)]
         action: SecretsCmd,
     },
-    /// Install, inspect and remove the background agents: the watcher (`fleetkey watch`) and the
-    /// puller (`fleetkey pull` every `poll`), as launchd agents on macOS and systemd user units on
-    /// Linux.
+    /// Install, inspect and remove the background agents (launchd on macOS, systemd on Linux).
+    ///
+    /// The watcher runs `fleetkey watch` all the time; the puller runs `fleetkey pull` every
+    /// `poll` of fleet.toml. On macOS they are launchd agents in ~/Library/LaunchAgents, on
+    /// Linux systemd user units in ~/.config/systemd/user.
     Agents {
         /// The agents action.
         #[command(subcommand)]
@@ -150,8 +152,11 @@ pub enum Cmd {
 /// `fleetkey agents …`.
 #[derive(Debug, Subcommand)]
 pub enum AgentsCmd {
-    /// Write the agents' files where the service manager reads them, and reload each agent
-    /// whose rendered files changed (only those).
+    /// Write the agents' files and reload the agents whose files changed.
+    ///
+    /// A file is written only when its rendered bytes differ from the installed one, and only
+    /// the agents with a written file are reloaded; a second run does nothing. A reload that
+    /// failed is retried by the next run.
     Install {
         /// Say what would be written and run; change nothing.
         #[arg(long)]

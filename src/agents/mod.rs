@@ -218,8 +218,20 @@ pub struct AgentFile {
     pub bytes: Vec<u8>,
 }
 
-/// Renders every file of both agents for `platform`.
+/// Renders every file of both agents for `platform`. A path that is not UTF-8 is refused: a
+/// plist or unit file could only hold a mangled copy of it.
 pub fn render(platform: Platform, input: &RenderInput) -> Result<Vec<AgentFile>> {
+    let paths = [&input.exe, &input.home]
+        .into_iter()
+        .chain(input.xdg.iter().map(|(_, p)| p));
+    for path in paths {
+        if path.to_str().is_none() {
+            return Err(Error::Refused(format!(
+                "{} is not UTF-8; the agents' files cannot name it",
+                path.display()
+            )));
+        }
+    }
     let mut out = Vec::new();
     for agent in Agent::ALL {
         let env = input.environment(platform, agent);

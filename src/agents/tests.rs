@@ -194,6 +194,18 @@ fn systemd_units_quote_the_binary_and_take_the_interval_from_poll() {
 }
 
 #[test]
+fn a_path_that_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new();
+    let mut input = w.input(60);
+    input.home = PathBuf::from(std::ffi::OsStr::from_bytes(b"/home/\xff"));
+    for platform in [Platform::Macos, Platform::Linux] {
+        let err = render(platform, &input).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
+}
+
+#[test]
 fn sub_second_polls_round_up_to_one_second() {
     let w = World::new();
     let mut input = w.input(0);
