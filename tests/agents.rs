@@ -281,6 +281,24 @@ fn agents_install_on_macos_reloads_only_the_agents_that_changed() {
     assert_eq!(commands, reload("pull"), "{out}");
     let plist = std::fs::read_to_string(dir.join("dev.fleetkey.pull.plist")).unwrap();
     assert!(plist.contains("<integer>300</integer>"), "{plist}");
+
+    let (out, commands) = r.agents(&["status"]);
+    assert_eq!(
+        commands,
+        [
+            format!("launchctl print gui/{uid}/dev.fleetkey.watch"),
+            format!("launchctl print gui/{uid}/dev.fleetkey.pull"),
+        ]
+    );
+    assert!(
+        out.contains("watch  installed, up to date, not loaded\n"),
+        "{out}"
+    );
+
+    let (out, commands) = r.agents(&["uninstall", "--dry-run"]);
+    assert!(commands.is_empty(), "{commands:?}");
+    assert!(out.contains("would remove "), "{out}");
+    assert!(dir.join("dev.fleetkey.pull.plist").is_file());
 }
 
 #[test]

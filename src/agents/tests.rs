@@ -507,3 +507,72 @@ fn status_reports_installed_up_to_date_and_loaded() {
     let st = status(&w.setup(Platform::Macos, 60, &rec)).unwrap();
     assert!(st.iter().all(|s| !s.installed && s.loaded == Some(false)));
 }
+
+#[test]
+fn a_reload_waits_until_launchd_has_let_go_of_the_job() {
+    /// launchd that still lists the job for two more `print`s after the bootout.
+    struct Slow {
+        prints_left: std::cell::Cell<u32>,
+        log: RecordingRunner,
+    }
+    impl Runner for Slow {
+        fn run(&self, program: &str, args: &[&str]) -> Result<RunOutput> {
+            let out = self.log.run(program, args)?;
+            if args.first() == Some(&"print") && self.prints_left.get() > 0 {
+                self.prints_left.set(self.prints_left.get() - 1);
+                return Ok(RunOutput {
+                    success: true,
+                    ..RunOutput::default()
+                });
+            }
+            Ok(out)
+        }
+    }
+    let w = World::new();
+    let slow = Slow {
+        prints_left: std::cell::Cell::new(2),
+        log: RecordingRunner::new(),
+    };
+    install(&w.setup(Platform::Macos, 60, &slow), Scope::All, false).unwrap();
+    let commands = slow.log.commands();
+    let bootstrap = commands
+        .iter()
+        .position(|c| c.starts_with("launchctl bootstrap"))
+        .unwrap();
+    assert_eq!(
+        commands[..bootstrap],
+        [
+            "launchctl bootout gui/501/dev.fleetkey.watch",
+            "launchctl print gui/501/dev.fleetkey.watch",
+            "launchctl print gui/501/dev.fleetkey.watch",
+            "launchctl print gui/501/dev.fleetkey.watch",
+        ]
+    );
+}
+
+#[test]
+fn the_system_runner_passes_on_only_what_the_service_managers_need() {
+    let out = SystemRunner.run("env", &[]).unwrap();
+    assert!(out.success, "{}", out.stderr);
+    for line in out.stdout.lines() {
+        let name = line.split('=').next().unwrap();
+        assert!(
+            [
+                "HOME",
+                "PATH",
+                "USER",
+                "LOGNAME",
+                "TMPDIR",
+                "XDG_RUNTIME_DIR",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "LC_ALL",
+                "SYSTEMD_PAGER",
+            ]
+            .contains(&name),
+            "{name} reached a platform command"
+        );
+    }
+    assert!(out.stdout.contains("LC_ALL=C\n"), "{}", out.stdout);
+    let err = SystemRunner.run("/nonexistent/launchctl", &[]).unwrap_err();
+    assert!(err.to_string().contains("cannot run"), "{err}");
+}
