@@ -160,17 +160,10 @@ impl RenderInput {
 
     /// The environment an agent runs with: PATH, HOME, the XDG overrides and [`AGENT_ENV`].
     fn environment(&self, platform: Platform, agent: Agent) -> Vec<(String, String)> {
-        let mut dirs: Vec<String> = match platform {
-            Platform::Macos => vec![
-                "/opt/homebrew/bin".into(),
-                "/usr/local/bin".into(),
-                "/usr/bin".into(),
-                "/bin".into(),
-                "/usr/sbin".into(),
-                "/sbin".into(),
-            ],
-            Platform::Linux => vec!["/usr/local/bin".into(), "/usr/bin".into(), "/bin".into()],
-        };
+        let mut dirs: Vec<String> = system_path(platform)
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         // fleetkey itself (chezmoi's modify_ script calls it) and the user's own tools.
         let extra = [
             self.exe.parent().map(Path::to_path_buf),
@@ -189,6 +182,22 @@ impl RenderInput {
         env.extend(self.xdg.iter().map(|(k, v)| (k.clone(), text(v))));
         env.push((AGENT_ENV.to_string(), agent.name().to_string()));
         env
+    }
+}
+
+/// The system directories at the front of an agent's PATH (after them come the fleetkey
+/// binary's own directory and `~/.local/bin`). `doctor` checks that `git` is in one of them.
+pub fn system_path(platform: Platform) -> &'static [&'static str] {
+    match platform {
+        Platform::Macos => &[
+            "/opt/homebrew/bin",
+            "/usr/local/bin",
+            "/usr/bin",
+            "/bin",
+            "/usr/sbin",
+            "/sbin",
+        ],
+        Platform::Linux => &["/usr/local/bin", "/usr/bin", "/bin"],
     }
 }
 
@@ -602,6 +611,14 @@ pub fn install_if_changed(machine: &Machine, fleet: &FleetConfig) -> Result<Inst
     let runner = runner_from_env()?;
     let setup = Setup::new(&machine.paths, fleet, runner.as_ref())?;
     install(&setup, Scope::Installed, false)
+}
+
+/// Each agent's state on this machine, for `fleetkey status` and `doctor`: the platform it runs
+/// on, the runner of this process, fleet.toml's settings.
+pub fn current_status(paths: &Paths, fleet: &FleetConfig) -> Result<Vec<AgentStatus>> {
+    let runner = runner_from_env()?;
+    let setup = Setup::new(paths, fleet, runner.as_ref())?;
+    status(&setup)
 }
 
 /// What an uninstall removed and ran.
