@@ -133,6 +133,64 @@ pub enum Cmd {
         #[command(subcommand)]
         action: SecretsCmd,
     },
+    /// Install, inspect and remove the background agents (launchd on macOS, systemd on Linux).
+    ///
+    /// The watcher runs `fleetkey watch` all the time; the puller runs `fleetkey pull` every
+    /// `poll` of fleet.toml. On macOS they are launchd agents in ~/Library/LaunchAgents, on
+    /// Linux systemd user units in ~/.config/systemd/user.
+    Agents {
+        /// The agents action.
+        #[command(subcommand)]
+        action: AgentsCmd,
+    },
+    /// Print a completion script for SHELL to stdout.
+    ///
+    /// bash: `fleetkey completions bash > ~/.local/share/bash-completion/completions/fleetkey`;
+    /// zsh: write `_fleetkey` into a directory on $fpath; fish:
+    /// `fleetkey completions fish > ~/.config/fish/completions/fleetkey.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `fleetkey man | man -l -`.
+    Man,
+}
+
+/// `fleetkey agents …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// Write the agents' files and reload the agents whose files changed.
+    ///
+    /// A file is written only when its rendered bytes differ from the installed one, and only
+    /// the agents with a written file are reloaded; a second run does nothing. A reload that
+    /// failed is retried by the next run.
+    Install {
+        /// Say what would be written and run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop and disable both agents and remove their files.
+    Uninstall {
+        /// Say what would be removed and run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show for each agent whether it is installed, up to date and loaded.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the agents' files as `agents install` would write them for this machine.
+    Print {
+        /// Render for this platform instead of the one fleetkey runs on.
+        #[arg(long, value_enum)]
+        platform: Option<crate::agents::Platform>,
+        /// Write the files into DIR instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `fleetkey secrets …`.

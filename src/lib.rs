@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agents;
 pub mod authorized_keys;
 pub mod bundle;
 pub mod cli;
@@ -32,7 +33,7 @@ pub use error::{Error, Result};
 
 use clap::Parser;
 
-use cli::{Args, Cmd, SecretsCmd};
+use cli::{AgentsCmd, Args, Cmd, SecretsCmd};
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
@@ -105,6 +106,14 @@ fn dispatch(args: Args) -> Result<i32> {
             SecretsCmd::Export { format } => commands::secrets::export(format),
             SecretsCmd::Exec { command } => commands::secrets::exec(&command),
         },
+        Cmd::Agents { action } => match action {
+            AgentsCmd::Install { dry_run } => commands::agents::install(dry_run),
+            AgentsCmd::Uninstall { dry_run } => commands::agents::uninstall(dry_run),
+            AgentsCmd::Status { json } => commands::agents::status(json),
+            AgentsCmd::Print { platform, out } => commands::agents::print(platform, out.as_deref()),
+        },
+        Cmd::Completions { shell } => commands::manual::completions(shell),
+        Cmd::Man => commands::manual::man(),
     };
     done.map(|()| 0)
 }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod agents;
 mod authorized_keys_cli;
 mod init_and_secrets;
 mod lifecycle;

@@ -1,9 +1,11 @@
 //! The commands: each submodule turns one part of the command line into work on the modules
 //! that own the concerns.
 
+pub mod agents;
 pub mod authorized_keys;
 pub mod doctor;
 pub mod init;
 pub mod lifecycle;
+pub mod manual;
 pub mod secrets;
 pub mod status;

@@ -1,0 +1,808 @@
+//! The background agents: the watcher (`fleetkey watch`, always running) and the puller
+//! (`fleetkey pull`, every `poll` of fleet.toml), as launchd jobs on macOS and systemd user units
+//! on Linux.
+//!
+//! Owns: rendering the embedded templates (`launchd/` and `systemd/` at the top of the source
+//! tree) with this machine's absolute paths, writing them only when their bytes changed, and
+//! reloading only the agents whose files changed. Every platform command (`launchctl`,
+//! `systemctl`) goes through one [`Runner`], so tests see the exact command lines.
+//!
+//! A reload that fails is not forgotten: the agents about to be reloaded are listed in
+//! `~/.local/state/fleetkey/agents.pending` before their files are written, and taken off only
+//! once their reload succeeded, so the next install retries them even though the bytes on disk
+//! already match.
+//!
+//! Must never: run a shell, write a file non-atomically, reload an agent whose files did not
+//! change, or (in [`install_if_changed`]) install an agent the user has not installed.
+
+mod launchd;
+mod runner;
+mod systemd;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::FleetConfig;
+use crate::error::{Error, Result};
+use crate::files;
+use crate::fleet::Machine;
+use crate::paths::Paths;
+
+pub use runner::{RecordingRunner, RunOutput, Runner, SystemRunner, runner_from_env};
+
+/// The environment variable the agents' own processes carry: `watch` or `pull`.
+pub const AGENT_ENV: &str = "FLEETKEY_AGENT";
+
+/// Where an agent's files live and how it is (re)loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// launchd user agents in `~/Library/LaunchAgents`.
+    Macos,
+    /// systemd user units in `$XDG_CONFIG_HOME/systemd/user`.
+    Linux,
+}
+
+impl Platform {
+    /// The platform fleetkey runs on. Debug builds honour `FLEETKEY_AGENTS_PLATFORM=macos|linux`,
+    /// a test hook so both platforms' install paths run end to end on one machine.
+    pub fn current() -> Result<Platform> {
+        #[cfg(debug_assertions)]
+        if let Ok(forced) = std::env::var("FLEETKEY_AGENTS_PLATFORM") {
+            return Platform::from_name(&forced).ok_or_else(|| {
+                Error::Refused(format!(
+                    "FLEETKEY_AGENTS_PLATFORM={forced:?}: use macos or linux"
+                ))
+            });
+        }
+        Platform::from_name(std::env::consts::OS).ok_or_else(|| {
+            Error::Refused(format!(
+                "background agents are supported on macOS and Linux, not {}",
+                std::env::consts::OS
+            ))
+            .hint("run `fleetkey pull --every 60s` and `fleetkey watch` from your own service manager")
+        })
+    }
+
+    fn from_name(name: &str) -> Option<Platform> {
+        match name {
+            "macos" => Some(Platform::Macos),
+            "linux" => Some(Platform::Linux),
+            _ => None,
+        }
+    }
+
+    /// The name used in messages: `macos` or `linux`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Macos => "macos",
+            Platform::Linux => "linux",
+        }
+    }
+}
+
+/// One of the two background agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Agent {
+    /// `fleetkey watch`: always running, a cycle after each settled change.
+    Watch,
+    /// `fleetkey pull`: one cycle every `poll`.
+    Pull,
+}
+
+impl Agent {
+    /// Both agents, in the order they are installed.
+    pub const ALL: [Agent; 2] = [Agent::Watch, Agent::Pull];
+
+    /// `watch` or `pull`: the subcommand the agent runs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Agent::Watch => "watch",
+            Agent::Pull => "pull",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Agent> {
+        Agent::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl fmt::Display for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the templates are filled with: absolute paths and settings, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderInput {
+    /// The fleetkey binary the agents run (absolute, canonical).
+    pub exe: PathBuf,
+    /// The user's home directory.
+    pub home: PathBuf,
+    /// How often the puller runs.
+    pub poll: Duration,
+    /// XDG base directories set to something other than their defaults, passed on to the
+    /// agents so they find the same configuration as the command that installed them.
+    pub xdg: Vec<(String, PathBuf)>,
+}
+
+impl RenderInput {
+    /// The input for this machine: the running binary, its paths and fleet.toml's `poll`.
+    pub fn for_machine(paths: &Paths, fleet: &FleetConfig) -> Result<RenderInput> {
+        let mut xdg = Vec::new();
+        for (var, dir, default) in [
+            ("XDG_CONFIG_HOME", &paths.config_dir, ".config"),
+            ("XDG_DATA_HOME", &paths.data_dir, ".local/share"),
+            ("XDG_STATE_HOME", &paths.state_dir, ".local/state"),
+        ] {
+            let base = dir.parent().unwrap_or(dir);
+            if base != paths.home.join(default) {
+                xdg.push((var.to_string(), base.to_path_buf()));
+            }
+        }
+        Ok(RenderInput {
+            exe: current_exe()?,
+            home: paths.home.clone(),
+            poll: fleet.poll(),
+            xdg,
+        })
+    }
+
+    /// The puller's interval in whole seconds, at least one.
+    pub fn poll_secs(&self) -> u64 {
+        self.poll.as_millis().div_ceil(1000).max(1) as u64
+    }
+
+    /// The environment an agent runs with: PATH, HOME, the XDG overrides and [`AGENT_ENV`].
+    fn environment(&self, platform: Platform, agent: Agent) -> Vec<(String, String)> {
+        let mut dirs: Vec<String> = system_path(platform)
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        // fleetkey itself (chezmoi's modify_ script calls it) and the user's own tools.
+        let extra = [
+            self.exe.parent().map(Path::to_path_buf),
+            Some(self.home.join(".local/bin")),
+        ];
+        for dir in extra.into_iter().flatten() {
+            let dir = dir.to_string_lossy().into_owned();
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        let mut env = vec![
+            ("PATH".to_string(), dirs.join(":")),
+            ("HOME".to_string(), text(&self.home)),
+        ];
+        env.extend(self.xdg.iter().map(|(k, v)| (k.clone(), text(v))));
+        env.push((AGENT_ENV.to_string(), agent.name().to_string()));
+        env
+    }
+}
+
+/// The system directories at the front of an agent's PATH (after them come the fleetkey
+/// binary's own directory and `~/.local/bin`). `doctor` checks that `git` is in one of them.
+pub fn system_path(platform: Platform) -> &'static [&'static str] {
+    match platform {
+        Platform::Macos => &[
+            "/opt/homebrew/bin",
+            "/usr/local/bin",
+            "/usr/bin",
+            "/bin",
+            "/usr/sbin",
+            "/sbin",
+        ],
+        Platform::Linux => &["/usr/local/bin", "/usr/bin", "/bin"],
+    }
+}
+
+fn text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// The running binary, canonicalised. On Linux a binary replaced while it runs reads as
+/// `PATH (deleted)`; the path it was started from is what the agents must run.
+fn current_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(Error::io("cannot locate", Path::new("fleetkey")))?;
+    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(original) if !exe.exists() => PathBuf::from(original),
+        _ => exe,
+    };
+    std::fs::canonicalize(&exe).map_err(Error::io("cannot resolve", &exe))
+}
+
+/// One rendered file of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFile {
+    /// The agent it belongs to.
+    pub agent: Agent,
+    /// Its file name in the agents directory.
+    pub name: &'static str,
+    /// Its content.
+    pub bytes: Vec<u8>,
+}
+
+/// Renders every file of both agents for `platform`. A path that is not UTF-8 is refused: a
+/// plist or unit file could only hold a mangled copy of it.
+pub fn render(platform: Platform, input: &RenderInput) -> Result<Vec<AgentFile>> {
+    let paths = [&input.exe, &input.home]
+        .into_iter()
+        .chain(input.xdg.iter().map(|(_, p)| p));
+    for path in paths {
+        if path.to_str().is_none() {
+            return Err(Error::Refused(format!(
+                "{} is not UTF-8; the agents' files cannot name it",
+                path.display()
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for agent in Agent::ALL {
+        let env = input.environment(platform, agent);
+        match platform {
+            Platform::Macos => out.push(launchd::render(agent, input, &env)?),
+            Platform::Linux => out.extend(systemd::render(agent, input, &env)?),
+        }
+    }
+    Ok(out)
+}
+
+/// The directory the agents' files are installed into.
+pub fn agents_dir(platform: Platform, paths: &Paths) -> PathBuf {
+    match platform {
+        Platform::Macos => paths.home.join("Library/LaunchAgents"),
+        // config_dir is $XDG_CONFIG_HOME/fleetkey.
+        Platform::Linux => paths
+            .config_dir
+            .parent()
+            .unwrap_or(&paths.config_dir)
+            .join("systemd/user"),
+    }
+}
+
+/// The directory the macOS agents log into (on Linux their output goes to the journal).
+pub fn log_dir(paths: &Paths) -> PathBuf {
+    launchd::log_dir(&paths.home)
+}
+
+/// Substitutes `{{NAME}}` placeholders with already escaped values; a placeholder without a
+/// value is a bug in a template and an error.
+fn fill(template: &str, values: &[(&str, &str)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len() + 512);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| Error::Refused("an agent template has an unclosed {{".into()))?;
+        let name = &after[..end];
+        let value = values
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "an agent template uses an unknown value {{{{{name}}}}}"
+                ))
+            })?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A platform command, as run through the [`Runner`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    /// The program (looked up on PATH).
+    pub program: &'static str,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl Cmd {
+    fn new(program: &'static str, args: &[&str]) -> Cmd {
+        Cmd {
+            program,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn run(&self, runner: &dyn Runner) -> Result<RunOutput> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        runner.run(self.program, &args)
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&runner::command_line(self.program, &self.args))
+    }
+}
+
+/// One step of a reload or removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Run the command; a failure stops the install.
+    Run(Cmd),
+    /// Run the command; a failure is expected when the agent is not loaded, and ignored.
+    Try(Cmd),
+    /// Run the command until it fails (the agent is gone), a bounded number of times.
+    WaitUntilFails(Cmd),
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Run(c) => write!(f, "{c}"),
+            Step::Try(c) => write!(f, "{c} (a failure is ignored)"),
+            Step::WaitUntilFails(c) => write!(f, "{c} (repeated until it fails)"),
+        }
+    }
+}
+
+/// How long [`Step::WaitUntilFails`] waits: `launchctl bootout` returns before launchd has
+/// finished removing the job, and a `bootstrap` before then fails.
+const WAIT_TRIES: u32 = 50;
+const WAIT_PAUSE: Duration = Duration::from_millis(100);
+
+fn run_step(step: &Step, runner: &dyn Runner) -> Result<()> {
+    match step {
+        Step::Run(cmd) => {
+            let out = cmd.run(runner)?;
+            if !out.success {
+                return Err(Error::Refused(format!(
+                    "`{cmd}` failed: {}",
+                    out.stderr.trim()
+                )));
+            }
+        }
+        Step::Try(cmd) => {
+            let out = cmd.run(runner)?;
+            if !out.success {
+                crate::log::debug(&format!("`{cmd}` failed (ignored): {}", out.stderr.trim()));
+            }
+        }
+        Step::WaitUntilFails(cmd) => {
+            for attempt in 0..WAIT_TRIES {
+                if !cmd.run(runner)?.success {
+                    return Ok(());
+                }
+                if attempt + 1 < WAIT_TRIES {
+                    std::thread::sleep(WAIT_PAUSE);
+                }
+            }
+            return Err(Error::Refused(format!(
+                "`{cmd}` still succeeds {} s after the agent was stopped",
+                (WAIT_PAUSE * WAIT_TRIES).as_secs()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Everything an agents operation needs: where, for which platform, and how commands run.
+pub struct Setup<'a> {
+    /// The platform whose agents are handled.
+    pub platform: Platform,
+    /// This machine's paths.
+    pub paths: &'a Paths,
+    /// What the templates are filled with.
+    pub input: RenderInput,
+    /// The one place platform commands run.
+    pub runner: &'a dyn Runner,
+    /// The user id (`launchctl`'s `gui/UID` domain).
+    pub uid: u32,
+    /// The agent this process runs as, if any (from [`AGENT_ENV`]).
+    pub running_as: Option<Agent>,
+}
+
+impl<'a> Setup<'a> {
+    /// A setup for this process: its platform, uid and agent identity.
+    pub fn new(paths: &'a Paths, fleet: &FleetConfig, runner: &'a dyn Runner) -> Result<Setup<'a>> {
+        Ok(Setup {
+            platform: Platform::current()?,
+            paths,
+            input: RenderInput::for_machine(paths, fleet)?,
+            runner,
+            uid: rustix::process::getuid().as_raw(),
+            running_as: std::env::var(AGENT_ENV)
+                .ok()
+                .and_then(|n| Agent::from_name(&n)),
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        agents_dir(self.platform, self.paths)
+    }
+
+    fn pending_file(&self) -> PathBuf {
+        self.paths.state_dir.join("agents.pending")
+    }
+
+    fn reload_steps(&self, agent: Agent, was_installed: bool) -> Vec<Step> {
+        match self.platform {
+            Platform::Macos => launchd::reload_steps(self.uid, agent, &self.dir()),
+            Platform::Linux => systemd::reload_steps(agent, was_installed),
+        }
+    }
+}
+
+/// Which agents [`install`] handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Both agents (`fleetkey agents install`).
+    All,
+    /// Only agents that are installed already (a sync cycle never installs one by itself).
+    Installed,
+}
+
+/// What an install did, or with `dry_run` would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallReport {
+    /// The platform installed for.
+    pub platform: Platform,
+    /// Nothing was changed; `written` and `commands` say what would have been.
+    pub dry_run: bool,
+    /// The files written (their rendered bytes differed from what was there).
+    pub written: Vec<PathBuf>,
+    /// The agents reloaded.
+    pub reloaded: Vec<Agent>,
+    /// Agents whose files were written but whose reload waits for another process: on macOS a
+    /// launchd job cannot boot itself out and back in (it would be killed half way).
+    pub deferred: Vec<Agent>,
+    /// The platform commands run, in order.
+    pub commands: Vec<String>,
+}
+
+impl InstallReport {
+    /// Whether anything was (or would be) written or reloaded.
+    pub fn changed(&self) -> bool {
+        !self.written.is_empty() || !self.reloaded.is_empty() || !self.deferred.is_empty()
+    }
+}
+
+/// Writes the rendered files whose bytes differ from those installed, then reloads exactly the
+/// agents that changed (or whose earlier reload failed). With `dry_run` nothing is written or
+/// run; the report says what would be.
+pub fn install(setup: &Setup<'_>, scope: Scope, dry_run: bool) -> Result<InstallReport> {
+    let dir = setup.dir();
+    let files = render(setup.platform, &setup.input)?;
+    let pending = read_pending(&setup.pending_file())?;
+    let mut report = InstallReport {
+        platform: setup.platform,
+        dry_run,
+        written: Vec::new(),
+        reloaded: Vec::new(),
+        deferred: Vec::new(),
+        commands: Vec::new(),
+    };
+
+    // Per agent: its files to write, whether any of its files existed.
+    let mut changed: Vec<(Agent, bool)> = Vec::new();
+    let mut writes: Vec<(PathBuf, &[u8])> = Vec::new();
+    for agent in Agent::ALL {
+        let mine: Vec<&AgentFile> = files.iter().filter(|f| f.agent == agent).collect();
+        let mut installed = false;
+        let mut differs = false;
+        for f in &mine {
+            let path = dir.join(f.name);
+            match read_existing(&path)? {
+                Some(bytes) => {
+                    installed = true;
+                    if bytes != f.bytes {
+                        differs = true;
+                        writes.push((path, &f.bytes));
+                    }
+                }
+                None => {
+                    differs = true;
+                    writes.push((path, &f.bytes));
+                }
+            }
+        }
+        let was_pending = pending.contains(&agent);
+        if scope == Scope::Installed && !installed && !was_pending {
+            writes.retain(|(p, _)| !mine.iter().any(|f| dir.join(f.name) == *p));
+            continue;
+        }
+        if differs || was_pending {
+            changed.push((agent, installed));
+        }
+    }
+
+    report.written = writes.iter().map(|(p, _)| p.clone()).collect();
+    let mut steps: Vec<(Agent, Vec<Step>)> = Vec::new();
+    let mut needs_daemon_reload = false;
+    for &(agent, was_installed) in &changed {
+        if setup.platform == Platform::Macos && setup.running_as == Some(agent) {
+            report.deferred.push(agent);
+            continue;
+        }
+        needs_daemon_reload = true;
+        steps.push((agent, setup.reload_steps(agent, was_installed)));
+    }
+    let prelude: Vec<Step> = match setup.platform {
+        Platform::Linux if needs_daemon_reload => vec![systemd::daemon_reload()],
+        _ => Vec::new(),
+    };
+
+    if dry_run {
+        report.commands = prelude
+            .iter()
+            .chain(steps.iter().flat_map(|(_, s)| s))
+            .map(Step::to_string)
+            .collect();
+        report.reloaded = steps.iter().map(|(a, _)| *a).collect();
+        return Ok(report);
+    }
+    if changed.is_empty() {
+        return Ok(report);
+    }
+
+    // Mark first, write, reload, unmark: an interrupted install is retried by the next one.
+    let mut still_pending: Vec<Agent> = changed.iter().map(|(a, _)| *a).collect();
+    write_pending(setup, &still_pending)?;
+    files::ensure_dir(&dir)?;
+    if setup.platform == Platform::Macos {
+        files::ensure_dir(&log_dir(setup.paths))?;
+    }
+    for (path, bytes) in &writes {
+        files::write_atomic(path, bytes, 0o644)?;
+    }
+    let recorder = Recorder {
+        inner: setup.runner,
+        lines: std::cell::RefCell::new(Vec::new()),
+    };
+    let mut result = Ok(());
+    for step in &prelude {
+        result = run_step(step, &recorder);
+        if result.is_err() {
+            break;
+        }
+    }
+    if result.is_ok() {
+        for (agent, agent_steps) in &steps {
+            result = agent_steps.iter().try_for_each(|s| run_step(s, &recorder));
+            if result.is_err() {
+                break;
+            }
+            report.reloaded.push(*agent);
+            still_pending.retain(|a| a != agent);
+        }
+    }
+    report.commands = recorder.lines.into_inner();
+    write_pending(setup, &still_pending)?;
+    result.map_err(|e| e.hint(reload_hint(setup)))?;
+    Ok(report)
+}
+
+/// What to check when a reload failed; the files are written and the reload is retried.
+fn reload_hint(setup: &Setup<'_>) -> String {
+    let check = match setup.platform {
+        Platform::Macos => format!(
+            "check `launchctl print gui/{}/dev.fleetkey.watch` and the logs in {}; a job turned off with `launchctl disable` needs `launchctl enable` first",
+            setup.uid,
+            log_dir(setup.paths).display()
+        ),
+        Platform::Linux => "check that your user's systemd runs (`systemctl --user status`; without a login session, `loginctl enable-linger`)".to_string(),
+    };
+    format!(
+        "{check}; the files are in place and the next `fleetkey agents install` retries the reload"
+    )
+}
+
+/// Reinstalls the agents already installed on this machine when their rendered files changed
+/// (a new `poll` in fleet.toml, a moved binary, a new template), reloading only those.
+///
+/// The sync cycle calls this after it applied a fleet.toml change, holding the cycle lock (this
+/// function does not take it); it is cheap (a render and a few small reads) when nothing
+/// changed. Agents the user has not installed stay uninstalled. On macOS an agent does not
+/// reload itself (launchd would kill it half way): the report lists it as deferred, and the
+/// next call from another process (the other agent, or `fleetkey agents install`) reloads it.
+pub fn install_if_changed(machine: &Machine, fleet: &FleetConfig) -> Result<InstallReport> {
+    let runner = runner_from_env()?;
+    let setup = Setup::new(&machine.paths, fleet, runner.as_ref())?;
+    install(&setup, Scope::Installed, false)
+}
+
+/// Each agent's state on this machine, for `fleetkey status` and `doctor`: the platform it runs
+/// on, the runner of this process, fleet.toml's settings.
+pub fn current_status(paths: &Paths, fleet: &FleetConfig) -> Result<Vec<AgentStatus>> {
+    let runner = runner_from_env()?;
+    let setup = Setup::new(paths, fleet, runner.as_ref())?;
+    status(&setup)
+}
+
+/// What an uninstall removed and ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UninstallReport {
+    /// Nothing was changed; the lists say what would have been.
+    pub dry_run: bool,
+    /// The files removed.
+    pub removed: Vec<PathBuf>,
+    /// The platform commands run, in order.
+    pub commands: Vec<String>,
+}
+
+/// Stops and disables both agents and removes their files.
+pub fn uninstall(setup: &Setup<'_>, dry_run: bool) -> Result<UninstallReport> {
+    let dir = setup.dir();
+    let files = render(setup.platform, &setup.input)?;
+    let removed: Vec<PathBuf> = files
+        .iter()
+        .map(|f| dir.join(f.name))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
+    let mut steps: Vec<Step> = match setup.platform {
+        Platform::Macos => Agent::ALL
+            .into_iter()
+            .flat_map(|a| launchd::stop_steps(setup.uid, a))
+            .collect(),
+        Platform::Linux => systemd::stop_steps(),
+    };
+    // Stopping is best effort: the files go whatever the service manager says (it may not even
+    // run), and nothing is left to retry.
+    let after: Vec<Step> = match setup.platform {
+        Platform::Linux if !removed.is_empty() => match systemd::daemon_reload() {
+            Step::Run(cmd) => vec![Step::Try(cmd)],
+            other => vec![other],
+        },
+        _ => Vec::new(),
+    };
+    if dry_run {
+        steps.extend(after);
+        return Ok(UninstallReport {
+            dry_run,
+            removed,
+            commands: steps.iter().map(Step::to_string).collect(),
+        });
+    }
+    let recorder = Recorder {
+        inner: setup.runner,
+        lines: std::cell::RefCell::new(Vec::new()),
+    };
+    write_pending(setup, &[])?;
+    for step in &steps {
+        if let Err(e) = run_step(step, &recorder) {
+            crate::log::warn(&format!("{e}"));
+        }
+    }
+    for path in &removed {
+        std::fs::remove_file(path).map_err(Error::io("cannot remove", path))?;
+    }
+    for step in &after {
+        run_step(step, &recorder)?;
+    }
+    Ok(UninstallReport {
+        dry_run,
+        removed,
+        commands: recorder.lines.into_inner(),
+    })
+}
+
+/// One agent's state on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentStatus {
+    /// The agent.
+    pub agent: Agent,
+    /// Its files.
+    pub files: Vec<PathBuf>,
+    /// Every one of its files is there.
+    pub installed: bool,
+    /// Its files hold exactly what `agents install` would write now.
+    pub up_to_date: bool,
+    /// launchd has the job / systemd reports the unit active; `None` when that could not be
+    /// asked (e.g. no user service manager is reachable).
+    pub loaded: Option<bool>,
+    /// systemd: the unit is enabled; always `None` on macOS (launchd has no separate notion).
+    pub enabled: Option<bool>,
+}
+
+/// Each agent: installed, up to date with the current render, loaded.
+pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
+    let dir = setup.dir();
+    let files = render(setup.platform, &setup.input)?;
+    let mut out = Vec::new();
+    for agent in Agent::ALL {
+        let mut st = AgentStatus {
+            agent,
+            files: Vec::new(),
+            installed: true,
+            up_to_date: true,
+            loaded: None,
+            enabled: None,
+        };
+        for f in files.iter().filter(|f| f.agent == agent) {
+            let path = dir.join(f.name);
+            match read_existing(&path)? {
+                Some(bytes) => st.up_to_date &= bytes == f.bytes,
+                None => {
+                    st.installed = false;
+                    st.up_to_date = false;
+                }
+            }
+            st.files.push(path);
+        }
+        // An answer only when the service manager gave one: a command that could not run, or
+        // (systemctl) one that printed no state because the manager is unreachable, is unknown.
+        match setup.platform {
+            Platform::Macos => {
+                st.loaded = launchd::print_cmd(setup.uid, agent)
+                    .run(setup.runner)
+                    .ok()
+                    .map(|o| o.success);
+            }
+            Platform::Linux => {
+                let unit = systemd::main_unit(agent);
+                let state = |query: &str, yes: &str| {
+                    let out = systemd::systemctl(&[query, unit]).run(setup.runner).ok()?;
+                    let word = out.stdout.trim();
+                    (!word.is_empty()).then(|| word == yes)
+                };
+                st.loaded = state("is-active", "active");
+                st.enabled = state("is-enabled", "enabled");
+            }
+        }
+        out.push(st);
+    }
+    Ok(out)
+}
+
+/// A runner that keeps the command lines it ran, for the report.
+struct Recorder<'a> {
+    inner: &'a dyn Runner,
+    lines: std::cell::RefCell<Vec<String>>,
+}
+
+impl Runner for Recorder<'_> {
+    fn run(&self, program: &str, args: &[&str]) -> Result<RunOutput> {
+        let args_owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.lines
+            .borrow_mut()
+            .push(runner::command_line(program, &args_owned));
+        self.inner.run(program, args)
+    }
+}
+
+/// The file's bytes, or `None` when it does not exist.
+fn read_existing(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot read", path)(e)),
+    }
+}
+
+fn read_pending(path: &Path) -> Result<Vec<Agent>> {
+    let bytes = read_existing(path)?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| Agent::from_name(l.trim()))
+        .collect())
+}
+
+fn write_pending(setup: &Setup<'_>, agents: &[Agent]) -> Result<()> {
+    let path = setup.pending_file();
+    if agents.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("cannot remove", &path)(e))
+            }
+            _ => Ok(()),
+        };
+    }
+    files::ensure_private_dir(&setup.paths.state_dir)?;
+    let text: String = agents.iter().map(|a| format!("{a}\n")).collect();
+    files::write_atomic(&path, text.as_bytes(), 0o600)
+}
+
+#[cfg(test)]
+mod tests;
