@@ -39,9 +39,6 @@ fn check(what: &str, verdict: Verdict, detail: impl Into<String>) -> Check {
     }
 }
 
-/// The directories a background agent's PATH holds (see the agents templates).
-pub const AGENT_PATH: &[&str] = &["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin"];
-
 /// Permission bits of `path` that let others write (or, with `private`, read) it.
 fn loose_bits(path: &Path, private: bool) -> Option<(u32, bool)> {
     let meta = std::fs::metadata(path).ok()?;
@@ -107,24 +104,30 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             "git is not on PATH: install it (apt-get install git, or xcode-select --install)",
         )),
     }
-    if AGENT_PATH
-        .iter()
-        .any(|d| Path::new(d).join("git").is_file())
-    {
-        out.push(check(
-            "git for the agents",
-            Verdict::Ok,
-            "found on the agents' PATH",
-        ));
-    } else {
-        out.push(check(
-            "git for the agents",
-            Verdict::Fail,
-            format!(
-                "no git in {}; the background agents would fail: install git there",
-                AGENT_PATH.join(":")
-            ),
-        ));
+    match crate::agents::Platform::current() {
+        Ok(platform) => {
+            let dirs = crate::agents::system_path(platform);
+            if dirs.iter().any(|d| Path::new(d).join("git").is_file()) {
+                out.push(check(
+                    "git for the agents",
+                    Verdict::Ok,
+                    "found on the agents' PATH",
+                ));
+            } else {
+                out.push(check(
+                    "git for the agents",
+                    Verdict::Fail,
+                    format!(
+                        "no git in {}; the background agents would fail: install git there",
+                        dirs.join(":")
+                    ),
+                ));
+            }
+        }
+        Err(e) => out.push(check("agents", Verdict::Warn, e.to_string())),
+    }
+    if let Ok(f) = &fleet {
+        out.extend(agent_checks(machine, f));
     }
     match forge::has_any_branch(&machine.config.remote) {
         Ok(true) => out.push(check("forge", Verdict::Ok, format!("{} answers", machine.config.remote))),
@@ -178,6 +181,48 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         out.push(chezmoi_autocommit(&paths.home));
     }
     out
+}
+
+/// Installed agents that are stale or not loaded; nothing to say when none is installed.
+fn agent_checks(machine: &Machine, fleet: &crate::config::FleetConfig) -> Vec<Check> {
+    let statuses = match crate::agents::current_status(&machine.paths, fleet) {
+        Ok(s) => s,
+        Err(e) => return vec![check("agents", Verdict::Warn, e.to_string())],
+    };
+    if statuses.iter().all(|s| !s.installed) {
+        return vec![check(
+            "agents",
+            Verdict::Warn,
+            "not installed: nothing syncs in the background; run `fleetkey agents install`",
+        )];
+    }
+    statuses
+        .iter()
+        .map(|s| {
+            let what = format!("agent {}", s.agent);
+            if !s.installed {
+                check(
+                    &what,
+                    Verdict::Warn,
+                    "not installed: run `fleetkey agents install`",
+                )
+            } else if !s.up_to_date {
+                check(
+                    &what,
+                    Verdict::Warn,
+                    "out of date: run `fleetkey agents install`",
+                )
+            } else if s.loaded == Some(false) {
+                check(
+                    &what,
+                    Verdict::Fail,
+                    "installed but not loaded: run `fleetkey agents install`",
+                )
+            } else {
+                check(&what, Verdict::Ok, "installed and up to date")
+            }
+        })
+        .collect()
 }
 
 fn chain(e: &crate::Error) -> String {

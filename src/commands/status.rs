@@ -22,6 +22,8 @@ pub struct Status {
     pub sync: SyncStatus,
     /// The secrets file.
     pub secrets: SecretsStatus,
+    /// The background agents (empty when their state cannot be read).
+    pub agents: Vec<crate::agents::AgentStatus>,
 }
 
 /// This machine's identity.
@@ -183,6 +185,11 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         },
         sync: SyncStatus { ahead, behind },
         secrets,
+        agents: machine
+            .fleet_config()
+            .ok()
+            .and_then(|f| crate::agents::current_status(&machine.paths, &f).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -246,6 +253,16 @@ fn render(s: &Status) -> String {
             "  CONFLICT: {} (a value from {} at {} is kept aside)\n",
             c.key, c.from, c.at
         ));
+    }
+    for a in &s.agents {
+        let state = match (a.installed, a.up_to_date, a.loaded) {
+            (false, _, _) => "not installed",
+            (true, false, _) => "out of date (run `fleetkey agents install`)",
+            (true, true, Some(true)) => "loaded",
+            (true, true, Some(false)) => "installed, not loaded",
+            (true, true, None) => "installed",
+        };
+        out.push_str(&format!("agent    {}: {state}\n", a.agent));
     }
     if s.secrets.stale_recipients {
         out.push_str(
