@@ -28,25 +28,68 @@ const CIPHERTEXT_LIMIT: u64 = 64 << 20;
 /// fleetkey passes them in the sorted order of `secrets.recipients` (as `age -R` does with that
 /// file), so a machine knows which stanza is its own.
 pub fn encrypt(plaintext: &[u8], recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>> {
-    if recipients.is_empty() {
-        return Err(Error::Encrypt(age::EncryptError::MissingRecipients));
+    Sealer::start(recipients.to_vec())?.seal(plaintext)
+}
+
+/// An encryption to a list of recipients, prepared on a background thread before the plaintext
+/// is known. Wrapping the file key costs one X25519 agreement per recipient and does not depend
+/// on the plaintext, so a command starts it first and decrypts, parses and edits meanwhile.
+pub struct Sealer {
+    prepared: std::thread::JoinHandle<Result<age::Encryptor>>,
+}
+
+impl Sealer {
+    /// Starts wrapping a fresh file key for `recipients` (in that order).
+    pub fn start(recipients: Vec<age::x25519::Recipient>) -> Result<Sealer> {
+        if recipients.is_empty() {
+            return Err(Error::Refused(
+                "the fleet has no active machine to encrypt the secrets to".into(),
+            ));
+        }
+        let prepared = std::thread::spawn(move || {
+            let fanout = Fanout {
+                recipients: &recipients,
+            };
+            age::Encryptor::with_recipients(std::iter::once(&fanout as &dyn age::Recipient))
+                .map_err(Error::Encrypt)
+        });
+        Ok(Sealer { prepared })
     }
-    let fanout = Fanout { recipients };
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(&fanout as &dyn age::Recipient))
-            .map_err(Error::Encrypt)?;
-    let mut out = Vec::with_capacity(plaintext.len() * 4 / 3 + 200 + 100 * recipients.len());
-    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-        .map_err(|e| Error::Encrypt(e.into()))?;
-    let mut writer = encryptor
-        .wrap_output(armor)
-        .map_err(|e| Error::Encrypt(e.into()))?;
-    writer
-        .write_all(plaintext)
-        .and_then(|()| writer.finish())
-        .and_then(|armor| armor.finish())
-        .map_err(|e| Error::Encrypt(e.into()))?;
-    Ok(out)
+
+    /// Starts wrapping for the roster's active recipients, sorted as `secrets.recipients`.
+    pub fn for_roster(roster: &Roster) -> Result<Sealer> {
+        Sealer::start(
+            roster
+                .recipient_lines()
+                .iter()
+                .map(|l| {
+                    l.parse::<age::x25519::Recipient>()
+                        .expect("roster recipients were parsed on load")
+                })
+                .collect(),
+        )
+    }
+
+    /// Encrypts `plaintext`, ASCII-armored.
+    pub fn seal(self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let encryptor = self
+            .prepared
+            .join()
+            .expect("the key-wrapping thread panicked")?;
+        let mut out = Vec::with_capacity(plaintext.len() * 4 / 3 + 16_384);
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|e| Error::Encrypt(e.into()))?;
+        let mut writer = encryptor
+            .wrap_output(armor)
+            .map_err(|e| Error::Encrypt(e.into()))?;
+        writer
+            .write_all(plaintext)
+            .and_then(|()| writer.finish())
+            .and_then(|armor| armor.finish())
+            .map_err(|e| Error::Encrypt(e.into()))?;
+        Ok(out)
+    }
 }
 
 /// All recipients of one file as a single age recipient that wraps the file key for each of them
@@ -161,8 +204,11 @@ pub fn decrypt_hinted(
         path: path.to_path_buf(),
         source,
     };
-    let reader = age::armor::ArmoredReader::new(ciphertext);
-    let decryptor = age::Decryptor::new_buffered(reader).map_err(err)?;
+    let mut binary = Vec::with_capacity(ciphertext.len());
+    age::armor::ArmoredReader::new(ciphertext)
+        .read_to_end(&mut binary)
+        .map_err(|e| err(age::DecryptError::Io(e)))?;
+    let decryptor = age::Decryptor::new_buffered(WholeHeader::new(&binary)).map_err(err)?;
     let mut stream = decryptor
         .decrypt(std::iter::once(&hinted as &dyn age::Identity))
         .map_err(err)?;
@@ -171,6 +217,65 @@ pub fn decrypt_hinted(
         .read_to_end(&mut plaintext)
         .map_err(|e| err(age::DecryptError::Io(e)))?;
     Ok(plaintext)
+}
+
+/// The binary age file as a reader that hands age's header parser the whole header at once.
+///
+/// age 0.12 parses the header again from the start after each line it reads (`read_until`
+/// newline), which is quadratic in the number of recipients: with 100 recipients that is most
+/// of the cost of a decryption. The header ends with the first line starting `--- ` (stanza
+/// lines start `-> ` and bodies are base64), so `read_until` here returns everything up to and
+/// including that line in one call; the parser then sees exactly the bytes it would have
+/// collected line by line, and every other read is a plain slice read.
+struct WholeHeader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> WholeHeader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        WholeHeader { data, pos: 0 }
+    }
+}
+
+impl Read for WholeHeader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (&self.data[self.pos..]).read(buf)?;
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for WholeHeader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        Ok(&self.data[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.data.len());
+    }
+
+    fn read_until(&mut self, byte: u8, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        let rest = &self.data[self.pos..];
+        let line_end = |from: usize| {
+            rest[from..]
+                .iter()
+                .position(|&b| b == byte)
+                .map_or(rest.len(), |i| from + i + 1)
+        };
+        let end = if byte == b'\n' && self.pos == 0 {
+            // The whole header: through the end of the MAC line.
+            match rest.windows(5).position(|w| w == b"\n--- ") {
+                Some(i) => line_end(i + 1),
+                None => line_end(0),
+            }
+        } else {
+            line_end(0)
+        };
+        buf.extend_from_slice(&rest[..end]);
+        self.pos += end;
+        Ok(end)
+    }
 }
 
 /// The secrets file of one fleet clone.
@@ -211,27 +316,22 @@ impl SecretsFile {
     /// Encrypts `env` to the active roster and writes the ciphertext and `secrets.recipients`
     /// (each atomically). The caller commits both paths together.
     pub fn store(&self, env: &EnvFile, roster: &Roster) -> Result<()> {
-        // Sorted as secrets.recipients lists them, so each machine's stanza index is known.
-        let lines = roster.recipient_lines();
-        let recipients = lines
-            .iter()
-            .map(|l| {
-                l.parse::<age::x25519::Recipient>()
-                    .expect("roster recipients were parsed on load")
-            })
-            .collect::<Vec<_>>();
-        if recipients.is_empty() {
-            return Err(Error::Refused(
-                "the fleet has no active machine to encrypt the secrets to".into(),
-            ));
-        }
-        let ciphertext = encrypt(env.to_text().as_bytes(), &recipients)?;
+        self.store_sealed(env, roster, Sealer::for_roster(roster)?)
+    }
+
+    /// Like [`SecretsFile::store`], with an encryption to `roster` already under way.
+    pub fn store_sealed(&self, env: &EnvFile, roster: &Roster, sealer: Sealer) -> Result<()> {
+        let ciphertext = sealer.seal(env.to_text().as_bytes())?;
         files::write_atomic(&self.ciphertext_path(), &ciphertext, 0o644)?;
-        files::write_atomic(
-            &self.root.join(RECIPIENTS),
-            roster::recipients_file_text(&lines).as_bytes(),
-            0o644,
-        )
+        let lines = roster.recipient_lines();
+        if self.recorded_recipients().ok().as_ref() != Some(&lines) {
+            files::write_atomic(
+                &self.root.join(RECIPIENTS),
+                roster::recipients_file_text(&lines).as_bytes(),
+                0o644,
+            )?;
+        }
+        Ok(())
     }
 
     /// The recipients recorded in `secrets.recipients` (empty when the file is missing).
@@ -339,6 +439,37 @@ mod tests {
                 "stanza {i}"
             );
             assert_eq!(&decrypt(&ct, id, Path::new("s")).unwrap()[..], b"K=v\n");
+        }
+    }
+
+    #[test]
+    fn the_whole_header_reader_gives_age_the_same_bytes_as_line_by_line() {
+        use std::io::BufRead;
+        let ids: Vec<Identity> = (0..20).map(|_| Identity::generate()).collect();
+        let recipients: Vec<_> = ids.iter().map(Identity::recipient).collect();
+        let armored = encrypt(b"K=v\n", &recipients).unwrap();
+        let mut binary = Vec::new();
+        age::armor::ArmoredReader::new(&armored[..])
+            .read_to_end(&mut binary)
+            .unwrap();
+        let mut whole = WholeHeader::new(&binary);
+        let mut header = Vec::new();
+        whole.read_until(b'\n', &mut header).unwrap();
+        assert!(header.starts_with(b"age-encryption.org/v1\n"));
+        let mac_line = header.split(|&b| b == b'\n').rev().nth(1).unwrap();
+        assert!(
+            mac_line.starts_with(b"--- "),
+            "the header ends with the MAC line"
+        );
+        assert_eq!(&binary[..header.len()], &header[..]);
+        let mut rest = Vec::new();
+        whole.read_to_end(&mut rest).unwrap();
+        assert_eq!(header.len() + rest.len(), binary.len());
+        for id in &ids {
+            assert_eq!(
+                &decrypt(&armored, id, Path::new("s")).unwrap()[..],
+                b"K=v\n"
+            );
         }
     }
 

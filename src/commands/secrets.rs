@@ -10,11 +10,12 @@ use std::process::Command;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::config::FleetConfig;
 use crate::envfile::EnvFile;
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
 use crate::roster::Roster;
-use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile, check_key};
+use crate::secrets::{CIPHERTEXT, RECIPIENTS, Sealer, SecretsFile, check_key};
 
 /// Largest value `set` reads from stdin.
 const VALUE_LIMIT: u64 = 1 << 20;
@@ -32,14 +33,43 @@ fn load(machine: &Machine) -> Result<EnvFile> {
     machine.secrets()
 }
 
+/// What a change of the secrets needs besides the new text, read (and the encryption to the
+/// roster started) before the secrets are decrypted, so the key wrapping overlaps the rest.
+pub struct Prepared {
+    fleet: FleetConfig,
+    roster: Roster,
+    sealer: Sealer,
+}
+
+/// Reads fleet.toml and the roster and starts the encryption to the roster. Everything that can
+/// fail on bad input is read here, before anything is written.
+pub fn prepare(machine: &Machine) -> Result<Prepared> {
+    let fleet = machine.fleet_config()?;
+    let roster = Roster::load(&machine.config.repo)?;
+    let sealer = Sealer::for_roster(&roster)?;
+    Ok(Prepared {
+        fleet,
+        roster,
+        sealer,
+    })
+}
+
 /// Re-encrypts `env` to the roster, commits the ciphertext and its recipient list together, and
 /// pushes when `push` is set.
 pub fn save_and_publish(machine: &Machine, env: &EnvFile, what: &str, push: bool) -> Result<()> {
-    // Everything that can fail on bad input is read before anything is written.
-    let fleet = machine.fleet_config()?;
+    save_prepared(machine, prepare(machine)?, env, what, push)
+}
+
+/// Like [`save_and_publish`], with the encryption already under way.
+pub fn save_prepared(
+    machine: &Machine,
+    prepared: Prepared,
+    env: &EnvFile,
+    what: &str,
+    push: bool,
+) -> Result<()> {
     let repo = machine.repo()?;
-    let roster = Roster::load(&machine.config.repo)?;
-    SecretsFile::new(&machine.config.repo).store(env, &roster)?;
+    SecretsFile::new(&machine.config.repo).store_sealed(env, &prepared.roster, prepared.sealer)?;
     let name = &machine.config.name;
     repo.commit_paths(
         &[CIPHERTEXT, RECIPIENTS],
@@ -47,7 +77,7 @@ pub fn save_and_publish(machine: &Machine, env: &EnvFile, what: &str, push: bool
         &format!("{name}: secrets: {what}"),
     )?;
     if push {
-        machine.publish(&repo, &fleet)?;
+        machine.publish(&repo, &prepared.fleet)?;
     }
     Ok(())
 }
@@ -96,6 +126,7 @@ pub fn set(key: &str, push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let value = read_value(key)?;
     let _lock = machine.lock()?;
+    let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
     let changed = env
         .set(key, &value)
@@ -104,7 +135,7 @@ pub fn set(key: &str, push: bool) -> Result<()> {
         crate::log::info(&format!("{key} already has that value; nothing to do"));
         return Ok(());
     }
-    save_and_publish(&machine, &env, &format!("set {key}"), push)
+    save_prepared(&machine, prepared, &env, &format!("set {key}"), push)
 }
 
 /// `secrets unset KEY`.
@@ -112,11 +143,12 @@ pub fn unset(key: &str, push: bool) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
     let _lock = machine.lock()?;
+    let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
     if !env.unset(key) {
         return Err(Error::Secret(format!("no secret named {key}")));
     }
-    save_and_publish(&machine, &env, &format!("unset {key}"), push)
+    save_prepared(&machine, prepared, &env, &format!("unset {key}"), push)
 }
 
 /// `secrets export`: every value, for `set -a; . FILE` or as JSON.
