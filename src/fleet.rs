@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::config::{FleetConfig, MachineConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::forge::{self, PushOutcome};
 use crate::identity::Identity;
 use crate::lock::Lock;
@@ -58,11 +58,7 @@ impl Machine {
     pub fn publish(&self, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
         match forge::push(repo.root(), &self.config.remote, &fleet.sync.branch)? {
             PushOutcome::Pushed => Ok(()),
-            PushOutcome::Rejected => Err(Error::Refused(format!(
-                "the forge {} has commits this machine has not seen; your change is committed locally",
-                self.config.remote
-            ))
-            .hint("run `fleetkey sync` to integrate them and push")),
+            PushOutcome::Rejected => crate::sync::integrate_and_push(self, repo, fleet),
         }
     }
 }

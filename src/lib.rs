@@ -23,6 +23,7 @@ pub mod paths;
 pub mod repo;
 pub mod roster;
 pub mod secrets;
+pub mod sync;
 
 pub use error::{Error, Result};
 
@@ -63,6 +64,11 @@ fn dispatch(args: Args) -> Result<()> {
             SecretsCmd::Export { format } => commands::secrets::export(format),
             SecretsCmd::Exec { command } => commands::secrets::exec(&command),
         },
+        Cmd::Track { paths, no_push } => commands::track::track(&paths, !no_push),
+        Cmd::Untrack { paths, no_push } => commands::track::untrack(&paths, !no_push),
+        Cmd::Sync { offline } => commands::sync::sync(offline),
+        Cmd::Pull { every } => commands::sync::pull(every.as_deref()),
+        Cmd::Watch => commands::sync::watch(),
     }
 }
 

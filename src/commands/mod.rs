@@ -3,3 +3,5 @@
 
 pub mod init;
 pub mod secrets;
+pub mod sync;
+pub mod track;

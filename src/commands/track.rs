@@ -1,0 +1,187 @@
+//! `fleetkey track PATH…` and `untrack PATH…`: change the managed list.
+//!
+//! `track` seeds `home/REL` in the fleet repo with the live content FIRST, then adds `~/REL`
+//! (`~/REL/` for a directory) to fleet.toml, and commits both in one commit, so no cycle on any
+//! machine can see the path managed without its content. `untrack` removes the entry and
+//! `home/REL` from the repo; it never touches the live file. Both push; offline (exit 75) the
+//! commit stays and goes out with the next cycle.
+
+use crate::commands::init::fleet_toml_text;
+use crate::config::FleetConfig;
+use crate::error::{Error, Result};
+use crate::files;
+use crate::fleet::Machine;
+use crate::sync::capture::live_files;
+use crate::sync::managed::{self, Managed};
+use crate::sync::state::{Entry, Manifest, Stat};
+
+/// Resolves what the user typed into managed entries, checking each.
+fn resolve(machine: &Machine, inputs: &[String], must_exist: bool) -> Result<Vec<Managed>> {
+    let cwd = std::env::current_dir()
+        .map_err(Error::io("cannot read the current directory", std::path::Path::new(".")))?;
+    let mut out = Vec::new();
+    for input in inputs {
+        let rel = managed::normalize(input, &machine.paths.home, &cwd)?;
+        managed::check_allowed(&rel, &machine.paths, &machine.config.repo)?;
+        let full = machine.paths.home.join(&rel);
+        let meta = std::fs::symlink_metadata(&full);
+        let dir = match &meta {
+            Ok(m) if m.is_dir() => true,
+            Ok(m) if m.is_file() => false,
+            Ok(_) => {
+                return Err(Error::Refused(format!(
+                    "{} is not a regular file or directory",
+                    full.display()
+                )));
+            }
+            Err(_) if must_exist => {
+                return Err(Error::Refused(format!(
+                    "{} does not exist; there is nothing to seed the fleet with",
+                    full.display()
+                )));
+            }
+            Err(_) => input.ends_with('/'),
+        };
+        out.push(Managed { rel, dir });
+    }
+    Ok(out)
+}
+
+/// `fleetkey track PATH…`.
+pub fn track(inputs: &[String], push: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let wanted = resolve(&machine, inputs, true)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    crate::sync::recover(&repo)?;
+    let mut fleet = machine.fleet_config()?;
+    let existing = managed::parse_list(&fleet.sync.paths)?;
+    let root = machine.config.repo.clone();
+    let mut added: Vec<Managed> = Vec::new();
+    for m in wanted {
+        if let Some(e) = existing.iter().find(|e| e.covers(&m.rel) || (m.dir && m.covers(&e.rel)))
+        {
+            if e.covers(&m.rel) {
+                crate::log::info(&format!("{} is already managed (by {})", m.entry(), e.entry()));
+                continue;
+            }
+        }
+        if added.iter().any(|a| a == &m) {
+            continue;
+        }
+        added.push(m);
+    }
+    if added.is_empty() {
+        return Ok(());
+    }
+    // Seed first: copy every live file into home/.
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    let live = live_files(&machine.paths.home, &added);
+    for (rel, meta) in &live {
+        let src = machine.paths.home.join(rel);
+        let dst = root.join("home").join(rel);
+        let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
+        use std::os::unix::fs::PermissionsExt;
+        let exec = meta.permissions().mode() & 0o111 != 0;
+        if let Some(dir) = dst.parent() {
+            files::ensure_dir(dir)?;
+        }
+        files::write_atomic(&dst, &bytes, if exec { 0o755 } else { 0o644 })?;
+        let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
+            .map_err(Error::git("cannot hash a file"))?;
+        manifest.files.insert(
+            rel.clone(),
+            Entry {
+                oid: oid.to_string(),
+                exec,
+                stat: Some(Stat::of(meta)),
+            },
+        );
+    }
+    // Then the list, where a new directory entry absorbs the entries it covers.
+    for m in &added {
+        let entries: Vec<String> = fleet
+            .sync
+            .paths
+            .iter()
+            .filter(|e| Managed::parse(e).map(|x| !(m.dir && m.covers(&x.rel))).unwrap_or(true))
+            .cloned()
+            .collect();
+        fleet.sync.paths = entries;
+        fleet.sync.paths.push(m.entry());
+    }
+    files::write_atomic(
+        &root.join(FleetConfig::FILE),
+        fleet_toml_text(&fleet).as_bytes(),
+        0o644,
+    )?;
+    let name = &machine.config.name;
+    let shown: Vec<String> = added.iter().map(Managed::entry).collect();
+    let mut specs: Vec<String> = added.iter().map(|m| format!("home/{}", m.rel)).collect();
+    specs.push(FleetConfig::FILE.into());
+    let specs_ref: Vec<&str> = specs.iter().map(String::as_str).collect();
+    repo.commit_all(&specs_ref, name, &format!("{name}: track {}", shown.join(", ")))?;
+    manifest.save(&machine.paths.state_dir)?;
+    println!("fleetkey: tracking {} ({} files)", shown.join(", "), live.len());
+    if push {
+        machine.publish(&repo, &fleet)?;
+    }
+    Ok(())
+}
+
+/// `fleetkey untrack PATH…`.
+pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let wanted = resolve(&machine, inputs, false)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    crate::sync::recover(&repo)?;
+    let mut fleet = machine.fleet_config()?;
+    let root = machine.config.repo.clone();
+    let mut removed = Vec::new();
+    for m in &wanted {
+        let before = fleet.sync.paths.len();
+        fleet
+            .sync
+            .paths
+            .retain(|e| Managed::parse(e).map(|x| x.rel != m.rel).unwrap_or(true));
+        if fleet.sync.paths.len() == before {
+            crate::log::info(&format!("~/{} is not in the managed list", m.rel));
+            continue;
+        }
+        removed.push(m.clone());
+        let in_repo = root.join("home").join(&m.rel);
+        if in_repo.is_dir() {
+            std::fs::remove_dir_all(&in_repo).map_err(Error::io("cannot remove", &in_repo))?;
+        } else if in_repo.exists() {
+            std::fs::remove_file(&in_repo).map_err(Error::io("cannot remove", &in_repo))?;
+        }
+    }
+    if removed.is_empty() {
+        return Ok(());
+    }
+    files::write_atomic(
+        &root.join(FleetConfig::FILE),
+        fleet_toml_text(&fleet).as_bytes(),
+        0o644,
+    )?;
+    let name = &machine.config.name;
+    let shown: Vec<String> = removed.iter().map(|m| format!("~/{}", m.rel)).collect();
+    let mut specs: Vec<String> = removed.iter().map(|m| format!("home/{}", m.rel)).collect();
+    specs.push(FleetConfig::FILE.into());
+    let specs_ref: Vec<&str> = specs.iter().map(String::as_str).collect();
+    repo.commit_all(&specs_ref, name, &format!("{name}: untrack {}", shown.join(", ")))?;
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    manifest
+        .files
+        .retain(|rel, _| !removed.iter().any(|m| m.covers(rel)));
+    manifest.save(&machine.paths.state_dir)?;
+    println!(
+        "fleetkey: no longer tracking {} (the live files are left as they are)",
+        shown.join(", ")
+    );
+    if push {
+        machine.publish(&repo, &fleet)?;
+    }
+    Ok(())
+}

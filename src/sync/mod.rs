@@ -1,0 +1,350 @@
+//! The sync cycle, as the design orders it: lock → capture every managed path → commit if
+//! changed → fetch → integrate → push (on a rejected push: fetch and integrate again, at most
+//! [`PUSH_TRIES`] times) → apply → record the cycle → unlock.
+//!
+//! Used by `fleetkey sync` (once), `pull` (once or every DURATION) and `watch` (after each
+//! settled change). Local work goes through libgit2; only fetch, push and the cheap ref check
+//! run the `git` command line ([`crate::forge`]). When the forge cannot be reached, every local
+//! commit stays, the local state is still applied, the cycle is recorded as `offline` and the
+//! command exits 75.
+//!
+//! Crash safety: the clone's working tree and index belong to fleetkey. Every cycle starts by
+//! removing stale git lock files (under fleetkey's own flock, so no other fleetkey holds them)
+//! and resetting the working tree to HEAD, so a cycle killed anywhere leaves nothing the next
+//! one trips on. No rebase or merge state is ever written.
+//!
+//! Must never: overwrite a live file holding an edit that is not captured or kept as a
+//! conflict copy.
+
+pub mod apply;
+pub mod capture;
+pub mod debounce;
+pub mod integrate;
+pub mod managed;
+pub mod state;
+pub mod tree;
+pub mod watch;
+
+use std::time::Instant;
+
+use crate::clock;
+use crate::config::FleetConfig;
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+use crate::forge::{self, PushOutcome};
+use crate::identity::Identity;
+use crate::repo::FleetRepo;
+
+use state::{CycleRecord, Manifest};
+
+/// How many times a rejected push is retried after integrating again.
+pub const PUSH_TRIES: usize = 5;
+
+/// How a cycle talks to the forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Fetch, integrate and push.
+    Full,
+    /// First ask the forge for its head (`git ls-remote`); fetch only when it moved.
+    CheapCheck,
+    /// No network at all: capture, commit and apply.
+    Offline,
+}
+
+/// Runs one cycle under the lock and records it in the state directory.
+pub fn cycle(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    let _lock = machine.lock()?;
+    cycle_locked(machine, network)
+}
+
+/// One cycle; the caller holds the lock.
+pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    let started = Instant::now();
+    let now = clock::now_unix();
+    let mut rec = CycleRecord {
+        started: clock::rfc3339(now),
+        ..CycleRecord::default()
+    };
+    let result = run(machine, network, now, &mut rec);
+    rec.duration_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(()) => rec.result = "ok".into(),
+        Err(e) => {
+            rec.result = if e.exit_code() == crate::error::EXIT_TEMPFAIL {
+                "offline".into()
+            } else {
+                "error".into()
+            };
+            rec.error = Some(e.to_string());
+        }
+    }
+    if let Err(e) = rec.save(&machine.paths.state_dir) {
+        crate::log::warn(&format!("cannot record the cycle: {e}"));
+    }
+    result.map(|()| rec)
+}
+
+fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> Result<()> {
+    let name = machine.config.name.as_str();
+    let state_dir = &machine.paths.state_dir;
+    let stamp = clock::compact(now);
+    let at = clock::rfc3339(now);
+    let repo = machine.repo()?;
+    let raw = repo.raw();
+    recover(&repo)?;
+
+    // Capture and commit.
+    let fleet = machine.fleet_config()?;
+    let managed = managed::parse_list(&fleet.sync.paths)?;
+    let mut manifest = Manifest::load(state_dir);
+    let head = head_tree(raw)?;
+    let captured = capture::capture(
+        raw,
+        &head,
+        &machine.paths.home,
+        name,
+        &managed,
+        &mut manifest,
+    )?;
+    rec.captured = captured.count();
+    if captured.count() > 0 {
+        commit_capture(&repo, &head, &captured, name)?;
+    }
+    drop(head);
+    manifest.save(state_dir)?;
+
+    // Integrate and push.
+    let identity = machine.identity().ok();
+    let mut lost = Vec::new();
+    let offline = match network {
+        Network::Offline => None,
+        _ => match exchange(machine, &repo, &fleet.sync.branch, identity.as_ref(), &at, network) {
+            Ok(x) => {
+                rec.pushed = x.pushed;
+                rec.conflicts += x.other_conflicts;
+                lost = x.lost;
+                None
+            }
+            Err(e @ Error::ForgeUnreachable { .. }) => Some(e),
+            Err(e) => return Err(e),
+        },
+    };
+
+    // Apply what HEAD holds now.
+    let fleet = machine.fleet_config()?;
+    let managed = managed::parse_list(&fleet.sync.paths)?;
+    let private = apply::private_list(&fleet)?;
+    let head = head_tree(raw)?;
+    let cx = apply::ApplyContext {
+        paths: &machine.paths,
+        machine: name,
+        fleet: &fleet,
+        managed: &managed,
+        private: &private,
+        stamp: &stamp,
+        at: &at,
+    };
+    let applied = apply::apply(raw, &head, &cx, &lost, &mut manifest);
+    manifest.save(state_dir)?;
+    let applied = applied?;
+    rec.applied = applied.changed;
+    rec.conflicts += applied.conflicts.len();
+    state::record_conflicts(state_dir, &applied.conflicts)?;
+    if let Err(e) = apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity.as_ref())
+    {
+        crate::log::warn(&format!("cannot materialize the secrets: {e}"));
+    }
+    apply::authorized_keys(repo.root(), &machine.paths, &fleet)?;
+    rec.head = repo.head().map(|o| o.to_string());
+    match offline {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// What the exchange with the forge did.
+#[derive(Debug, Default)]
+pub struct Exchanged {
+    /// Whether our commits went out.
+    pub pushed: bool,
+    /// Managed files whose local side lost a conflict.
+    pub lost: Vec<integrate::LostFile>,
+    /// Other conflicts resolved.
+    pub other_conflicts: usize,
+}
+
+/// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times.
+pub fn exchange(
+    machine: &Machine,
+    repo: &FleetRepo,
+    branch: &str,
+    identity: Option<&Identity>,
+    at: &str,
+    network: Network,
+) -> Result<Exchanged> {
+    let raw = repo.raw();
+    let remote = &machine.config.remote;
+    let tracking = integrate::tracking_ref(branch);
+    let mut out = Exchanged::default();
+    for attempt in 0..PUSH_TRIES {
+        let known = raw.refname_to_id(&tracking).ok();
+        let skip_fetch = attempt == 0
+            && network == Network::CheapCheck
+            && known.is_some()
+            && forge::remote_head(remote, branch)?.and_then(|h| git2::Oid::from_str(&h).ok())
+                == known;
+        if !skip_fetch {
+            forge::fetch(repo.root(), remote, branch)?;
+        }
+        let done = integrate::integrate(raw, branch, &machine.config.name, identity, at)?;
+        out.lost.extend(done.lost);
+        out.other_conflicts += done.other_conflicts;
+        let head = repo.head();
+        if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
+            return Ok(out);
+        }
+        match forge::push(repo.root(), remote, branch)? {
+            PushOutcome::Pushed => {
+                // git updates the tracking ref itself; make sure of it for a URL remote.
+                if let Some(h) = head {
+                    let _ = raw.reference(&tracking, h, true, "fleetkey: pushed");
+                }
+                out.pushed = true;
+                return Ok(out);
+            }
+            PushOutcome::Rejected => {
+                crate::log::debug(&format!("push rejected (try {}), integrating again", attempt + 1));
+            }
+        }
+    }
+    Err(Error::Refused(format!(
+        "the forge {remote} kept moving: {PUSH_TRIES} pushes in a row were rejected; your commits are kept"
+    ))
+    .hint("run `fleetkey sync` again"))
+}
+
+/// The integrate-and-push path for a command whose push was rejected (`secrets set` …): the
+/// caller holds the lock and has committed. The live files are left to the next cycle (the
+/// manifest still says what they hold, so nothing is mistaken for a local edit).
+pub fn integrate_and_push(machine: &Machine, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
+    let identity = machine.identity().ok();
+    let at = clock::rfc3339(clock::now_unix());
+    let x = exchange(machine, repo, &fleet.sync.branch, identity.as_ref(), &at, Network::Full)?;
+    if !x.lost.is_empty() {
+        crate::log::info(&format!(
+            "{} managed files changed here and on another machine; the next cycle keeps your versions as conflict copies",
+            x.lost.len()
+        ));
+    }
+    Ok(())
+}
+
+fn head_tree(repo: &git2::Repository) -> Result<git2::Tree<'_>> {
+    repo.head()
+        .and_then(|h| h.peel_to_tree())
+        .map_err(Error::git("cannot read HEAD of the fleet clone"))
+}
+
+/// Commits the captured changes on top of `head` in one commit.
+fn commit_capture(
+    repo: &FleetRepo,
+    head: &git2::Tree<'_>,
+    captured: &capture::Captured,
+    name: &str,
+) -> Result<()> {
+    let raw = repo.raw();
+    let mut b = git2::build::TreeUpdateBuilder::new();
+    let mut names: Vec<String> = Vec::new();
+    for (path, oid, exec) in &captured.upserts {
+        let mode = if *exec {
+            git2::FileMode::BlobExecutable
+        } else {
+            git2::FileMode::Blob
+        };
+        b.upsert(path.as_str(), *oid, mode);
+        names.push(display_path(path));
+    }
+    for path in &captured.removals {
+        b.remove(path.as_str());
+        names.push(format!("{} (deleted)", display_path(path)));
+    }
+    let tree_id = b
+        .create_updated(raw, head)
+        .map_err(Error::git("cannot write the captured tree"))?;
+    let tree = raw.find_tree(tree_id).map_err(Error::git("cannot read a tree"))?;
+    let parent = raw
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(Error::git("cannot read HEAD"))?;
+    let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+    let more = names.len().saturating_sub(3);
+    let message = if more > 0 {
+        format!("{name}: sync {} (+{more} more)", shown.join(", "))
+    } else {
+        format!("{name}: sync {}", shown.join(", "))
+    };
+    let sig = FleetRepo::signature(name)?;
+    let oid = raw
+        .commit(None, &sig, &sig, &message, &tree, &[&parent])
+        .map_err(Error::git("cannot commit the captured files"))?;
+    integrate::move_to(raw, oid)
+}
+
+/// `home/.zshrc` → `~/.zshrc`; `hosts/NAME/home/x` → `~/x (NAME only)`.
+fn display_path(repo_path: &str) -> String {
+    if let Some(rel) = repo_path.strip_prefix("home/") {
+        return format!("~/{rel}");
+    }
+    let mut parts = repo_path.splitn(4, '/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("hosts"), Some(host), Some("home"), Some(rel)) => format!("~/{rel} ({host} only)"),
+        _ => repo_path.to_string(),
+    }
+}
+
+/// Repairs what a killed command may have left: stale git lock files, a half-done checkout or
+/// merge state. Only called under fleetkey's lock.
+pub fn recover(repo: &FleetRepo) -> Result<()> {
+    let raw = repo.raw();
+    let git_dir = raw.path().to_path_buf();
+    let mut stale = Vec::new();
+    for name in ["index.lock", "HEAD.lock", "packed-refs.lock", "config.lock", "shallow.lock"] {
+        let p = git_dir.join(name);
+        if p.exists() {
+            stale.push(p);
+        }
+    }
+    let mut stack = vec![git_dir.join("refs")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "lock") {
+                stale.push(p);
+            }
+        }
+    }
+    for p in stale {
+        crate::log::warn(&format!("removing {} left by an interrupted command", p.display()));
+        std::fs::remove_file(&p).map_err(Error::io("cannot remove", &p))?;
+    }
+    raw.cleanup_state()
+        .map_err(Error::git("cannot clear merge state"))?;
+    if let Some(head) = repo.head() {
+        let dirty = raw
+            .statuses(Some(
+                git2::StatusOptions::new()
+                    .include_untracked(false)
+                    .exclude_submodules(true),
+            ))
+            .map(|s| !s.is_empty())
+            .unwrap_or(true);
+        if dirty {
+            crate::log::debug("resetting the fleet clone's working tree to HEAD");
+            integrate::move_to(raw, head)?;
+        }
+    }
+    Ok(())
+}
