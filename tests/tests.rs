@@ -4,3 +4,4 @@
 mod util;
 
 mod init_and_secrets;
+mod sync;
