@@ -129,8 +129,9 @@ impl Forge {
         let log_path = d.join(format!("{:?}.log", self.transport));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = match self.transport {
-            Transport::GitDaemon => Command::new("git")
-                .arg("daemon")
+            // git-daemon itself, not `git daemon`: the `git` wrapper runs it as a child, and
+            // stopping the forge must stop the server.
+            Transport::GitDaemon => Command::new(git_daemon())
                 .arg("--reuseaddr")
                 .arg(format!("--base-path={}", d.display()))
                 .args(["--export-all", "--enable=receive-pack", "--listen=127.0.0.1"])
@@ -184,6 +185,13 @@ impl Drop for Forge {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn git_daemon() -> PathBuf {
+    let exec = String::from_utf8(run_program(Command::new("git").arg("--exec-path"))).unwrap();
+    let p = Path::new(exec.trim()).join("git-daemon");
+    assert!(p.is_file(), "this test needs git-daemon: apt-get install git-daemon-run or git");
+    p
 }
 
 fn user() -> String {

@@ -3,3 +3,5 @@
 
 mod harness;
 mod transport;
+mod faults;
+mod watch;
