@@ -43,8 +43,8 @@ pub fn pull(every: Option<&str>) -> Result<()> {
         report(&rec);
         return Ok(());
     };
-    let period: Duration = parse_duration(every)
-        .map_err(|problem| Error::Refused(format!("--every: {problem}")))?;
+    let period: Duration =
+        parse_duration(every).map_err(|problem| Error::Refused(format!("--every: {problem}")))?;
     if period < Duration::from_secs(1) {
         return Err(Error::Refused("--every must be at least 1s".into()));
     }

@@ -17,8 +17,10 @@ use crate::sync::state::{Entry, Manifest, Stat};
 
 /// Resolves what the user typed into managed entries, checking each.
 fn resolve(machine: &Machine, inputs: &[String], must_exist: bool) -> Result<Vec<Managed>> {
-    let cwd = std::env::current_dir()
-        .map_err(Error::io("cannot read the current directory", std::path::Path::new(".")))?;
+    let cwd = std::env::current_dir().map_err(Error::io(
+        "cannot read the current directory",
+        std::path::Path::new("."),
+    ))?;
     let mut out = Vec::new();
     for input in inputs {
         let rel = managed::normalize(input, &machine.paths.home, &cwd)?;
@@ -59,10 +61,16 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let root = machine.config.repo.clone();
     let mut added: Vec<Managed> = Vec::new();
     for m in wanted {
-        if let Some(e) = existing.iter().find(|e| e.covers(&m.rel) || (m.dir && m.covers(&e.rel)))
+        if let Some(e) = existing
+            .iter()
+            .find(|e| e.covers(&m.rel) || (m.dir && m.covers(&e.rel)))
         {
             if e.covers(&m.rel) {
-                crate::log::info(&format!("{} is already managed (by {})", m.entry(), e.entry()));
+                crate::log::info(&format!(
+                    "{} is already managed (by {})",
+                    m.entry(),
+                    e.entry()
+                ));
                 continue;
             }
         }
@@ -104,7 +112,11 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             .sync
             .paths
             .iter()
-            .filter(|e| Managed::parse(e).map(|x| !(m.dir && m.covers(&x.rel))).unwrap_or(true))
+            .filter(|e| {
+                Managed::parse(e)
+                    .map(|x| !(m.dir && m.covers(&x.rel)))
+                    .unwrap_or(true)
+            })
             .cloned()
             .collect();
         fleet.sync.paths = entries;
@@ -120,9 +132,17 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let mut specs: Vec<String> = added.iter().map(|m| format!("home/{}", m.rel)).collect();
     specs.push(FleetConfig::FILE.into());
     let specs_ref: Vec<&str> = specs.iter().map(String::as_str).collect();
-    repo.commit_all(&specs_ref, name, &format!("{name}: track {}", shown.join(", ")))?;
+    repo.commit_all(
+        &specs_ref,
+        name,
+        &format!("{name}: track {}", shown.join(", ")),
+    )?;
     manifest.save(&machine.paths.state_dir)?;
-    println!("fleetkey: tracking {} ({} files)", shown.join(", "), live.len());
+    println!(
+        "fleetkey: tracking {} ({} files)",
+        shown.join(", "),
+        live.len()
+    );
     if push {
         machine.publish(&repo, &fleet)?;
     }
@@ -170,7 +190,11 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
     let mut specs: Vec<String> = removed.iter().map(|m| format!("home/{}", m.rel)).collect();
     specs.push(FleetConfig::FILE.into());
     let specs_ref: Vec<&str> = specs.iter().map(String::as_str).collect();
-    repo.commit_all(&specs_ref, name, &format!("{name}: untrack {}", shown.join(", ")))?;
+    repo.commit_all(
+        &specs_ref,
+        name,
+        &format!("{name}: untrack {}", shown.join(", ")),
+    )?;
     let mut manifest = Manifest::load(&machine.paths.state_dir);
     manifest
         .files

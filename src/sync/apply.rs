@@ -88,7 +88,11 @@ pub fn apply(
             .find_blob(l.ours)
             .map_err(Error::git("cannot read our side of a conflict"))?;
         let live = home.join(rel);
-        let mode = if is_private(rel, cx.private) { 0o600 } else { 0o644 };
+        let mode = if is_private(rel, cx.private) {
+            0o600
+        } else {
+            0o644
+        };
         let copy = write_conflict_copy(&live, blob.content(), mode, cx.machine, cx.stamp)?;
         crate::log::warn(&format!(
             "{}: changed here and on another machine; the fleet's version wins, yours is kept as {}",
@@ -153,11 +157,23 @@ pub fn apply(
                                 .is_ok_and(|o| o.to_string() == e.oid)
                         })
                 });
-                let differs = std::fs::read(&live).map(|b| b != blob.content()).unwrap_or(true);
+                let differs = std::fs::read(&live)
+                    .map(|b| b != blob.content())
+                    .unwrap_or(true);
                 if !in_step && differs {
                     let bytes = std::fs::read(&live).map_err(Error::io("cannot read", &live))?;
-                    let reason = if entry.is_none() { "first contact" } else { "changed during the cycle" };
-                    let copy = write_conflict_copy(&live, &bytes, m.permissions().mode() & 0o777, cx.machine, cx.stamp)?;
+                    let reason = if entry.is_none() {
+                        "first contact"
+                    } else {
+                        "changed during the cycle"
+                    };
+                    let copy = write_conflict_copy(
+                        &live,
+                        &bytes,
+                        m.permissions().mode() & 0o777,
+                        cx.machine,
+                        cx.stamp,
+                    )?;
                     crate::log::warn(&format!(
                         "{}: the fleet's version wins ({reason}); yours is kept as {}",
                         live.display(),
@@ -255,7 +271,8 @@ pub fn materialize_secrets(
     }
     let env = crate::secrets::SecretsFile::new(repo_root).load(identity)?;
     let text = env.to_text();
-    if std::fs::read(&path).is_ok_and(|b| zeroize::Zeroizing::new(b).as_slice() == text.as_bytes()) {
+    if std::fs::read(&path).is_ok_and(|b| zeroize::Zeroizing::new(b).as_slice() == text.as_bytes())
+    {
         return Ok(false);
     }
     if let Some(dir) = path.parent() {

@@ -63,10 +63,7 @@ pub fn integrate(
     at: &str,
 ) -> Result<Integrated> {
     let mut done = Integrated::default();
-    let Some(theirs) = repo
-        .refname_to_id(&tracking_ref(branch))
-        .ok()
-    else {
+    let Some(theirs) = repo.refname_to_id(&tracking_ref(branch)).ok() else {
         return Ok(done);
     };
     let ours = repo
@@ -142,12 +139,20 @@ pub fn integrate(
                 .into_owned()
         };
         let merged = managed::union_revoked(&text(&our_tree), &text(&their_tree));
-        put(repo, &mut index, roster::layout::REVOKED, merged.as_bytes(), false)?;
+        put(
+            repo,
+            &mut index,
+            roster::layout::REVOKED,
+            merged.as_bytes(),
+            false,
+        )?;
     }
     // secrets.env.age: per key, inside the encryption.
     let mut secrets_merged: Option<EnvFile> = None;
     if changed_both(CIPHERTEXT) {
-        match identity.map(|id| merge_secrets(repo, [&base_tree, &our_tree, &their_tree], id, machine, at)) {
+        match identity
+            .map(|id| merge_secrets(repo, [&base_tree, &our_tree, &their_tree], id, machine, at))
+        {
             Some(Ok(env)) => secrets_merged = Some(env),
             Some(Err(e)) => {
                 crate::log::warn(&format!(
@@ -185,7 +190,9 @@ pub fn integrate(
             .map_err(Error::git("cannot resolve a conflict"))?;
         match (&c.our, &c.their) {
             (Some(o), Some(t)) => {
-                index.add(&stage0(t)).map_err(Error::git("cannot resolve a conflict"))?;
+                index
+                    .add(&stage0(t))
+                    .map_err(Error::git("cannot resolve a conflict"))?;
                 if managed_file {
                     done.lost.push(LostFile {
                         repo_path: path.clone(),
@@ -199,8 +206,12 @@ pub fn integrate(
                 }
             }
             // A change beats a deletion, on either side.
-            (Some(o), None) => index.add(&stage0(o)).map_err(Error::git("cannot resolve a conflict"))?,
-            (None, Some(t)) => index.add(&stage0(t)).map_err(Error::git("cannot resolve a conflict"))?,
+            (Some(o), None) => index
+                .add(&stage0(o))
+                .map_err(Error::git("cannot resolve a conflict"))?,
+            (None, Some(t)) => index
+                .add(&stage0(t))
+                .map_err(Error::git("cannot resolve a conflict"))?,
             (None, None) => {}
         }
     }
@@ -209,11 +220,17 @@ pub fn integrate(
         .write_tree_to(repo)
         .map_err(Error::git("cannot write the merged tree"))?;
     tree_id = reencrypt_if_needed(repo, tree_id, identity, secrets_merged)?;
-    let tree = repo.find_tree(tree_id).map_err(Error::git("cannot read a tree"))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(Error::git("cannot read a tree"))?;
     let sig = crate::repo::FleetRepo::signature(machine)?;
     let parents = [
-        &repo.find_commit(ours).map_err(Error::git("cannot read HEAD"))?,
-        &repo.find_commit(theirs).map_err(Error::git("cannot read the forge's commit"))?,
+        &repo
+            .find_commit(ours)
+            .map_err(Error::git("cannot read HEAD"))?,
+        &repo
+            .find_commit(theirs)
+            .map_err(Error::git("cannot read the forge's commit"))?,
     ];
     let n = done.lost.len() + done.other_conflicts;
     let message = if n == 0 {
@@ -259,7 +276,9 @@ fn reencrypt_if_needed(
     identity: Option<&Identity>,
     merged: Option<EnvFile>,
 ) -> Result<git2::Oid> {
-    let tree = repo.find_tree(tree_id).map_err(Error::git("cannot read a tree"))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(Error::git("cannot read a tree"))?;
     let roster = roster_of(repo, &tree)?;
     let lines = roster.recipient_lines();
     let recorded = roster::recipients_file_text(&lines);
@@ -292,7 +311,9 @@ fn reencrypt_if_needed(
         roster.active.iter().map(|m| m.recipient.clone()).collect();
     let ciphertext = secrets::encrypt(env.to_text().as_bytes(), &recipients)?;
     let mut b = git2::build::TreeUpdateBuilder::new();
-    let ct_blob = repo.blob(&ciphertext).map_err(Error::git("cannot store the secrets"))?;
+    let ct_blob = repo
+        .blob(&ciphertext)
+        .map_err(Error::git("cannot store the secrets"))?;
     let rc_blob = repo
         .blob(recorded.as_bytes())
         .map_err(Error::git("cannot store the recipients"))?;
@@ -307,13 +328,18 @@ pub fn roster_of(repo: &git2::Repository, tree: &git2::Tree<'_>) -> Result<Roste
     let tmp = tempfile::Builder::new()
         .prefix(".fleetkey-roster-")
         .tempdir()
-        .map_err(Error::io("cannot create a temporary directory", &std::env::temp_dir()))?;
+        .map_err(Error::io(
+            "cannot create a temporary directory",
+            &std::env::temp_dir(),
+        ))?;
     for (rel, (oid, _)) in tree::blobs_under(repo, tree, roster::layout::KEYS)? {
         let path = tmp.path().join(roster::layout::KEYS).join(&rel);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(Error::io("cannot create", dir))?;
         }
-        let blob = repo.find_blob(oid).map_err(Error::git("cannot read a roster file"))?;
+        let blob = repo
+            .find_blob(oid)
+            .map_err(Error::git("cannot read a roster file"))?;
         std::fs::write(&path, blob.content()).map_err(Error::io("cannot write", &path))?;
     }
     Roster::load(tmp.path())
@@ -361,7 +387,9 @@ fn put(
     exec: bool,
 ) -> Result<()> {
     let _ = index.conflict_remove(Path::new(path));
-    let id = repo.blob(bytes).map_err(Error::git("cannot store a merged file"))?;
+    let id = repo
+        .blob(bytes)
+        .map_err(Error::git("cannot store a merged file"))?;
     let entry = git2::IndexEntry {
         ctime: git2::IndexTime::new(0, 0),
         mtime: git2::IndexTime::new(0, 0),
@@ -376,7 +404,9 @@ fn put(
         flags_extended: 0,
         path: path.as_bytes().to_vec(),
     };
-    index.add(&entry).map_err(Error::git("cannot stage a merged file"))
+    index
+        .add(&entry)
+        .map_err(Error::git("cannot stage a merged file"))
 }
 
 /// Points the branch HEAD names at `commit` and makes the index and the working tree match it.

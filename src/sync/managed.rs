@@ -70,7 +70,10 @@ fn check_rel(rel: &str) -> std::result::Result<(), String> {
     if rel.is_empty() {
         return Err("is the home directory itself".into());
     }
-    if rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if rel
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err("has an empty, '.' or '..' component".into());
     }
     if rel.contains('\0') || rel.contains('\\') {
@@ -270,7 +273,10 @@ mod tests {
     fn tilde_relative_and_dotted_paths_normalize_under_home() {
         let cwd = Path::new("/home/u/src/proj");
         assert_eq!(normalize("~/.zshrc", h(), cwd).unwrap(), ".zshrc");
-        assert_eq!(normalize("/home/u/.config/git/", h(), cwd).unwrap(), ".config/git");
+        assert_eq!(
+            normalize("/home/u/.config/git/", h(), cwd).unwrap(),
+            ".config/git"
+        );
         assert_eq!(normalize(".envrc", h(), cwd).unwrap(), "src/proj/.envrc");
         assert_eq!(normalize("../../.vimrc", h(), cwd).unwrap(), ".vimrc");
         assert_eq!(normalize("~/a/./b/../c", h(), cwd).unwrap(), "a/c");
@@ -279,7 +285,14 @@ mod tests {
     #[test]
     fn paths_outside_home_or_home_itself_are_refused() {
         let cwd = Path::new("/home/u");
-        for bad in ["/etc/passwd", "~/../other/.zshrc", "../../etc/x", "~", "/home/u", "/home/user2/x"] {
+        for bad in [
+            "/etc/passwd",
+            "~/../other/.zshrc",
+            "../../etc/x",
+            "~",
+            "/home/u",
+            "/home/user2/x",
+        ] {
             assert!(normalize(bad, h(), cwd).is_err(), "{bad}");
         }
     }
@@ -315,7 +328,11 @@ mod tests {
         let base = s(&["~/.a", "~/.b"]);
         // Both added something: union.
         assert_eq!(
-            merge_sets(&base, &s(&["~/.a", "~/.b", "~/.c"]), &s(&["~/.a", "~/.b", "~/.d"])),
+            merge_sets(
+                &base,
+                &s(&["~/.a", "~/.b", "~/.c"]),
+                &s(&["~/.a", "~/.b", "~/.d"])
+            ),
             s(&["~/.a", "~/.b", "~/.d", "~/.c"])
         );
         // We removed ~/.a, they added ~/.d: both hold.
@@ -325,7 +342,11 @@ mod tests {
         );
         // Same addition on both sides is not repeated.
         assert_eq!(
-            merge_sets(&base, &s(&["~/.a", "~/.b", "~/.c"]), &s(&["~/.a", "~/.b", "~/.c"])),
+            merge_sets(
+                &base,
+                &s(&["~/.a", "~/.b", "~/.c"]),
+                &s(&["~/.a", "~/.b", "~/.c"])
+            ),
             s(&["~/.a", "~/.b", "~/.c"])
         );
     }
@@ -334,7 +355,8 @@ mod tests {
     fn revoked_lists_union_by_block() {
         let header = "# header\n";
         let theirs = format!("{header}age1aaa\n# a 2026-01-01 lost\n");
-        let ours = format!("{header}age1bbb\n# b 2026-01-02 stolen\nage1aaa\n# a 2026-01-01 lost\n");
+        let ours =
+            format!("{header}age1bbb\n# b 2026-01-02 stolen\nage1aaa\n# a 2026-01-01 lost\n");
         let merged = union_revoked(&ours, &theirs);
         assert_eq!(
             merged,

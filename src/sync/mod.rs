@@ -118,7 +118,14 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     let mut lost = Vec::new();
     let offline = match network {
         Network::Offline => None,
-        _ => match exchange(machine, &repo, &fleet.sync.branch, identity.as_ref(), &at, network) {
+        _ => match exchange(
+            machine,
+            &repo,
+            &fleet.sync.branch,
+            identity.as_ref(),
+            &at,
+            network,
+        ) {
             Ok(x) => {
                 rec.pushed = x.pushed;
                 rec.conflicts += x.other_conflicts;
@@ -150,7 +157,8 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     rec.applied = applied.changed;
     rec.conflicts += applied.conflicts.len();
     state::record_conflicts(state_dir, &applied.conflicts)?;
-    if let Err(e) = apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity.as_ref())
+    if let Err(e) =
+        apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity.as_ref())
     {
         crate::log::warn(&format!("cannot materialize the secrets: {e}"));
     }
@@ -213,7 +221,10 @@ pub fn exchange(
                 return Ok(out);
             }
             PushOutcome::Rejected => {
-                crate::log::debug(&format!("push rejected (try {}), integrating again", attempt + 1));
+                crate::log::debug(&format!(
+                    "push rejected (try {}), integrating again",
+                    attempt + 1
+                ));
             }
         }
     }
@@ -229,7 +240,14 @@ pub fn exchange(
 pub fn integrate_and_push(machine: &Machine, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
     let identity = machine.identity().ok();
     let at = clock::rfc3339(clock::now_unix());
-    let x = exchange(machine, repo, &fleet.sync.branch, identity.as_ref(), &at, Network::Full)?;
+    let x = exchange(
+        machine,
+        repo,
+        &fleet.sync.branch,
+        identity.as_ref(),
+        &at,
+        Network::Full,
+    )?;
     if !x.lost.is_empty() {
         crate::log::info(&format!(
             "{} managed files changed here and on another machine; the next cycle keeps your versions as conflict copies",
@@ -271,7 +289,9 @@ fn commit_capture(
     let tree_id = b
         .create_updated(raw, head)
         .map_err(Error::git("cannot write the captured tree"))?;
-    let tree = raw.find_tree(tree_id).map_err(Error::git("cannot read a tree"))?;
+    let tree = raw
+        .find_tree(tree_id)
+        .map_err(Error::git("cannot read a tree"))?;
     let parent = raw
         .head()
         .and_then(|h| h.peel_to_commit())
@@ -308,7 +328,13 @@ pub fn recover(repo: &FleetRepo) -> Result<()> {
     let raw = repo.raw();
     let git_dir = raw.path().to_path_buf();
     let mut stale = Vec::new();
-    for name in ["index.lock", "HEAD.lock", "packed-refs.lock", "config.lock", "shallow.lock"] {
+    for name in [
+        "index.lock",
+        "HEAD.lock",
+        "packed-refs.lock",
+        "config.lock",
+        "shallow.lock",
+    ] {
         let p = git_dir.join(name);
         if p.exists() {
             stale.push(p);
@@ -316,7 +342,9 @@ pub fn recover(repo: &FleetRepo) -> Result<()> {
     }
     let mut stack = vec![git_dir.join("refs")];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -327,7 +355,10 @@ pub fn recover(repo: &FleetRepo) -> Result<()> {
         }
     }
     for p in stale {
-        crate::log::warn(&format!("removing {} left by an interrupted command", p.display()));
+        crate::log::warn(&format!(
+            "removing {} left by an interrupted command",
+            p.display()
+        ));
         std::fs::remove_file(&p).map_err(Error::io("cannot remove", &p))?;
     }
     raw.cleanup_state()

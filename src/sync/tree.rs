@@ -49,7 +49,10 @@ pub fn blobs_under(
         {
             out.insert(
                 format!("{root}{name}"),
-                (e.id(), e.filemode() == i32::from(git2::FileMode::BlobExecutable)),
+                (
+                    e.id(),
+                    e.filemode() == i32::from(git2::FileMode::BlobExecutable),
+                ),
             );
         }
         git2::TreeWalkResult::Ok

@@ -61,8 +61,13 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let mut settle = fleet.settle();
     let mut poll = fleet.poll();
     let mut managed_list = managed::parse_list(&fleet.sync.paths).map_err(Critical)?;
-    refresh_watches(&mut watcher, &mut watched, &machine.paths.home, &managed_list)
-        .map_err(Critical)?;
+    refresh_watches(
+        &mut watcher,
+        &mut watched,
+        &machine.paths.home,
+        &managed_list,
+    )
+    .map_err(Critical)?;
     let mut manifest = Manifest::load(&machine.paths.state_dir);
     let mut debounce = Debouncer::new(settle, settle * 10);
     let mut backoff = Backoff::default();
@@ -129,9 +134,12 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
                     managed_list = list;
                 }
             }
-            if let Err(e) =
-                refresh_watches(&mut watcher, &mut watched, &machine.paths.home, &managed_list)
-            {
+            if let Err(e) = refresh_watches(
+                &mut watcher,
+                &mut watched,
+                &machine.paths.home,
+                &managed_list,
+            ) {
                 crate::log::warn(&format!("cannot watch every managed directory: {e}"));
             }
             next_poll = Instant::now() + poll;
@@ -156,9 +164,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(Critical(Error::Refused(
-                    "the file watcher stopped".into(),
-                )));
+                return Err(Critical(Error::Refused("the file watcher stopped".into())));
             }
         }
     }
@@ -264,7 +270,9 @@ pub fn relevant(path: &Path, home: &Path, managed: &[Managed], manifest: &Manife
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_file() => !manifest.unchanged(rel, &meta),
         Ok(meta) => meta.is_dir(),
-        Err(_) => manifest.files.contains_key(rel) || managed.iter().any(|m| m.dir && m.covers(rel)),
+        Err(_) => {
+            manifest.files.contains_key(rel) || managed.iter().any(|m| m.dir && m.covers(rel))
+        }
     }
 }
 
@@ -290,8 +298,15 @@ mod tests {
         .unwrap();
         let w = watch_dirs(home, &managed);
         assert_eq!(w.get(home), Some(&RecursiveMode::NonRecursive));
-        assert_eq!(w.get(&home.join(".config/git")), Some(&RecursiveMode::Recursive));
-        assert_eq!(w.len(), 2, "a missing directory is watched through its ancestor: {w:?}");
+        assert_eq!(
+            w.get(&home.join(".config/git")),
+            Some(&RecursiveMode::Recursive)
+        );
+        assert_eq!(
+            w.len(),
+            2,
+            "a missing directory is watched through its ancestor: {w:?}"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ fn an_unreachable_forge_exits_75_keeps_the_commit_and_catches_up_later() {
     let err = a.fails(&["sync"], 75);
     assert!(err.contains("unreachable"), "{err}");
     let log = git_out(&a.repo(), &["log", "-1", "--format=%s"]);
-    assert!(log.contains("alpha: sync ~/.zshrc"), "the local commit is kept: {log}");
+    assert!(
+        log.contains("alpha: sync ~/.zshrc"),
+        "the local commit is kept: {log}"
+    );
     let rec = std::fs::read_to_string(a.m.state().join("last-cycle.json")).unwrap();
     assert!(rec.contains("\"result\": \"offline\""), "{rec}");
     // A second offline cycle adds nothing and still exits 75.
@@ -74,12 +77,18 @@ fn an_unreachable_forge_exits_75_keeps_the_commit_and_catches_up_later() {
     for n in [a, b] {
         assert_eq!(n.text(".zshrc"), "v2 written offline\n");
         assert_eq!(n.text(".vimrc"), "set nu\n");
-        assert_eq!(git_out(&n.repo(), &["rev-parse", "HEAD"]), fleet.forge.head());
+        assert_eq!(
+            git_out(&n.repo(), &["rev-parse", "HEAD"]),
+            fleet.forge.head()
+        );
         n.assert_clean_repo();
     }
     let copies = b.conflict_copies(".zshrc");
     assert_eq!(copies.len(), 1);
-    assert_eq!(std::fs::read(&copies[0]).unwrap(), b"v2 from beta, offline too\n");
+    assert_eq!(
+        std::fs::read(&copies[0]).unwrap(),
+        b"v2 from beta, offline too\n"
+    );
 }
 
 #[test]
@@ -101,10 +110,16 @@ fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
     let mut killed = 0;
     for round in 0..25 {
         // Work on both sides so the cycle captures, merges and pushes.
-        b.write(&format!(".config/app/b{round}.conf"), format!("b {round}\n").as_bytes());
+        b.write(
+            &format!(".config/app/b{round}.conf"),
+            format!("b {round}\n").as_bytes(),
+        );
         b.sync();
         a.write(".zshrc", format!("round {round}\n").as_bytes());
-        a.write(&format!(".config/app/a{round}.conf"), format!("a {round}\n").as_bytes());
+        a.write(
+            &format!(".config/app/a{round}.conf"),
+            format!("a {round}\n").as_bytes(),
+        );
         let mut child = a.cmd(&["sync"]).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(typical * 12 / 10)));
         if child.try_wait().unwrap().is_none() {
@@ -122,8 +137,14 @@ fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
     b.sync();
     for n in [a, b] {
         for round in 0..25 {
-            assert_eq!(n.text(&format!(".config/app/a{round}.conf")), format!("a {round}\n"));
-            assert_eq!(n.text(&format!(".config/app/b{round}.conf")), format!("b {round}\n"));
+            assert_eq!(
+                n.text(&format!(".config/app/a{round}.conf")),
+                format!("a {round}\n")
+            );
+            assert_eq!(
+                n.text(&format!(".config/app/b{round}.conf")),
+                format!("b {round}\n")
+            );
         }
         n.assert_clean_repo();
     }

@@ -134,7 +134,11 @@ impl Forge {
             Transport::GitDaemon => Command::new(git_daemon())
                 .arg("--reuseaddr")
                 .arg(format!("--base-path={}", d.display()))
-                .args(["--export-all", "--enable=receive-pack", "--listen=127.0.0.1"])
+                .args([
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                ])
                 .arg(format!("--port={}", self.port))
                 .arg(&d)
                 .stdin(Stdio::null())
@@ -190,7 +194,10 @@ impl Drop for Forge {
 fn git_daemon() -> PathBuf {
     let exec = String::from_utf8(run_program(Command::new("git").arg("--exec-path"))).unwrap();
     let p = Path::new(exec.trim()).join("git-daemon");
-    assert!(p.is_file(), "this test needs git-daemon: apt-get install git-daemon-run or git");
+    assert!(
+        p.is_file(),
+        "this test needs git-daemon: apt-get install git-daemon-run or git"
+    );
     p
 }
 
@@ -203,10 +210,12 @@ fn user() -> String {
 
 /// `git -C dir ARGS` output, trimmed.
 pub fn git_out(dir: &Path, args: &[&str]) -> String {
-    String::from_utf8(run_program(Command::new("git").arg("-C").arg(dir).args(args)))
-        .unwrap()
-        .trim()
-        .to_string()
+    String::from_utf8(run_program(
+        Command::new("git").arg("-C").arg(dir).args(args),
+    ))
+    .unwrap()
+    .trim()
+    .to_string()
 }
 
 /// One simulated machine of a fleet.
@@ -280,7 +289,9 @@ impl Node {
     pub fn ok_with_stdin(&self, args: &[&str], stdin: &[u8]) -> String {
         use std::io::Write;
         let mut c = self.cmd(args);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         let out = child.wait_with_output().unwrap();
@@ -338,7 +349,12 @@ impl Node {
     /// Asserts the clone is healthy: fsck clean, no rebase or merge state, no lock files.
     pub fn assert_clean_repo(&self) {
         let repo = self.repo();
-        run_program(Command::new("git").arg("-C").arg(&repo).args(["fsck", "--no-progress"]));
+        run_program(
+            Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["fsck", "--no-progress"]),
+        );
         for leftover in [
             "rebase-merge",
             "rebase-apply",
@@ -353,7 +369,11 @@ impl Node {
             );
         }
         let status = git_out(&repo, &["status", "--porcelain"]);
-        assert!(status.is_empty(), "{} has a dirty clone:\n{status}", self.name);
+        assert!(
+            status.is_empty(),
+            "{} has a dirty clone:\n{status}",
+            self.name
+        );
     }
 }
 

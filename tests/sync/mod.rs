@@ -1,7 +1,9 @@
 //! The sync engine end to end: real forges (git daemon, sshd) started by the tests on
 //! 127.0.0.1, several machines (one HOME each) running the real binary.
 
-mod harness;
-mod transport;
 mod faults;
+mod harness;
+mod soak;
+mod transport;
 mod watch;
+mod paths;

@@ -15,14 +15,26 @@ fn scenario(t: Transport) {
     let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
 
     // track seeds the fleet; the path reaches everyone, byte for byte.
-    a.write(".zshrc", b"export A=1\n# line 2\n# line 3\n# line 4\n# line 5\n");
+    a.write(
+        ".zshrc",
+        b"export A=1\n# line 2\n# line 3\n# line 4\n# line 5\n",
+    );
     a.write(".local/bin/tool", b"#!/bin/sh\necho tool\n");
-    std::fs::set_permissions(a.path(".local/bin/tool"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        a.path(".local/bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     a.write(".ssh/extra_config", b"Host *\n  ServerAliveInterval 30\n");
     a.write(".config/app/one.conf", b"one\n");
     a.write(".config/app/sub/two.conf", b"two\n");
-    let out = a.ok(&["track", "~/.zshrc", "~/.local/bin/tool", "~/.ssh/extra_config", "~/.config/app"]);
+    let out = a.ok(&[
+        "track",
+        "~/.zshrc",
+        "~/.local/bin/tool",
+        "~/.ssh/extra_config",
+        "~/.config/app",
+    ]);
     assert!(out.contains("tracking"), "{out}");
     let log = git_out(&a.repo(), &["log", "-1", "--format=%s"]);
     assert!(log.starts_with("alpha: track ~/.zshrc"), "{log}");
@@ -34,12 +46,19 @@ fn scenario(t: Transport) {
         assert_eq!(n.read(".zshrc"), a.read(".zshrc"));
         assert_eq!(n.text(".config/app/sub/two.conf"), "two\n");
         assert_eq!(mode(&n.path(".local/bin/tool")), 0o755, "exec bit kept");
-        assert_eq!(mode(&n.path(".ssh/extra_config")), 0o600, "~/.ssh is private");
+        assert_eq!(
+            mode(&n.path(".ssh/extra_config")),
+            0o600,
+            "~/.ssh is private"
+        );
         assert_eq!(mode(&n.path(".zshrc")), 0o644);
     }
 
     // An edit on A reaches B.
-    a.write(".zshrc", b"export A=2\n# line 2\n# line 3\n# line 4\n# line 5\n");
+    a.write(
+        ".zshrc",
+        b"export A=2\n# line 2\n# line 3\n# line 4\n# line 5\n",
+    );
     a.sync();
     b.sync();
     assert_eq!(b.text(".zshrc"), a.text(".zshrc"));
@@ -56,16 +75,41 @@ fn scenario(t: Transport) {
     c.sync();
     fleet.settle(1);
     for n in [a, b, c] {
-        assert_eq!(n.text(".config/app/one.conf"), "one, edited on alpha\n", "{}", n.name);
-        assert_eq!(n.text(".local/bin/tool"), "#!/bin/sh\necho tool v2\n", "{}", n.name);
-        assert_eq!(n.text(".config/app/three.conf"), "three from gamma\n", "{}", n.name);
-        assert!(!n.path(".config/app/sub/two.conf").exists(), "{}: deletion propagates", n.name);
+        assert_eq!(
+            n.text(".config/app/one.conf"),
+            "one, edited on alpha\n",
+            "{}",
+            n.name
+        );
+        assert_eq!(
+            n.text(".local/bin/tool"),
+            "#!/bin/sh\necho tool v2\n",
+            "{}",
+            n.name
+        );
+        assert_eq!(
+            n.text(".config/app/three.conf"),
+            "three from gamma\n",
+            "{}",
+            n.name
+        );
+        assert!(
+            !n.path(".config/app/sub/two.conf").exists(),
+            "{}: deletion propagates",
+            n.name
+        );
         assert_eq!(mode(&n.path(".local/bin/tool")), 0o755);
     }
 
     // Different lines of the same file: a three-way text merge, no conflict.
-    a.write(".zshrc", b"export A=3\n# line 2\n# line 3\n# line 4\n# line 5\n");
-    b.write(".zshrc", b"export A=2\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n");
+    a.write(
+        ".zshrc",
+        b"export A=3\n# line 2\n# line 3\n# line 4\n# line 5\n",
+    );
+    b.write(
+        ".zshrc",
+        b"export A=2\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n",
+    );
     a.sync();
     b.sync();
     a.sync();
@@ -75,15 +119,22 @@ fn scenario(t: Transport) {
     assert!(b.conflict_copies(".zshrc").is_empty());
 
     // The same line on both: upstream (alpha pushed first) wins; beta's exact bytes are kept.
-    let beta_bytes = b"export A=beta\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n\xff\x00raw\n";
-    a.write(".zshrc", b"export A=alpha\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n");
+    let beta_bytes =
+        b"export A=beta\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n\xff\x00raw\n";
+    a.write(
+        ".zshrc",
+        b"export A=alpha\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n",
+    );
     b.write(".zshrc", beta_bytes);
     a.sync();
     let out = b.sync();
     assert!(out.contains("1 conflicts"), "{out}");
     fleet.settle(1);
     for n in [a, b, c] {
-        assert_eq!(n.text(".zshrc"), "export A=alpha\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n");
+        assert_eq!(
+            n.text(".zshrc"),
+            "export A=alpha\n# line 2\n# line 3\n# line 4\n# line 5 from beta\n"
+        );
     }
     let copies = b.conflict_copies(".zshrc");
     assert_eq!(copies.len(), 1, "{copies:?}");
@@ -102,7 +153,12 @@ fn scenario(t: Transport) {
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
         child
     };
     let ca = spawn(a, "FROM_ALPHA", "value-a");
@@ -117,8 +173,18 @@ fn scenario(t: Transport) {
     }
     fleet.settle(1);
     for n in [a, b, c] {
-        assert_eq!(n.ok(&["secrets", "get", "FROM_ALPHA"]), "value-a\n", "{}", n.name);
-        assert_eq!(n.ok(&["secrets", "get", "FROM_BETA"]), "value-b\n", "{}", n.name);
+        assert_eq!(
+            n.ok(&["secrets", "get", "FROM_ALPHA"]),
+            "value-a\n",
+            "{}",
+            n.name
+        );
+        assert_eq!(
+            n.ok(&["secrets", "get", "FROM_BETA"]),
+            "value-b\n",
+            "{}",
+            n.name
+        );
     }
     // Same key on both (committed locally, then synced): upstream's value, ours kept aside.
     a.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-alpha");
@@ -135,7 +201,12 @@ fn scenario(t: Transport) {
     // Everyone ends identical, on the forge's commit, with clean clones.
     let head = fleet.forge.head();
     for n in [a, b, c] {
-        assert_eq!(git_out(&n.repo(), &["rev-parse", "HEAD"]), head, "{}", n.name);
+        assert_eq!(
+            git_out(&n.repo(), &["rev-parse", "HEAD"]),
+            head,
+            "{}",
+            n.name
+        );
         n.assert_clean_repo();
         let rec = std::fs::read_to_string(n.m.state().join("last-cycle.json")).unwrap();
         assert!(rec.contains("\"result\": \"ok\""), "{rec}");

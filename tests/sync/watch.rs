@@ -89,17 +89,23 @@ fn the_watcher_sees_an_editor_save_and_a_peer_watcher_applies_it() {
     std::thread::sleep(Duration::from_millis(1500)); // both have done their start-up rescan
 
     editor_save(a, ".zshrc", b"after an editor save\n");
-    let took = wait_until(Duration::from_secs(20), || b.text(".zshrc") == "after an editor save\n");
+    let took = wait_until(Duration::from_secs(20), || {
+        b.text(".zshrc") == "after an editor save\n"
+    });
     let log_a = std::fs::read_to_string(a.m.dir.path().join("watch.log")).unwrap_or_default();
     let log_b = std::fs::read_to_string(b.m.dir.path().join("watch.log")).unwrap_or_default();
-    assert!(took.is_some(), "beta never got the save\nalpha:\n{log_a}\nbeta:\n{log_b}");
+    assert!(
+        took.is_some(),
+        "beta never got the save\nalpha:\n{log_a}\nbeta:\n{log_b}"
+    );
     eprintln!("propagated in {:?}", took.unwrap());
 
     // A new file in a managed directory, created by beta, reaches alpha.
     b.write(".config/app/new.conf", b"from beta\n");
     assert!(
-        wait_until(Duration::from_secs(20), || a.text(".config/app/new.conf") == "from beta\n")
-            .is_some(),
+        wait_until(Duration::from_secs(20), || a.text(".config/app/new.conf")
+            == "from beta\n")
+        .is_some(),
         "alpha never got beta's new file"
     );
 
@@ -108,7 +114,11 @@ fn the_watcher_sees_an_editor_save_and_a_peer_watcher_applies_it() {
     let count = || git_out(&fleet.forge.bare(), &["rev-list", "--count", "main"]);
     let settled = count();
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(count(), settled, "the watchers keep committing their own writes");
+    assert_eq!(
+        count(),
+        settled,
+        "the watchers keep committing their own writes"
+    );
     drop((wa, wb));
     for n in [a, b] {
         n.assert_clean_repo();
