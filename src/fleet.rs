@@ -48,9 +48,13 @@ impl Machine {
         FleetConfig::load(&self.config.repo)
     }
 
-    /// Takes the cycle lock, waiting for a running cycle.
+    /// Takes the cycle lock, waiting for a running cycle; then deals with a `git` child that a
+    /// killed holder left running ([`forge::reap_orphan`]).
     pub fn lock(&self) -> Result<Lock> {
-        Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)
+        let lock = Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)?;
+        forge::record_children_in(self.paths.state_dir.join("git-child"));
+        forge::reap_orphan();
+        Ok(lock)
     }
 
     /// Pushes the clone's branch to the forge. When the forge has moved on, its commits are

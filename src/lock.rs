@@ -3,12 +3,6 @@
 //!
 //! It is an advisory `flock` on `~/.local/state/fleetkey/lock`, released by the kernel when the
 //! process dies, so a killed cycle never leaves a stale lock behind.
-//!
-//! The lock's descriptor is inherited by child processes (`git fetch`, `git push`): when a
-//! cycle is killed with SIGKILL, its `git` child lives on, and the next cycle must not run (or
-//! clear git's own lock files) until that orphan has finished. The flock is released when the
-//! last process holding the descriptor exits. (ssh closes inherited descriptors at start, so a
-//! lingering ssh master never holds it.)
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
@@ -36,12 +30,7 @@ impl Lock {
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
-                Ok(()) => {
-                    // Children inherit the lock (see the module doc).
-                    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
-                        .map_err(|e| Error::io("cannot set up the lock", path)(e.into()))?;
-                    return Ok(Lock { _file: file });
-                }
+                Ok(()) => return Ok(Lock { _file: file }),
                 Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }

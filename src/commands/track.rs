@@ -61,18 +61,13 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let root = machine.config.repo.clone();
     let mut added: Vec<Managed> = Vec::new();
     for m in wanted {
-        if let Some(e) = existing
-            .iter()
-            .find(|e| e.covers(&m.rel) || (m.dir && m.covers(&e.rel)))
-        {
-            if e.covers(&m.rel) {
-                crate::log::info(&format!(
-                    "{} is already managed (by {})",
-                    m.entry(),
-                    e.entry()
-                ));
-                continue;
-            }
+        if let Some(e) = existing.iter().find(|e| e.covers(&m.rel)) {
+            crate::log::info(&format!(
+                "{} is already managed (by {})",
+                m.entry(),
+                e.entry()
+            ));
+            continue;
         }
         if added.iter().any(|a| a == &m) {
             continue;

@@ -238,9 +238,9 @@ fn refresh_watches(
         }
     }
     for (dir, mode) in want {
-        if !watched.contains_key(&dir) {
-            watcher.watch(&dir, mode).map_err(watch_error)?;
-            watched.insert(dir, mode);
+        if let std::collections::btree_map::Entry::Vacant(slot) = watched.entry(dir) {
+            watcher.watch(slot.key(), mode).map_err(watch_error)?;
+            slot.insert(mode);
         }
     }
     Ok(())

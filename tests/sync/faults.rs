@@ -107,7 +107,7 @@ fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
     b.sync();
 
     let mut rng = Rng::from_env();
-    let mut killed = 0;
+    let (mut killed, mut orphans, mut repaired) = (0, 0, 0);
     for round in 0..25 {
         // Work on both sides so the cycle captures, merges and pushes.
         b.write(
@@ -128,11 +128,22 @@ fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // The next cycle completes and leaves everything clean.
-        a.sync();
+        let out = a.run(&["sync"]);
+        crate::util::assert_success(&out, &["sync"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("waiting for git") {
+            orphans += 1;
+        }
+        if stderr.contains("left by an interrupted command") {
+            repaired += 1;
+        }
         a.assert_clean_repo();
         assert_eq!(a.text(".zshrc"), format!("round {round}\n"));
     }
-    eprintln!("killed {killed} of 25 cycles mid-way (typical cycle {typical} µs)");
+    eprintln!(
+        "killed {killed} of 25 cycles mid-way (typical cycle {typical} µs); the next cycle found \
+         {orphans} orphaned git children and removed stale git locks {repaired} times"
+    );
     assert!(killed > 0, "no cycle was interrupted; the timing is off");
     b.sync();
     for n in [a, b] {

@@ -3,7 +3,7 @@
 
 mod faults;
 mod harness;
+mod paths;
 mod soak;
 mod transport;
 mod watch;
-mod paths;

@@ -42,8 +42,14 @@ fn track_refuses_paths_outside_home_through_symlinks_or_into_fleetkeys_own_files
         ("~/../outside/secret".into(), "not inside your home"),
         ("~/escape/secret".into(), "leaves your home directory"),
         ("~/.linked".into(), "symbolic link"),
-        ("~/.local/share/fleetkey/fleet/fleet.toml".into(), "fleet clone"),
-        ("~/.config/fleetkey/config.toml".into(), "configuration directory"),
+        (
+            "~/.local/share/fleetkey/fleet/fleet.toml".into(),
+            "fleet clone",
+        ),
+        (
+            "~/.config/fleetkey/config.toml".into(),
+            "configuration directory",
+        ),
         ("~/.local/state".into(), "state directory"),
         ("~".into(), "whole home directory"),
         ("~/.nope".into(), "does not exist"),
@@ -53,7 +59,10 @@ fn track_refuses_paths_outside_home_through_symlinks_or_into_fleetkeys_own_files
         let err = a.fails(&["track", &path], 1);
         assert!(err.contains(why), "{path}: {err}");
     }
-    assert_eq!(std::fs::read_to_string(a.repo().join("fleet.toml")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(a.repo().join("fleet.toml")).unwrap(),
+        before
+    );
 
     // Relative to the current directory.
     a.write("src/proj/.envrc", b"use nix\n");
@@ -62,7 +71,11 @@ fn track_refuses_paths_outside_home_through_symlinks_or_into_fleetkeys_own_files
         .current_dir(a.path("src/proj"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let toml = std::fs::read_to_string(a.repo().join("fleet.toml")).unwrap();
     assert!(toml.contains("\"~/src/proj/.envrc\""), "{toml}");
 
@@ -119,7 +132,10 @@ fn overrides_first_contact_concurrent_tracks_and_materialized_secrets() {
     b.sync();
     for n in [a, b] {
         let toml = std::fs::read_to_string(n.repo().join("fleet.toml")).unwrap();
-        assert!(toml.contains("\"~/.inputrc\"") && toml.contains("\"~/.tmux.conf\""), "{toml}");
+        assert!(
+            toml.contains("\"~/.inputrc\"") && toml.contains("\"~/.tmux.conf\""),
+            "{toml}"
+        );
         assert_eq!(n.text(".inputrc"), "set editing-mode vi\n");
         assert_eq!(n.text(".tmux.conf"), "set -g mouse on\n");
     }
