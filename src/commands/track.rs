@@ -4,7 +4,8 @@
 //! (`~/REL/` for a directory) to fleet.toml, and commits both in one commit, so no cycle on any
 //! machine can see the path managed without its content. `untrack` removes the entry and
 //! `home/REL` from the repo; it never touches the live file. Both push; offline (exit 75) the
-//! commit stays and goes out with the next cycle.
+//! commit stays and goes out with the next cycle. With the chezmoi backend, `track` seeds
+//! through `chezmoi add` and `untrack` only edits the list (the chezmoi source stays the user's).
 
 use crate::commands::init::fleet_toml_text;
 use crate::config::FleetConfig;
@@ -77,13 +78,33 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     if added.is_empty() {
         return Ok(());
     }
-    // Seed first: copy every live file into home/.
+    // Seed first: copy every live file into home/ (with chezmoi: `chezmoi add`).
     let mut manifest = Manifest::load(&machine.paths.state_dir);
     let live = live_files(&machine.paths.home, &added);
-    for (rel, meta) in &live {
+    let chezmoi = fleet.backend == crate::config::Backend::Chezmoi;
+    if chezmoi {
+        let source = crate::sync::chezmoi::source_dir(&root);
+        crate::sync::chezmoi::ensure_ignore(&source)?;
+        crate::sync::chezmoi::capture(&source, &machine.paths.home, &added, &Manifest::default())?;
+    }
+    for (rel, meta) in live.iter().filter(|_| !chezmoi) {
         let src = machine.paths.home.join(rel);
         let dst = root.join("home").join(rel);
         let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
+        if managed::looks_like_private_key(&bytes) {
+            if added.iter().any(|m| !m.dir && &m.rel == rel) {
+                return Err(Error::Refused(format!(
+                    "{} looks like a private key; fleetkey never puts private keys in the fleet repo",
+                    src.display()
+                ))
+                .hint("keep keys per machine, or store the value with `fleetkey secrets set`"));
+            }
+            crate::log::warn(&format!(
+                "{} looks like a private key; not synced",
+                src.display()
+            ));
+            continue;
+        }
         use std::os::unix::fs::PermissionsExt;
         let exec = meta.permissions().mode() & 0o111 != 0;
         if let Some(dir) = dst.parent() {
@@ -126,6 +147,14 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let shown: Vec<String> = added.iter().map(Managed::entry).collect();
     let mut specs: Vec<String> = added.iter().map(|m| format!("home/{}", m.rel)).collect();
     specs.push(FleetConfig::FILE.into());
+    if chezmoi {
+        specs = vec![".".into()];
+        crate::sync::chezmoi::record(
+            &machine.paths.home,
+            &existing_and(&existing, &added),
+            &mut manifest,
+        );
+    }
     let specs_ref: Vec<&str> = specs.iter().map(String::as_str).collect();
     repo.commit_all(
         &specs_ref,
@@ -142,6 +171,10 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         machine.publish(&repo, &fleet)?;
     }
     Ok(())
+}
+
+fn existing_and(existing: &[Managed], added: &[Managed]) -> Vec<Managed> {
+    existing.iter().chain(added).cloned().collect()
 }
 
 /// `fleetkey untrack PATH…`.

@@ -20,7 +20,8 @@
 //!   next apply restores it. `fleetkey untrack` is how a path leaves the fleet. This keeps a
 //!   stray `rm` on one machine from deleting a dotfile on every machine.
 //!
-//! Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
+//! A file that looks like a private key ([`managed::looks_like_private_key`]) is never
+//! captured. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
 //! managed directory are never captured. Must never: write a live file.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,6 +118,13 @@ pub fn capture(
                 continue;
             }
         };
+        if managed::looks_like_private_key(&bytes) {
+            crate::log::warn(&format!(
+                "{} looks like a private key; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
+                path.display()
+            ));
+            continue;
+        }
         let exec = meta.permissions().mode() & 0o111 != 0;
         let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
             .map_err(Error::git("cannot hash a file"))?;

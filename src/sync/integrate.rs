@@ -19,7 +19,7 @@
 
 use std::path::Path;
 
-use crate::config::FleetConfig;
+use crate::config::{Backend, FleetConfig};
 use crate::envfile::EnvFile;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
@@ -61,6 +61,7 @@ pub fn integrate(
     machine: &str,
     identity: Option<&Identity>,
     at: &str,
+    backend: Backend,
 ) -> Result<Integrated> {
     let mut done = Integrated::default();
     let Some(theirs) = repo.refname_to_id(&tracking_ref(branch)).ok() else {
@@ -183,8 +184,13 @@ pub fn integrate(
             .map(|e| String::from_utf8_lossy(&e.path).into_owned())
             .next()
             .unwrap_or_default();
-        let managed_file = path.starts_with("home/")
-            || (path.starts_with("hosts/") && path.split('/').nth(2) == Some("home"));
+        let managed_file = match backend {
+            Backend::Native => {
+                path.starts_with("home/")
+                    || (path.starts_with("hosts/") && path.split('/').nth(2) == Some("home"))
+            }
+            Backend::Chezmoi => !super::chezmoi::is_own(&path),
+        };
         index
             .conflict_remove(Path::new(&path))
             .map_err(Error::git("cannot resolve a conflict"))?;

@@ -203,6 +203,15 @@ pub fn is_own_temp(file_name: &str) -> bool {
     file_name.starts_with(".fleetkey-") && file_name.ends_with(".tmp")
 }
 
+/// Whether `bytes` look like a private key: PEM/OpenSSH armour (`…PRIVATE KEY-----`) or an age
+/// identity (`AGE-SECRET-KEY-1…`) in the first 8 KiB. Such a file never goes into the fleet
+/// repo, which is plain git (`fleetkey secrets set` is the place for secrets).
+pub fn looks_like_private_key(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(8192)];
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    has(b"PRIVATE KEY-----") || has(b"AGE-SECRET-KEY-1")
+}
+
 /// Three-way merge of two sets: what `ours` added since `base` is added to `theirs`, what `ours`
 /// removed since `base` is removed from it. With no removal this is the union the design asks
 /// for; honouring removals keeps an `untrack` from being undone by a concurrent `track`
@@ -320,6 +329,21 @@ mod tests {
         assert!(is_conflict_copy(&format!("{n}-2")));
         assert!(!is_conflict_copy(".zshrc"));
         assert!(!is_conflict_copy("notes.conflict-resolution.md"));
+    }
+
+    #[test]
+    fn private_keys_are_recognised() {
+        assert!(looks_like_private_key(
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n"
+        ));
+        assert!(looks_like_private_key(b"-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert!(looks_like_private_key(
+            b"# created: x\nAGE-SECRET-KEY-1QQQ\n"
+        ));
+        assert!(!looks_like_private_key(b"ssh-ed25519 AAAA... me@host\n"));
+        assert!(!looks_like_private_key(
+            b"Host *\n  IdentityFile ~/.ssh/id_ed25519\n"
+        ));
     }
 
     #[test]

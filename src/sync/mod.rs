@@ -18,6 +18,7 @@
 
 pub mod apply;
 pub mod capture;
+pub mod chezmoi;
 pub mod debounce;
 pub mod integrate;
 pub mod managed;
@@ -28,7 +29,7 @@ pub mod watch;
 use std::time::Instant;
 
 use crate::clock;
-use crate::config::FleetConfig;
+use crate::config::{Backend, FleetConfig};
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
 use crate::forge::{self, PushOutcome};
@@ -87,7 +88,6 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
 fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> Result<()> {
     let name = machine.config.name.as_str();
     let state_dir = &machine.paths.state_dir;
-    let stamp = clock::compact(now);
     let at = clock::rfc3339(now);
     let repo = machine.repo()?;
     let raw = repo.raw();
@@ -97,35 +97,41 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     let fleet = machine.fleet_config()?;
     let managed = managed::parse_list(&fleet.sync.paths)?;
     let mut manifest = Manifest::load(state_dir);
-    let head = head_tree(raw)?;
-    let captured = capture::capture(
-        raw,
-        &head,
-        &machine.paths.home,
-        name,
-        &managed,
-        &mut manifest,
-    )?;
-    rec.captured = captured.count();
-    if captured.count() > 0 {
-        commit_capture(&repo, &head, &captured, name)?;
+    if fleet.backend == Backend::Chezmoi {
+        let source = chezmoi::source_dir(repo.root());
+        chezmoi::warn_auto_git(&machine.paths);
+        let ignore_changed = chezmoi::ensure_ignore(&source)?;
+        let added = chezmoi::capture(&source, &machine.paths.home, &managed, &manifest)?;
+        if added > 0 || ignore_changed {
+            let message = format!("{name}: sync {added} paths (chezmoi add)");
+            if repo.commit_all(&["."], name, &message)?.is_some() {
+                rec.captured = added;
+            }
+        }
+    } else {
+        let head = head_tree(raw)?;
+        let captured = capture::capture(
+            raw,
+            &head,
+            &machine.paths.home,
+            name,
+            &managed,
+            &mut manifest,
+        )?;
+        rec.captured = captured.count();
+        if captured.count() > 0 {
+            commit_capture(&repo, &head, &captured, name)?;
+        }
+        drop(head);
+        manifest.save(state_dir)?;
     }
-    drop(head);
-    manifest.save(state_dir)?;
 
     // Integrate and push.
     let identity = machine.identity().ok();
     let mut lost = Vec::new();
     let offline = match network {
         Network::Offline => None,
-        _ => match exchange(
-            machine,
-            &repo,
-            &fleet.sync.branch,
-            identity.as_ref(),
-            &at,
-            network,
-        ) {
+        _ => match exchange(machine, &repo, &fleet, identity.as_ref(), &at, network) {
             Ok(x) => {
                 rec.pushed = x.pushed;
                 rec.conflicts += x.other_conflicts;
@@ -138,36 +144,114 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     };
 
     // Apply what HEAD holds now.
+    let applied = apply_head(machine, &repo, identity.as_ref(), &lost, &mut manifest, now)?;
+    rec.applied = applied.changed;
+    rec.conflicts += applied.conflicts.len();
+    rec.head = repo.head().map(|o| o.to_string());
+    match offline {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Applies the clone's HEAD to the live files (with the conflict copies of `lost`), saves the
+/// manifest and the conflict records, materializes the secrets and runs the authorized_keys
+/// merge. The caller holds the lock.
+fn apply_head(
+    machine: &Machine,
+    repo: &FleetRepo,
+    identity: Option<&Identity>,
+    lost: &[integrate::LostFile],
+    manifest: &mut Manifest,
+    now: i64,
+) -> Result<apply::Applied> {
+    let state_dir = &machine.paths.state_dir;
+    let (stamp, at) = (clock::compact(now), clock::rfc3339(now));
     let fleet = machine.fleet_config()?;
     let managed = managed::parse_list(&fleet.sync.paths)?;
     let private = apply::private_list(&fleet)?;
-    let head = head_tree(raw)?;
+    if fleet.backend == Backend::Chezmoi {
+        let applied = apply_chezmoi(machine, repo, lost, manifest, &managed, &stamp, &at);
+        manifest.save(state_dir)?;
+        let applied = applied?;
+        state::record_conflicts(state_dir, &applied.conflicts)?;
+        if let Err(e) = apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity) {
+            crate::log::warn(&format!("cannot materialize the secrets: {e}"));
+        }
+        return Ok(applied);
+    }
+    let head = head_tree(repo.raw())?;
     let cx = apply::ApplyContext {
         paths: &machine.paths,
-        machine: name,
+        machine: &machine.config.name,
         fleet: &fleet,
         managed: &managed,
         private: &private,
         stamp: &stamp,
         at: &at,
     };
-    let applied = apply::apply(raw, &head, &cx, &lost, &mut manifest);
+    let applied = apply::apply(repo.raw(), &head, &cx, lost, manifest);
     manifest.save(state_dir)?;
     let applied = applied?;
-    rec.applied = applied.changed;
-    rec.conflicts += applied.conflicts.len();
     state::record_conflicts(state_dir, &applied.conflicts)?;
-    if let Err(e) =
-        apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity.as_ref())
-    {
+    if let Err(e) = apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity) {
         crate::log::warn(&format!("cannot materialize the secrets: {e}"));
     }
     apply::authorized_keys(repo.root(), &machine.paths, &fleet)?;
-    rec.head = repo.head().map(|o| o.to_string());
-    match offline {
-        Some(e) => Err(e),
-        None => Ok(()),
+    Ok(applied)
+}
+
+/// Apply with chezmoi: conflict copies of the source files that lost (beside the live file
+/// chezmoi names for them), then `chezmoi apply`, then the manifest of live stats.
+fn apply_chezmoi(
+    machine: &Machine,
+    repo: &FleetRepo,
+    lost: &[integrate::LostFile],
+    manifest: &mut Manifest,
+    managed: &[managed::Managed],
+    stamp: &str,
+    at: &str,
+) -> Result<apply::Applied> {
+    let home = &machine.paths.home;
+    let source = chezmoi::source_dir(repo.root());
+    let mut out = apply::Applied::default();
+    for l in lost {
+        let target = chezmoi::target_path(&source, &repo.root().join(&l.repo_path))?;
+        if !target.starts_with(home) {
+            continue;
+        }
+        let blob = repo
+            .raw()
+            .find_blob(l.ours)
+            .map_err(Error::git("cannot read our side of a conflict"))?;
+        let copy = capture::write_conflict_copy(
+            &target,
+            blob.content(),
+            0o600,
+            &machine.config.name,
+            stamp,
+        )?;
+        crate::log::warn(&format!(
+            "{}: changed here and on another machine; the fleet's version wins, yours (chezmoi source) is kept as {}",
+            target.display(),
+            copy.display()
+        ));
+        out.conflicts.push(state::ConflictRecord {
+            path: target,
+            copy,
+            machine: machine.config.name.clone(),
+            at: at.to_string(),
+            reason: "both changed".into(),
+        });
     }
+    let before = manifest.clone();
+    chezmoi::apply(&source, home, managed, manifest)?;
+    out.changed = manifest
+        .files
+        .iter()
+        .filter(|(rel, e)| before.files.get(*rel) != Some(e))
+        .count();
+    Ok(out)
 }
 
 /// What the exchange with the forge did.
@@ -185,11 +269,12 @@ pub struct Exchanged {
 pub fn exchange(
     machine: &Machine,
     repo: &FleetRepo,
-    branch: &str,
+    fleet: &FleetConfig,
     identity: Option<&Identity>,
     at: &str,
     network: Network,
 ) -> Result<Exchanged> {
+    let branch = fleet.sync.branch.as_str();
     let raw = repo.raw();
     let remote = &machine.config.remote;
     let tracking = integrate::tracking_ref(branch);
@@ -204,7 +289,14 @@ pub fn exchange(
         if !skip_fetch {
             forge::fetch(repo.root(), remote, branch)?;
         }
-        let done = integrate::integrate(raw, branch, &machine.config.name, identity, at)?;
+        let done = integrate::integrate(
+            raw,
+            branch,
+            &machine.config.name,
+            identity,
+            at,
+            fleet.backend,
+        )?;
         out.lost.extend(done.lost);
         out.other_conflicts += done.other_conflicts;
         let head = repo.head();
@@ -235,25 +327,29 @@ pub fn exchange(
 }
 
 /// The integrate-and-push path for a command whose push was rejected (`secrets set` …): the
-/// caller holds the lock and has committed. The live files are left to the next cycle (the
-/// manifest still says what they hold, so nothing is mistaken for a local edit).
+/// caller holds the lock and has committed. What was merged in is applied right away, so the
+/// conflict copies of managed files that lost are written now (a later cycle could not tell
+/// them from files in step).
 pub fn integrate_and_push(machine: &Machine, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
     let identity = machine.identity().ok();
-    let at = clock::rfc3339(clock::now_unix());
+    let now = clock::now_unix();
     let x = exchange(
         machine,
         repo,
-        &fleet.sync.branch,
+        fleet,
         identity.as_ref(),
-        &at,
+        &clock::rfc3339(now),
         Network::Full,
     )?;
-    if !x.lost.is_empty() {
-        crate::log::info(&format!(
-            "{} managed files changed here and on another machine; the next cycle keeps your versions as conflict copies",
-            x.lost.len()
-        ));
-    }
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    apply_head(
+        machine,
+        repo,
+        identity.as_ref(),
+        &x.lost,
+        &mut manifest,
+        now,
+    )?;
     Ok(())
 }
 
