@@ -95,8 +95,11 @@ fn run(mut cmd: Command) -> Result<(String, Output)> {
         .map_err(spawn_err)?;
     let record = CHILD_RECORD.get();
     if let Some(path) = record {
+        // A plain write, not an atomic one: this must be done within microseconds of the spawn
+        // (a kill in between leaves an orphan nobody knows about), and a torn record only
+        // means an orphan is not waited for.
         let text = format!("{} {}\n", child.id(), start_time(child.id()).unwrap_or(0));
-        if let Err(e) = crate::files::write_atomic(path, text.as_bytes(), 0o600) {
+        if let Err(e) = std::fs::write(path, text.as_bytes()) {
             crate::log::debug(&format!("cannot record the git child: {e}"));
         }
     }

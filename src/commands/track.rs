@@ -56,7 +56,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let wanted = resolve(&machine, inputs, true)?;
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
-    crate::sync::recover(&repo)?;
+    crate::sync::recover(&repo, true)?;
     let mut fleet = machine.fleet_config()?;
     let existing = managed::parse_list(&fleet.sync.paths)?;
     let root = machine.config.repo.clone();
@@ -87,9 +87,9 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         crate::sync::chezmoi::ensure_ignore(&source)?;
         crate::sync::chezmoi::capture(&source, &machine.paths.home, &added, &Manifest::default())?;
     }
+    let mut upserts: Vec<(String, git2::Oid, bool)> = Vec::new();
     for (rel, meta) in live.iter().filter(|_| !chezmoi) {
         let src = machine.paths.home.join(rel);
-        let dst = root.join("home").join(rel);
         let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
         if managed::looks_like_private_key(&bytes) {
             if added.iter().any(|m| !m.dir && &m.rel == rel) {
@@ -107,12 +107,13 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         }
         use std::os::unix::fs::PermissionsExt;
         let exec = meta.permissions().mode() & 0o111 != 0;
-        if let Some(dir) = dst.parent() {
-            files::ensure_dir(dir)?;
-        }
-        files::write_atomic(&dst, &bytes, if exec { 0o755 } else { 0o644 })?;
-        let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
-            .map_err(Error::git("cannot hash a file"))?;
+        // Straight into the object database: the commit is the durable point, and a killed
+        // `track` leaves nothing half-written in the clone.
+        let oid = repo
+            .raw()
+            .blob(&bytes)
+            .map_err(Error::git("cannot store a file in the fleet repo"))?;
+        upserts.push((format!("home/{rel}"), oid, exec));
         manifest.files.insert(
             rel.clone(),
             Entry {
@@ -138,29 +139,29 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         fleet.sync.paths = entries;
         fleet.sync.paths.push(m.entry());
     }
-    files::write_atomic(
-        &root.join(FleetConfig::FILE),
-        fleet_toml_text(&fleet).as_bytes(),
-        0o644,
-    )?;
     let name = &machine.config.name;
     let shown: Vec<String> = added.iter().map(Managed::entry).collect();
-    let mut specs: Vec<String> = added.iter().map(|m| format!("home/{}", m.rel)).collect();
-    specs.push(FleetConfig::FILE.into());
+    let message = format!("{name}: track {}", shown.join(", "));
     if chezmoi {
-        specs = vec![".".into()];
+        files::write_atomic(
+            &root.join(FleetConfig::FILE),
+            fleet_toml_text(&fleet).as_bytes(),
+            0o644,
+        )?;
         crate::sync::chezmoi::record(
             &machine.paths.home,
             &existing_and(&existing, &added),
             &mut manifest,
         );
+        repo.commit_all(&["."], name, &message)?;
+    } else {
+        let toml = repo
+            .raw()
+            .blob(fleet_toml_text(&fleet).as_bytes())
+            .map_err(Error::git("cannot store fleet.toml"))?;
+        upserts.push((FleetConfig::FILE.to_string(), toml, false));
+        crate::sync::commit_changes(&repo, &upserts, &[], name, &message)?;
     }
-    let specs_ref: Vec<&str> = specs.iter().map(String::as_str).collect();
-    repo.commit_all(
-        &specs_ref,
-        name,
-        &format!("{name}: track {}", shown.join(", ")),
-    )?;
     manifest.save(&machine.paths.state_dir)?;
     println!(
         "fleetkey: tracking {} ({} files)",
@@ -183,9 +184,8 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
     let wanted = resolve(&machine, inputs, false)?;
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
-    crate::sync::recover(&repo)?;
+    crate::sync::recover(&repo, true)?;
     let mut fleet = machine.fleet_config()?;
-    let root = machine.config.repo.clone();
     let mut removed = Vec::new();
     for m in &wanted {
         let before = fleet.sync.paths.len();
@@ -198,28 +198,35 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
             continue;
         }
         removed.push(m.clone());
-        let in_repo = root.join("home").join(&m.rel);
-        if in_repo.is_dir() {
-            std::fs::remove_dir_all(&in_repo).map_err(Error::io("cannot remove", &in_repo))?;
-        } else if in_repo.exists() {
-            std::fs::remove_file(&in_repo).map_err(Error::io("cannot remove", &in_repo))?;
-        }
     }
     if removed.is_empty() {
         return Ok(());
     }
-    files::write_atomic(
-        &root.join(FleetConfig::FILE),
-        fleet_toml_text(&fleet).as_bytes(),
-        0o644,
-    )?;
     let name = &machine.config.name;
     let shown: Vec<String> = removed.iter().map(|m| format!("~/{}", m.rel)).collect();
-    let mut specs: Vec<String> = removed.iter().map(|m| format!("home/{}", m.rel)).collect();
-    specs.push(FleetConfig::FILE.into());
-    let specs_ref: Vec<&str> = specs.iter().map(String::as_str).collect();
-    repo.commit_all(
-        &specs_ref,
+    let head = repo
+        .raw()
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .map_err(Error::git("cannot read HEAD"))?;
+    let mut removals = Vec::new();
+    for m in &removed {
+        let path = format!("home/{}", m.rel);
+        if crate::sync::tree::blob_at(&head, &path).is_some() {
+            removals.push(path.clone());
+        }
+        for sub in crate::sync::tree::blobs_under(repo.raw(), &head, &path)?.keys() {
+            removals.push(format!("{path}/{sub}"));
+        }
+    }
+    let toml = repo
+        .raw()
+        .blob(fleet_toml_text(&fleet).as_bytes())
+        .map_err(Error::git("cannot store fleet.toml"))?;
+    crate::sync::commit_changes(
+        &repo,
+        &[(FleetConfig::FILE.to_string(), toml, false)],
+        &removals,
         name,
         &format!("{name}: untrack {}", shown.join(", ")),
     )?;

@@ -14,6 +14,7 @@
 //! only when changed), and the authorized_keys merge at its one call site,
 //! [`authorized_keys`]. Must never: write outside `$HOME`, or remove a file it did not write.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -60,16 +61,26 @@ pub struct ApplyContext<'a> {
     pub at: &'a str,
 }
 
-/// Applies `head` (the clone's HEAD tree) to the live files.
+/// Applies `head` (the clone's HEAD tree) to the live files. With `scope`, only those managed
+/// files are looked at (the caller knows nothing else can differ: see [`super::tree::changed_between`]);
+/// without, every managed file is.
 pub fn apply(
     repo: &git2::Repository,
     head: &git2::Tree<'_>,
     cx: &ApplyContext<'_>,
     lost: &[LostFile],
     manifest: &mut Manifest,
+    scope: Option<&BTreeSet<String>>,
 ) -> Result<Applied> {
     let home = &cx.paths.home;
-    let target = tree::effective(repo, head, cx.machine, cx.managed)?;
+    let target: BTreeMap<String, tree::Stored> = match scope {
+        None => tree::effective(repo, head, cx.machine, cx.managed)?,
+        Some(rels) => rels
+            .iter()
+            .filter(|rel| cx.managed.iter().any(|m| m.covers(rel)))
+            .filter_map(|rel| tree::lookup(head, cx.machine, rel).map(|s| (rel.clone(), s)))
+            .collect(),
+    };
     let mut out = Applied::default();
 
     // Conflict copies first: our side of every file that lost a merge.
@@ -220,6 +231,7 @@ pub fn apply(
         .files
         .iter()
         .filter(|(rel, _)| !target.contains_key(*rel))
+        .filter(|(rel, _)| scope.is_none_or(|s| s.contains(*rel)))
         .map(|(r, e)| (r.clone(), e.clone()))
         .collect();
     for (rel, entry) in leftover {

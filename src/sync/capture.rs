@@ -41,6 +41,8 @@ pub struct Captured {
     pub upserts: Vec<(String, git2::Oid, bool)>,
     /// Repo paths to delete.
     pub removals: Vec<String>,
+    /// Managed files in the manifest that are missing on disk (apply restores or forgets them).
+    pub missing: Vec<String>,
 }
 
 impl Captured {
@@ -103,7 +105,6 @@ pub fn capture(
     managed: &[Managed],
     manifest: &mut Manifest,
 ) -> Result<Captured> {
-    let stored = tree::effective(repo, head, machine, managed)?;
     let live = live_files(home, managed);
     let mut out = Captured::default();
     for (rel, meta) in &live {
@@ -130,7 +131,8 @@ pub fn capture(
             .map_err(Error::git("cannot hash a file"))?;
         let known = manifest.files.get(rel).cloned();
         let in_step = |e: &Entry| e.oid == oid.to_string() && e.exec == exec;
-        let st = stored.get(rel);
+        let st_owned = tree::lookup(head, machine, rel);
+        let st = st_owned.as_ref();
         let same_as_stored = st.is_some_and(|s| s.oid == oid && s.exec == exec);
         if same_as_stored || known.as_ref().is_some_and(in_step) {
             let entry = manifest.files.entry(rel.clone()).or_insert(Entry {
@@ -171,13 +173,14 @@ pub fn capture(
         if live.contains_key(rel) {
             continue;
         }
+        out.missing.push(rel.clone());
         let Some(m) = managed.iter().find(|m| m.covers(rel)) else {
             continue;
         };
         if !m.dir || rel == &m.rel || !home.join(&m.rel).is_dir() {
             continue;
         }
-        if let Some(s) = stored.get(rel)
+        if let Some(s) = tree::lookup(head, machine, rel)
             && s.oid.to_string() == entry.oid
         {
             out.removals.push(s.repo_path.clone());

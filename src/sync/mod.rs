@@ -41,6 +41,9 @@ use state::{CycleRecord, Manifest};
 /// How many times a rejected push is retried after integrating again.
 pub const PUSH_TRIES: usize = 5;
 
+/// The state file present while a cycle runs (see [`recover`]).
+pub const UNFINISHED: &str = "cycle-unfinished";
+
 /// How a cycle talks to the forge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
@@ -91,12 +94,24 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     let at = clock::rfc3339(now);
     let repo = machine.repo()?;
     let raw = repo.raw();
-    recover(&repo)?;
+    let t = Instant::now();
+    let step = |what: &str| crate::log::debug(&format!("cycle: {what} done at {:?}", t.elapsed()));
+    // "Unfinished" marker: present from here until the cycle ends; a cycle that finds it
+    // repairs the whole working tree.
+    let marker = state_dir.join(UNFINISHED);
+    let full = marker.exists();
+    crate::files::ensure_private_dir(state_dir)?;
+    std::fs::write(&marker, b"").map_err(Error::io("cannot write", &marker))?;
+    step("marker");
+    recover(&repo, full)?;
+    step("repair");
 
     // Capture and commit.
     let fleet = machine.fleet_config()?;
     let managed = managed::parse_list(&fleet.sync.paths)?;
     let mut manifest = Manifest::load(state_dir);
+    step("manifest load");
+    let mut missing = Vec::new();
     if fleet.backend == Backend::Chezmoi {
         let source = chezmoi::source_dir(repo.root());
         chezmoi::warn_auto_git(&machine.paths);
@@ -119,11 +134,15 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
             &mut manifest,
         )?;
         rec.captured = captured.count();
+        missing = captured.missing.clone();
+        step("capture");
         if captured.count() > 0 {
-            commit_capture(&repo, &head, &captured, name)?;
+            commit_capture(&repo, &captured, name)?;
         }
+        step("commit");
         drop(head);
         manifest.save(state_dir)?;
+        step("manifest save");
     }
 
     // Integrate and push.
@@ -144,10 +163,21 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     };
 
     // Apply what HEAD holds now.
-    let applied = apply_head(machine, &repo, identity.as_ref(), &lost, &mut manifest, now)?;
+    step("exchange");
+    let applied = apply_head(
+        machine,
+        &repo,
+        identity.as_ref(),
+        &lost,
+        &mut manifest,
+        now,
+        &missing,
+    )?;
+    step("apply");
     rec.applied = applied.changed;
     rec.conflicts += applied.conflicts.len();
     rec.head = repo.head().map(|o| o.to_string());
+    let _ = std::fs::remove_file(&marker);
     match offline {
         Some(e) => Err(e),
         None => Ok(()),
@@ -164,6 +194,7 @@ fn apply_head(
     lost: &[integrate::LostFile],
     manifest: &mut Manifest,
     now: i64,
+    missing: &[String],
 ) -> Result<apply::Applied> {
     let state_dir = &machine.paths.state_dir;
     let (stamp, at) = (clock::compact(now), clock::rfc3339(now));
@@ -181,6 +212,28 @@ fn apply_head(
         return Ok(applied);
     }
     let head = head_tree(repo.raw())?;
+    // Only what changed since the last full apply needs a look, unless the lists changed.
+    let lists = format!("{:?} {:?}", fleet.sync.paths, fleet.sync.private);
+    let scope = match (&manifest.tree, &manifest.lists) {
+        (Some(old), Some(l)) if *l == lists => git2::Oid::from_str(old)
+            .ok()
+            .and_then(|old| tree::changed_between(repo.raw(), old, &head, &machine.config.name))
+            .map(|mut rels| {
+                rels.extend(missing.iter().cloned());
+                let host = tree::host_dir(&machine.config.name);
+                for l in lost {
+                    if let Some(rel) = l
+                        .repo_path
+                        .strip_prefix("home/")
+                        .or_else(|| l.repo_path.strip_prefix(&format!("{host}/")))
+                    {
+                        rels.insert(rel.to_string());
+                    }
+                }
+                rels
+            }),
+        _ => None,
+    };
     let cx = apply::ApplyContext {
         paths: &machine.paths,
         machine: &machine.config.name,
@@ -190,7 +243,11 @@ fn apply_head(
         stamp: &stamp,
         at: &at,
     };
-    let applied = apply::apply(repo.raw(), &head, &cx, lost, manifest);
+    let applied = apply::apply(repo.raw(), &head, &cx, lost, manifest, scope.as_ref());
+    if applied.is_ok() {
+        manifest.tree = Some(head.id().to_string());
+        manifest.lists = Some(lists);
+    }
     manifest.save(state_dir)?;
     let applied = applied?;
     state::record_conflicts(state_dir, &applied.conflicts)?;
@@ -287,7 +344,7 @@ pub fn exchange(
             && forge::remote_head(remote, branch)?.and_then(|h| git2::Oid::from_str(&h).ok())
                 == known;
         if !skip_fetch {
-            forge::fetch(repo.root(), remote, branch)?;
+            fetch_retrying(repo, remote, branch)?;
         }
         let done = integrate::integrate(
             raw,
@@ -326,6 +383,25 @@ pub fn exchange(
     .hint("run `fleetkey sync` again"))
 }
 
+/// `git fetch`, retried (3 times, 300 ms apart) when another git holds a ref lock: a git left
+/// running by a killed fleetkey that [`forge::reap_orphan`] did not know about.
+fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match forge::fetch(repo.root(), remote, branch) {
+            Err(Error::ForgeUnreachable { stderr, .. })
+                if tries < 3
+                    && (stderr.contains("cannot lock ref") || stderr.contains(".lock'")) =>
+            {
+                tries += 1;
+                crate::log::debug("another git holds a ref lock; retrying the fetch");
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The integrate-and-push path for a command whose push was rejected (`secrets set` …): the
 /// caller holds the lock and has committed. What was merged in is applied right away, so the
 /// conflict copies of managed files that lost are written now (a later cycle could not tell
@@ -349,6 +425,7 @@ pub fn integrate_and_push(machine: &Machine, repo: &FleetRepo, fleet: &FleetConf
         &x.lost,
         &mut manifest,
         now,
+        &[],
     )?;
     Ok(())
 }
@@ -359,39 +436,15 @@ fn head_tree(repo: &git2::Repository) -> Result<git2::Tree<'_>> {
         .map_err(Error::git("cannot read HEAD of the fleet clone"))
 }
 
-/// Commits the captured changes on top of `head` in one commit.
-fn commit_capture(
-    repo: &FleetRepo,
-    head: &git2::Tree<'_>,
-    captured: &capture::Captured,
-    name: &str,
-) -> Result<()> {
-    let raw = repo.raw();
-    let mut b = git2::build::TreeUpdateBuilder::new();
+/// Commits the captured changes in one commit.
+fn commit_capture(repo: &FleetRepo, captured: &capture::Captured, name: &str) -> Result<()> {
     let mut names: Vec<String> = Vec::new();
-    for (path, oid, exec) in &captured.upserts {
-        let mode = if *exec {
-            git2::FileMode::BlobExecutable
-        } else {
-            git2::FileMode::Blob
-        };
-        b.upsert(path.as_str(), *oid, mode);
+    for (path, _, _) in &captured.upserts {
         names.push(display_path(path));
     }
     for path in &captured.removals {
-        b.remove(path.as_str());
         names.push(format!("{} (deleted)", display_path(path)));
     }
-    let tree_id = b
-        .create_updated(raw, head)
-        .map_err(Error::git("cannot write the captured tree"))?;
-    let tree = raw
-        .find_tree(tree_id)
-        .map_err(Error::git("cannot read a tree"))?;
-    let parent = raw
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(Error::git("cannot read HEAD"))?;
     let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
     let more = names.len().saturating_sub(3);
     let message = if more > 0 {
@@ -399,11 +452,65 @@ fn commit_capture(
     } else {
         format!("{name}: sync {}", shown.join(", "))
     };
+    commit_changes(repo, &captured.upserts, &captured.removals, name, &message)?;
+    Ok(())
+}
+
+/// Commits `upserts` (path, blob, exec) and `removals` on top of HEAD in one commit built in
+/// memory (no index), moves the branch, then writes just those paths into the clone's working
+/// tree and index. Returns `None` when nothing changed.
+pub fn commit_changes(
+    repo: &FleetRepo,
+    upserts: &[(String, git2::Oid, bool)],
+    removals: &[String],
+    name: &str,
+    message: &str,
+) -> Result<Option<git2::Oid>> {
+    let raw = repo.raw();
+    let head = head_tree(raw)?;
+    let mut b = git2::build::TreeUpdateBuilder::new();
+    for (path, oid, exec) in upserts {
+        let mode = if *exec {
+            git2::FileMode::BlobExecutable
+        } else {
+            git2::FileMode::Blob
+        };
+        b.upsert(path.as_str(), *oid, mode);
+    }
+    for path in removals {
+        b.remove(path.as_str());
+    }
+    let tree_id = b
+        .create_updated(raw, &head)
+        .map_err(Error::git("cannot write the changed tree"))?;
+    if tree_id == head.id() {
+        return Ok(None);
+    }
+    let tree = raw
+        .find_tree(tree_id)
+        .map_err(Error::git("cannot read a tree"))?;
+    let parent = raw
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(Error::git("cannot read HEAD"))?;
     let sig = FleetRepo::signature(name)?;
     let oid = raw
-        .commit(None, &sig, &sig, &message, &tree, &[&parent])
-        .map_err(Error::git("cannot commit the captured files"))?;
-    integrate::move_to(raw, oid)
+        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+        .map_err(Error::git("cannot commit"))?;
+    // The working tree follows for the changed paths only (a long list: all of it).
+    let mut co = git2::build::CheckoutBuilder::new();
+    co.force();
+    if upserts.len() + removals.len() <= 256 {
+        for (path, _, _) in upserts {
+            co.path(path.as_str());
+        }
+        for path in removals {
+            co.path(path.as_str());
+        }
+    }
+    raw.checkout_head(Some(&mut co))
+        .map_err(Error::git("cannot update the fleet clone's working tree"))?;
+    Ok(Some(oid))
 }
 
 /// `home/.zshrc` → `~/.zshrc`; `hosts/NAME/home/x` → `~/x (NAME only)`.
@@ -418,9 +525,55 @@ fn display_path(repo_path: &str) -> String {
     }
 }
 
+/// Whether fleetkey's own files in the clone's working tree differ from HEAD (hashing a handful
+/// of small files, where a full status would stat every managed file).
+fn own_files_dirty(repo: &FleetRepo) -> Result<bool> {
+    let raw = repo.raw();
+    let head = head_tree(raw)?;
+    let hash = |p: &std::path::Path| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| git2::Oid::hash_object(git2::ObjectType::Blob, &b).ok())
+    };
+    for path in [
+        FleetConfig::FILE,
+        crate::secrets::CIPHERTEXT,
+        crate::secrets::RECIPIENTS,
+        ".chezmoiignore",
+    ] {
+        if tree::blob_at(&head, path) != hash(&repo.root().join(path)) {
+            return Ok(true);
+        }
+    }
+    let stored = tree::blobs_under(raw, &head, crate::roster::layout::KEYS)?;
+    let keys = repo.root().join(crate::roster::layout::KEYS);
+    let mut seen = 0;
+    let mut stack = vec![(keys.clone(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rel = format!("{prefix}{name}");
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push((e.path(), format!("{rel}/")));
+                continue;
+            }
+            seen += 1;
+            if stored.get(&rel).map(|(o, _)| *o) != hash(&e.path()) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(seen != stored.len())
+}
+
 /// Repairs what a killed command may have left: stale git lock files, a half-done checkout or
-/// merge state. Only called under fleetkey's lock.
-pub fn recover(repo: &FleetRepo) -> Result<()> {
+/// merge state. Only called under fleetkey's lock. `full` compares the whole working tree with
+/// HEAD (after an unfinished cycle); otherwise only fleetkey's own files (what `secrets`, the
+/// key commands and `track` write before they commit) are compared, which is cheap.
+pub fn recover(repo: &FleetRepo, full: bool) -> Result<()> {
     let raw = repo.raw();
     let git_dir = raw.path().to_path_buf();
     let mut stale = Vec::new();
@@ -459,15 +612,17 @@ pub fn recover(repo: &FleetRepo) -> Result<()> {
     }
     raw.cleanup_state()
         .map_err(Error::git("cannot clear merge state"))?;
+    crate::log::debug("repair: locks and state checked");
     if let Some(head) = repo.head() {
-        let dirty = raw
-            .statuses(Some(
-                git2::StatusOptions::new()
-                    .include_untracked(false)
-                    .exclude_submodules(true),
-            ))
-            .map(|s| !s.is_empty())
-            .unwrap_or(true);
+        let dirty = if full {
+            let mut opts = git2::StatusOptions::new();
+            opts.include_untracked(false).exclude_submodules(true);
+            raw.statuses(Some(&mut opts))
+                .map(|s| !s.is_empty())
+                .unwrap_or(true)
+        } else {
+            own_files_dirty(repo).unwrap_or(true)
+        };
         if dirty {
             crate::log::debug("resetting the fleet clone's working tree to HEAD");
             integrate::move_to(raw, head)?;

@@ -3,7 +3,7 @@
 //!
 //! - `applied.json`: the manifest. For every managed file, what this machine last had in step
 //!   with the fleet: its blob id, exec bit, and the size/mtime/inode the live file had right
-//!   after. A live file whose stat still matches is unchanged without being read (git's index
+//!   after; and the tree last applied (`tree`) with the lists it was applied under (`lists`). A live file whose stat still matches is unchanged without being read (git's index
 //!   does the same); a live file whose content differs from its manifest blob is a local edit.
 //!   A file missing from the manifest was never in step here (see `capture`).
 //! - `last-cycle.json`: the last cycle's times, result, error and counts, for `status`.
@@ -72,6 +72,12 @@ pub struct Entry {
 pub struct Manifest {
     /// By path relative to `$HOME`.
     pub files: BTreeMap<String, Entry>,
+    /// The clone's tree last applied in full, so the next apply only looks at what changed.
+    #[serde(default)]
+    pub tree: Option<String>,
+    /// The managed and private lists that apply used (a change means a full apply).
+    #[serde(default)]
+    pub lists: Option<String>,
 }
 
 impl Manifest {
@@ -81,9 +87,11 @@ impl Manifest {
         read_json(&state_dir.join(APPLIED)).unwrap_or_default()
     }
 
-    /// Writes the manifest atomically.
+    /// Writes the manifest atomically (compact JSON: it holds one entry per managed file).
     pub fn save(&self, state_dir: &Path) -> Result<()> {
-        write_json(state_dir, APPLIED, self)
+        files::ensure_private_dir(state_dir)?;
+        let text = serde_json::to_vec(self).expect("state serializes");
+        files::write_atomic(&state_dir.join(APPLIED), &text, 0o600)
     }
 
     /// Whether the live file with `meta` is still exactly what the manifest recorded.

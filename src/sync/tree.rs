@@ -104,3 +104,55 @@ pub fn read_at(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Op
     let oid = blob_at(tree, path)?;
     repo.find_blob(oid).ok().map(|b| b.content().to_vec())
 }
+
+/// What this machine should have for the managed file `rel` in `tree` (its override, else
+/// `home/`), looked up directly: no walk.
+pub fn lookup(tree: &git2::Tree<'_>, machine: &str, rel: &str) -> Option<Stored> {
+    for prefix in [host_dir(machine), HOME_DIR.to_string()] {
+        let repo_path = format!("{prefix}/{rel}");
+        if let Ok(e) = tree.get_path(std::path::Path::new(&repo_path))
+            && e.kind() == Some(git2::ObjectType::Blob)
+        {
+            return Some(Stored {
+                repo_path,
+                oid: e.id(),
+                exec: e.filemode() == i32::from(git2::FileMode::BlobExecutable),
+            });
+        }
+    }
+    None
+}
+
+/// The managed files (relative to `$HOME`) whose stored version may differ between the trees
+/// `old` and `new`: every path under `home/` or `hosts/MACHINE/home/` that the diff touches.
+/// `None` when `old` cannot be read (then everything is compared).
+pub fn changed_between(
+    repo: &git2::Repository,
+    old: git2::Oid,
+    new: &git2::Tree<'_>,
+    machine: &str,
+) -> Option<std::collections::BTreeSet<String>> {
+    let old = repo.find_tree(old).ok()?;
+    let host = host_dir(machine);
+    let mut opts = git2::DiffOptions::new();
+    opts.pathspec(format!("{HOME_DIR}/"))
+        .pathspec(format!("{host}/"));
+    let diff = repo
+        .diff_tree_to_tree(Some(&old), Some(new), Some(&mut opts))
+        .ok()?;
+    let mut out = std::collections::BTreeSet::new();
+    for d in diff.deltas() {
+        for f in [d.old_file(), d.new_file()] {
+            let Some(p) = f.path().and_then(|p| p.to_str()) else {
+                continue;
+            };
+            if let Some(rel) = p
+                .strip_prefix(&format!("{HOME_DIR}/"))
+                .or_else(|| p.strip_prefix(&format!("{host}/")))
+            {
+                out.insert(rel.to_string());
+            }
+        }
+    }
+    Some(out)
+}
