@@ -141,8 +141,8 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
         }
         step("commit");
         drop(head);
-        manifest.save(state_dir)?;
-        step("manifest save");
+        // The manifest is saved after apply: if the cycle dies before, the next capture finds
+        // the captured files equal to HEAD and in step, so nothing is lost or repeated.
     }
 
     // Integrate and push.
@@ -202,7 +202,7 @@ fn apply_head(
     let managed = managed::parse_list(&fleet.sync.paths)?;
     let private = apply::private_list(&fleet)?;
     if fleet.backend == Backend::Chezmoi {
-        let applied = apply_chezmoi(machine, repo, lost, manifest, &managed, &stamp, &at);
+        let applied = apply_chezmoi(machine, repo, lost, manifest, &managed, (&stamp, &at), true);
         manifest.save(state_dir)?;
         let applied = applied?;
         state::record_conflicts(state_dir, &applied.conflicts)?;
@@ -258,6 +258,63 @@ fn apply_head(
     Ok(applied)
 }
 
+/// After an integration outside a cycle (a rejected push of `secrets set`, `track`…): only the
+/// managed files that lost a merge are handled now: their local version is kept as a conflict
+/// copy and the live file takes the fleet's. Everything else is left to the next cycle, which
+/// captures before it applies.
+fn keep_lost(
+    machine: &Machine,
+    repo: &FleetRepo,
+    lost: &[integrate::LostFile],
+    now: i64,
+) -> Result<()> {
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let state_dir = &machine.paths.state_dir;
+    let (stamp, at) = (clock::compact(now), clock::rfc3339(now));
+    let fleet = machine.fleet_config()?;
+    let managed = managed::parse_list(&fleet.sync.paths)?;
+    let private = apply::private_list(&fleet)?;
+    let mut manifest = Manifest::load(state_dir);
+    let applied = if fleet.backend == Backend::Chezmoi {
+        apply_chezmoi(
+            machine,
+            repo,
+            lost,
+            &mut manifest,
+            &managed,
+            (&stamp, &at),
+            false,
+        )?
+    } else {
+        let head = head_tree(repo.raw())?;
+        let host = tree::host_dir(&machine.config.name);
+        let scope: std::collections::BTreeSet<String> = lost
+            .iter()
+            .filter_map(|l| {
+                l.repo_path
+                    .strip_prefix("home/")
+                    .or_else(|| l.repo_path.strip_prefix(&format!("{host}/")))
+                    .map(str::to_string)
+            })
+            .collect();
+        let cx = apply::ApplyContext {
+            paths: &machine.paths,
+            machine: &machine.config.name,
+            fleet: &fleet,
+            managed: &managed,
+            private: &private,
+            stamp: &stamp,
+            at: &at,
+        };
+        let applied = apply::apply(repo.raw(), &head, &cx, lost, &mut manifest, Some(&scope));
+        manifest.save(state_dir)?;
+        applied?
+    };
+    state::record_conflicts(state_dir, &applied.conflicts)
+}
+
 /// Apply with chezmoi: conflict copies of the source files that lost (beside the live file
 /// chezmoi names for them), then `chezmoi apply`, then the manifest of live stats.
 fn apply_chezmoi(
@@ -266,8 +323,8 @@ fn apply_chezmoi(
     lost: &[integrate::LostFile],
     manifest: &mut Manifest,
     managed: &[managed::Managed],
-    stamp: &str,
-    at: &str,
+    (stamp, at): (&str, &str),
+    run_apply: bool,
 ) -> Result<apply::Applied> {
     let home = &machine.paths.home;
     let source = chezmoi::source_dir(repo.root());
@@ -300,6 +357,9 @@ fn apply_chezmoi(
             at: at.to_string(),
             reason: "both changed".into(),
         });
+    }
+    if !run_apply {
+        return Ok(out);
     }
     let before = manifest.clone();
     chezmoi::apply(&source, home, managed, manifest)?;
@@ -338,24 +398,34 @@ pub fn exchange(
     let mut out = Exchanged::default();
     for attempt in 0..PUSH_TRIES {
         let known = raw.refname_to_id(&tracking).ok();
-        let skip_fetch = attempt == 0
+        // Only local commits on top of what we last saw of the forge: push straight away (one
+        // round trip); a rejection sends us through fetch and integrate on the next try.
+        let ahead = attempt == 0
             && network == Network::CheapCheck
-            && known.is_some()
-            && forge::remote_head(remote, branch)?.and_then(|h| git2::Oid::from_str(&h).ok())
-                == known;
-        if !skip_fetch {
-            fetch_retrying(repo, remote, branch)?;
+            && match (repo.head(), known) {
+                (Some(h), Some(k)) => h != k && raw.graph_descendant_of(h, k).unwrap_or(false),
+                _ => false,
+            };
+        if !ahead {
+            let skip_fetch = attempt == 0
+                && network == Network::CheapCheck
+                && known.is_some()
+                && forge::remote_head(remote, branch)?.and_then(|h| git2::Oid::from_str(&h).ok())
+                    == known;
+            if !skip_fetch {
+                fetch_retrying(repo, remote, branch)?;
+            }
+            let done = integrate::integrate(
+                raw,
+                branch,
+                &machine.config.name,
+                identity,
+                at,
+                fleet.backend,
+            )?;
+            out.lost.extend(done.lost);
+            out.other_conflicts += done.other_conflicts;
         }
-        let done = integrate::integrate(
-            raw,
-            branch,
-            &machine.config.name,
-            identity,
-            at,
-            fleet.backend,
-        )?;
-        out.lost.extend(done.lost);
-        out.other_conflicts += done.other_conflicts;
         let head = repo.head();
         if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
             return Ok(out);
@@ -403,9 +473,9 @@ fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
 }
 
 /// The integrate-and-push path for a command whose push was rejected (`secrets set` …): the
-/// caller holds the lock and has committed. What was merged in is applied right away, so the
-/// conflict copies of managed files that lost are written now (a later cycle could not tell
-/// them from files in step).
+/// caller holds the lock and has committed. Managed files that lost a merge get their conflict
+/// copies now (a later cycle could not tell them from files in step); the rest is applied by
+/// the next cycle, after it has captured.
 pub fn integrate_and_push(machine: &Machine, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
     let identity = machine.identity().ok();
     let now = clock::now_unix();
@@ -417,17 +487,7 @@ pub fn integrate_and_push(machine: &Machine, repo: &FleetRepo, fleet: &FleetConf
         &clock::rfc3339(now),
         Network::Full,
     )?;
-    let mut manifest = Manifest::load(&machine.paths.state_dir);
-    apply_head(
-        machine,
-        repo,
-        identity.as_ref(),
-        &x.lost,
-        &mut manifest,
-        now,
-        &[],
-    )?;
-    Ok(())
+    keep_lost(machine, repo, &x.lost, now)
 }
 
 fn head_tree(repo: &git2::Repository) -> Result<git2::Tree<'_>> {

@@ -157,6 +157,25 @@ fn overrides_first_contact_concurrent_tracks_and_materialized_secrets() {
         std::fs::metadata(&env).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // A rejected push of `secrets set` integrates; a managed file that lost there keeps its
+    // local version as a conflict copy at once.
+    b.write(".inputrc", b"beta's offline edit\n");
+    b.ok(&["sync", "--offline"]);
+    a.write(".inputrc", b"alpha's edit\n");
+    a.sync();
+    b.ok_with_stdin(&["secrets", "set", "AFTER"], b"x");
+    let copies = b.conflict_copies(".inputrc");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(std::fs::read(&copies[0]).unwrap(), b"beta's offline edit\n");
+    assert_eq!(b.text(".inputrc"), "alpha's edit\n");
+    b.sync();
+    a.sync();
+    assert_eq!(a.text(".inputrc"), "alpha's edit\n");
+    assert_eq!(a.ok(&["secrets", "get", "AFTER"]), "x\n");
+    a.write(".inputrc", b"set editing-mode vi\n");
+    a.sync();
+    b.sync();
+
     // A managed file deleted locally is restored, not deleted fleet-wide.
     std::fs::remove_file(b.path(".inputrc")).unwrap();
     b.sync();
