@@ -69,30 +69,92 @@ pub fn live_files(home: &Path, managed: &[Managed]) -> BTreeMap<String, std::fs:
         if !meta.is_dir() {
             continue;
         }
-        let mut stack = vec![(root, m.rel.clone())];
-        while let Some((dir, rel)) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                crate::log::warn(&format!("cannot read {}", dir.display()));
-                continue;
-            };
-            for e in entries.flatten() {
-                let Some(name) = e.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if managed::is_conflict_copy(&name) || managed::is_own_temp(&name) {
-                    continue;
-                }
-                let Ok(meta) = e.metadata() else { continue };
-                let child = format!("{rel}/{name}");
-                if meta.is_dir() {
-                    stack.push((e.path(), child));
-                } else if meta.is_file() {
-                    out.insert(child, meta);
-                }
-            }
-        }
+        walk_parallel(root, m.rel.clone(), &mut out);
     }
     out
+}
+
+/// Walks the directory `root` (whose path relative to `$HOME` is `rel`) into `out`. The
+/// subdirectories of `root` are shared among a few threads (stat calls dominate a large tree;
+/// git spreads them over threads too).
+fn walk_parallel(
+    root: std::path::PathBuf,
+    rel: String,
+    out: &mut BTreeMap<String, std::fs::Metadata>,
+) {
+    let mut subdirs = Vec::new();
+    walk_dir(&root, &rel, out, &mut subdirs);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    if workers == 1 || subdirs.len() < 2 {
+        walk_serial(subdirs, out);
+        return;
+    }
+    let chunks: Vec<Vec<(std::path::PathBuf, String)>> = {
+        let mut c: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+        for (i, d) in subdirs.into_iter().enumerate() {
+            c[i % workers].push(d);
+        }
+        c
+    };
+    let parts: Vec<BTreeMap<String, std::fs::Metadata>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut part = BTreeMap::new();
+                    walk_serial(chunk, &mut part);
+                    part
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for part in parts {
+        out.extend(part);
+    }
+}
+
+fn walk_serial(
+    mut stack: Vec<(std::path::PathBuf, String)>,
+    out: &mut BTreeMap<String, std::fs::Metadata>,
+) {
+    while let Some((dir, rel)) = stack.pop() {
+        walk_dir(&dir, &rel, out, &mut stack);
+    }
+}
+
+/// One directory: files into `out`, subdirectories onto `stack`.
+fn walk_dir(
+    dir: &Path,
+    rel: &str,
+    out: &mut BTreeMap<String, std::fs::Metadata>,
+    stack: &mut Vec<(std::path::PathBuf, String)>,
+) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        crate::log::warn(&format!("cannot read {}", dir.display()));
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if managed::is_conflict_copy(&name) || managed::is_own_temp(&name) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        let child = format!("{rel}/{name}");
+        if meta.is_dir() {
+            stack.push((e.path(), child));
+        } else if meta.is_file() {
+            out.insert(child, meta);
+        }
+    }
 }
 
 /// Captures the local changes of the managed files against `head` (the clone's HEAD tree).

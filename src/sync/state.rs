@@ -37,7 +37,7 @@ pub struct Stat {
     /// Size in bytes.
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
+    pub mtime_ns: i64,
     /// Inode number (a rename-over save changes it).
     pub ino: u64,
     /// Permission bits.
@@ -49,15 +49,18 @@ impl Stat {
     pub fn of(meta: &std::fs::Metadata) -> Stat {
         Stat {
             size: meta.size(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
             ino: meta.ino(),
             mode: meta.mode() & 0o7777,
         }
     }
 }
 
-/// One managed file as last in step.
+/// One managed file as last in step. Stored as a JSON array
+/// `[oid, exec, size, mtime_ns, ino, mode]` (the stat fields `null` when unknown): the manifest
+/// holds one per managed file and is read every cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "EntryRow", into = "EntryRow")]
 pub struct Entry {
     /// The git blob id of its content (hex).
     pub oid: String,
@@ -65,6 +68,50 @@ pub struct Entry {
     pub exec: bool,
     /// The live file's stat after it was last captured or applied.
     pub stat: Option<Stat>,
+}
+
+/// The on-disk form of an [`Entry`].
+#[derive(Serialize, Deserialize)]
+struct EntryRow(
+    String,
+    bool,
+    Option<u64>,
+    Option<i64>,
+    Option<u64>,
+    Option<u32>,
+);
+
+impl From<EntryRow> for Entry {
+    fn from(r: EntryRow) -> Entry {
+        let stat = match (r.2, r.3, r.4, r.5) {
+            (Some(size), Some(mtime_ns), Some(ino), Some(mode)) => Some(Stat {
+                size,
+                mtime_ns,
+                ino,
+                mode,
+            }),
+            _ => None,
+        };
+        Entry {
+            oid: r.0,
+            exec: r.1,
+            stat,
+        }
+    }
+}
+
+impl From<Entry> for EntryRow {
+    fn from(e: Entry) -> EntryRow {
+        let s = e.stat;
+        EntryRow(
+            e.oid,
+            e.exec,
+            s.map(|s| s.size),
+            s.map(|s| s.mtime_ns),
+            s.map(|s| s.ino),
+            s.map(|s| s.mode),
+        )
+    }
 }
 
 /// `applied.json`.
@@ -87,11 +134,27 @@ impl Manifest {
         read_json(&state_dir.join(APPLIED)).unwrap_or_default()
     }
 
-    /// Writes the manifest atomically (compact JSON: it holds one entry per managed file).
+    /// Writes the manifest atomically (temp file + rename; compact JSON, one row per managed
+    /// file). It is not fsynced: it is a cache of what is in step, and losing it to a power cut
+    /// only makes the next cycle treat every file as first contact (conflict copies, no loss),
+    /// while an fsync of a large manifest would cost more than the rest of a cycle.
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         files::ensure_private_dir(state_dir)?;
+        let path = state_dir.join(APPLIED);
         let text = serde_json::to_vec(self).expect("state serializes");
-        files::write_atomic(&state_dir.join(APPLIED), &text, 0o600)
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".fleetkey-")
+            .suffix(".tmp")
+            .tempfile_in(state_dir)
+            .map_err(crate::error::Error::io(
+                "cannot create a temporary file in",
+                state_dir,
+            ))?;
+        std::io::Write::write_all(&mut tmp, &text)
+            .map_err(crate::error::Error::io("cannot write", &path))?;
+        tmp.persist(&path)
+            .map_err(|e| crate::error::Error::io("cannot replace", &path)(e.error))?;
+        Ok(())
     }
 
     /// Whether the live file with `meta` is still exactly what the manifest recorded.
@@ -186,4 +249,42 @@ fn write_json<T: Serialize>(state_dir: &Path, name: &str, value: &T) -> Result<(
     let mut text = serde_json::to_vec_pretty(value).expect("state serializes");
     text.push(b'\n');
     files::write_atomic(&state_dir.join(name), &text, 0o600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_entries_are_compact_rows_and_read_back() {
+        let mut m = Manifest::default();
+        m.files.insert(
+            ".zshrc".into(),
+            Entry {
+                oid: "ab".into(),
+                exec: true,
+                stat: Some(Stat {
+                    size: 3,
+                    mtime_ns: 5,
+                    ino: 7,
+                    mode: 0o755,
+                }),
+            },
+        );
+        m.files.insert(
+            "x".into(),
+            Entry {
+                oid: "cd".into(),
+                exec: false,
+                stat: None,
+            },
+        );
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(
+            text.contains(r#"".zshrc":["ab",true,3,5,7,493]"#)
+                && text.contains(r#""x":["cd",false,null,null,null,null]"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+    }
 }
