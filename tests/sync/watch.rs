@@ -124,3 +124,37 @@ fn the_watcher_sees_an_editor_save_and_a_peer_watcher_applies_it() {
         n.assert_clean_repo();
     }
 }
+
+#[test]
+fn the_watcher_keeps_commits_while_the_forge_is_down_and_backs_off_until_it_returns() {
+    let mut fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
+    {
+        let a = fleet.n(0);
+        a.write(".zshrc", b"before\n");
+        a.ok(&["track", "~/.zshrc"]);
+        set_timing(&fleet, "300ms", "1s");
+    }
+    let wa = watch(fleet.n(0));
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = fleet.forge.head();
+    fleet.forge.stop();
+    let a = fleet.n(0);
+    editor_save(a, ".zshrc", b"saved while the forge is down\n");
+    // The save is committed locally.
+    let committed = wait_until(Duration::from_secs(10), || {
+        git_out(&a.repo(), &["log", "-1", "--format=%s"]).contains("alpha: sync ~/.zshrc")
+    });
+    assert!(committed.is_some(), "the watcher did not commit the save");
+    std::thread::sleep(Duration::from_secs(2));
+    fleet.forge.resume();
+    // The first retry comes 5 s (±20 %) after the first failure, then 10 s: within 20 s.
+    let pushed = wait_until(Duration::from_secs(20), || fleet.forge.head() != before);
+    let log =
+        std::fs::read_to_string(fleet.n(0).m.dir.path().join("watch.log")).unwrap_or_default();
+    assert!(pushed.is_some(), "the commit never went out\n{log}");
+    assert!(log.contains("retrying in"), "{log}");
+    drop(wa);
+    let b = fleet.n(1);
+    b.sync();
+    assert_eq!(b.text(".zshrc"), "saved while the forge is down\n");
+}
