@@ -133,6 +133,39 @@ pub enum Cmd {
         #[command(subcommand)]
         action: SecretsCmd,
     },
+    /// Add paths under $HOME to the managed list, seeding the fleet with their current content.
+    Track {
+        /// Files or directories (a directory syncs with everything in it).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
+    },
+    /// Remove paths from the managed list (the live files are left as they are).
+    Untrack {
+        /// Files or directories in the managed list.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
+    },
+    /// One cycle: capture, commit, fetch, integrate, push, apply.
+    Sync {
+        /// Leave the forge alone: capture, commit and apply only.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// The puller: one cycle, or one every DURATION (e.g. 60s, 5m); fetches only when the
+    /// forge moved.
+    Pull {
+        /// Run forever, one cycle per DURATION.
+        #[arg(long, value_name = "DURATION")]
+        every: Option<String>,
+    },
+    /// The watcher daemon: a cycle after each settled change, and a pull every `poll`.
+    Watch,
     /// Install, inspect and remove the background agents (launchd on macOS, systemd on Linux).
     ///
     /// The watcher runs `fleetkey watch` all the time; the puller runs `fleetkey pull` every

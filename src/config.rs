@@ -109,6 +109,9 @@ pub struct SyncConfig {
     /// The branch every machine follows.
     #[serde(default = "default_branch")]
     pub branch: String,
+    /// Managed paths written 0600 on apply (besides everything under `~/.ssh`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private: Vec<String>,
 }
 
 impl Default for SyncConfig {
@@ -118,6 +121,7 @@ impl Default for SyncConfig {
             settle: default_settle(),
             poll: default_poll(),
             branch: default_branch(),
+            private: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{FleetConfig, MachineConfig};
 use crate::envfile::EnvFile;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::forge::{self, PushOutcome};
 use crate::identity::Identity;
 use crate::lock::Lock;
@@ -77,9 +77,13 @@ impl Machine {
         FleetConfig::load(&self.config.repo)
     }
 
-    /// Takes the cycle lock, waiting for a running cycle.
+    /// Takes the cycle lock, waiting for a running cycle; then deals with a `git` child that a
+    /// killed holder left running ([`forge::reap_orphan`]).
     pub fn lock(&self) -> Result<Lock> {
-        Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)
+        let lock = Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)?;
+        forge::record_children_in(self.paths.state_dir.join("git-child"));
+        forge::reap_orphan();
+        Ok(lock)
     }
 
     /// Pushes the clone's branch to the forge. When the forge has moved on, its commits are
@@ -87,11 +91,7 @@ impl Machine {
     pub fn publish(&self, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
         match forge::push(repo.root(), &self.config.remote, &fleet.sync.branch)? {
             PushOutcome::Pushed => Ok(()),
-            PushOutcome::Rejected => Err(Error::Refused(format!(
-                "the forge {} has commits this machine has not seen; your change is committed locally",
-                self.config.remote
-            ))
-            .hint("run `fleetkey sync` to integrate them and push")),
+            PushOutcome::Rejected => crate::sync::integrate_and_push(self, repo, fleet),
         }
     }
 }

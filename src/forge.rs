@@ -8,8 +8,10 @@
 //! but `GIT_SSH_COMMAND`. Must never: pass a secret on a command line, or report a rejected
 //! push as success.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -69,14 +71,108 @@ fn describe(cmd: &Command) -> String {
     text
 }
 
+/// Where the running `git` child is recorded (set once the cycle lock is held).
+static CHILD_RECORD: OnceLock<PathBuf> = OnceLock::new();
+
+/// Records each `git` child's process id in `path` while it runs, so that when fleetkey is
+/// killed (SIGKILL) mid-fetch or mid-push, the next holder of the lock finds the orphaned `git`
+/// and waits for it (or stops it) before touching the clone: [`reap_orphan`].
+pub fn record_children_in(path: PathBuf) {
+    let _ = CHILD_RECORD.set(path);
+}
+
 fn run(mut cmd: Command) -> Result<(String, Output)> {
     let line = describe(&cmd);
     crate::log::debug(&format!("running {line}"));
-    let out = cmd.output().map_err(|source| Error::Spawn {
+    let spawn_err = |source| Error::Spawn {
         program: "git".into(),
         source,
-    })?;
-    Ok((line, out))
+    };
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let record = CHILD_RECORD.get();
+    if let Some(path) = record {
+        // A plain write, not an atomic one: this must be done within microseconds of the spawn
+        // (a kill in between leaves an orphan nobody knows about), and a torn record only
+        // means an orphan is not waited for.
+        let text = format!("{} {}\n", child.id(), start_time(child.id()).unwrap_or(0));
+        if let Err(e) = std::fs::write(path, text.as_bytes()) {
+            crate::log::debug(&format!("cannot record the git child: {e}"));
+        }
+    }
+    let out = child.wait_with_output().map_err(spawn_err);
+    if let Some(path) = record {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok((line, out?))
+}
+
+/// A process's start time in clock ticks since boot (Linux `/proc/PID/stat` field 22), to
+/// tell a recorded process from a later one that reused its id. `None` where there is no /proc.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` has exited and only waits to be reaped (Linux; false where there is no /proc).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, a)| a.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// After taking the lock: if a killed fleetkey left its `git` child running (see
+/// [`record_children_in`]), wait up to 10 s for it to finish, then stop it (SIGTERM, which makes
+/// git remove its own lock files, then SIGKILL). A recorded id now used by another process (a
+/// different start time) is left alone.
+pub fn reap_orphan() {
+    let Some(path) = CHILD_RECORD.get() else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let mut parts = text.split_whitespace();
+    let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    let started: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let _ = std::fs::remove_file(path);
+    let Some(pid) = pid else { return };
+    let Some(raw) = rustix::process::Pid::from_raw(pid as i32) else {
+        return;
+    };
+    let same = || {
+        rustix::process::test_kill_process(raw).is_ok()
+            && !is_zombie(pid)
+            && (started == 0 || start_time(pid) == Some(started))
+    };
+    if !same() {
+        return;
+    }
+    crate::log::warn(&format!(
+        "waiting for git (pid {pid}) left running by an interrupted fleetkey"
+    ));
+    let wait = |limit: Duration| {
+        let end = Instant::now() + limit;
+        while same() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait(Duration::from_secs(10));
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
+        if !same() {
+            return;
+        }
+        let _ = rustix::process::kill_process(raw, signal);
+        wait(Duration::from_secs(2));
+    }
 }
 
 fn stderr_of(out: &Output) -> String {

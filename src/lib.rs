@@ -28,6 +28,7 @@ pub mod paths;
 pub mod repo;
 pub mod roster;
 pub mod secrets;
+pub mod sync;
 
 pub use error::{Error, Result};
 
@@ -106,6 +107,11 @@ fn dispatch(args: Args) -> Result<i32> {
             SecretsCmd::Export { format } => commands::secrets::export(format),
             SecretsCmd::Exec { command } => commands::secrets::exec(&command),
         },
+        Cmd::Track { paths, no_push } => commands::track::track(&paths, !no_push),
+        Cmd::Untrack { paths, no_push } => commands::track::untrack(&paths, !no_push),
+        Cmd::Sync { offline } => commands::sync::sync(offline),
+        Cmd::Pull { every } => commands::sync::pull(every.as_deref()),
+        Cmd::Watch => commands::sync::watch(),
         Cmd::Agents { action } => match action {
             AgentsCmd::Install { dry_run } => commands::agents::install(dry_run),
             AgentsCmd::Uninstall { dry_run } => commands::agents::uninstall(dry_run),

@@ -9,3 +9,4 @@ mod init_and_secrets;
 mod lifecycle;
 mod sshd;
 mod status_doctor;
+mod sync;

@@ -31,17 +31,11 @@ pub enum Mode {
     Check(Option<PathBuf>),
 }
 
-/// Runs the command; returns the exit code (1 from `--check` when the file would change).
-pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
-    let keys_dir = match keys {
-        Some(dir) => dir.to_path_buf(),
-        None => Machine::load()?
-            .config
-            .repo
-            .join(crate::roster::layout::KEYS),
-    };
-    let roster = SshRoster::load(&keys_dir)?;
-    let active: Vec<FleetKey> = roster
+/// The roster of the `keys/` directory `keys_dir`, as the merge takes it: active keys with their
+/// machines, and revoked keys.
+pub fn fleet_keys(keys_dir: &Path) -> Result<(Vec<FleetKey>, Vec<ssh_key::PublicKey>)> {
+    let roster = SshRoster::load(keys_dir)?;
+    let active = roster
         .active
         .into_iter()
         .flat_map(|(machine, keys)| {
@@ -51,9 +45,50 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
             })
         })
         .collect();
+    Ok((active, roster.revoked))
+}
+
+/// Merges the roster of `keys_dir` into the file at `path` (atomic, 0600, `~/.ssh` made 0700
+/// when missing, a symlink refused); writes only when something changed. Used by `--apply` and
+/// by the native backend's apply step.
+pub fn merge_into_file(keys_dir: &Path, path: &Path) -> Result<Merge> {
+    let (active, revoked) = fleet_keys(keys_dir)?;
     let roster = Roster {
         active: &active,
-        revoked: &roster.revoked,
+        revoked: &revoked,
+    };
+    let current = read_target(path)?;
+    let merged = authorized_keys::merge(&current, &roster)?;
+    warn(&merged);
+    if merged.changed() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            files::ensure_private_dir(dir)?;
+        }
+        files::write_private(path, &merged.output)?;
+    }
+    Ok(merged)
+}
+
+/// Runs the command; returns the exit code (1 from `--check` when the file would change).
+pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
+    let keys_dir = match keys {
+        Some(dir) => dir.to_path_buf(),
+        None => Machine::load()?
+            .config
+            .repo
+            .join(crate::roster::layout::KEYS),
+    };
+    if let Mode::Apply(path) = &mode {
+        let merged = merge_into_file(&keys_dir, path)?;
+        report(&merged, path, false);
+        return Ok(0);
+    }
+    let (active, revoked) = fleet_keys(&keys_dir)?;
+    let roster = Roster {
+        active: &active,
+        revoked: &revoked,
     };
     match mode {
         Mode::Filter => {
@@ -79,21 +114,7 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
                 _ => Ok(0),
             }
         }
-        Mode::Apply(path) => {
-            let current = read_target(&path)?;
-            let merged = authorized_keys::merge(&current, &roster)?;
-            warn(&merged);
-            if merged.changed() {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-                    && !dir.exists()
-                {
-                    files::ensure_private_dir(dir)?;
-                }
-                files::write_private(&path, &merged.output)?;
-            }
-            report(&merged, &path, false);
-            Ok(0)
-        }
+        Mode::Apply(_) => unreachable!("handled above"),
         Mode::Check(path) => {
             let path = match path {
                 Some(p) => p,

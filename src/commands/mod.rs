@@ -9,3 +9,5 @@ pub mod lifecycle;
 pub mod manual;
 pub mod secrets;
 pub mod status;
+pub mod sync;
+pub mod track;

@@ -1,0 +1,80 @@
+//! `fleetkey sync`, `pull [--every DURATION]` and `watch`: thin shells over
+//! [`crate::sync`].
+
+use std::time::Duration;
+
+use crate::config::parse_duration;
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+use crate::sync::{self, Network};
+
+fn report(rec: &sync::state::CycleRecord) {
+    println!(
+        "fleetkey: synced: {} captured, {} applied, {} conflicts{} ({} ms)",
+        rec.captured,
+        rec.applied,
+        rec.conflicts,
+        if rec.pushed { ", pushed" } else { "" },
+        rec.duration_ms
+    );
+}
+
+/// `fleetkey sync`: one cycle. `offline` skips the forge (capture, commit, apply).
+pub fn sync(offline: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let rec = sync::cycle(
+        &machine,
+        if offline {
+            Network::Offline
+        } else {
+            Network::CheapCheck
+        },
+    )?;
+    report(&rec);
+    Ok(())
+}
+
+/// `fleetkey pull [--every DURATION]`: one cycle, or one per DURATION forever. Each cycle first
+/// asks the forge for its head and skips the fetch when nothing moved.
+pub fn pull(every: Option<&str>) -> Result<()> {
+    let machine = Machine::load()?;
+    let Some(every) = every else {
+        let rec = sync::cycle(&machine, Network::CheapCheck)?;
+        report(&rec);
+        return Ok(());
+    };
+    let period: Duration =
+        parse_duration(every).map_err(|problem| Error::Refused(format!("--every: {problem}")))?;
+    if period < Duration::from_secs(1) {
+        return Err(Error::Refused("--every must be at least 1s".into()));
+    }
+    let mut backoff = sync::debounce::Backoff::default();
+    loop {
+        let wait = match sync::cycle(&machine, Network::CheapCheck) {
+            Ok(_) => {
+                backoff.succeed();
+                period
+            }
+            Err(e @ Error::ForgeUnreachable { .. }) => {
+                let d = backoff.fail(sync::debounce::jitter_unit()).max(period);
+                crate::log::warn(&format!("{e}; retrying in {}s", d.as_secs()));
+                d
+            }
+            Err(e @ (Error::NotInitialized { .. } | Error::Config { .. })) => return Err(e),
+            Err(e) => {
+                crate::log::warn(&format!("cycle failed: {e}"));
+                period
+            }
+        };
+        sync::watch::sleep(wait);
+    }
+}
+
+/// `fleetkey watch`: the daemon.
+pub fn watch() -> Result<()> {
+    let machine = Machine::load()?;
+    match sync::watch::run(&machine) {
+        Ok(()) => Ok(()),
+        Err(sync::watch::Critical(e)) => Err(e),
+    }
+}

@@ -1,0 +1,246 @@
+//! `fleetkey track PATH…` and `untrack PATH…`: change the managed list.
+//!
+//! `track` seeds `home/REL` in the fleet repo with the live content FIRST, then adds `~/REL`
+//! (`~/REL/` for a directory) to fleet.toml, and commits both in one commit, so no cycle on any
+//! machine can see the path managed without its content. `untrack` removes the entry and
+//! `home/REL` from the repo; it never touches the live file. Both push; offline (exit 75) the
+//! commit stays and goes out with the next cycle. With the chezmoi backend, `track` seeds
+//! through `chezmoi add` and `untrack` only edits the list (the chezmoi source stays the user's).
+
+use crate::commands::init::fleet_toml_text;
+use crate::config::FleetConfig;
+use crate::error::{Error, Result};
+use crate::files;
+use crate::fleet::Machine;
+use crate::sync::capture::live_files;
+use crate::sync::managed::{self, Managed};
+use crate::sync::state::{Entry, Manifest, Stat};
+
+/// Resolves what the user typed into managed entries, checking each.
+fn resolve(machine: &Machine, inputs: &[String], must_exist: bool) -> Result<Vec<Managed>> {
+    let cwd = std::env::current_dir().map_err(Error::io(
+        "cannot read the current directory",
+        std::path::Path::new("."),
+    ))?;
+    let mut out = Vec::new();
+    for input in inputs {
+        let rel = managed::normalize(input, &machine.paths.home, &cwd)?;
+        managed::check_allowed(&rel, &machine.paths, &machine.config.repo)?;
+        let full = machine.paths.home.join(&rel);
+        let meta = std::fs::symlink_metadata(&full);
+        let dir = match &meta {
+            Ok(m) if m.is_dir() => true,
+            Ok(m) if m.is_file() => false,
+            Ok(_) => {
+                return Err(Error::Refused(format!(
+                    "{} is not a regular file or directory",
+                    full.display()
+                )));
+            }
+            Err(_) if must_exist => {
+                return Err(Error::Refused(format!(
+                    "{} does not exist; there is nothing to seed the fleet with",
+                    full.display()
+                )));
+            }
+            Err(_) => input.ends_with('/'),
+        };
+        out.push(Managed { rel, dir });
+    }
+    Ok(out)
+}
+
+/// `fleetkey track PATH…`.
+pub fn track(inputs: &[String], push: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let wanted = resolve(&machine, inputs, true)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    crate::sync::recover(&repo, true)?;
+    let mut fleet = machine.fleet_config()?;
+    let existing = managed::parse_list(&fleet.sync.paths)?;
+    let root = machine.config.repo.clone();
+    let mut added: Vec<Managed> = Vec::new();
+    for m in wanted {
+        if let Some(e) = existing.iter().find(|e| e.covers(&m.rel)) {
+            crate::log::info(&format!(
+                "{} is already managed (by {})",
+                m.entry(),
+                e.entry()
+            ));
+            continue;
+        }
+        if added.iter().any(|a| a == &m) {
+            continue;
+        }
+        added.push(m);
+    }
+    if added.is_empty() {
+        return Ok(());
+    }
+    // Seed first: copy every live file into home/ (with chezmoi: `chezmoi add`).
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    let live = live_files(&machine.paths.home, &added);
+    let chezmoi = fleet.backend == crate::config::Backend::Chezmoi;
+    if chezmoi {
+        let source = crate::sync::chezmoi::source_dir(&root);
+        crate::sync::chezmoi::ensure_ignore(&source)?;
+        crate::sync::chezmoi::capture(&source, &machine.paths.home, &added, &Manifest::default())?;
+    }
+    let mut upserts: Vec<(String, git2::Oid, bool)> = Vec::new();
+    for (rel, meta) in live.iter().filter(|_| !chezmoi) {
+        let src = machine.paths.home.join(rel);
+        let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
+        if managed::looks_like_private_key(&bytes) {
+            if added.iter().any(|m| !m.dir && &m.rel == rel) {
+                return Err(Error::Refused(format!(
+                    "{} looks like a private key; fleetkey never puts private keys in the fleet repo",
+                    src.display()
+                ))
+                .hint("keep keys per machine, or store the value with `fleetkey secrets set`"));
+            }
+            crate::log::warn(&format!(
+                "{} looks like a private key; not synced",
+                src.display()
+            ));
+            continue;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let exec = meta.permissions().mode() & 0o111 != 0;
+        // Straight into the object database: the commit is the durable point, and a killed
+        // `track` leaves nothing half-written in the clone.
+        let oid = repo
+            .raw()
+            .blob(&bytes)
+            .map_err(Error::git("cannot store a file in the fleet repo"))?;
+        upserts.push((format!("home/{rel}"), oid, exec));
+        manifest.files.insert(
+            rel.clone(),
+            Entry {
+                oid: oid.to_string(),
+                exec,
+                stat: Some(Stat::of(meta)),
+            },
+        );
+    }
+    // Then the list, where a new directory entry absorbs the entries it covers.
+    for m in &added {
+        let entries: Vec<String> = fleet
+            .sync
+            .paths
+            .iter()
+            .filter(|e| {
+                Managed::parse(e)
+                    .map(|x| !(m.dir && m.covers(&x.rel)))
+                    .unwrap_or(true)
+            })
+            .cloned()
+            .collect();
+        fleet.sync.paths = entries;
+        fleet.sync.paths.push(m.entry());
+    }
+    let name = &machine.config.name;
+    let shown: Vec<String> = added.iter().map(Managed::entry).collect();
+    let message = format!("{name}: track {}", shown.join(", "));
+    if chezmoi {
+        files::write_atomic(
+            &root.join(FleetConfig::FILE),
+            fleet_toml_text(&fleet).as_bytes(),
+            0o644,
+        )?;
+        crate::sync::chezmoi::record(
+            &machine.paths.home,
+            &existing_and(&existing, &added),
+            &mut manifest,
+        );
+        repo.commit_all(&["."], name, &message)?;
+    } else {
+        let toml = repo
+            .raw()
+            .blob(fleet_toml_text(&fleet).as_bytes())
+            .map_err(Error::git("cannot store fleet.toml"))?;
+        upserts.push((FleetConfig::FILE.to_string(), toml, false));
+        crate::sync::commit_changes(&repo, &upserts, &[], name, &message)?;
+    }
+    manifest.save(&machine.paths.state_dir)?;
+    println!(
+        "fleetkey: tracking {} ({} files)",
+        shown.join(", "),
+        live.len()
+    );
+    if push {
+        machine.publish(&repo, &fleet)?;
+    }
+    Ok(())
+}
+
+fn existing_and(existing: &[Managed], added: &[Managed]) -> Vec<Managed> {
+    existing.iter().chain(added).cloned().collect()
+}
+
+/// `fleetkey untrack PATH…`.
+pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let wanted = resolve(&machine, inputs, false)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    crate::sync::recover(&repo, true)?;
+    let mut fleet = machine.fleet_config()?;
+    let mut removed = Vec::new();
+    for m in &wanted {
+        let before = fleet.sync.paths.len();
+        fleet
+            .sync
+            .paths
+            .retain(|e| Managed::parse(e).map(|x| x.rel != m.rel).unwrap_or(true));
+        if fleet.sync.paths.len() == before {
+            crate::log::info(&format!("~/{} is not in the managed list", m.rel));
+            continue;
+        }
+        removed.push(m.clone());
+    }
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let name = &machine.config.name;
+    let shown: Vec<String> = removed.iter().map(|m| format!("~/{}", m.rel)).collect();
+    let head = repo
+        .raw()
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .map_err(Error::git("cannot read HEAD"))?;
+    let mut removals = Vec::new();
+    for m in &removed {
+        let path = format!("home/{}", m.rel);
+        if crate::sync::tree::blob_at(&head, &path).is_some() {
+            removals.push(path.clone());
+        }
+        for sub in crate::sync::tree::blobs_under(repo.raw(), &head, &path)?.keys() {
+            removals.push(format!("{path}/{sub}"));
+        }
+    }
+    let toml = repo
+        .raw()
+        .blob(fleet_toml_text(&fleet).as_bytes())
+        .map_err(Error::git("cannot store fleet.toml"))?;
+    crate::sync::commit_changes(
+        &repo,
+        &[(FleetConfig::FILE.to_string(), toml, false)],
+        &removals,
+        name,
+        &format!("{name}: untrack {}", shown.join(", ")),
+    )?;
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    manifest
+        .files
+        .retain(|rel, _| !removed.iter().any(|m| m.covers(rel)));
+    manifest.save(&machine.paths.state_dir)?;
+    println!(
+        "fleetkey: no longer tracking {} (the live files are left as they are)",
+        shown.join(", ")
+    );
+    if push {
+        machine.publish(&repo, &fleet)?;
+    }
+    Ok(())
+}

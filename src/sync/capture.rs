@@ -1,0 +1,291 @@
+//! Capture (native backend): every local change to a managed file goes into one commit before
+//! anything is fetched or applied, so no apply can overwrite an in-flight edit.
+//!
+//! Rules, for each managed file, with "stored" the blob this machine should have (its host
+//! override, else `home/`) and "manifest" what it last had in step (see [`super::state`]):
+//!
+//! - live stat equals the manifest's: unchanged, not even read.
+//! - live content equals stored or manifest: unchanged (only the stat is refreshed).
+//! - the manifest knows the file and stored still equals the manifest: a local edit, captured.
+//! - the manifest knows the file but stored moved on since (an integrate ran without an apply):
+//!   both changed; not captured: the fleet's version wins and apply keeps the live one as a
+//!   conflict copy.
+//! - the manifest does not know the file (first contact: a new machine, or a newly managed
+//!   path that the fleet already holds): a file the fleet lacks is captured; one the fleet holds
+//!   with other content is not: apply keeps it as a conflict copy and writes the fleet's.
+//! - a file inside a managed directory that the manifest knows, now missing while the directory
+//!   exists, was deleted: the deletion is captured (unless the fleet changed it meanwhile: a
+//!   change beats a deletion).
+//! - a managed *file* (or a whole managed directory) that is missing is NOT a deletion: the
+//!   next apply restores it. `fleetkey untrack` is how a path leaves the fleet. This keeps a
+//!   stray `rm` on one machine from deleting a dotfile on every machine.
+//!
+//! A file that looks like a private key ([`managed::looks_like_private_key`]) is never
+//! captured. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
+//! managed directory are never captured. Must never: write a live file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+use super::managed::{self, Managed};
+use super::state::{Entry, Manifest, Stat};
+use super::tree::{self, Stored};
+
+/// What capture found.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Repo paths to set: (path, blob, exec).
+    pub upserts: Vec<(String, git2::Oid, bool)>,
+    /// Repo paths to delete.
+    pub removals: Vec<String>,
+    /// Managed files in the manifest that are missing on disk (apply restores or forgets them).
+    pub missing: Vec<String>,
+}
+
+impl Captured {
+    /// How many files changed.
+    pub fn count(&self) -> usize {
+        self.upserts.len() + self.removals.len()
+    }
+}
+
+/// Every regular file the managed list covers on this machine, by path relative to `$HOME`.
+pub fn live_files(home: &Path, managed: &[Managed]) -> BTreeMap<String, std::fs::Metadata> {
+    let mut out = BTreeMap::new();
+    for m in managed {
+        let root = home.join(&m.rel);
+        let Ok(meta) = std::fs::symlink_metadata(&root) else {
+            continue;
+        };
+        if !m.dir {
+            if meta.is_file() {
+                out.insert(m.rel.clone(), meta);
+            }
+            continue;
+        }
+        if !meta.is_dir() {
+            continue;
+        }
+        walk_parallel(root, m.rel.clone(), &mut out);
+    }
+    out
+}
+
+/// Walks the directory `root` (whose path relative to `$HOME` is `rel`) into `out`. The
+/// subdirectories of `root` are shared among a few threads (stat calls dominate a large tree;
+/// git spreads them over threads too).
+fn walk_parallel(
+    root: std::path::PathBuf,
+    rel: String,
+    out: &mut BTreeMap<String, std::fs::Metadata>,
+) {
+    let mut subdirs = Vec::new();
+    walk_dir(&root, &rel, out, &mut subdirs);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    if workers == 1 || subdirs.len() < 2 {
+        walk_serial(subdirs, out);
+        return;
+    }
+    let chunks: Vec<Vec<(std::path::PathBuf, String)>> = {
+        let mut c: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+        for (i, d) in subdirs.into_iter().enumerate() {
+            c[i % workers].push(d);
+        }
+        c
+    };
+    let parts: Vec<BTreeMap<String, std::fs::Metadata>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut part = BTreeMap::new();
+                    walk_serial(chunk, &mut part);
+                    part
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for part in parts {
+        out.extend(part);
+    }
+}
+
+fn walk_serial(
+    mut stack: Vec<(std::path::PathBuf, String)>,
+    out: &mut BTreeMap<String, std::fs::Metadata>,
+) {
+    while let Some((dir, rel)) = stack.pop() {
+        walk_dir(&dir, &rel, out, &mut stack);
+    }
+}
+
+/// One directory: files into `out`, subdirectories onto `stack`.
+fn walk_dir(
+    dir: &Path,
+    rel: &str,
+    out: &mut BTreeMap<String, std::fs::Metadata>,
+    stack: &mut Vec<(std::path::PathBuf, String)>,
+) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        crate::log::warn(&format!("cannot read {}", dir.display()));
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if managed::is_conflict_copy(&name) || managed::is_own_temp(&name) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        let child = format!("{rel}/{name}");
+        if meta.is_dir() {
+            stack.push((e.path(), child));
+        } else if meta.is_file() {
+            out.insert(child, meta);
+        }
+    }
+}
+
+/// Captures the local changes of the managed files against `head` (the clone's HEAD tree).
+/// Updates `manifest` for files found unchanged; the caller saves it after committing.
+pub fn capture(
+    repo: &git2::Repository,
+    head: &git2::Tree<'_>,
+    home: &Path,
+    machine: &str,
+    managed: &[Managed],
+    manifest: &mut Manifest,
+) -> Result<Captured> {
+    let live = live_files(home, managed);
+    let mut out = Captured::default();
+    for (rel, meta) in &live {
+        if manifest.unchanged(rel, meta) {
+            continue;
+        }
+        let path = home.join(rel);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                crate::log::warn(&format!("cannot read {}: {e}", path.display()));
+                continue;
+            }
+        };
+        if managed::looks_like_private_key(&bytes) {
+            crate::log::warn(&format!(
+                "{} looks like a private key; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
+                path.display()
+            ));
+            continue;
+        }
+        let exec = meta.permissions().mode() & 0o111 != 0;
+        let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
+            .map_err(Error::git("cannot hash a file"))?;
+        let known = manifest.files.get(rel).cloned();
+        let in_step = |e: &Entry| e.oid == oid.to_string() && e.exec == exec;
+        let st_owned = tree::lookup(head, machine, rel);
+        let st = st_owned.as_ref();
+        let same_as_stored = st.is_some_and(|s| s.oid == oid && s.exec == exec);
+        if same_as_stored || known.as_ref().is_some_and(in_step) {
+            let entry = manifest.files.entry(rel.clone()).or_insert(Entry {
+                oid: oid.to_string(),
+                exec,
+                stat: None,
+            });
+            entry.stat = Some(Stat::of(meta));
+            continue;
+        }
+        match (known, st) {
+            // The fleet moved on since our last apply and we edited too, or this machine never
+            // had the file in step: apply keeps the live version as a conflict copy.
+            (Some(k), Some(s)) if k.oid != s.oid.to_string() || k.exec != s.exec => {}
+            (None, Some(_)) => {}
+            (_, st) => {
+                let blob = repo
+                    .blob(&bytes)
+                    .map_err(Error::git("cannot store a file in the fleet repo"))?;
+                let repo_path = st
+                    .map(|s: &Stored| s.repo_path.clone())
+                    .unwrap_or_else(|| format!("{}/{rel}", tree::HOME_DIR));
+                out.upserts.push((repo_path, blob, exec));
+                manifest.files.insert(
+                    rel.clone(),
+                    Entry {
+                        oid: blob.to_string(),
+                        exec,
+                        stat: Some(Stat::of(meta)),
+                    },
+                );
+            }
+        }
+    }
+    // Deletions inside managed directories whose root still exists.
+    let mut gone = Vec::new();
+    for (rel, entry) in &manifest.files {
+        if live.contains_key(rel) {
+            continue;
+        }
+        out.missing.push(rel.clone());
+        let Some(m) = managed.iter().find(|m| m.covers(rel)) else {
+            continue;
+        };
+        if !m.dir || rel == &m.rel || !home.join(&m.rel).is_dir() {
+            continue;
+        }
+        if let Some(s) = tree::lookup(head, machine, rel)
+            && s.oid.to_string() == entry.oid
+        {
+            out.removals.push(s.repo_path.clone());
+            gone.push(rel.clone());
+        }
+    }
+    for rel in gone {
+        manifest.files.remove(&rel);
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` beside `live` as `FILE.conflict-NAME-STAMP` (adding `-2`, `-3`… when taken),
+/// atomically, with `mode` (at most 0644; private files stay private).
+pub fn write_conflict_copy(
+    live: &Path,
+    bytes: &[u8],
+    mode: u32,
+    machine: &str,
+    stamp: &str,
+) -> Result<std::path::PathBuf> {
+    let dir = live.parent().unwrap_or(Path::new("."));
+    crate::files::ensure_dir(dir)?;
+    let file = live
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file")
+        .to_string();
+    let base = managed::conflict_name(&file, machine, stamp);
+    let taken: BTreeSet<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    let copy = dir.join(name);
+    crate::files::write_atomic(&copy, bytes, mode & 0o755)?;
+    Ok(copy)
+}

@@ -1,0 +1,285 @@
+//! The chezmoi backend: the fleet repo is the user's chezmoi source directory; chezmoi captures
+//! and applies the dotfiles, fleetkey does every git step itself.
+//!
+//! Exact commands (the contract the tests check with a fake `chezmoi` on PATH, since chezmoi is
+//! not installable on the build machines):
+//!
+//! - capture: `chezmoi --source SRC add PATH…` for the managed paths whose stat changed since the
+//!   last apply (all of them the first time), then one commit of the source directory.
+//! - apply: `chezmoi --source SRC apply --force --no-tty`.
+//! - a managed source file that lost a merge: `chezmoi --source SRC target-path SRCFILE` names
+//!   the live file beside which the local (source) version is saved as a conflict copy.
+//!
+//! `SRC` is the repo root, or the directory `.chezmoiroot` names. fleetkey's own files
+//! (`fleet.toml`, `keys/`, `secrets.*`) are listed in `.chezmoiignore` (added, committed, when
+//! missing) so chezmoi never applies them. A chezmoi config with `autoCommit`/`autoPush` on is
+//! warned about: chezmoi would commit (and push) a second time. chezmoi runs with an explicit
+//! argument list and a cleaned environment. Must never: run chezmoi through a shell.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+
+use super::managed::Managed;
+use super::state::{Entry, Manifest, Stat};
+
+/// The lines fleetkey keeps in `.chezmoiignore`.
+pub const IGNORED: &[&str] = &[
+    "fleet.toml",
+    "keys",
+    "keys/**",
+    "secrets.env.age",
+    "secrets.recipients",
+];
+
+/// Header above fleetkey's lines in `.chezmoiignore`.
+const IGNORE_HEADER: &str = "# fleetkey's own files: never applied to $HOME";
+
+/// Environment variables a `chezmoi` child keeps.
+const KEPT_ENV: &[&str] = &[
+    "HOME",
+    "PATH",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_CACHE_HOME",
+    "LANG",
+];
+
+/// The chezmoi source directory of the fleet repo at `repo_root` (honouring `.chezmoiroot`).
+pub fn source_dir(repo_root: &Path) -> PathBuf {
+    match std::fs::read_to_string(repo_root.join(".chezmoiroot")) {
+        Ok(text) if !text.trim().is_empty() && !text.contains("..") => repo_root.join(text.trim()),
+        _ => repo_root.to_path_buf(),
+    }
+}
+
+/// A `chezmoi --source SRC ARGS…` command with the cleaned environment.
+pub fn command(source: &Path, args: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new("chezmoi");
+    cmd.env_clear();
+    for var in KEPT_ENV {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd.arg("--source")
+        .arg(source)
+        .args(args)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(source: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
+    let mut cmd = command(source, args);
+    let line = format!(
+        "chezmoi --source {} {}",
+        source.display(),
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    crate::log::debug(&format!("running {line}"));
+    let out = cmd.output().map_err(|source| {
+        Error::Spawn {
+            program: "chezmoi".into(),
+            source,
+        }
+        .hint("install chezmoi (https://chezmoi.io/install/), or set backend = \"native\"")
+    })?;
+    if !out.status.success() {
+        return Err(Error::GitCommand {
+            command: line,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Makes sure `.chezmoiignore` in `source` lists fleetkey's own files. Returns whether it
+/// changed (the caller commits it).
+pub fn ensure_ignore(source: &Path) -> Result<bool> {
+    let path = source.join(".chezmoiignore");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let present: Vec<&str> = text.lines().map(str::trim).collect();
+    let missing: Vec<&str> = IGNORED
+        .iter()
+        .copied()
+        .filter(|l| !present.contains(l))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let mut out = text.clone();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if !present.contains(&IGNORE_HEADER) {
+        out.push_str(IGNORE_HEADER);
+        out.push('\n');
+    }
+    for l in missing {
+        out.push_str(l);
+        out.push('\n');
+    }
+    crate::files::write_atomic(&path, out.as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+/// Warns when chezmoi's own config would commit or push on its own.
+pub fn warn_auto_git(paths: &Paths) {
+    let dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| paths.home.join(".config"))
+        .join("chezmoi");
+    for name in ["chezmoi.toml", "chezmoi.yaml", "chezmoi.json"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
+            continue;
+        };
+        let compact: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '"')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        for key in ["autocommit", "autopush"] {
+            if compact.contains(&format!("{key}=true")) || compact.contains(&format!("{key}:true"))
+            {
+                crate::log::warn(&format!(
+                    "{}: git.{key} is on; chezmoi would commit a second time beside fleetkey (turn it off)",
+                    dir.join(name).display()
+                ));
+            }
+        }
+    }
+}
+
+/// Captures: `chezmoi add` of every managed live file whose stat differs from the manifest.
+/// Returns how many paths were added.
+pub fn capture(
+    source: &Path,
+    home: &Path,
+    managed: &[Managed],
+    manifest: &Manifest,
+) -> Result<usize> {
+    let live = super::capture::live_files(home, managed);
+    let changed: Vec<PathBuf> = live
+        .iter()
+        .filter(|(rel, meta)| !manifest.unchanged(rel, meta))
+        .map(|(rel, _)| home.join(rel))
+        .collect();
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let mut args: Vec<&std::ffi::OsStr> = vec!["add".as_ref()];
+    args.extend(changed.iter().map(|p| p.as_os_str()));
+    run(source, &args)?;
+    Ok(changed.len())
+}
+
+/// Applies: `chezmoi apply --force --no-tty`, then records the managed files' stats.
+pub fn apply(
+    source: &Path,
+    home: &Path,
+    managed: &[Managed],
+    manifest: &mut Manifest,
+) -> Result<()> {
+    run(
+        source,
+        &["apply".as_ref(), "--force".as_ref(), "--no-tty".as_ref()],
+    )?;
+    record(home, managed, manifest);
+    Ok(())
+}
+
+/// Records the stat of every managed live file as in step.
+pub fn record(home: &Path, managed: &[Managed], manifest: &mut Manifest) {
+    manifest.files.clear();
+    for (rel, meta) in super::capture::live_files(home, managed) {
+        let oid = std::fs::read(home.join(&rel))
+            .ok()
+            .and_then(|b| git2::Oid::hash_object(git2::ObjectType::Blob, &b).ok())
+            .map(|o| o.to_string())
+            .unwrap_or_default();
+        use std::os::unix::fs::PermissionsExt;
+        manifest.files.insert(
+            rel,
+            Entry {
+                oid,
+                exec: meta.permissions().mode() & 0o111 != 0,
+                stat: Some(Stat::of(&meta)),
+            },
+        );
+    }
+}
+
+/// The live file chezmoi makes from the source file `source_file`.
+pub fn target_path(source: &Path, source_file: &Path) -> Result<PathBuf> {
+    let out = run(source, &["target-path".as_ref(), source_file.as_os_str()])?;
+    let text = String::from_utf8_lossy(&out).trim().to_string();
+    if text.is_empty() {
+        return Err(Error::Refused(format!(
+            "chezmoi names no target for {}",
+            source_file.display()
+        )));
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// Whether `repo_path` (relative to the repo root) is one of fleetkey's own files.
+pub fn is_own(repo_path: &str) -> bool {
+    repo_path == "fleet.toml"
+        || repo_path == ".chezmoiignore"
+        || repo_path == ".chezmoiroot"
+        || repo_path.starts_with("keys/")
+        || repo_path.starts_with("secrets.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ignore_file_gains_fleetkeys_lines_once_and_keeps_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".chezmoiignore"), "README.md").unwrap();
+        assert!(ensure_ignore(dir.path()).unwrap());
+        let text = std::fs::read_to_string(dir.path().join(".chezmoiignore")).unwrap();
+        assert!(
+            text.starts_with("README.md\n# fleetkey's own files"),
+            "{text}"
+        );
+        for l in IGNORED {
+            assert!(text.lines().any(|x| x == *l), "{l}");
+        }
+        assert!(!ensure_ignore(dir.path()).unwrap(), "idempotent");
+    }
+
+    #[test]
+    fn chezmoiroot_moves_the_source_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(source_dir(dir.path()), dir.path());
+        std::fs::write(dir.path().join(".chezmoiroot"), "home\n").unwrap();
+        assert_eq!(source_dir(dir.path()), dir.path().join("home"));
+    }
+
+    #[test]
+    fn chezmoi_runs_with_an_explicit_argument_list_and_a_clean_environment() {
+        let cmd = command(
+            Path::new("/r"),
+            &["apply".as_ref(), "--force".as_ref(), "--no-tty".as_ref()],
+        );
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args, ["--source", "/r", "apply", "--force", "--no-tty"]);
+        assert!(
+            cmd.get_envs()
+                .all(|(k, _)| { KEPT_ENV.contains(&k.to_str().unwrap()) })
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! Integrating upstream: a three-way merge of HEAD and `origin/BRANCH`, done in memory with
+//! libgit2 (`merge_trees`), every conflict resolved by the design's rules, then ONE commit and
+//! one move of the branch. No rebase, no MERGE_HEAD, no conflict markers ever reach the disk:
+//! a crash leaves the old HEAD or the new one.
+//!
+//! Rules for a path changed on both sides:
+//! - a managed file (`home/…`, `hosts/…/home/…`): libgit2's line merge; on a real conflict the
+//!   upstream version wins and ours is returned as a conflict copy for apply to write beside the
+//!   live file. A change beats a deletion on either side.
+//! - `secrets.env.age`: base, ours and theirs are decrypted with this machine's identity and
+//!   merged per key ([`crate::envfile::merge3`]), then encrypted to the merged roster, with
+//!   `secrets.recipients` rewritten in the same commit. Plaintext stays in memory.
+//! - `keys/revoked`: union of the entries. `fleet.toml`: upstream's, with the managed list (and
+//!   the private list) merged as sets ([`super::managed::merge_sets`]).
+//! - anything else (roster files, …): upstream wins; ours is logged.
+//!
+//! After the merge, when the roster (`keys/*.age.pub`) differs from `secrets.recipients`, the
+//! secrets are re-encrypted to the roster in the same merge commit.
+
+use std::path::Path;
+
+use crate::config::{Backend, FleetConfig};
+use crate::envfile::EnvFile;
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::roster::{self, Roster};
+use crate::secrets::{self, CIPHERTEXT, RECIPIENTS};
+
+use super::managed;
+use super::tree;
+
+/// A managed file whose local version lost a conflict.
+#[derive(Debug, Clone)]
+pub struct LostFile {
+    /// Its repo path (`home/REL` or `hosts/NAME/home/REL`).
+    pub repo_path: String,
+    /// Our version's blob.
+    pub ours: git2::Oid,
+}
+
+/// What integration did.
+#[derive(Debug, Default)]
+pub struct Integrated {
+    /// Whether HEAD moved.
+    pub moved: bool,
+    /// Managed files whose local version lost (conflict copies to write).
+    pub lost: Vec<LostFile>,
+    /// Other conflicts resolved (secrets keys kept aside, roster files, …), for the record.
+    pub other_conflicts: usize,
+}
+
+/// The remote-tracking ref of `branch`.
+pub fn tracking_ref(branch: &str) -> String {
+    format!("refs/remotes/origin/{branch}")
+}
+
+/// Merges `origin/BRANCH` into HEAD. `identity` decrypts the secrets for a per-key merge.
+pub fn integrate(
+    repo: &git2::Repository,
+    branch: &str,
+    machine: &str,
+    identity: Option<&Identity>,
+    at: &str,
+    backend: Backend,
+) -> Result<Integrated> {
+    let mut done = Integrated::default();
+    let Some(theirs) = repo.refname_to_id(&tracking_ref(branch)).ok() else {
+        return Ok(done);
+    };
+    let ours = repo
+        .head()
+        .ok()
+        .and_then(|h| h.target())
+        .ok_or_else(|| Error::Refused("the fleet clone has no commit".into()))?;
+    if ours == theirs
+        || repo
+            .graph_descendant_of(ours, theirs)
+            .map_err(Error::git("cannot compare histories"))?
+    {
+        return Ok(done);
+    }
+    if repo
+        .graph_descendant_of(theirs, ours)
+        .map_err(Error::git("cannot compare histories"))?
+    {
+        move_to(repo, theirs)?;
+        done.moved = true;
+        return Ok(done);
+    }
+    let base = repo
+        .merge_base(ours, theirs)
+        .map_err(Error::git("the fleet clone and the forge share no history"))?;
+    let tree_of = |oid: git2::Oid| -> Result<git2::Tree<'_>> {
+        repo.find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(Error::git("cannot read a commit"))
+    };
+    let (base_tree, our_tree, their_tree) = (tree_of(base)?, tree_of(ours)?, tree_of(theirs)?);
+    let mut opts = git2::MergeOptions::new();
+    opts.find_renames(false);
+    let mut index = repo
+        .merge_trees(&base_tree, &our_tree, &their_tree, Some(&opts))
+        .map_err(Error::git("cannot merge with the forge's commits"))?;
+
+    let changed_both = |path: &str| {
+        let (b, o, t) = (
+            tree::blob_at(&base_tree, path),
+            tree::blob_at(&our_tree, path),
+            tree::blob_at(&their_tree, path),
+        );
+        o != b && t != b && o != t
+    };
+    let read = |t: &git2::Tree<'_>, p: &str| tree::read_at(repo, t, p);
+
+    // fleet.toml: upstream's settings, managed lists merged as sets.
+    if changed_both(FleetConfig::FILE) {
+        let parse = |t: &git2::Tree<'_>| -> Option<FleetConfig> {
+            let bytes = read(t, FleetConfig::FILE)?;
+            toml::from_str(std::str::from_utf8(&bytes).ok()?).ok()
+        };
+        match (parse(&our_tree), parse(&their_tree)) {
+            (Some(o), Some(mut t)) => {
+                let b = parse(&base_tree).unwrap_or_default();
+                t.sync.paths = managed::merge_sets(&b.sync.paths, &o.sync.paths, &t.sync.paths);
+                t.sync.private =
+                    managed::merge_sets(&b.sync.private, &o.sync.private, &t.sync.private);
+                let text = crate::commands::init::fleet_toml_text(&t);
+                put(repo, &mut index, FleetConfig::FILE, text.as_bytes(), false)?;
+            }
+            _ => {
+                take_theirs(repo, &mut index, &their_tree, FleetConfig::FILE)?;
+                done.other_conflicts += 1;
+            }
+        }
+    }
+    // keys/revoked: union.
+    if changed_both(roster::layout::REVOKED) {
+        let text = |t: &git2::Tree<'_>| {
+            String::from_utf8_lossy(&read(t, roster::layout::REVOKED).unwrap_or_default())
+                .into_owned()
+        };
+        let merged = managed::union_revoked(&text(&our_tree), &text(&their_tree));
+        put(
+            repo,
+            &mut index,
+            roster::layout::REVOKED,
+            merged.as_bytes(),
+            false,
+        )?;
+    }
+    // secrets.env.age: per key, inside the encryption.
+    let mut secrets_merged: Option<EnvFile> = None;
+    if changed_both(CIPHERTEXT) {
+        match identity
+            .map(|id| merge_secrets(repo, [&base_tree, &our_tree, &their_tree], id, machine, at))
+        {
+            Some(Ok(env)) => secrets_merged = Some(env),
+            Some(Err(e)) => {
+                crate::log::warn(&format!(
+                    "cannot merge the secrets per key ({e}); the forge's version wins"
+                ));
+                take_theirs(repo, &mut index, &their_tree, CIPHERTEXT)?;
+                take_theirs(repo, &mut index, &their_tree, RECIPIENTS)?;
+                done.other_conflicts += 1;
+            }
+            None => {
+                take_theirs(repo, &mut index, &their_tree, CIPHERTEXT)?;
+                take_theirs(repo, &mut index, &their_tree, RECIPIENTS)?;
+                done.other_conflicts += 1;
+            }
+        }
+    }
+
+    // Every other conflict.
+    let conflicts: Vec<git2::IndexConflict> = index
+        .conflicts()
+        .map_err(Error::git("cannot read merge conflicts"))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(Error::git("cannot read merge conflicts"))?;
+    for c in conflicts {
+        let path = [&c.their, &c.our, &c.ancestor]
+            .into_iter()
+            .flatten()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .next()
+            .unwrap_or_default();
+        let managed_file = match backend {
+            Backend::Native => {
+                path.starts_with("home/")
+                    || (path.starts_with("hosts/") && path.split('/').nth(2) == Some("home"))
+            }
+            Backend::Chezmoi => !super::chezmoi::is_own(&path),
+        };
+        index
+            .conflict_remove(Path::new(&path))
+            .map_err(Error::git("cannot resolve a conflict"))?;
+        match (&c.our, &c.their) {
+            (Some(o), Some(t)) => {
+                index
+                    .add(&stage0(t))
+                    .map_err(Error::git("cannot resolve a conflict"))?;
+                if managed_file {
+                    done.lost.push(LostFile {
+                        repo_path: path.clone(),
+                        ours: o.id,
+                    });
+                } else {
+                    crate::log::warn(&format!(
+                        "{path} changed here and on the forge; the forge's version wins"
+                    ));
+                    done.other_conflicts += 1;
+                }
+            }
+            // A change beats a deletion, on either side.
+            (Some(o), None) => index
+                .add(&stage0(o))
+                .map_err(Error::git("cannot resolve a conflict"))?,
+            (None, Some(t)) => index
+                .add(&stage0(t))
+                .map_err(Error::git("cannot resolve a conflict"))?,
+            (None, None) => {}
+        }
+    }
+
+    let mut tree_id = index
+        .write_tree_to(repo)
+        .map_err(Error::git("cannot write the merged tree"))?;
+    tree_id = reencrypt_if_needed(repo, tree_id, identity, secrets_merged)?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(Error::git("cannot read a tree"))?;
+    let sig = crate::repo::FleetRepo::signature(machine)?;
+    let parents = [
+        &repo
+            .find_commit(ours)
+            .map_err(Error::git("cannot read HEAD"))?,
+        &repo
+            .find_commit(theirs)
+            .map_err(Error::git("cannot read the forge's commit"))?,
+    ];
+    let n = done.lost.len() + done.other_conflicts;
+    let message = if n == 0 {
+        format!("{machine}: merge the forge's changes")
+    } else {
+        format!("{machine}: merge the forge's changes ({n} conflicts resolved, upstream wins)")
+    };
+    let merge = repo
+        .commit(None, &sig, &sig, &message, &tree, &parents)
+        .map_err(Error::git("cannot commit the merge"))?;
+    move_to(repo, merge)?;
+    done.moved = true;
+    Ok(done)
+}
+
+/// Decrypts the three versions of the secrets and merges them per key.
+fn merge_secrets(
+    repo: &git2::Repository,
+    [base, ours, theirs]: [&git2::Tree<'_>; 3],
+    identity: &Identity,
+    machine: &str,
+    at: &str,
+) -> Result<EnvFile> {
+    let load = |t: &git2::Tree<'_>| -> Result<EnvFile> {
+        match tree::read_at(repo, t, CIPHERTEXT) {
+            None => Ok(EnvFile::new()),
+            Some(ct) => {
+                let path = Path::new(CIPHERTEXT);
+                secrets::parse_plaintext(&secrets::decrypt(&ct, identity, path)?, path)
+            }
+        }
+    };
+    let (b, o, t) = (load(base)?, load(ours)?, load(theirs)?);
+    Ok(crate::envfile::merge3(&b, &o, &t, machine, at))
+}
+
+/// Encrypts the secrets of `tree_id` (or `merged`, when the secrets were merged) to the roster
+/// the tree holds, when that roster differs from `secrets.recipients` or the secrets were
+/// merged. Returns the (possibly new) tree.
+fn reencrypt_if_needed(
+    repo: &git2::Repository,
+    tree_id: git2::Oid,
+    identity: Option<&Identity>,
+    merged: Option<EnvFile>,
+) -> Result<git2::Oid> {
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(Error::git("cannot read a tree"))?;
+    let roster = roster_of(repo, &tree)?;
+    let lines = roster.recipient_lines();
+    let recorded = roster::recipients_file_text(&lines);
+    let current = tree::read_at(repo, &tree, RECIPIENTS).unwrap_or_default();
+    if merged.is_none() && current == recorded.as_bytes() {
+        return Ok(tree_id);
+    }
+    if lines.is_empty() {
+        return Ok(tree_id);
+    }
+    let env = match merged {
+        Some(env) => env,
+        None => {
+            let (Some(id), Some(ct)) = (identity, tree::read_at(repo, &tree, CIPHERTEXT)) else {
+                return Ok(tree_id);
+            };
+            let path = Path::new(CIPHERTEXT);
+            match secrets::decrypt(&ct, id, path).and_then(|p| secrets::parse_plaintext(&p, path)) {
+                Ok(env) => env,
+                Err(e) => {
+                    crate::log::warn(&format!(
+                        "the roster changed but this machine cannot re-encrypt the secrets ({e})"
+                    ));
+                    return Ok(tree_id);
+                }
+            }
+        }
+    };
+    let recipients: Vec<age::x25519::Recipient> =
+        roster.active.iter().map(|m| m.recipient.clone()).collect();
+    let ciphertext = secrets::encrypt(env.to_text().as_bytes(), &recipients)?;
+    let mut b = git2::build::TreeUpdateBuilder::new();
+    let ct_blob = repo
+        .blob(&ciphertext)
+        .map_err(Error::git("cannot store the secrets"))?;
+    let rc_blob = repo
+        .blob(recorded.as_bytes())
+        .map_err(Error::git("cannot store the recipients"))?;
+    b.upsert(CIPHERTEXT, ct_blob, git2::FileMode::Blob);
+    b.upsert(RECIPIENTS, rc_blob, git2::FileMode::Blob);
+    b.create_updated(repo, &tree)
+        .map_err(Error::git("cannot write the re-encrypted tree"))
+}
+
+/// The roster a tree holds, read through a temporary copy of its `keys/`.
+pub fn roster_of(repo: &git2::Repository, tree: &git2::Tree<'_>) -> Result<Roster> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".fleetkey-roster-")
+        .tempdir()
+        .map_err(Error::io(
+            "cannot create a temporary directory",
+            &std::env::temp_dir(),
+        ))?;
+    for (rel, (oid, _)) in tree::blobs_under(repo, tree, roster::layout::KEYS)? {
+        let path = tmp.path().join(roster::layout::KEYS).join(&rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io("cannot create", dir))?;
+        }
+        let blob = repo
+            .find_blob(oid)
+            .map_err(Error::git("cannot read a roster file"))?;
+        std::fs::write(&path, blob.content()).map_err(Error::io("cannot write", &path))?;
+    }
+    Roster::load(tmp.path())
+}
+
+fn stage0(e: &git2::IndexEntry) -> git2::IndexEntry {
+    git2::IndexEntry {
+        ctime: e.ctime,
+        mtime: e.mtime,
+        dev: e.dev,
+        ino: e.ino,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        file_size: e.file_size,
+        id: e.id,
+        flags: e.flags & !0x3000, // the stage bits
+        flags_extended: e.flags_extended,
+        path: e.path.clone(),
+    }
+}
+
+fn take_theirs(
+    repo: &git2::Repository,
+    index: &mut git2::Index,
+    theirs: &git2::Tree<'_>,
+    path: &str,
+) -> Result<()> {
+    let _ = index.conflict_remove(Path::new(path));
+    match tree::read_at(repo, theirs, path) {
+        Some(bytes) => put(repo, index, path, &bytes, false),
+        None => {
+            let _ = index.remove_path(Path::new(path));
+            Ok(())
+        }
+    }
+}
+
+/// Sets `path` in `index` to `bytes` at stage 0, clearing any conflict there.
+fn put(
+    repo: &git2::Repository,
+    index: &mut git2::Index,
+    path: &str,
+    bytes: &[u8],
+    exec: bool,
+) -> Result<()> {
+    let _ = index.conflict_remove(Path::new(path));
+    let id = repo
+        .blob(bytes)
+        .map_err(Error::git("cannot store a merged file"))?;
+    let entry = git2::IndexEntry {
+        ctime: git2::IndexTime::new(0, 0),
+        mtime: git2::IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode: if exec { 0o100755 } else { 0o100644 },
+        uid: 0,
+        gid: 0,
+        file_size: bytes.len() as u32,
+        id,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    };
+    index
+        .add(&entry)
+        .map_err(Error::git("cannot stage a merged file"))
+}
+
+/// Points the branch HEAD names at `commit` and makes the index and the working tree match it.
+/// The commit object exists before the branch moves; the working tree is fleetkey's own and is
+/// also reset at the start of every cycle, so a crash in between is repaired by the next one.
+pub fn move_to(repo: &git2::Repository, commit: git2::Oid) -> Result<()> {
+    let obj = repo
+        .find_object(commit, Some(git2::ObjectType::Commit))
+        .map_err(Error::git("cannot read a commit"))?;
+    let mut co = git2::build::CheckoutBuilder::new();
+    co.force();
+    repo.reset(&obj, git2::ResetType::Hard, Some(&mut co))
+        .map_err(Error::git("cannot update the fleet clone"))
+}

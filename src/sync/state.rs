@@ -1,0 +1,290 @@
+//! What the sync engine remembers between cycles, as JSON files in the state directory
+//! (`~/.local/state/fleetkey/`):
+//!
+//! - `applied.json`: the manifest. For every managed file, what this machine last had in step
+//!   with the fleet: its blob id, exec bit, and the size/mtime/inode the live file had right
+//!   after; and the tree last applied (`tree`) with the lists it was applied under (`lists`). A live file whose stat still matches is unchanged without being read (git's index
+//!   does the same); a live file whose content differs from its manifest blob is a local edit.
+//!   A file missing from the manifest was never in step here (see `capture`).
+//! - `last-cycle.json`: the last cycle's times, result, error and counts, for `status`.
+//! - `conflicts.json`: every conflict copy made on this machine, for `status`.
+//!
+//! Must never: hold a secret (paths, ids, counts and times only). Every file is written
+//! atomically, 0600.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::files;
+
+/// Largest state file read.
+const STATE_LIMIT: u64 = 256 << 20;
+
+/// The manifest file name.
+pub const APPLIED: &str = "applied.json";
+/// The last cycle's record.
+pub const LAST_CYCLE: &str = "last-cycle.json";
+/// The conflict copies made here.
+pub const CONFLICTS: &str = "conflicts.json";
+
+/// The stat fields that tell a file changed without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Inode number (a rename-over save changes it).
+    pub ino: u64,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl Stat {
+    /// The stat of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> Stat {
+        Stat {
+            size: meta.size(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            ino: meta.ino(),
+            mode: meta.mode() & 0o7777,
+        }
+    }
+}
+
+/// One managed file as last in step. Stored as a JSON array
+/// `[oid, exec, size, mtime_ns, ino, mode]` (the stat fields `null` when unknown): the manifest
+/// holds one per managed file and is read every cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "EntryRow", into = "EntryRow")]
+pub struct Entry {
+    /// The git blob id of its content (hex).
+    pub oid: String,
+    /// Whether it is executable.
+    pub exec: bool,
+    /// The live file's stat after it was last captured or applied.
+    pub stat: Option<Stat>,
+}
+
+/// The on-disk form of an [`Entry`].
+#[derive(Serialize, Deserialize)]
+struct EntryRow(
+    String,
+    bool,
+    Option<u64>,
+    Option<i64>,
+    Option<u64>,
+    Option<u32>,
+);
+
+impl From<EntryRow> for Entry {
+    fn from(r: EntryRow) -> Entry {
+        let stat = match (r.2, r.3, r.4, r.5) {
+            (Some(size), Some(mtime_ns), Some(ino), Some(mode)) => Some(Stat {
+                size,
+                mtime_ns,
+                ino,
+                mode,
+            }),
+            _ => None,
+        };
+        Entry {
+            oid: r.0,
+            exec: r.1,
+            stat,
+        }
+    }
+}
+
+impl From<Entry> for EntryRow {
+    fn from(e: Entry) -> EntryRow {
+        let s = e.stat;
+        EntryRow(
+            e.oid,
+            e.exec,
+            s.map(|s| s.size),
+            s.map(|s| s.mtime_ns),
+            s.map(|s| s.ino),
+            s.map(|s| s.mode),
+        )
+    }
+}
+
+/// `applied.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// By path relative to `$HOME`.
+    pub files: BTreeMap<String, Entry>,
+    /// The clone's tree last applied in full, so the next apply only looks at what changed.
+    #[serde(default)]
+    pub tree: Option<String>,
+    /// The managed and private lists that apply used (a change means a full apply).
+    #[serde(default)]
+    pub lists: Option<String>,
+}
+
+impl Manifest {
+    /// Reads the manifest (empty when missing or unreadable: every file is then "first
+    /// contact", which loses nothing).
+    pub fn load(state_dir: &Path) -> Manifest {
+        read_json(&state_dir.join(APPLIED)).unwrap_or_default()
+    }
+
+    /// Writes the manifest atomically (temp file + rename; compact JSON, one row per managed
+    /// file). It is not fsynced: it is a cache of what is in step, and losing it to a power cut
+    /// only makes the next cycle treat every file as first contact (conflict copies, no loss),
+    /// while an fsync of a large manifest would cost more than the rest of a cycle.
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        files::ensure_private_dir(state_dir)?;
+        let path = state_dir.join(APPLIED);
+        let text = serde_json::to_vec(self).expect("state serializes");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".fleetkey-")
+            .suffix(".tmp")
+            .tempfile_in(state_dir)
+            .map_err(crate::error::Error::io(
+                "cannot create a temporary file in",
+                state_dir,
+            ))?;
+        std::io::Write::write_all(&mut tmp, &text)
+            .map_err(crate::error::Error::io("cannot write", &path))?;
+        tmp.persist(&path)
+            .map_err(|e| crate::error::Error::io("cannot replace", &path)(e.error))?;
+        Ok(())
+    }
+
+    /// Whether the live file with `meta` is still exactly what the manifest recorded.
+    pub fn unchanged(&self, rel: &str, meta: &std::fs::Metadata) -> bool {
+        self.files
+            .get(rel)
+            .and_then(|e| e.stat)
+            .is_some_and(|s| s == Stat::of(meta))
+    }
+}
+
+/// `last-cycle.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    /// When the cycle started (RFC 3339, UTC).
+    pub started: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// `ok`, `offline` (the forge was unreachable; local commits kept) or `error`.
+    pub result: String,
+    /// The error's message when `result` is not `ok`.
+    pub error: Option<String>,
+    /// Managed files whose local change was captured.
+    pub captured: usize,
+    /// Live files written or removed by apply.
+    pub applied: usize,
+    /// Conflicts resolved in this cycle (conflict copies made plus other conflicts logged).
+    pub conflicts: usize,
+    /// Whether the forge took our commits in this cycle.
+    pub pushed: bool,
+    /// The commit the clone is on afterwards.
+    pub head: Option<String>,
+}
+
+impl CycleRecord {
+    /// Reads the last record, if any.
+    pub fn load(state_dir: &Path) -> Option<CycleRecord> {
+        read_json(&state_dir.join(LAST_CYCLE))
+    }
+
+    /// Writes the record atomically.
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        write_json(state_dir, LAST_CYCLE, self)
+    }
+}
+
+/// One conflict copy, in `conflicts.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    /// The live file that took the other version.
+    pub path: PathBuf,
+    /// The copy holding this machine's version.
+    pub copy: PathBuf,
+    /// The machine whose version the copy holds.
+    pub machine: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Why: `both changed` or `first contact` (the live file differed from the fleet's before
+    /// this machine ever synced it).
+    pub reason: String,
+}
+
+/// Adds `records` to `conflicts.json`.
+pub fn record_conflicts(state_dir: &Path, records: &[ConflictRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut all: Vec<ConflictRecord> = read_json(&state_dir.join(CONFLICTS)).unwrap_or_default();
+    all.extend_from_slice(records);
+    write_json(state_dir, CONFLICTS, &all)
+}
+
+/// Every conflict copy recorded here whose file still exists.
+pub fn conflicts(state_dir: &Path) -> Vec<ConflictRecord> {
+    let all: Vec<ConflictRecord> = read_json(&state_dir.join(CONFLICTS)).unwrap_or_default();
+    all.into_iter().filter(|c| c.copy.exists()).collect()
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = files::read_limited(path, STATE_LIMIT).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            crate::log::warn(&format!("ignoring {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn write_json<T: Serialize>(state_dir: &Path, name: &str, value: &T) -> Result<()> {
+    files::ensure_private_dir(state_dir)?;
+    let mut text = serde_json::to_vec_pretty(value).expect("state serializes");
+    text.push(b'\n');
+    files::write_atomic(&state_dir.join(name), &text, 0o600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_entries_are_compact_rows_and_read_back() {
+        let mut m = Manifest::default();
+        m.files.insert(
+            ".zshrc".into(),
+            Entry {
+                oid: "ab".into(),
+                exec: true,
+                stat: Some(Stat {
+                    size: 3,
+                    mtime_ns: 5,
+                    ino: 7,
+                    mode: 0o755,
+                }),
+            },
+        );
+        m.files.insert(
+            "x".into(),
+            Entry {
+                oid: "cd".into(),
+                exec: false,
+                stat: None,
+            },
+        );
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(
+            text.contains(r#"".zshrc":["ab",true,3,5,7,493]"#)
+                && text.contains(r#""x":["cd",false,null,null,null,null]"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+    }
+}

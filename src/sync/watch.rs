@@ -1,0 +1,341 @@
+//! `fleetkey watch`: the daemon that runs a cycle after each settled change and pulls every
+//! `poll`, so one process keeps a machine in step.
+//!
+//! Event flow (as watchexec does it): notify's callback only converts an event and `try_send`s
+//! it into one bounded channel; one loop consumes the channel. A full channel, a backend error
+//! or a backend "rescan" notice sets a flag that makes the next cycle a full rescan (every cycle
+//! captures by walking the managed paths, so a rescan is simply a cycle). The loop sleeps in
+//! `recv_timeout` until the next deadline (settle, poll or retry): no busy polling.
+//!
+//! What is watched: the DIRECTORIES holding managed paths (editors save by writing a temp file
+//! and renaming it over the original, which a watch on the file itself would miss): a managed
+//! file's parent, non-recursively; a managed directory, recursively; for a path whose directory
+//! does not exist yet, its nearest existing ancestor. Events are filtered to managed paths, and
+//! an event for a file whose stat still equals what the last cycle recorded (its own apply, or
+//! a touch that changed nothing) is ignored.
+//!
+//! Errors: the ones that stop the daemon ([`Critical`]) are the setup failing (not initialized,
+//! the watch itself failing, e.g. the inotify watch limit); everything else (the forge
+//! unreachable, a merge problem) is logged and retried: offline with the backoff of
+//! [`super::debounce::Backoff`], keeping every commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+
+use super::debounce::{Backoff, Debouncer, jitter_unit};
+use super::managed::{self, Managed};
+use super::state::Manifest;
+use super::{Network, cycle};
+
+/// Capacity of the event channel; beyond it events are dropped and a rescan is flagged.
+const CHANNEL: usize = 1024;
+
+/// An error that stops the watcher (as opposed to one it logs and survives).
+#[derive(Debug)]
+pub struct Critical(pub Error);
+
+/// What the notify callback hands to the loop.
+#[derive(Debug)]
+enum Msg {
+    Paths(Vec<PathBuf>),
+    Rescan,
+}
+
+/// Runs the watcher until a critical error.
+pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
+    let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let mut watcher = make_watcher(tx, overflow.clone()).map_err(Critical)?;
+    let mut watched: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
+
+    let fleet = machine.fleet_config().map_err(Critical)?;
+    let mut settle = fleet.settle();
+    let mut poll = fleet.poll();
+    let mut managed_list = managed::parse_list(&fleet.sync.paths).map_err(Critical)?;
+    refresh_watches(
+        &mut watcher,
+        &mut watched,
+        &machine.paths.home,
+        &managed_list,
+    )
+    .map_err(Critical)?;
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    let mut debounce = Debouncer::new(settle, settle * 10);
+    let mut backoff = Backoff::default();
+    // Start with a full rescan (one cycle).
+    let mut due_cycle = true;
+    let mut next_poll = Instant::now() + poll;
+    let mut retry_at: Option<Instant> = None;
+    crate::log::info(&format!(
+        "watching {} managed paths ({} directories), settle {settle:?}, poll {poll:?}",
+        managed_list.len(),
+        watched.len()
+    ));
+
+    loop {
+        let now = Instant::now();
+        if overflow.swap(false, Ordering::Relaxed) {
+            debounce.event(now);
+        }
+        if debounce.fire(now) {
+            due_cycle = true;
+        }
+        if now >= next_poll || retry_at.is_some_and(|r| now >= r) {
+            due_cycle = true;
+        }
+        if due_cycle {
+            due_cycle = false;
+            retry_at = None;
+            match cycle(machine, Network::CheapCheck) {
+                Ok(rec) => {
+                    backoff.succeed();
+                    if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
+                        crate::log::info(&format!(
+                            "cycle: {} captured, {} applied, {} conflicts{}",
+                            rec.captured,
+                            rec.applied,
+                            rec.conflicts,
+                            if rec.pushed { ", pushed" } else { "" }
+                        ));
+                    }
+                }
+                Err(e @ Error::ForgeUnreachable { .. }) => {
+                    let delay = backoff.fail(jitter_unit());
+                    crate::log::warn(&format!("{e}; retrying in {}s", delay.as_secs()));
+                    retry_at = Some(Instant::now() + delay);
+                }
+                Err(e @ Error::Locked { .. }) => {
+                    crate::log::debug(&format!("{e}; retrying after settle"));
+                    retry_at = Some(Instant::now() + settle);
+                }
+                Err(e) => {
+                    crate::log::warn(&format!("cycle failed: {e}"));
+                    if let Some(a) = e.advice() {
+                        crate::log::warn(&format!("  hint: {a}"));
+                    }
+                }
+            }
+            // The list, settings and watches may have changed with what was applied.
+            manifest = Manifest::load(&machine.paths.state_dir);
+            if let Ok(f) = machine.fleet_config() {
+                settle = f.settle();
+                poll = f.poll();
+                debounce = Debouncer::new(settle, settle * 10);
+                if let Ok(list) = managed::parse_list(&f.sync.paths) {
+                    managed_list = list;
+                }
+            }
+            if let Err(e) = refresh_watches(
+                &mut watcher,
+                &mut watched,
+                &machine.paths.home,
+                &managed_list,
+            ) {
+                crate::log::warn(&format!("cannot watch every managed directory: {e}"));
+            }
+            next_poll = Instant::now() + poll;
+            continue;
+        }
+
+        let deadline = [Some(next_poll), retry_at, debounce.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_poll);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(Msg::Rescan) => debounce.event(Instant::now()),
+            Ok(Msg::Paths(paths)) => {
+                if paths
+                    .iter()
+                    .any(|p| relevant(p, &machine.paths.home, &managed_list, &manifest))
+                {
+                    debounce.event(Instant::now());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Critical(Error::Refused("the file watcher stopped".into())));
+            }
+        }
+    }
+}
+
+fn make_watcher(
+    tx: SyncSender<Msg>,
+    overflow: Arc<AtomicBool>,
+) -> Result<notify::RecommendedWatcher> {
+    notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let msg = match res {
+            Ok(ev) if ev.need_rescan() => Msg::Rescan,
+            Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => return,
+            Ok(ev) => Msg::Paths(ev.paths),
+            Err(_) => Msg::Rescan,
+        };
+        if let Err(TrySendError::Full(_)) = tx.try_send(msg) {
+            overflow.store(true, Ordering::Relaxed);
+        }
+    })
+    .map_err(watch_error)
+}
+
+fn watch_error(e: notify::Error) -> Error {
+    let hint = match e.kind {
+        notify::ErrorKind::MaxFilesWatch => Some(
+            "raise the inotify watch limit: `sudo sysctl fs.inotify.max_user_watches=524288` (and in /etc/sysctl.d/ to keep it)",
+        ),
+        _ => None,
+    };
+    let err = Error::Refused(format!("cannot watch the managed files: {e}"));
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+/// The directories to watch for `managed`, with how.
+pub fn watch_dirs(home: &Path, managed: &[Managed]) -> BTreeMap<PathBuf, RecursiveMode> {
+    let mut out: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
+    for m in managed {
+        let full = home.join(&m.rel);
+        let (dir, mode) = if m.dir && full.is_dir() {
+            (full, RecursiveMode::Recursive)
+        } else {
+            let mut d = full.parent().unwrap_or(home).to_path_buf();
+            while !d.is_dir() && d.starts_with(home) && d != home {
+                d = d.parent().unwrap_or(home).to_path_buf();
+            }
+            (d, RecursiveMode::NonRecursive)
+        };
+        let e = out.entry(dir).or_insert(mode);
+        if mode == RecursiveMode::Recursive {
+            *e = mode;
+        }
+    }
+    out
+}
+
+fn refresh_watches(
+    watcher: &mut notify::RecommendedWatcher,
+    watched: &mut BTreeMap<PathBuf, RecursiveMode>,
+    home: &Path,
+    managed: &[Managed],
+) -> Result<()> {
+    let want = watch_dirs(home, managed);
+    for (dir, mode) in watched.clone() {
+        if want.get(&dir) != Some(&mode) {
+            let _ = watcher.unwatch(&dir);
+            watched.remove(&dir);
+        }
+    }
+    for (dir, mode) in want {
+        if let std::collections::btree_map::Entry::Vacant(slot) = watched.entry(dir) {
+            watcher.watch(slot.key(), mode).map_err(watch_error)?;
+            slot.insert(mode);
+        }
+    }
+    Ok(())
+}
+
+/// Whether an event on `path` may need a cycle: it is a managed file (or inside a managed
+/// directory, or an ancestor of a managed path), not a conflict copy or fleetkey temp file, and
+/// not exactly what the last cycle left there.
+pub fn relevant(path: &Path, home: &Path, managed: &[Managed], manifest: &Manifest) -> bool {
+    let Ok(rel) = path.strip_prefix(home) else {
+        return false;
+    };
+    let Some(rel) = rel.to_str() else {
+        return false;
+    };
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if managed::is_conflict_copy(name) || managed::is_own_temp(name) {
+        return false;
+    }
+    let covered = managed.iter().any(|m| m.covers(rel));
+    let ancestor = managed
+        .iter()
+        .any(|m| m.rel.starts_with(rel) && m.rel.as_bytes().get(rel.len()) == Some(&b'/'));
+    if !covered {
+        return ancestor;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => !manifest.unchanged(rel, &meta),
+        Ok(meta) => meta.is_dir(),
+        Err(_) => {
+            manifest.files.contains_key(rel) || managed.iter().any(|m| m.dir && m.covers(rel))
+        }
+    }
+}
+
+/// Sleeps for `d` (used by `pull --every`).
+pub fn sleep(d: Duration) {
+    std::thread::sleep(d);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_of_files_and_managed_directories_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        std::fs::create_dir_all(home.join(".config/git")).unwrap();
+        let managed = managed::parse_list(&[
+            "~/.zshrc".to_string(),
+            "~/.config/git/".to_string(),
+            "~/.local/bin/tool".to_string(),
+        ])
+        .unwrap();
+        let w = watch_dirs(home, &managed);
+        assert_eq!(w.get(home), Some(&RecursiveMode::NonRecursive));
+        assert_eq!(
+            w.get(&home.join(".config/git")),
+            Some(&RecursiveMode::Recursive)
+        );
+        assert_eq!(
+            w.len(),
+            2,
+            "a missing directory is watched through its ancestor: {w:?}"
+        );
+    }
+
+    #[test]
+    fn only_managed_paths_that_changed_are_relevant() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let managed = managed::parse_list(&["~/.zshrc".to_string()]).unwrap();
+        let mut manifest = Manifest::default();
+        std::fs::write(home.join(".zshrc"), "x").unwrap();
+        assert!(relevant(&home.join(".zshrc"), home, &managed, &manifest));
+        assert!(!relevant(&home.join(".bashrc"), home, &managed, &manifest));
+        assert!(!relevant(
+            &home.join(".zshrc.conflict-a-20261127T003735Z"),
+            home,
+            &managed,
+            &manifest
+        ));
+        let meta = std::fs::symlink_metadata(home.join(".zshrc")).unwrap();
+        manifest.files.insert(
+            ".zshrc".into(),
+            super::super::state::Entry {
+                oid: String::new(),
+                exec: false,
+                stat: Some(super::super::state::Stat::of(&meta)),
+            },
+        );
+        assert!(
+            !relevant(&home.join(".zshrc"), home, &managed, &manifest),
+            "the file is what the last cycle left: its own write"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Faults: the forge going away and coming back, and cycles killed with SIGKILL at random
+//! points.
+
+use std::time::{Duration, Instant};
+
+use super::harness::{Fleet, Transport, git_out};
+
+/// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
+/// run can be replayed with FLEETKEY_TEST_SEED.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env() -> Rng {
+        let seed = std::env::var("FLEETKEY_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("random seed: FLEETKEY_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[test]
+fn an_unreachable_forge_exits_75_keeps_the_commit_and_catches_up_later() {
+    let mut fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.write(".zshrc", b"v1\n");
+    a.ok(&["track", "~/.zshrc"]);
+    b.sync();
+    let before = fleet.forge.head();
+
+    fleet.forge.stop();
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.write(".zshrc", b"v2 written offline\n");
+    let err = a.fails(&["sync"], 75);
+    assert!(err.contains("unreachable"), "{err}");
+    let log = git_out(&a.repo(), &["log", "-1", "--format=%s"]);
+    assert!(
+        log.contains("alpha: sync ~/.zshrc"),
+        "the local commit is kept: {log}"
+    );
+    let rec = std::fs::read_to_string(a.m.state().join("last-cycle.json")).unwrap();
+    assert!(rec.contains("\"result\": \"offline\""), "{rec}");
+    // A second offline cycle adds nothing and still exits 75.
+    a.fails(&["sync"], 75);
+    // Offline, track and secrets commit locally and exit 75 too.
+    a.write(".vimrc", b"set nu\n");
+    a.fails(&["track", "~/.vimrc"], 75);
+    b.write(".zshrc", b"v2 from beta, offline too\n");
+    b.fails(&["pull"], 75);
+    assert_eq!(git_out(&fleet.forge.bare(), &["rev-parse", "main"]), before);
+
+    fleet.forge.resume();
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.sync();
+    b.sync();
+    a.sync();
+    for n in [a, b] {
+        assert_eq!(n.text(".zshrc"), "v2 written offline\n");
+        assert_eq!(n.text(".vimrc"), "set nu\n");
+        assert_eq!(
+            git_out(&n.repo(), &["rev-parse", "HEAD"]),
+            fleet.forge.head()
+        );
+        n.assert_clean_repo();
+    }
+    let copies = b.conflict_copies(".zshrc");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(
+        std::fs::read(&copies[0]).unwrap(),
+        b"v2 from beta, offline too\n"
+    );
+}
+
+#[test]
+fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
+    let fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.write(".zshrc", b"start\n");
+    a.write(".config/app/a.conf", b"a\n");
+    a.ok(&["track", "~/.zshrc", "~/.config/app/"]);
+    b.sync();
+    // How long an ordinary cycle with work to do takes here.
+    a.write(".zshrc", b"timing\n");
+    let t = Instant::now();
+    a.sync();
+    let typical = t.elapsed().as_micros() as u64;
+    b.sync();
+
+    let mut rng = Rng::from_env();
+    let (mut killed, mut orphans, mut repaired) = (0, 0, 0);
+    for round in 0..25 {
+        // Work on both sides so the cycle captures, merges and pushes.
+        b.write(
+            &format!(".config/app/b{round}.conf"),
+            format!("b {round}\n").as_bytes(),
+        );
+        b.sync();
+        a.write(".zshrc", format!("round {round}\n").as_bytes());
+        a.write(
+            &format!(".config/app/a{round}.conf"),
+            format!("a {round}\n").as_bytes(),
+        );
+        let mut child = a.cmd(&["sync"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(typical * 12 / 10)));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // The next cycle completes and leaves everything clean.
+        let out = a.run(&["sync"]);
+        crate::util::assert_success(&out, &["sync"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("waiting for git") {
+            orphans += 1;
+        }
+        if stderr.contains("left by an interrupted command") {
+            repaired += 1;
+        }
+        a.assert_clean_repo();
+        assert_eq!(a.text(".zshrc"), format!("round {round}\n"));
+    }
+    eprintln!(
+        "killed {killed} of 25 cycles mid-way (typical cycle {typical} µs); the next cycle found \
+         {orphans} orphaned git children and removed stale git locks {repaired} times"
+    );
+    assert!(killed > 0, "no cycle was interrupted; the timing is off");
+    b.sync();
+    for n in [a, b] {
+        for round in 0..25 {
+            assert_eq!(
+                n.text(&format!(".config/app/a{round}.conf")),
+                format!("a {round}\n")
+            );
+            assert_eq!(
+                n.text(&format!(".config/app/b{round}.conf")),
+                format!("b {round}\n")
+            );
+        }
+        n.assert_clean_repo();
+    }
+}

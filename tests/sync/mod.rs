@@ -1,0 +1,10 @@
+//! The sync engine end to end: real forges (git daemon, sshd) started by the tests on
+//! 127.0.0.1, several machines (one HOME each) running the real binary.
+
+mod chezmoi;
+mod faults;
+mod harness;
+mod paths;
+mod soak;
+mod transport;
+mod watch;
