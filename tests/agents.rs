@@ -406,3 +406,75 @@ fn completions_for_every_shell_and_the_man_page_come_from_the_cli() {
     }
     m.fails(&["completions", "tcsh"], 2);
 }
+
+#[test]
+fn a_sync_that_brings_a_new_poll_reloads_exactly_the_puller() {
+    let r = Recorded::new("linux");
+    r.agents(&["install"]);
+    // Another machine (a plain clone here) changes poll and pushes.
+    let other = r.m.dir.path().join("other");
+    run_ok(
+        Command::new("git")
+            .args(["clone", "-q"])
+            .arg(r.m.forge())
+            .arg(&other),
+    );
+    let fleet = other.join("fleet.toml");
+    let text = std::fs::read_to_string(&fleet).unwrap();
+    std::fs::write(&fleet, text.replace("poll = \"60s\"", "poll = \"45s\"")).unwrap();
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .args(["-c", "user.name=o", "-c", "user.email=o@o"])
+            .args(["commit", "-qam", "poll 45s"]),
+    );
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .args(["push", "-q"]),
+    );
+
+    let _ = std::fs::remove_file(&r.log);
+    let out =
+        r.m.cmd(["sync"])
+            .env("FLEETKEY_AGENTS_PLATFORM", r.platform)
+            .env(
+                "FLEETKEY_AGENTS_RUNNER",
+                format!("record:{}", r.log.display()),
+            )
+            .output()
+            .unwrap();
+    assert_success(&out, &["sync"]);
+    let commands: Vec<String> = std::fs::read_to_string(&r.log)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "systemctl --user daemon-reload",
+            "systemctl --user enable fleetkey-pull.timer",
+            "systemctl --user restart fleetkey-pull.timer",
+        ]
+    );
+    let timer =
+        std::fs::read_to_string(r.m.home.join(".config/systemd/user/fleetkey-pull.timer")).unwrap();
+    assert!(timer.contains("OnUnitActiveSec=45s"), "{timer}");
+
+    // A cycle with nothing new runs no platform command.
+    let _ = std::fs::remove_file(&r.log);
+    let out =
+        r.m.cmd(["sync"])
+            .env("FLEETKEY_AGENTS_PLATFORM", r.platform)
+            .env(
+                "FLEETKEY_AGENTS_RUNNER",
+                format!("record:{}", r.log.display()),
+            )
+            .output()
+            .unwrap();
+    assert_success(&out, &["sync"]);
+    assert!(!r.log.exists() || std::fs::read_to_string(&r.log).unwrap().is_empty());
+}

@@ -177,10 +177,33 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     rec.applied = applied.changed;
     rec.conflicts += applied.conflicts.len();
     rec.head = repo.head().map(|o| o.to_string());
+    refresh_agents(machine, &fleet);
     let _ = std::fs::remove_file(&marker);
     match offline {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Re-runs the agents' install-if-changed when the cycle brought a new fleet.toml (a new `poll`
+/// reaches every machine's puller) or an earlier reload is still owed. Agents the user did not
+/// install stay uninstalled; a failure is a warning, never a failed cycle.
+fn refresh_agents(machine: &Machine, before: &FleetConfig) {
+    let after = match machine.fleet_config() {
+        Ok(f) => f,
+        Err(_) => return,
+    };
+    let owed = machine.paths.state_dir.join("agents.pending").exists();
+    if &after == before && !owed {
+        return;
+    }
+    match crate::agents::install_if_changed(machine, &after) {
+        Ok(report) if report.changed() => crate::log::info(&format!(
+            "agents updated for the new fleet.toml: {:?}",
+            report.reloaded
+        )),
+        Ok(_) => {}
+        Err(e) => crate::log::warn(&format!("cannot update the background agents: {e}")),
     }
 }
 
