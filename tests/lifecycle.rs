@@ -8,14 +8,9 @@ use std::process::Command;
 
 use crate::util::{Machine, require, run_program, snapshot};
 
-/// Brings `m`'s clone up to the forge (the sync engine's job; a plain fast-forward here).
+/// Brings `m` up to the forge: one sync cycle.
 fn pull(m: &Machine) {
-    run_program(
-        Command::new("git")
-            .arg("-C")
-            .arg(m.repo())
-            .args(["pull", "-q", "--ff-only"]),
-    );
+    m.ok(&["sync"]);
 }
 
 fn forge_of(first: &Machine) -> String {
@@ -266,6 +261,13 @@ fn revoke_compromised_reports_exactly_what_the_key_could_read() {
     let ms = fleet(&["beta", "gamma"]);
     let (alpha, beta, gamma) = (&ms[0], &ms[1], &ms[2]);
     pull(alpha);
+    // Every machine's applied authorized_keys admits beta before the revocation.
+    let beta_ssh = std::fs::read_to_string(beta.home.join(".ssh/id_ed25519.pub")).unwrap();
+    let beta_key = beta_ssh.split_whitespace().nth(1).unwrap().to_string();
+    let applied = |m: &Machine| {
+        std::fs::read_to_string(m.home.join(".ssh/authorized_keys")).unwrap_or_default()
+    };
+    assert!(applied(gamma).contains(&beta_key), "{}", applied(gamma));
     alpha.ok_with_stdin(&["secrets", "set", "SEEN_AND_KEPT"], b"a\n");
     alpha.ok_with_stdin(&["secrets", "set", "SEEN_THEN_GONE"], b"b\n");
     alpha.ok(&["secrets", "unset", "SEEN_THEN_GONE"]);
@@ -305,6 +307,13 @@ fn revoke_compromised_reports_exactly_what_the_key_could_read() {
         "{revoked}"
     );
     assert!(!gamma.repo().join("keys/beta.ssh.pub").exists());
+    // After the next sync, no machine's authorized_keys admits beta.
+    pull(alpha);
+    for m in [alpha, gamma] {
+        let file = applied(m);
+        assert!(!file.contains(&beta_key), "{file}");
+        assert!(file.contains("fleetkey=alpha") && file.contains("fleetkey=gamma"), "{file}");
+    }
     // Every machine's merge now drops beta's key, even from a line the user wrote.
     let before = format!(
         "# mine\n{} fleetkey=beta\nno-pty {}",
