@@ -312,7 +312,10 @@ fn revoke_compromised_reports_exactly_what_the_key_could_read() {
     for m in [alpha, gamma] {
         let file = applied(m);
         assert!(!file.contains(&beta_key), "{file}");
-        assert!(file.contains("fleetkey=alpha") && file.contains("fleetkey=gamma"), "{file}");
+        assert!(
+            file.contains("fleetkey=alpha") && file.contains("fleetkey=gamma"),
+            "{file}"
+        );
     }
     // Every machine's merge now drops beta's key, even from a line the user wrote.
     let before = format!(

@@ -7,39 +7,80 @@ use crate::util::{Machine, contains};
 const CANARY: &[u8] = b"CANARY-status-0b9e2f";
 
 #[test]
-fn status_json_shows_pending_revoked_and_exposed_secrets_but_no_value() {
+fn status_json_shows_pending_revoked_conflicts_and_exposed_secrets_but_no_value() {
     let alpha = Machine::new();
     alpha.ok(&["init", "--name", "alpha"]);
     let forge = alpha.forge().to_str().unwrap().to_string();
     let mut value = CANARY.to_vec();
     value.push(b'\n');
     alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], &value);
+    // beta stays; carol is revoked as compromised; gamma waits for approval.
     let beta = Machine::new();
     beta.ok(&["enroll", "beta", "--remote", &forge]);
     alpha.ok(&["approve", "beta"]);
-    alpha.ok(&["revoke", "beta", "--compromised"]);
+    let carol = Machine::new();
+    carol.ok(&["enroll", "carol", "--remote", &forge]);
+    alpha.ok(&["approve", "carol"]);
+    alpha.ok(&["revoke", "carol", "--compromised"]);
     let gamma = Machine::new();
     gamma.ok(&["enroll", "gamma", "--remote", &forge]);
 
+    // A file both alpha and beta change: upstream (beta, first to push) wins on alpha.
+    std::fs::write(alpha.home.join(".zshrc"), "export A=1\n").unwrap();
+    alpha.ok(&["track", "~/.zshrc"]);
+    beta.ok(&["sync"]);
+    std::fs::write(beta.home.join(".zshrc"), "export A=beta\n").unwrap();
+    beta.ok(&["sync"]);
+    std::fs::write(alpha.home.join(".zshrc"), "export A=alpha\n").unwrap();
+    // The same secret set differently on both: a conflict kept inside the encrypted file.
+    beta.ok_with_stdin(&["secrets", "set", "SHARED"], b"from-beta\n");
+    alpha.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-alpha\n");
+    alpha.ok(&["sync"]);
+
     let out = alpha.ok(&["status", "--json"]);
     assert!(!contains(out.as_bytes(), CANARY), "{out}");
+    assert!(
+        !out.contains("from-alpha") && !out.contains("from-beta"),
+        "{out}"
+    );
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["machine"]["name"], "alpha");
-    assert_eq!(s["fleet"]["active"], serde_json::json!(["alpha"]));
+    assert_eq!(s["fleet"]["active"], serde_json::json!(["alpha", "beta"]));
+    assert_eq!(s["fleet"]["pending"], serde_json::json!(["gamma"]));
     assert!(
         s["fleet"]["revoked"][0]
             .as_str()
             .unwrap()
-            .starts_with("beta "),
+            .starts_with("carol "),
         "{s}"
     );
     assert_eq!(s["secrets"]["needs_new_value"][0]["key"], "TOKEN");
+    assert_eq!(s["secrets"]["conflicts"][0]["key"], "SHARED");
+    assert_eq!(s["secrets"]["conflicts"][0]["from"], "alpha");
     assert_eq!(s["secrets"]["stale_recipients"], false);
+    let conflict = &s["sync"]["conflicts"][0];
+    assert!(
+        conflict["path"].as_str().unwrap().ends_with(".zshrc"),
+        "{s}"
+    );
+    assert!(
+        conflict["copy"]
+            .as_str()
+            .unwrap()
+            .contains(".zshrc.conflict-alpha-"),
+        "{s}"
+    );
+    assert_eq!(s["sync"]["last_cycle"]["result"], "ok");
     assert!(
         s["machine"]["ssh_fingerprints"][0]
             .as_str()
             .unwrap()
             .starts_with("SHA256:")
+    );
+    let text = alpha.ok(&["status"]);
+    assert!(
+        text.contains("CONFLICT") && text.contains("pending approval: gamma"),
+        "{text}"
     );
 
     // gamma (pending) sees itself pending and cannot read the secrets, and says so.
@@ -51,8 +92,6 @@ fn status_json_shows_pending_revoked_and_exposed_secrets_but_no_value() {
             .unwrap()
             .contains("cannot decrypt")
     );
-    let text = gamma.ok(&["status"]);
-    assert!(text.contains("pending approval: gamma"), "{text}");
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub struct SyncStatus {
     pub ahead: usize,
     /// Forge commits this clone has not integrated (as of the last fetch).
     pub behind: usize,
+    /// The last sync cycle: when, how long, its result and error.
+    pub last_cycle: Option<crate::sync::state::CycleRecord>,
+    /// Conflict copies of managed files still on disk: each holds the version that lost.
+    pub conflicts: Vec<crate::sync::state::ConflictRecord>,
 }
 
 /// The secrets file.
@@ -183,7 +187,12 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             pending: roster.pending.iter().map(|m| m.name.clone()).collect(),
             revoked,
         },
-        sync: SyncStatus { ahead, behind },
+        sync: SyncStatus {
+            ahead,
+            behind,
+            last_cycle: crate::sync::state::CycleRecord::load(&machine.paths.state_dir),
+            conflicts: crate::sync::state::conflicts(&machine.paths.state_dir),
+        },
         secrets,
         agents: machine
             .fleet_config()
@@ -237,6 +246,27 @@ fn render(s: &Status) -> String {
         "sync     {} ahead, {} behind the forge\n",
         s.sync.ahead, s.sync.behind
     ));
+    if let Some(c) = &s.sync.last_cycle {
+        out.push_str(&format!(
+            "  last cycle {} ({} ms): {}{}\n",
+            c.started,
+            c.duration_ms,
+            c.result,
+            c.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    for c in &s.sync.conflicts {
+        out.push_str(&format!(
+            "  CONFLICT: {} took the fleet's version; {}'s is kept in {} ({})\n",
+            c.path.display(),
+            c.machine,
+            c.copy.display(),
+            c.reason
+        ));
+    }
     match (&s.secrets.count, &s.secrets.error) {
         (Some(n), _) => out.push_str(&format!("secrets  {n}\n")),
         (None, Some(e)) => out.push_str(&format!("secrets  cannot be read here: {e}\n")),
