@@ -34,25 +34,14 @@ impl FleetRepo {
         opts.initial_head(branch).no_reinit(true);
         let repo = git2::Repository::init_opts(root, &opts)
             .map_err(Error::git(format!("cannot create {}", root.display())))?;
-        repo.remote("origin", remote)
-            .map_err(Error::git("cannot add the origin remote"))?;
-        // Track origin's branch, so a plain `git pull` works in the manual fallback.
-        let mut config = repo
-            .config()
-            .map_err(Error::git("cannot read the repo config"))?;
-        config
-            .set_str(&format!("branch.{branch}.remote"), "origin")
-            .and_then(|()| {
-                config.set_str(
-                    &format!("branch.{branch}.merge"),
-                    &format!("refs/heads/{branch}"),
-                )
-            })
-            .map_err(Error::git("cannot set the upstream branch"))?;
-        Ok(FleetRepo {
+        let fleet = FleetRepo {
             repo,
             root: root.to_path_buf(),
-        })
+        };
+        if !remote.is_empty() {
+            fleet.set_origin(remote)?;
+        }
+        Ok(fleet)
     }
 
     /// Makes a bare repository on `branch` at `path` (the embedded forge).
@@ -249,6 +238,48 @@ impl FleetRepo {
         self.repo
             .refname_to_id(&format!("refs/remotes/origin/{branch}"))
             .ok()
+    }
+
+    /// Points `origin` at `url`, adding it when missing, and makes the current branch track it.
+    pub fn set_origin(&self, url: &str) -> Result<()> {
+        match self.repo.find_remote("origin") {
+            Ok(r) if r.url().ok() == Some(url) => {}
+            Ok(_) => self
+                .repo
+                .remote_set_url("origin", url)
+                .map_err(Error::git("cannot set the origin remote"))?,
+            Err(_) => {
+                self.repo
+                    .remote("origin", url)
+                    .map_err(Error::git("cannot add the origin remote"))?;
+            }
+        }
+        // Track origin's branch, so a plain `git pull` works in the manual fallback.
+        let branch = self
+            .repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+            .and_then(|t| t.strip_prefix("refs/heads/").map(str::to_string));
+        if let Some(branch) = branch {
+            let mut config = self
+                .repo
+                .config()
+                .map_err(Error::git("cannot read the repo config"))?;
+            let key = format!("branch.{branch}.remote");
+            if config.get_string(&key).is_err() {
+                config
+                    .set_str(&key, "origin")
+                    .and_then(|()| {
+                        config.set_str(
+                            &format!("branch.{branch}.merge"),
+                            &format!("refs/heads/{branch}"),
+                        )
+                    })
+                    .map_err(Error::git("cannot set the upstream branch"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The URL of `origin`.

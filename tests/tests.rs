@@ -5,6 +5,7 @@ mod util;
 
 mod agents;
 mod authorized_keys_cli;
+mod chezmoi_init;
 mod init_and_secrets;
 mod lifecycle;
 mod sshd;

@@ -19,6 +19,7 @@ use crate::paths::Paths;
 use crate::repo::FleetRepo;
 use crate::roster::{self, Roster, layout};
 use crate::secrets::{self, SecretsFile};
+use crate::sync::chezmoi;
 
 /// What `init` was asked for.
 pub struct InitOptions {
@@ -38,12 +39,23 @@ pub fn run(opts: InitOptions) -> Result<()> {
         None => default_name(),
     };
     roster::check_name(&name)?;
-    let backend = opts.backend.unwrap_or_default();
-    if backend == Backend::Chezmoi {
-        return Err(Error::Refused(
-            "the chezmoi backend is not available yet; use --backend native".into(),
-        ));
+    // chezmoi when asked, or when chezmoi is installed and has a source directory.
+    let source = match opts.backend {
+        Some(Backend::Native) => None,
+        Some(Backend::Chezmoi) => Some(chezmoi::discover_source().ok_or_else(|| {
+            Error::Refused("chezmoi is not installed here, or has no source directory".into())
+                .hint("install chezmoi and run `chezmoi init`, or use --backend native")
+        })?),
+        None => chezmoi::discover_source(),
+    };
+    if let Some(source) = source {
+        println!(
+            "fleetkey: using the chezmoi backend (source directory {})",
+            source.display()
+        );
+        return run_chezmoi(&paths, &name, opts.remote, &source);
     }
+    let backend = Backend::Native;
 
     check_not_set_up(&paths)?;
     let repo_path = paths.default_repo();
@@ -138,6 +150,155 @@ pub fn run(opts: InitOptions) -> Result<()> {
         repo_path.join(secrets::CIPHERTEXT).display()
     );
     Ok(())
+}
+
+/// `init` for chezmoi users: the chezmoi source repository becomes the fleet repo, adopted in
+/// place. fleetkey's files go at the top of its git working tree, `.chezmoiignore` lists them,
+/// and the `modify_` hook for `~/.ssh/authorized_keys` is installed in the source directory.
+/// Only fleetkey's own paths are committed; the user's uncommitted work is left alone.
+fn run_chezmoi(
+    paths: &Paths,
+    name: &str,
+    remote: Option<String>,
+    source: &std::path::Path,
+) -> Result<()> {
+    let config_path = paths.config_file();
+    if config_path.exists() {
+        return check_not_set_up(paths);
+    }
+    let root = source
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(source)
+        .to_path_buf();
+    if root.join(FleetConfig::FILE).exists() {
+        return Err(Error::AlreadyInitialized {
+            what: format!("{} already holds a fleet", root.display()),
+        }
+        .hint(format!(
+            "to add this machine to it, run `fleetkey enroll {name} --remote URL`"
+        )));
+    }
+    let needs_hook = chezmoi::check_modify_hook(source)?;
+    let repo = if root.join(".git").exists() {
+        FleetRepo::open(&root)?
+    } else {
+        FleetRepo::init(&root, &FleetConfig::default().sync.branch, "")?
+    };
+    let origin = repo.origin_url().filter(|u| !u.is_empty());
+    let remote = match (remote, origin) {
+        (Some(r), Some(o)) if r != o => {
+            return Err(Error::Refused(format!(
+                "the chezmoi repo's origin is {o}, not {r}"
+            ))
+            .hint("run init without --remote to use the origin, or change it with `git remote set-url origin URL`"));
+        }
+        (Some(r), _) => r,
+        (None, Some(o)) => o,
+        (None, None) => paths.embedded_forge().to_string_lossy().into_owned(),
+    };
+    let branch = current_branch(&repo);
+    if remote == paths.embedded_forge().to_string_lossy() && !paths.embedded_forge().exists() {
+        files::ensure_private_dir(&paths.data_dir)?;
+        FleetRepo::init_bare(&paths.embedded_forge(), &branch)?;
+    }
+    repo.set_origin(&remote)?;
+
+    let (identity, ssh) = machine_keys(paths, name)?;
+    let fleet = FleetConfig {
+        backend: Backend::Chezmoi,
+        sync: crate::config::SyncConfig {
+            branch: branch.clone(),
+            ..Default::default()
+        },
+        ..FleetConfig::default()
+    };
+    files::write_atomic(
+        &root.join(FleetConfig::FILE),
+        fleet_toml_text(&fleet).as_bytes(),
+        0o644,
+    )?;
+    let age_pub = layout::age_pub(layout::KEYS, name);
+    let ssh_pub = layout::ssh_pub(layout::KEYS, name);
+    files::ensure_dir(&root.join(layout::KEYS))?;
+    files::write_atomic(
+        &root.join(&age_pub),
+        format!("{}\n", identity.recipient()).as_bytes(),
+        0o644,
+    )?;
+    files::write_atomic(
+        &root.join(&ssh_pub),
+        format!("{}\n", ssh.public_line).as_bytes(),
+        0o644,
+    )?;
+    files::write_atomic(
+        &root.join(layout::REVOKED),
+        REVOKED_HEADER.as_bytes(),
+        0o644,
+    )?;
+    let roster = Roster::load(&root)?;
+    SecretsFile::new(&root).store(&EnvFile::new(), &roster)?;
+    chezmoi::ensure_ignore(source)?;
+    if needs_hook {
+        chezmoi::install_modify_hook(source)?;
+    }
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(&root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let ignore = rel(&source.join(".chezmoiignore"));
+    let hook = rel(&source.join(chezmoi::MODIFY_HOOK));
+    repo.commit_paths(
+        &[
+            FleetConfig::FILE,
+            &age_pub,
+            &ssh_pub,
+            layout::REVOKED,
+            secrets::CIPHERTEXT,
+            secrets::RECIPIENTS,
+            &ignore,
+            &hook,
+        ],
+        name,
+        &format!("{name}: start the fleet in this chezmoi source"),
+    )?;
+    match forge::push(&root, &remote, &branch)? {
+        forge::PushOutcome::Pushed => {}
+        forge::PushOutcome::Rejected => {
+            return Err(Error::Refused(format!(
+                "the forge {remote} has commits this chezmoi repo lacks; fleetkey's commit is kept locally"
+            ))
+            .hint("bring the repo up to date (`chezmoi git pull -- --rebase`), then run `fleetkey sync`"));
+        }
+    }
+    files::ensure_private_dir(&paths.config_dir)?;
+    MachineConfig {
+        name: name.to_string(),
+        backend: Backend::Chezmoi,
+        repo: root.clone(),
+        remote: remote.clone(),
+    }
+    .save(&config_path)?;
+    println!("fleetkey: started a fleet with this machine as {name} (chezmoi backend)");
+    println!("  fleet repo:   {} (your chezmoi source)", root.display());
+    println!("  forge:        {remote}");
+    println!("  age:          {}", identity.recipient());
+    println!(
+        "  ssh hook:     {} runs `fleetkey authorized-keys` on every chezmoi apply",
+        source.join(chezmoi::MODIFY_HOOK).display()
+    );
+    Ok(())
+}
+
+fn current_branch(repo: &FleetRepo) -> String {
+    repo.raw()
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+        .and_then(|t| t.strip_prefix("refs/heads/").map(str::to_string))
+        .unwrap_or_else(|| FleetConfig::default().sync.branch)
 }
 
 /// This machine's keys: the age identity and SSH key an interrupted `init` or `enroll` left, or

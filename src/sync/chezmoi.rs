@@ -102,6 +102,90 @@ fn run(source: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// The user's chezmoi source directory, as `chezmoi source-path` prints it; `None` when chezmoi
+/// is not installed or has no source directory yet.
+pub fn discover_source() -> Option<PathBuf> {
+    let mut cmd = Command::new("chezmoi");
+    cmd.env_clear();
+    for var in KEPT_ENV {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    let out = cmd.arg("source-path").stdin(Stdio::null()).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    path.is_dir().then_some(path)
+}
+
+/// The `modify_` script chezmoi runs for `~/.ssh/authorized_keys`, relative to the source
+/// directory: the current file on stdin, the merged one on stdout.
+pub const MODIFY_HOOK: &str = "private_dot_ssh/modify_private_authorized_keys";
+
+/// The hook's content: fleetkey by name, so it follows the binary wherever PATH finds it.
+pub const MODIFY_HOOK_TEXT: &str = "#!/bin/sh\n\
+# fleetkey: merges the fleet's SSH keys into ~/.ssh/authorized_keys, keeping every local line.\n\
+# chezmoi gives the current file on stdin; on any error this prints nothing and fails.\n\
+exec fleetkey authorized-keys\n";
+
+/// Source entries that would fight the hook for `~/.ssh/authorized_keys`.
+const OTHER_AUTHORIZED_KEYS: &[&str] = &[
+    "private_dot_ssh/authorized_keys",
+    "private_dot_ssh/private_authorized_keys",
+    "private_dot_ssh/authorized_keys.tmpl",
+    "private_dot_ssh/private_authorized_keys.tmpl",
+    "private_dot_ssh/modify_authorized_keys",
+    "dot_ssh/authorized_keys",
+    "dot_ssh/private_authorized_keys",
+    "dot_ssh/modify_authorized_keys",
+    "dot_ssh/modify_private_authorized_keys",
+];
+
+/// Whether [`MODIFY_HOOK`] needs writing in `source`. Refuses when a different script is there,
+/// or when the source already manages `~/.ssh/authorized_keys` another way (chezmoi would see
+/// two targets).
+pub fn check_modify_hook(source: &Path) -> Result<bool> {
+    let hook = source.join(MODIFY_HOOK);
+    if let Ok(text) = std::fs::read_to_string(&hook) {
+        return if text == MODIFY_HOOK_TEXT {
+            Ok(false)
+        } else {
+            Err(Error::Refused(format!(
+                "{} exists and is not fleetkey's hook; leaving it alone",
+                hook.display()
+            ))
+            .hint("make it run `exec fleetkey authorized-keys`, or remove it and run init again"))
+        };
+    }
+    if let Some(other) = OTHER_AUTHORIZED_KEYS
+        .iter()
+        .map(|o| source.join(o))
+        .find(|p| p.exists())
+    {
+        return Err(Error::Refused(format!(
+            "{} already manages ~/.ssh/authorized_keys",
+            other.display()
+        ))
+        .hint("remove it from the chezmoi source (its keys stay in ~/.ssh/authorized_keys, which the hook keeps), then run init again"));
+    }
+    Ok(true)
+}
+
+/// Installs [`MODIFY_HOOK`] in `source` (see [`check_modify_hook`]); returns whether it wrote it.
+pub fn install_modify_hook(source: &Path) -> Result<bool> {
+    if !check_modify_hook(source)? {
+        return Ok(false);
+    }
+    let hook = source.join(MODIFY_HOOK);
+    if let Some(dir) = hook.parent() {
+        crate::files::ensure_dir(dir)?;
+    }
+    crate::files::write_atomic(&hook, MODIFY_HOOK_TEXT.as_bytes(), 0o755)?;
+    Ok(true)
+}
+
 /// Makes sure `.chezmoiignore` in `source` lists fleetkey's own files. Returns whether it
 /// changed (the caller commits it).
 pub fn ensure_ignore(source: &Path) -> Result<bool> {
