@@ -41,13 +41,7 @@ const KEPT_ENV: &[&str] = &[
 
 /// A `git` command with the cleaned environment, run in `dir` when given.
 pub fn git(dir: Option<&Path>) -> Command {
-    let mut cmd = Command::new("git");
-    cmd.env_clear();
-    for var in KEPT_ENV {
-        if let Some(value) = std::env::var_os(var) {
-            cmd.env(var, value);
-        }
-    }
+    let mut cmd = crate::child::command("git", KEPT_ENV);
     if std::env::var_os("GIT_SSH_COMMAND").is_none() {
         cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
     }

@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod authorized_keys;
 pub mod bundle;
+pub mod child;
 pub mod cli;
 pub mod clock;
 pub mod commands;

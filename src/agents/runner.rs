@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
@@ -47,17 +46,8 @@ pub struct SystemRunner;
 
 impl Runner for SystemRunner {
     fn run(&self, program: &str, args: &[&str]) -> Result<RunOutput> {
-        let mut cmd = Command::new(program);
-        cmd.env_clear();
-        for var in KEPT_ENV {
-            if let Some(value) = std::env::var_os(var) {
-                cmd.env(var, value);
-            }
-        }
-        cmd.env("LC_ALL", "C")
-            .env("SYSTEMD_PAGER", "")
-            .args(args)
-            .stdin(Stdio::null());
+        let mut cmd = crate::child::command(program, KEPT_ENV);
+        cmd.env("LC_ALL", "C").env("SYSTEMD_PAGER", "").args(args);
         crate::log::debug(&format!(
             "running {}",
             command_line(

@@ -87,30 +87,7 @@ pub fn run(opts: InitOptions) -> Result<()> {
         backend,
         ..FleetConfig::default()
     };
-    files::write_atomic(
-        &root.join(FleetConfig::FILE),
-        fleet_toml_text(&fleet).as_bytes(),
-        0o644,
-    )?;
-    files::ensure_dir(&root.join(layout::PENDING))?;
-    files::write_atomic(&root.join(layout::PENDING).join(".keep"), b"", 0o644)?;
-    files::write_atomic(
-        &root.join(layout::age_pub(layout::KEYS, &name)),
-        format!("{}\n", identity.recipient()).as_bytes(),
-        0o644,
-    )?;
-    files::write_atomic(
-        &root.join(layout::ssh_pub(layout::KEYS, &name)),
-        format!("{}\n", ssh.public_line).as_bytes(),
-        0o644,
-    )?;
-    files::write_atomic(
-        &root.join(layout::REVOKED),
-        REVOKED_HEADER.as_bytes(),
-        0o644,
-    )?;
-    let roster = Roster::load(&root)?;
-    SecretsFile::new(&root).store(&EnvFile::new(), &roster)?;
+    write_first_roster(&root, &name, &fleet, &identity, &ssh)?;
     repo.commit_all(&["."], &name, &format!("{name}: start the fleet"))?;
     match forge::push(&root, &remote, &branch)? {
         forge::PushOutcome::Pushed => {}
@@ -213,31 +190,9 @@ fn run_chezmoi(
         },
         ..FleetConfig::default()
     };
-    files::write_atomic(
-        &root.join(FleetConfig::FILE),
-        fleet_toml_text(&fleet).as_bytes(),
-        0o644,
-    )?;
+    write_first_roster(&root, name, &fleet, &identity, &ssh)?;
     let age_pub = layout::age_pub(layout::KEYS, name);
     let ssh_pub = layout::ssh_pub(layout::KEYS, name);
-    files::ensure_dir(&root.join(layout::KEYS))?;
-    files::write_atomic(
-        &root.join(&age_pub),
-        format!("{}\n", identity.recipient()).as_bytes(),
-        0o644,
-    )?;
-    files::write_atomic(
-        &root.join(&ssh_pub),
-        format!("{}\n", ssh.public_line).as_bytes(),
-        0o644,
-    )?;
-    files::write_atomic(
-        &root.join(layout::REVOKED),
-        REVOKED_HEADER.as_bytes(),
-        0o644,
-    )?;
-    let roster = Roster::load(&root)?;
-    SecretsFile::new(&root).store(&EnvFile::new(), &roster)?;
     chezmoi::ensure_ignore(source)?;
     if needs_hook {
         chezmoi::install_modify_hook(source)?;
@@ -256,6 +211,7 @@ fn run_chezmoi(
             &age_pub,
             &ssh_pub,
             layout::REVOKED,
+            "keys/pending/.keep",
             secrets::CIPHERTEXT,
             secrets::RECIPIENTS,
             &ignore,
@@ -299,6 +255,41 @@ fn current_branch(repo: &FleetRepo) -> String {
         .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
         .and_then(|t| t.strip_prefix("refs/heads/").map(str::to_string))
         .unwrap_or_else(|| FleetConfig::default().sync.branch)
+}
+
+/// Writes a new fleet's files into `root`: fleet.toml, this machine's keys as the whole roster,
+/// an empty keys/revoked and keys/pending/, and an empty secrets file encrypted to the roster.
+fn write_first_roster(
+    root: &std::path::Path,
+    name: &str,
+    fleet: &FleetConfig,
+    identity: &Identity,
+    ssh: &identity::SshKey,
+) -> Result<()> {
+    files::write_atomic(
+        &root.join(FleetConfig::FILE),
+        fleet_toml_text(fleet).as_bytes(),
+        0o644,
+    )?;
+    files::ensure_dir(&root.join(layout::PENDING))?;
+    files::write_atomic(&root.join(layout::PENDING).join(".keep"), b"", 0o644)?;
+    let keys = [
+        (
+            layout::age_pub(layout::KEYS, name),
+            identity.recipient().to_string(),
+        ),
+        (layout::ssh_pub(layout::KEYS, name), ssh.public_line.clone()),
+    ];
+    for (path, line) in keys {
+        files::write_atomic(&root.join(path), format!("{line}\n").as_bytes(), 0o644)?;
+    }
+    files::write_atomic(
+        &root.join(layout::REVOKED),
+        REVOKED_HEADER.as_bytes(),
+        0o644,
+    )?;
+    let roster = Roster::load(root)?;
+    SecretsFile::new(root).store(&EnvFile::new(), &roster)
 }
 
 /// This machine's keys: the age identity and SSH key an interrupted `init` or `enroll` left, or

@@ -17,7 +17,7 @@
 //! argument list and a cleaned environment. Must never: run chezmoi through a shell.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -61,17 +61,8 @@ pub fn source_dir(repo_root: &Path) -> PathBuf {
 
 /// A `chezmoi --source SRC ARGS…` command with the cleaned environment.
 pub fn command(source: &Path, args: &[&std::ffi::OsStr]) -> Command {
-    let mut cmd = Command::new("chezmoi");
-    cmd.env_clear();
-    for var in KEPT_ENV {
-        if let Some(v) = std::env::var_os(var) {
-            cmd.env(var, v);
-        }
-    }
-    cmd.arg("--source")
-        .arg(source)
-        .args(args)
-        .stdin(Stdio::null());
+    let mut cmd = crate::child::command("chezmoi", KEPT_ENV);
+    cmd.arg("--source").arg(source).args(args);
     cmd
 }
 
@@ -105,14 +96,10 @@ fn run(source: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
 /// The user's chezmoi source directory, as `chezmoi source-path` prints it; `None` when chezmoi
 /// is not installed or has no source directory yet.
 pub fn discover_source() -> Option<PathBuf> {
-    let mut cmd = Command::new("chezmoi");
-    cmd.env_clear();
-    for var in KEPT_ENV {
-        if let Some(v) = std::env::var_os(var) {
-            cmd.env(var, v);
-        }
-    }
-    let out = cmd.arg("source-path").stdin(Stdio::null()).output().ok()?;
+    let out = crate::child::command("chezmoi", KEPT_ENV)
+        .arg("source-path")
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
