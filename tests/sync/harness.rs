@@ -54,12 +54,7 @@ impl Forge {
     pub fn start(transport: Transport) -> Forge {
         require("git", "git");
         // sshd's StrictModes refuses a world-writable ancestor, so not under /tmp.
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::create_dir_all(base).unwrap();
-        let dir = tempfile::Builder::new()
-            .prefix("forge-")
-            .tempdir_in(base)
-            .unwrap();
+        let dir = crate::util::strict_modes_dir();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let bare = dir.path().join("fleet.git");
         run_program(
