@@ -225,6 +225,27 @@ impl Recorded {
         (String::from_utf8(out.stdout).unwrap(), commands)
     }
 
+    /// Runs `fleetkey sync`; returns the platform commands it ran.
+    fn sync(&self) -> Vec<String> {
+        let _ = std::fs::remove_file(&self.log);
+        let out = self
+            .m
+            .cmd(["sync"])
+            .env("FLEETKEY_AGENTS_PLATFORM", self.platform)
+            .env(
+                "FLEETKEY_AGENTS_RUNNER",
+                format!("record:{}", self.log.display()),
+            )
+            .output()
+            .unwrap();
+        assert_success(&out, &["sync"]);
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
     fn set_poll(&self, poll: &str) {
         let path = self.m.repo().join("fleet.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -436,22 +457,7 @@ fn a_sync_that_brings_a_new_poll_reloads_exactly_the_puller() {
             .args(["push", "-q"]),
     );
 
-    let _ = std::fs::remove_file(&r.log);
-    let out =
-        r.m.cmd(["sync"])
-            .env("FLEETKEY_AGENTS_PLATFORM", r.platform)
-            .env(
-                "FLEETKEY_AGENTS_RUNNER",
-                format!("record:{}", r.log.display()),
-            )
-            .output()
-            .unwrap();
-    assert_success(&out, &["sync"]);
-    let commands: Vec<String> = std::fs::read_to_string(&r.log)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect();
+    let commands = r.sync();
     assert_eq!(
         commands,
         [
@@ -465,16 +471,5 @@ fn a_sync_that_brings_a_new_poll_reloads_exactly_the_puller() {
     assert!(timer.contains("OnUnitActiveSec=45s"), "{timer}");
 
     // A cycle with nothing new runs no platform command.
-    let _ = std::fs::remove_file(&r.log);
-    let out =
-        r.m.cmd(["sync"])
-            .env("FLEETKEY_AGENTS_PLATFORM", r.platform)
-            .env(
-                "FLEETKEY_AGENTS_RUNNER",
-                format!("record:{}", r.log.display()),
-            )
-            .output()
-            .unwrap();
-    assert_success(&out, &["sync"]);
-    assert!(!r.log.exists() || std::fs::read_to_string(&r.log).unwrap().is_empty());
+    assert!(r.sync().is_empty());
 }

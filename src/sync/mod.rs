@@ -185,6 +185,21 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     }
 }
 
+/// The live paths (relative to `$HOME`) of files that lost a merge, from their repo paths under
+/// `home/` or this machine's `hosts/NAME/home/`.
+fn lost_rels<'a>(
+    lost: &'a [integrate::LostFile],
+    machine: &str,
+) -> impl Iterator<Item = String> + 'a {
+    let host = format!("{}/", tree::host_dir(machine));
+    lost.iter().filter_map(move |l| {
+        l.repo_path
+            .strip_prefix("home/")
+            .or_else(|| l.repo_path.strip_prefix(host.as_str()))
+            .map(str::to_string)
+    })
+}
+
 /// Re-runs the agents' install-if-changed when the cycle brought a new fleet.toml (a new `poll`
 /// reaches every machine's puller) or an earlier reload is still owed. Agents the user did not
 /// install stay uninstalled; a failure is a warning, never a failed cycle.
@@ -243,16 +258,7 @@ fn apply_head(
             .and_then(|old| tree::changed_between(repo.raw(), old, &head, &machine.config.name))
             .map(|mut rels| {
                 rels.extend(missing.iter().cloned());
-                let host = tree::host_dir(&machine.config.name);
-                for l in lost {
-                    if let Some(rel) = l
-                        .repo_path
-                        .strip_prefix("home/")
-                        .or_else(|| l.repo_path.strip_prefix(&format!("{host}/")))
-                    {
-                        rels.insert(rel.to_string());
-                    }
-                }
+                rels.extend(lost_rels(lost, &machine.config.name));
                 rels
             }),
         _ => None,
@@ -312,16 +318,8 @@ fn keep_lost(
         )?
     } else {
         let head = head_tree(repo.raw())?;
-        let host = tree::host_dir(&machine.config.name);
-        let scope: std::collections::BTreeSet<String> = lost
-            .iter()
-            .filter_map(|l| {
-                l.repo_path
-                    .strip_prefix("home/")
-                    .or_else(|| l.repo_path.strip_prefix(&format!("{host}/")))
-                    .map(str::to_string)
-            })
-            .collect();
+        let scope: std::collections::BTreeSet<String> =
+            lost_rels(lost, &machine.config.name).collect();
         let cx = apply::ApplyContext {
             paths: &machine.paths,
             machine: &machine.config.name,
