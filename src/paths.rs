@@ -3,7 +3,7 @@
 //! Owns: the mapping from `HOME` and `XDG_{CONFIG,DATA,STATE}_HOME` to fleetkey's files. Every
 //! other module asks this one; none builds a path under `$HOME` itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
@@ -84,11 +84,6 @@ impl Paths {
             None if path == "~" => self.home.clone(),
             None => PathBuf::from(path),
         }
-    }
-
-    /// Whether `path` is `dir` or inside it (lexically).
-    pub fn is_within(path: &Path, dir: &Path) -> bool {
-        path.starts_with(dir)
     }
 }
 

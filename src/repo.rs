@@ -183,20 +183,6 @@ impl FleetRepo {
             .map_err(Error::git("cannot restore fleetkey's files from HEAD"))
     }
 
-    /// Whether `paths` differ from HEAD in the working tree or index (untracked files count).
-    pub fn is_dirty(&self, paths: &[&str]) -> Result<bool> {
-        let mut opts = git2::StatusOptions::new();
-        opts.include_untracked(true).recurse_untracked_dirs(true);
-        for p in paths {
-            opts.pathspec(*p);
-        }
-        let statuses = self
-            .repo
-            .statuses(Some(&mut opts))
-            .map_err(Error::git("cannot read the status"))?;
-        Ok(!statuses.is_empty())
-    }
-
     /// Moves HEAD forward to `target` when HEAD is its ancestor (or there is no HEAD), updating
     /// the working tree; returns whether it moved. Never touches a diverged history.
     pub fn fast_forward(&self, target: git2::Oid) -> Result<bool> {

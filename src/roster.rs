@@ -141,24 +141,6 @@ impl Roster {
     pub fn is_revoked_name(&self, name: &str) -> bool {
         self.revoked.iter().any(|r| r.machine() == Some(name))
     }
-
-    /// Whether the age recipient `recipient` was revoked.
-    pub fn is_revoked_recipient(&self, recipient: &str) -> bool {
-        self.revoked
-            .iter()
-            .any(|r| matches!(&r.key, RevokedKey::Age(a) if a == recipient))
-    }
-
-    /// The revoked SSH keys.
-    pub fn revoked_ssh(&self) -> Vec<ssh_key::PublicKey> {
-        self.revoked
-            .iter()
-            .filter_map(|r| match &r.key {
-                RevokedKey::Ssh(k) => Some(k.clone()),
-                RevokedKey::Age(_) => None,
-            })
-            .collect()
-    }
 }
 
 /// What the authorized_keys merge needs, read without touching age recipients (this runs on

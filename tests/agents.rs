@@ -201,14 +201,13 @@ impl Recorded {
         Recorded { m, log, platform }
     }
 
-    /// Runs `fleetkey agents ARGS`; returns stdout and the commands it ran.
-    fn agents(&self, args: &[&str]) -> (String, Vec<String>) {
+    /// Runs `fleetkey ARGS` with the platform forced and the platform commands recorded;
+    /// returns stdout and the commands it ran.
+    fn run(&self, args: &[&str]) -> (String, Vec<String>) {
         let _ = std::fs::remove_file(&self.log);
-        let mut all = vec!["agents"];
-        all.extend_from_slice(args);
         let out = self
             .m
-            .cmd(&all)
+            .cmd(args)
             .env("FLEETKEY_AGENTS_PLATFORM", self.platform)
             .env(
                 "FLEETKEY_AGENTS_RUNNER",
@@ -216,7 +215,7 @@ impl Recorded {
             )
             .output()
             .unwrap();
-        assert_success(&out, &all);
+        assert_success(&out, args);
         let commands = std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -225,25 +224,16 @@ impl Recorded {
         (String::from_utf8(out.stdout).unwrap(), commands)
     }
 
+    /// Runs `fleetkey agents ARGS`; returns stdout and the commands it ran.
+    fn agents(&self, args: &[&str]) -> (String, Vec<String>) {
+        let mut all = vec!["agents"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
     /// Runs `fleetkey sync`; returns the platform commands it ran.
     fn sync(&self) -> Vec<String> {
-        let _ = std::fs::remove_file(&self.log);
-        let out = self
-            .m
-            .cmd(["sync"])
-            .env("FLEETKEY_AGENTS_PLATFORM", self.platform)
-            .env(
-                "FLEETKEY_AGENTS_RUNNER",
-                format!("record:{}", self.log.display()),
-            )
-            .output()
-            .unwrap();
-        assert_success(&out, &["sync"]);
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .collect()
+        self.run(&["sync"]).1
     }
 
     fn set_poll(&self, poll: &str) {
