@@ -214,6 +214,7 @@ pub fn apply(
             }
             crate::files::write_atomic(&live, blob.content(), mode)?;
             out.changed += 1;
+            crate::fault::point("sync:applying");
         }
         let meta = std::fs::symlink_metadata(&live).map_err(Error::io("cannot inspect", &live))?;
         manifest.files.insert(

@@ -138,6 +138,7 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
         step("capture");
         if captured.count() > 0 {
             commit_capture(&repo, &captured, name)?;
+            crate::fault::point("sync:captured");
         }
         step("commit");
         drop(head);
@@ -446,6 +447,7 @@ pub fn exchange(
             )?;
             out.lost.extend(done.lost);
             out.other_conflicts += done.other_conflicts;
+            crate::fault::point("sync:integrated");
         }
         let head = repo.head();
         if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
@@ -458,6 +460,7 @@ pub fn exchange(
                     let _ = raw.reference(&tracking, h, true, "fleetkey: pushed");
                 }
                 out.pushed = true;
+                crate::fault::point("sync:pushed");
                 return Ok(out);
             }
             PushOutcome::Rejected => {

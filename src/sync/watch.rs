@@ -69,6 +69,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     )
     .map_err(Critical)?;
     let mut manifest = Manifest::load(&machine.paths.state_dir);
+    mark_ready(&machine.paths.state_dir);
     let mut debounce = Debouncer::new(settle, settle * 10);
     let mut backoff = Backoff::default();
     // Start with a full rescan (one cycle).
@@ -167,6 +168,24 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
                 return Err(Critical(Error::Refused("the file watcher stopped".into())));
             }
         }
+    }
+}
+
+/// The state file that says the watcher's watches are in place (it holds the watcher's pid):
+/// what a test, or a user, can wait on instead of sleeping. Each finished cycle is then visible
+/// in `last-cycle.json`.
+pub const READY_FILE: &str = "watch-ready";
+
+fn mark_ready(state_dir: &Path) {
+    let written = crate::files::ensure_private_dir(state_dir).and_then(|()| {
+        crate::files::write_atomic(
+            &state_dir.join(READY_FILE),
+            format!("{}\n", std::process::id()).as_bytes(),
+            0o600,
+        )
+    });
+    if let Err(e) = written {
+        crate::log::warn(&format!("cannot record that the watcher is ready: {e}"));
     }
 }
 
