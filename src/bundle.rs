@@ -23,7 +23,7 @@ use std::path::Path;
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
 
 const HEADER: &str = "fleetkey-bundle 1";
@@ -61,7 +61,7 @@ impl Bundle {
     /// Parses the plaintext form; `path` names the bundle in errors.
     fn parse(text: &str, path: &Path) -> Result<Bundle> {
         let bad = |what: &str| {
-            Error::Refused(format!(
+            Error::refused(format!(
                 "{} is not a fleetkey bundle ({what})",
                 path.display()
             ))
@@ -117,14 +117,14 @@ impl Bundle {
         let mut out = Vec::new();
         let armor =
             age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-                .map_err(|e| Error::Encrypt(e.into()))?;
+                .map_err(|e| ErrorKind::Encrypt(e.into()))?;
         let mut w = encryptor
             .wrap_output(armor)
-            .map_err(|e| Error::Encrypt(e.into()))?;
+            .map_err(|e| ErrorKind::Encrypt(e.into()))?;
         w.write_all(self.to_text().as_bytes())
             .and_then(|()| w.finish())
             .and_then(|a| a.finish())
-            .map_err(|e| Error::Encrypt(e.into()))?;
+            .map_err(|e| ErrorKind::Encrypt(e.into()))?;
         crate::files::create_new_private(path, &out)
     }
 
@@ -132,7 +132,7 @@ impl Bundle {
     pub fn read(path: &Path, passphrase: SecretString) -> Result<Bundle> {
         let ciphertext = crate::files::read_limited(path, BUNDLE_LIMIT)?;
         let wrong = || {
-            Error::Refused(format!(
+            ErrorKind::Refused(format!(
                 "cannot open the bundle {}: wrong passphrase, or the file is damaged or truncated",
                 path.display()
             ))
@@ -141,10 +141,11 @@ impl Bundle {
             age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&ciphertext[..]))
                 .map_err(|_| wrong())?;
         if !decryptor.is_scrypt() {
-            return Err(Error::Refused(format!(
+            return Err(ErrorKind::Refused(format!(
                 "{} is not a passphrase-encrypted bundle",
                 path.display()
-            )));
+            ))
+            .into());
         }
         let identity = age::scrypt::Identity::new(passphrase);
         let mut reader = decryptor
@@ -163,13 +164,12 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
     if let Some(file) = file {
         let bytes = Zeroizing::new(crate::files::read_limited(file, 4096)?);
         let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::Refused(format!("{} is not UTF-8 text", file.display())))?;
+            .map_err(|_| ErrorKind::Refused(format!("{} is not UTF-8 text", file.display())))?;
         let line = text.lines().next().unwrap_or("");
         if line.is_empty() {
-            return Err(Error::Refused(format!(
-                "{} holds no passphrase",
-                file.display()
-            )));
+            return Err(
+                ErrorKind::Refused(format!("{} holds no passphrase", file.display())).into(),
+            );
         }
         return Ok(SecretString::from(line.to_string()));
     }
@@ -179,7 +179,7 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
             .map_err(Error::io("cannot prompt on", tty))?,
     );
     if first.is_empty() {
-        return Err(Error::Refused("an empty passphrase is not allowed".into()));
+        return Err(ErrorKind::Refused("an empty passphrase is not allowed".into()).into());
     }
     if confirm {
         let again = Zeroizing::new(
@@ -187,7 +187,7 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
                 .map_err(Error::io("cannot prompt on", tty))?,
         );
         if *again != *first {
-            return Err(Error::Refused("the passphrases differ".into()));
+            return Err(ErrorKind::Refused("the passphrases differ".into()).into());
         }
     }
     Ok(SecretString::from(first.to_string()))

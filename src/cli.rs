@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::secrets::ExportFormat;
 use crate::config::Backend;
+use crate::secrets::ExportFormat;
 
 /// Keeps a fleet of personal machines in step through a git forge: dotfiles, age-encrypted
 /// secrets and SSH access.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 
 /// Largest configuration file fleetkey reads.
@@ -55,12 +55,13 @@ impl MachineConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<MachineConfig> {
         if !path.exists() {
-            return Err(Error::NotInitialized {
+            return Err(ErrorKind::NotInitialized {
                 path: path.to_path_buf(),
-            });
+            }
+            .into());
         }
         let cfg: MachineConfig = parse_toml(path)?;
-        crate::roster::check_name(&cfg.name).map_err(|_| Error::ConfigValue {
+        crate::roster::check_name(&cfg.name).map_err(|_| ErrorKind::ConfigValue {
             path: path.to_path_buf(),
             key: "name".into(),
             problem: "not a valid machine name ([a-z0-9][a-z0-9-]{0,62})".into(),
@@ -183,7 +184,7 @@ impl FleetConfig {
             ("sync.settle", &self.sync.settle),
             ("sync.poll", &self.sync.poll),
         ] {
-            parse_duration(value).map_err(|problem| Error::ConfigValue {
+            parse_duration(value).map_err(|problem| ErrorKind::ConfigValue {
                 path: path.to_path_buf(),
                 key: key.into(),
                 problem,
@@ -196,11 +197,12 @@ impl FleetConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
         {
-            return Err(Error::ConfigValue {
+            return Err(ErrorKind::ConfigValue {
                 path: path.to_path_buf(),
                 key: "sync.branch".into(),
                 problem: "not a plain branch name".into(),
-            });
+            }
+            .into());
         }
         Ok(())
     }
@@ -219,13 +221,23 @@ impl FleetConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("fleet config serializes")
     }
+
+    /// fleet.toml as `init` writes it: a comment line, then [`FleetConfig::to_toml`].
+    pub fn file_text(&self) -> String {
+        format!(
+            "# fleetkey: what this fleet syncs and how. Unknown keys are an error.\n{}",
+            self.to_toml()
+        )
+    }
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = files::read_text(path, CONFIG_LIMIT)?;
-    toml::from_str(&text).map_err(|e| Error::Config {
-        path: path.to_path_buf(),
-        source: Box::new(e),
+    toml::from_str(&text).map_err(|e| {
+        Error::from(ErrorKind::Config {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     })
 }
 

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 /// Exit code for a forge that could not be reached (`EX_TEMPFAIL`): local work is kept.
 pub const EXIT_TEMPFAIL: i32 = 75;
 
-/// Everything that can stop a fleetkey command.
+/// What went wrong: every kind of error that can stop a fleetkey command. Callers branch on
+/// this (through [`Error::kind`]); a hint added to an [`Error`] never hides it.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum ErrorKind {
     /// A file or directory operation failed.
     #[error("{action} {path}")]
     Io {
@@ -163,74 +164,139 @@ pub enum Error {
     Refused(String),
     /// The authorized_keys merge or a keys file was refused.
     #[error(transparent)]
-    AuthorizedKeys(#[from] crate::authorized_keys::Error),
-    /// An error with a hint line appended.
-    #[error("{error}")]
-    Hinted {
-        /// The underlying error.
-        #[source]
-        error: Box<Error>,
-        /// The "try this" line.
-        hint: String,
-    },
+    AuthorizedKeys(crate::authorized_keys::Error),
+}
+
+/// An error as a command ends with it: its [`ErrorKind`] and, beside it, an optional "try
+/// this" line. Adding a hint never changes the kind, so `match err.kind()` keeps working.
+pub struct Error {
+    kind: Box<ErrorKind>,
+    hint: Option<String>,
 }
 
 impl Error {
     /// Wraps an I/O error with what was being done and to which path.
     pub fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
         let path = path.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
+        move |source| {
+            ErrorKind::Io {
+                action,
+                path,
+                source,
+            }
+            .into()
         }
     }
 
     /// Wraps a git2 error with what was being done.
     pub fn git(context: impl Into<String>) -> impl FnOnce(git2::Error) -> Error {
         let context = context.into();
-        move |source| Error::Git { context, source }
+        move |source| ErrorKind::Git { context, source }.into()
     }
 
-    /// Adds a "try this" line.
-    pub fn hint(self, hint: impl Into<String>) -> Error {
-        Error::Hinted {
-            error: Box::new(self),
-            hint: hint.into(),
-        }
+    /// A refusal of what the user asked, in words that say why.
+    pub fn refused(message: impl Into<String>) -> Error {
+        ErrorKind::Refused(message.into()).into()
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// Sets the "try this" line, replacing any earlier one.
+    pub fn hint(mut self, hint: impl Into<String>) -> Error {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Whether the forge could not be reached (local work is kept; retry later).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(*self.kind, ErrorKind::ForgeUnreachable { .. })
+    }
+
+    /// Whether a file operation failed because the file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(&*self.kind, ErrorKind::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
     /// The process exit code this error ends with.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::ForgeUnreachable { .. } => EXIT_TEMPFAIL,
-            Error::Hinted { error, .. } => error.exit_code(),
+        match *self.kind {
+            ErrorKind::ForgeUnreachable { .. } => EXIT_TEMPFAIL,
             _ => 1,
         }
     }
 
     /// The hint, if any, and otherwise the built-in advice for this kind of error.
     pub fn advice(&self) -> Option<String> {
+        self.hint.clone().or_else(|| self.kind.advice())
+    }
+}
+
+impl ErrorKind {
+    /// This error with a "try this" line.
+    pub fn hint(self, hint: impl Into<String>) -> Error {
+        Error::from(self).hint(hint)
+    }
+
+    /// The built-in advice for this kind of error.
+    fn advice(&self) -> Option<String> {
         match self {
-            Error::Hinted { hint, .. } => Some(hint.clone()),
-            Error::AuthorizedKeys(e) => Some(e.hint().to_string()),
-            Error::NotInitialized { .. } => Some(
+            ErrorKind::AuthorizedKeys(e) => Some(e.hint().to_string()),
+            ErrorKind::NotInitialized { .. } => Some(
                 "run `fleetkey init` to start a fleet, or `fleetkey enroll NAME --remote URL` to join one"
                     .into(),
             ),
-            Error::InsecurePermissions { path, .. } => {
+            ErrorKind::InsecurePermissions { path, .. } => {
                 Some(format!("run `chmod go-rwx {}`", path.display()))
             }
-            Error::Locked { .. } => Some("wait for it to finish and try again".into()),
-            Error::Decrypt { .. } => Some(
+            ErrorKind::Locked { .. } => Some("wait for it to finish and try again".into()),
+            ErrorKind::Decrypt { .. } => Some(
                 "check that this machine is approved and its identity (~/.config/fleetkey/identity.txt) is the one in keys/"
                     .into(),
             ),
-            Error::ForgeUnreachable { stderr, .. } => {
+            ErrorKind::ForgeUnreachable { stderr, .. } => {
                 Some(format!("git said: {}", stderr.trim()))
             }
             _ => None,
         }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error {
+            kind: Box::new(kind),
+            hint: None,
+        }
+    }
+}
+
+impl From<crate::authorized_keys::Error> for Error {
+    fn from(e: crate::authorized_keys::Error) -> Error {
+        ErrorKind::AuthorizedKeys(e).into()
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("hint", &self.hint)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.kind.source()
     }
 }
 

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Writes `bytes` to `path` atomically with permission bits `mode`.
 ///
@@ -42,10 +42,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Ok(meta) = fs::symlink_metadata(path)
         && meta.file_type().is_symlink()
     {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{} is a symbolic link; refusing to write a private file through it",
             path.display()
-        )));
+        ))
+        .into());
     }
     write_atomic(path, bytes, 0o600)
 }
@@ -87,10 +88,11 @@ pub fn check_private(path: &Path) -> Result<()> {
     let mode = meta.permissions().mode() & 0o7777;
     let uid = rustix::process::geteuid().as_raw();
     if mode & 0o077 != 0 || meta.uid() != uid {
-        return Err(Error::InsecurePermissions {
+        return Err(ErrorKind::InsecurePermissions {
             path: path.to_path_buf(),
             mode,
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -112,7 +114,7 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
 }
 
 fn too_large(path: &Path, limit: u64) -> Error {
-    Error::Refused(format!(
+    Error::refused(format!(
         "{} is larger than {limit} bytes; refusing to read it",
         path.display()
     ))
@@ -122,7 +124,7 @@ fn too_large(path: &Path, limit: u64) -> Error {
 pub fn read_text(path: &Path, limit: u64) -> Result<String> {
     let bytes = read_limited(path, limit)?;
     String::from_utf8(bytes)
-        .map_err(|_| Error::Refused(format!("{} is not UTF-8 text", path.display())))
+        .map_err(|_| Error::refused(format!("{} is not UTF-8 text", path.display())))
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -187,7 +189,10 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let err = check_private(&path).unwrap_err();
         assert!(
-            matches!(err, Error::InsecurePermissions { mode: 0o640, .. }),
+            matches!(
+                err.kind(),
+                ErrorKind::InsecurePermissions { mode: 0o640, .. }
+            ),
             "{err}"
         );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();

@@ -1,15 +1,16 @@
 //! This machine as a member of its fleet: its paths, its config, its keys and its clone, loaded
 //! once per command.
 //!
-//! Owns: the order in which a command that changes the fleet works: take the lock, change files,
-//! commit them together, push. Offline, the commit stays and the command exits 75.
+//! Owns: loading this machine's setup (paths, config.toml), its identities, the decrypted
+//! secrets and the cycle lock. Must never: talk to the forge or write into `$HOME` (that is
+//! [`crate::sync`]'s job, a layer above).
 
 use std::time::Duration;
 
 use crate::config::{FleetConfig, MachineConfig};
 use crate::envfile::EnvFile;
 use crate::error::Result;
-use crate::forge::{self, PushOutcome};
+use crate::forge;
 use crate::identity::Identity;
 use crate::lock::Lock;
 use crate::paths::Paths;
@@ -84,14 +85,5 @@ impl Machine {
         forge::record_children_in(self.paths.state_dir.join("git-child"));
         forge::reap_orphan();
         Ok(lock)
-    }
-
-    /// Pushes the clone's branch to the forge. When the forge has moved on, its commits are
-    /// fetched and integrated by one sync cycle, which pushes again.
-    pub fn publish(&self, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
-        match forge::push(repo.root(), &self.config.remote, &fleet.sync.branch)? {
-            PushOutcome::Pushed => Ok(()),
-            PushOutcome::Rejected => crate::sync::integrate_and_push(self, repo, fleet),
-        }
     }
 }

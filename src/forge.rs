@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 
 /// What a push did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub fn record_children_in(path: PathBuf) {
 fn run(mut cmd: Command) -> Result<(String, Output)> {
     let line = describe(&cmd);
     crate::log::debug(&format!("running {line}"));
-    let spawn_err = |source| Error::Spawn {
+    let spawn_err = |source| ErrorKind::Spawn {
         program: "git".into(),
         source,
     };
@@ -186,10 +186,11 @@ pub fn clone(url: &str, dest: &Path, branch: Option<&str>) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::ForgeUnreachable {
+        Err(ErrorKind::ForgeUnreachable {
             remote: url.into(),
             stderr: stderr_of(&out),
-        })
+        }
+        .into())
     }
 }
 
@@ -207,15 +208,16 @@ pub fn fetch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::ForgeUnreachable {
+        Err(ErrorKind::ForgeUnreachable {
             remote: remote.into(),
             stderr: stderr_of(&out),
-        })
+        }
+        .into())
     }
 }
 
 /// Pushes the local `branch` to `origin`. A rejection (the forge moved on) is
-/// [`PushOutcome::Rejected`], never success; any other failure is [`Error::ForgeUnreachable`].
+/// [`PushOutcome::Rejected`], never success; any other failure is [`ErrorKind::ForgeUnreachable`].
 pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
     let mut cmd = git(Some(repo));
     cmd.args([
@@ -238,10 +240,11 @@ pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
     if out.status.success() && !flags.is_empty() {
         return Ok(PushOutcome::Pushed);
     }
-    Err(Error::ForgeUnreachable {
+    Err(ErrorKind::ForgeUnreachable {
         remote: remote.into(),
         stderr: stderr_of(&out),
-    })
+    }
+    .into())
 }
 
 /// The commit `branch` points to on the forge, without fetching (`git ls-remote`): `None` when
@@ -251,10 +254,11 @@ pub fn remote_head(url: &str, branch: &str) -> Result<Option<String>> {
     cmd.args(["ls-remote", "--", url, &format!("refs/heads/{branch}")]);
     let (_, out) = run(cmd)?;
     if !out.status.success() {
-        return Err(Error::ForgeUnreachable {
+        return Err(ErrorKind::ForgeUnreachable {
             remote: url.into(),
             stderr: stderr_of(&out),
-        });
+        }
+        .into());
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -268,10 +272,11 @@ pub fn has_any_branch(url: &str) -> Result<bool> {
     cmd.args(["ls-remote", "--heads", "--", url]);
     let (_, out) = run(cmd)?;
     if !out.status.success() {
-        return Err(Error::ForgeUnreachable {
+        return Err(ErrorKind::ForgeUnreachable {
             remote: url.into(),
             stderr: stderr_of(&out),
-        });
+        }
+        .into());
     }
     Ok(!out.stdout.is_empty())
 }

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 
 /// Largest identity file fleetkey reads.
@@ -60,21 +60,24 @@ impl Identity {
             }
             return age::x25519::Identity::from_str(line)
                 .map(|inner| Identity { inner })
-                .map_err(|_| Error::BadIdentity {
-                    path: path.to_path_buf(),
-                    line: i + 1,
+                .map_err(|_| {
+                    Error::from(ErrorKind::BadIdentity {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                    })
                 });
         }
-        Err(Error::BadIdentity {
+        Err(ErrorKind::BadIdentity {
             path: path.to_path_buf(),
             line: 0,
-        })
+        }
+        .into())
     }
 
     /// Loads the identity at `path`, refusing it (and its directory) when others can read it.
     pub fn load(path: &Path) -> Result<Identity> {
         if !path.exists() {
-            return Err(Error::Io {
+            return Err(ErrorKind::Io {
                 action: "cannot read the identity",
                 path: path.to_path_buf(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -86,7 +89,7 @@ impl Identity {
             files::check_private(dir)?;
         }
         let bytes = Zeroizing::new(files::read_limited(path, IDENTITY_LIMIT)?);
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::BadIdentity {
+        let text = std::str::from_utf8(&bytes).map_err(|_| ErrorKind::BadIdentity {
             path: path.to_path_buf(),
             line: 0,
         })?;
@@ -100,19 +103,16 @@ impl Identity {
         }
         files::create_new_private(path, self.to_file_text(created).as_bytes())
     }
-
-    /// Replaces the identity file at `path` atomically (rotation only).
-    pub fn replace(&self, path: &Path, created: &str) -> Result<()> {
-        files::write_private(path, self.to_file_text(created).as_bytes())
-    }
 }
 
 /// Parses an age recipient, naming the file and line on error.
 pub fn parse_recipient(text: &str, path: &Path, line: usize) -> Result<age::x25519::Recipient> {
-    age::x25519::Recipient::from_str(text.trim()).map_err(|_| Error::BadRoster {
-        path: path.to_path_buf(),
-        line,
-        problem: "not an age recipient (age1…)".into(),
+    age::x25519::Recipient::from_str(text.trim()).map_err(|_| {
+        Error::from(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line,
+            problem: "not an age recipient (age1…)".into(),
+        })
     })
 }
 
@@ -137,12 +137,12 @@ pub fn ensure_ssh_key(ssh_dir: &Path, comment: &str) -> Result<SshKey> {
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or_else(|| Error::BadRoster {
+            .ok_or_else(|| ErrorKind::BadRoster {
                 path: public_path.clone(),
                 line: 1,
                 problem: "no public key in the file".into(),
             })?;
-        ssh_key::PublicKey::from_openssh(line).map_err(|_| Error::BadRoster {
+        ssh_key::PublicKey::from_openssh(line).map_err(|_| ErrorKind::BadRoster {
             path: public_path.clone(),
             line: 1,
             problem: "not an OpenSSH public key".into(),
@@ -154,10 +154,11 @@ pub fn ensure_ssh_key(ssh_dir: &Path, comment: &str) -> Result<SshKey> {
         });
     }
     if private_path.exists() {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{} exists without its .pub file; restore it with `ssh-keygen -y -f {0} > {0}.pub`",
             private_path.display()
-        )));
+        ))
+        .into());
     }
     files::ensure_private_dir(ssh_dir)?;
     let (private, public_line) = new_ssh_keypair(comment)?;
@@ -174,9 +175,9 @@ pub fn ensure_ssh_key(ssh_dir: &Path, comment: &str) -> Result<SshKey> {
 /// OpenSSH format (zeroized on drop) and the public key line.
 pub fn new_ssh_keypair(comment: &str) -> Result<(Zeroizing<String>, String)> {
     let mut key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-        .map_err(|e| Error::Refused(format!("cannot make an SSH key: {e}")))?;
+        .map_err(|e| ErrorKind::Refused(format!("cannot make an SSH key: {e}")))?;
     key.set_comment(comment);
-    let encode = |e: ssh_key::Error| Error::Refused(format!("cannot encode the SSH key: {e}"));
+    let encode = |e: ssh_key::Error| ErrorKind::Refused(format!("cannot encode the SSH key: {e}"));
     let private = key.to_openssh(ssh_key::LineEnding::LF).map_err(encode)?;
     let public = key.public_key().to_openssh().map_err(encode)?;
     Ok((private, public))
@@ -222,7 +223,10 @@ mod tests {
         Identity::load(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = Identity::load(&path).err().unwrap();
-        assert!(matches!(err, Error::InsecurePermissions { .. }), "{err}");
+        assert!(
+            matches!(err.kind(), ErrorKind::InsecurePermissions { .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,35 +1,48 @@
 //! fleetkey keeps a fleet of personal machines in step through a git forge: a managed list of
 //! dotfiles, one age-encrypted secrets file, and the fleet's SSH keys in every authorized_keys.
 //!
-//! The binary is a thin shell over [`run`]; each module owns one concern.
+//! The binary is a thin shell over [`run`]; each module owns one concern, and data flows one
+//! way: config and roster → secrets, authorized_keys, the clone → the sync cycle → the agents
+//! → the commands. The map of the code, module by module, is in the README ("Map of the code").
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod agents;
-pub mod authorized_keys;
-pub mod bundle;
-pub mod child;
-pub mod cli;
-pub mod clock;
-pub mod commands;
-pub mod config;
-pub mod envfile;
-pub mod error;
-pub mod exposure;
-pub mod fault;
-pub mod files;
-pub mod fleet;
-pub mod forge;
+// Layers point one way: each module uses only those listed above it, and nothing below
+// `commands` imports it.
+//
+// The base: where things are, how they are written, what can go wrong.
+pub(crate) mod child;
+pub(crate) mod clock;
+pub(crate) mod error;
+pub(crate) mod fault;
+pub(crate) mod files;
 pub mod harden;
-pub mod identity;
-pub mod lock;
-pub mod log;
-pub mod paths;
-pub mod repo;
-pub mod roster;
-pub mod secrets;
-pub mod sync;
+pub(crate) mod lock;
+pub(crate) mod log;
+pub(crate) mod output;
+pub(crate) mod paths;
+// The fleet's data: settings, keys and the roster, the secrets and their grammar, the
+// authorized_keys merge, the clone.
+pub(crate) mod authorized_keys;
+pub(crate) mod bundle;
+pub(crate) mod config;
+pub(crate) mod envfile;
+pub(crate) mod exposure;
+pub(crate) mod forge;
+pub(crate) mod identity;
+pub(crate) mod repo;
+pub(crate) mod roster;
+pub(crate) mod secrets;
+// This machine as a member, and its setup.
+pub(crate) mod fleet;
+pub(crate) mod setup;
+// The sync cycle (capture, exchange with the forge, apply), then the background agents.
+pub(crate) mod agents;
+pub(crate) mod sync;
+// The top: the command line and one module per command.
+pub(crate) mod cli;
+pub(crate) mod commands;
 
 pub use error::{Error, Result};
 
@@ -129,10 +142,6 @@ fn dispatch(args: Args) -> Result<i32> {
 fn report(e: &Error) {
     let mut text = format!("fleetkey: error: {e}\n");
     let mut source = std::error::Error::source(e);
-    // A hinted error's own message repeats its inner error; skip that first level.
-    if let Error::Hinted { .. } = e {
-        source = source.and_then(std::error::Error::source);
-    }
     while let Some(cause) = source {
         text.push_str(&format!("  caused by: {cause}\n"));
         source = cause.source();

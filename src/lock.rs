@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// A held lock; released on drop.
 pub struct Lock {
@@ -35,9 +35,10 @@ impl Lock {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(TryLockError::WouldBlock) => {
-                    return Err(Error::Locked {
+                    return Err(ErrorKind::Locked {
                         path: path.to_path_buf(),
-                    });
+                    }
+                    .into());
                 }
                 Err(TryLockError::Error(e)) => return Err(Error::io("cannot lock", path)(e)),
             }
@@ -57,7 +58,7 @@ mod tests {
         let err = Lock::acquire(&path, Duration::from_millis(100))
             .err()
             .unwrap();
-        assert!(matches!(err, Error::Locked { .. }));
+        assert!(matches!(err.kind(), ErrorKind::Locked { .. }));
         drop(first);
         Lock::acquire(&path, Duration::ZERO).unwrap();
     }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 
 /// The directories and files fleetkey uses on this machine.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ impl Paths {
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
-            .ok_or_else(|| Error::Refused("HOME is not set".into()))?;
+            .ok_or_else(|| ErrorKind::Refused("HOME is not set".into()))?;
         let xdg = |var: &str, default: &str| {
             std::env::var_os(var)
                 .map(PathBuf::from)

@@ -15,9 +15,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::identity::parse_recipient;
+
+/// The header of a new keys/revoked file.
+pub const REVOKED_HEADER: &str = "# Revoked age recipients and SSH keys, one per line, each followed by a\n# \"# NAME DATE REASON\" line. fleetkey removes these keys from every authorized_keys.\n";
 
 /// Largest key file fleetkey reads.
 const KEY_FILE_LIMIT: u64 = 1 << 20;
@@ -34,7 +37,7 @@ pub fn check_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadName { name: name.into() })
+        Err(ErrorKind::BadName { name: name.into() }.into())
     }
 }
 
@@ -207,7 +210,7 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
             continue;
         };
         let path = entry.path();
-        check_name(name).map_err(|_| Error::BadRoster {
+        check_name(name).map_err(|_| ErrorKind::BadRoster {
             path: path.clone(),
             line: 0,
             problem: "the file name is not NAME.age.pub or NAME.ssh.pub with a valid machine name"
@@ -227,11 +230,12 @@ fn load_members(dir: &Path) -> Result<Vec<Member>> {
     let mut out = Vec::new();
     for (name, files) in member_files(dir)? {
         let Some(age_path) = files.age else {
-            return Err(Error::BadRoster {
+            return Err(ErrorKind::BadRoster {
                 path: dir.join(format!("{name}.age.pub")),
                 line: 0,
                 problem: format!("{name} has an SSH key but no age recipient file"),
-            });
+            }
+            .into());
         };
         let recipient = read_recipient(&age_path)?;
         let ssh_keys = match files.ssh {
@@ -256,18 +260,21 @@ fn read_recipient(path: &Path) -> Result<age::x25519::Recipient> {
             continue;
         }
         if found.is_some() {
-            return Err(Error::BadRoster {
+            return Err(ErrorKind::BadRoster {
                 path: path.to_path_buf(),
                 line: i + 1,
                 problem: "more than one recipient; a machine has exactly one".into(),
-            });
+            }
+            .into());
         }
         found = Some(parse_recipient(line, path, i + 1)?);
     }
-    found.ok_or_else(|| Error::BadRoster {
-        path: path.to_path_buf(),
-        line: 0,
-        problem: "no recipient in the file".into(),
+    found.ok_or_else(|| {
+        Error::from(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: 0,
+            problem: "no recipient in the file".into(),
+        })
     })
 }
 
@@ -285,17 +292,19 @@ pub fn parse_ssh_keys(text: &str, path: &Path) -> Result<Vec<ssh_key::PublicKey>
 fn parse_ssh_line(line: &str, path: &Path, line_no: usize) -> Result<ssh_key::PublicKey> {
     match crate::authorized_keys::parse_public_keys(line, path) {
         Ok(mut keys) if keys.len() == 1 => Ok(keys.remove(0)),
-        Ok(_) => Err(Error::BadRoster {
+        Ok(_) => Err(ErrorKind::BadRoster {
             path: path.to_path_buf(),
             line: line_no,
             problem: "not an OpenSSH public key (TYPE BASE64 [COMMENT])".into(),
-        }),
+        }
+        .into()),
         Err(crate::authorized_keys::Error::InvalidKeyLine { problem, .. }) => {
-            Err(Error::BadRoster {
+            Err(ErrorKind::BadRoster {
                 path: path.to_path_buf(),
                 line: line_no,
                 problem: format!("not an OpenSSH public key: {problem}"),
-            })
+            }
+            .into())
         }
         Err(e) => Err(e.into()),
     }
@@ -304,7 +313,7 @@ fn parse_ssh_line(line: &str, path: &Path, line_no: usize) -> Result<ssh_key::Pu
 fn load_revoked(path: &Path) -> Result<Vec<Revoked>> {
     let text = match files::read_text(path, KEY_FILE_LIMIT) {
         Ok(t) => t,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Ok(Vec::new());
         }
         Err(e) => return Err(e),

@@ -11,10 +11,19 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::envfile::EnvFile;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::identity::Identity;
 use crate::roster::{self, Roster};
+
+/// The output format of `secrets export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// POSIX shell assignments that `set -a; . FILE` reads back exactly.
+    Env,
+    /// One JSON object.
+    Json,
+}
 
 /// The ciphertext, relative to the repo root.
 pub const CIPHERTEXT: &str = "secrets.env.age";
@@ -42,16 +51,17 @@ impl Sealer {
     /// Starts wrapping a fresh file key for `recipients` (in that order).
     pub fn start(recipients: Vec<age::x25519::Recipient>) -> Result<Sealer> {
         if recipients.is_empty() {
-            return Err(Error::Refused(
+            return Err(ErrorKind::Refused(
                 "the fleet has no active machine to encrypt the secrets to".into(),
-            ));
+            )
+            .into());
         }
         let prepared = std::thread::spawn(move || {
             let fanout = Fanout {
                 recipients: &recipients,
             };
             age::Encryptor::with_recipients(std::iter::once(&fanout as &dyn age::Recipient))
-                .map_err(Error::Encrypt)
+                .map_err(|e| Error::from(ErrorKind::Encrypt(e)))
         });
         Ok(Sealer { prepared })
     }
@@ -79,15 +89,15 @@ impl Sealer {
         let mut out = Vec::with_capacity(plaintext.len() * 4 / 3 + 16_384);
         let armor =
             age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-                .map_err(|e| Error::Encrypt(e.into()))?;
+                .map_err(|e| ErrorKind::Encrypt(e.into()))?;
         let mut writer = encryptor
             .wrap_output(armor)
-            .map_err(|e| Error::Encrypt(e.into()))?;
+            .map_err(|e| ErrorKind::Encrypt(e.into()))?;
         writer
             .write_all(plaintext)
             .and_then(|()| writer.finish())
             .and_then(|armor| armor.finish())
-            .map_err(|e| Error::Encrypt(e.into()))?;
+            .map_err(|e| ErrorKind::Encrypt(e.into()))?;
         Ok(out)
     }
 }
@@ -200,7 +210,7 @@ pub fn decrypt_hinted(
         identity: identity.as_age(),
         hint,
     };
-    let err = |source| Error::Decrypt {
+    let err = |source| ErrorKind::Decrypt {
         path: path.to_path_buf(),
         source,
     };
@@ -344,9 +354,7 @@ impl SecretsFile {
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(str::to_string)
                 .collect()),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Vec::new())
-            }
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
@@ -355,14 +363,16 @@ impl SecretsFile {
 /// Parses decrypted bytes as a secrets file; `path` names the ciphertext in errors.
 pub fn parse_plaintext(plaintext: &[u8], path: &Path) -> Result<EnvFile> {
     let text = std::str::from_utf8(plaintext).map_err(|_| {
-        Error::Secret(format!(
+        ErrorKind::Secret(format!(
             "{} decrypts to text that is not UTF-8",
             path.display()
         ))
     })?;
-    crate::envfile::parse(text).map_err(|source| Error::SecretsGrammar {
-        path: path.to_path_buf(),
-        source,
+    crate::envfile::parse(text).map_err(|source| {
+        Error::from(ErrorKind::SecretsGrammar {
+            path: path.to_path_buf(),
+            source,
+        })
     })
 }
 
@@ -376,9 +386,9 @@ pub fn check_key(key: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Secret(format!(
+        Err(ErrorKind::Secret(format!(
             "{key:?} is not a valid secret name: use letters, digits and '_', not starting with a digit"
-        )))
+        )).into())
     }
 }
 
@@ -398,8 +408,8 @@ mod tests {
         }
         let err = decrypt(&ct, &outsider, Path::new("s")).err().unwrap();
         assert!(matches!(
-            err,
-            Error::Decrypt {
+            err.kind(),
+            ErrorKind::Decrypt {
                 source: age::DecryptError::NoMatchingKeys,
                 ..
             }

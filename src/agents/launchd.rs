@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Agent, AgentFile, Cmd, RenderInput, Step, fill};
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 
 const WATCH: &str = include_str!("../../launchd/dev.fleetkey.watch.plist");
 const PULL: &str = include_str!("../../launchd/dev.fleetkey.pull.plist");
@@ -84,9 +84,10 @@ pub(crate) fn xml_escape(value: &str) -> Result<String> {
             '\'' => out.push_str("&apos;"),
             '\t' | '\n' | '\r' => out.push(c),
             c if c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}' => {
-                return Err(Error::Refused(format!(
+                return Err(ErrorKind::Refused(format!(
                     "{value:?} holds a control character a launchd property list cannot hold"
-                )));
+                ))
+                .into());
             }
             c => out.push(c),
         }

@@ -26,12 +26,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::FleetConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files;
-use crate::fleet::Machine;
 use crate::paths::Paths;
 
-pub use runner::{RecordingRunner, RunOutput, Runner, SystemRunner, runner_from_env};
+pub use runner::{RunOutput, Runner, runner_from_env};
 
 /// The environment variable the agents' own processes carry: `watch` or `pull`.
 pub const AGENT_ENV: &str = "FLEETKEY_AGENT";
@@ -53,13 +52,13 @@ impl Platform {
         #[cfg(debug_assertions)]
         if let Ok(forced) = std::env::var("FLEETKEY_AGENTS_PLATFORM") {
             return Platform::from_name(&forced).ok_or_else(|| {
-                Error::Refused(format!(
+                Error::refused(format!(
                     "FLEETKEY_AGENTS_PLATFORM={forced:?}: use macos or linux"
                 ))
             });
         }
         Platform::from_name(std::env::consts::OS).ok_or_else(|| {
-            Error::Refused(format!(
+            ErrorKind::Refused(format!(
                 "background agents are supported on macOS and Linux, not {}",
                 std::env::consts::OS
             ))
@@ -235,10 +234,11 @@ pub fn render(platform: Platform, input: &RenderInput) -> Result<Vec<AgentFile>>
         .chain(input.xdg.iter().map(|(_, p)| p));
     for path in paths {
         if path.to_str().is_none() {
-            return Err(Error::Refused(format!(
+            return Err(ErrorKind::Refused(format!(
                 "{} is not UTF-8; the agents' files cannot name it",
                 path.display()
-            )));
+            ))
+            .into());
         }
     }
     let mut out = Vec::new();
@@ -280,14 +280,14 @@ fn fill(template: &str, values: &[(&str, &str)]) -> Result<String> {
         let after = &rest[start + 2..];
         let end = after
             .find("}}")
-            .ok_or_else(|| Error::Refused("an agent template has an unclosed {{".into()))?;
+            .ok_or_else(|| ErrorKind::Refused("an agent template has an unclosed {{".into()))?;
         let name = &after[..end];
         let value = values
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| *v)
             .ok_or_else(|| {
-                Error::Refused(format!(
+                ErrorKind::Refused(format!(
                     "an agent template uses an unknown value {{{{{name}}}}}"
                 ))
             })?;
@@ -358,10 +358,9 @@ fn run_step(step: &Step, runner: &dyn Runner) -> Result<()> {
         Step::Run(cmd) => {
             let out = cmd.run(runner)?;
             if !out.success {
-                return Err(Error::Refused(format!(
-                    "`{cmd}` failed: {}",
-                    out.stderr.trim()
-                )));
+                return Err(
+                    ErrorKind::Refused(format!("`{cmd}` failed: {}", out.stderr.trim())).into(),
+                );
             }
         }
         Step::Try(cmd) => {
@@ -379,10 +378,11 @@ fn run_step(step: &Step, runner: &dyn Runner) -> Result<()> {
                     std::thread::sleep(WAIT_PAUSE);
                 }
             }
-            return Err(Error::Refused(format!(
+            return Err(ErrorKind::Refused(format!(
                 "`{cmd}` still succeeds {} s after the agent was stopped",
                 (WAIT_PAUSE * WAIT_TRIES).as_secs()
-            )));
+            ))
+            .into());
         }
     }
     Ok(())
@@ -607,9 +607,9 @@ fn reload_hint(setup: &Setup<'_>) -> String {
 /// changed. Agents the user has not installed stay uninstalled. On macOS an agent does not
 /// reload itself (launchd would kill it half way): the report lists it as deferred, and the
 /// next call from another process (the other agent, or `fleetkey agents install`) reloads it.
-pub fn install_if_changed(machine: &Machine, fleet: &FleetConfig) -> Result<InstallReport> {
+pub fn install_if_changed(paths: &Paths, fleet: &FleetConfig) -> Result<InstallReport> {
     let runner = runner_from_env()?;
-    let setup = Setup::new(&machine.paths, fleet, runner.as_ref())?;
+    let setup = Setup::new(paths, fleet, runner.as_ref())?;
     install(&setup, Scope::Installed, false)
 }
 

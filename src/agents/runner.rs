@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// What a platform command did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -55,7 +55,7 @@ impl Runner for SystemRunner {
                 &args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
             )
         ));
-        let out = cmd.output().map_err(|source| Error::Spawn {
+        let out = cmd.output().map_err(|source| ErrorKind::Spawn {
             program: program.into(),
             source,
         })?;
@@ -82,6 +82,7 @@ pub struct RecordingRunner {
 
 impl RecordingRunner {
     /// A recorder that keeps the command lines in memory.
+    #[cfg(test)]
     pub fn new() -> RecordingRunner {
         RecordingRunner::default()
     }
@@ -95,17 +96,20 @@ impl RecordingRunner {
     }
 
     /// Makes commands whose line starts with `prefix` fail.
+    #[cfg(test)]
     pub fn failing(mut self, prefix: &str) -> RecordingRunner {
         self.failing.push(prefix.to_string());
         self
     }
 
     /// The command lines recorded so far.
+    #[cfg(test)]
     pub fn commands(&self) -> Vec<String> {
         self.lines.lock().expect("recorder lock").clone()
     }
 
     /// Forgets the command lines recorded so far.
+    #[cfg(test)]
     pub fn clear(&self) {
         self.lines.lock().expect("recorder lock").clear();
     }
@@ -156,9 +160,10 @@ pub fn runner_from_env() -> Result<Box<dyn Runner>> {
     if let Ok(spec) = std::env::var("FLEETKEY_AGENTS_RUNNER") {
         return match spec.strip_prefix("record:") {
             Some(file) if !file.is_empty() => Ok(Box::new(RecordingRunner::to_file(file.into()))),
-            _ => Err(Error::Refused(format!(
+            _ => Err(ErrorKind::Refused(format!(
                 "FLEETKEY_AGENTS_RUNNER={spec:?}: use record:FILE"
-            ))),
+            ))
+            .into()),
         };
     }
     Ok(Box::new(SystemRunner))

@@ -8,7 +8,7 @@
 //! control character) is refused rather than written.
 
 use super::{Agent, AgentFile, Cmd, RenderInput, Step, fill};
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 
 const WATCH_SERVICE: &str = include_str!("../../systemd/fleetkey-watch.service");
 const PULL_SERVICE: &str = include_str!("../../systemd/fleetkey-pull.service");
@@ -87,9 +87,10 @@ pub(crate) fn quote(value: &str, context: Context) -> Result<String> {
             '%' => out.push_str("%%"),
             '$' if context == Context::Argument => out.push_str("$$"),
             c if c.is_control() => {
-                return Err(Error::Refused(format!(
+                return Err(ErrorKind::Refused(format!(
                     "{value:?} holds a control character a systemd unit cannot hold"
-                )));
+                ))
+                .into());
             }
             c => out.push(c),
         }

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::agents::{self, Platform, RenderInput, Scope, Setup};
-use crate::commands::manual::write_stdout;
 use crate::config::{FleetConfig, MachineConfig};
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::files;
 use crate::fleet::LOCK_WAIT;
 use crate::lock::Lock;
+use crate::output::stdout as write_stdout;
 use crate::paths::Paths;
 
 /// This machine's paths and fleet.toml; the defaults when the machine is not set up, unless
@@ -21,7 +21,9 @@ fn load(required: bool) -> Result<(Paths, FleetConfig)> {
             let fleet = FleetConfig::load(&machine.repo)?;
             Ok((paths, fleet))
         }
-        Err(Error::NotInitialized { .. }) if !required => Ok((paths, FleetConfig::default())),
+        Err(e) if !required && matches!(e.kind(), ErrorKind::NotInitialized { .. }) => {
+            Ok((paths, FleetConfig::default()))
+        }
         Err(e) => Err(e),
     }
 }

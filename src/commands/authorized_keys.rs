@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::authorized_keys::{self, FleetKey, Merge, Roster};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::fleet::Machine;
 use crate::roster::SshRoster;
@@ -82,7 +82,7 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
     };
     if let Mode::Apply(path) = &mode {
         let merged = merge_into_file(&keys_dir, path)?;
-        report(&merged, path, false);
+        report(&merged, path, false)?;
         return Ok(0);
     }
     let (active, revoked) = fleet_keys(&keys_dir)?;
@@ -99,9 +99,10 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
                 .read_to_end(&mut input)
                 .map_err(Error::io("cannot read", Path::new("stdin")))?;
             if input.len() as u64 > INPUT_LIMIT {
-                return Err(Error::Refused(format!(
+                return Err(ErrorKind::Refused(format!(
                     "stdin is larger than {INPUT_LIMIT} bytes"
-                )));
+                ))
+                .into());
             }
             let merged = authorized_keys::merge(&input, &roster)?;
             warn(&merged);
@@ -123,7 +124,7 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
             let current = read_target(&path)?;
             let merged = authorized_keys::merge(&current, &roster)?;
             warn(&merged);
-            report(&merged, &path, true);
+            report(&merged, &path, true)?;
             Ok(if merged.changed() { 1 } else { 0 })
         }
     }
@@ -139,10 +140,11 @@ pub fn default_target() -> Result<PathBuf> {
 /// The current bytes of `path` (empty when missing); a symlink is refused.
 fn read_target(path: &Path) -> Result<Vec<u8>> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Refused(format!(
+        Ok(meta) if meta.file_type().is_symlink() => Err(ErrorKind::Refused(format!(
             "{} is a symbolic link; refusing to merge into it",
             path.display()
-        ))),
+        ))
+        .into()),
         Ok(_) => files::read_limited(path, INPUT_LIMIT),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io("cannot read", path)(e)),
@@ -158,7 +160,7 @@ fn warn(merged: &Merge) {
     }
 }
 
-fn report(merged: &Merge, path: &Path, dry_run: bool) {
+fn report(merged: &Merge, path: &Path, dry_run: bool) -> Result<()> {
     let mut out = String::new();
     let verb = if dry_run { "would " } else { "" };
     if !merged.changed() {
@@ -184,5 +186,5 @@ fn report(merged: &Merge, path: &Path, dry_run: bool) {
                 .unwrap_or_default()
         ));
     }
-    print!("{out}");
+    crate::output::stdout(out.as_bytes())
 }

@@ -1,6 +1,7 @@
 //! `fleetkey doctor`: each check this machine needs to pass, with a concrete fix for each that
 //! fails. Exit 1 when any check fails.
 
+use crate::output::outln;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -277,7 +278,7 @@ pub fn run() -> Result<i32> {
                 "FAIL"
             }
         };
-        println!("{tag}  {:<20} {}", c.what, c.detail);
+        outln!("{tag}  {:<20} {}", c.what, c.detail)?;
     }
     Ok(if failed { 1 } else { 0 })
 }

@@ -5,12 +5,12 @@
 //! back as HEAD has them, so one interrupted half-way is simply run again. A private key never
 //! leaves its machine, except inside a passphrase-encrypted bundle the user asked for.
 
+use crate::output::outln;
 use std::path::Path;
 
 use crate::bundle::{self, Bundle};
 use crate::clock;
-use crate::commands::init::{check_not_set_up, machine_keys, settle_in, staging_dir};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exposure;
 use crate::files;
 use crate::fleet::Machine;
@@ -20,7 +20,8 @@ use crate::paths::Paths;
 use crate::repo::FleetRepo;
 use crate::roster::{self, Member, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
-use crate::{config::FleetConfig, fault};
+use crate::setup::{check_not_set_up, machine_keys, settle_in, staging_dir};
+use crate::{config::FleetConfig, fault, sync};
 
 /// fleetkey's own files in the repo, restored from HEAD before a lifecycle command.
 const OWN_FILES: &[&str] = &["keys", CIPHERTEXT, RECIPIENTS];
@@ -37,12 +38,12 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     let roster = Roster::load(&root)?;
     if roster.active(name).is_some() || roster.pending(name).is_some() {
         return Err(
-            Error::Refused(format!("the name {name} is taken in this fleet"))
+            ErrorKind::Refused(format!("the name {name} is taken in this fleet"))
                 .hint("pick another name"),
         );
     }
     if roster.is_revoked_name(name) {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{name} was revoked from this fleet; a revoked name is not reused"
         ))
         .hint("pick another name"));
@@ -71,27 +72,27 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         PushOutcome::Pushed => {}
         PushOutcome::Rejected => {
             return Err(
-                Error::Refused(format!("the forge {remote} changed while enrolling"))
+                ErrorKind::Refused(format!("the forge {remote} changed while enrolling"))
                     .hint("run the same command again"),
             );
         }
     }
     drop(repo);
     settle_in(&paths, &root, name, fleet.backend, remote)?;
-    println!("fleetkey: {name} is enrolled and waits for approval.");
-    print_fingerprints(&identity.recipient().to_string(), &ssh.public_line);
+    outln!("fleetkey: {name} is enrolled and waits for approval.")?;
+    print_fingerprints(&identity.recipient().to_string(), &ssh.public_line)?;
     let fp = identity::ssh_fingerprint(&ssh.public_line).unwrap_or_default();
-    println!("On a machine already in the fleet, compare these out of band, then run:");
-    println!("  fleetkey approve {name} --fingerprint {fp}");
-    println!("and then here: fleetkey sync");
+    outln!("On a machine already in the fleet, compare these out of band, then run:")?;
+    outln!("  fleetkey approve {name} --fingerprint {fp}")?;
+    outln!("and then here: fleetkey sync")?;
     Ok(())
 }
 
-fn print_fingerprints(recipient: &str, ssh_line: &str) {
-    println!("  age recipient:   {recipient}");
+fn print_fingerprints(recipient: &str, ssh_line: &str) -> Result<()> {
+    outln!("  age recipient:   {recipient}")?;
     if let Ok(key) = ssh_key::PublicKey::from_openssh(ssh_line.trim()) {
         let fp = key.fingerprint(ssh_key::HashAlg::Sha256);
-        println!("  ssh fingerprint: {fp}");
+        outln!("  ssh fingerprint: {fp}")?;
         let header = format!(
             "{} 256",
             key.algorithm()
@@ -100,9 +101,10 @@ fn print_fingerprints(recipient: &str, ssh_line: &str) {
                 .to_uppercase()
         );
         for line in fp.to_randomart(&header).lines() {
-            println!("  {line}");
+            outln!("  {line}")?;
         }
     }
+    Ok(())
 }
 
 /// Loads the machine, takes the lock, brings the clone up to the forge's branch when that is a
@@ -118,9 +120,10 @@ fn prepare(machine: &Machine) -> Result<(crate::lock::Lock, FleetRepo, FleetConf
                 repo.fast_forward(target)?;
             }
         }
-        Err(Error::ForgeUnreachable { stderr, .. }) => {
+        Err(e) if e.is_unreachable() => {
             crate::log::warn(&format!(
-                "the forge is unreachable; working from the last fetch ({stderr})"
+                "{e}; working from the last fetch{}",
+                e.advice().map(|a| format!(" ({a})")).unwrap_or_default()
             ));
         }
         Err(e) => return Err(e),
@@ -139,10 +142,10 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
         Some(p) => p.clone(),
         None if roster.active(name).is_some() => {
             crate::log::info(&format!("{name} is already approved"));
-            return machine.publish(&repo, &fleet);
+            return sync::push_merging_upstream(&machine, &repo, &fleet);
         }
         None => {
-            return Err(Error::Refused(format!(
+            return Err(ErrorKind::Refused(format!(
                 "no machine called {name} is waiting for approval"
             ))
             .hint("on the new machine, run `fleetkey enroll NAME --remote URL` first"));
@@ -189,11 +192,11 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
         ),
     )?;
     fault::point("approve:committed");
-    println!(
+    outln!(
         "fleetkey: approved {name}; the secrets are encrypted to {} machines",
         roster.active.len()
-    );
-    machine.publish(&repo, &fleet)
+    )?;
+    sync::push_merging_upstream(&machine, &repo, &fleet)
 }
 
 fn check_fingerprint(member: &Member, fp: &str) -> Result<()> {
@@ -205,7 +208,7 @@ fn check_fingerprint(member: &Member, fp: &str) -> Result<()> {
     if matches_ssh || member.recipient.to_string() == fp {
         return Ok(());
     }
-    Err(Error::Refused(format!(
+    Err(ErrorKind::Refused(format!(
         "the fingerprint does not match {}'s pending keys; nothing was approved",
         member.name
     ))
@@ -218,29 +221,30 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
     roster::check_name(name)?;
     let machine = Machine::load()?;
     if file.exists() {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{} exists; a bundle never overwrites a file",
             file.display()
-        )));
+        ))
+        .into());
     }
     let absolute = std::path::absolute(file).map_err(Error::io("cannot resolve", file))?;
     if absolute.starts_with(&machine.config.repo) {
-        return Err(Error::Refused(
+        return Err(ErrorKind::Refused(
             "a bundle holds private keys and must not be written inside the fleet repo".into(),
-        ));
+        )
+        .into());
     }
     let passphrase = bundle::passphrase(passphrase_file, true)?;
     let (_lock, repo, fleet) = prepare(&machine)?;
     let roster = Roster::load(repo.root())?;
     if roster.active(name).is_some() || roster.pending(name).is_some() {
-        return Err(Error::Refused(format!(
-            "the name {name} is taken in this fleet"
-        )));
+        return Err(ErrorKind::Refused(format!("the name {name} is taken in this fleet")).into());
     }
     if roster.is_revoked_name(name) {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{name} was revoked from this fleet; a revoked name is not reused"
-        )));
+        ))
+        .into());
     }
     let env = machine.secrets()?;
     let new = Bundle::generate(name)?;
@@ -265,18 +269,18 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
         me,
         &format!("{me}: enroll and approve {name} (bundle)"),
     )?;
-    println!(
+    outln!(
         "fleetkey: {name} is in the fleet; its keys are in {} (passphrase-encrypted).",
         file.display()
-    );
-    print_fingerprints(&new.identity.recipient().to_string(), &new.ssh_public);
-    println!("Carry the bundle over a secure channel, then on the new machine run:");
-    println!(
+    )?;
+    print_fingerprints(&new.identity.recipient().to_string(), &new.ssh_public)?;
+    outln!("Carry the bundle over a secure channel, then on the new machine run:")?;
+    outln!(
         "  fleetkey join {} --remote {}",
         file.display(),
         machine.config.remote
-    );
-    machine.publish(&repo, &fleet)
+    )?;
+    sync::push_merging_upstream(&machine, &repo, &fleet)
 }
 
 /// `join FILE --remote URL`, on the new machine: installs the keys from a bundle.
@@ -284,10 +288,11 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     let paths = Paths::from_env()?;
     check_not_set_up(&paths)?;
     if paths.identity_file().exists() {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{} exists; joining would replace this machine's identity",
             paths.identity_file().display()
-        )));
+        ))
+        .into());
     }
     let passphrase = bundle::passphrase(passphrase_file, false)?;
     let b = Bundle::read(file, passphrase)?;
@@ -298,7 +303,7 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     let roster = Roster::load(&root)?;
     let recipient = b.identity.recipient().to_string();
     if roster.active(&b.name).map(|m| m.recipient.to_string()) != Some(recipient) {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "the bundle's identity is not {}'s active key in the fleet at {remote}",
             b.name
         ))
@@ -323,9 +328,9 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     files::create_new_private(&private, b.ssh_private.as_bytes())?;
     files::write_atomic(&public, format!("{}\n", b.ssh_public).as_bytes(), 0o644)?;
     settle_in(&paths, &root, &b.name, fleet.backend, remote)?;
-    println!("fleetkey: this machine joined the fleet as {}", b.name);
-    println!("  identity: {}", paths.identity_file().display());
-    println!("  ssh key:  {}", private.display());
+    outln!("fleetkey: this machine joined the fleet as {}", b.name)?;
+    outln!("  identity: {}", paths.identity_file().display())?;
+    outln!("  ssh key:  {}", private.display())?;
     Ok(())
 }
 
@@ -350,7 +355,7 @@ pub fn rotate(ssh: bool) -> Result<()> {
     let roster = Roster::load(repo.root())?;
     let current = roster
         .active(&me)
-        .ok_or_else(|| Error::Refused(format!("{me} is not an active machine of this fleet")))?
+        .ok_or_else(|| ErrorKind::Refused(format!("{me} is not an active machine of this fleet")))?
         .clone();
     let new_recipient = next.recipient().to_string();
     let today = clock::date(clock::now_unix());
@@ -403,14 +408,14 @@ pub fn rotate(ssh: bool) -> Result<()> {
         )?;
         fault::point("rotate:committed");
     }
-    machine.publish(&repo, &fleet)?;
+    sync::push_merging_upstream(&machine, &repo, &fleet)?;
     fault::point("rotate:pushed");
     // The new roster is on the forge: retire the old identity.
     std::fs::rename(&next_path, machine.paths.identity_file()).map_err(Error::io(
         "cannot retire the old identity at",
         &machine.paths.identity_file(),
     ))?;
-    println!("fleetkey: {me} has a new age identity: {new_recipient}");
+    outln!("fleetkey: {me} has a new age identity: {new_recipient}")?;
     Ok(())
 }
 
@@ -443,9 +448,7 @@ fn read_revoked(root: &Path) -> Result<String> {
         } else {
             format!("{t}\n")
         }),
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(crate::commands::init::REVOKED_HEADER.to_string())
-        }
+        Err(e) if e.is_not_found() => Ok(roster::REVOKED_HEADER.to_string()),
         Err(e) => Err(e),
     }
 }
@@ -456,7 +459,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     let machine = Machine::load()?;
     let me = machine.config.name.clone();
     if name == me {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{name} is the machine you are running on; revoke it from another machine"
         ))
         .hint("to replace this machine's keys instead, run `fleetkey rotate --ssh`"));
@@ -468,19 +471,20 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         (None, Some(p)) => p.clone(),
         (None, None) if roster.is_revoked_name(name) => {
             crate::log::info(&format!("{name} is already revoked"));
-            return machine.publish(&repo, &fleet);
+            return sync::push_merging_upstream(&machine, &repo, &fleet);
         }
         (None, None) => {
-            return Err(Error::Refused(format!(
-                "no machine called {name} in this fleet"
-            )));
+            return Err(
+                ErrorKind::Refused(format!("no machine called {name} in this fleet")).into(),
+            );
         }
     };
     let was_active = roster.active(name).is_some();
     if was_active && roster.active.len() == 1 {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{name} is the last active machine; revoking it would lock everyone out"
-        )));
+        ))
+        .into());
     }
     let identity = Identity::load(&machine.paths.identity_file())?;
     let mut env = machine.secrets()?;
@@ -499,7 +503,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         for exposed in &report.secrets {
             if env.contains_key(&exposed.key) {
                 env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
-                    .map_err(|e| Error::Secret(e.to_string()))?;
+                    .map_err(|e| ErrorKind::Secret(e.to_string()))?;
             }
         }
         Some(report)
@@ -544,43 +548,44 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     )?;
     fault::point("revoke:committed");
     if let Some(report) = &report {
-        print_report(report, json);
+        print_report(report, json)?;
     } else {
-        println!(
+        outln!(
             "fleetkey: revoked {name}; the secrets are re-encrypted to {} machines",
             roster.active.len()
-        );
+        )?;
     }
-    machine.publish(&repo, &fleet)
+    sync::push_merging_upstream(&machine, &repo, &fleet)
 }
 
-fn print_report(report: &exposure::Report, json: bool) {
+fn print_report(report: &exposure::Report, json: bool) -> Result<()> {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(report).expect("the report serializes")
-        );
-        return;
+        )?;
+        return Ok(());
     }
-    println!(
+    outln!(
         "fleetkey: revoked {} as compromised; the secrets are re-encrypted.",
         report.machine
-    );
+    )?;
     if report.secrets.is_empty() {
-        println!("No secret was ever readable by its key.");
+        outln!("No secret was ever readable by its key.")?;
     } else {
-        println!(
+        outln!(
             "Its key could read these secrets in the fleet's history (old ciphertexts stay readable):"
-        );
+        )?;
         for s in &report.secrets {
-            println!("  {:<32} {} .. {}", s.key, s.first, s.last);
+            outln!("  {:<32} {} .. {}", s.key, s.first, s.last)?;
         }
-        println!(
+        outln!(
             "Each one still present is marked as needing a new value: replace it at its source,"
-        );
-        println!("then run `fleetkey secrets set KEY`.");
+        )?;
+        outln!("then run `fleetkey secrets set KEY`.")?;
     }
     for u in &report.unreadable {
-        println!("  (a ciphertext at {u} was readable by it but not by this machine)");
+        outln!("  (a ciphertext at {u} was readable by it but not by this machine)")?;
     }
+    Ok(())
 }

@@ -1,13 +1,12 @@
 //! `fleetkey completions SHELL` and `fleetkey man`: both generated from the clap definitions in
 //! [`crate::cli`], so they never drift from the real command line.
 
-use std::io::Write;
-use std::path::Path;
+use crate::output::stdout as write_stdout;
 
 use clap::CommandFactory;
 
 use crate::cli::Args;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Prints the completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell) -> Result<()> {
@@ -33,17 +32,6 @@ pub fn man_page() -> Vec<u8> {
         .render(&mut buf)
         .expect("rendering into memory cannot fail");
     buf
-}
-
-/// Writes to stdout, treating a closed pipe (`| head`) as success.
-pub(crate) fn write_stdout(bytes: &[u8]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::io("cannot write to", Path::new("stdout"))(e))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! terminal. Every change re-encrypts to the whole active roster, rewrites secrets.recipients,
 //! commits both in one commit and pushes.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::process::Command;
 
 use subtle::ConstantTimeEq;
@@ -12,22 +12,15 @@ use zeroize::Zeroizing;
 
 use crate::config::FleetConfig;
 use crate::envfile::EnvFile;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
+use crate::output;
 use crate::roster::Roster;
-use crate::secrets::{CIPHERTEXT, RECIPIENTS, Sealer, SecretsFile, check_key};
+use crate::secrets::{CIPHERTEXT, ExportFormat, RECIPIENTS, Sealer, SecretsFile, check_key};
+use crate::sync;
 
 /// Largest value `set` reads from stdin.
 const VALUE_LIMIT: u64 = 1 << 20;
-
-/// The output format of `secrets export`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    /// POSIX shell assignments that `set -a; . FILE` reads back exactly.
-    Env,
-    /// One JSON object.
-    Json,
-}
 
 fn load(machine: &Machine) -> Result<EnvFile> {
     machine.secrets()
@@ -77,7 +70,7 @@ pub fn save_prepared(
         &format!("{name}: secrets: {what}"),
     )?;
     if push {
-        machine.publish(&repo, &prepared.fleet)?;
+        sync::push_merging_upstream(machine, &repo, &prepared.fleet)?;
     }
     Ok(())
 }
@@ -89,12 +82,11 @@ pub fn get(key: &str) -> Result<()> {
     let env = load(&machine)?;
     let value = env
         .get(key)
-        .ok_or_else(|| Error::Secret(format!("no secret named {key}")))?;
-    let mut out = std::io::stdout().lock();
+        .ok_or_else(|| ErrorKind::Secret(format!("no secret named {key}")))?;
     let mut line = Zeroizing::new(Vec::with_capacity(value.len() + 1));
     line.extend_from_slice(value.as_bytes());
     line.push(b'\n');
-    write_stdout(&mut out, &line)
+    output::stdout(&line)
 }
 
 /// `secrets list`: names only, with the marks of stale values and conflicts.
@@ -117,7 +109,7 @@ pub fn list() -> Result<()> {
         }
         text.push('\n');
     }
-    write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+    output::stdout(text.as_bytes())
 }
 
 /// `secrets set KEY`: the value from stdin, or prompted twice on a terminal.
@@ -130,7 +122,7 @@ pub fn set(key: &str, push: bool) -> Result<()> {
     let mut env = load(&machine)?;
     let changed = env
         .set(key, &value)
-        .map_err(|e| Error::Secret(e.to_string()))?;
+        .map_err(|e| ErrorKind::Secret(e.to_string()))?;
     if !changed.is_changed() {
         crate::log::info(&format!("{key} already has that value; nothing to do"));
         return Ok(());
@@ -146,7 +138,7 @@ pub fn unset(key: &str, push: bool) -> Result<()> {
     let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
     if !env.unset(key) {
-        return Err(Error::Secret(format!("no secret named {key}")));
+        return Err(ErrorKind::Secret(format!("no secret named {key}")).into());
     }
     save_prepared(&machine, prepared, &env, &format!("unset {key}"), push)
 }
@@ -159,7 +151,7 @@ pub fn export(format: ExportFormat) -> Result<()> {
         ExportFormat::Env => env.export_env(),
         ExportFormat::Json => env.export_json(),
     };
-    write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+    output::stdout(text.as_bytes())
 }
 
 /// `secrets exec -- CMD ARGS…`: runs CMD with the secrets added to its environment; replaces
@@ -167,25 +159,27 @@ pub fn export(format: ExportFormat) -> Result<()> {
 pub fn exec(command: &[std::ffi::OsString]) -> Result<()> {
     let (program, args) = command
         .split_first()
-        .ok_or_else(|| Error::Refused("secrets exec needs a command after --".into()))?;
+        .ok_or_else(|| ErrorKind::Refused("secrets exec needs a command after --".into()))?;
     let machine = Machine::load()?;
     let env = load(&machine)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
     for (key, value) in env.entries() {
         if value.contains('\0') {
-            return Err(Error::Secret(format!(
+            return Err(ErrorKind::Secret(format!(
                 "{key} holds a NUL byte and cannot be passed in an environment"
-            )));
+            ))
+            .into());
         }
         cmd.env(key, value);
     }
     drop(env);
     let err = std::os::unix::process::CommandExt::exec(&mut cmd);
-    Err(Error::Spawn {
+    Err(ErrorKind::Spawn {
         program: program.to_string_lossy().into_owned(),
         source: err,
-    })
+    }
+    .into())
 }
 
 /// `secrets edit`: decrypts into a 0600 file in a private 0700 directory, runs `$VISUAL` or
@@ -210,14 +204,15 @@ pub fn edit() -> Result<()> {
             .args(&extra)
             .arg(&path)
             .status()
-            .map_err(|source| Error::Spawn {
+            .map_err(|source| ErrorKind::Spawn {
                 program: program.clone(),
                 source,
             })?;
         if !status.success() {
-            return Err(Error::Refused(format!(
+            return Err(ErrorKind::Refused(format!(
                 "{program} exited with {status}; nothing was changed"
-            )));
+            ))
+            .into());
         }
         let after = Zeroizing::new(crate::files::read_text(&path, VALUE_LIMIT * 64)?);
         if bool::from(after.as_bytes().ct_eq(before.as_bytes())) {
@@ -229,9 +224,10 @@ pub fn edit() -> Result<()> {
             Err(e) => {
                 crate::log::warn(&format!("the edited file is malformed: {e}"));
                 if !std::io::stdin().is_terminal() || !confirm("edit again? [Y/n] ")? {
-                    return Err(Error::Refused(
+                    return Err(ErrorKind::Refused(
                         "the edited secrets were malformed; nothing was changed".into(),
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -276,9 +272,9 @@ fn read_value(key: &str) -> Result<Zeroizing<String>> {
             ))?,
         );
         if !bool::from(first.as_bytes().ct_eq(second.as_bytes())) {
-            return Err(Error::Secret(
-                "the two values differ; nothing was changed".into(),
-            ));
+            return Err(
+                ErrorKind::Secret("the two values differ; nothing was changed".into()).into(),
+            );
         }
         first
     } else {
@@ -292,9 +288,10 @@ fn read_value(key: &str) -> Result<Zeroizing<String>> {
                 std::path::Path::new("stdin"),
             ))?;
         if bytes.len() as u64 > VALUE_LIMIT {
-            return Err(Error::Secret(format!(
+            return Err(ErrorKind::Secret(format!(
                 "the value for {key} is larger than {VALUE_LIMIT} bytes"
-            )));
+            ))
+            .into());
         }
         if bytes.ends_with(b"\n") {
             bytes.pop();
@@ -303,22 +300,11 @@ fn read_value(key: &str) -> Result<Zeroizing<String>> {
             }
         }
         let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::Secret(format!("the value for {key} is not UTF-8 text")))?;
+            .map_err(|_| ErrorKind::Secret(format!("the value for {key} is not UTF-8 text")))?;
         Zeroizing::new(text.to_string())
     };
     if raw.contains('\0') {
-        return Err(Error::Secret(format!(
-            "the value for {key} holds a NUL byte"
-        )));
+        return Err(ErrorKind::Secret(format!("the value for {key} holds a NUL byte")).into());
     }
     Ok(raw)
-}
-
-/// Writes to stdout, treating a closed pipe as success.
-fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::io("cannot write to", std::path::Path::new("stdout"))(e)),
-    }
 }

@@ -3,6 +3,7 @@
 //! Must never: show a secret's value. It shows names, fingerprints, counts and dates only, and
 //! it still reports everything else when the secrets cannot be decrypted.
 
+use crate::output::outln;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -207,12 +208,12 @@ pub fn run(json: bool) -> Result<()> {
     let machine = Machine::load()?;
     let status = gather(&machine)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&status).expect("status serializes")
-        );
+        )?;
     } else {
-        print!("{}", render(&status));
+        crate::output::stdout(render(&status).as_bytes())?;
     }
     Ok(())
 }

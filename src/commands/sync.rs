@@ -1,22 +1,24 @@
 //! `fleetkey sync`, `pull [--every DURATION]` and `watch`: thin shells over
 //! [`crate::sync`].
 
+use crate::output::outln;
 use std::time::Duration;
 
 use crate::config::parse_duration;
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::fleet::Machine;
 use crate::sync::{self, Network};
 
-fn report(rec: &sync::state::CycleRecord) {
-    println!(
+fn report(rec: &sync::state::CycleRecord) -> Result<()> {
+    outln!(
         "fleetkey: synced: {} captured, {} applied, {} conflicts{} ({} ms)",
         rec.captured,
         rec.applied,
         rec.conflicts,
         if rec.pushed { ", pushed" } else { "" },
         rec.duration_ms
-    );
+    )?;
+    Ok(())
 }
 
 /// `fleetkey sync`: one cycle. `offline` skips the forge (capture, commit, apply).
@@ -30,7 +32,7 @@ pub fn sync(offline: bool) -> Result<()> {
             Network::CheapCheck
         },
     )?;
-    report(&rec);
+    report(&rec)?;
     Ok(())
 }
 
@@ -40,13 +42,13 @@ pub fn pull(every: Option<&str>) -> Result<()> {
     let machine = Machine::load()?;
     let Some(every) = every else {
         let rec = sync::cycle(&machine, Network::CheapCheck)?;
-        report(&rec);
+        report(&rec)?;
         return Ok(());
     };
-    let period: Duration =
-        parse_duration(every).map_err(|problem| Error::Refused(format!("--every: {problem}")))?;
+    let period: Duration = parse_duration(every)
+        .map_err(|problem| ErrorKind::Refused(format!("--every: {problem}")))?;
     if period < Duration::from_secs(1) {
-        return Err(Error::Refused("--every must be at least 1s".into()));
+        return Err(ErrorKind::Refused("--every must be at least 1s".into()).into());
     }
     let mut backoff = sync::debounce::Backoff::default();
     loop {
@@ -55,12 +57,19 @@ pub fn pull(every: Option<&str>) -> Result<()> {
                 backoff.succeed();
                 period
             }
-            Err(e @ Error::ForgeUnreachable { .. }) => {
+            Err(e) if e.is_unreachable() => {
                 let d = backoff.fail(sync::debounce::jitter_unit()).max(period);
                 crate::log::warn(&format!("{e}; retrying in {}s", d.as_secs()));
                 d
             }
-            Err(e @ (Error::NotInitialized { .. } | Error::Config { .. })) => return Err(e),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotInitialized { .. } | ErrorKind::Config { .. }
+                ) =>
+            {
+                return Err(e);
+            }
             Err(e) => {
                 crate::log::warn(&format!("cycle failed: {e}"));
                 period

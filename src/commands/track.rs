@@ -7,14 +7,14 @@
 //! commit stays and goes out with the next cycle. With the chezmoi backend, `track` seeds
 //! through `chezmoi add` and `untrack` only edits the list (the chezmoi source stays the user's).
 
-use crate::commands::init::fleet_toml_text;
 use crate::config::FleetConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::fleet::Machine;
-use crate::sync::capture::live_files;
+use crate::output::outln;
 use crate::sync::managed::{self, Managed};
-use crate::sync::state::{Entry, Manifest, Stat};
+use crate::sync::state::Manifest;
+use crate::sync::{self, capture, capture::live_files};
 
 /// Resolves what the user typed into managed entries, checking each.
 fn resolve(machine: &Machine, inputs: &[String], must_exist: bool) -> Result<Vec<Managed>> {
@@ -32,16 +32,18 @@ fn resolve(machine: &Machine, inputs: &[String], must_exist: bool) -> Result<Vec
             Ok(m) if m.is_dir() => true,
             Ok(m) if m.is_file() => false,
             Ok(_) => {
-                return Err(Error::Refused(format!(
+                return Err(ErrorKind::Refused(format!(
                     "{} is not a regular file or directory",
                     full.display()
-                )));
+                ))
+                .into());
             }
             Err(_) if must_exist => {
-                return Err(Error::Refused(format!(
+                return Err(ErrorKind::Refused(format!(
                     "{} does not exist; there is nothing to seed the fleet with",
                     full.display()
-                )));
+                ))
+                .into());
             }
             Err(_) => input.ends_with('/'),
         };
@@ -88,40 +90,34 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         crate::sync::chezmoi::capture(&source, &machine.paths.home, &added, &Manifest::default())?;
     }
     let mut upserts: Vec<(String, git2::Oid, bool)> = Vec::new();
-    for (rel, meta) in live.iter().filter(|_| !chezmoi) {
-        let src = machine.paths.home.join(rel);
-        let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
-        if managed::looks_like_private_key(&bytes) {
-            if added.iter().any(|m| !m.dir && &m.rel == rel) {
-                return Err(Error::Refused(format!(
+    if !chezmoi {
+        // A private key named on the command line is refused outright; one inside a tracked
+        // directory is skipped by the capture (with a warning), as in every cycle.
+        for m in added.iter().filter(|m| !m.dir) {
+            let src = machine.paths.home.join(&m.rel);
+            let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
+            if managed::looks_like_private_key(&bytes) {
+                return Err(ErrorKind::Refused(format!(
                     "{} looks like a private key; fleetkey never puts private keys in the fleet repo",
                     src.display()
                 ))
                 .hint("keep keys per machine, or store the value with `fleetkey secrets set`"));
             }
-            crate::log::warn(&format!(
-                "{} looks like a private key; not synced",
-                src.display()
-            ));
-            continue;
         }
-        use std::os::unix::fs::PermissionsExt;
-        let exec = meta.permissions().mode() & 0o111 != 0;
-        // Straight into the object database: the commit is the durable point, and a killed
-        // `track` leaves nothing half-written in the clone.
-        let oid = repo
-            .raw()
-            .blob(&bytes)
-            .map_err(Error::git("cannot store a file in the fleet repo"))?;
-        upserts.push((format!("home/{rel}"), oid, exec));
-        manifest.files.insert(
-            rel.clone(),
-            Entry {
-                oid: oid.to_string(),
-                exec,
-                stat: Some(Stat::of(meta)),
-            },
-        );
+        // The same capture as a cycle's, with the live content winning: the user asked for it.
+        // Blobs go straight into the object database; the commit is the durable point, and a
+        // killed `track` leaves nothing half-written in the clone.
+        let head = sync::commit::head_tree(repo.raw())?;
+        let captured = capture::capture(
+            repo.raw(),
+            &head,
+            &machine.paths.home,
+            &machine.config.name,
+            &added,
+            &mut manifest,
+            capture::FirstContact::LocalWins,
+        )?;
+        upserts = captured.upserts;
     }
     // Then the list, where a new directory entry absorbs the entries it covers.
     for m in &added {
@@ -145,7 +141,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     if chezmoi {
         files::write_atomic(
             &root.join(FleetConfig::FILE),
-            fleet_toml_text(&fleet).as_bytes(),
+            fleet.file_text().as_bytes(),
             0o644,
         )?;
         crate::sync::chezmoi::record(
@@ -157,19 +153,19 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     } else {
         let toml = repo
             .raw()
-            .blob(fleet_toml_text(&fleet).as_bytes())
+            .blob(fleet.file_text().as_bytes())
             .map_err(Error::git("cannot store fleet.toml"))?;
         upserts.push((FleetConfig::FILE.to_string(), toml, false));
-        crate::sync::commit_changes(&repo, &upserts, &[], name, &message)?;
+        crate::sync::commit::commit_changes(&repo, &upserts, &[], name, &message)?;
     }
     manifest.save(&machine.paths.state_dir)?;
-    println!(
+    outln!(
         "fleetkey: tracking {} ({} files)",
         shown.join(", "),
         live.len()
-    );
+    )?;
     if push {
-        machine.publish(&repo, &fleet)?;
+        sync::push_merging_upstream(&machine, &repo, &fleet)?;
     }
     Ok(())
 }
@@ -221,9 +217,9 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
     }
     let toml = repo
         .raw()
-        .blob(fleet_toml_text(&fleet).as_bytes())
+        .blob(fleet.file_text().as_bytes())
         .map_err(Error::git("cannot store fleet.toml"))?;
-    crate::sync::commit_changes(
+    crate::sync::commit::commit_changes(
         &repo,
         &[(FleetConfig::FILE.to_string(), toml, false)],
         &removals,
@@ -235,12 +231,12 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
         .files
         .retain(|rel, _| !removed.iter().any(|m| m.covers(rel)));
     manifest.save(&machine.paths.state_dir)?;
-    println!(
+    outln!(
         "fleetkey: no longer tracking {} (the live files are left as they are)",
         shown.join(", ")
-    );
+    )?;
     if push {
-        machine.publish(&repo, &fleet)?;
+        sync::push_merging_upstream(&machine, &repo, &fleet)?;
     }
     Ok(())
 }

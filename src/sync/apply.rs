@@ -19,14 +19,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::config::FleetConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
 use crate::paths::Paths;
 
-use super::capture::write_conflict_copy;
+use super::conflicts::{Occasion, keep_copy};
 use super::integrate::LostFile;
 use super::managed::Managed;
-use super::state::{ConflictRecord, Entry, Manifest, Stat};
+use super::state::{ConflictReason, ConflictRecord, Entry, Manifest, Stat};
 use super::tree;
 
 /// What apply changed.
@@ -49,8 +49,6 @@ pub struct ApplyContext<'a> {
     pub paths: &'a Paths,
     /// This machine's name.
     pub machine: &'a str,
-    /// fleet.toml as of the commit applied.
-    pub fleet: &'a FleetConfig,
     /// The managed list of that commit.
     pub managed: &'a [Managed],
     /// The `[sync] private` list.
@@ -59,6 +57,17 @@ pub struct ApplyContext<'a> {
     pub stamp: &'a str,
     /// RFC 3339 time for records.
     pub at: &'a str,
+}
+
+impl ApplyContext<'_> {
+    /// Who and when, for the conflict copies this apply makes.
+    pub fn occasion(&self) -> Occasion<'_> {
+        Occasion {
+            machine: self.machine,
+            stamp: self.stamp,
+            at: self.at,
+        }
+    }
 }
 
 /// Applies `head` (the clone's HEAD tree) to the live files. With `scope`, only those managed
@@ -104,19 +113,13 @@ pub fn apply(
         } else {
             0o644
         };
-        let copy = write_conflict_copy(&live, blob.content(), mode, cx.machine, cx.stamp)?;
-        crate::log::warn(&format!(
-            "{}: changed here and on another machine; the fleet's version wins, yours is kept as {}",
-            live.display(),
-            copy.display()
-        ));
-        out.conflicts.push(ConflictRecord {
-            path: live,
-            copy,
-            machine: cx.machine.to_string(),
-            at: cx.at.to_string(),
-            reason: "both changed".into(),
-        });
+        out.conflicts.push(keep_copy(
+            &live,
+            blob.content(),
+            mode,
+            ConflictReason::BothChanged,
+            cx.occasion(),
+        )?);
     }
 
     for (rel, src) in &target {
@@ -174,29 +177,17 @@ pub fn apply(
                 if !in_step && differs {
                     let bytes = std::fs::read(&live).map_err(Error::io("cannot read", &live))?;
                     let reason = if entry.is_none() {
-                        "first contact"
+                        ConflictReason::FirstContact
                     } else {
-                        "changed during the cycle"
+                        ConflictReason::ChangedDuringCycle
                     };
-                    let copy = write_conflict_copy(
+                    out.conflicts.push(keep_copy(
                         &live,
                         &bytes,
                         m.permissions().mode() & 0o777,
-                        cx.machine,
-                        cx.stamp,
-                    )?;
-                    crate::log::warn(&format!(
-                        "{}: the fleet's version wins ({reason}); yours is kept as {}",
-                        live.display(),
-                        copy.display()
-                    ));
-                    out.conflicts.push(ConflictRecord {
-                        path: live.clone(),
-                        copy,
-                        machine: cx.machine.to_string(),
-                        at: cx.at.to_string(),
-                        reason: reason.into(),
-                    });
+                        reason,
+                        cx.occasion(),
+                    )?);
                 }
             }
             if let Some(dir) = live.parent() {
@@ -278,9 +269,10 @@ pub fn materialize_secrets(
     };
     let path = paths.expand(target);
     if !path.starts_with(&paths.home) {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "fleet.toml: secrets.materialize {target:?} is not under your home directory"
-        )));
+        ))
+        .into());
     }
     let env = crate::secrets::SecretsFile::new(repo_root).load(identity)?;
     let text = env.to_text();
@@ -305,7 +297,12 @@ pub fn authorized_keys(repo_root: &Path, paths: &Paths, fleet: &FleetConfig) -> 
     match crate::commands::authorized_keys::merge_into_file(&keys, &target) {
         Ok(merged) => Ok(merged.changed()),
         // A fleet with no SSH key yet leaves the file alone; nothing to merge.
-        Err(crate::Error::AuthorizedKeys(crate::authorized_keys::Error::NoActiveFleetKey)) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::AuthorizedKeys(crate::authorized_keys::Error::NoActiveFleetKey)
+            ) =>
+        {
             Ok(false)
         }
         Err(e) => Err(e),

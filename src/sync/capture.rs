@@ -52,6 +52,17 @@ impl Captured {
     }
 }
 
+/// Who wins when this machine meets a managed file for the first time (the manifest does not
+/// know it) and the fleet already holds other content for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstContact {
+    /// A sync cycle: the fleet's version wins; apply keeps the live one as a conflict copy.
+    FleetWins,
+    /// `track` seeding a path the user just asked to manage: the live content is what the
+    /// user means to share, so it is captured.
+    LocalWins,
+}
+
 /// Every regular file the managed list covers on this machine, by path relative to `$HOME`.
 pub fn live_files(home: &Path, managed: &[Managed]) -> BTreeMap<String, std::fs::Metadata> {
     let mut out = BTreeMap::new();
@@ -166,6 +177,7 @@ pub fn capture(
     machine: &str,
     managed: &[Managed],
     manifest: &mut Manifest,
+    first_contact: FirstContact,
 ) -> Result<Captured> {
     let live = live_files(home, managed);
     let mut out = Captured::default();
@@ -209,7 +221,7 @@ pub fn capture(
             // The fleet moved on since our last apply and we edited too, or this machine never
             // had the file in step: apply keeps the live version as a conflict copy.
             (Some(k), Some(s)) if k.oid != s.oid.to_string() || k.exec != s.exec => {}
-            (None, Some(_)) => {}
+            (None, Some(_)) if first_contact == FirstContact::FleetWins => {}
             (_, st) => {
                 let blob = repo
                     .blob(&bytes)

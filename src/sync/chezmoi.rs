@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::paths::Paths;
 
 use super::managed::Managed;
@@ -78,17 +78,18 @@ fn run(source: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
     );
     crate::log::debug(&format!("running {line}"));
     let out = cmd.output().map_err(|source| {
-        Error::Spawn {
+        ErrorKind::Spawn {
             program: "chezmoi".into(),
             source,
         }
         .hint("install chezmoi (https://chezmoi.io/install/), or set backend = \"native\"")
     })?;
     if !out.status.success() {
-        return Err(Error::GitCommand {
+        return Err(ErrorKind::GitCommand {
             command: line,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        }
+        .into());
     }
     Ok(out.stdout)
 }
@@ -139,7 +140,7 @@ pub fn check_modify_hook(source: &Path) -> Result<bool> {
         return if text == MODIFY_HOOK_TEXT {
             Ok(false)
         } else {
-            Err(Error::Refused(format!(
+            Err(ErrorKind::Refused(format!(
                 "{} exists and is not fleetkey's hook; leaving it alone",
                 hook.display()
             ))
@@ -151,7 +152,7 @@ pub fn check_modify_hook(source: &Path) -> Result<bool> {
         .map(|o| source.join(o))
         .find(|p| p.exists())
     {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "{} already manages ~/.ssh/authorized_keys",
             other.display()
         ))
@@ -295,10 +296,11 @@ pub fn target_path(source: &Path, source_file: &Path) -> Result<PathBuf> {
     let out = run(source, &["target-path".as_ref(), source_file.as_os_str()])?;
     let text = String::from_utf8_lossy(&out).trim().to_string();
     if text.is_empty() {
-        return Err(Error::Refused(format!(
+        return Err(ErrorKind::Refused(format!(
             "chezmoi names no target for {}",
             source_file.display()
-        )));
+        ))
+        .into());
     }
     Ok(PathBuf::from(text))
 }

@@ -37,6 +37,7 @@ impl Debouncer {
         self.last = Some(self.last.map_or(at, |l| l.max(at)));
     }
 
+    #[cfg(test)]
     /// Whether events are waiting.
     pub fn pending(&self) -> bool {
         self.first.is_some()
@@ -94,6 +95,7 @@ impl Backoff {
         self.failures = 0;
     }
 
+    #[cfg(test)]
     /// Whether the last attempt failed.
     pub fn failing(&self) -> bool {
         self.failures > 0

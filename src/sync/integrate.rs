@@ -21,7 +21,7 @@ use std::path::Path;
 
 use crate::config::{Backend, FleetConfig};
 use crate::envfile::EnvFile;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
 use crate::roster::{self, Roster};
 use crate::secrets::{self, CIPHERTEXT, RECIPIENTS};
@@ -71,7 +71,7 @@ pub fn integrate(
         .head()
         .ok()
         .and_then(|h| h.target())
-        .ok_or_else(|| Error::Refused("the fleet clone has no commit".into()))?;
+        .ok_or_else(|| ErrorKind::Refused("the fleet clone has no commit".into()))?;
     if ours == theirs
         || repo
             .graph_descendant_of(ours, theirs)
@@ -124,7 +124,7 @@ pub fn integrate(
                 t.sync.paths = managed::merge_sets(&b.sync.paths, &o.sync.paths, &t.sync.paths);
                 t.sync.private =
                     managed::merge_sets(&b.sync.private, &o.sync.private, &t.sync.private);
-                let text = crate::commands::init::fleet_toml_text(&t);
+                let text = t.file_text();
                 put(repo, &mut index, FleetConfig::FILE, text.as_bytes(), false)?;
             }
             _ => {

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::paths::Paths;
 
 /// One entry of the managed list.
@@ -25,7 +25,7 @@ impl Managed {
     /// Parses a fleet.toml entry (`~/REL` or `~/REL/`).
     pub fn parse(entry: &str) -> Result<Managed> {
         let bad = |why: &str| {
-            Error::Refused(format!(
+            ErrorKind::Refused(format!(
                 "fleet.toml: managed path {entry:?} {why}; write it as \"~/REL\" or \"~/REL/\""
             ))
         };
@@ -107,7 +107,7 @@ pub fn normalize(input: &str, home: &Path, cwd: &Path) -> Result<String> {
         }
     }
     let outside = || {
-        Error::Refused(format!(
+        ErrorKind::Refused(format!(
             "{input} is not inside your home directory {}; only files under $HOME can be managed",
             home.display()
         ))
@@ -115,15 +115,16 @@ pub fn normalize(input: &str, home: &Path, cwd: &Path) -> Result<String> {
     let rel = out.strip_prefix(home).map_err(|_| outside())?;
     let rel = rel
         .to_str()
-        .ok_or_else(|| Error::Refused(format!("{input} is not valid UTF-8")))?
+        .ok_or_else(|| ErrorKind::Refused(format!("{input} is not valid UTF-8")))?
         .to_string();
     if rel.is_empty() {
-        return Err(Error::Refused(
+        return Err(ErrorKind::Refused(
             "refusing to manage your whole home directory; name files or directories inside it"
                 .into(),
-        ));
+        )
+        .into());
     }
-    check_rel(&rel).map_err(|why| Error::Refused(format!("{input} {why}")))?;
+    check_rel(&rel).map_err(|why| ErrorKind::Refused(format!("{input} {why}")))?;
     Ok(rel)
 }
 
@@ -143,17 +144,18 @@ pub fn check_allowed(rel: &str, paths: &Paths, repo: &Path) -> Result<()> {
         if meta.file_type().is_symlink() {
             let real = std::fs::canonicalize(&probe).unwrap_or_default();
             if probe == full {
-                return Err(Error::Refused(format!(
+                return Err(ErrorKind::Refused(format!(
                     "{} is a symbolic link; the native backend syncs regular files (track its target instead)",
                     full.display()
-                )));
+                )).into());
             }
             if !real.starts_with(&home_real) {
-                return Err(Error::Refused(format!(
+                return Err(ErrorKind::Refused(format!(
                     "{} leaves your home directory through the symbolic link {}",
                     full.display(),
                     probe.display()
-                )));
+                ))
+                .into());
             }
         }
     }
@@ -165,11 +167,12 @@ pub fn check_allowed(rel: &str, paths: &Paths, repo: &Path) -> Result<()> {
     ];
     for (dir, what) in own {
         if full.starts_with(dir) || dir.starts_with(&full) {
-            return Err(Error::Refused(format!(
+            return Err(ErrorKind::Refused(format!(
                 "{} is or holds {what} ({}); fleetkey cannot manage its own files",
                 full.display(),
                 dir.display()
-            )));
+            ))
+            .into());
         }
     }
     Ok(())

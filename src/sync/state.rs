@@ -166,6 +166,29 @@ impl Manifest {
     }
 }
 
+/// How a cycle ended, as `last-cycle.json` spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CycleResult {
+    /// Everything done.
+    #[default]
+    Ok,
+    /// The forge was unreachable; local commits are kept and go out with a later cycle.
+    Offline,
+    /// The cycle stopped on an error (see the record's `error`).
+    Error,
+}
+
+impl std::fmt::Display for CycleResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CycleResult::Ok => "ok",
+            CycleResult::Offline => "offline",
+            CycleResult::Error => "error",
+        })
+    }
+}
+
 /// `last-cycle.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CycleRecord {
@@ -173,8 +196,8 @@ pub struct CycleRecord {
     pub started: String,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,
-    /// `ok`, `offline` (the forge was unreachable; local commits kept) or `error`.
-    pub result: String,
+    /// How it ended.
+    pub result: CycleResult,
     /// The error's message when `result` is not `ok`.
     pub error: Option<String>,
     /// Managed files whose local change was captured.
@@ -212,9 +235,33 @@ pub struct ConflictRecord {
     pub machine: String,
     /// When (RFC 3339, UTC).
     pub at: String,
-    /// Why: `both changed` or `first contact` (the live file differed from the fleet's before
-    /// this machine ever synced it).
-    pub reason: String,
+    /// Why the copy was made.
+    pub reason: ConflictReason,
+}
+
+/// Why a conflict copy was made, as `conflicts.json` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictReason {
+    /// The file changed here and on another machine, and the three-way merge could not join
+    /// the two: the fleet's version won.
+    #[serde(rename = "both changed")]
+    BothChanged,
+    /// The live file differed from the fleet's before this machine ever synced it.
+    #[serde(rename = "first contact")]
+    FirstContact,
+    /// The live file changed after this cycle captured it.
+    #[serde(rename = "changed during the cycle")]
+    ChangedDuringCycle,
+}
+
+impl std::fmt::Display for ConflictReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConflictReason::BothChanged => "both changed",
+            ConflictReason::FirstContact => "first contact",
+            ConflictReason::ChangedDuringCycle => "changed during the cycle",
+        })
+    }
 }
 
 /// Adds `records` to `conflicts.json`.
@@ -254,6 +301,26 @@ fn write_json<T: Serialize>(state_dir: &Path, name: &str, value: &T) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_and_reasons_keep_their_written_names() {
+        assert_eq!(
+            serde_json::to_string(&CycleResult::Offline).unwrap(),
+            r#""offline""#
+        );
+        for reason in [
+            ConflictReason::BothChanged,
+            ConflictReason::FirstContact,
+            ConflictReason::ChangedDuringCycle,
+        ] {
+            let text = serde_json::to_string(&reason).unwrap();
+            assert_eq!(text, format!("\"{reason}\""));
+            assert_eq!(
+                serde_json::from_str::<ConflictReason>(&text).unwrap(),
+                reason
+            );
+        }
+    }
 
     #[test]
     fn manifest_entries_are_compact_rows_and_read_back() {

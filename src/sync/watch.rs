@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
 
 use super::debounce::{Backoff, Debouncer, jitter_unit};
@@ -109,12 +109,12 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
                         ));
                     }
                 }
-                Err(e @ Error::ForgeUnreachable { .. }) => {
+                Err(e) if e.is_unreachable() => {
                     let delay = backoff.fail(jitter_unit());
                     crate::log::warn(&format!("{e}; retrying in {}s", delay.as_secs()));
                     retry_at = Some(Instant::now() + delay);
                 }
-                Err(e @ Error::Locked { .. }) => {
+                Err(e) if matches!(e.kind(), ErrorKind::Locked { .. }) => {
                     crate::log::debug(&format!("{e}; retrying after settle"));
                     retry_at = Some(Instant::now() + settle);
                 }
@@ -165,7 +165,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(Critical(Error::Refused("the file watcher stopped".into())));
+                return Err(Critical(Error::refused("the file watcher stopped")));
             }
         }
     }
@@ -214,7 +214,7 @@ fn watch_error(e: notify::Error) -> Error {
         ),
         _ => None,
     };
-    let err = Error::Refused(format!("cannot watch the managed files: {e}"));
+    let err = Error::refused(format!("cannot watch the managed files: {e}"));
     match hint {
         Some(h) => err.hint(h),
         None => err,

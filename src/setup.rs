@@ -1,0 +1,127 @@
+//! Setting up this machine: its keys and its first clone, shared by `init`, `enroll` and
+//! `join`.
+//!
+//! Owns: making (or reusing, after an interrupted run) this machine's age identity and SSH key,
+//! the staging directory a new clone is built in, writing a new fleet's first roster, and the
+//! last step that moves the clone into place and writes config.toml. Must never: overwrite an
+//! existing setup (see [`check_not_set_up`]) or a key file.
+
+use crate::clock;
+use crate::config::{Backend, FleetConfig, MachineConfig};
+use crate::envfile::EnvFile;
+use crate::error::{Error, ErrorKind, Result};
+use crate::files;
+use crate::identity::{self, Identity};
+use crate::paths::Paths;
+use crate::roster::{self, Roster, layout};
+use crate::secrets::SecretsFile;
+
+/// Writes a new fleet's files into `root`: fleet.toml, this machine's keys as the whole roster,
+/// an empty keys/revoked and keys/pending/, and an empty secrets file encrypted to the roster.
+pub fn write_first_roster(
+    root: &std::path::Path,
+    name: &str,
+    fleet: &FleetConfig,
+    identity: &Identity,
+    ssh: &identity::SshKey,
+) -> Result<()> {
+    files::write_atomic(
+        &root.join(FleetConfig::FILE),
+        fleet.file_text().as_bytes(),
+        0o644,
+    )?;
+    files::ensure_dir(&root.join(layout::PENDING))?;
+    files::write_atomic(&root.join(layout::PENDING).join(".keep"), b"", 0o644)?;
+    let keys = [
+        (
+            layout::age_pub(layout::KEYS, name),
+            identity.recipient().to_string(),
+        ),
+        (layout::ssh_pub(layout::KEYS, name), ssh.public_line.clone()),
+    ];
+    for (path, line) in keys {
+        files::write_atomic(&root.join(path), format!("{line}\n").as_bytes(), 0o644)?;
+    }
+    files::write_atomic(
+        &root.join(layout::REVOKED),
+        roster::REVOKED_HEADER.as_bytes(),
+        0o644,
+    )?;
+    let roster = Roster::load(root)?;
+    SecretsFile::new(root).store(&EnvFile::new(), &roster)
+}
+
+/// This machine's keys: the age identity and SSH key an interrupted `init` or `enroll` left, or
+/// new ones.
+pub fn machine_keys(paths: &Paths, name: &str) -> Result<(Identity, identity::SshKey)> {
+    let identity_path = paths.identity_file();
+    let identity = if identity_path.exists() {
+        Identity::load(&identity_path)?
+    } else {
+        let id = Identity::generate();
+        id.create(&identity_path, &clock::rfc3339(clock::now_unix()))?;
+        id
+    };
+    let ssh = identity::ensure_ssh_key(&paths.ssh_dir(), &format!("{}@{name}", user_name()))?;
+    Ok((identity, ssh))
+}
+
+/// Moves a clone built in a staging directory to its place and writes config.toml: the last
+/// step of `init`, `enroll` and `join`, so an interrupted one leaves no half-set-up machine.
+pub fn settle_in(
+    paths: &Paths,
+    staged: &std::path::Path,
+    name: &str,
+    backend: Backend,
+    remote: &str,
+) -> Result<()> {
+    let repo_path = paths.default_repo();
+    std::fs::rename(staged, &repo_path)
+        .map_err(Error::io("cannot move the clone to", &repo_path))?;
+    files::ensure_private_dir(&paths.config_dir)?;
+    MachineConfig {
+        name: name.to_string(),
+        backend,
+        repo: repo_path,
+        remote: remote.to_string(),
+    }
+    .save(&paths.config_file())
+}
+
+/// Refuses to set up a machine that already is: config.toml or the clone exists.
+pub fn check_not_set_up(paths: &Paths) -> Result<()> {
+    let config_path = paths.config_file();
+    if config_path.exists() {
+        return Err(ErrorKind::AlreadyInitialized {
+            what: format!(
+                "this machine is already set up ({} exists)",
+                config_path.display()
+            ),
+        }
+        .hint("to join another fleet, move that file away and run `fleetkey enroll NAME --remote URL`"));
+    }
+    let repo_path = paths.default_repo();
+    if repo_path.exists() {
+        return Err(ErrorKind::AlreadyInitialized {
+            what: format!("{} already exists", repo_path.display()),
+        }
+        .hint("move it away, or join its fleet with `fleetkey enroll NAME --remote URL`"));
+    }
+    Ok(())
+}
+
+/// A staging directory for a clone, next to its final place (same file system, so the final
+/// move is one rename).
+pub fn staging_dir(paths: &Paths) -> Result<tempfile::TempDir> {
+    files::ensure_private_dir(&paths.data_dir)?;
+    tempfile::Builder::new()
+        .prefix(".fleet-staging-")
+        .tempdir_in(&paths.data_dir)
+        .map_err(Error::io("cannot create a directory in", &paths.data_dir))
+}
+
+fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "fleetkey".into())
+}

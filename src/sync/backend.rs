@@ -1,0 +1,264 @@
+//! The backend's part of the cycle, dispatched in one place: how local edits are captured into
+//! the clone and how the clone is applied to the live files, natively ([`super::capture`],
+//! [`super::apply`]) or through chezmoi ([`super::chezmoi`]).
+//!
+//! Must never: apply before the cycle's capture (every caller captures first), or write a live
+//! file outside the managed list.
+
+use std::collections::BTreeSet;
+
+use crate::clock;
+use crate::config::{Backend, FleetConfig};
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+use crate::identity::Identity;
+use crate::repo::FleetRepo;
+
+use super::commit::{commit_capture, head_tree};
+use super::conflicts::{Occasion, keep_copy};
+use super::managed::{self, Managed};
+use super::state::{self, ConflictReason, CycleRecord, Manifest};
+use super::{apply, capture, chezmoi, integrate, tree};
+
+/// Captures every managed path into the clone and commits what changed, by `fleet` (the last
+/// valid fleet.toml). Returns the managed files that are missing on disk (apply looks at them
+/// even when the tree did not change).
+pub fn capture_and_commit(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    managed: &[Managed],
+    manifest: &mut Manifest,
+    rec: &mut CycleRecord,
+) -> Result<Vec<String>> {
+    let name = machine.config.name.as_str();
+    match fleet.backend {
+        Backend::Chezmoi => {
+            let source = chezmoi::source_dir(repo.root());
+            chezmoi::warn_auto_git(&machine.paths);
+            let ignore_changed = chezmoi::ensure_ignore(&source)?;
+            let added = chezmoi::capture(&source, &machine.paths.home, managed, manifest)?;
+            if added > 0 || ignore_changed {
+                let message = format!("{name}: sync {added} paths (chezmoi add)");
+                if repo.commit_all(&["."], name, &message)?.is_some() {
+                    rec.captured = added;
+                    crate::fault::point("sync:captured");
+                }
+            }
+            Ok(Vec::new())
+        }
+        Backend::Native => {
+            let raw = repo.raw();
+            let head = head_tree(raw)?;
+            let captured = capture::capture(
+                raw,
+                &head,
+                &machine.paths.home,
+                name,
+                managed,
+                manifest,
+                capture::FirstContact::FleetWins,
+            )?;
+            rec.captured = captured.count();
+            if captured.count() > 0 {
+                commit_capture(repo, &captured, name)?;
+                crate::fault::point("sync:captured");
+            }
+            // The manifest is saved after apply: if the cycle dies before, the next capture
+            // finds the captured files equal to HEAD and in step, so nothing is lost or repeated.
+            Ok(captured.missing)
+        }
+    }
+}
+
+/// Which managed files an apply looks at.
+enum Reach<'a> {
+    /// Everything HEAD changed since the last full apply, plus `missing` files and the files
+    /// that lost a merge (or every managed file, when the lists changed).
+    Head {
+        /// Managed files missing on disk.
+        missing: &'a [String],
+    },
+    /// Only the conflict copies of the files that lost a merge, and their live files.
+    LostOnly,
+}
+
+/// Applies the clone's HEAD to the live files (with the conflict copies of `lost`), saves the
+/// manifest and the conflict records, materializes the secrets and (native backend) runs the
+/// authorized_keys merge. The caller holds the lock and has captured.
+pub fn apply_head(
+    machine: &Machine,
+    repo: &FleetRepo,
+    identity: Option<&Identity>,
+    lost: &[integrate::LostFile],
+    manifest: &mut Manifest,
+    now: i64,
+    missing: &[String],
+) -> Result<apply::Applied> {
+    let state_dir = &machine.paths.state_dir;
+    let fleet = machine.fleet_config()?;
+    let applied = apply_files(
+        machine,
+        repo,
+        &fleet,
+        lost,
+        manifest,
+        now,
+        Reach::Head { missing },
+    );
+    manifest.save(state_dir)?;
+    let applied = applied?;
+    state::record_conflicts(state_dir, &applied.conflicts)?;
+    if let Err(e) = apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity) {
+        crate::log::warn(&format!("cannot materialize the secrets: {e}"));
+    }
+    if fleet.backend == Backend::Native {
+        // With chezmoi, its modify_ hook does the authorized_keys merge.
+        apply::authorized_keys(repo.root(), &machine.paths, &fleet)?;
+    }
+    Ok(applied)
+}
+
+/// After an integration outside a cycle (a rejected push of `secrets set`, `track`…): only the
+/// managed files that lost a merge are handled now: their local version is kept as a conflict
+/// copy and the live file takes the fleet's. Everything else is left to the next cycle, which
+/// captures before it applies.
+pub fn keep_lost(
+    machine: &Machine,
+    repo: &FleetRepo,
+    lost: &[integrate::LostFile],
+    now: i64,
+) -> Result<()> {
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let state_dir = &machine.paths.state_dir;
+    let fleet = machine.fleet_config()?;
+    let mut manifest = Manifest::load(state_dir);
+    let applied = apply_files(
+        machine,
+        repo,
+        &fleet,
+        lost,
+        &mut manifest,
+        now,
+        Reach::LostOnly,
+    );
+    manifest.save(state_dir)?;
+    state::record_conflicts(state_dir, &applied?.conflicts)
+}
+
+/// The one dispatch of apply on the backend.
+fn apply_files(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    lost: &[integrate::LostFile],
+    manifest: &mut Manifest,
+    now: i64,
+    reach: Reach<'_>,
+) -> Result<apply::Applied> {
+    let (stamp, at) = (clock::compact(now), clock::rfc3339(now));
+    let occasion = Occasion {
+        machine: &machine.config.name,
+        stamp: &stamp,
+        at: &at,
+    };
+    let managed = managed::parse_list(&fleet.sync.paths)?;
+    if fleet.backend == Backend::Chezmoi {
+        let run_apply = matches!(reach, Reach::Head { .. });
+        return apply_chezmoi(machine, repo, lost, manifest, &managed, occasion, run_apply);
+    }
+    let private = apply::private_list(fleet)?;
+    let head = head_tree(repo.raw())?;
+    let name = machine.config.name.as_str();
+    // Only what changed since the last full apply needs a look, unless the lists changed.
+    let lists = format!("{:?} {:?}", fleet.sync.paths, fleet.sync.private);
+    let scope: Option<BTreeSet<String>> = match reach {
+        Reach::LostOnly => Some(lost_rels(lost, name).collect()),
+        Reach::Head { missing } => match (&manifest.tree, &manifest.lists) {
+            (Some(old), Some(l)) if *l == lists => git2::Oid::from_str(old)
+                .ok()
+                .and_then(|old| tree::changed_between(repo.raw(), old, &head, name))
+                .map(|mut rels| {
+                    rels.extend(missing.iter().cloned());
+                    rels.extend(lost_rels(lost, name));
+                    rels
+                }),
+            _ => None,
+        },
+    };
+    let cx = apply::ApplyContext {
+        paths: &machine.paths,
+        machine: name,
+        managed: &managed,
+        private: &private,
+        stamp: &stamp,
+        at: &at,
+    };
+    let applied = apply::apply(repo.raw(), &head, &cx, lost, manifest, scope.as_ref());
+    if applied.is_ok() && matches!(reach, Reach::Head { .. }) {
+        manifest.tree = Some(head.id().to_string());
+        manifest.lists = Some(lists);
+    }
+    applied
+}
+
+/// The live paths (relative to `$HOME`) of files that lost a merge, from their repo paths under
+/// `home/` or this machine's `hosts/NAME/home/`.
+fn lost_rels<'a>(
+    lost: &'a [integrate::LostFile],
+    machine: &str,
+) -> impl Iterator<Item = String> + 'a {
+    let host = format!("{}/", tree::host_dir(machine));
+    lost.iter().filter_map(move |l| {
+        l.repo_path
+            .strip_prefix("home/")
+            .or_else(|| l.repo_path.strip_prefix(host.as_str()))
+            .map(str::to_string)
+    })
+}
+
+/// Apply with chezmoi: conflict copies of the source files that lost (beside the live file
+/// chezmoi names for them), then `chezmoi apply`, then the manifest of live stats.
+fn apply_chezmoi(
+    machine: &Machine,
+    repo: &FleetRepo,
+    lost: &[integrate::LostFile],
+    manifest: &mut Manifest,
+    managed: &[Managed],
+    occasion: Occasion<'_>,
+    run_apply: bool,
+) -> Result<apply::Applied> {
+    let home = &machine.paths.home;
+    let source = chezmoi::source_dir(repo.root());
+    let mut out = apply::Applied::default();
+    for l in lost {
+        let target = chezmoi::target_path(&source, &repo.root().join(&l.repo_path))?;
+        if !target.starts_with(home) {
+            continue;
+        }
+        let blob = repo
+            .raw()
+            .find_blob(l.ours)
+            .map_err(Error::git("cannot read our side of a conflict"))?;
+        out.conflicts.push(keep_copy(
+            &target,
+            blob.content(),
+            0o600,
+            ConflictReason::BothChanged,
+            occasion,
+        )?);
+    }
+    if !run_apply {
+        return Ok(out);
+    }
+    let before = manifest.clone();
+    chezmoi::apply(&source, home, managed, manifest)?;
+    out.changed = manifest
+        .files
+        .iter()
+        .filter(|(rel, e)| before.files.get(*rel) != Some(e))
+        .count();
+    Ok(out)
+}

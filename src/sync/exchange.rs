@@ -1,0 +1,147 @@
+//! The exchange with the forge: fetch, integrate, push; again on a rejected push, at most
+//! [`PUSH_TRIES`] times.
+//!
+//! Owns: the only network steps of the cycle and of the commands that change the fleet (through
+//! [`crate::forge`], the `git` command line). Must never: leave a rebase or merge half done on
+//! disk (integration happens in memory, see [`super::integrate`]), or report a rejected push as
+//! success.
+
+use crate::clock;
+use crate::config::FleetConfig;
+use crate::error::{ErrorKind, Result};
+use crate::fleet::Machine;
+use crate::forge::{self, PushOutcome};
+use crate::identity::Identity;
+use crate::repo::FleetRepo;
+
+use super::{Network, backend, integrate};
+
+/// How many times a rejected push is retried after integrating again.
+pub const PUSH_TRIES: usize = 5;
+
+/// What the exchange with the forge did.
+#[derive(Debug, Default)]
+pub struct Exchanged {
+    /// Whether our commits went out.
+    pub pushed: bool,
+    /// Managed files whose local side lost a conflict.
+    pub lost: Vec<integrate::LostFile>,
+    /// Other conflicts resolved.
+    pub other_conflicts: usize,
+}
+
+/// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times.
+pub fn exchange(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    identity: Option<&Identity>,
+    at: &str,
+    network: Network,
+) -> Result<Exchanged> {
+    let branch = fleet.sync.branch.as_str();
+    let raw = repo.raw();
+    let remote = &machine.config.remote;
+    let tracking = integrate::tracking_ref(branch);
+    let mut out = Exchanged::default();
+    for attempt in 0..PUSH_TRIES {
+        let known = raw.refname_to_id(&tracking).ok();
+        // Only local commits on top of what we last saw of the forge: push straight away (one
+        // round trip); a rejection sends us through fetch and integrate on the next try.
+        let ahead = attempt == 0
+            && network == Network::CheapCheck
+            && match (repo.head(), known) {
+                (Some(h), Some(k)) => h != k && raw.graph_descendant_of(h, k).unwrap_or(false),
+                _ => false,
+            };
+        if !ahead {
+            let skip_fetch = attempt == 0
+                && network == Network::CheapCheck
+                && known.is_some()
+                && forge::remote_head(remote, branch)?.and_then(|h| git2::Oid::from_str(&h).ok())
+                    == known;
+            if !skip_fetch {
+                fetch_retrying(repo, remote, branch)?;
+            }
+            let done = integrate::integrate(
+                raw,
+                branch,
+                &machine.config.name,
+                identity,
+                at,
+                fleet.backend,
+            )?;
+            out.lost.extend(done.lost);
+            out.other_conflicts += done.other_conflicts;
+            crate::fault::point("sync:integrated");
+        }
+        let head = repo.head();
+        if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
+            return Ok(out);
+        }
+        match forge::push(repo.root(), remote, branch)? {
+            PushOutcome::Pushed => {
+                // git updates the tracking ref itself; make sure of it for a URL remote.
+                if let Some(h) = head {
+                    let _ = raw.reference(&tracking, h, true, "fleetkey: pushed");
+                }
+                out.pushed = true;
+                crate::fault::point("sync:pushed");
+                return Ok(out);
+            }
+            PushOutcome::Rejected => {
+                crate::log::debug(&format!(
+                    "push rejected (try {}), integrating again",
+                    attempt + 1
+                ));
+            }
+        }
+    }
+    Err(ErrorKind::Refused(format!(
+        "the forge {remote} kept moving: {PUSH_TRIES} pushes in a row were rejected; your commits are kept"
+    ))
+    .hint("run `fleetkey sync` again"))
+}
+
+/// `git fetch`, retried (3 times, 300 ms apart) when another git holds a ref lock: a git left
+/// running by a killed fleetkey that [`forge::reap_orphan`] did not know about.
+fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match forge::fetch(repo.root(), remote, branch) {
+            Err(e)
+                if tries < 3
+                    && matches!(e.kind(), ErrorKind::ForgeUnreachable { stderr, .. }
+                        if stderr.contains("cannot lock ref") || stderr.contains(".lock'")) =>
+            {
+                tries += 1;
+                crate::log::debug("another git holds a ref lock; retrying the fetch");
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Pushes the clone's new commits (those a command such as `secrets set`, `track` or `approve`
+/// just made, holding the lock). When the forge has moved on, this FETCHES its commits, MERGES
+/// them in memory and pushes again; managed files whose local side lost that merge get their
+/// conflict copies in `$HOME` now (a later cycle could not tell them from files in step). The
+/// rest of what the merge brought is applied by the next cycle, after it has captured.
+pub fn push_merging_upstream(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+) -> Result<()> {
+    let identity = machine.identity().ok();
+    let now = clock::now_unix();
+    let x = exchange(
+        machine,
+        repo,
+        fleet,
+        identity.as_ref(),
+        &clock::rfc3339(now),
+        Network::Full,
+    )?;
+    backend::keep_lost(machine, repo, &x.lost, now)
+}
