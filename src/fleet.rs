@@ -20,6 +20,36 @@ use crate::secrets::SecretsFile;
 /// How long a manual command waits for a running cycle to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
+/// The state file that keeps the last valid fleet.toml.
+pub const LAST_VALID_FLEET: &str = "fleet.toml.last-valid";
+
+/// The fleet.toml in force on this machine.
+#[derive(Debug, Clone)]
+pub struct InForce {
+    /// The settings.
+    pub config: FleetConfig,
+    /// Why the clone's fleet.toml is not the one in force (it is invalid), when it is not.
+    pub held_back: Option<String>,
+}
+
+/// An error and its causes on one line (never a file's content: config errors name the line
+/// and key only).
+fn error_chain(e: &crate::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Logs `message` once per process (a command reads fleet.toml several times).
+fn warn_once(message: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| crate::log::warn(message));
+}
+
 /// This machine, set up.
 pub struct Machine {
     /// Where things are.
@@ -73,9 +103,56 @@ impl Machine {
         FleetRepo::open(&self.config.repo)
     }
 
-    /// fleet.toml.
+    /// The fleet.toml in force: the clone's when it is valid, else the last valid one this
+    /// machine saw (see [`Machine::fleet_settings`]).
     pub fn fleet_config(&self) -> Result<FleetConfig> {
-        FleetConfig::load(&self.config.repo)
+        self.fleet_settings().map(|s| s.config)
+    }
+
+    /// The fleet.toml in force, and why the clone's is not, when it is not.
+    ///
+    /// An invalid fleet.toml (from the forge, or edited by hand in the clone) must never wedge
+    /// this machine: the last valid one stays in force (kept in the state directory, updated
+    /// whenever the clone's is valid and different) until a valid commit heals it, and every
+    /// caller can report what is held back. With no valid fleet.toml ever seen, the error
+    /// stands.
+    pub fn fleet_settings(&self) -> Result<InForce> {
+        let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
+        match FleetConfig::load(&self.config.repo) {
+            Ok(config) => {
+                let text = config.to_toml();
+                let known = std::fs::read(&saved).ok();
+                if known.as_deref() != Some(text.as_bytes()) {
+                    let kept = crate::files::ensure_private_dir(&self.paths.state_dir)
+                        .and_then(|()| crate::files::write_atomic(&saved, text.as_bytes(), 0o600));
+                    if let Err(e) = kept {
+                        crate::log::warn(&format!("cannot keep a copy of fleet.toml: {e}"));
+                    }
+                }
+                Ok(InForce {
+                    config,
+                    held_back: None,
+                })
+            }
+            Err(e) => {
+                let fallback = std::fs::read_to_string(&saved)
+                    .ok()
+                    .and_then(|text| toml::from_str::<FleetConfig>(&text).ok())
+                    .filter(|c| c.validate(&saved).is_ok());
+                let Some(config) = fallback else {
+                    return Err(e);
+                };
+                let held_back = format!(
+                    "{}; the last valid fleet.toml stays in force until a valid one arrives",
+                    error_chain(&e)
+                );
+                warn_once(&held_back);
+                Ok(InForce {
+                    config,
+                    held_back: Some(held_back),
+                })
+            }
+        }
     }
 
     /// Takes the cycle lock, waiting for a running cycle; then deals with a `git` child that a

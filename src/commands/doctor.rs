@@ -78,14 +78,23 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         permissions("home directory", &paths.home, false, "go-w"),
         permissions("~/.ssh", &paths.ssh_dir(), false, "700"),
     ];
-    let fleet = machine.fleet_config();
+    let settings = machine.fleet_settings();
+    let fleet = settings.as_ref().map(|s| s.config.clone());
     if let Ok(f) = &fleet {
         let ak = paths.expand(&f.authorized_keys.path);
         if ak.exists() {
             out.push(permissions("authorized_keys", &ak, false, "600"));
         }
     }
-    match &fleet {
+    match &settings {
+        Ok(s) if s.held_back.is_some() => out.push(check(
+            "fleet.toml",
+            Verdict::Fail,
+            format!(
+                "held back: {}; fix fleet.toml on a member (the forge's copy) and sync",
+                s.held_back.as_deref().unwrap_or_default()
+            ),
+        )),
         Ok(_) => out.push(check("fleet.toml", Verdict::Ok, "valid")),
         Err(e) => out.push(check(
             "fleet.toml",

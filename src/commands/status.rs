@@ -259,6 +259,9 @@ fn render(s: &Status) -> String {
                 .unwrap_or_default()
         ));
     }
+    for h in s.sync.last_cycle.iter().flat_map(|c| &c.held_back) {
+        out.push_str(&format!("  HELD BACK: {h}\n"));
+    }
     for c in &s.sync.conflicts {
         out.push_str(&format!(
             "  CONFLICT: {} took the fleet's version; {}'s is kept in {} ({})\n",

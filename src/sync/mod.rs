@@ -105,7 +105,10 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     std::fs::write(&marker, b"").map_err(Error::io("cannot write", &marker))?;
     recover(&repo, full_repair)?;
 
-    let fleet = machine.fleet_config()?;
+    // Capture by the fleet.toml in force (the last valid one when the clone's is not).
+    let settings = machine.fleet_settings()?;
+    rec.held_back.extend(settings.held_back);
+    let fleet = settings.config;
     let managed = managed::parse_list(&fleet.sync.paths)?;
     let mut manifest = Manifest::load(state_dir);
     let missing =

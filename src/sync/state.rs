@@ -210,6 +210,11 @@ pub struct CycleRecord {
     pub pushed: bool,
     /// The commit the clone is on afterwards.
     pub head: Option<String>,
+    /// What the fleet repo asked for and this cycle did not do, each with why: an invalid
+    /// fleet.toml (the last valid one stayed in force), a refused path or commit. Reported
+    /// every cycle until a valid commit heals it.
+    #[serde(default)]
+    pub held_back: Vec<String>,
 }
 
 impl CycleRecord {
