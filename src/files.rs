@@ -65,15 +65,16 @@ pub fn create_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(parent_of(path))
 }
 
-/// Creates `dir` (and parents) and makes `dir` itself mode 0700.
+/// Creates `dir` and its missing parents, each one it creates with mode 0700. An existing
+/// directory keeps its mode: fleetkey changes the mode only of what it creates (a shared
+/// `1777` directory must stay one; `doctor` reports a loose one instead).
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(Error::io("cannot create directory", dir))?;
-    let meta = fs::metadata(dir).map_err(Error::io("cannot inspect", dir))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(Error::io("cannot set permissions on", dir))?;
-    }
-    Ok(())
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io("cannot create directory", dir))
 }
 
 /// Creates `dir` and its parents with the process umask.
@@ -144,6 +145,26 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_dirs_are_made_0700_and_existing_ones_keep_their_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let shared = t.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        let new = shared.join("a/b");
+        ensure_private_dir(&new).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            mode(&shared),
+            0o1777,
+            "an existing directory is never chmodded"
+        );
+        assert_eq!(mode(&shared.join("a")), 0o700);
+        assert_eq!(mode(&new), 0o700);
+        ensure_private_dir(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o1777);
+    }
 
     #[test]
     fn atomic_write_replaces_content_and_sets_the_mode() {
