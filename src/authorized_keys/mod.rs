@@ -3,7 +3,8 @@
 //! This module owns one pure function, [`merge`]. It is given the bytes of the current
 //! `~/.ssh/authorized_keys` (empty when the file does not exist yet) and the fleet's [`Roster`]
 //! (active keys, revoked keys), and returns the whole new file plus a report of what changed.
-//! [`parse_public_keys`] reads the roster's key files. Nothing here touches the disk.
+//! [`parse_public_keys`] reads the roster's key files. Nothing here touches the disk but
+//! [`merge_into_file`], the thin reader and writer of the file around [`merge`].
 //!
 //! # What it must never do
 //! - **Never drop a user line.** Every line fleetkey did not write is kept byte for byte and in
@@ -63,11 +64,12 @@
 //! # Parts
 //! This file holds the merge and what it returns. `tokenize.rs` finds the key on a line as sshd
 //! does, `options.rs` reads the line's options, `base64.rs` decodes the key data, `index.rs`
-//! matches keys against the checked roster, `public_keys.rs` reads the roster's key files, and
-//! `error.rs` says what can go wrong.
+//! matches keys against the checked roster, `public_keys.rs` reads the roster's key files,
+//! `error.rs` says what can go wrong, and `file.rs` reads and writes the file on disk.
 
 mod base64;
 mod error;
+mod file;
 mod index;
 mod options;
 mod public_keys;
@@ -82,6 +84,7 @@ use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, PublicKey};
 
 pub use error::{Error, KeyLineProblem};
+pub use file::{INPUT_LIMIT, fleet_keys, log_warnings, merge_into_file, read_target};
 pub use public_keys::parse_public_keys;
 
 use index::{Index, Listed, Verdict, judge};

@@ -302,7 +302,7 @@ pub fn materialize_secrets(
 pub fn authorized_keys(repo_root: &Path, paths: &Paths, fleet: &FleetConfig) -> Result<bool> {
     let target = paths.expand(&fleet.authorized_keys.path);
     let keys = repo_root.join(crate::roster::layout::KEYS);
-    match crate::commands::authorized_keys::merge_into_file(&keys, &target) {
+    match crate::authorized_keys::merge_into_file(&keys, &target) {
         Ok(merged) => Ok(merged.changed()),
         // A fleet with no SSH key yet leaves the file alone; nothing to merge.
         Err(crate::Error::AuthorizedKeys(crate::authorized_keys::Error::NoActiveFleetKey)) => {
