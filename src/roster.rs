@@ -146,6 +146,29 @@ impl Roster {
     }
 }
 
+/// The roster of the `keys/` directory `keys_dir`, as the merge takes it: active keys with their
+/// machines, and revoked keys.
+pub fn fleet_keys(
+    keys_dir: &Path,
+) -> Result<(
+    Vec<crate::authorized_keys::FleetKey>,
+    Vec<ssh_key::PublicKey>,
+)> {
+    let roster = SshRoster::load(keys_dir)?;
+    let active = roster
+        .active
+        .into_iter()
+        .flat_map(|(machine, keys)| {
+            keys.into_iter()
+                .map(move |key| crate::authorized_keys::FleetKey {
+                    machine: machine.clone(),
+                    key,
+                })
+        })
+        .collect();
+    Ok((active, roster.revoked))
+}
+
 /// What the authorized_keys merge needs, read without touching age recipients (this runs on
 /// every `chezmoi apply`, so it reads as little as it can).
 #[derive(Debug, Clone, Default)]

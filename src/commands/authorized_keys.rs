@@ -12,14 +12,12 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::authorized_keys::{self, FleetKey, Merge, Roster};
+use crate::authorized_keys::{
+    self, INPUT_LIMIT, Merge, Roster, log_warnings, merge_into_file, read_target,
+};
 use crate::error::{Error, ErrorKind, Result};
-use crate::files;
 use crate::fleet::Machine;
-use crate::roster::SshRoster;
-
-/// Largest authorized_keys file read.
-const INPUT_LIMIT: u64 = 16 << 20;
+use crate::roster::fleet_keys;
 
 /// What the command was asked to do.
 pub enum Mode {
@@ -31,46 +29,6 @@ pub enum Mode {
     Check(Option<PathBuf>),
 }
 
-/// The roster of the `keys/` directory `keys_dir`, as the merge takes it: active keys with their
-/// machines, and revoked keys.
-pub fn fleet_keys(keys_dir: &Path) -> Result<(Vec<FleetKey>, Vec<ssh_key::PublicKey>)> {
-    let roster = SshRoster::load(keys_dir)?;
-    let active = roster
-        .active
-        .into_iter()
-        .flat_map(|(machine, keys)| {
-            keys.into_iter().map(move |key| FleetKey {
-                machine: machine.clone(),
-                key,
-            })
-        })
-        .collect();
-    Ok((active, roster.revoked))
-}
-
-/// Merges the roster of `keys_dir` into the file at `path` (atomic, 0600, `~/.ssh` made 0700
-/// when missing, a symlink refused); writes only when something changed. Used by `--apply` and
-/// by the native backend's apply step.
-pub fn merge_into_file(keys_dir: &Path, path: &Path) -> Result<Merge> {
-    let (active, revoked) = fleet_keys(keys_dir)?;
-    let roster = Roster {
-        active: &active,
-        revoked: &revoked,
-    };
-    let current = read_target(path)?;
-    let merged = authorized_keys::merge(&current, &roster)?;
-    warn(&merged);
-    if merged.changed() {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
-            files::ensure_private_dir(dir)?;
-        }
-        files::write_private(path, &merged.output)?;
-    }
-    Ok(merged)
-}
-
 /// Runs the command; returns the exit code (1 from `--check` when the file would change).
 pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
     let keys_dir = match keys {
@@ -80,16 +38,16 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
             .repo
             .join(crate::roster::layout::KEYS),
     };
-    if let Mode::Apply(path) = &mode {
-        let merged = merge_into_file(&keys_dir, path)?;
-        report(&merged, path, false)?;
-        return Ok(0);
-    }
     let (active, revoked) = fleet_keys(&keys_dir)?;
     let roster = Roster {
         active: &active,
         revoked: &revoked,
     };
+    if let Mode::Apply(path) = &mode {
+        let merged = merge_into_file(&roster, path)?;
+        report(&merged, path, false)?;
+        return Ok(0);
+    }
     match mode {
         Mode::Filter => {
             let mut input = Vec::new();
@@ -105,7 +63,7 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
                 .into());
             }
             let merged = authorized_keys::merge(&input, &roster)?;
-            warn(&merged);
+            log_warnings(&merged);
             // One write of the whole file: never a partial one.
             let mut out = std::io::stdout().lock();
             match out.write_all(&merged.output).and_then(|()| out.flush()) {
@@ -123,7 +81,7 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
             };
             let current = read_target(&path)?;
             let merged = authorized_keys::merge(&current, &roster)?;
-            warn(&merged);
+            log_warnings(&merged);
             report(&merged, &path, true)?;
             Ok(if merged.changed() { 1 } else { 0 })
         }
@@ -135,29 +93,6 @@ pub fn default_target() -> Result<PathBuf> {
     let machine = Machine::load()?;
     let fleet = machine.fleet_config()?;
     Ok(machine.paths.expand(&fleet.authorized_keys.path))
-}
-
-/// The current bytes of `path` (empty when missing); a symlink is refused.
-fn read_target(path: &Path) -> Result<Vec<u8>> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(ErrorKind::Refused(format!(
-            "{} is a symbolic link; refusing to merge into it",
-            path.display()
-        ))
-        .into()),
-        Ok(_) => files::read_limited(path, INPUT_LIMIT),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("cannot read", path)(e)),
-    }
-}
-
-fn warn(merged: &Merge) {
-    for w in &merged.warnings {
-        crate::log::warn(&format!(
-            "line {}: {}'s key {} is listed with options sshd rejects, so that machine cannot log in until the line is fixed",
-            w.line, w.machine, w.fingerprint
-        ));
-    }
 }
 
 fn report(merged: &Merge, path: &Path, dry_run: bool) -> Result<()> {

@@ -123,7 +123,9 @@ pub fn set(key: &str, push: bool) -> Result<()> {
     let changed = env
         .set(key, &value)
         .map_err(|e| ErrorKind::Secret(e.to_string()))?;
-    if !changed.is_changed() {
+    // Setting a value settles any concurrent edit kept aside for the key.
+    let settled = env.clear_conflicts(key);
+    if !changed.is_changed() && settled == 0 {
         crate::log::info(&format!("{key} already has that value; nothing to do"));
         return Ok(());
     }
@@ -137,7 +139,9 @@ pub fn unset(key: &str, push: bool) -> Result<()> {
     let _lock = machine.lock()?;
     let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
-    if !env.unset(key) {
+    // A conflict record of the key goes with it (it holds a value of the key).
+    let settled = env.clear_conflicts(key);
+    if !env.unset(key) && settled == 0 {
         return Err(ErrorKind::Secret(format!("no secret named {key}")).into());
     }
     save_prepared(&machine, prepared, &env, &format!("unset {key}"), push)

@@ -294,7 +294,12 @@ pub fn materialize_secrets(
 pub fn authorized_keys(repo_root: &Path, paths: &Paths, fleet: &FleetConfig) -> Result<bool> {
     let target = paths.expand(&fleet.authorized_keys.path);
     let keys = repo_root.join(crate::roster::layout::KEYS);
-    match crate::commands::authorized_keys::merge_into_file(&keys, &target) {
+    let (active, revoked) = crate::roster::fleet_keys(&keys)?;
+    let roster = crate::authorized_keys::Roster {
+        active: &active,
+        revoked: &revoked,
+    };
+    match crate::authorized_keys::merge_into_file(&roster, &target) {
         Ok(merged) => Ok(merged.changed()),
         // A fleet with no SSH key yet leaves the file alone; nothing to merge.
         Err(e)

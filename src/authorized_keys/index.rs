@@ -1,0 +1,189 @@
+//! Owns key identity: the roster checked (one machine per key, no active key revoked, machine
+//! names that can be written) and indexed by decoded key blob, and the verdict on one line
+//! ([`judge`]): it lists an active key, with these options, or it must go. Must never: compare
+//! keys by base64 text or comment.
+
+use std::collections::HashMap;
+
+use ssh_key::PublicKey;
+use ssh_key::public::KeyData;
+
+use super::base64::base64_encode;
+use super::error::Error;
+use super::options::{Options, parse_options};
+use super::tokenize::{KEY_TYPES, fleetkey_marker, scan};
+use super::{ChangeReason, Roster, fingerprint};
+
+/// The blob algorithm name fleetkey will match for `key`, if sshd reads keys of its type.
+fn blob_algorithm(key: &PublicKey) -> Option<&'static str> {
+    let algorithm = key.algorithm();
+    KEY_TYPES
+        .iter()
+        .map(|t| t.blob)
+        .find(|&b| b == algorithm.as_str())
+}
+
+/// An active fleet key, ready to be matched and written.
+pub(super) struct Active<'r> {
+    pub(super) machine: &'r str,
+    pub(super) key: &'r PublicKey,
+    /// The wire encoding of the key data: the identity compared against each line.
+    blob: Vec<u8>,
+    /// The blob's algorithm name.
+    algorithm: &'static str,
+    /// `TYPE BASE64`: the start of the line fleetkey writes, and the sort key after the machine.
+    pub(super) text: String,
+}
+
+/// A revoked key, ready to be matched.
+struct Revoked<'r> {
+    key: &'r PublicKey,
+    algorithm: &'static str,
+}
+
+/// The roster, checked and indexed by key blob so that each line costs one hash lookup.
+pub(super) struct Index<'r> {
+    /// Active keys, in the order their lines are appended: machine name, then key text.
+    pub(super) active: Vec<Active<'r>>,
+    /// Key blob → position in `active`.
+    active_by_blob: HashMap<Vec<u8>, usize>,
+    /// Key blob → revoked key.
+    revoked: HashMap<Vec<u8>, Revoked<'r>>,
+}
+
+impl<'r> Index<'r> {
+    pub(super) fn new(roster: &Roster<'r>) -> Result<Self, Error> {
+        if roster.active.is_empty() {
+            return Err(Error::NoActiveFleetKey);
+        }
+
+        let mut revoked = HashMap::with_capacity(roster.revoked.len());
+        for key in roster.revoked {
+            // A key of a type sshd does not read can be on no line sshd reads: nothing to remove.
+            let Some(algorithm) = blob_algorithm(key) else {
+                continue;
+            };
+            let blob = key.to_bytes().map_err(|_| Error::UnencodableKey {
+                owner: "the revoked keys".to_owned(),
+            })?;
+            revoked.insert(blob, Revoked { key, algorithm });
+        }
+
+        let mut active = Vec::with_capacity(roster.active.len());
+        for fleet in roster.active {
+            let machine = fleet.machine.as_str();
+            if machine.is_empty() || machine.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::InvalidMachineName {
+                    machine: machine.to_owned(),
+                });
+            }
+            let Some(algorithm) = blob_algorithm(&fleet.key).filter(|&a| a != "ssh-dss") else {
+                return Err(Error::UnsupportedFleetKey {
+                    machine: machine.to_owned(),
+                    fingerprint: fingerprint(fleet.key.key_data()),
+                    algorithm: fleet.key.algorithm().as_str().to_owned(),
+                });
+            };
+            let blob = fleet.key.to_bytes().map_err(|_| Error::UnencodableKey {
+                owner: format!("machine {machine}"),
+            })?;
+            if revoked.contains_key(&blob) {
+                return Err(Error::RevokedKeyIsActive {
+                    fingerprint: fingerprint(fleet.key.key_data()),
+                    machine: machine.to_owned(),
+                });
+            }
+            let text = format!("{algorithm} {}", base64_encode(&blob));
+            active.push(Active {
+                machine,
+                key: &fleet.key,
+                blob,
+                algorithm,
+                text,
+            });
+        }
+        active.sort_by(|a, b| a.machine.cmp(b.machine).then_with(|| a.text.cmp(&b.text)));
+        // The same key listed twice for one machine: once is enough.
+        active.dedup_by(|a, b| a.machine == b.machine && a.blob == b.blob);
+
+        let mut active_by_blob = HashMap::with_capacity(active.len());
+        for (at, fleet) in active.iter().enumerate() {
+            if let Some(&first) = active_by_blob.get(&fleet.blob) {
+                let first: &Active<'_> = &active[first];
+                return Err(Error::KeySharedByMachines {
+                    fingerprint: fingerprint(fleet.key.key_data()),
+                    first: first.machine.to_owned(),
+                    second: fleet.machine.to_owned(),
+                });
+            }
+            active_by_blob.insert(fleet.blob.clone(), at);
+        }
+
+        Ok(Self {
+            active,
+            active_by_blob,
+            revoked,
+        })
+    }
+}
+
+/// Whether, and how, the kept lines list an active key as a plain entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Listed {
+    No,
+    /// Only on lines whose options sshd rejects; the first such input line.
+    OnlyWithBadOptions(usize),
+    Yes,
+}
+
+/// What to do with one input line.
+pub(super) enum Verdict {
+    /// Keep it; it lists no active key.
+    Keep,
+    /// Keep it; it lists the active key at this position, with these options.
+    Lists(usize, Options),
+    /// Drop it: reason, the line's `fleetkey=` machine, the key.
+    Remove(ChangeReason, Option<String>, KeyData),
+}
+
+pub(super) fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdict {
+    let Some(found) = scan(line, blob) else {
+        return Verdict::Keep;
+    };
+    let kind = found.field.kind;
+    let marker = fleetkey_marker(found.field.comment);
+    let owner = || marker.map(|name| String::from_utf8_lossy(name).into_owned());
+
+    if let Some(revoked) = index.revoked.get(blob.as_slice())
+        && revoked.algorithm == kind.blob
+    {
+        return Verdict::Remove(
+            ChangeReason::Revoked,
+            owner(),
+            revoked.key.key_data().clone(),
+        );
+    }
+    if let Some(&at) = index.active_by_blob.get(blob.as_slice())
+        && index.active[at].algorithm == kind.blob
+    {
+        let fleet = &index.active[at];
+        if marker.is_some_and(|name| name != fleet.machine.as_bytes()) {
+            return Verdict::Remove(
+                ChangeReason::LeftFleet,
+                owner(),
+                fleet.key.key_data().clone(),
+            );
+        }
+        let options = found.options.map_or(Options::BARE, parse_options);
+        return Verdict::Lists(at, options);
+    }
+    // A key the roster does not know. If fleetkey wrote the line, its machine no longer has
+    // this key; remove the line only if sshd would read a key from it.
+    if marker.is_some()
+        && let Ok(key) = PublicKey::from_bytes(blob)
+        && key.algorithm().as_str() == kind.blob
+    {
+        return Verdict::Remove(ChangeReason::LeftFleet, owner(), key.key_data().clone());
+    }
+    Verdict::Keep
+}

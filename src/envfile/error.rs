@@ -1,0 +1,127 @@
+//! Owns what can go wrong parsing or editing a secrets file: [`ParseError`], [`KeyError`] and
+//! [`DirectiveError`]. Must never: hold a value or a line of the file (a duplicate's key name,
+//! a valid name, is the one piece of content an error carries).
+
+/// Why a secrets file could not be parsed. The caller must write nothing.
+///
+/// `line` is always the 1-based line where the entry (or directive) starts; `at` is the line
+/// where the problem was found, which differs for a double-quoted value spanning several lines.
+/// No variant holds any content of the file except [`ParseError::DuplicateKey`]'s key name,
+/// which is a valid key name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The text before the first `=` is not a key name.
+    #[error(
+        "line {line}: invalid key name; a key starts at column 1 with a letter or `_`, continues \
+         with letters, digits or `_`, and is directly followed by `=` (no `export`, no spaces)"
+    )]
+    BadKey {
+        /// Line of the entry.
+        line: usize,
+    },
+    /// A line that is neither blank nor a comment has no `=`.
+    #[error(
+        "line {line}: missing `=`; write KEY=VALUE, or start the line with `#` to make it a comment"
+    )]
+    MissingEquals {
+        /// Line of the entry.
+        line: usize,
+    },
+    /// A key is defined twice.
+    #[error("line {line}: duplicate key {key}, first defined on line {first}; keep only one")]
+    DuplicateKey {
+        /// The key name (a valid name).
+        key: String,
+        /// Line of the second definition.
+        line: usize,
+        /// Line of the first definition.
+        first: usize,
+    },
+    /// A quoted value has no closing quote (single quotes must close on the same line).
+    #[error(
+        "line {line}: unterminated quoted value, no closing quote by line {at}; close the quote \
+         (a single-quoted value must close on its own line)"
+    )]
+    UnterminatedQuote {
+        /// Line where the entry starts.
+        line: usize,
+        /// Line where the file (or, for single quotes, the line) ended.
+        at: usize,
+    },
+    /// A double-quoted value holds a backslash escape other than `\n`, `\"` and `\\`.
+    #[error(
+        "line {at}: unknown escape in the double-quoted value that starts on line {line}; only \
+         \\n, \\\" and \\\\ are allowed (write a backslash as \\\\, or use single quotes)"
+    )]
+    UnknownEscape {
+        /// Line where the entry starts.
+        line: usize,
+        /// Line of the bad escape.
+        at: usize,
+    },
+    /// Something other than an optional `\r` follows a closing quote.
+    #[error(
+        "line {at}: text after the closing quote of the value that starts on line {line}; \
+         nothing may follow the closing quote"
+    )]
+    TextAfterQuote {
+        /// Line where the entry starts.
+        line: usize,
+        /// Line of the closing quote.
+        at: usize,
+    },
+    /// A `# fleetkey:stale` or `# fleetkey:conflict` line is malformed.
+    #[error(
+        "line {line}: malformed fleetkey directive; expected `# fleetkey:stale KEY \
+         since=YYYY-MM-DD reason=...` or `# fleetkey:conflict KEY from=MACHINE at=TIME \
+         value=\"...\"` (or remove the line)"
+    )]
+    BadDirective {
+        /// Line of the directive.
+        line: usize,
+    },
+}
+
+impl ParseError {
+    /// The 1-based line where the offending entry or directive starts.
+    pub fn line(&self) -> usize {
+        match *self {
+            Self::BadKey { line }
+            | Self::MissingEquals { line }
+            | Self::DuplicateKey { line, .. }
+            | Self::UnterminatedQuote { line, .. }
+            | Self::UnknownEscape { line, .. }
+            | Self::TextAfterQuote { line, .. }
+            | Self::BadDirective { line } => line,
+        }
+    }
+}
+
+/// A key name given to an edit is not `[A-Za-z_][A-Za-z0-9_]*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid key name; use a letter or `_`, then letters, digits or `_` ([A-Za-z_][A-Za-z0-9_]*)"
+)]
+pub struct KeyError;
+
+/// A field given to [`EnvFile::mark_stale`] or [`EnvFile::add_conflict`] cannot be written as a
+/// directive.
+///
+/// [`EnvFile::mark_stale`]: super::EnvFile::mark_stale
+/// [`EnvFile::add_conflict`]: super::EnvFile::add_conflict
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DirectiveError {
+    /// The key name is invalid.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// `since` is not a `YYYY-MM-DD` date.
+    #[error("invalid date; use YYYY-MM-DD")]
+    Date,
+    /// A one-word field (`from`, `at`) is empty or holds whitespace or control characters.
+    #[error("invalid {0}; it must be one non-empty word without spaces or control characters")]
+    #[cfg_attr(not(test), allow(dead_code))]
+    Word(&'static str),
+    /// The reason holds a control character (a line break, for one).
+    #[error("invalid reason; it must fit on one line, without control characters")]
+    Reason,
+}
