@@ -300,5 +300,17 @@ impl std::error::Error for Error {
     }
 }
 
+/// An error and its causes on one line, `: `-separated (error messages never hold a file's
+/// content or a secret, so neither does this).
+pub fn chain(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// The result type of fleetkey's library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

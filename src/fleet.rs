@@ -32,18 +32,6 @@ pub struct InForce {
     pub held_back: Option<String>,
 }
 
-/// An error and its causes on one line (never a file's content: config errors name the line
-/// and key only).
-fn error_chain(e: &crate::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 /// Logs `message` once per process (a command reads fleet.toml several times).
 fn warn_once(message: &str) {
     static WARNED: std::sync::Once = std::sync::Once::new();
@@ -144,7 +132,7 @@ impl Machine {
                 };
                 let held_back = format!(
                     "{}; the last valid fleet.toml stays in force until a valid one arrives",
-                    error_chain(&e)
+                    crate::error::chain(&e)
                 );
                 warn_once(&held_back);
                 Ok(InForce {

@@ -96,11 +96,7 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             ),
         )),
         Ok(_) => out.push(check("fleet.toml", Verdict::Ok, "valid")),
-        Err(e) => out.push(check(
-            "fleet.toml",
-            Verdict::Fail,
-            format!("{e}: {}", chain(e)),
-        )),
+        Err(e) => out.push(check("fleet.toml", Verdict::Fail, crate::error::chain(e))),
     }
     match std::process::Command::new("git").arg("--version").output() {
         Ok(o) if o.status.success() => out.push(check(
@@ -233,12 +229,6 @@ fn agent_checks(machine: &Machine, fleet: &crate::config::FleetConfig) -> Vec<Ch
             }
         })
         .collect()
-}
-
-fn chain(e: &crate::Error) -> String {
-    std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_default()
 }
 
 /// chezmoi's own `git.autoCommit` / `git.autoPush` would commit a second time beside fleetkey.

@@ -36,6 +36,18 @@ pub struct Applied {
     pub changed: usize,
     /// Conflict copies written.
     pub conflicts: Vec<ConflictRecord>,
+    /// Files the fleet holds that could not be written here, each with why (the rest of the
+    /// apply goes on).
+    pub held_back: Vec<String>,
+}
+
+impl Applied {
+    /// Records that `live` was not written, and why; says so in the log.
+    fn hold_back(&mut self, live: &Path, why: &str) {
+        let text = format!("{} not applied: {why}", live.display());
+        crate::log::warn(&text);
+        self.held_back.push(text);
+    }
 }
 
 /// Whether `rel` must be written 0600: under `~/.ssh` or covered by `[sync] private`.
@@ -190,20 +202,26 @@ pub fn apply(
                     )?);
                 }
             }
-            if let Some(dir) = live.parent() {
-                if rel.starts_with(".ssh/") {
-                    crate::files::ensure_private_dir(&home.join(".ssh"))?;
-                }
-                crate::files::ensure_dir(dir)?;
-            }
             if meta.as_ref().is_some_and(|m| m.is_dir()) {
-                crate::log::warn(&format!(
-                    "{} is a directory here; not replacing it with a file",
-                    live.display()
-                ));
+                out.hold_back(
+                    &live,
+                    "it is a directory here; not replacing it with a file",
+                );
                 continue;
             }
-            crate::files::write_atomic(&live, blob.content(), mode)?;
+            let written = live
+                .parent()
+                .map_or(Ok(()), |dir| {
+                    if rel.starts_with(".ssh/") {
+                        crate::files::ensure_private_dir(&home.join(".ssh"))?;
+                    }
+                    crate::files::ensure_dir(dir)
+                })
+                .and_then(|()| crate::files::write_atomic(&live, blob.content(), mode));
+            if let Err(e) = written {
+                out.hold_back(&live, &crate::error::chain(&e));
+                continue;
+            }
             out.changed += 1;
             crate::fault::point("sync:applying");
         }

@@ -61,7 +61,9 @@ pub fn capture_and_commit(
             )?;
             rec.captured = captured.count();
             if captured.count() > 0 {
-                commit_capture(repo, &captured, name)?;
+                let held_back = commit_capture(repo, &captured, name)?;
+                rec.captured -= held_back.len();
+                rec.held_back.extend(held_back);
                 crate::fault::point("sync:captured");
             }
             // The manifest is saved after apply: if the cycle dies before, the next capture

@@ -16,10 +16,33 @@ pub fn head_tree(repo: &git2::Repository) -> Result<git2::Tree<'_>> {
         .map_err(Error::git("cannot read HEAD of the fleet clone"))
 }
 
-/// Commits the captured changes in one commit.
-pub fn commit_capture(repo: &FleetRepo, captured: &capture::Captured, name: &str) -> Result<()> {
+/// Commits the captured changes in one commit. A captured file whose path clashes with the
+/// fleet's tree (a directory here where the fleet holds a file, or the reverse) is not
+/// committed: it is returned with the reason, for the cycle's report, and the rest goes on.
+pub fn commit_capture(
+    repo: &FleetRepo,
+    captured: &capture::Captured,
+    name: &str,
+) -> Result<Vec<String>> {
+    let head = head_tree(repo.raw())?;
+    let mut held_back = Vec::new();
+    let upserts: Vec<(String, git2::Oid, bool)> = captured
+        .upserts
+        .iter()
+        .filter(|(path, _, _)| match clash(&head, path) {
+            Some(why) => {
+                let text = format!("{} not captured: {why}", display_path(path));
+                crate::log::warn(&text);
+                held_back.push(text);
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect();
+    drop(head);
     let mut names: Vec<String> = Vec::new();
-    for (path, _, _) in &captured.upserts {
+    for (path, _, _) in &upserts {
         names.push(display_path(path));
     }
     for path in &captured.removals {
@@ -32,8 +55,40 @@ pub fn commit_capture(repo: &FleetRepo, captured: &capture::Captured, name: &str
     } else {
         format!("{name}: sync {}", shown.join(", "))
     };
-    commit_changes(repo, &captured.upserts, &captured.removals, name, &message)?;
-    Ok(())
+    if upserts.is_empty() && captured.removals.is_empty() {
+        return Ok(held_back);
+    }
+    commit_changes(repo, &upserts, &captured.removals, name, &message)?;
+    Ok(held_back)
+}
+
+/// Why a file cannot be stored at `path` in `tree`: a leading part of the path is a file in
+/// the tree, or the path itself is a directory there. `None` when it can.
+pub fn clash(tree: &git2::Tree<'_>, path: &str) -> Option<String> {
+    let mut prefix = String::new();
+    for part in path.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        let Ok(entry) = tree.get_path(std::path::Path::new(&prefix)) else {
+            return None;
+        };
+        let is_tree = entry.kind() == Some(git2::ObjectType::Tree);
+        if prefix.len() < path.len() && !is_tree {
+            return Some(format!(
+                "the fleet holds a file at {} where this machine has a directory",
+                display_path(&prefix)
+            ));
+        }
+        if prefix.len() == path.len() && is_tree {
+            return Some(format!(
+                "the fleet holds a directory at {} where this machine has a file",
+                display_path(&prefix)
+            ));
+        }
+    }
+    None
 }
 
 /// Commits `upserts` (path, blob, exec) and `removals` on top of HEAD in one commit built in
@@ -102,5 +157,40 @@ fn display_path(repo_path: &str) -> String {
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("hosts"), Some(host), Some("home"), Some(rel)) => format!("~/{rel} ({host} only)"),
         _ => repo_path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_with<'r>(repo: &'r git2::Repository, paths: &[&str]) -> git2::Tree<'r> {
+        let blob = repo.blob(b"x").unwrap();
+        let empty = repo.treebuilder(None).unwrap().write().unwrap();
+        let empty = repo.find_tree(empty).unwrap();
+        let mut b = git2::build::TreeUpdateBuilder::new();
+        for p in paths {
+            b.upsert(*p, blob, git2::FileMode::Blob);
+        }
+        let id = b.create_updated(repo, &empty).unwrap();
+        repo.find_tree(id).unwrap()
+    }
+
+    #[test]
+    fn a_path_clashes_with_a_file_above_it_or_a_directory_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let tree = tree_with(&repo, &["home/.config", "home/.vim/vimrc"]);
+        let above = clash(&tree, "home/.config/git/config").unwrap();
+        assert!(above.contains("a file at ~/.config where"), "{above}");
+        let at = clash(&tree, "home/.vim").unwrap();
+        assert!(at.contains("a directory at ~/.vim where"), "{at}");
+        assert_eq!(clash(&tree, "home/.vim/gvimrc"), None);
+        assert_eq!(clash(&tree, "home/.zshrc"), None);
+        assert_eq!(
+            clash(&tree, "home/.config"),
+            None,
+            "a file replacing a file"
+        );
     }
 }

@@ -143,6 +143,7 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
         &missing,
     )?;
     rec.applied = applied.changed;
+    rec.held_back.extend(applied.held_back);
     rec.conflicts += applied.conflicts.len();
     rec.head = repo.head().map(|o| o.to_string());
     refresh_agents(machine, &fleet);
