@@ -6,12 +6,15 @@
 
 use std::process::{Command, Stdio};
 
-/// `program` with every environment variable dropped but those in `keep` (when set), and stdin
-/// closed.
+/// What every child keeps: who and where the user is, and where programs and temp files are.
+pub const BASE_ENV: &[&str] = &["HOME", "PATH", "USER", "LOGNAME", "TMPDIR"];
+
+/// `program` with every environment variable dropped but [`BASE_ENV`] and those in `keep`
+/// (when set), and stdin closed.
 pub fn command(program: &str, keep: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear();
-    for var in keep {
+    for var in BASE_ENV.iter().chain(keep) {
         if let Some(value) = std::env::var_os(var) {
             cmd.env(var, value);
         }

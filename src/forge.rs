@@ -26,11 +26,6 @@ pub enum PushOutcome {
 
 /// Environment variables a `git` child keeps; everything else is dropped.
 const KEPT_ENV: &[&str] = &[
-    "HOME",
-    "PATH",
-    "USER",
-    "LOGNAME",
-    "TMPDIR",
     "SSH_AUTH_SOCK",
     "XDG_CONFIG_HOME",
     "GIT_SSH_COMMAND",

@@ -30,15 +30,7 @@ pub trait Runner {
 
 /// Environment variables platform commands keep: `systemctl --user` finds the user's service
 /// manager through `XDG_RUNTIME_DIR` or `DBUS_SESSION_BUS_ADDRESS`.
-const KEPT_ENV: &[&str] = &[
-    "HOME",
-    "PATH",
-    "USER",
-    "LOGNAME",
-    "TMPDIR",
-    "XDG_RUNTIME_DIR",
-    "DBUS_SESSION_BUS_ADDRESS",
-];
+const KEPT_ENV: &[&str] = &["XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"];
 
 /// Runs commands for real, with a cleaned environment and stdin closed.
 #[derive(Debug, Clone, Copy, Default)]

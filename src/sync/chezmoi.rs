@@ -39,11 +39,6 @@ const IGNORE_HEADER: &str = "# fleetkey's own files: never applied to $HOME";
 
 /// Environment variables a `chezmoi` child keeps.
 const KEPT_ENV: &[&str] = &[
-    "HOME",
-    "PATH",
-    "USER",
-    "LOGNAME",
-    "TMPDIR",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
     "XDG_STATE_HOME",
@@ -350,9 +345,9 @@ mod tests {
         );
         let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(args, ["--source", "/r", "apply", "--force", "--no-tty"]);
-        assert!(
-            cmd.get_envs()
-                .all(|(k, _)| { KEPT_ENV.contains(&k.to_str().unwrap()) })
-        );
+        assert!(cmd.get_envs().all(|(k, _)| {
+            let k = k.to_str().unwrap();
+            KEPT_ENV.contains(&k) || crate::child::BASE_ENV.contains(&k)
+        }));
     }
 }
