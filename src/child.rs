@@ -27,8 +27,17 @@ pub fn command(program: &str, keep: &[&str]) -> Command {
 mod tests {
     #[test]
     fn only_the_named_variables_reach_the_child() {
-        let cmd = super::command("true", &["PATH", "FLEETKEY_SURELY_UNSET_VAR"]);
+        let cmd = super::command("true", &["GIT_SSH_COMMAND", "FLEETKEY_SURELY_UNSET_VAR"]);
         let names: Vec<_> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
-        assert!(names.iter().all(|k| k == "PATH"), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|k| k == "GIT_SSH_COMMAND" || super::BASE_ENV.iter().any(|b| k == b)),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|k| k == "PATH"),
+            "PATH is always kept: {names:?}"
+        );
     }
 }
