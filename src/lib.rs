@@ -23,6 +23,7 @@ pub mod fleet;
 pub mod forge;
 pub mod harden;
 pub mod identity;
+pub mod limits;
 pub mod lock;
 pub mod log;
 pub mod paths;
