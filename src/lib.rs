@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod confine;
 pub mod envfile;
 pub mod error;
 pub mod exposure;
