@@ -14,12 +14,15 @@
 //! That check is lexical. Symlinks are dealt with by [`walk`]: a [`HomeRel`] is only ever
 //! opened component by component from a descriptor of `$HOME`, never following a link, so the
 //! check made on disk IS the write (no window in which a symlink can be planted).
+//! [`tree::check_tree`] refuses a fleet commit whose tree holds anything but regular files and
+//! directories before it is checked out.
 //!
 //! Owns: those rules. Must never: accept a path that leaves `$HOME`, quote a file's content in
 //! a refusal (the path itself is shown, escaped and shortened), or chmod anything it did not
 //! create.
 
 pub mod names;
+pub mod tree;
 pub mod walk;
 
 use std::path::{Component, Path, PathBuf};
@@ -28,6 +31,7 @@ use crate::limits::{COMPONENT_BYTES, PATH_BYTES};
 use crate::paths::Paths;
 
 pub use names::{GitName, git_name};
+pub use tree::{TreeViolation, Violation, check_tree};
 pub use walk::{Contents, DirMode, HomeDir, WalkError};
 
 /// One of fleetkey's own directories, which no managed path may reach.
