@@ -28,6 +28,7 @@ pub mod limits;
 pub mod lock;
 pub mod log;
 pub mod paths;
+pub mod private;
 pub mod repo;
 pub mod roster;
 pub mod secrets;
