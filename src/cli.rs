@@ -160,8 +160,8 @@ pub enum Cmd {
     /// The puller: one cycle, or one every DURATION (e.g. 60s, 5m); fetches only when the
     /// forge moved.
     Pull {
-        /// Run forever, one cycle per DURATION.
-        #[arg(long, value_name = "DURATION")]
+        /// Run forever, one cycle per DURATION (5s to 24h, with a unit: 90s, 5m, 1h).
+        #[arg(long, value_name = "DURATION", value_parser = crate::config::check_every)]
         every: Option<String>,
     },
     /// The watcher daemon: a cycle after each settled change, and a pull every `poll`.
@@ -281,6 +281,23 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn pull_every_is_checked_while_parsing() {
+        let every = |v: &str| {
+            Args::try_parse_from(["fleetkey", "pull", "--every", v]).map(|a| match a.command {
+                Cmd::Pull { every } => every,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(every("5s").unwrap().as_deref(), Some("5s"));
+        assert_eq!(every("24h").unwrap().as_deref(), Some("24h"));
+        for bad in ["5", "4s", "25h", "18446744073709551615s", "0s"] {
+            let err = every(bad).unwrap_err().to_string();
+            assert!(err.contains("--every"), "{bad}: {err}");
+            assert!(err.contains("allowed: 5s to 24h"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The two configuration files: this machine's `config.toml` and the fleet's `fleet.toml`.
 //!
 //! Owns: their schema, defaults and validation. An unknown key anywhere is an error naming the
-//! file, the line and the key (chezmoi users lose hours to `recipent`). Must never: write either
-//! file non-atomically.
+//! file, the line and the key (chezmoi users lose hours to `recipent`); `settle` and `poll` are
+//! bounded ([`crate::limits::SETTLE`], [`crate::limits::POLL`]). Must never: write either file
+//! non-atomically, or quote a file's content in an error (a TOML error names the line, the
+//! column and the key; the line itself may be a secret that a symlink or a typo brought in).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,9 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::files;
+use crate::limits::{self, Bounds};
 
-/// Largest configuration file fleetkey reads.
-const CONFIG_LIMIT: u64 = 1 << 20;
+/// Largest config.toml fleetkey reads (this machine's own file, as large as fleet.toml may be).
+const CONFIG_LIMIT: u64 = limits::FLEET_TOML.bytes;
 
 /// How the managed dotfiles are captured and applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -170,25 +173,27 @@ impl FleetConfig {
     /// The file name inside the fleet repo.
     pub const FILE: &'static str = "fleet.toml";
 
-    /// Reads and validates `fleet.toml` from the repo at `repo`.
+    /// Reads and validates `fleet.toml` from the repo at `repo`: a regular file (not a
+    /// symlink) of at most [`limits::FLEET_TOML`].
     pub fn load(repo: &Path) -> Result<FleetConfig> {
         let path = repo.join(Self::FILE);
-        let cfg: FleetConfig = parse_toml(&path)?;
+        let text = files::read_regular_text(&path, limits::FLEET_TOML)?;
+        let cfg: FleetConfig = parse_toml_text(&text, &path)?;
         cfg.validate(&path)?;
         Ok(cfg)
     }
 
-    /// Checks the values that serde cannot: durations and the branch name.
+    /// Checks the values that serde cannot: durations (bounded) and the branch name.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        for (key, value) in [
-            ("sync.settle", &self.sync.settle),
-            ("sync.poll", &self.sync.poll),
+        for (bounds, value) in [
+            (limits::SETTLE, &self.sync.settle),
+            (limits::POLL, &self.sync.poll),
         ] {
-            parse_duration(value).map_err(|problem| ErrorKind::ConfigValue {
+            parse_bounded(value, bounds).map_err(|problem| Error::from(ErrorKind::ConfigValue {
                 path: path.to_path_buf(),
-                key: key.into(),
+                key: bounds.key.into(),
                 problem,
-            })?;
+            }))?;
         }
         if self.sync.branch.is_empty()
             || !self
@@ -207,14 +212,20 @@ impl FleetConfig {
         Ok(())
     }
 
-    /// The settle time.
+    /// The settle time. Never panics: a value that [`FleetConfig::validate`] would refuse
+    /// gives the default.
     pub fn settle(&self) -> Duration {
-        parse_duration(&self.sync.settle).expect("validated on load")
+        parse_bounded(&self.sync.settle, limits::SETTLE)
+            .or_else(|_| parse_bounded(&default_settle(), limits::SETTLE))
+            .unwrap_or(limits::SETTLE.min)
     }
 
-    /// The poll interval.
+    /// The poll interval. Never panics: a value that [`FleetConfig::validate`] would refuse
+    /// gives the default.
     pub fn poll(&self) -> Duration {
-        parse_duration(&self.sync.poll).expect("validated on load")
+        parse_bounded(&self.sync.poll, limits::POLL)
+            .or_else(|_| parse_bounded(&default_poll(), limits::POLL))
+            .unwrap_or(limits::POLL.max)
     }
 
     /// The file's text as fleetkey writes it.
@@ -233,32 +244,197 @@ impl FleetConfig {
 
 fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = files::read_text(path, CONFIG_LIMIT)?;
-    toml::from_str(&text).map_err(|e| {
-        Error::from(ErrorKind::Config {
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        })
-    })
+    parse_toml_text(&text, path)
 }
 
-/// Parses a duration such as `500ms`, `2s`, `5m` or `1h` (a bare number is seconds).
+/// Parses `text` (the content of `path`), turning a TOML error into one that names the line,
+/// the column and the key only.
+fn parse_toml_text<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::from(ErrorKind::Config {
+        path: path.to_path_buf(),
+        source: Box::new(<toml::de::Error as serde::de::Error>::custom(
+            describe_toml_error(&e, text),
+        )),
+    }))
+}
+
+/// `line L, column C, key K: PROBLEM` for a TOML error, with nothing of the file's content
+/// but key names that look like key names (see [`plain_key`]) and the schema's expectations.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let mut out = String::new();
+    let mut line_no = None;
+    if let Some(span) = e.span() {
+        let at = span.start.min(text.len());
+        let at = (0..=at)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = text[start..at].chars().count() + 1;
+        out.push_str(&format!("line {line}, column {column}"));
+        line_no = Some(line);
+    } else {
+        out.push_str("somewhere in the file");
+    }
+    if let Some(key) = line_no.and_then(|l| key_at_line(text, l)) {
+        out.push_str(&format!(", key {key}"));
+    }
+    out.push_str(": ");
+    out.push_str(&toml_problem(e.message()));
+    out
+}
+
+/// A key name safe to print: 1 to 32 of `a-z`, `0-9`, `_` and `-`, starting with a letter.
+/// Anything else (an upper-case run of an age identity, a base64 line of a private key) is
+/// never printed.
+fn plain_key(s: &str) -> Option<&str> {
+    let s = s.trim().trim_matches(|c| c == '"' || c == '\'');
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    ok.then_some(s)
+}
+
+/// A dotted key (`a.b`) whose every part is a [`plain_key`].
+fn plain_dotted(s: &str) -> Option<String> {
+    let parts: Option<Vec<&str>> = s.split('.').map(plain_key).collect();
+    parts.map(|p| p.join("."))
+}
+
+/// The dotted key being defined on line `line` (1-based): the table header above it and the
+/// key before `=`, when all of it is plain.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let header = |l: &str| {
+        let l = l.trim();
+        l.strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+            .map(str::to_string)
+    };
+    if let Some(h) = header(here) {
+        return plain_dotted(&h);
+    }
+    let key = plain_dotted(here.split_once('=')?.0)?;
+    let table = lines[..line - 1].iter().rev().find_map(|l| header(l));
+    match table {
+        None => Some(key),
+        Some(t) => Some(format!("{}.{key}", plain_dotted(&t)?)),
+    }
+}
+
+/// The kind of a TOML error, from serde's and toml's fixed wording, without the values they
+/// quote. The schema's expectations (`expected a string`, field names) are kept when plain.
+fn toml_problem(message: &str) -> String {
+    let expected = message
+        .rsplit_once(", expected ")
+        .map(|(_, tail)| tail.lines().next().unwrap_or(""))
+        .filter(|tail| {
+            tail.len() <= 200
+                && tail
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || " `,_-".contains(c))
+        });
+    let with_expected = |what: &str| match expected {
+        Some(x) => format!("{what}, expected {x}"),
+        None => what.to_string(),
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        return match rest.split_once('`').and_then(|(k, _)| plain_key(k)) {
+            Some(k) => with_expected(&format!("unknown key `{k}`")),
+            None => with_expected("unknown key"),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        return match rest.split_once('`').and_then(|(k, _)| plain_key(k)) {
+            Some(k) => format!("missing key `{k}`"),
+            None => "missing key".into(),
+        };
+    }
+    for (prefix, what) in [
+        ("invalid type", "wrong type of value"),
+        ("invalid value", "invalid value"),
+        ("invalid length", "wrong number of values"),
+        ("unknown variant", "unknown value"),
+    ] {
+        if message.starts_with(prefix) {
+            return with_expected(what);
+        }
+    }
+    if message.starts_with("duplicate") {
+        return "a key is defined twice".into();
+    }
+    "not valid TOML".into()
+}
+
+/// Parses a duration: a whole number and a unit, `ms`, `s`, `m`, `h` or `d` (`500ms`, `2s`,
+/// `5m`). A bare number is an error (is `5` seconds or minutes?); so is a value too large to
+/// represent. The value itself is not quoted in the error.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    const SHAPE: &str = "not a duration: write a whole number and a unit, like 500ms, 2s, 5m or 1h";
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s, 5m or 1h"))?;
+    if number.is_empty() {
+        return Err(SHAPE.into());
+    }
+    let too_large = || "too large a duration".to_string();
+    let n: u64 = number.parse().map_err(|_| too_large())?;
+    let secs = |scale: u64| n.checked_mul(scale).map(Duration::from_secs);
     let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        "" => return Err(format!("{SHAPE} (a bare number has no unit)")),
+        _ => return Err(format!("{SHAPE} (unknown unit; use ms, s, m, h or d)")),
     };
+    d.ok_or_else(too_large)
+}
+
+/// Shows a duration in the largest unit that holds it exactly (`100ms`, `5s`, `1m`, `24h`).
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// [`parse_duration`], then `bounds`: an out-of-range value is an error that gives the range.
+pub fn parse_bounded(text: &str, bounds: Bounds) -> std::result::Result<Duration, String> {
+    let range = || {
+        format!(
+            "allowed: {} to {}",
+            show_duration(bounds.min),
+            show_duration(bounds.max)
+        )
+    };
+    let d = parse_duration(text).map_err(|e| format!("{e}; {}", range()))?;
+    if !bounds.contains(d) {
+        return Err(format!("{} is out of range; {}", show_duration(d), range()));
+    }
     Ok(d)
+}
+
+/// The check clap runs on `pull --every`: a bounded duration ([`limits::EVERY`]). Returns the
+/// text unchanged.
+pub fn check_every(text: &str) -> std::result::Result<String, String> {
+    parse_bounded(text, limits::EVERY).map(|_| text.to_string())
 }
 
 #[cfg(test)]
@@ -270,9 +446,207 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("2 fortnights").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration(" 2s "), Ok(Duration::from_secs(2)));
+        for bad in [
+            "90",
+            "5",
+            "",
+            "s",
+            "2 fortnights",
+            "2 s",
+            "-1s",
+            "1.5s",
+            "2S",
+            "1e3s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_duration("5").unwrap_err().contains("bare number"));
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_overflows() {
+        for huge in [
+            "18446744073709551615s",
+            "18446744073709551616s",
+            "18446744073709551615m",
+            "18446744073709551615h",
+            "18446744073709551615d",
+            "99999999999999999999999999999999ms",
+        ] {
+            let err = parse_bounded(huge, limits::POLL).unwrap_err();
+            assert!(err.contains("allowed: 5s to 24h"), "{huge}: {err}");
+        }
+        // Parsed but far out of range: refused, never added to an Instant.
+        assert!(parse_duration("18446744073709551615ms").is_ok());
+        let err = parse_bounded("18446744073709551615ms", limits::POLL).unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
+    }
+
+    #[test]
+    fn settle_and_poll_are_bounded_and_errors_name_the_key_file_and_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |settle: &str, poll: &str| {
+            std::fs::write(
+                dir.path().join("fleet.toml"),
+                format!("[sync]\nsettle = \"{settle}\"\npoll = \"{poll}\"\n"),
+            )
+            .unwrap();
+        };
+        for (settle, poll) in [
+            ("100ms", "5s"),
+            ("1m", "1d"),
+            ("2s", "24h"),
+            ("60s", "86400s"),
+        ] {
+            write(settle, poll);
+            FleetConfig::load(dir.path()).unwrap();
+        }
+        for (settle, poll, key, range) in [
+            ("99ms", "60s", "sync.settle", "allowed: 100ms to 1m"),
+            ("61s", "60s", "sync.settle", "allowed: 100ms to 1m"),
+            ("2s", "0s", "sync.poll", "allowed: 5s to 24h"),
+            ("2s", "4999ms", "sync.poll", "allowed: 5s to 24h"),
+            ("2s", "86401s", "sync.poll", "allowed: 5s to 24h"),
+            (
+                "2s",
+                "18446744073709551615s",
+                "sync.poll",
+                "allowed: 5s to 24h",
+            ),
+            ("2s", "60", "sync.poll", "bare number"),
+        ] {
+            write(settle, poll);
+            let err = FleetConfig::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("fleet.toml"), "{err}");
+            assert!(err.contains(key), "{err}");
+            assert!(err.contains(range), "{err}");
+        }
+    }
+
+    #[test]
+    fn settle_and_poll_never_panic_on_an_unvalidated_config() {
+        let mut cfg = FleetConfig::default();
+        cfg.sync.settle = "18446744073709551615s".into();
+        cfg.sync.poll = "0s".into();
+        assert_eq!(cfg.settle(), Duration::from_secs(2));
+        assert_eq!(cfg.poll(), Duration::from_secs(60));
+        cfg.sync.poll = "garbage".into();
+        assert_eq!(cfg.poll(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn pull_every_needs_a_unit_and_a_bounded_value() {
+        assert_eq!(check_every("5s"), Ok("5s".into()));
+        assert_eq!(check_every("1h"), Ok("1h".into()));
+        for bad in ["5", "1s", "0s", "2d", "18446744073709551615s", "soon"] {
+            let err = check_every(bad).unwrap_err();
+            assert!(err.contains("allowed: 5s to 24h"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_show_in_their_largest_exact_unit() {
+        assert_eq!(show_duration(Duration::from_millis(100)), "100ms");
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(show_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(show_duration(Duration::from_secs(60)), "1m");
+        assert_eq!(show_duration(Duration::from_secs(86_400)), "24h");
+        assert_eq!(show_duration(Duration::ZERO), "0s");
+    }
+
+    /// The error chain as `report` prints it.
+    fn chain(err: &Error) -> String {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            text.push_str(&format!(" / {s}"));
+            source = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_toml_error_never_quotes_the_file() {
+        let secret = "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSKZ2ZK";
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            // An identity file where fleet.toml should be.
+            format!("# created: 2026-01-01\n# public key: age1xyz\n{secret}\n"),
+            // A secret as a value of the wrong type, and as an unknown key.
+            format!("[sync]\npaths = \"{secret}\"\n"),
+            format!("backend = \"{secret}\"\n"),
+            format!("[sync]\n{secret} = 1\n"),
+            format!("[sync]\nsettle = \"2s\"\nsettle = \"{secret}\"\n"),
+            format!("[{secret}]\nx = 1\n"),
+            // A private key's armour and base64 lines.
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\nAAAA==\n"
+                .into(),
+            format!("[secrets]\nmaterialize = [\"{secret}\"]\n"),
+        ];
+        for text in cases {
+            std::fs::write(dir.path().join("fleet.toml"), &text).unwrap();
+            let err = FleetConfig::load(dir.path()).unwrap_err();
+            let shown = chain(&err);
+            assert!(shown.contains("fleet.toml"), "{shown}");
+            assert!(shown.contains("line "), "{shown}");
+            for leak in ["AGE-SECRET", "QYQSZ", "b3BlbnNz", "AAAA", "OPENSSH"] {
+                assert!(!shown.contains(leak), "{leak} leaked: {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_toml_error_names_the_line_column_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, want) in [
+            (
+                "[sync]\nsettle = \"2s\"\npaths = 3\n",
+                "line 3, column 9, key sync.paths: wrong type of value, expected a sequence",
+            ),
+            (
+                "backend = \"nativ\"\n",
+                "key backend: unknown value, expected `native` or `chezmoi`",
+            ),
+            ("[sync\n", "line 1, column 6"),
+            (
+                "[sync]\npaths = [\"~/.a\"\n",
+                "line 2, column 16, key sync.paths: not valid TOML",
+            ),
+        ] {
+            std::fs::write(dir.path().join("fleet.toml"), text).unwrap();
+            let shown = chain(&FleetConfig::load(dir.path()).unwrap_err());
+            assert!(shown.contains(want), "{text:?}: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_symlinked_fleet_toml_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = dir.path().join("identity.txt");
+        std::fs::write(&identity, "AGE-SECRET-KEY-1QQQ\n").unwrap();
+        std::os::unix::fs::symlink(&identity, dir.path().join("fleet.toml")).unwrap();
+        let shown = chain(&FleetConfig::load(dir.path()).unwrap_err());
+        assert!(shown.contains("symbolic link"), "{shown}");
+        assert!(!shown.contains("AGE-SECRET"), "{shown}");
+    }
+
+    #[test]
+    fn an_oversized_fleet_toml_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("[sync]\npaths = [\n");
+        while text.len() <= limits::FLEET_TOML.bytes as usize {
+            text.push_str("  \"~/.config/some/rather/long/path/to/a/file\",\n");
+        }
+        text.push_str("]\n");
+        std::fs::write(dir.path().join("fleet.toml"), text).unwrap();
+        let err = FleetConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("larger than the limit for fleet.toml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -307,5 +681,6 @@ path = "~/.ssh/authorized_keys"
         assert!(chain.contains("fleet.toml"), "{chain}");
         assert!(chain.contains("recipent"), "{chain}");
         assert!(chain.contains("line 2"), "{chain}");
+        assert!(chain.contains("secrets.recipent"), "{chain}");
     }
 }

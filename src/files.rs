@@ -114,6 +114,55 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Reads a file of the fleet repo (fleet.toml, keys/, secrets): it must be a regular file,
+/// not a symlink (a symlinked fleet.toml could point at an identity and have its content
+/// quoted in an error), and at most `limit` bytes.
+pub fn read_regular(path: &Path, limit: crate::limits::Limit) -> Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::refused(format!(
+                "{} is a symbolic link; fleetkey reads the fleet's files only as regular files",
+                path.display()
+            ))
+        } else {
+            Error::io("cannot read", path)(e.into())
+        }
+    })?;
+    let mut file = File::from(fd);
+    let meta = file.metadata().map_err(Error::io("cannot inspect", path))?;
+    if !meta.is_file() {
+        return Err(Error::refused(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let over = |size: u64| {
+        limit
+            .check(size)
+            .map_err(|e| Error::refused(format!("{}: {e}", path.display())))
+    };
+    over(meta.len())?;
+    let mut buf = Vec::with_capacity(meta.len().min(limit.bytes) as usize);
+    (&mut file)
+        .take(limit.bytes.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(Error::io("cannot read", path))?;
+    over(buf.len() as u64)?;
+    Ok(buf)
+}
+
+/// [`read_regular`] for a file that must be UTF-8 text.
+pub fn read_regular_text(path: &Path, limit: crate::limits::Limit) -> Result<String> {
+    String::from_utf8(read_regular(path, limit)?)
+        .map_err(|_| Error::refused(format!("{} is not UTF-8 text", path.display())))
+}
+
 fn too_large(path: &Path, limit: u64) -> Error {
     Error::refused(format!(
         "{} is larger than {limit} bytes; refusing to read it",
@@ -218,6 +267,35 @@ mod tests {
         );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         check_private(&path).unwrap();
+    }
+
+    #[test]
+    fn fleet_files_must_be_regular_capped_and_not_symlinks() {
+        let limit = crate::limits::Limit {
+            what: "a test file",
+            bytes: 10,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fleet.toml");
+        fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_regular(&file, limit).unwrap(), b"0123456789");
+        fs::write(&file, b"0123456789a").unwrap();
+        let err = read_regular(&file, limit).unwrap_err().to_string();
+        assert!(
+            err.contains("larger than the limit for a test file"),
+            "{err}"
+        );
+        assert!(!err.contains("0123"), "{err}");
+        let secret = dir.path().join("identity.txt");
+        fs::write(&secret, b"AGE-SECRET-KEY-1QQQ").unwrap();
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let err = read_regular_text(&link, limit).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!err.contains("AGE-SECRET"), "{err}");
+        let err = read_regular(dir.path(), limit).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(read_regular(&dir.path().join("missing"), limit).is_err());
     }
 
     #[test]

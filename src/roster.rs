@@ -18,12 +18,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::identity::parse_recipient;
+use crate::limits;
 
 /// The header of a new keys/revoked file.
 pub const REVOKED_HEADER: &str = "# Revoked age recipients and SSH keys, one per line, each followed by a\n# \"# NAME DATE REASON\" line. fleetkey removes these keys from every authorized_keys.\n";
-
-/// Largest key file fleetkey reads.
-const KEY_FILE_LIMIT: u64 = 1 << 20;
 
 /// Checks a machine name against `[a-z0-9][a-z0-9-]{0,62}`.
 pub fn check_name(name: &str) -> Result<()> {
@@ -275,7 +273,7 @@ fn load_members(dir: &Path) -> Result<Vec<Member>> {
 }
 
 fn read_recipient(path: &Path) -> Result<age::x25519::Recipient> {
-    let text = files::read_text(path, KEY_FILE_LIMIT)?;
+    let text = files::read_regular_text(path, limits::KEY_FILE)?;
     let mut found = None;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -301,9 +299,10 @@ fn read_recipient(path: &Path) -> Result<age::x25519::Recipient> {
     })
 }
 
-/// Reads an SSH public key file: one key per line, blank and `#` lines skipped.
+/// Reads an SSH public key file of `keys/`: one key per line, blank and `#` lines skipped; a
+/// regular file (not a symlink) of at most [`limits::KEY_FILE`].
 pub fn read_ssh_keys(path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
-    let text = files::read_text(path, KEY_FILE_LIMIT)?;
+    let text = files::read_regular_text(path, limits::KEY_FILE)?;
     parse_ssh_keys(&text, path)
 }
 
@@ -334,7 +333,7 @@ fn parse_ssh_line(line: &str, path: &Path, line_no: usize) -> Result<ssh_key::Pu
 }
 
 fn load_revoked(path: &Path) -> Result<Vec<Revoked>> {
-    let text = match files::read_text(path, KEY_FILE_LIMIT) {
+    let text = match files::read_regular_text(path, limits::REVOKED_FILE) {
         Ok(t) => t,
         Err(e) if e.is_not_found() => {
             return Ok(Vec::new());
@@ -420,6 +419,44 @@ mod tests {
         assert_eq!(revoked[0].machine(), Some("old-mac"));
         assert!(matches!(revoked[1].key, RevokedKey::Ssh(_)));
         assert_eq!(revoked[1].note, "old-mac 2026-01-02 compromised");
+    }
+
+    #[test]
+    fn key_files_are_capped_and_never_read_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        let id = crate::identity::Identity::generate();
+        std::fs::write(keys.join("a.age.pub"), format!("{}\n", id.recipient())).unwrap();
+        Roster::load(dir.path()).unwrap();
+
+        // A recipient file padded past the limit.
+        let padded = format!(
+            "{}{}\n",
+            "#\n".repeat(limits::KEY_FILE.bytes as usize / 2),
+            id.recipient()
+        );
+        std::fs::write(keys.join("a.age.pub"), padded).unwrap();
+        let err = Roster::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("larger than the limit for a keys/ file"),
+            "{err}"
+        );
+
+        // keys/NAME.ssh.pub as a symlink to a private key.
+        std::fs::write(keys.join("a.age.pub"), format!("{}\n", id.recipient())).unwrap();
+        let secret = dir.path().join("id_ed25519");
+        std::fs::write(&secret, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n").unwrap();
+        std::os::unix::fs::symlink(&secret, keys.join("a.ssh.pub")).unwrap();
+        let err = SshRoster::load(&keys).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!err.contains("b3Blbg"), "{err}");
+        std::fs::remove_file(keys.join("a.ssh.pub")).unwrap();
+
+        // keys/revoked has its own, larger limit.
+        let revoked = "# note\n".repeat(limits::KEY_FILE.bytes as usize / 4);
+        std::fs::write(keys.join("revoked"), &revoked).unwrap();
+        Roster::load(dir.path()).unwrap();
     }
 
     #[test]

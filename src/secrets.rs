@@ -30,9 +30,6 @@ pub const CIPHERTEXT: &str = "secrets.env.age";
 /// The recipient list, relative to the repo root.
 pub const RECIPIENTS: &str = "secrets.recipients";
 
-/// Largest ciphertext fleetkey reads (a secrets file is small; this stops a hostile one).
-const CIPHERTEXT_LIMIT: u64 = 64 << 20;
-
 /// Encrypts `plaintext` to `recipients` in the order given, ASCII-armored as `age -a` writes it.
 /// fleetkey passes them in the sorted order of `secrets.recipients` (as `age -R` does with that
 /// file), so a machine knows which stanza is its own.
@@ -214,6 +211,11 @@ pub fn decrypt_hinted(
         path: path.to_path_buf(),
         source,
     };
+    // A hostile ciphertext (from the forge, or an old commit) is refused before any work.
+    let too_large = |e: crate::limits::TooLarge| Error::refused(format!("{}: {e}", path.display()));
+    crate::limits::SECRETS_CIPHERTEXT
+        .check(ciphertext.len() as u64)
+        .map_err(too_large)?;
     let mut binary = Vec::with_capacity(ciphertext.len());
     age::armor::ArmoredReader::new(ciphertext)
         .read_to_end(&mut binary)
@@ -223,9 +225,12 @@ pub fn decrypt_hinted(
         .decrypt(std::iter::once(&hinted as &dyn age::Identity))
         .map_err(err)?;
     let mut plaintext = Zeroizing::new(Vec::new());
-    stream
+    let limit = crate::limits::SECRETS_PLAINTEXT;
+    (&mut stream)
+        .take(limit.bytes + 1)
         .read_to_end(&mut plaintext)
         .map_err(|e| err(age::DecryptError::Io(e)))?;
+    limit.check(plaintext.len() as u64).map_err(too_large)?;
     Ok(plaintext)
 }
 
@@ -309,7 +314,7 @@ impl SecretsFile {
     /// Reads and decrypts the file, then parses it.
     pub fn load(&self, identity: &Identity) -> Result<EnvFile> {
         let path = self.ciphertext_path();
-        let ciphertext = files::read_limited(&path, CIPHERTEXT_LIMIT)?;
+        let ciphertext = files::read_regular(&path, crate::limits::SECRETS_CIPHERTEXT)?;
         let hint = self.stanza_hint(identity);
         parse_plaintext(&decrypt_hinted(&ciphertext, identity, hint, &path)?, &path)
     }
@@ -331,7 +336,11 @@ impl SecretsFile {
 
     /// Like [`SecretsFile::store`], with an encryption to `roster` already under way.
     pub fn store_sealed(&self, env: &EnvFile, roster: &Roster, sealer: Sealer) -> Result<()> {
-        let ciphertext = sealer.seal(env.to_text().as_bytes())?;
+        let text = env.to_text();
+        crate::limits::SECRETS_PLAINTEXT
+            .check(text.len() as u64)
+            .map_err(|e| Error::from(ErrorKind::Secret(format!("the secrets would not fit: {e}"))))?;
+        let ciphertext = sealer.seal(text.as_bytes())?;
         files::write_atomic(&self.ciphertext_path(), &ciphertext, 0o644)?;
         let lines = roster.recipient_lines();
         if self.recorded_recipients().ok().as_ref() != Some(&lines) {
@@ -494,6 +503,30 @@ mod tests {
                 assert_eq!(&pt[..], b"K=v\n");
             }
         }
+    }
+
+    #[test]
+    fn oversized_ciphertext_and_plaintext_are_refused() {
+        let id = Identity::generate();
+        let huge = vec![b'-'; crate::limits::SECRETS_CIPHERTEXT.bytes as usize + 1];
+        let err = decrypt(&huge, &id, Path::new("secrets.env.age"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("larger than the limit for the secrets file"),
+            "{err}"
+        );
+        // A ciphertext within its limit whose plaintext is over its own.
+        let plain = vec![b'#'; crate::limits::SECRETS_PLAINTEXT.bytes as usize + 1];
+        let ct = encrypt(&plain, &[id.recipient()]).unwrap();
+        let err = decrypt(&ct, &id, Path::new("secrets.env.age"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("larger than the limit for the decrypted secrets"),
+            "{err}"
+        );
+        assert!(!err.contains("###"), "{err}");
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //!   next apply restores it. `fleetkey untrack` is how a path leaves the fleet. This keeps a
 //!   stray `rm` on one machine from deleting a dotfile on every machine.
 //!
-//! A file that looks like a private key ([`managed::looks_like_private_key`]) is never
-//! captured. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
+//! A private-looking file ([`crate::private::detect`]: keys and credentials, by path or by
+//! content) is never captured, whatever the managed list says. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
 //! managed directory are never captured. Must never: write a live file.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -193,9 +193,9 @@ pub fn capture(
                 continue;
             }
         };
-        if managed::looks_like_private_key(&bytes) {
+        if let Some(kind) = crate::private::detect(rel, &bytes) {
             crate::log::warn(&format!(
-                "{} looks like a private key; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
+                "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
                 path.display()
             ));
             continue;

@@ -2,14 +2,15 @@
 //! rules the sync engine applies to names (conflict copies, three-way unions).
 //!
 //! A managed path is stored in fleet.toml as `~/REL` (a file) or `~/REL/` (a directory, whose
-//! whole content syncs). `REL` is relative to `$HOME`, uses `/`, has no `.` or `..` component
-//! and is never empty. Must never: accept a path that leaves `$HOME` lexically or through a
-//! symlink, or one inside fleetkey's own directories.
+//! whole content syncs). Which `REL` may be managed is [`crate::confine`]'s to say: this module
+//! asks it for every entry, from fleet.toml and from `track` alike. Must never: accept a path
+//! that leaves `$HOME` lexically or through a symlink, or one inside fleetkey's own directories.
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
-use crate::error::{ErrorKind, Result};
+use crate::confine::{self, Confined, Confinement, HomeDir, Refusal, WalkError};
+use crate::error::{Error, Result};
 use crate::paths::Paths;
 
 /// One entry of the managed list.
@@ -22,23 +23,12 @@ pub struct Managed {
 }
 
 impl Managed {
-    /// Parses a fleet.toml entry (`~/REL` or `~/REL/`).
+    /// Parses a fleet.toml entry (`~/REL` or `~/REL/`) with the lexical rules of
+    /// [`confine::lexical_entry`]; [`parse_entries`] adds the checks that need this machine.
     pub fn parse(entry: &str) -> Result<Managed> {
-        let bad = |why: &str| {
-            ErrorKind::Refused(format!(
-                "fleet.toml: managed path {entry:?} {why}; write it as \"~/REL\" or \"~/REL/\""
-            ))
-        };
-        let rest = entry
-            .strip_prefix("~/")
-            .ok_or_else(|| bad("does not start with ~/"))?;
-        let dir = rest.ends_with('/');
-        let rel = rest.trim_end_matches('/');
-        check_rel(rel).map_err(|why| bad(&why))?;
-        Ok(Managed {
-            rel: rel.to_string(),
-            dir,
-        })
+        let (rel, dir) = confine::lexical_entry(entry)
+            .map_err(|r| Error::refused(format!("fleet.toml: managed path {r}")))?;
+        Ok(Managed { rel, dir })
     }
 
     /// The fleet.toml form: `~/REL`, or `~/REL/` for a directory.
@@ -60,122 +50,107 @@ impl Managed {
     }
 }
 
-/// Parses every entry of fleet.toml's `[sync] paths`.
+impl From<Confined> for Managed {
+    fn from(c: Confined) -> Managed {
+        Managed {
+            rel: c.rel.as_str().to_string(),
+            dir: c.dir,
+        }
+    }
+}
+
+/// Parses every entry of fleet.toml's `[sync] paths`, all or nothing, with the lexical rules
+/// only (see [`Managed::parse`]). The cycle uses [`parse_entries`].
 pub fn parse_list(entries: &[String]) -> Result<Vec<Managed>> {
     entries.iter().map(|e| Managed::parse(e)).collect()
 }
 
-/// Checks a `/`-separated relative path: not empty, no `.`/`..`/empty components.
-fn check_rel(rel: &str) -> std::result::Result<(), String> {
-    if rel.is_empty() {
-        return Err("is the home directory itself".into());
+/// An entry of a fleet.toml list that was refused, kept to be reported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("fleet.toml: {key} entry {} {refusal}; it is skipped", .index + 1)]
+pub struct BadEntry {
+    /// The list, as written in fleet.toml (`sync.paths`, `sync.private`).
+    pub key: &'static str,
+    /// The entry's 0-based position in the list.
+    pub index: usize,
+    /// Why it was refused (the refusal shows the entry).
+    pub refusal: Refusal,
+}
+
+/// Parses a fleet.toml list of managed paths (`key` names it in reports) with every check of
+/// [`Confinement::check_entry`]: the good entries, and each bad one with why. A bad entry
+/// never stops the others.
+pub fn parse_entries(
+    key: &'static str,
+    entries: &[String],
+    confinement: &Confinement,
+) -> (Vec<Managed>, Vec<BadEntry>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        match confinement.check_entry(entry) {
+            Ok(c) => good.push(Managed::from(c)),
+            Err(refusal) => bad.push(BadEntry {
+                key,
+                index,
+                refusal,
+            }),
+        }
     }
-    if rel
-        .split('/')
-        .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err("has an empty, '.' or '..' component".into());
-    }
-    if rel.contains('\0') || rel.contains('\\') {
-        return Err("holds a NUL or backslash".into());
-    }
-    Ok(())
+    (good, bad)
 }
 
 /// Turns what a user typed into a path relative to `home`, lexically: `~` and `~/…` expand to
 /// `home`, a relative path is taken from `cwd`, `.` and `..` are resolved. Fails when the result
-/// is `home` itself or outside it, or is not valid UTF-8.
+/// is `home` itself or outside it, is not valid UTF-8, or breaks a rule of
+/// [`crate::confine`] (a `.git` component, a control character, …).
 pub fn normalize(input: &str, home: &Path, cwd: &Path) -> Result<String> {
-    let expanded: PathBuf = if input == "~" {
-        home.to_path_buf()
-    } else if let Some(rest) = input.strip_prefix("~/") {
-        home.join(rest)
-    } else if Path::new(input).is_absolute() {
-        PathBuf::from(input)
-    } else {
-        cwd.join(input)
-    };
-    let mut out = PathBuf::new();
-    for c in expanded.components() {
-        match c {
-            Component::RootDir | Component::Prefix(_) => out.push(c),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-        }
-    }
-    let outside = || {
-        ErrorKind::Refused(format!(
+    confine::resolve_input(input, home, cwd).map_err(|r| match r.reason {
+        confine::Reason::EscapesHome => Error::refused(format!(
             "{input} is not inside your home directory {}; only files under $HOME can be managed",
             home.display()
-        ))
-    };
-    let rel = out.strip_prefix(home).map_err(|_| outside())?;
-    let rel = rel
-        .to_str()
-        .ok_or_else(|| ErrorKind::Refused(format!("{input} is not valid UTF-8")))?
-        .to_string();
-    if rel.is_empty() {
-        return Err(ErrorKind::Refused(
-            "refusing to manage your whole home directory; name files or directories inside it"
-                .into(),
-        )
-        .into());
-    }
-    check_rel(&rel).map_err(|why| ErrorKind::Refused(format!("{input} {why}")))?;
-    Ok(rel)
+        )),
+        _ => Error::refused(r.to_string()),
+    })
 }
 
-/// Checks, on disk, that `rel` may be managed: no component is a symlink that leaves `$HOME`,
-/// the path itself is not a symlink, and it is not inside fleetkey's own directories or the
-/// fleet clone.
+/// Checks that `rel` may be managed on this machine: [`Confinement::check_rel`] (the rules
+/// every path from the fleet repo passes too), then, on disk, that no existing component of
+/// it is a symlink (walked from `$HOME` without following links).
 pub fn check_allowed(rel: &str, paths: &Paths, repo: &Path) -> Result<()> {
     let full = paths.home.join(rel);
-    let home_real = std::fs::canonicalize(&paths.home).unwrap_or_else(|_| paths.home.clone());
-    // Every existing ancestor must resolve inside $HOME.
-    let mut probe = paths.home.clone();
-    for part in rel.split('/') {
-        probe.push(part);
-        let Ok(meta) = std::fs::symlink_metadata(&probe) else {
-            break;
-        };
-        if meta.file_type().is_symlink() {
-            let real = std::fs::canonicalize(&probe).unwrap_or_default();
-            if probe == full {
-                return Err(ErrorKind::Refused(format!(
-                    "{} is a symbolic link; the native backend syncs regular files (track its target instead)",
-                    full.display()
-                )).into());
-            }
-            if !real.starts_with(&home_real) {
-                return Err(ErrorKind::Refused(format!(
+    let confinement = Confinement::for_machine(paths, repo);
+    let checked = confinement
+        .check_rel(rel)
+        .map_err(|r| Error::refused(format!("{} {}", full.display(), r.reason)))?;
+    let home = HomeDir::open(&paths.home)?;
+    match home.probe(&checked) {
+        Ok(()) => Ok(()),
+        Err(WalkError::Symlink { path }) if path == full => Err(Error::refused(format!(
+            "{} is a symbolic link; the native backend syncs regular files (track its target instead)",
+            full.display()
+        ))),
+        Err(WalkError::Symlink { path }) => {
+            let home_real =
+                std::fs::canonicalize(&paths.home).unwrap_or_else(|_| paths.home.clone());
+            let inside =
+                std::fs::canonicalize(&path).is_ok_and(|real| real.starts_with(&home_real));
+            Err(Error::refused(if inside {
+                format!(
+                    "{} goes through the symbolic link {}; fleetkey never reads or writes through one (track the real path instead)",
+                    full.display(),
+                    path.display()
+                )
+            } else {
+                format!(
                     "{} leaves your home directory through the symbolic link {}",
                     full.display(),
-                    probe.display()
-                ))
-                .into());
-            }
+                    path.display()
+                )
+            }))
         }
+        Err(e) => Err(e.into()),
     }
-    let own: [(&Path, &str); 4] = [
-        (repo, "the fleet clone"),
-        (&paths.config_dir, "fleetkey's configuration directory"),
-        (&paths.data_dir, "fleetkey's data directory"),
-        (&paths.state_dir, "fleetkey's state directory"),
-    ];
-    for (dir, what) in own {
-        if full.starts_with(dir) || dir.starts_with(&full) {
-            return Err(ErrorKind::Refused(format!(
-                "{} is or holds {what} ({}); fleetkey cannot manage its own files",
-                full.display(),
-                dir.display()
-            ))
-            .into());
-        }
-    }
-    Ok(())
 }
 
 /// The name of a conflict copy of `file_name`: `FILE.conflict-NAME-TIMESTAMP`, where NAME is the
@@ -206,13 +181,12 @@ pub fn is_own_temp(file_name: &str) -> bool {
     file_name.starts_with(".fleetkey-") && file_name.ends_with(".tmp")
 }
 
-/// Whether `bytes` look like a private key: PEM/OpenSSH armour (`…PRIVATE KEY-----`) or an age
-/// identity (`AGE-SECRET-KEY-1…`) in the first 8 KiB. Such a file never goes into the fleet
-/// repo, which is plain git (`fleetkey secrets set` is the place for secrets).
+/// Whether `bytes` look like a private key or an age identity, anywhere in the file (see
+/// [`crate::private::by_content`]). Such a file never goes into the fleet repo, which is plain
+/// git (`fleetkey secrets set` is the place for secrets). [`crate::private::detect`] also
+/// knows private files by their path.
 pub fn looks_like_private_key(bytes: &[u8]) -> bool {
-    let head = &bytes[..bytes.len().min(8192)];
-    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
-    has(b"PRIVATE KEY-----") || has(b"AGE-SECRET-KEY-1")
+    crate::private::by_content(bytes).is_some()
 }
 
 /// Three-way merge of two sets: what `ours` added since `base` is added to `theirs`, what `ours`
@@ -322,6 +296,80 @@ mod tests {
         for bad in ["/etc/x", "~/", "~/a/../b", "~/a//b", ".zshrc"] {
             assert!(Managed::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn managed_entries_refuse_git_components_and_odd_characters() {
+        for bad in [
+            "~/proj/.git/config",
+            "~/.GIT/",
+            "~/x/git~1/y",
+            "~/.gitattributes",
+            "~/a\nb",
+            "~/a\u{1b}[31m",
+            "~/../x",
+            "~/a/./b",
+            "",
+            "~",
+        ] {
+            assert!(Managed::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("~/{}", "a/".repeat(600));
+        assert!(Managed::parse(&long).is_err());
+    }
+
+    fn confinement() -> Confinement {
+        use crate::confine::OwnDir;
+        Confinement::new(
+            "/home/u",
+            [
+                (OwnDir::Clone, "/home/u/.local/share/fleetkey/fleet".into()),
+                (OwnDir::Config, "/home/u/.config/fleetkey".into()),
+                (OwnDir::Data, "/home/u/.local/share/fleetkey".into()),
+                (OwnDir::State, "/home/u/.local/state/fleetkey".into()),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_bad_entry_is_skipped_alone_and_reported_with_its_position() {
+        let entries: Vec<String> = [
+            "~/.zshrc",
+            "~/../../../etc/x",
+            "~/.config/git/",
+            "~/.config/fleetkey/",
+            "~/.local/share/fleetkey/fleet/gd/config",
+            "/etc/passwd",
+            "~/proj/.git/config",
+            "~/.vimrc",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (good, bad) = parse_entries("sync.paths", &entries, &confinement());
+        assert_eq!(
+            good.iter().map(Managed::entry).collect::<Vec<_>>(),
+            ["~/.zshrc", "~/.config/git/", "~/.vimrc"]
+        );
+        assert_eq!(
+            bad.iter().map(|b| b.index).collect::<Vec<_>>(),
+            [1, 3, 4, 5, 6]
+        );
+        let shown: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+        assert_eq!(
+            shown[0],
+            "fleet.toml: sync.paths entry 2 \"~/../../../etc/x\" is not inside your home directory; only files under $HOME can be managed; it is skipped"
+        );
+        assert!(
+            shown[1].contains("fleetkey's configuration directory"),
+            "{}",
+            shown[1]
+        );
+        assert!(shown[2].contains("the fleet clone"), "{}", shown[2]);
+        assert!(shown[3].contains("does not start with ~/"), "{}", shown[3]);
+        assert!(shown[4].contains(".git component"), "{}", shown[4]);
+        // The lexical all-or-nothing parse refuses the list as a whole.
+        assert!(parse_list(&entries).is_err());
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn the_watcher_sees_an_editor_save_and_a_peer_watcher_applies_it() {
     a.write(".zshrc", b"before\n");
     a.write(".config/app/x.conf", b"x\n");
     a.ok(&["track", "~/.zshrc", "~/.config/app/"]);
-    set_timing(&fleet, "300ms", "1s");
+    set_timing(&fleet, "300ms", "5s");
     assert_eq!(b.text(".zshrc"), "before\n");
 
     let wa = watch(a);
@@ -132,7 +132,7 @@ fn the_watcher_keeps_commits_while_the_forge_is_down_and_backs_off_until_it_retu
         let a = fleet.n(0);
         a.write(".zshrc", b"before\n");
         a.ok(&["track", "~/.zshrc"]);
-        set_timing(&fleet, "300ms", "1s");
+        set_timing(&fleet, "300ms", "5s");
     }
     let wa = watch(fleet.n(0));
     std::thread::sleep(Duration::from_millis(1500));
