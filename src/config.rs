@@ -189,11 +189,13 @@ impl FleetConfig {
             (limits::SETTLE, &self.sync.settle),
             (limits::POLL, &self.sync.poll),
         ] {
-            parse_bounded(value, bounds).map_err(|problem| Error::from(ErrorKind::ConfigValue {
-                path: path.to_path_buf(),
-                key: bounds.key.into(),
-                problem,
-            }))?;
+            parse_bounded(value, bounds).map_err(|problem| {
+                Error::from(ErrorKind::ConfigValue {
+                    path: path.to_path_buf(),
+                    key: bounds.key.into(),
+                    problem,
+                })
+            })?;
         }
         if self.sync.branch.is_empty()
             || !self
@@ -250,12 +252,14 @@ fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 /// Parses `text` (the content of `path`), turning a TOML error into one that names the line,
 /// the column and the key only.
 fn parse_toml_text<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
-    toml::from_str(text).map_err(|e| Error::from(ErrorKind::Config {
-        path: path.to_path_buf(),
-        source: Box::new(<toml::de::Error as serde::de::Error>::custom(
-            describe_toml_error(&e, text),
-        )),
-    }))
+    toml::from_str(text).map_err(|e| {
+        Error::from(ErrorKind::Config {
+            path: path.to_path_buf(),
+            source: Box::new(<toml::de::Error as serde::de::Error>::custom(
+                describe_toml_error(&e, text),
+            )),
+        })
+    })
 }
 
 /// `line L, column C, key K: PROBLEM` for a TOML error, with nothing of the file's content

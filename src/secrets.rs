@@ -339,7 +339,9 @@ impl SecretsFile {
         let text = env.to_text();
         crate::limits::SECRETS_PLAINTEXT
             .check(text.len() as u64)
-            .map_err(|e| Error::from(ErrorKind::Secret(format!("the secrets would not fit: {e}"))))?;
+            .map_err(|e| {
+                Error::from(ErrorKind::Secret(format!("the secrets would not fit: {e}")))
+            })?;
         let ciphertext = sealer.seal(text.as_bytes())?;
         files::write_atomic(&self.ciphertext_path(), &ciphertext, 0o644)?;
         let lines = roster.recipient_lines();

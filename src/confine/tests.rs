@@ -722,10 +722,16 @@ proptest! {
                 }
             }
             Step::BeforeRename => {
-                if target_link {
-                    let target: PathBuf = comps_owned.iter().collect();
-                    let _ = std::fs::remove_file(home_path.join(&target));
-                    let _ = symlink(outside.join("file"), home_path.join(&target));
+                // Planted only where the test itself stays inside $HOME: after a `During`
+                // swap, the path would lead the test's own remove and symlink outside.
+                let target: PathBuf = comps_owned.iter().collect();
+                let target = home_path.join(&target);
+                let parent_inside = target.parent().and_then(|p| p.canonicalize().ok()).is_some_and(
+                    |p| p.starts_with(home_path.canonicalize().unwrap_or_default()),
+                );
+                if target_link && parent_inside {
+                    let _ = std::fs::remove_file(&target);
+                    let _ = symlink(outside.join("file"), &target);
                 }
             }
         };
