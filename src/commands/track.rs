@@ -96,27 +96,33 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         for m in added.iter().filter(|m| !m.dir) {
             let src = machine.paths.home.join(&m.rel);
             let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
-            if managed::looks_like_private_key(&bytes) {
+            if let Some(kind) = crate::private::detect(&m.rel, &bytes) {
                 return Err(ErrorKind::Refused(format!(
-                    "{} looks like a private key; fleetkey never puts private keys in the fleet repo",
+                    "{} looks like {kind}; fleetkey never puts private keys or credentials in the fleet repo",
                     src.display()
                 ))
-                .hint("keep keys per machine, or store the value with `fleetkey secrets set`"));
+                .hint("keep it per machine, or store the value with `fleetkey secrets set`"));
             }
         }
         // The same capture as a cycle's, with the live content winning: the user asked for it.
         // Blobs go straight into the object database; the commit is the durable point, and a
         // killed `track` leaves nothing half-written in the clone.
         let head = sync::commit::head_tree(repo.raw())?;
-        let captured = capture::capture(
-            repo.raw(),
-            &head,
-            &machine.paths.home,
-            &machine.config.name,
-            &added,
-            &mut manifest,
-            capture::FirstContact::LocalWins,
-        )?;
+        let plan = sync::plan::Plan::new(&machine, fleet.clone());
+        let home = plan.open_home()?;
+        let skip = plan.never_captured(&machine.paths.state_dir);
+        let scope = capture::Scope {
+            home: &home,
+            confinement: &plan.confinement,
+            managed: &added,
+            skip: &skip,
+            machine: &machine.config.name,
+            first_contact: capture::FirstContact::LocalWins,
+        };
+        let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
+        if let Some(first) = captured.held_back.first() {
+            return Err(ErrorKind::Refused(format!("cannot seed the fleet: {first}")).into());
+        }
         upserts = captured.upserts;
     }
     // Then the list, where a new directory entry absorbs the entries it covers.

@@ -31,8 +31,11 @@ use crate::limits::{COMPONENT_BYTES, PATH_BYTES};
 use crate::paths::Paths;
 
 pub use names::{GitName, git_name};
-pub use tree::{TreeViolation, Violation, check_tree};
-pub use walk::{Contents, DirMode, HomeDir, WalkError};
+pub use tree::check_tree;
+pub use walk::{DirMode, HomeDir, WalkError};
+
+/// The one file of fleetkey's configuration directory `[secrets] materialize` may name.
+pub const MATERIALIZE_FILE: &str = "secrets.env";
 
 /// One of fleetkey's own directories, which no managed path may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,11 +176,13 @@ impl HomeRel {
     }
 
     /// The last component.
+    #[cfg(test)]
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
     }
 
     /// The fleet.toml form of a file: `~/REL`.
+    #[cfg(test)]
     pub fn entry(&self) -> String {
         format!("~/{}", self.0)
     }
@@ -417,6 +422,46 @@ impl Confinement {
         Ok(c.rel)
     }
 
+    /// [`Confinement::check_file_entry`] for `[secrets] materialize`, which may also name
+    /// [`MATERIALIZE_FILE`] in fleetkey's configuration directory (the documented default
+    /// place: private, and never managed) and nothing else of fleetkey's directories, so a
+    /// hostile fleet.toml cannot make the secrets overwrite `identity.txt` or `config.toml`.
+    pub fn check_materialize(&self, entry: &str) -> Result<HomeRel, Refusal> {
+        let refusal = match self.check_file_entry(entry) {
+            Ok(rel) => return Ok(rel),
+            Err(r) => r,
+        };
+        if !matches!(
+            refusal.reason,
+            Reason::OwnDirectory {
+                what: OwnDir::Config,
+                ..
+            }
+        ) {
+            return Err(refusal);
+        }
+        let (rel, dir) = lexical_entry(entry)?;
+        if dir {
+            return Err(Refusal::new(entry, Reason::NotAFile));
+        }
+        let target = folded(&rel);
+        let is_default = self
+            .roots
+            .iter()
+            .filter(|r| r.what == OwnDir::Config)
+            .flat_map(|r| &r.rels)
+            .any(|own| {
+                target.len() == own.len() + 1
+                    && target.starts_with(own)
+                    && target.last().is_some_and(|f| f == MATERIALIZE_FILE)
+            });
+        if is_default {
+            Ok(HomeRel(rel))
+        } else {
+            Err(refusal)
+        }
+    }
+
     /// Checks `REL`, a path relative to `$HOME` without `~/` (a file inside a managed
     /// directory, as found in the fleet's tree or on disk).
     pub fn check_rel(&self, rel: &str) -> Result<HomeRel, Refusal> {
@@ -432,6 +477,7 @@ impl Confinement {
     /// Checks what a user typed to `track`: `~`, `~/…`, an absolute path, or a path relative
     /// to `cwd`; `.` and `..` are resolved lexically (the user means the path as typed), then
     /// the result must pass [`Confinement::check_rel`]. A trailing `/` marks a directory.
+    #[cfg(test)]
     pub fn check_input(&self, input: &str, cwd: &Path) -> Result<Confined, Refusal> {
         let rel = resolve_input(input, &self.home, cwd)?;
         let rel = self

@@ -752,3 +752,31 @@ proptest! {
         prop_assert_eq!(w.snapshot(), before);
     }
 }
+
+#[test]
+fn materialize_may_name_only_secrets_env_in_the_config_directory() {
+    let c = machine("/home/u");
+    assert_eq!(
+        c.check_materialize("~/.config/fleetkey/secrets.env")
+            .unwrap()
+            .as_str(),
+        ".config/fleetkey/secrets.env"
+    );
+    assert_eq!(
+        c.check_materialize("~/.leak.env").unwrap().as_str(),
+        ".leak.env"
+    );
+    for bad in [
+        "~/.config/fleetkey/identity.txt",
+        "~/.config/fleetkey/config.toml",
+        "~/.config/fleetkey/sub/secrets.env",
+        "~/.local/state/fleetkey/secrets.env",
+        "~/.local/share/fleetkey/fleet/secrets.env",
+        "~/../outside/leak.env",
+        "~/.config/fleetkey/secrets.env/",
+    ] {
+        assert!(c.check_materialize(bad).is_err(), "{bad} was allowed");
+    }
+    // Managed paths never reach it.
+    assert!(c.check_entry("~/.config/fleetkey/secrets.env").is_err());
+}

@@ -265,6 +265,7 @@ impl HomeDir {
 
     /// Creates the directory `rel` (and its missing parents) with `mode`, never following a
     /// symlink. Existing directories keep their mode.
+    #[cfg(test)]
     pub fn create_dir(&self, rel: &HomeRel, mode: DirMode) -> Result<(), WalkError> {
         let comps: Vec<&str> = rel.components().collect();
         self.open_dirs(&comps, Some(mode), &mut |_| {})?;

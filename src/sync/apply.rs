@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::config::FleetConfig;
+use crate::confine::{Confinement, DirMode, HomeDir, HomeRel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
-use crate::paths::Paths;
+use crate::limits;
 
 use super::conflicts::{Occasion, keep_copy};
 use super::integrate::LostFile;
@@ -42,11 +42,9 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Records that `live` was not written, and why; says so in the log.
-    fn hold_back(&mut self, live: &Path, why: &str) {
-        let text = format!("{} not applied: {why}", live.display());
-        crate::log::warn(&text);
-        self.held_back.push(text);
+    /// Records that `~/REL` was not written, and why.
+    fn hold_back(&mut self, rel: &str, why: &str) {
+        self.held_back.push(format!("~/{rel} not applied: {why}"));
     }
 }
 
@@ -57,8 +55,10 @@ pub fn is_private(rel: &str, private: &[Managed]) -> bool {
 
 /// Context for one apply.
 pub struct ApplyContext<'a> {
-    /// Where things are on this machine.
-    pub paths: &'a Paths,
+    /// `$HOME`, open: every read and write of a live file goes through it.
+    pub home: &'a HomeDir,
+    /// The check every path from the fleet passes.
+    pub confinement: &'a Confinement,
     /// This machine's name.
     pub machine: &'a str,
     /// The managed list of that commit.
@@ -80,11 +80,25 @@ impl ApplyContext<'_> {
             at: self.at,
         }
     }
+
+    /// The live file's bytes, when it is a regular file reachable without a symlink and not
+    /// over the managed-file limit.
+    fn read_live(&self, rel: &HomeRel) -> Option<Vec<u8>> {
+        self.home
+            .read_file(rel, limits::MANAGED_FILE)
+            .ok()
+            .map(|c| c.bytes)
+    }
 }
 
 /// Applies `head` (the clone's HEAD tree) to the live files. With `scope`, only those managed
 /// files are looked at (the caller knows nothing else can differ: see [`super::tree::changed_between`]);
 /// without, every managed file is.
+///
+/// A file that cannot be applied is held back with the reason (a path that fails the
+/// confinement check, a private-looking path, a blob over the size limit, a symlink or a
+/// directory in the way, a failed write) and the rest goes on. A live file whose conflict copy
+/// could not be written is left as it is.
 pub fn apply(
     repo: &git2::Repository,
     head: &git2::Tree<'_>,
@@ -93,7 +107,7 @@ pub fn apply(
     manifest: &mut Manifest,
     scope: Option<&BTreeSet<String>>,
 ) -> Result<Applied> {
-    let home = &cx.paths.home;
+    let home = cx.home.path();
     let target: BTreeMap<String, tree::Stored> = match scope {
         None => tree::effective(repo, head, cx.machine, cx.managed)?,
         Some(rels) => rels
@@ -103,6 +117,8 @@ pub fn apply(
             .collect(),
     };
     let mut out = Applied::default();
+    // Live files that must not be replaced: their conflict copy could not be written.
+    let mut keep_live: BTreeSet<String> = BTreeSet::new();
 
     // Conflict copies first: our side of every file that lost a merge.
     let host = tree::host_dir(cx.machine);
@@ -116,34 +132,65 @@ pub fn apply(
         if target.get(rel).is_none_or(|t| t.repo_path != l.repo_path) {
             continue;
         }
+        let Ok(checked) = cx.confinement.check_rel(rel) else {
+            continue; // never applied either (held back below)
+        };
         let blob = repo
             .find_blob(l.ours)
             .map_err(Error::git("cannot read our side of a conflict"))?;
-        let live = home.join(rel);
         let mode = if is_private(rel, cx.private) {
             0o600
         } else {
             0o644
         };
-        out.conflicts.push(keep_copy(
-            &live,
+        let kept = keep_copy(
+            cx.home,
+            cx.confinement,
+            &checked,
             blob.content(),
             mode,
             ConflictReason::BothChanged,
             cx.occasion(),
-        )?);
+        );
+        match kept {
+            Ok(record) => out.conflicts.push(record),
+            Err(e) => {
+                out.hold_back(
+                    rel,
+                    &format!(
+                        "cannot keep this machine's version aside ({})",
+                        crate::error::chain(&e)
+                    ),
+                );
+                keep_live.insert(rel.to_string());
+            }
+        }
     }
 
     for (rel, src) in &target {
+        if keep_live.contains(rel) {
+            continue;
+        }
+        let checked = match cx.confinement.check_rel(rel) {
+            Ok(c) => c,
+            Err(refusal) => {
+                out.hold_back(rel, &refusal.to_string());
+                continue;
+            }
+        };
+        if let Some(kind) = crate::private::by_path(rel) {
+            out.hold_back(
+                rel,
+                &format!("it is where {kind} lives; fleetkey never writes one from the fleet"),
+            );
+            continue;
+        }
         let live = home.join(rel);
         let meta = std::fs::symlink_metadata(&live).ok();
         if let Some(m) = &meta
             && m.file_type().is_symlink()
         {
-            crate::log::warn(&format!(
-                "{} is a symbolic link; not writing through it",
-                live.display()
-            ));
+            out.hold_back(rel, "it is a symbolic link here; not writing through it");
             continue;
         }
         if let (Some(m), Some(e)) = (&meta, manifest.files.get(rel))
@@ -151,6 +198,16 @@ pub fn apply(
             && e.exec == src.exec
             && e.stat == Some(Stat::of(m))
         {
+            continue;
+        }
+        // The size from the object header, before the blob is loaded.
+        let size = repo
+            .odb()
+            .and_then(|odb| odb.read_header(src.oid))
+            .map_err(Error::git(format!("cannot read {}", src.repo_path)))?
+            .0;
+        if let Err(too_large) = limits::MANAGED_FILE.check(size as u64) {
+            out.hold_back(rel, &too_large.to_string());
             continue;
         }
         let blob = repo
@@ -166,11 +223,18 @@ pub fn apply(
             (false, true) => 0o755,
             (false, false) => 0o644,
         };
-        let up_to_date = meta.as_ref().is_some_and(|m| {
-            m.is_file()
-                && m.permissions().mode() & 0o777 == mode
-                && std::fs::read(&live).is_ok_and(|b| b == blob.content())
-        });
+        if meta.as_ref().is_some_and(|m| m.is_dir()) {
+            out.hold_back(rel, "it is a directory here; not replacing it with a file");
+            continue;
+        }
+        let current = meta
+            .as_ref()
+            .filter(|m| m.is_file())
+            .and_then(|_| cx.read_live(&checked));
+        let up_to_date = meta
+            .as_ref()
+            .is_some_and(|m| m.permissions().mode() & 0o777 == mode)
+            && current.as_deref() == Some(blob.content());
         if !up_to_date {
             // A live file that is not what this machine last had in step (first contact, or
             // edited since capture) is kept aside before it is replaced.
@@ -178,48 +242,53 @@ pub fn apply(
                 let entry = manifest.files.get(rel);
                 let in_step = entry.is_some_and(|e| {
                     e.stat == Some(Stat::of(m))
-                        || std::fs::read(&live).is_ok_and(|b| {
-                            git2::Oid::hash_object(git2::ObjectType::Blob, &b)
+                        || current.as_ref().is_some_and(|b| {
+                            git2::Oid::hash_object(git2::ObjectType::Blob, b)
                                 .is_ok_and(|o| o.to_string() == e.oid)
                         })
                 });
-                let differs = std::fs::read(&live)
-                    .map(|b| b != blob.content())
-                    .unwrap_or(true);
+                let differs = current.as_deref() != Some(blob.content());
                 if !in_step && differs {
-                    let bytes = std::fs::read(&live).map_err(Error::io("cannot read", &live))?;
+                    let Some(bytes) = current.as_deref() else {
+                        out.hold_back(rel, "it cannot be read here to keep a copy of it");
+                        continue;
+                    };
                     let reason = if entry.is_none() {
                         ConflictReason::FirstContact
                     } else {
                         ConflictReason::ChangedDuringCycle
                     };
-                    out.conflicts.push(keep_copy(
-                        &live,
-                        &bytes,
+                    let kept = keep_copy(
+                        cx.home,
+                        cx.confinement,
+                        &checked,
+                        bytes,
                         m.permissions().mode() & 0o777,
                         reason,
                         cx.occasion(),
-                    )?);
+                    );
+                    match kept {
+                        Ok(record) => out.conflicts.push(record),
+                        Err(e) => {
+                            out.hold_back(
+                                rel,
+                                &format!(
+                                    "cannot keep this machine's version aside ({})",
+                                    crate::error::chain(&e)
+                                ),
+                            );
+                            continue;
+                        }
+                    }
                 }
             }
-            if meta.as_ref().is_some_and(|m| m.is_dir()) {
-                out.hold_back(
-                    &live,
-                    "it is a directory here; not replacing it with a file",
-                );
-                continue;
-            }
-            let written = live
-                .parent()
-                .map_or(Ok(()), |dir| {
-                    if rel.starts_with(".ssh/") {
-                        crate::files::ensure_private_dir(&home.join(".ssh"))?;
-                    }
-                    crate::files::ensure_dir(dir)
-                })
-                .and_then(|()| crate::files::write_atomic(&live, blob.content(), mode));
-            if let Err(e) = written {
-                out.hold_back(&live, &crate::error::chain(&e));
+            let dirs = if private || rel.starts_with(".ssh/") {
+                DirMode::Private
+            } else {
+                DirMode::Shared
+            };
+            if let Err(e) = cx.home.write_file(&checked, blob.content(), mode, dirs) {
+                out.hold_back(rel, &e.to_string());
                 continue;
             }
             out.changed += 1;
@@ -252,6 +321,9 @@ pub fn apply(
         if !m.dir || rel == m.rel {
             continue;
         }
+        let Ok(checked) = cx.confinement.check_rel(&rel) else {
+            continue;
+        };
         let live = home.join(&rel);
         let Ok(meta) = std::fs::symlink_metadata(&live) else {
             continue;
@@ -260,64 +332,64 @@ pub fn apply(
             continue;
         }
         let holds_applied = entry.stat == Some(Stat::of(&meta))
-            || std::fs::read(&live).is_ok_and(|b| {
+            || cx.read_live(&checked).is_some_and(|b| {
                 git2::Oid::hash_object(git2::ObjectType::Blob, &b)
                     .is_ok_and(|o| o.to_string() == entry.oid)
             });
         if holds_applied {
-            std::fs::remove_file(&live).map_err(Error::io("cannot remove", &live))?;
-            out.changed += 1;
+            match cx.home.remove_file(&checked) {
+                Ok(_) => out.changed += 1,
+                Err(e) => out.hold_back(&rel, &e.to_string()),
+            }
         }
     }
     Ok(out)
 }
 
-/// Writes the decrypted secrets to `[secrets] materialize` (0600, atomic, only when changed).
+/// Writes the decrypted secrets to `target` (`[secrets] materialize`, checked by the plan):
+/// 0600 in directories made 0700, atomic, only when changed, never through a symlink. The path
+/// is remembered in the state directory first, so capture never reads it, even after
+/// fleet.toml stops naming it.
 pub fn materialize_secrets(
     repo_root: &Path,
-    paths: &Paths,
-    fleet: &FleetConfig,
+    home: &HomeDir,
+    target: Option<&HomeRel>,
     identity: Option<&Identity>,
+    state_dir: &Path,
 ) -> Result<bool> {
-    let Some(target) = &fleet.secrets.materialize else {
+    let (Some(rel), Some(identity)) = (target, identity) else {
         return Ok(false);
     };
-    let Some(identity) = identity else {
-        return Ok(false);
-    };
-    let path = paths.expand(target);
-    if !path.starts_with(&paths.home) {
-        return Err(ErrorKind::Refused(format!(
-            "fleet.toml: secrets.materialize {target:?} is not under your home directory"
-        ))
-        .into());
-    }
     let env = crate::secrets::SecretsFile::new(repo_root).load(identity)?;
-    let text = env.to_text();
-    if std::fs::read(&path).is_ok_and(|b| zeroize::Zeroizing::new(b).as_slice() == text.as_bytes())
+    let text = zeroize::Zeroizing::new(env.to_text());
+    if home
+        .read_file(rel, limits::SECRETS_PLAINTEXT)
+        .is_ok_and(|c| zeroize::Zeroizing::new(c.bytes).as_slice() == text.as_bytes())
     {
         return Ok(false);
     }
-    if let Some(dir) = path.parent() {
-        crate::files::ensure_private_dir(dir)?;
-    }
-    crate::files::write_private(&path, text.as_bytes())?;
+    super::state::record_materialized(state_dir, rel.as_str())?;
+    home.write_file(rel, text.as_bytes(), 0o600, DirMode::Private)?;
     Ok(true)
 }
 
 /// The one call site of the authorized_keys merge in a cycle (native backend): merges the fleet's
-/// SSH keys into `[authorized_keys] path` after every apply, so an approved machine's key arrives
-/// and a revoked one leaves. A fleet with no SSH key yet leaves the file alone. Returns whether
-/// the file changed.
-pub fn authorized_keys(repo_root: &Path, paths: &Paths, fleet: &FleetConfig) -> Result<bool> {
-    let target = paths.expand(&fleet.authorized_keys.path);
+/// SSH keys into `target` (`[authorized_keys] path`, checked by the plan) after every apply, so
+/// an approved machine's key arrives and a revoked one leaves. A fleet with no SSH key yet
+/// leaves the file alone; a path through a symlink is refused. Returns whether the file changed.
+pub fn authorized_keys(repo_root: &Path, home: &HomeDir, target: Option<&HomeRel>) -> Result<bool> {
+    let Some(rel) = target else {
+        return Ok(false);
+    };
+    home.probe(rel)?;
+    let path = home.path().join(rel.as_str());
     let keys = repo_root.join(crate::roster::layout::KEYS);
     let (active, revoked) = crate::roster::fleet_keys(&keys)?;
     let roster = crate::authorized_keys::Roster {
         active: &active,
         revoked: &revoked,
     };
-    match crate::authorized_keys::merge_into_file(&roster, &target) {
+    match crate::authorized_keys::merge_into_file(&roster, &path) {
         Ok(merged) => Ok(merged.changed()),
         // A fleet with no SSH key yet leaves the file alone; nothing to merge.
         Err(e)
@@ -330,9 +402,4 @@ pub fn authorized_keys(repo_root: &Path, paths: &Paths, fleet: &FleetConfig) -> 
         }
         Err(e) => Err(e),
     }
-}
-
-/// Parses `[sync] private`.
-pub fn private_list(fleet: &FleetConfig) -> Result<Vec<Managed>> {
-    super::managed::parse_list(&fleet.sync.private)
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use crate::clock;
-use crate::config::{Backend, FleetConfig};
+use crate::config::Backend;
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
 use crate::identity::Identity;
@@ -16,28 +16,27 @@ use crate::repo::FleetRepo;
 
 use super::commit::{commit_capture, head_tree};
 use super::conflicts::{Occasion, keep_copy};
-use super::managed::{self, Managed};
+use super::plan::Plan;
 use super::state::{self, ConflictReason, CycleRecord, Manifest};
 use super::{apply, capture, chezmoi, integrate, tree};
 
-/// Captures every managed path into the clone and commits what changed, by `fleet` (the last
-/// valid fleet.toml). Returns the managed files that are missing on disk (apply looks at them
-/// even when the tree did not change).
+/// Captures every managed path of `plan` (the last valid fleet.toml) into the clone and
+/// commits what changed. Returns the managed files that are missing on disk (apply looks at
+/// them even when the tree did not change).
 pub fn capture_and_commit(
     machine: &Machine,
     repo: &FleetRepo,
-    fleet: &FleetConfig,
-    managed: &[Managed],
+    plan: &Plan,
     manifest: &mut Manifest,
     rec: &mut CycleRecord,
 ) -> Result<Vec<String>> {
     let name = machine.config.name.as_str();
-    match fleet.backend {
+    match plan.fleet.backend {
         Backend::Chezmoi => {
             let source = chezmoi::source_dir(repo.root());
             chezmoi::warn_auto_git(&machine.paths);
             let ignore_changed = chezmoi::ensure_ignore(&source)?;
-            let added = chezmoi::capture(&source, &machine.paths.home, managed, manifest)?;
+            let added = chezmoi::capture(&source, &machine.paths.home, &plan.managed, manifest)?;
             if added > 0 || ignore_changed {
                 let message = format!("{name}: sync {added} paths (chezmoi add)");
                 if repo.commit_all(&["."], name, &message)?.is_some() {
@@ -50,15 +49,18 @@ pub fn capture_and_commit(
         Backend::Native => {
             let raw = repo.raw();
             let head = head_tree(raw)?;
-            let captured = capture::capture(
-                raw,
-                &head,
-                &machine.paths.home,
-                name,
-                managed,
-                manifest,
-                capture::FirstContact::FleetWins,
-            )?;
+            let home = plan.open_home()?;
+            let skip = plan.never_captured(&machine.paths.state_dir);
+            let scope = capture::Scope {
+                home: &home,
+                confinement: &plan.confinement,
+                managed: &plan.managed,
+                skip: &skip,
+                machine: name,
+                first_contact: capture::FirstContact::FleetWins,
+            };
+            let captured = capture::capture(raw, &head, &scope, manifest)?;
+            rec.held_back.extend(captured.held_back.iter().cloned());
             rec.captured = captured.count();
             if captured.count() > 0 {
                 let held_back = commit_capture(repo, &captured, name)?;
@@ -87,7 +89,8 @@ enum Reach<'a> {
 
 /// Applies the clone's HEAD to the live files (with the conflict copies of `lost`), saves the
 /// manifest and the conflict records, materializes the secrets and (native backend) runs the
-/// authorized_keys merge. The caller holds the lock and has captured.
+/// authorized_keys merge, by the plan of the fleet.toml now in force (it may have come with
+/// the integration). The caller holds the lock and has captured.
 pub fn apply_head(
     machine: &Machine,
     repo: &FleetRepo,
@@ -98,25 +101,48 @@ pub fn apply_head(
     missing: &[String],
 ) -> Result<apply::Applied> {
     let state_dir = &machine.paths.state_dir;
-    let fleet = machine.fleet_config()?;
+    let plan = Plan::for_machine(machine)?;
+    let home = plan.open_home()?;
     let applied = apply_files(
         machine,
         repo,
-        &fleet,
+        &plan,
+        &home,
         lost,
         manifest,
         now,
         Reach::Head { missing },
     );
     manifest.save(state_dir)?;
-    let applied = applied?;
+    let mut applied = applied?;
     state::record_conflicts(state_dir, &applied.conflicts)?;
-    if let Err(e) = apply::materialize_secrets(repo.root(), &machine.paths, &fleet, identity) {
-        crate::log::warn(&format!("cannot materialize the secrets: {e}"));
+    let materialized = apply::materialize_secrets(
+        repo.root(),
+        &home,
+        plan.materialize.as_ref(),
+        identity,
+        state_dir,
+    );
+    if let Err(e) = materialized {
+        applied.held_back.push(format!(
+            "the secrets were not materialized: {}",
+            crate::error::chain(&e)
+        ));
     }
-    if fleet.backend == Backend::Native {
+    if plan.fleet.backend == Backend::Native {
         // With chezmoi, its modify_ hook does the authorized_keys merge.
-        apply::authorized_keys(repo.root(), &machine.paths, &fleet)?;
+        if let Err(e) = apply::authorized_keys(repo.root(), &home, plan.authorized_keys.as_ref()) {
+            applied.held_back.push(format!(
+                "authorized_keys was not merged: {}",
+                crate::error::chain(&e)
+            ));
+        }
+    }
+    // The refused entries of the fleet.toml now in force, unless capture reported them.
+    for h in plan.held_back {
+        if !applied.held_back.contains(&h) {
+            applied.held_back.push(h);
+        }
     }
     Ok(applied)
 }
@@ -135,12 +161,14 @@ pub fn keep_lost(
         return Ok(());
     }
     let state_dir = &machine.paths.state_dir;
-    let fleet = machine.fleet_config()?;
+    let plan = Plan::for_machine(machine)?;
+    let home = plan.open_home()?;
     let mut manifest = Manifest::load(state_dir);
     let applied = apply_files(
         machine,
         repo,
-        &fleet,
+        &plan,
+        &home,
         lost,
         &mut manifest,
         now,
@@ -151,10 +179,12 @@ pub fn keep_lost(
 }
 
 /// The one dispatch of apply on the backend.
+#[allow(clippy::too_many_arguments)]
 fn apply_files(
     machine: &Machine,
     repo: &FleetRepo,
-    fleet: &FleetConfig,
+    plan: &Plan,
+    home: &crate::confine::HomeDir,
     lost: &[integrate::LostFile],
     manifest: &mut Manifest,
     now: i64,
@@ -166,16 +196,16 @@ fn apply_files(
         stamp: &stamp,
         at: &at,
     };
-    let managed = managed::parse_list(&fleet.sync.paths)?;
-    if fleet.backend == Backend::Chezmoi {
+    if plan.fleet.backend == Backend::Chezmoi {
         let run_apply = matches!(reach, Reach::Head { .. });
-        return apply_chezmoi(machine, repo, lost, manifest, &managed, occasion, run_apply);
+        return apply_chezmoi(
+            machine, repo, plan, home, lost, manifest, occasion, run_apply,
+        );
     }
-    let private = apply::private_list(fleet)?;
     let head = head_tree(repo.raw())?;
     let name = machine.config.name.as_str();
     // Only what changed since the last full apply needs a look, unless the lists changed.
-    let lists = format!("{:?} {:?}", fleet.sync.paths, fleet.sync.private);
+    let lists = format!("{:?} {:?}", plan.fleet.sync.paths, plan.fleet.sync.private);
     let scope: Option<BTreeSet<String>> = match reach {
         Reach::LostOnly => Some(lost_rels(lost, name).collect()),
         Reach::Head { missing } => match (&manifest.tree, &manifest.lists) {
@@ -191,10 +221,11 @@ fn apply_files(
         },
     };
     let cx = apply::ApplyContext {
-        paths: &machine.paths,
+        home,
+        confinement: &plan.confinement,
         machine: name,
-        managed: &managed,
-        private: &private,
+        managed: &plan.managed,
+        private: &plan.private,
         stamp: &stamp,
         at: &at,
     };
@@ -223,12 +254,14 @@ fn lost_rels<'a>(
 
 /// Apply with chezmoi: conflict copies of the source files that lost (beside the live file
 /// chezmoi names for them), then `chezmoi apply`, then the manifest of live stats.
+#[allow(clippy::too_many_arguments)]
 fn apply_chezmoi(
     machine: &Machine,
     repo: &FleetRepo,
+    plan: &Plan,
+    home_dir: &crate::confine::HomeDir,
     lost: &[integrate::LostFile],
     manifest: &mut Manifest,
-    managed: &[Managed],
     occasion: Occasion<'_>,
     run_apply: bool,
 ) -> Result<apply::Applied> {
@@ -237,15 +270,22 @@ fn apply_chezmoi(
     let mut out = apply::Applied::default();
     for l in lost {
         let target = chezmoi::target_path(&source, &repo.root().join(&l.repo_path))?;
-        if !target.starts_with(home) {
+        let Some(rel) = target
+            .strip_prefix(home)
+            .ok()
+            .and_then(|r| r.to_str())
+            .and_then(|r| plan.confinement.check_rel(r).ok())
+        else {
             continue;
-        }
+        };
         let blob = repo
             .raw()
             .find_blob(l.ours)
             .map_err(Error::git("cannot read our side of a conflict"))?;
         out.conflicts.push(keep_copy(
-            &target,
+            home_dir,
+            &plan.confinement,
+            &rel,
             blob.content(),
             0o600,
             ConflictReason::BothChanged,
@@ -256,7 +296,7 @@ fn apply_chezmoi(
         return Ok(out);
     }
     let before = manifest.clone();
-    chezmoi::apply(&source, home, managed, manifest)?;
+    chezmoi::apply(&source, home, &plan.managed, manifest)?;
     out.changed = manifest
         .files
         .iter()

@@ -28,7 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::confine::{Confinement, HomeDir};
 use crate::error::{Error, Result};
+use crate::limits;
 
 use super::managed::{self, Managed};
 use super::state::{Entry, Manifest, Stat};
@@ -43,6 +45,8 @@ pub struct Captured {
     pub removals: Vec<String>,
     /// Managed files in the manifest that are missing on disk (apply restores or forgets them).
     pub missing: Vec<String>,
+    /// Files not captured, each with why.
+    pub held_back: Vec<String>,
 }
 
 impl Captured {
@@ -168,31 +172,73 @@ fn walk_dir(
     }
 }
 
+/// What one capture reads, and how.
+pub struct Scope<'a> {
+    /// `$HOME`, open: every file is read through it (never through a symlink).
+    pub home: &'a HomeDir,
+    /// The check every path passes, files found inside managed directories included (a
+    /// managed `~/.config/` never reaches fleetkey's own `~/.config/fleetkey/`).
+    pub confinement: &'a Confinement,
+    /// The managed entries to capture.
+    pub managed: &'a [Managed],
+    /// Files never read whatever the list says (see [`super::plan::Plan::never_captured`]).
+    pub skip: &'a BTreeSet<String>,
+    /// This machine's name.
+    pub machine: &'a str,
+    /// Who wins a first contact.
+    pub first_contact: FirstContact,
+}
+
 /// Captures the local changes of the managed files against `head` (the clone's HEAD tree).
-/// Updates `manifest` for files found unchanged; the caller saves it after committing.
+/// Updates `manifest` for files found unchanged; the caller saves it after committing. A file
+/// that cannot be captured (over the size limit, behind a symlink, unreadable) is held back with
+/// the reason; a private-looking file is skipped with a warning; past the capture's total size
+/// limit the rest waits for the next cycle.
 pub fn capture(
     repo: &git2::Repository,
     head: &git2::Tree<'_>,
-    home: &Path,
-    machine: &str,
-    managed: &[Managed],
+    scope: &Scope<'_>,
     manifest: &mut Manifest,
-    first_contact: FirstContact,
 ) -> Result<Captured> {
+    let home = scope.home.path();
+    let (machine, managed, first_contact) = (scope.machine, scope.managed, scope.first_contact);
     let live = live_files(home, managed);
     let mut out = Captured::default();
+    let mut total: u64 = 0;
     for (rel, meta) in &live {
+        if scope.skip.contains(rel) {
+            continue;
+        }
+        // Inside a managed directory: fleetkey's own directories and the like are left out.
+        let Ok(checked) = scope.confinement.check_rel(rel) else {
+            continue;
+        };
         if manifest.unchanged(rel, meta) {
             continue;
         }
         let path = home.join(rel);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        if let Some(kind) = crate::private::by_path(rel) {
+            crate::log::warn(&format!(
+                "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
+                path.display()
+            ));
+            continue;
+        }
+        let contents = match scope.home.read_file(&checked, limits::MANAGED_FILE) {
+            Ok(c) => c,
             Err(e) => {
-                crate::log::warn(&format!("cannot read {}: {e}", path.display()));
+                out.held_back.push(format!("~/{rel} not captured: {e}"));
                 continue;
             }
         };
+        total += contents.bytes.len() as u64;
+        if let Err(too_large) = limits::CAPTURE_TOTAL.check(total) {
+            out.held_back.push(format!(
+                "capture stopped at ~/{rel}: {too_large}; the rest goes out with later cycles"
+            ));
+            break;
+        }
+        let (bytes, meta) = (contents.bytes, &contents.metadata);
         if let Some(kind) = crate::private::detect(rel, &bytes) {
             crate::log::warn(&format!(
                 "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
@@ -265,39 +311,4 @@ pub fn capture(
         manifest.files.remove(&rel);
     }
     Ok(out)
-}
-
-/// Writes `bytes` beside `live` as `FILE.conflict-NAME-STAMP` (adding `-2`, `-3`… when taken),
-/// atomically, with `mode` (at most 0644; private files stay private).
-pub fn write_conflict_copy(
-    live: &Path,
-    bytes: &[u8],
-    mode: u32,
-    machine: &str,
-    stamp: &str,
-) -> Result<std::path::PathBuf> {
-    let dir = live.parent().unwrap_or(Path::new("."));
-    crate::files::ensure_dir(dir)?;
-    let file = live
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file")
-        .to_string();
-    let base = managed::conflict_name(&file, machine, stamp);
-    let taken: BTreeSet<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = format!("{base}-{n}");
-        n += 1;
-    }
-    let copy = dir.join(name);
-    crate::files::write_atomic(&copy, bytes, mode & 0o755)?;
-    Ok(copy)
 }

@@ -31,9 +31,7 @@ pub fn commit_capture(
         .iter()
         .filter(|(path, _, _)| match clash(&head, path) {
             Some(why) => {
-                let text = format!("{} not captured: {why}", display_path(path));
-                crate::log::warn(&text);
-                held_back.push(text);
+                held_back.push(format!("{} not captured: {why}", display_path(path)));
                 false
             }
             None => true,

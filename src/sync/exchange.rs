@@ -8,7 +8,8 @@
 
 use crate::clock;
 use crate::config::FleetConfig;
-use crate::error::{ErrorKind, Result};
+use crate::confine;
+use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
 use crate::forge::{self, PushOutcome};
 use crate::identity::Identity;
@@ -28,6 +29,9 @@ pub struct Exchanged {
     pub lost: Vec<integrate::LostFile>,
     /// Other conflicts resolved.
     pub other_conflicts: usize,
+    /// Why the forge's commits were not taken, when they were not (nothing of them was
+    /// integrated or pushed on top of).
+    pub refused: Option<String>,
 }
 
 /// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times.
@@ -62,6 +66,12 @@ pub fn exchange(
                     == known;
             if !skip_fetch {
                 fetch_retrying(repo, remote, branch)?;
+            }
+            if let Some(why) = refuse_tree(machine, raw, &tracking)? {
+                // Nothing of it is integrated; local commits stay local until a commit the
+                // rules allow arrives.
+                out.refused = Some(why);
+                return Ok(out);
             }
             let done = integrate::integrate(
                 raw,
@@ -101,6 +111,53 @@ pub fn exchange(
         "the forge {remote} kept moving: {PUSH_TRIES} pushes in a row were rejected; your commits are kept"
     ))
     .hint("run `fleetkey sync` again"))
+}
+
+/// The state file holding the last forge commit whose tree passed [`confine::check_tree`] (so
+/// an unchanged forge is not walked again every cycle).
+pub const TREE_CHECKED: &str = "tree-checked";
+
+/// Checks the tree of the forge's commit at `tracking` before anything of it is used: only
+/// regular files and directories, no `.git`, `.gitmodules`, `.gitattributes` (a symlink
+/// checked out into the clone could redirect a write, or reach the clone's own `.git`).
+/// Returns why it is refused, or `None`.
+fn refuse_tree(
+    machine: &Machine,
+    raw: &git2::Repository,
+    tracking: &str,
+) -> Result<Option<String>> {
+    let Ok(tip) = raw.refname_to_id(tracking) else {
+        return Ok(None);
+    };
+    let marker = machine.paths.state_dir.join(TREE_CHECKED);
+    let tip_hex = tip.to_string();
+    if std::fs::read_to_string(&marker).is_ok_and(|t| t.trim() == tip_hex) {
+        return Ok(None);
+    }
+    let tree = raw
+        .find_commit(tip)
+        .and_then(|c| c.tree())
+        .map_err(Error::git("cannot read the forge's commit"))?;
+    match confine::check_tree(raw, &tree) {
+        Ok(()) => {
+            let _ = crate::files::write_atomic(&marker, format!("{tip_hex}\n").as_bytes(), 0o600);
+            Ok(None)
+        }
+        Err(violations) => {
+            let shown: Vec<String> = violations.iter().take(3).map(ToString::to_string).collect();
+            let more = violations.len().saturating_sub(3);
+            Ok(Some(format!(
+                "the forge's commit {} is refused: {}{}; this machine keeps its last state and its own commits until a commit without them arrives",
+                &tip_hex[..12],
+                shown.join("; "),
+                if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                }
+            )))
+        }
+    }
 }
 
 /// `git fetch`, retried (3 times, 300 ms apart) when another git holds a ref lock: a git left
@@ -143,5 +200,10 @@ pub fn push_merging_upstream(
         &clock::rfc3339(now),
         Network::Full,
     )?;
+    if let Some(why) = &x.refused {
+        crate::log::warn(&format!(
+            "{why}; your change is committed here and goes out once the forge is healed"
+        ));
+    }
     backend::keep_lost(machine, repo, &x.lost, now)
 }

@@ -181,14 +181,6 @@ pub fn is_own_temp(file_name: &str) -> bool {
     file_name.starts_with(".fleetkey-") && file_name.ends_with(".tmp")
 }
 
-/// Whether `bytes` look like a private key or an age identity, anywhere in the file (see
-/// [`crate::private::by_content`]). Such a file never goes into the fleet repo, which is plain
-/// git (`fleetkey secrets set` is the place for secrets). [`crate::private::detect`] also
-/// knows private files by their path.
-pub fn looks_like_private_key(bytes: &[u8]) -> bool {
-    crate::private::by_content(bytes).is_some()
-}
-
 /// Three-way merge of two sets: what `ours` added since `base` is added to `theirs`, what `ours`
 /// removed since `base` is removed from it. With no removal this is the union the design asks
 /// for; honouring removals keeps an `untrack` from being undone by a concurrent `track`
@@ -384,6 +376,7 @@ mod tests {
 
     #[test]
     fn private_keys_are_recognised() {
+        let looks_like_private_key = |b: &[u8]| crate::private::by_content(b).is_some();
         assert!(looks_like_private_key(
             b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n"
         ));

@@ -34,6 +34,7 @@ pub mod debounce;
 pub mod exchange;
 pub mod integrate;
 pub mod managed;
+pub mod plan;
 pub mod recover;
 pub mod state;
 pub mod tree;
@@ -88,6 +89,9 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
         };
         rec.error = Some(e.to_string());
     }
+    for h in &rec.held_back {
+        crate::log::warn(&format!("held back: {h}"));
+    }
     if let Err(e) = rec.save(&machine.paths.state_dir) {
         crate::log::warn(&format!("cannot record the cycle: {e}"));
     }
@@ -105,14 +109,13 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     std::fs::write(&marker, b"").map_err(Error::io("cannot write", &marker))?;
     recover(&repo, full_repair)?;
 
-    // Capture by the fleet.toml in force (the last valid one when the clone's is not).
-    let settings = machine.fleet_settings()?;
-    rec.held_back.extend(settings.held_back);
-    let fleet = settings.config;
-    let managed = managed::parse_list(&fleet.sync.paths)?;
+    // Capture by the fleet.toml in force (the last valid one when the clone's is not), every
+    // path of it checked; a refused entry is reported by apply, with the fleet.toml it uses.
+    let plan = plan::Plan::for_machine(machine)?;
+    let fleet = plan.fleet.clone();
     let mut manifest = Manifest::load(state_dir);
-    let missing =
-        backend::capture_and_commit(machine, &repo, &fleet, &managed, &mut manifest, rec)?;
+    let missing = backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?;
+    drop(plan);
 
     let identity = machine.identity().ok();
     let mut lost = Vec::new();
@@ -122,6 +125,7 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
             let at = clock::rfc3339(now);
             match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network) {
                 Ok(x) => {
+                    rec.held_back.extend(x.refused);
                     rec.pushed = x.pushed;
                     rec.conflicts += x.other_conflicts;
                     lost = x.lost;

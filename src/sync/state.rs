@@ -269,6 +269,35 @@ impl std::fmt::Display for ConflictReason {
     }
 }
 
+/// The state file listing every path (relative to `$HOME`) the secrets were ever materialized
+/// to on this machine, one per line.
+pub const MATERIALIZED: &str = "materialized";
+
+/// Every path the secrets were ever materialized to here (see [`MATERIALIZED`]).
+pub fn materialized(state_dir: &Path) -> std::collections::BTreeSet<String> {
+    files::read_limited(&state_dir.join(MATERIALIZED), STATE_LIMIT)
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Remembers that the secrets are materialized at `rel` (before they are written there).
+pub fn record_materialized(state_dir: &Path, rel: &str) -> Result<()> {
+    let mut all = materialized(state_dir);
+    if !all.insert(rel.to_string()) {
+        return Ok(());
+    }
+    let mut text = all.into_iter().collect::<Vec<_>>().join("\n");
+    text.push('\n');
+    files::ensure_private_dir(state_dir)?;
+    files::write_atomic(&state_dir.join(MATERIALIZED), text.as_bytes(), 0o600)
+}
+
 /// Adds `records` to `conflicts.json`.
 pub fn record_conflicts(state_dir: &Path, records: &[ConflictRecord]) -> Result<()> {
     if records.is_empty() {

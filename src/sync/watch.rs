@@ -33,6 +33,7 @@ use crate::fleet::Machine;
 
 use super::debounce::{Backoff, Debouncer, jitter_unit};
 use super::managed::{self, Managed};
+use super::plan::Plan;
 use super::state::Manifest;
 use super::{Network, cycle};
 
@@ -57,10 +58,11 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let mut watcher = make_watcher(tx, overflow.clone()).map_err(Critical)?;
     let mut watched: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
 
-    let fleet = machine.fleet_config().map_err(Critical)?;
-    let mut settle = fleet.settle();
-    let mut poll = fleet.poll();
-    let mut managed_list = managed::parse_list(&fleet.sync.paths).map_err(Critical)?;
+    // The checked managed list: a refused entry is neither watched nor captured.
+    let plan = Plan::for_machine(machine).map_err(Critical)?;
+    let mut settle = plan.fleet.settle();
+    let mut poll = plan.fleet.poll();
+    let mut managed_list = plan.managed;
     refresh_watches(
         &mut watcher,
         &mut watched,
@@ -127,13 +129,11 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             }
             // The list, settings and watches may have changed with what was applied.
             manifest = Manifest::load(&machine.paths.state_dir);
-            if let Ok(f) = machine.fleet_config() {
-                settle = f.settle();
-                poll = f.poll();
+            if let Ok(plan) = Plan::for_machine(machine) {
+                settle = plan.fleet.settle();
+                poll = plan.fleet.poll();
                 debounce = Debouncer::new(settle, settle * 10);
-                if let Ok(list) = managed::parse_list(&f.sync.paths) {
-                    managed_list = list;
-                }
+                managed_list = plan.managed;
             }
             if let Err(e) = refresh_watches(
                 &mut watcher,

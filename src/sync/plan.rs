@@ -1,0 +1,108 @@
+//! What one cycle may touch, checked once from the fleet.toml in force.
+//!
+//! Owns: turning fleet.toml's paths (the managed and private lists, `[secrets] materialize`,
+//! `[authorized_keys] path`) into checked paths under `$HOME` through [`crate::confine`], the
+//! one check `track` uses too, and keeping every refused entry as a report. A bad entry is
+//! skipped alone; the rest of the cycle goes on. Must never: hand capture or apply a path that
+//! did not pass the check, or quote fleet.toml's content beyond the refused path itself.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::config::FleetConfig;
+use crate::confine::{Confinement, HomeDir, HomeRel};
+use crate::error::Result;
+use crate::fleet::Machine;
+
+use super::managed::{self, Managed};
+
+/// The checked paths of one cycle.
+#[derive(Debug)]
+pub struct Plan {
+    /// The fleet.toml in force.
+    pub fleet: FleetConfig,
+    /// This machine's `$HOME` and fleetkey's own directories.
+    pub confinement: Confinement,
+    /// The managed list, bad entries left out.
+    pub managed: Vec<Managed>,
+    /// The `[sync] private` list, bad entries left out.
+    pub private: Vec<Managed>,
+    /// Where the decrypted secrets are written, when set and allowed.
+    pub materialize: Option<HomeRel>,
+    /// Where the authorized_keys merge is applied, when allowed.
+    pub authorized_keys: Option<HomeRel>,
+    /// Every refused entry, with why (for the cycle's report).
+    pub held_back: Vec<String>,
+}
+
+impl Plan {
+    /// Checks `fleet`'s paths for `machine`.
+    pub fn new(machine: &Machine, fleet: FleetConfig) -> Plan {
+        let confinement = Confinement::for_machine(&machine.paths, &machine.config.repo);
+        let (managed, bad_paths) =
+            managed::parse_entries("sync.paths", &fleet.sync.paths, &confinement);
+        let (private, bad_private) =
+            managed::parse_entries("sync.private", &fleet.sync.private, &confinement);
+        let mut held_back: Vec<String> = bad_paths
+            .iter()
+            .chain(&bad_private)
+            .map(ToString::to_string)
+            .collect();
+        let mut file_setting = |key: &str, entry: Option<&String>| {
+            let entry = entry?;
+            let checked = if key == "secrets.materialize" {
+                confinement.check_materialize(entry)
+            } else {
+                confinement.check_file_entry(entry)
+            };
+            match checked {
+                Ok(rel) => Some(rel),
+                Err(refusal) => {
+                    held_back.push(format!("fleet.toml: {key} {refusal}; it is not written"));
+                    None
+                }
+            }
+        };
+        let materialize = file_setting("secrets.materialize", fleet.secrets.materialize.as_ref());
+        let authorized_keys =
+            file_setting("authorized_keys.path", Some(&fleet.authorized_keys.path));
+        Plan {
+            fleet,
+            confinement,
+            managed,
+            private,
+            materialize,
+            authorized_keys,
+            held_back,
+        }
+    }
+
+    /// The plan of the fleet.toml in force on `machine` (its report includes a fleet.toml
+    /// held back as invalid).
+    pub fn for_machine(machine: &Machine) -> Result<Plan> {
+        let settings = machine.fleet_settings()?;
+        let mut plan = Plan::new(machine, settings.config);
+        plan.held_back.splice(0..0, settings.held_back);
+        Ok(plan)
+    }
+
+    /// Files capture never reads whatever the managed list says: the ones fleetkey itself
+    /// writes from the fleet: the materialized secrets (plaintext), now or ever before on this
+    /// machine (`state_dir` remembers them, so a later fleet.toml that drops `materialize` and
+    /// manages the old file still cannot upload it), and authorized_keys (the merge's).
+    pub fn never_captured(&self, state_dir: &Path) -> BTreeSet<String> {
+        let mut out = super::state::materialized(state_dir);
+        out.extend(
+            self.materialize
+                .iter()
+                .chain(&self.authorized_keys)
+                .map(|r| r.as_str().to_string()),
+        );
+        out
+    }
+
+    /// `$HOME`, open for confined reads and writes.
+    pub fn open_home(&self) -> Result<HomeDir> {
+        Ok(HomeDir::open(self.confinement.home())?)
+    }
+}
