@@ -186,6 +186,20 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
     if machine.config.backend == crate::config::Backend::Chezmoi {
         out.push(chezmoi_autocommit(&paths.home));
     }
+    let held_back = crate::sync::state::CycleRecord::load(&paths.state_dir)
+        .map(|c| c.held_back)
+        .unwrap_or_default();
+    if held_back.is_empty() {
+        out.push(check("held back", Verdict::Ok, "nothing"));
+    } else {
+        for h in held_back {
+            out.push(check(
+                "held back",
+                Verdict::Warn,
+                format!("{h} (the last cycle skipped this and did the rest; fix it on a member and sync)"),
+            ));
+        }
+    }
     out
 }
 
