@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::harness::{Fleet, Transport, git_out};
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::git_out;
 
 /// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
 /// run can be replayed with FLEETKEY_TEST_SEED.
@@ -58,7 +60,7 @@ fn an_unreachable_forge_exits_75_keeps_the_commit_and_catches_up_later() {
         log.contains("alpha: sync ~/.zshrc"),
         "the local commit is kept: {log}"
     );
-    let rec = std::fs::read_to_string(a.m.state().join("last-cycle.json")).unwrap();
+    let rec = std::fs::read_to_string(a.state().join("last-cycle.json")).unwrap();
     assert!(rec.contains("\"result\": \"offline\""), "{rec}");
     // A second offline cycle adds nothing and still exits 75.
     a.fails(&["sync"], 75);
@@ -120,7 +122,7 @@ fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
             &format!(".config/app/a{round}.conf"),
             format!("a {round}\n").as_bytes(),
         );
-        let mut child = a.cmd(&["sync"]).spawn().unwrap();
+        let mut child = a.cmd(["sync"]).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(typical * 12 / 10)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;

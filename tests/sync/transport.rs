@@ -4,7 +4,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use super::harness::{Fleet, Transport, git_out};
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::git_out;
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -142,12 +144,12 @@ fn scenario(t: Transport) {
     let name = copies[0].file_name().unwrap().to_str().unwrap().to_string();
     assert!(name.starts_with(".zshrc.conflict-beta-"), "{name}");
     assert!(a.conflict_copies(".zshrc").is_empty());
-    let conflicts = std::fs::read_to_string(b.m.state().join("conflicts.json")).unwrap();
+    let conflicts = std::fs::read_to_string(b.state().join("conflicts.json")).unwrap();
     assert!(conflicts.contains(&name), "{conflicts}");
 
     // Secrets set on two machines at the same time, to different keys: both everywhere.
-    let spawn = |n: &super::harness::Node, key: &str, value: &str| {
-        let mut cmd = n.cmd(&["secrets", "set", key]);
+    let spawn = |n: &crate::util::Machine, key: &str, value: &str| {
+        let mut cmd = n.cmd(["secrets", "set", key]);
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -208,7 +210,7 @@ fn scenario(t: Transport) {
             n.name
         );
         n.assert_clean_repo();
-        let rec = std::fs::read_to_string(n.m.state().join("last-cycle.json")).unwrap();
+        let rec = std::fs::read_to_string(n.state().join("last-cycle.json")).unwrap();
         assert!(rec.contains("\"result\": \"ok\""), "{rec}");
     }
 }

@@ -2,10 +2,12 @@
 //! machine reaches another machine's watcher through its poll, with no commit storm from the
 //! watchers' own writes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::harness::{Fleet, Node, Transport, git_out};
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::{Machine, git_out};
 
 /// A `fleetkey watch` started by the test; killed when dropped.
 pub struct Watcher(pub Child);
@@ -17,10 +19,10 @@ impl Drop for Watcher {
     }
 }
 
-pub fn watch(n: &Node) -> Watcher {
-    let log = std::fs::File::create(n.m.dir.path().join("watch.log")).unwrap();
+pub fn watch(n: &Machine) -> Watcher {
+    let log = std::fs::File::create(n.dir.path().join("watch.log")).unwrap();
     let child = n
-        .cmd(&["watch"])
+        .cmd(["watch"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -37,17 +39,7 @@ pub fn set_timing(fleet: &Fleet, settle: &str, poll: &str) {
         .replace("settle = \"2s\"", &format!("settle = \"{settle}\""))
         .replace("poll = \"60s\"", &format!("poll = \"{poll}\""));
     std::fs::write(&path, text).unwrap();
-    let mut commit = Command::new("git");
-    commit.arg("-C").arg(a.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qam",
-        "test: timing",
-    ]);
-    crate::util::run_program(&mut commit);
+    a.commit_in_clone("test: timing");
     fleet.settle(1);
 }
 
@@ -64,7 +56,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
 }
 
 /// An editor's save: write a temp file beside the target, then rename it over.
-pub fn editor_save(n: &Node, rel: &str, bytes: &[u8]) {
+pub fn editor_save(n: &Machine, rel: &str, bytes: &[u8]) {
     let target = n.path(rel);
     let tmp = target.with_file_name(format!(
         ".{}.swp-save",
@@ -92,8 +84,8 @@ fn the_watcher_sees_an_editor_save_and_a_peer_watcher_applies_it() {
     let took = wait_until(Duration::from_secs(20), || {
         b.text(".zshrc") == "after an editor save\n"
     });
-    let log_a = std::fs::read_to_string(a.m.dir.path().join("watch.log")).unwrap_or_default();
-    let log_b = std::fs::read_to_string(b.m.dir.path().join("watch.log")).unwrap_or_default();
+    let log_a = std::fs::read_to_string(a.dir.path().join("watch.log")).unwrap_or_default();
+    let log_b = std::fs::read_to_string(b.dir.path().join("watch.log")).unwrap_or_default();
     assert!(
         took.is_some(),
         "beta never got the save\nalpha:\n{log_a}\nbeta:\n{log_b}"
@@ -149,8 +141,7 @@ fn the_watcher_keeps_commits_while_the_forge_is_down_and_backs_off_until_it_retu
     fleet.forge.resume();
     // The first retry comes 5 s (±20 %) after the first failure, then 10 s: within 20 s.
     let pushed = wait_until(Duration::from_secs(20), || fleet.forge.head() != before);
-    let log =
-        std::fs::read_to_string(fleet.n(0).m.dir.path().join("watch.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(fleet.n(0).dir.path().join("watch.log")).unwrap_or_default();
     assert!(pushed.is_some(), "the commit never went out\n{log}");
     assert!(log.contains("retrying in"), "{log}");
     drop(wa);
