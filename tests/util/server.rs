@@ -37,23 +37,35 @@ pub struct Spec<'a> {
 impl Server {
     /// Starts the server on a free port, or on `port` when given.
     pub fn start(spec: &Spec<'_>, log: &Path, port: Option<u16>) -> Server {
+        match port {
+            // The same port again after a clash: whoever holds it may let go.
+            Some(p) => Self::start_on(spec, log, || p, Duration::from_millis(100)),
+            None => Self::start_on(spec, log, kernel_free_port, Duration::ZERO),
+        }
+    }
+
+    /// Starts the server on `next_port()`, and again on the next one (after `pause`) each time
+    /// the server says its port is taken, until [`READY`] has passed.
+    fn start_on(
+        spec: &Spec<'_>,
+        log: &Path,
+        mut next_port: impl FnMut() -> u16,
+        pause: Duration,
+    ) -> Server {
         let deadline = Instant::now() + READY;
         let mut clashes = Vec::new();
         loop {
-            let try_port = port.unwrap_or_else(kernel_free_port);
-            match Self::try_start(spec, log, try_port, deadline) {
+            let port = next_port();
+            match Self::try_start(spec, log, port, deadline) {
                 Ok(server) => return server,
                 Err(log_text) => {
-                    clashes.push(try_port);
+                    clashes.push(port);
                     assert!(
                         Instant::now() < deadline,
                         "{} could not bind a port (tried {clashes:?}):\n{log_text}",
                         spec.what
                     );
-                    if port.is_some() {
-                        // The same port again: whoever holds it may let go.
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
+                    std::thread::sleep(pause);
                 }
             }
         }
@@ -183,4 +195,40 @@ pub fn sshd_spec<F: Fn(u16) -> String>(dir: &Path, config: F) -> impl Fn(u16) ->
 /// What sshd logs once it listens.
 pub fn sshd_ready(port: u16) -> String {
     format!("Server listening on 127.0.0.1 port {port}.")
+}
+
+#[test]
+fn a_server_whose_port_is_taken_starts_again_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    super::run_program(
+        Command::new("git")
+            .args(["init", "--quiet", "--bare"])
+            .arg(dir.path().join("r.git")),
+    );
+    // The first port offered is held by this test: the daemon must say so, exit, and be
+    // started again on the next port offered.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let mut offered = vec![taken];
+    let command = git_daemon_spec(dir.path());
+    let spec = Spec {
+        what: "git daemon",
+        ready: &git_daemon_ready,
+        command: &command,
+    };
+    let server = Server::start_on(
+        &spec,
+        &dir.path().join("daemon.log"),
+        || offered.pop().unwrap_or_else(kernel_free_port),
+        Duration::ZERO,
+    );
+    assert_ne!(server.port, taken);
+    assert!(offered.is_empty(), "the taken port was never tried");
+    // And it is the server on that port: it serves the repository.
+    super::run_program(
+        Command::new("git")
+            .arg("ls-remote")
+            .arg(format!("git://127.0.0.1:{}/r.git", server.port)),
+    );
+    drop(held);
 }
