@@ -14,8 +14,9 @@ pub struct Fleet {
 
 impl Fleet {
     /// A forge over `transport` and machines named `names`: the first starts the fleet, the
-    /// others join it; then every machine syncs, so each is on the forge's commit with the
-    /// whole roster applied.
+    /// others join it in turn. The machines that joined before the last approval have not
+    /// applied it yet (their next command fetches it): [`Fleet::settle`] brings everyone to
+    /// the forge's commit with the whole roster applied.
     pub fn new(transport: Transport, names: &[&str]) -> Fleet {
         let forge = Forge::start(transport);
         let url = forge.url();
@@ -26,11 +27,6 @@ impl Fleet {
             let new = forge.machine(name);
             join(nodes.last().unwrap(), &new, &url);
             nodes.push(new);
-        }
-        // The machines that joined before the last approval have not seen it yet.
-        let last = nodes.len() - 1;
-        for n in &nodes[..last] {
-            n.sync();
         }
         Fleet { forge, nodes }
     }
