@@ -298,3 +298,26 @@ fn a_cycle_killed_at_each_fault_point_completes_on_rerun_and_loses_nothing() {
         }
     }
 }
+
+#[test]
+fn an_unreachable_ssh_forge_exits_75_and_the_commit_goes_out_when_it_returns() {
+    let mut fleet = Fleet::new(Transport::Ssh, &["alpha"]);
+    fleet.n(0).write(".zshrc", b"v1\n");
+    fleet.n(0).ok(&["track", "~/.zshrc"]);
+    let before = fleet.forge.head();
+    fleet.forge.stop();
+    let a = fleet.n(0);
+    a.write(".zshrc", b"v2 written offline\n");
+    let err = a.fails(&["sync"], 75);
+    assert!(err.contains("unreachable"), "{err}");
+    assert_eq!(a.last_cycle().unwrap()["result"], "offline");
+    fleet.forge.resume();
+    assert_eq!(fleet.forge.head(), before);
+    let a = fleet.n(0);
+    a.sync();
+    assert_eq!(
+        git_out(&fleet.forge.bare(), &["log", "-1", "--format=%s", "main"]),
+        "alpha: sync ~/.zshrc"
+    );
+    a.assert_clean_repo();
+}

@@ -29,6 +29,12 @@ pub struct Forge {
     pub client_key: Option<PathBuf>,
 }
 
+impl Drop for Forge {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl Forge {
     /// A forge with an empty bare repo `fleet.git` on `main`, serving.
     pub fn start(transport: Transport) -> Forge {
@@ -131,9 +137,22 @@ impl Forge {
         self.dir.path().join("fleet.git")
     }
 
-    /// Stops serving (the repository stays): the machines find the forge unreachable.
+    /// Stops serving (the repository stays): the machines find the forge unreachable. Over
+    /// ssh, the multiplexed master connection is closed too, or it would go on serving.
     pub fn stop(&mut self) {
         self.server = None;
+        if self.transport == Transport::Ssh {
+            let _ = Command::new("ssh")
+                .arg("-o")
+                .arg(format!("ControlPath={}", self.mux().display()))
+                .args(["-O", "exit", "127.0.0.1"])
+                .output();
+        }
+    }
+
+    /// The control socket of the machines' shared ssh connection.
+    fn mux(&self) -> PathBuf {
+        self.dir.path().join("ssh-mux")
     }
 
     /// Serves again on the same port.
@@ -169,7 +188,7 @@ impl Forge {
                      ControlMaster auto\n  ControlPath {}\n  ControlPersist 5\n",
                     self.port,
                     key.display(),
-                    self.dir.path().join("ssh-mux").display()
+                    self.mux().display()
                 ),
             )
             .unwrap();
