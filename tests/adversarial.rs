@@ -33,7 +33,10 @@ const PRIVATE: &[(&str, &str)] = &[
         ".gnupg/private-keys-v1.d/0123456789ABCDEF.key",
         "Created: 20260101T000000\nKey: (private-key (ecc (curve Ed25519)(q #CANARY-GPG-1f2e#)))\n",
     ),
-    (".netrc", "machine example.org login bob password CANARY-NETRC-77aa\n"),
+    (
+        ".netrc",
+        "machine example.org login bob password CANARY-NETRC-77aa\n",
+    ),
 ];
 
 /// The fleet, the victim's private files, and a directory outside every HOME.
@@ -111,10 +114,12 @@ impl Scene {
         edit(&dir);
         run_program(git().arg("-C").arg(&dir).args(["add", "-A"]));
         let mut commit = git();
-        commit
-            .arg("-C")
-            .arg(&dir)
-            .args(["-c", "user.name=a", "-c", "user.email=a@example.invalid"]);
+        commit.arg("-C").arg(&dir).args([
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@example.invalid",
+        ]);
         let signing_key = member.home.join(".config/fleetkey/signing_key");
         if signing_key.exists() {
             commit
@@ -179,7 +184,10 @@ impl Scene {
             .to_string();
         let mut canaries = vec![SECRET.to_string(), secret_key];
         for (_, text) in PRIVATE {
-            let canary = text.split_whitespace().find(|w| w.contains("CANARY")).unwrap();
+            let canary = text
+                .split_whitespace()
+                .find(|w| w.contains("CANARY"))
+                .unwrap();
             canaries.push(canary.trim_matches(|c| c == '#' || c == '@').to_string());
         }
         for canary in canaries {
@@ -298,7 +306,8 @@ fn a_committed_symlink_never_lets_a_write_escape_home() {
         )
         .unwrap();
     });
-    s.b().write(".local/share/fleetkey/fleet/pwn/x", b"would escape\n");
+    s.b()
+        .write(".local/share/fleetkey/fleet/pwn/x", b"would escape\n");
     let stderr = s.b_syncs();
     assert!(
         stderr.contains("symbolic link") || stderr.contains("symlink"),
@@ -352,7 +361,12 @@ fn settings_out_of_range_keep_the_last_valid_ones() {
         assert!(stderr.contains("sync.poll"), "{stderr}");
         let doctor = s.b().run(&["doctor"]);
         let text = String::from_utf8_lossy(&doctor.stdout);
-        assert!(text.contains("held back"), "{text}");
+        assert!(
+            text.lines().any(|l| l.contains("fleet.toml")
+                && l.contains("held back")
+                && l.contains("sync.poll")),
+            "doctor names the held-back fleet.toml:\n{text}"
+        );
         // The agents still render with the last valid poll.
         let units = s.b().ok(&["agents", "print", "--platform", "linux"]);
         assert!(
@@ -399,7 +413,10 @@ fn a_fleet_file_that_is_a_symlink_is_never_read_or_quoted() {
 fn a_file_where_this_machine_has_a_directory_is_held_back() {
     let s = Scene::new();
     s.b().write(".config/app/settings", b"b's settings\n");
-    s.push_fleet_toml("a: manage app", &paths_toml(&["~/.config/app/", "~/.zshrc"]));
+    s.push_fleet_toml(
+        "a: manage app",
+        &paths_toml(&["~/.config/app/", "~/.zshrc"]),
+    );
     s.b_syncs();
     s.push_as_member(s.a(), "a: a file where b has a directory", |dir| {
         std::fs::create_dir_all(dir.join("home")).unwrap();
@@ -428,7 +445,10 @@ fn files_over_the_size_limits_are_refused_without_being_written() {
         std::fs::write(dir.join("fleet.toml"), paths_toml(&["~/.big"])).unwrap();
     });
     s.b_syncs();
-    assert!(!s.b().path(".big").exists(), "the oversized file was written");
+    assert!(
+        !s.b().path(".big").exists(),
+        "the oversized file was written"
+    );
     let rec = s.b().last_cycle().unwrap();
     assert!(rec["held_back"].to_string().contains(".big"), "{rec}");
     s.assert_confined();

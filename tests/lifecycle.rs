@@ -2,11 +2,11 @@
 //! enroll → approve, bundles, rotate, revoke --compromised with its exposure report, bad input,
 //! and crash safety with the process killed at every step.
 
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{Machine, require, run_program, snapshot};
+use crate::util::fleet::join;
+use crate::util::{Machine, age_decrypt, run_program, snapshot};
 
 /// Brings `m` up to the forge: one sync cycle.
 fn pull(m: &Machine) {
@@ -17,46 +17,23 @@ fn forge_of(first: &Machine) -> String {
     first.forge().to_str().unwrap().to_string()
 }
 
-fn ssh_fingerprint(m: &Machine) -> String {
-    let out = run_program(
-        Command::new(require("ssh-keygen", "openssh-client"))
-            .arg("-lf")
-            .arg(m.home.join(".ssh/id_ed25519.pub")),
-    );
-    String::from_utf8(out)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
-
-/// A fleet of `alpha` plus enrolled and approved `names`.
+/// A fleet of `alpha` (on its embedded forge) plus `names`, each enrolled, approved by alpha
+/// with the fingerprint enroll printed, and synced.
 fn fleet(names: &[&str]) -> Vec<Machine> {
-    let alpha = Machine::new();
+    let alpha = Machine::named("alpha");
     alpha.ok(&["init", "--name", "alpha"]);
+    let forge = forge_of(&alpha);
     let mut all = vec![alpha];
     for name in names {
-        let m = Machine::new();
-        m.ok(&["enroll", name, "--remote", &forge_of(&all[0])]);
-        let fp = ssh_fingerprint(&m);
-        all[0].ok(&["approve", name, "--fingerprint", &fp]);
-        pull(&m);
+        let m = Machine::named(name);
+        join(&all[0], &m, &forge);
         all.push(m);
     }
     all
 }
 
 fn age_decrypts(identity: &Path, file: &Path) -> bool {
-    Command::new(require("age", "age"))
-        .arg("-d")
-        .arg("-i")
-        .arg(identity)
-        .arg(file)
-        .output()
-        .unwrap()
-        .status
-        .success()
+    age_decrypt(identity, file).is_some()
 }
 
 #[test]
@@ -66,7 +43,7 @@ fn an_approved_machine_reads_the_secrets_and_a_pending_one_cannot() {
     alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t-1\n");
     let beta = Machine::new();
     let out = beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
-    let fp = ssh_fingerprint(&beta);
+    let fp = beta.ssh_fingerprint();
     assert!(
         out.contains(&fp) && out.contains("age1") && out.contains("[SHA256]"),
         "{out}"
@@ -388,19 +365,6 @@ fn every_commit_agrees(repo: &Path) {
     }
 }
 
-fn killed_at(m: &Machine, args: &[&str], point: &str) {
-    let out = m.cmd(args).env("FLEETKEY_FAULT", point).output().unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{args:?} should die at {point}: {out:?}"
-    );
-}
-
-fn identity_of(m: &Machine) -> PathBuf {
-    m.identity()
-}
-
 #[test]
 fn approve_killed_at_every_step_leaves_a_consistent_fleet_and_completes_on_rerun() {
     for point in ["approve:moved", "approve:encrypted", "approve:committed"] {
@@ -409,7 +373,7 @@ fn approve_killed_at_every_step_leaves_a_consistent_fleet_and_completes_on_rerun
         alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
         let beta = Machine::new();
         beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
-        killed_at(&alpha, &["approve", "beta"], point);
+        alpha.killed_at(&["approve", "beta"], point);
         assert_eq!(
             alpha.ok(&["secrets", "get", "K"]),
             "v\n",
@@ -441,7 +405,7 @@ fn rotate_killed_at_every_step_never_locks_the_machine_out() {
         let (alpha, beta) = (&ms[0], &ms[1]);
         alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
         pull(beta);
-        killed_at(beta, &["rotate"], point);
+        beta.killed_at(&["rotate"], point);
         assert_eq!(
             beta.ok(&["secrets", "get", "K"]),
             "v\n",
@@ -457,7 +421,7 @@ fn rotate_killed_at_every_step_never_locks_the_machine_out() {
             "{point}"
         );
         assert!(
-            age_decrypts(&identity_of(beta), &beta.repo().join("secrets.env.age")),
+            age_decrypts(&beta.identity(), &beta.repo().join("secrets.env.age")),
             "{point}"
         );
         pull(alpha);
@@ -477,7 +441,7 @@ fn revoke_killed_at_every_step_completes_on_rerun() {
         let (alpha, beta) = (&ms[0], &ms[1]);
         pull(alpha);
         alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
-        killed_at(alpha, &["revoke", "beta", "--compromised"], point);
+        alpha.killed_at(&["revoke", "beta", "--compromised"], point);
         assert_eq!(alpha.ok(&["secrets", "get", "K"]), "v\n", "{point}");
         every_commit_agrees(&alpha.repo());
         alpha.ok(&["revoke", "beta", "--compromised"]);

@@ -2,26 +2,16 @@
 //! AuthorizedKeysFile: a fleet key logs in, a local key still logs in, a revoked key is
 //! refused, and a `from=`-restricted local key is not widened by the merge.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use crate::util::server::{self, Server, Spec};
 use crate::util::{Machine, require, run_program};
 
-/// An sshd started by the test and stopped when dropped.
+/// An sshd started by the test (on a port it confirmed it bound) and stopped when dropped.
 struct Sshd {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    server: Server,
 }
 
 fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
@@ -37,17 +27,8 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
 
 impl Sshd {
     fn start(dir: &Path, authorized_keys: &Path) -> Sshd {
-        let sshd = require("sshd", "openssh-server");
-        std::fs::create_dir_all("/run/sshd").expect("sshd needs /run/sshd (run the tests as root)");
         let (host_key, _) = keygen(dir, "host_key");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
+        let config = |port: u16| {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
                  StrictModes yes\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
@@ -56,38 +37,17 @@ impl Sshd {
                 host_key.display(),
                 authorized_keys.display(),
                 dir.join("sshd.pid").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-        let child = Command::new(sshd)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sshd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start: {}",
-                Self::log_of(dir)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        };
+        let command = server::sshd_spec(dir, config);
+        let spec = Spec {
+            what: "sshd",
+            ready: &server::sshd_ready,
+            command: &command,
+        };
         Sshd {
-            child,
-            port,
-            dir: dir.to_path_buf(),
+            server: Server::start(&spec, &dir.join("sshd.log"), None),
         }
-    }
-
-    fn log_of(dir: &Path) -> String {
-        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
     }
 
     /// Whether `key` logs in as the current user and runs a command.
@@ -113,7 +73,7 @@ impl Sshd {
             .arg("-i")
             .arg(key)
             .arg("-p")
-            .arg(self.port.to_string())
+            .arg(self.server.port.to_string())
             .arg(format!("{}@127.0.0.1", user.trim()))
             .arg("echo logged-in")
             .stdin(Stdio::null())
@@ -124,7 +84,7 @@ impl Sshd {
             eprintln!(
                 "ssh with {} refused; sshd log:\n{}",
                 key.display(),
-                Self::log_of(&self.dir)
+                self.server.log_text()
             );
         }
         ok

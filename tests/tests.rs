@@ -3,11 +3,13 @@
 
 mod util;
 
+mod adversarial;
 mod agents;
 mod authorized_keys_cli;
 mod chezmoi_init;
 mod init_and_secrets;
 mod lifecycle;
+mod snapshots;
 mod sshd;
 mod status_doctor;
 mod sync;

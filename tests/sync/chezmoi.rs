@@ -3,10 +3,10 @@
 //! needs (add: copy `~/.NAME` to `SRC/dot_NAME`; apply: the reverse; target-path: the mapping).
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-use super::harness::{Fleet, Node, Transport};
-use crate::util::run_program;
+use crate::util::Machine;
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
 
 const FAKE: &str = r#"#!/bin/sh
 # A stand-in for chezmoi: logs its argv, then plays its part for dotfiles at the top of $HOME.
@@ -30,7 +30,7 @@ case "$cmd" in
 esac
 "#;
 
-fn argv_log(n: &Node) -> String {
+fn argv_log(n: &Machine) -> String {
     std::fs::read_to_string(n.path("chezmoi-argv.log")).unwrap_or_default()
 }
 
@@ -43,7 +43,7 @@ fn chezmoi_backend_runs_chezmoi_s_exact_commands_and_keeps_both_sides_of_a_confl
     std::fs::write(bin.join("chezmoi"), FAKE).unwrap();
     std::fs::set_permissions(bin.join("chezmoi"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let with_fake = |n: &Node, args: &[&str]| {
+    let with_fake = |n: &Machine, args: &[&str]| {
         let mut c = n.cmd(args);
         c.env("PATH", &path);
         let out = c.output().unwrap();
@@ -57,15 +57,7 @@ fn chezmoi_backend_runs_chezmoi_s_exact_commands_and_keeps_both_sides_of_a_confl
         .unwrap()
         .replace("backend = \"native\"", "backend = \"chezmoi\"");
     std::fs::write(&toml, text).unwrap();
-    run_program(Command::new("git").arg("-C").arg(a.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qam",
-        "test: chezmoi backend",
-    ]));
+    a.commit_in_clone("test: chezmoi backend");
     with_fake(a, &["sync"]);
     with_fake(b, &["sync"]);
 

@@ -1,9 +1,11 @@
-//! Faults: the forge going away and coming back, and cycles killed with SIGKILL at random
-//! points.
+//! Faults: the forge going away and coming back, and cycles killed with SIGKILL at each of the
+//! cycle's fault points (`FLEETKEY_FAULT`) and at random moments.
 
 use std::time::{Duration, Instant};
 
-use super::harness::{Fleet, Transport, git_out};
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::{Machine, git_out};
 
 /// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
 /// run can be replayed with FLEETKEY_TEST_SEED.
@@ -58,7 +60,7 @@ fn an_unreachable_forge_exits_75_keeps_the_commit_and_catches_up_later() {
         log.contains("alpha: sync ~/.zshrc"),
         "the local commit is kept: {log}"
     );
-    let rec = std::fs::read_to_string(a.m.state().join("last-cycle.json")).unwrap();
+    let rec = std::fs::read_to_string(a.state().join("last-cycle.json")).unwrap();
     assert!(rec.contains("\"result\": \"offline\""), "{rec}");
     // A second offline cycle adds nothing and still exits 75.
     a.fails(&["sync"], 75);
@@ -120,7 +122,7 @@ fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
             &format!(".config/app/a{round}.conf"),
             format!("a {round}\n").as_bytes(),
         );
-        let mut child = a.cmd(&["sync"]).spawn().unwrap();
+        let mut child = a.cmd(["sync"]).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(typical * 12 / 10)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
@@ -159,4 +161,163 @@ fn a_cycle_killed_at_random_points_leaves_a_clone_the_next_cycle_repairs() {
         }
         n.assert_clean_repo();
     }
+}
+
+/// The sync cycle's fault points, in the order a cycle reaches them.
+const CYCLE_POINTS: [&str; 4] = [
+    "sync:captured",
+    "sync:integrated",
+    "sync:pushed",
+    "sync:applying",
+];
+
+/// Whether every token written to `rel` survived on the fleet's machines: in every machine's
+/// live file, or (the side that lost a conflict) in a conflict copy of it somewhere.
+fn lost_tokens(machines: &[&Machine], rel: &str, tokens: &[String]) -> Vec<String> {
+    let copies: String = machines
+        .iter()
+        .flat_map(|m| m.conflict_copies(rel))
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
+    tokens
+        .iter()
+        .filter(|t| !machines.iter().all(|m| m.text(rel).contains(t.as_str())))
+        .filter(|t| !copies.contains(t.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// `text` with line `i` replaced by `line`.
+fn with_line(text: &str, i: usize, line: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[i] = line;
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn a_cycle_killed_at_each_fault_point_completes_on_rerun_and_loses_nothing() {
+    let fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.write(".zshrc", b"line 1\nline 2\nline 3\nline 4\nline 5\n");
+    a.write(".config/app/shared.conf", b"shared\n");
+    a.ok(&["track", "~/.zshrc", "~/.config/app/"]);
+    b.sync();
+    for (round, point) in CYCLE_POINTS.iter().enumerate() {
+        // beta, first to push: a new file, the last line of .zshrc, and shared.conf.
+        let (b_line, b_shared) = (
+            format!("line 5 beta r{round}"),
+            format!("shared beta r{round}"),
+        );
+        b.write(&format!(".config/app/b{round}.conf"), b"from beta\n");
+        b.write(
+            ".zshrc",
+            with_line(&b.text(".zshrc"), 4, &b_line).as_bytes(),
+        );
+        b.write(
+            ".config/app/shared.conf",
+            format!("{b_shared}\n").as_bytes(),
+        );
+        b.sync();
+        // alpha: a new file, the first line of .zshrc (a clean merge), and the same line of
+        // shared.conf (a conflict). Its cycle captures, is rejected, integrates beta's commit,
+        // pushes the merge and applies beta's files: it passes every point.
+        let (a_line, a_shared) = (
+            format!("line 1 alpha r{round}"),
+            format!("shared alpha r{round}"),
+        );
+        a.write(&format!(".config/app/a{round}.conf"), b"from alpha\n");
+        a.write(
+            ".zshrc",
+            with_line(&a.text(".zshrc"), 0, &a_line).as_bytes(),
+        );
+        a.write(
+            ".config/app/shared.conf",
+            format!("{a_shared}\n").as_bytes(),
+        );
+        a.killed_at(&["sync"], point);
+
+        // The next cycle completes and leaves a clean clone; then beta catches up.
+        let out = a.run(&["sync"]);
+        crate::util::assert_success(&out, &["sync"]);
+        eprintln!(
+            "{point}: the cycle after the kill said:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        b.sync();
+        let head = fleet.forge.head();
+        for n in [a, b] {
+            n.assert_clean_repo();
+            n.assert_cycle_finished();
+            assert_eq!(n.last_cycle().unwrap()["result"], "ok", "{point}");
+            assert_eq!(
+                git_out(&n.repo(), &["rev-parse", "HEAD"]),
+                head,
+                "{point}: {} is not on the forge's commit",
+                n.name
+            );
+            for (file, want) in [("a", "from alpha\n"), ("b", "from beta\n")] {
+                assert_eq!(
+                    n.text(&format!(".config/app/{file}{round}.conf")),
+                    want,
+                    "{point}: {}'s copy of {file}{round}.conf",
+                    n.name
+                );
+            }
+        }
+        // Different lines of .zshrc merge cleanly: both reach every live file. (A cycle killed
+        // after integrating may also leave alpha's pre-merge version as a conflict copy.)
+        for n in [a, b] {
+            let text = n.text(".zshrc");
+            assert!(
+                text.starts_with(&format!("{a_line}\n")) && text.ends_with(&format!("{b_line}\n")),
+                "{point}: {}'s .zshrc lacks an edit:\n{text}",
+                n.name
+            );
+            // The same line of shared.conf: beta pushed first, so beta's wins everywhere.
+            assert_eq!(
+                n.text(".config/app/shared.conf"),
+                format!("{b_shared}\n"),
+                "{point}: {}",
+                n.name
+            );
+        }
+        for (rel, tokens) in [
+            (".zshrc", [a_line, b_line]),
+            (".config/app/shared.conf", [a_shared, b_shared]),
+        ] {
+            assert_eq!(a.text(rel), b.text(rel), "{point}: {rel} differs");
+            let lost = lost_tokens(&[a, b], rel, &tokens);
+            assert!(
+                lost.is_empty(),
+                "{point}: lost {lost:?} of {rel}: alpha has {:?}, beta has {:?}, copies {:?}",
+                a.text(rel),
+                b.text(rel),
+                [a.conflict_copies(rel), b.conflict_copies(rel)]
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_ssh_forge_exits_75_and_the_commit_goes_out_when_it_returns() {
+    let mut fleet = Fleet::new(Transport::Ssh, &["alpha"]);
+    fleet.n(0).write(".zshrc", b"v1\n");
+    fleet.n(0).ok(&["track", "~/.zshrc"]);
+    let before = fleet.forge.head();
+    fleet.forge.stop();
+    let a = fleet.n(0);
+    a.write(".zshrc", b"v2 written offline\n");
+    let err = a.fails(&["sync"], 75);
+    assert!(err.contains("unreachable"), "{err}");
+    assert_eq!(a.last_cycle().unwrap()["result"], "offline");
+    fleet.forge.resume();
+    assert_eq!(fleet.forge.head(), before);
+    let a = fleet.n(0);
+    a.sync();
+    assert_eq!(
+        git_out(&fleet.forge.bare(), &["log", "-1", "--format=%s", "main"]),
+        "alpha: sync ~/.zshrc"
+    );
+    a.assert_clean_repo();
 }

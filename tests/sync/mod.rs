@@ -3,7 +3,6 @@
 
 mod chezmoi;
 mod faults;
-mod harness;
 mod paths;
 mod soak;
 mod transport;

@@ -1,37 +1,15 @@
 //! track/untrack rules, per-host overrides, first contact, concurrent tracks merged as sets,
 //! and the materialized secrets.
 
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
-
-use super::harness::{Fleet, Node, Transport};
-use crate::util::run_program;
-
-fn commit_in_clone(n: &Node, message: &str) {
-    run_program(Command::new("git").arg("-C").arg(n.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "add",
-        "-A",
-    ]));
-    run_program(Command::new("git").arg("-C").arg(n.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qm",
-        message,
-    ]));
-}
 
 #[test]
 fn track_refuses_paths_outside_home_through_symlinks_or_into_fleetkeys_own_files() {
     let fleet = Fleet::new(Transport::GitDaemon, &["alpha"]);
     let a = fleet.n(0);
-    let outside = a.m.dir.path().join("outside");
+    let outside = a.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret"), b"x").unwrap();
     std::os::unix::fs::symlink(&outside, a.path("escape")).unwrap();
@@ -67,7 +45,7 @@ fn track_refuses_paths_outside_home_through_symlinks_or_into_fleetkeys_own_files
     // Relative to the current directory.
     a.write("src/proj/.envrc", b"use nix\n");
     let out = a
-        .cmd(&["track", ".envrc"])
+        .cmd(["track", ".envrc"])
         .current_dir(a.path("src/proj"))
         .output()
         .unwrap();
@@ -109,7 +87,7 @@ fn overrides_first_contact_concurrent_tracks_and_materialized_secrets() {
     let over = a.repo().join("hosts/beta/home/.gitconfig");
     std::fs::create_dir_all(over.parent().unwrap()).unwrap();
     std::fs::write(&over, b"[user]\n  name = beta override\n").unwrap();
-    commit_in_clone(a, "test: override for beta");
+    a.commit_in_clone("test: override for beta");
     a.sync();
     b.sync();
     assert_eq!(b.text(".gitconfig"), "[user]\n  name = beta override\n");
@@ -148,7 +126,7 @@ fn overrides_first_contact_concurrent_tracks_and_materialized_secrets() {
     );
     assert!(toml.contains("materialize"), "{toml}");
     std::fs::write(&toml_path, toml).unwrap();
-    commit_in_clone(a, "test: materialize");
+    a.commit_in_clone("test: materialize");
     a.ok_with_stdin(&["secrets", "set", "TOKEN"], b"tok-1");
     b.sync();
     let env = b.path(".config/fleetkey/secrets.env");

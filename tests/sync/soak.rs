@@ -9,9 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::faults::Rng;
-use super::harness::{Fleet, Node, Transport, git_out};
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::{Machine, git_out};
 
-fn managed_files(n: &Node) -> BTreeMap<String, Vec<u8>> {
+fn managed_files(n: &Machine) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     out.insert(".zshrc".to_string(), n.read(".zshrc"));
     let dir = n.path(".config/app");
@@ -24,7 +26,7 @@ fn managed_files(n: &Node) -> BTreeMap<String, Vec<u8>> {
                 stack.push(p);
             } else if !name.contains(".conflict-") {
                 let rel = p
-                    .strip_prefix(&n.m.home)
+                    .strip_prefix(&n.home)
                     .unwrap()
                     .to_str()
                     .unwrap()
@@ -55,7 +57,7 @@ fn conflict_copies_text(home: &Path) -> String {
     text
 }
 
-fn append(n: &Node, rel: &str, line: &str) {
+fn append(n: &Machine, rel: &str, line: &str) {
     let mut bytes = n.read(rel);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
@@ -107,7 +109,7 @@ pub fn soak(rounds: usize) {
         }
         let children: Vec<_> = who
             .iter()
-            .map(|&i| (i, fleet.n(i).cmd(&["sync"]).output_async()))
+            .map(|&i| (i, fleet.n(i).cmd(["sync"]).output_async()))
             .collect();
         for (i, child) in children {
             let out = child.wait_with_output().unwrap();
@@ -145,12 +147,12 @@ pub fn soak(rounds: usize) {
     let copies: String = fleet
         .nodes
         .iter()
-        .map(|n| conflict_copies_text(&n.m.home))
+        .map(|n| conflict_copies_text(&n.home))
         .collect();
     let copy_count = fleet
         .nodes
         .iter()
-        .map(|n| conflict_copies_text(&n.m.home).matches("# shared").count())
+        .map(|n| conflict_copies_text(&n.home).matches("# shared").count())
         .sum::<usize>();
     let (mut in_final, mut in_copy, mut lost) = (0, 0, Vec::new());
     for t in &tokens {

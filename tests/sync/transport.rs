@@ -1,18 +1,83 @@
-//! The sync engine end to end over real transports: an edit travels, edits to different files
-//! merge, the same file edited on two machines keeps both sides, and secrets set concurrently on
-//! two machines both survive.
+//! The sync engine end to end over real transports, on machines that joined with the real
+//! `enroll`/`approve` (each its own age identity and SSH key): every machine's authorized_keys
+//! admits every member, an edit travels, edits to different files merge, the same file edited on
+//! two machines keeps both sides, secrets set concurrently on two machines merge per key and
+//! every machine reads them with its own identity, and the same key set on two keeps one value
+//! and records the conflict.
 
+use std::collections::BTreeSet;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
 
-use super::harness::{Fleet, Transport, git_out};
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::{Machine, age_decrypt, git_out, require, run_program};
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// The age recipients `secrets.recipients` in `m`'s clone lists.
+fn recipients(m: &Machine) -> BTreeSet<String> {
+    std::fs::read_to_string(m.repo().join("secrets.recipients"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The recipient of each machine's own identity file, as the stock `age-keygen -y` derives it.
+fn recipients_of_identities(fleet: &Fleet) -> BTreeSet<String> {
+    let keygen = require("age-keygen", "age");
+    fleet
+        .nodes
+        .iter()
+        .map(|n| {
+            let out = run_program(Command::new(&keygen).arg("-y").arg(n.identity()));
+            String::from_utf8(out).unwrap().trim().to_string()
+        })
+        .collect()
+}
+
+/// Each machine joined with its own keys: the roster has one distinct recipient per machine
+/// (the one its identity file holds), and after syncing, every machine's applied
+/// authorized_keys holds exactly one `fleetkey=NAME` line per member, with that member's key.
+fn every_member_is_in_the_roster_and_every_authorized_keys(fleet: &Fleet) {
+    let mine = recipients_of_identities(fleet);
+    assert_eq!(mine.len(), fleet.nodes.len(), "machines share an identity");
+    let keys: BTreeSet<String> = fleet.nodes.iter().map(|n| n.ssh_key()).collect();
+    assert_eq!(keys.len(), fleet.nodes.len(), "machines share an SSH key");
+    for n in &fleet.nodes {
+        assert_eq!(recipients(n), mine, "{}'s secrets.recipients", n.name);
+        let file = n.authorized_keys();
+        let mut members: Vec<&str> = Vec::new();
+        for line in file.lines().filter(|l| l.contains("fleetkey=")) {
+            let member = line.rsplit("fleetkey=").next().unwrap();
+            let owner = fleet
+                .nodes
+                .iter()
+                .find(|m| m.name == member)
+                .unwrap_or_else(|| panic!("{}: a line for a stranger: {line}", n.name));
+            assert!(
+                line.starts_with(&owner.ssh_key()),
+                "{}: {member}'s line holds another key: {line}",
+                n.name
+            );
+            members.push(member);
+        }
+        members.sort();
+        let mut names = fleet.names();
+        names.sort();
+        assert_eq!(members, names, "{}'s authorized_keys:\n{file}", n.name);
+    }
+}
+
 fn scenario(t: Transport) {
     let fleet = Fleet::new(t, &["alpha", "beta", "gamma"]);
     let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
+    fleet.settle(1);
+    every_member_is_in_the_roster_and_every_authorized_keys(&fleet);
 
     // track seeds the fleet; the path reaches everyone, byte for byte.
     a.write(
@@ -142,17 +207,17 @@ fn scenario(t: Transport) {
     let name = copies[0].file_name().unwrap().to_str().unwrap().to_string();
     assert!(name.starts_with(".zshrc.conflict-beta-"), "{name}");
     assert!(a.conflict_copies(".zshrc").is_empty());
-    let conflicts = std::fs::read_to_string(b.m.state().join("conflicts.json")).unwrap();
+    let conflicts = std::fs::read_to_string(b.state().join("conflicts.json")).unwrap();
     assert!(conflicts.contains(&name), "{conflicts}");
 
-    // Secrets set on two machines at the same time, to different keys: both everywhere.
-    let spawn = |n: &super::harness::Node, key: &str, value: &str| {
-        let mut cmd = n.cmd(&["secrets", "set", key]);
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+    // Secrets set on two machines at the same time, to different keys: the push that loses
+    // the race integrates, merging per key with that machine's own identity.
+    let spawn = |n: &Machine, key: &str, value: &str| {
+        let mut cmd = n.cmd(["secrets", "set", key]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
-        use std::io::Write;
         child
             .stdin
             .take()
@@ -186,17 +251,45 @@ fn scenario(t: Transport) {
             n.name
         );
     }
-    // Same key on both (committed locally, then synced): upstream's value, ours kept aside.
+    // The stock age reads the merged file with gamma's own identity, and it is encrypted to
+    // the three machines' recipients, no other.
+    let plain = age_decrypt(&c.identity(), &c.repo().join("secrets.env.age"))
+        .expect("age -d -i gamma's identity refused the merged secrets");
+    let plain = String::from_utf8(plain).unwrap();
+    assert!(
+        plain.contains("FROM_ALPHA=value-a\n") && plain.contains("FROM_BETA=value-b\n"),
+        "{plain}"
+    );
+    assert_eq!(recipients(c), recipients_of_identities(&fleet));
+
+    // Same key on both (committed locally, then synced): upstream's value; ours kept aside
+    // inside the encrypted file as a conflict entry that every machine shows.
     a.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-alpha");
     b.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-beta");
     a.sync();
     b.sync();
     fleet.settle(1);
     for n in [a, b, c] {
-        assert_eq!(n.ok(&["secrets", "get", "SHARED"]), "from-alpha\n");
+        assert_eq!(
+            n.ok(&["secrets", "get", "SHARED"]),
+            "from-alpha\n",
+            "{}",
+            n.name
+        );
+        let list = n.ok(&["secrets", "list"]);
+        assert!(list.contains("SHARED\tCONFLICT"), "{}: {list}", n.name);
+        let status: serde_json::Value = serde_json::from_str(&n.ok(&["status", "--json"])).unwrap();
+        let conflicts = &status["secrets"]["conflicts"];
+        assert_eq!(conflicts[0]["key"], "SHARED", "{}: {status}", n.name);
+        assert_eq!(conflicts[0]["from"], "beta", "{}: {status}", n.name);
     }
-    let list = b.ok(&["secrets", "list"]);
-    assert!(list.contains("SHARED\tCONFLICT"), "{list}");
+    let plain = age_decrypt(&b.identity(), &b.repo().join("secrets.env.age"))
+        .expect("age -d -i beta's identity refused the merged secrets");
+    let plain = String::from_utf8(plain).unwrap();
+    assert!(
+        plain.contains("SHARED=from-alpha\n") && plain.contains("from-beta"),
+        "the losing value is kept inside the encrypted file:\n{plain}"
+    );
 
     // Everyone ends identical, on the forge's commit, with clean clones.
     let head = fleet.forge.head();
@@ -208,7 +301,7 @@ fn scenario(t: Transport) {
             n.name
         );
         n.assert_clean_repo();
-        let rec = std::fs::read_to_string(n.m.state().join("last-cycle.json")).unwrap();
+        let rec = std::fs::read_to_string(n.state().join("last-cycle.json")).unwrap();
         assert!(rec.contains("\"result\": \"ok\""), "{rec}");
     }
 }

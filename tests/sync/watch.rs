@@ -1,31 +1,94 @@
 //! The watcher daemon: an editor-style save (temp file renamed over the original) on one
 //! machine reaches another machine's watcher through its poll, with no commit storm from the
-//! watchers' own writes.
+//! watchers' own writes; with the forge down it keeps the commit and backs off until it returns.
+//!
+//! No fixed sleeps: a watcher is started by [`Watcher::start`], which waits for the watcher's
+//! own signals (`watch-ready` holding its pid once its watches are in place, then the
+//! `last-cycle.json` of its start-up rescan), and every later wait is for a file's content or
+//! a finished cycle, each with a deadline.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
-use super::harness::{Fleet, Node, Transport, git_out};
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::{CycleMark, Machine, git_out, wait_for};
+
+/// How long a watcher may take to be ready, or to finish a cycle.
+const CYCLE: Duration = Duration::from_secs(15);
 
 /// A `fleetkey watch` started by the test; killed when dropped.
-pub struct Watcher(pub Child);
+pub struct Watcher<'a> {
+    m: &'a Machine,
+    child: Child,
+    log: PathBuf,
+}
 
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl<'a> Watcher<'a> {
+    /// Starts `fleetkey watch` on `m` and returns once its watches are in place and its
+    /// start-up rescan (a full cycle) has finished.
+    pub fn start(m: &'a Machine) -> Watcher<'a> {
+        let ready = m.state().join("watch-ready");
+        let _ = std::fs::remove_file(&ready);
+        let mark = m.cycle_mark();
+        let log = m.dir.path().join("watch.log");
+        let child = m
+            .cmd(["watch"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut w = Watcher { m, child, log };
+        let pid = format!("{}\n", w.child.id());
+        let log_of = |path: &PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+        let (child, log) = (&mut w.child, &w.log);
+        wait_for(
+            CYCLE,
+            || {
+                format!(
+                    "{}'s watcher never wrote {}\n{}",
+                    m.name,
+                    ready.display(),
+                    log_of(log)
+                )
+            },
+            || {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("{}'s watcher exited with {status}\n{}", m.name, log_of(log));
+                }
+                (std::fs::read_to_string(&ready).ok()? == pid).then_some(())
+            },
+        );
+        m.cycle_after(&mark, CYCLE, || w.log());
+        w
+    }
+
+    /// What the watcher logged so far.
+    pub fn log(&self) -> String {
+        format!(
+            "{}'s watch.log:\n{}",
+            self.m.name,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+
+    /// Waits for the next `n` cycles to finish; returns the records seen.
+    pub fn cycles(&self, n: usize) -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|_| {
+                let mark: CycleMark = self.m.cycle_mark();
+                self.m.cycle_after(&mark, CYCLE, || self.log())
+            })
+            .collect()
     }
 }
 
-pub fn watch(n: &Node) -> Watcher {
-    let log = std::fs::File::create(n.m.dir.path().join("watch.log")).unwrap();
-    let child = n
-        .cmd(&["watch"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Watcher(child)
+impl Drop for Watcher<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Sets the fleet's settle and poll (committed on the first machine, pushed, pulled by all).
@@ -37,34 +100,12 @@ pub fn set_timing(fleet: &Fleet, settle: &str, poll: &str) {
         .replace("settle = \"2s\"", &format!("settle = \"{settle}\""))
         .replace("poll = \"60s\"", &format!("poll = \"{poll}\""));
     std::fs::write(&path, text).unwrap();
-    let mut commit = Command::new("git");
-    commit.arg("-C").arg(a.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qam",
-        "test: timing",
-    ]);
-    crate::util::run_program(&mut commit);
+    a.commit_in_clone("test: timing");
     fleet.settle(1);
 }
 
-/// Waits until `cond` holds, up to `limit`; returns how long it took.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 /// An editor's save: write a temp file beside the target, then rename it over.
-pub fn editor_save(n: &Node, rel: &str, bytes: &[u8]) {
+pub fn editor_save(n: &Machine, rel: &str, bytes: &[u8]) {
     let target = n.path(rel);
     let tmp = target.with_file_name(format!(
         ".{}.swp-save",
@@ -84,77 +125,95 @@ fn the_watcher_sees_an_editor_save_and_a_peer_watcher_applies_it() {
     set_timing(&fleet, "300ms", "5s");
     assert_eq!(b.text(".zshrc"), "before\n");
 
-    let wa = watch(a);
-    let wb = watch(b);
-    std::thread::sleep(Duration::from_millis(1500)); // both have done their start-up rescan
+    let wa = Watcher::start(a);
+    let wb = Watcher::start(b);
+    let logs = || format!("{}\n{}", wa.log(), wb.log());
 
+    let start = std::time::Instant::now();
     editor_save(a, ".zshrc", b"after an editor save\n");
-    let took = wait_until(Duration::from_secs(20), || {
-        b.text(".zshrc") == "after an editor save\n"
-    });
-    let log_a = std::fs::read_to_string(a.m.dir.path().join("watch.log")).unwrap_or_default();
-    let log_b = std::fs::read_to_string(b.m.dir.path().join("watch.log")).unwrap_or_default();
-    assert!(
-        took.is_some(),
-        "beta never got the save\nalpha:\n{log_a}\nbeta:\n{log_b}"
+    wait_for(
+        Duration::from_secs(20),
+        || format!("beta never got alpha's save\n{}", logs()),
+        || (b.text(".zshrc") == "after an editor save\n").then_some(()),
     );
-    eprintln!("propagated in {:?}", took.unwrap());
+    eprintln!("propagated in {:?}", start.elapsed());
 
     // A new file in a managed directory, created by beta, reaches alpha.
     b.write(".config/app/new.conf", b"from beta\n");
-    assert!(
-        wait_until(Duration::from_secs(20), || a.text(".config/app/new.conf")
-            == "from beta\n")
-        .is_some(),
-        "alpha never got beta's new file"
+    wait_for(
+        Duration::from_secs(20),
+        || format!("alpha never got beta's new file\n{}", logs()),
+        || (a.text(".config/app/new.conf") == "from beta\n").then_some(()),
     );
 
-    // Quiet: the watchers' own writes cause no further commits.
-    std::thread::sleep(Duration::from_secs(3));
-    let count = || git_out(&fleet.forge.bare(), &["rev-list", "--count", "main"]);
-    let settled = count();
-    std::thread::sleep(Duration::from_secs(4));
+    // Quiet: the watchers' own writes cause no further commits. Every poll is a cycle; the
+    // second cycle each watcher finishes from here started after the count (the first may be
+    // one still in flight, e.g. beta's that pushed the file): it captures and pushes nothing,
+    // and the forge gets no commit meanwhile.
+    let settled = fleet.forge.commits();
+    for w in [&wa, &wb] {
+        let rec = w.cycles(2).pop().unwrap();
+        assert!(
+            rec["captured"] == 0 && rec["pushed"] == false,
+            "the watchers keep committing their own writes: {rec}\n{}",
+            logs()
+        );
+    }
     assert_eq!(
-        count(),
+        fleet.forge.commits(),
         settled,
-        "the watchers keep committing their own writes"
+        "the watchers keep committing their own writes\n{}",
+        logs()
     );
     drop((wa, wb));
     for n in [a, b] {
         n.assert_clean_repo();
+        assert_eq!(n.text(".zshrc"), "after an editor save\n");
+        assert_eq!(n.text(".config/app/new.conf"), "from beta\n");
     }
 }
 
 #[test]
 fn the_watcher_keeps_commits_while_the_forge_is_down_and_backs_off_until_it_returns() {
     let mut fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
-    {
-        let a = fleet.n(0);
-        a.write(".zshrc", b"before\n");
-        a.ok(&["track", "~/.zshrc"]);
-        set_timing(&fleet, "300ms", "5s");
-    }
-    let wa = watch(fleet.n(0));
-    std::thread::sleep(Duration::from_millis(1500));
-    let before = fleet.forge.head();
-    fleet.forge.stop();
-    let a = fleet.n(0);
+    fleet.n(0).write(".zshrc", b"before\n");
+    fleet.n(0).ok(&["track", "~/.zshrc"]);
+    set_timing(&fleet, "300ms", "5s");
+    let Fleet { forge, nodes } = &mut fleet;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let wa = Watcher::start(a);
+    let before = forge.head();
+    forge.stop();
+    let mark = a.cycle_mark();
     editor_save(a, ".zshrc", b"saved while the forge is down\n");
-    // The save is committed locally.
-    let committed = wait_until(Duration::from_secs(10), || {
-        git_out(&a.repo(), &["log", "-1", "--format=%s"]).contains("alpha: sync ~/.zshrc")
-    });
-    assert!(committed.is_some(), "the watcher did not commit the save");
-    std::thread::sleep(Duration::from_secs(2));
-    fleet.forge.resume();
-    // The first retry comes 5 s (±20 %) after the first failure, then 10 s: within 20 s.
-    let pushed = wait_until(Duration::from_secs(20), || fleet.forge.head() != before);
-    let log =
-        std::fs::read_to_string(fleet.n(0).m.dir.path().join("watch.log")).unwrap_or_default();
-    assert!(pushed.is_some(), "the commit never went out\n{log}");
-    assert!(log.contains("retrying in"), "{log}");
+    // The cycle after the save captures it, commits it locally and finds the forge unreachable.
+    let rec = wait_for(
+        CYCLE,
+        || format!("the watcher did not capture the save\n{}", wa.log()),
+        || {
+            let rec = (a.cycle_mark() != mark).then(|| a.last_cycle()).flatten()?;
+            (rec["captured"] == 1).then_some(rec)
+        },
+    );
+    assert_eq!(rec["result"], "offline", "{rec}\n{}", wa.log());
+    let subject = git_out(&a.repo(), &["log", "-1", "--format=%s"]);
+    assert!(subject.contains("alpha: sync ~/.zshrc"), "{subject}");
+    assert_eq!(forge.head(), before);
+
+    forge.resume();
+    // The first retry comes 5 s (±20 %) after the first failure, the next 10 s after that.
+    wait_for(
+        Duration::from_secs(20),
+        || format!("the commit never went out\n{}", wa.log()),
+        || (forge.head() != before).then_some(()),
+    );
+    assert!(wa.log().contains("retrying in"), "{}", wa.log());
+    assert_eq!(
+        git_out(&forge.bare(), &["log", "-1", "--format=%s", "main"]),
+        subject
+    );
     drop(wa);
-    let b = fleet.n(1);
     b.sync();
     assert_eq!(b.text(".zshrc"), "saved while the forge is down\n");
+    a.assert_clean_repo();
 }

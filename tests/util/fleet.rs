@@ -1,0 +1,79 @@
+//! A fleet of simulated machines around a test forge, each made by the real commands: the
+//! first runs `init --name NAME --remote URL`; every other runs `enroll NAME --remote URL`, is
+//! approved with the fingerprint enroll printed by the member that joined before it, and syncs.
+//! So each machine has its own age identity and SSH key, and the roster lists them all.
+
+use super::Machine;
+use super::forge::{Forge, Transport};
+
+/// A forge and its machines, all in step with it.
+pub struct Fleet {
+    pub forge: Forge,
+    pub nodes: Vec<Machine>,
+}
+
+impl Fleet {
+    /// A forge over `transport` and machines named `names`: the first starts the fleet, the
+    /// others join it in turn. The machines that joined before the last approval have not
+    /// applied it yet (their next command fetches it): [`Fleet::settle`] brings everyone to
+    /// the forge's commit with the whole roster applied.
+    pub fn new(transport: Transport, names: &[&str]) -> Fleet {
+        let forge = Forge::start(transport);
+        let url = forge.url();
+        let first = forge.machine(names[0]);
+        first.ok(&["init", "--name", names[0], "--remote", &url]);
+        let mut nodes = vec![first];
+        for name in &names[1..] {
+            let new = forge.machine(name);
+            join(nodes.last().unwrap(), &new, &url);
+            nodes.push(new);
+        }
+        Fleet { forge, nodes }
+    }
+
+    /// Machine `i`.
+    pub fn n(&self, i: usize) -> &Machine {
+        &self.nodes[i]
+    }
+
+    /// Syncs every machine in order, `rounds` times.
+    pub fn settle(&self, rounds: usize) {
+        for _ in 0..rounds {
+            for n in &self.nodes {
+                n.sync();
+            }
+        }
+    }
+
+    /// The names of the machines.
+    pub fn names(&self) -> Vec<&str> {
+        self.nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+}
+
+/// `new` enrolls as `new.name` at `remote`; `member` approves it with the fingerprint enroll
+/// printed (checked against `ssh-keygen -l` of the key enroll made); `new` syncs.
+pub fn join(member: &Machine, new: &Machine, remote: &str) {
+    let fp = enroll(new, remote);
+    member.ok(&["approve", &new.name, "--fingerprint", &fp]);
+    new.sync();
+}
+
+/// `new` runs `enroll NAME --remote URL`; returns the SSH fingerprint enroll told the user to
+/// approve with, after checking it is the fingerprint of the key enroll made.
+pub fn enroll(new: &Machine, remote: &str) -> String {
+    let out = new.ok(&["enroll", &new.name, "--remote", remote]);
+    let said = format!("fleetkey approve {} --fingerprint ", new.name);
+    let fp = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(said.as_str()))
+        .unwrap_or_else(|| panic!("enroll did not say how to approve it:\n{out}"))
+        .trim()
+        .to_string();
+    assert_eq!(
+        fp,
+        new.ssh_fingerprint(),
+        "enroll printed another key's fingerprint:\n{out}"
+    );
+    fp
+}
