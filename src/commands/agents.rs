@@ -17,8 +17,13 @@ use crate::paths::Paths;
 fn load(required: bool) -> Result<(Paths, FleetConfig)> {
     let paths = Paths::from_env()?;
     match MachineConfig::load(&paths.config_file()) {
-        Ok(machine) => {
-            let fleet = FleetConfig::load(&machine.repo)?;
+        Ok(config) => {
+            // The fleet.toml in force: the last valid one when the clone's is not.
+            let machine = crate::fleet::Machine {
+                paths: paths.clone(),
+                config,
+            };
+            let fleet = machine.fleet_config()?;
             Ok((paths, fleet))
         }
         Err(e) if !required && matches!(e.kind(), ErrorKind::NotInitialized { .. }) => {
