@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Agent, AgentFile, Cmd, RenderInput, Step, fill};
+use super::render::fill;
+use super::{Agent, AgentFile, Cmd, RenderInput, Step};
 use crate::error::{ErrorKind, Result};
 
 const WATCH: &str = include_str!("../../launchd/dev.fleetkey.watch.plist");

@@ -16,6 +16,7 @@
 //! change, or (in [`install_if_changed`]) install an agent the user has not installed.
 
 mod launchd;
+mod render;
 mod runner;
 mod systemd;
 
@@ -30,6 +31,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::paths::Paths;
 
+pub use render::{AgentFile, RenderInput, agents_dir, log_dir, render, system_path};
 pub use runner::{RunOutput, Runner, runner_from_env};
 
 /// The environment variable the agents' own processes carry: `watch` or `pull`.
@@ -114,188 +116,6 @@ impl fmt::Display for Agent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// What the templates are filled with: absolute paths and settings, never a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderInput {
-    /// The fleetkey binary the agents run (absolute, canonical).
-    pub exe: PathBuf,
-    /// The user's home directory.
-    pub home: PathBuf,
-    /// How often the puller runs.
-    pub poll: Duration,
-    /// XDG base directories set to something other than their defaults, passed on to the
-    /// agents so they find the same configuration as the command that installed them.
-    pub xdg: Vec<(String, PathBuf)>,
-}
-
-impl RenderInput {
-    /// The input for this machine: the running binary, its paths and fleet.toml's `poll`.
-    pub fn for_machine(paths: &Paths, fleet: &FleetConfig) -> Result<RenderInput> {
-        let mut xdg = Vec::new();
-        for (var, dir, default) in [
-            ("XDG_CONFIG_HOME", &paths.config_dir, ".config"),
-            ("XDG_DATA_HOME", &paths.data_dir, ".local/share"),
-            ("XDG_STATE_HOME", &paths.state_dir, ".local/state"),
-        ] {
-            let base = dir.parent().unwrap_or(dir);
-            if base != paths.home.join(default) {
-                xdg.push((var.to_string(), base.to_path_buf()));
-            }
-        }
-        Ok(RenderInput {
-            exe: current_exe()?,
-            home: paths.home.clone(),
-            poll: fleet.poll(),
-            xdg,
-        })
-    }
-
-    /// The puller's interval in whole seconds, at least one.
-    pub fn poll_secs(&self) -> u64 {
-        self.poll.as_millis().div_ceil(1000).max(1) as u64
-    }
-
-    /// The environment an agent runs with: PATH, HOME, the XDG overrides and [`AGENT_ENV`].
-    fn environment(&self, platform: Platform, agent: Agent) -> Vec<(String, String)> {
-        let mut dirs: Vec<String> = system_path(platform)
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        // fleetkey itself (chezmoi's modify_ script calls it) and the user's own tools.
-        let extra = [
-            self.exe.parent().map(Path::to_path_buf),
-            Some(self.home.join(".local/bin")),
-        ];
-        for dir in extra.into_iter().flatten() {
-            let dir = dir.to_string_lossy().into_owned();
-            if !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
-        }
-        let mut env = vec![
-            ("PATH".to_string(), dirs.join(":")),
-            ("HOME".to_string(), text(&self.home)),
-        ];
-        env.extend(self.xdg.iter().map(|(k, v)| (k.clone(), text(v))));
-        env.push((AGENT_ENV.to_string(), agent.name().to_string()));
-        env
-    }
-}
-
-/// The system directories at the front of an agent's PATH (after them come the fleetkey
-/// binary's own directory and `~/.local/bin`). `doctor` checks that `git` is in one of them.
-pub fn system_path(platform: Platform) -> &'static [&'static str] {
-    match platform {
-        Platform::Macos => &[
-            "/opt/homebrew/bin",
-            "/usr/local/bin",
-            "/usr/bin",
-            "/bin",
-            "/usr/sbin",
-            "/sbin",
-        ],
-        Platform::Linux => &["/usr/local/bin", "/usr/bin", "/bin"],
-    }
-}
-
-fn text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
-/// The running binary, canonicalised. On Linux a binary replaced while it runs reads as
-/// `PATH (deleted)`; the path it was started from is what the agents must run.
-fn current_exe() -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(Error::io("cannot locate", Path::new("fleetkey")))?;
-    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-        Some(original) if !exe.exists() => PathBuf::from(original),
-        _ => exe,
-    };
-    std::fs::canonicalize(&exe).map_err(Error::io("cannot resolve", &exe))
-}
-
-/// One rendered file of an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentFile {
-    /// The agent it belongs to.
-    pub agent: Agent,
-    /// Its file name in the agents directory.
-    pub name: &'static str,
-    /// Its content.
-    pub bytes: Vec<u8>,
-}
-
-/// Renders every file of both agents for `platform`. A path that is not UTF-8 is refused: a
-/// plist or unit file could only hold a mangled copy of it.
-pub fn render(platform: Platform, input: &RenderInput) -> Result<Vec<AgentFile>> {
-    let paths = [&input.exe, &input.home]
-        .into_iter()
-        .chain(input.xdg.iter().map(|(_, p)| p));
-    for path in paths {
-        if path.to_str().is_none() {
-            return Err(ErrorKind::Refused(format!(
-                "{} is not UTF-8; the agents' files cannot name it",
-                path.display()
-            ))
-            .into());
-        }
-    }
-    let mut out = Vec::new();
-    for agent in Agent::ALL {
-        let env = input.environment(platform, agent);
-        match platform {
-            Platform::Macos => out.push(launchd::render(agent, input, &env)?),
-            Platform::Linux => out.extend(systemd::render(agent, input, &env)?),
-        }
-    }
-    Ok(out)
-}
-
-/// The directory the agents' files are installed into.
-pub fn agents_dir(platform: Platform, paths: &Paths) -> PathBuf {
-    match platform {
-        Platform::Macos => paths.home.join("Library/LaunchAgents"),
-        // config_dir is $XDG_CONFIG_HOME/fleetkey.
-        Platform::Linux => paths
-            .config_dir
-            .parent()
-            .unwrap_or(&paths.config_dir)
-            .join("systemd/user"),
-    }
-}
-
-/// The directory the macOS agents log into (on Linux their output goes to the journal).
-pub fn log_dir(paths: &Paths) -> PathBuf {
-    launchd::log_dir(&paths.home)
-}
-
-/// Substitutes `{{NAME}}` placeholders with already escaped values; a placeholder without a
-/// value is a bug in a template and an error.
-fn fill(template: &str, values: &[(&str, &str)]) -> Result<String> {
-    let mut out = String::with_capacity(template.len() + 512);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| ErrorKind::Refused("an agent template has an unclosed {{".into()))?;
-        let name = &after[..end];
-        let value = values
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                ErrorKind::Refused(format!(
-                    "an agent template uses an unknown value {{{{{name}}}}}"
-                ))
-            })?;
-        out.push_str(value);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// A platform command, as run through the [`Runner`].

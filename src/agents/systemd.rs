@@ -7,7 +7,8 @@
 //! doubled `$` staying doubled in it) nor in `Environment=`. A value a unit file cannot hold (a
 //! control character) is refused rather than written.
 
-use super::{Agent, AgentFile, Cmd, RenderInput, Step, fill};
+use super::render::fill;
+use super::{Agent, AgentFile, Cmd, RenderInput, Step};
 use crate::error::{ErrorKind, Result};
 
 const WATCH_SERVICE: &str = include_str!("../../systemd/fleetkey-watch.service");

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::launchd::xml_escape;
+use super::render::fill;
 use super::runner::{RecordingRunner, SystemRunner};
 use super::systemd::{Context, quote};
 use super::*;
