@@ -104,7 +104,18 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             Verdict::Ok,
             String::from_utf8_lossy(&o.stdout).trim().to_string(),
         )),
-        _ => out.push(check(
+        Ok(o) => {
+            let said = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            let text = match said.split_once(" in file ") {
+                Some((_, file)) if said.contains("bad config") => format!(
+                    "git cannot read its configuration file {}: fix or move it ({said})",
+                    file.lines().next().unwrap_or_default().trim()
+                ),
+                _ => format!("`git --version` failed: {said}"),
+            };
+            out.push(check("git", Verdict::Fail, text))
+        }
+        Err(_) => out.push(check(
             "git",
             Verdict::Fail,
             "git is not on PATH: install it (apt-get install git, or xcode-select --install)",

@@ -65,7 +65,9 @@ pub fn run(opts: InitOptions) -> Result<()> {
     };
     let branch = FleetConfig::default().sync.branch;
     let forge_exists = !embedded || paths.embedded_forge().exists();
-    if forge_exists && forge::has_any_branch(&remote)? {
+    if forge_exists
+        && forge::has_any_branch(&remote).map_err(|e| e.hint_before("nothing was set up"))?
+    {
         return Err(ErrorKind::AlreadyInitialized {
             what: format!("the forge {remote} already holds a fleet"),
         }
@@ -89,7 +91,9 @@ pub fn run(opts: InitOptions) -> Result<()> {
     };
     write_first_roster(&root, &name, &fleet, &identity, &ssh)?;
     repo.commit_all(&["."], &name, &format!("{name}: start the fleet"))?;
-    match forge::push(&root, &remote, &branch)? {
+    match forge::push(&root, &remote, &branch).map_err(|e| {
+        e.hint_before("nothing was set up (the keys made here are reused by the next try)")
+    })? {
         forge::PushOutcome::Pushed => {}
         forge::PushOutcome::Rejected => {
             return Err(ErrorKind::AlreadyInitialized {

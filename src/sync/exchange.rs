@@ -168,7 +168,7 @@ fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
         match forge::fetch(repo.root(), remote, branch) {
             Err(e)
                 if tries < 3
-                    && matches!(e.kind(), ErrorKind::ForgeUnreachable { stderr, .. }
+                    && matches!(e.kind(), ErrorKind::ForgeFailed { stderr, .. } | ErrorKind::ForgeUnreachable { stderr, .. }
                         if stderr.contains("cannot lock ref") || stderr.contains(".lock'")) =>
             {
                 tries += 1;

@@ -131,7 +131,9 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
                     lost = x.lost;
                     None
                 }
-                Err(e) if e.is_unreachable() => Some(e),
+                // Any forge failure still applies what the clone holds; only an unreachable
+                // forge makes the cycle "offline" (retried with backoff).
+                Err(e) if e.is_forge_failure() => Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -153,7 +155,26 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     refresh_agents(machine, &fleet);
     let _ = std::fs::remove_file(&marker);
     match offline {
-        Some(e) => Err(e),
+        Some(e) => {
+            let branch = &fleet.sync.branch;
+            let waiting = match (repo.head(), repo.remote_tracking(branch)) {
+                (Some(local), Some(remote)) => repo
+                    .raw()
+                    .graph_ahead_behind(local, remote)
+                    .map(|(ahead, _)| ahead)
+                    .unwrap_or(0),
+                (Some(_), None) => 1,
+                _ => 0,
+            };
+            Err(e.hint_before(&match waiting {
+                0 => "nothing made here waits to go out".to_string(),
+                1 => "1 commit made here is kept and goes out with the next `fleetkey sync`"
+                    .to_string(),
+                n => format!(
+                    "{n} commits made here are kept and go out with the next `fleetkey sync`"
+                ),
+            }))
+        }
         None => Ok(()),
     }
 }
