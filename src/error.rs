@@ -193,6 +193,15 @@ pub enum ErrorKind {
         #[source]
         source: io::Error,
     },
+    /// `secrets exec` could not start its command: exit 127 when it is not found, 126 when it
+    /// cannot be run, as shells do.
+    #[error("cannot run {program}: {}", exec_reason(error))]
+    Exec {
+        /// The command as given.
+        program: String,
+        /// Why exec failed (in the message, so not a chained cause).
+        error: io::Error,
+    },
     /// Another fleetkey cycle holds the lock.
     #[error("another fleetkey command is running (lock {path})")]
     Locked {
@@ -284,8 +293,10 @@ impl Error {
 
     /// The process exit code this error ends with.
     pub fn exit_code(&self) -> i32 {
-        match *self.kind {
+        match &*self.kind {
             ErrorKind::ForgeUnreachable { .. } => EXIT_TEMPFAIL,
+            ErrorKind::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
+            ErrorKind::Exec { .. } => 126,
             _ => 1,
         }
     }
@@ -368,6 +379,15 @@ impl ErrorKind {
     }
 }
 
+/// Why exec failed, in a shell's words.
+fn exec_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "command not found".into(),
+        io::ErrorKind::PermissionDenied => "permission denied (not executable)".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// What git said, on its own indented lines below a hint (empty when git said nothing).
 fn git_said(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -432,3 +452,26 @@ pub fn chain(e: &Error) -> String {
 
 /// The result type of fleetkey's library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_secrets_file_is_not_blamed_on_approval() {
+        let damaged: Error = ErrorKind::Decrypt {
+            path: PathBuf::from("/r/fleet/secrets.env.age"),
+            source: age::DecryptError::InvalidMac,
+        }
+        .into();
+        let advice = damaged.advice().unwrap();
+        assert!(advice.starts_with("the file is damaged or was not written by fleetkey: find a good version with `git -C /r/fleet log --oneline -- secrets.env.age`"), "{advice}");
+        assert!(!advice.contains("approved"), "{advice}");
+        let not_ours: Error = ErrorKind::Decrypt {
+            path: PathBuf::from("/r/fleet/secrets.env.age"),
+            source: age::DecryptError::NoMatchingKeys,
+        }
+        .into();
+        assert!(not_ours.advice().unwrap().contains("approved"));
+    }
+}

@@ -116,7 +116,15 @@ fn dispatch(args: Args) -> Result<i32> {
             json,
         } => commands::lifecycle::revoke(&name, compromised, json),
         Cmd::Secrets { action } => match action {
-            SecretsCmd::Set { key, no_push } => commands::secrets::set(&key, !no_push),
+            SecretsCmd::Set {
+                key,
+                no_push,
+                allow_empty,
+            } => commands::secrets::set(&key, !no_push, allow_empty),
+            SecretsCmd::Conflicts { show } => commands::secrets::conflicts(show),
+            SecretsCmd::Resolve { key, keep, no_push } => {
+                commands::secrets::resolve(&key, keep, !no_push)
+            }
             SecretsCmd::Get { key } => commands::secrets::get(&key),
             SecretsCmd::List => commands::secrets::list(),
             SecretsCmd::Unset { key, no_push } => commands::secrets::unset(&key, !no_push),

@@ -179,3 +179,299 @@ fn a_broken_gitconfig_is_named_by_init_sync_and_doctor() {
     );
     assert!(!text.contains("not on PATH"), "{text}");
 }
+
+/// A machine that started a fleet on its embedded forge, and one more approved into it.
+fn two_machines() -> (Machine, Machine) {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    let forge = alpha.forge().to_str().unwrap().to_string();
+    let beta = Machine::new();
+    beta.ok(&["enroll", "beta", "--remote", &forge]);
+    alpha.ok(&["approve", "beta"]);
+    beta.ok(&["sync"]);
+    (alpha, beta)
+}
+
+#[test]
+fn an_empty_stdin_sets_nothing_unless_allow_empty() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    let out = a.run_with_stdin(&["secrets", "set", "DB_PASSWORD"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "fleetkey: error: the value for DB_PASSWORD is empty; nothing was changed\n  hint: check the command that feeds stdin; to set an empty value on purpose, run `fleetkey secrets set DB_PASSWORD --allow-empty`\n"
+    );
+    assert_eq!(a.ok(&["secrets", "list"]), "");
+    a.ok_with_stdin(&["secrets", "set", "DB_PASSWORD", "--allow-empty"], b"");
+    assert_eq!(a.ok(&["secrets", "get", "DB_PASSWORD"]), "\n");
+}
+
+#[test]
+fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
+    let (alpha, beta) = two_machines();
+    beta.ok_with_stdin(&["secrets", "set", "SHARED"], b"from-beta\n");
+    beta.ok_with_stdin(&["secrets", "set", "ONLY_BETA"], b"b\n");
+    alpha.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-alpha\n");
+    alpha.ok_with_stdin(&["secrets", "set", "ONLY_ALPHA", "--no-push"], b"a\n");
+    let out = alpha.run(&["sync"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("secret SHARED changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve SHARED --keep ours|theirs`)"),
+        "{err}"
+    );
+    assert!(!err.contains("secrets.env.age changed here"), "{err}");
+    // Other keys of both sides survive.
+    assert_eq!(alpha.ok(&["secrets", "get", "ONLY_BETA"]), "b\n");
+    assert_eq!(alpha.ok(&["secrets", "get", "ONLY_ALPHA"]), "a\n");
+
+    let listed = alpha.ok(&["secrets", "conflicts"]);
+    assert!(
+        listed.starts_with("SHARED\tkept aside: the value from alpha at "),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("from-alpha") && !listed.contains("from-beta"),
+        "{listed}"
+    );
+    let shown = alpha.ok(&["secrets", "conflicts", "--show"]);
+    assert!(
+        shown.contains("  in force (theirs):   from-beta\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("  kept aside (ours):   from-alpha\n"),
+        "{shown}"
+    );
+
+    let said = alpha.ok(&["secrets", "resolve", "SHARED", "--keep", "ours"]);
+    assert_eq!(
+        said,
+        "fleetkey: SHARED: kept the value kept aside; the conflict is settled\n"
+    );
+    assert_eq!(alpha.ok(&["secrets", "get", "SHARED"]), "from-alpha\n");
+    assert_eq!(alpha.ok(&["secrets", "conflicts"]), "no conflicts\n");
+    let err = alpha.fails(&["secrets", "resolve", "SHARED", "--keep", "theirs"], 1);
+    assert!(err.contains("SHARED has no conflict to resolve"), "{err}");
+    beta.ok(&["sync"]);
+    assert_eq!(beta.ok(&["secrets", "get", "SHARED"]), "from-alpha\n");
+}
+
+#[test]
+fn unset_removes_a_conflict_record_from_the_ciphertext() {
+    let (alpha, beta) = two_machines();
+    beta.ok_with_stdin(&["secrets", "set", "SHARED"], b"from-beta\n");
+    alpha.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-alpha\n");
+    alpha.ok(&["sync"]);
+    assert!(alpha.ok(&["secrets", "conflicts"]).starts_with("SHARED\t"));
+    alpha.ok(&["secrets", "unset", "SHARED"]);
+    assert_eq!(alpha.ok(&["secrets", "conflicts"]), "no conflicts\n");
+    // The decrypted file holds no trace of the losing value.
+    let plain = crate::util::age_decrypt(&alpha.identity(), &alpha.repo().join("secrets.env.age"))
+        .expect("alpha decrypts the secrets");
+    let text = String::from_utf8_lossy(&plain);
+    assert!(
+        !text.contains("from-alpha") && !text.contains("SHARED"),
+        "{text}"
+    );
+}
+
+/// Writes an executable editor script that replaces the file it is given with `content`.
+fn editor_writing(m: &Machine, content: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let data = m.dir.path().join("edited");
+    std::fs::write(&data, content).unwrap();
+    let script = m.dir.path().join("editor.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ndirname \"$1\" > {}/edit-dir\ncat {} > \"$1\"\n",
+            m.dir.path().display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn edit_refuses_a_nul_and_cr_only_line_endings_with_the_line() {
+    let mut a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    a.ok_with_stdin(&["secrets", "set", "A"], b"1\n");
+    let editor = editor_writing(&a, b"A=1\rB=2\r");
+    a.set_env("EDITOR", &editor);
+    let err = a.fails(&["secrets", "edit"], 1);
+    assert!(
+        err.contains("the edited secrets were malformed (line 1 holds a carriage return (CR) that does not end a line: use LF or CRLF line endings); nothing was changed"),
+        "{err}"
+    );
+    std::fs::write(a.dir.path().join("edited"), b"A=1\nB=x\0y\n").unwrap();
+    let err = a.fails(&["secrets", "edit"], 1);
+    assert!(
+        err.contains("(line 2 holds a NUL byte, which no environment variable can hold)"),
+        "{err}"
+    );
+    assert_eq!(a.ok(&["secrets", "list"]), "A\n");
+}
+
+#[test]
+fn edit_works_in_the_runtime_dir_and_a_stale_copy_is_swept_saying_so() {
+    let mut a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    let run = a.dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    a.set_env("XDG_RUNTIME_DIR", &run);
+    let editor = editor_writing(&a, b"A=1\n");
+    a.set_env("EDITOR", &editor);
+    a.ok(&["secrets", "edit"]);
+    let used = std::fs::read_to_string(a.dir.path().join("edit-dir")).unwrap();
+    assert!(
+        used.starts_with(&format!("{}/fleetkey-edit-", run.display())),
+        "{used}"
+    );
+    assert!(
+        !std::path::Path::new(used.trim()).exists(),
+        "the copy is removed"
+    );
+    // A copy left by a killed edit: the next command that takes the lock removes it.
+    let stale = run.join("fleetkey-edit-left");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("secrets.env"), b"A=1\n").unwrap();
+    let out = a.run(&["sync"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "removed {}: a decrypted copy of the secrets left by an interrupted `fleetkey secrets edit`",
+            stale.display()
+        )),
+        "{err}"
+    );
+    assert!(!stale.exists());
+}
+
+#[test]
+fn edit_with_no_editor_and_no_terminal_does_not_run_vi() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    let err = a.fails(&["secrets", "edit"], 1);
+    assert_eq!(
+        err,
+        "fleetkey: error: no editor: $VISUAL and $EDITOR are unset and there is no terminal to run vi in\n  hint: set EDITOR (e.g. `EDITOR=nano fleetkey secrets edit`), or change one key with `fleetkey secrets set KEY`\n"
+    );
+}
+
+/// Values that break naive quoting.
+const TRICKY: &[(&str, &str)] = &[
+    ("PLAIN", "hello"),
+    ("QUOTE", "it's a 'test'"),
+    ("SPACES", "we said: hi there"),
+    ("DOLLAR", "$HOME `id` $(id) \\n \\\\"),
+    ("MULTI", "line one\nline two\n"),
+    ("DQ", "\"double\" and \\' mix"),
+];
+
+#[test]
+fn export_sh_and_fish_are_read_back_exactly_and_exported_to_children() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    for (k, v) in TRICKY {
+        a.ok_with_stdin(&["secrets", "set", k], format!("{v}\n").as_bytes());
+    }
+    let sh = a.ok(&["secrets", "export", "--format", "sh"]);
+    let file = a.dir.path().join("export.sh");
+    std::fs::write(&file, &sh).unwrap();
+    let fish_text = a.ok(&["secrets", "export", "--format", "fish"]);
+    let fish_file = a.dir.path().join("export.fish");
+    std::fs::write(&fish_file, &fish_text).unwrap();
+    for (shell, package) in [
+        ("bash", "bash"),
+        ("dash", "dash"),
+        ("zsh", "zsh"),
+        ("fish", "fish"),
+    ] {
+        let program = require(shell, package);
+        for (k, v) in TRICKY {
+            // printenv is a child process: it sees only exported variables.
+            let script = if shell == "fish" {
+                format!("source {}; printenv {k}", fish_file.display())
+            } else {
+                format!("eval \"$(cat {})\"; printenv {k}", file.display())
+            };
+            let out = Command::new(&program)
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("{v}\n"),
+                "{shell} read {k} back wrong: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn materialize_format_sh_is_sourced_exactly() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    for (k, v) in TRICKY {
+        a.ok_with_stdin(&["secrets", "set", k], format!("{v}\n").as_bytes());
+    }
+    let fleet_toml = a.repo().join("fleet.toml");
+    let text = std::fs::read_to_string(&fleet_toml).unwrap();
+    let text = text.replacen(
+        "[secrets]\n",
+        "[secrets]\nmaterialize = \"~/.secrets.sh\"\nmaterialize_format = \"sh\"\n",
+        1,
+    );
+    assert!(text.contains("materialize_format"), "{text}");
+    std::fs::write(&fleet_toml, text).unwrap();
+    run_program(
+        Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(a.repo())
+            .args(["commit", "-qam", "materialize as sh"]),
+    );
+    a.sync();
+    let file = a.path(".secrets.sh");
+    let bash = require("bash", "bash");
+    for (k, v) in TRICKY {
+        let out = Command::new(&bash)
+            .arg("-c")
+            .arg(format!(". {}; printenv {k}", file.display()))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{v}\n"),
+            "{k}"
+        );
+    }
+}
+
+#[test]
+fn exec_of_a_missing_or_unexecutable_command_exits_127_or_126() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    let err = a.fails(&["secrets", "exec", "--", "/nonexistent"], 127);
+    assert_eq!(
+        err,
+        "fleetkey: error: cannot run /nonexistent: command not found\n"
+    );
+    let plain = a.dir.path().join("not-executable");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    let err = a.fails(&["secrets", "exec", "--", plain.to_str().unwrap()], 126);
+    assert_eq!(
+        err,
+        format!(
+            "fleetkey: error: cannot run {}: permission denied (not executable)\n",
+            plain.display()
+        )
+    );
+}

@@ -354,6 +354,7 @@ pub fn materialize_secrets(
     repo_root: &Path,
     home: &HomeDir,
     target: Option<&HomeRel>,
+    format: crate::config::MaterializeFormat,
     identity: Option<&Identity>,
     state_dir: &Path,
 ) -> Result<bool> {
@@ -361,7 +362,10 @@ pub fn materialize_secrets(
         return Ok(false);
     };
     let env = crate::secrets::SecretsFile::new(repo_root).load(identity)?;
-    let text = zeroize::Zeroizing::new(env.to_text());
+    let text = match format {
+        crate::config::MaterializeFormat::Env => env.to_text(),
+        crate::config::MaterializeFormat::Sh => env.export_sh(),
+    };
     if home
         .read_file(rel, limits::SECRETS_PLAINTEXT)
         .is_ok_and(|c| zeroize::Zeroizing::new(c.bytes).as_slice() == text.as_bytes())

@@ -120,6 +120,7 @@ pub fn apply_head(
         repo.root(),
         &home,
         plan.materialize.as_ref(),
+        plan.fleet.secrets.materialize_format,
         identity,
         state_dir,
     );
