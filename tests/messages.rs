@@ -475,3 +475,111 @@ fn exec_of_a_missing_or_unexecutable_command_exits_127_or_126() {
         )
     );
 }
+
+#[test]
+fn directories_sync_creates_follow_the_users_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let (alpha, beta) = two_machines();
+    alpha.write(".config/app/settings.conf", b"x=1\n");
+    alpha.ok(&["track", alpha.path(".config/app").to_str().unwrap()]);
+    // beta syncs under umask 027: the new directories are 0750, not 0700 and not 0755.
+    let sync = beta.cmd(["sync"]);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 027; exec \"$@\"")
+        .arg("sh")
+        .arg(sync.get_program())
+        .arg("sync")
+        .env_clear()
+        .envs(sync.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |rel: &str| {
+        std::fs::metadata(beta.path(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".config/app"), 0o750);
+    assert_eq!(mode(".config/app/settings.conf") & 0o700, 0o600);
+    assert_eq!(mode(".ssh"), 0o700);
+}
+
+#[test]
+fn a_world_writable_authorized_keys_is_rewritten_0600_saying_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    a.sync();
+    let ak = a.path(".ssh/authorized_keys");
+    assert!(ak.exists(), "the first sync merged the fleet's key");
+    std::fs::set_permissions(&ak, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = a.run(&["sync"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} was mode 666 (writable by others, or not yours), which sshd's StrictModes refuses for every key in it; rewrote it 0600",
+            ak.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&ak).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // --apply does the same.
+    std::fs::set_permissions(&ak, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let out = a.run(&["authorized-keys", "--apply", ak.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was mode 646"));
+    assert_eq!(
+        std::fs::metadata(&ak).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn a_symlinked_authorized_keys_is_explained_alike_by_sync_and_doctor() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    a.sync();
+    let ak = a.path(".ssh/authorized_keys");
+    let real = a.path("real_keys");
+    std::fs::rename(&ak, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &ak).unwrap();
+    let hint = format!(
+        "fleetkey merges keys only into a regular file (a link could point anywhere): replace the link with the file it points to (`cp --remove-destination \"$(readlink -f {p})\" {p}`), or set `[authorized_keys] path` in fleet.toml to the real file",
+        p = ak.display()
+    );
+    // sync keeps going (the rest of the cycle is fine) and says why and what to do.
+    let out = a.run(&["sync"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "held back: authorized_keys was not merged: {} is a symbolic link; fleetkey never reads or writes through one ({hint})",
+            ak.display()
+        )),
+        "{err}"
+    );
+    let out = a.run(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "FAIL  authorized_keys      {} is a symbolic link: sync refuses to merge into it; {hint}",
+            ak.display()
+        )),
+        "{text}"
+    );
+}

@@ -82,7 +82,18 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
     let fleet = settings.as_ref().map(|s| s.config.clone());
     if let Ok(f) = &fleet {
         let ak = paths.expand(&f.authorized_keys.path);
-        if ak.exists() {
+        let link = std::fs::symlink_metadata(&ak).is_ok_and(|m| m.file_type().is_symlink());
+        if link {
+            out.push(check(
+                "authorized_keys",
+                Verdict::Fail,
+                format!(
+                    "{} is a symbolic link: sync refuses to merge into it; {}",
+                    ak.display(),
+                    crate::authorized_keys::symlink_hint(&ak)
+                ),
+            ));
+        } else if ak.exists() {
             out.push(permissions("authorized_keys", &ak, false, "600"));
         }
     }

@@ -385,8 +385,16 @@ pub fn authorized_keys(repo_root: &Path, home: &HomeDir, target: Option<&HomeRel
     let Some(rel) = target else {
         return Ok(false);
     };
-    home.probe(rel)?;
     let path = home.path().join(rel.as_str());
+    home.probe(rel).map_err(|e| {
+        let link = matches!(e, crate::confine::WalkError::Symlink { .. });
+        let err: crate::error::Error = e.into();
+        if link {
+            err.hint(crate::authorized_keys::symlink_hint(&path))
+        } else {
+            err
+        }
+    })?;
     let keys = repo_root.join(crate::roster::layout::KEYS);
     let (active, revoked) = crate::roster::fleet_keys(&keys)?;
     let roster = crate::authorized_keys::Roster {
