@@ -17,10 +17,10 @@ pub fn user_umask() -> u32 {
 /// Applies every hardening step. Called first thing by `main`.
 pub fn at_start() {
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    // A second call (tests) sees our own 077; keep the user's.
-    if old.bits() != 0o077 || USER_UMASK.load(std::sync::atomic::Ordering::Relaxed) == 0o022 {
-        USER_UMASK.store(old.bits() & 0o777, std::sync::atomic::Ordering::Relaxed);
-    }
+    // Only the first call sees the user's umask; a second one (tests) sees our own 077.
+    static RECORDED: std::sync::Once = std::sync::Once::new();
+    RECORDED
+        .call_once(|| USER_UMASK.store(old.bits() & 0o777, std::sync::atomic::Ordering::Relaxed));
     let none = rustix::process::Rlimit {
         current: Some(0),
         maximum: Some(0),
