@@ -186,8 +186,15 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) to stdout: `fleetkey man | man -l -`.
-    Man,
+    /// Print the manual (roff, one page holding every subcommand): `fleetkey man | man -l -`.
+    ///
+    /// With --out DIR, write fleetkey.1 and one page per subcommand (fleetkey-secrets-set.1, …)
+    /// there instead: `fleetkey man --out ~/.local/share/man/man1`, then `man fleetkey-sync`.
+    Man {
+        /// Write one page per subcommand into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `fleetkey agents …`.

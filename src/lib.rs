@@ -144,7 +144,7 @@ fn dispatch(args: Args) -> Result<i32> {
             AgentsCmd::Print { platform, out } => commands::agents::print(platform, out.as_deref()),
         },
         Cmd::Completions { shell } => commands::manual::completions(shell),
-        Cmd::Man => commands::manual::man(),
+        Cmd::Man { out } => commands::manual::man(out.as_deref()),
     };
     done.map(|()| 0)
 }

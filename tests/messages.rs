@@ -583,3 +583,24 @@ fn a_symlinked_authorized_keys_is_explained_alike_by_sync_and_doctor() {
         "{text}"
     );
 }
+
+#[test]
+fn man_out_writes_a_page_for_every_subcommand_the_main_page_names() {
+    let m = Machine::new();
+    let dir = m.dir.path().join("man1");
+    let out = m.ok(&["man", "--out", dir.to_str().unwrap()]);
+    assert!(out.starts_with("fleetkey: wrote "), "{out}");
+    let main = std::fs::read_to_string(dir.join("fleetkey.1")).unwrap();
+    let mut named = 0;
+    for word in main.split_whitespace().filter(|w| w.ends_with("(1)")) {
+        let file = format!("{}.1", word.trim_end_matches("(1)").replace("\\-", "-"));
+        assert!(
+            dir.join(&file).is_file(),
+            "fleetkey.1 names {word}: no {file}"
+        );
+        named += 1;
+    }
+    assert!(named >= 10, "{main}");
+    let single = m.ok(&["man"]);
+    assert!(!single.contains("(1)\n") || !single.contains("fleetkey\\-init(1)"));
+}
