@@ -604,3 +604,67 @@ fn man_out_writes_a_page_for_every_subcommand_the_main_page_names() {
     let single = m.ok(&["man"]);
     assert!(!single.contains("(1)\n") || !single.contains("fleetkey\\-init(1)"));
 }
+
+/// `fleetkey ARGS` on `m` with the linux agents platform forced, its platform commands recorded
+/// to `log` and those starting with a prefix in `fail` (`;`-separated) failing.
+fn with_agents(
+    m: &Machine,
+    args: &[&str],
+    log: &std::path::Path,
+    fail: &str,
+) -> std::process::Output {
+    m.cmd(args)
+        .env("FLEETKEY_AGENTS_PLATFORM", "linux")
+        .env(
+            "FLEETKEY_AGENTS_RUNNER",
+            format!("record:{}", log.display()),
+        )
+        .env("FLEETKEY_AGENTS_FAIL", fail)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn doctor_fails_agents_that_do_not_run_or_cannot_be_asked_and_uninstall_reports_failed_calls() {
+    let m = Machine::new();
+    m.ok(&["init", "--name", "a"]);
+    let log = m.dir.path().join("commands.log");
+    let out = with_agents(&m, &["agents", "install"], &log, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The recorder answers `is-active` with "inactive": installed files, no running agent.
+    let out = with_agents(&m, &["doctor"], &log, "");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "FAIL  agent watch          installed but not running: run `fleetkey agents install`"
+        ),
+        "{text}"
+    );
+    // No reachable service manager: unknown is a failure too, never "ok".
+    let out = with_agents(&m, &["doctor"], &log, "systemctl --user is-active");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL  agent watch          installed, but the service manager could not say whether it runs (`systemctl --user is-active fleetkey-watch.service` said: recorded failure)"),
+        "{text}"
+    );
+    assert!(!text.contains("ok    agent"), "{text}");
+
+    let out = with_agents(
+        &m,
+        &["agents", "uninstall"],
+        &log,
+        "systemctl --user disable",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("fleetkey: error: 2 service manager call(s) failed, so the agents may still be running: `systemctl --user disable --now fleetkey-watch.service`: recorded failure; `systemctl --user disable --now fleetkey-pull.timer`: recorded failure\n  hint: the user service manager must be reachable"),
+        "{err}"
+    );
+}

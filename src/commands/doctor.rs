@@ -258,10 +258,19 @@ fn agent_checks(machine: &Machine, fleet: &crate::config::FleetConfig) -> Vec<Ch
                 check(
                     &what,
                     Verdict::Fail,
-                    "installed but not loaded: run `fleetkey agents install`",
+                    "installed but not running: run `fleetkey agents install` (the agent's log says why it stopped)",
+                )
+            } else if s.loaded.is_none() {
+                check(
+                    &what,
+                    Verdict::Fail,
+                    format!(
+                        "installed, but the service manager could not say whether it runs ({}): the agents need a reachable user service manager (a login session, or `loginctl enable-linger $USER` on Linux); then run `fleetkey agents install`",
+                        s.unknown.as_deref().unwrap_or("no answer")
+                    ),
                 )
             } else {
-                check(&what, Verdict::Ok, "installed and up to date")
+                check(&what, Verdict::Ok, "installed, up to date and running")
             }
         })
         .collect()
