@@ -56,6 +56,7 @@ use cli::{AgentsCmd, Args, Cmd, SecretsCmd};
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
     log::init();
+    agents::set_up_logging();
     let args = Args::parse();
     match dispatch(args) {
         Ok(code) => code,

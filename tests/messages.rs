@@ -668,3 +668,86 @@ fn doctor_fails_agents_that_do_not_run_or_cannot_be_asked_and_uninstall_reports_
         "{err}"
     );
 }
+
+#[test]
+fn doctor_says_when_the_binary_an_agent_runs_is_gone() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = Machine::new();
+    m.ok(&["init", "--name", "a"]);
+    let log = m.dir.path().join("commands.log");
+    // Installed by a copy of the binary, which an "upgrade" then removes.
+    let dir = m.dir.path().join("cellar");
+    std::fs::create_dir(&dir).unwrap();
+    let copy = dir.join("fleetkey");
+    std::fs::copy(crate::util::bin(), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut install = m.cmd(["agents", "install"]);
+    let install = install.env("FLEETKEY_AGENTS_PLATFORM", "linux").env(
+        "FLEETKEY_AGENTS_RUNNER",
+        format!("record:{}", log.display()),
+    );
+    let mut tries = 0;
+    let out = loop {
+        // A copy made a moment ago can be busy (ETXTBSY) while another test's fork holds it.
+        let mut cmd = Command::new(&copy);
+        cmd.args(install.get_args()).env_clear();
+        cmd.envs(install.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&copy).unwrap();
+    let out = with_agents(&m, &["doctor"], &log, "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "FAIL  agent watch          it runs {}, which no longer exists (moved or removed by an upgrade?): run `fleetkey agents install` to record this binary",
+            copy.display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_agents_log_lines_carry_their_time() {
+    let m = Machine::new();
+    m.ok(&["init", "--name", "a"]);
+    let out = m
+        .cmd(["sync"])
+        .env("FLEETKEY_AGENT", "watch")
+        .env("FLEETKEY_AGENTS_PLATFORM", "linux")
+        .env("FLEETKEY_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().expect("debug lines");
+    // 2026-11-28T11:00:00Z fleetkey: debug: …
+    let (stamp, rest) = first.split_once(' ').unwrap();
+    assert_eq!(stamp.len(), 20, "{first}");
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{first}"
+    );
+    assert!(rest.starts_with("fleetkey: debug: "), "{first}");
+    // A command a person runs has no stamp.
+    let out = m
+        .cmd(["sync"])
+        .env("FLEETKEY_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().next().unwrap().starts_with("fleetkey: debug: "),
+        "{err}"
+    );
+}

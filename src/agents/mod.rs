@@ -433,6 +433,27 @@ pub fn install_if_changed(paths: &Paths, fleet: &FleetConfig) -> Result<InstallR
     install(&setup, Scope::Installed, false)
 }
 
+/// When this process runs as an agent ([`AGENT_ENV`] set): its log lines get their time, and
+/// on macOS (chosen at run time) its log file under [`log_dir`] is capped by rotation.
+pub fn set_up_logging() {
+    let Some(agent) = std::env::var(AGENT_ENV)
+        .ok()
+        .and_then(|a| Agent::from_name(&a))
+    else {
+        return;
+    };
+    crate::log::with_timestamps();
+    if let (Ok(Platform::Macos), Ok(paths)) = (Platform::current(), Paths::from_env()) {
+        crate::log::to_rotating_file(agent_log_file(Platform::Macos, &paths, agent));
+    }
+}
+
+/// The file an agent's output is appended to on macOS (launchd's StandardErrorPath).
+pub fn agent_log_file(platform: Platform, paths: &Paths, agent: Agent) -> PathBuf {
+    debug_assert_eq!(platform, Platform::Macos, "Linux agents log to the journal");
+    log_dir(paths).join(format!("{}.log", agent.name()))
+}
+
 /// Each agent's state on this machine, for `fleetkey status` and `doctor`: the platform it runs
 /// on, the runner of this process, fleet.toml's settings.
 pub fn current_status(paths: &Paths, fleet: &FleetConfig) -> Result<Vec<AgentStatus>> {
@@ -556,6 +577,9 @@ pub struct AgentStatus {
     /// When `loaded` is unknown: the command asked and what it said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown: Option<String>,
+    /// The fleetkey binary the installed files run (`None` when not installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<PathBuf>,
 }
 
 /// Each agent: installed, up to date with the current render, loaded.
@@ -572,11 +596,18 @@ pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
             loaded: None,
             enabled: None,
             unknown: None,
+            runs: None,
         };
         for f in files.iter().filter(|f| f.agent == agent) {
             let path = dir.join(f.name);
             match read_existing(&path)? {
-                Some(bytes) => st.up_to_date &= bytes == f.bytes,
+                Some(bytes) => {
+                    st.up_to_date &= bytes == f.bytes;
+                    if st.runs.is_none() {
+                        st.runs =
+                            render::recorded_exe(setup.platform, &String::from_utf8_lossy(&bytes));
+                    }
+                }
                 None => {
                     st.installed = false;
                     st.up_to_date = false;

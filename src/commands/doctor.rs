@@ -242,7 +242,17 @@ fn agent_checks(machine: &Machine, fleet: &crate::config::FleetConfig) -> Vec<Ch
         .iter()
         .map(|s| {
             let what = format!("agent {}", s.agent);
-            if !s.installed {
+            let gone = s.runs.as_ref().filter(|p| s.installed && !p.exists());
+            if let Some(exe) = gone {
+                check(
+                    &what,
+                    Verdict::Fail,
+                    format!(
+                        "it runs {}, which no longer exists (moved or removed by an upgrade?): run `fleetkey agents install` to record this binary",
+                        exe.display()
+                    ),
+                )
+            } else if !s.installed {
                 check(
                     &what,
                     Verdict::Warn,
