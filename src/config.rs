@@ -52,6 +52,18 @@ pub struct MachineConfig {
     pub repo: PathBuf,
     /// The forge the clone pushes to and pulls from.
     pub remote: String,
+    /// A desktop notification when a sync makes a conflict copy (`notify = false` turns it
+    /// off; on by default).
+    #[serde(default = "default_notify", skip_serializing_if = "is_default_notify")]
+    pub notify: bool,
+}
+
+fn default_notify() -> bool {
+    true
+}
+
+fn is_default_notify(on: &bool) -> bool {
+    *on
 }
 
 impl MachineConfig {

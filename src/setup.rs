@@ -84,6 +84,7 @@ pub fn settle_in(
         backend,
         repo: repo_path,
         remote: remote.to_string(),
+        notify: true,
     }
     .save(&paths.config_file())
 }

@@ -751,3 +751,55 @@ fn an_agents_log_lines_carry_their_time() {
         "{err}"
     );
 }
+
+#[test]
+fn a_conflict_copy_raises_a_desktop_notification_unless_turned_off() {
+    let (alpha, beta) = two_machines();
+    let log = alpha.dir.path().join("notify.log");
+    let conflict = |round: &str| {
+        std::fs::write(
+            alpha.home.join(".zshrc"),
+            format!("export A=alpha{round}\n"),
+        )
+        .unwrap();
+        std::fs::write(beta.home.join(".zshrc"), format!("export A=beta{round}\n")).unwrap();
+        beta.ok(&["sync"]);
+        let _ = std::fs::remove_file(&log);
+        let out = alpha
+            .cmd(["sync"])
+            .env("FLEETKEY_AGENTS_PLATFORM", "macos")
+            .env(
+                "FLEETKEY_AGENTS_RUNNER",
+                format!("record:{}", log.display()),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    std::fs::write(alpha.home.join(".zshrc"), "export A=1\n").unwrap();
+    alpha.ok(&["track", alpha.home.join(".zshrc").to_str().unwrap()]);
+    beta.ok(&["sync"]);
+    let recorded = conflict("1");
+    assert!(
+        recorded.starts_with("osascript -e 'display notification \"~/.zshrc took the fleet'\\''s version; this machine'\\''s is in ~/.zshrc.conflict-alpha-"),
+        "{recorded}"
+    );
+    assert!(
+        recorded.contains("with title \"fleetkey: a conflict copy was made\"'"),
+        "{recorded}"
+    );
+    assert_eq!(alpha.conflict_copies(".zshrc").len(), 1);
+
+    // Off in config.toml: a conflict copy, no notification.
+    let config = alpha.path(".config/fleetkey/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}notify = false\n")).unwrap();
+    let recorded = conflict("2");
+    assert!(!recorded.contains("osascript"), "{recorded}");
+    assert_eq!(alpha.conflict_copies(".zshrc").len(), 2);
+}

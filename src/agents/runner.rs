@@ -26,6 +26,12 @@ pub trait Runner {
     /// Runs `program` with `args` (no shell) and returns what it did; an error only when it
     /// could not be started.
     fn run(&self, program: &str, args: &[&str]) -> Result<RunOutput>;
+
+    /// Starts `program` with `args` and returns at once, never waiting for it (a desktop
+    /// notification must never hold up a sync). By default, [`Runner::run`].
+    fn spawn(&self, program: &str, args: &[&str]) -> Result<()> {
+        self.run(program, args).map(|_| ())
+    }
 }
 
 /// Environment variables platform commands keep: `systemctl --user` finds the user's service
@@ -56,6 +62,21 @@ impl Runner for SystemRunner {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    fn spawn(&self, program: &str, args: &[&str]) -> Result<()> {
+        let mut cmd = crate::child::command(program, KEPT_ENV);
+        cmd.env("LC_ALL", "C")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().map_err(|source| ErrorKind::Spawn {
+            program: program.into(),
+            source,
+        })?;
+        // Reaped in the background, so a long-running watcher leaves no zombie.
+        std::thread::spawn(move || child.wait());
+        Ok(())
     }
 }
 

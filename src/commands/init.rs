@@ -239,6 +239,7 @@ fn run_chezmoi(
         backend: Backend::Chezmoi,
         repo: root.clone(),
         remote: remote.clone(),
+        notify: true,
     }
     .save(&config_path)?;
     outln!("fleetkey: started a fleet with this machine as {name} (chezmoi backend)")?;
