@@ -336,9 +336,14 @@ pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
         .filter(|l| l.contains("refs/heads/"))
         .filter_map(|l| l.chars().next())
         .collect();
-    // A "[remote rejected]" (a hook, a protected branch) is the forge saying no, not the forge
-    // having moved on: fetching and pushing again would never help.
-    if flags.contains(&'!') && !stdout.contains("[remote rejected]") {
+    // A "[remote rejected]" from a hook or a protected branch is the forge saying no, not the
+    // forge having moved on: fetching and pushing again would never help. One that lost a race
+    // for the ref lock (another push landed meanwhile) is a rejection like any other.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lost_race = ["cannot lock ref", "but expected", "failed to update ref"]
+        .iter()
+        .any(|s| stdout.contains(s) || stderr.contains(s));
+    if flags.contains(&'!') && (!stdout.contains("[remote rejected]") || lost_race) {
         return Ok(PushOutcome::Rejected);
     }
     if out.status.success() && !flags.is_empty() {

@@ -803,3 +803,15 @@ fn a_conflict_copy_raises_a_desktop_notification_unless_turned_off() {
     assert!(!recorded.contains("osascript"), "{recorded}");
     assert_eq!(alpha.conflict_copies(".zshrc").len(), 2);
 }
+
+#[test]
+fn set_settles_a_conflict() {
+    let (alpha, beta) = two_machines();
+    beta.ok_with_stdin(&["secrets", "set", "SHARED"], b"from-beta\n");
+    alpha.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-alpha\n");
+    alpha.ok(&["sync"]);
+    assert!(alpha.ok(&["secrets", "list"]).contains("SHARED\tCONFLICT"));
+    alpha.ok_with_stdin(&["secrets", "set", "SHARED"], b"agreed\n");
+    assert_eq!(alpha.ok(&["secrets", "list"]), "SHARED\n");
+    assert_eq!(alpha.ok(&["secrets", "conflicts"]), "no conflicts\n");
+}

@@ -118,6 +118,9 @@ pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
     let value = read_value(key)?;
+    let _lock = machine.lock()?;
+    let prepared = prepare(&machine)?;
+    let mut env = load(&machine)?;
     if value.is_empty() && !allow_empty {
         return Err(ErrorKind::Secret(format!(
             "the value for {key} is empty; nothing was changed"
@@ -126,9 +129,6 @@ pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
             "check the command that feeds stdin; to set an empty value on purpose, run `fleetkey secrets set {key} --allow-empty`"
         )));
     }
-    let _lock = machine.lock()?;
-    let prepared = prepare(&machine)?;
-    let mut env = load(&machine)?;
     let changed = env
         .set(key, &value)
         .map_err(|e| ErrorKind::Secret(e.to_string()))?;

@@ -170,26 +170,7 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     refresh_agents(machine, &fleet);
     let _ = std::fs::remove_file(&marker);
     match offline {
-        Some(e) => {
-            let branch = &fleet.sync.branch;
-            let waiting = match (repo.head(), repo.remote_tracking(branch)) {
-                (Some(local), Some(remote)) => repo
-                    .raw()
-                    .graph_ahead_behind(local, remote)
-                    .map(|(ahead, _)| ahead)
-                    .unwrap_or(0),
-                (Some(_), None) => 1,
-                _ => 0,
-            };
-            Err(e.hint_before(&match waiting {
-                0 => "nothing made here waits to go out".to_string(),
-                1 => "1 commit made here is kept and goes out with the next `fleetkey sync`"
-                    .to_string(),
-                n => format!(
-                    "{n} commits made here are kept and go out with the next `fleetkey sync`"
-                ),
-            }))
-        }
+        Some(e) => Err(exchange::with_waiting_hint(e, &repo, &fleet.sync.branch)),
         None => Ok(()),
     }
 }
