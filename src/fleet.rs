@@ -16,6 +16,7 @@ use crate::lock::Lock;
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
 use crate::secrets::SecretsFile;
+use crate::signing::{Signer, SigningKey};
 
 /// How long a manual command waits for a running cycle to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -98,9 +99,34 @@ impl Machine {
         Err(err)
     }
 
-    /// The fleet clone.
+    /// The fleet clone, its commits signed with this machine's signing key (when it has one:
+    /// a commit without it is refused with advice, see [`FleetRepo::signer`]).
     pub fn repo(&self) -> Result<FleetRepo> {
-        FleetRepo::open(&self.config.repo)
+        let repo = FleetRepo::open(&self.config.repo)?;
+        match self.signer() {
+            Ok(signer) => Ok(repo.with_signer(signer)),
+            Err(e) if e.is_not_found() => Ok(repo),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// This machine's signer: its name and signing key. While a `rotate` is unfinished, the
+    /// new key (`signing_key.next`) signs once the clone's roster names it, the old one before.
+    pub fn signer(&self) -> Result<Signer> {
+        let next = self.paths.next_signing_key_file();
+        if next.exists() {
+            let key = SigningKey::load(&next)?;
+            let listed =
+                crate::roster::layout::sign_pub(crate::roster::layout::KEYS, &self.config.name);
+            let in_roster = std::fs::read_to_string(self.config.repo.join(listed))
+                .ok()
+                .and_then(|t| ssh_key::PublicKey::from_openssh(t.trim()).ok());
+            if in_roster.as_ref().map(|k| k.key_data()) == Some(key.public().key_data()) {
+                return Ok(Signer::new(&self.config.name, key));
+            }
+        }
+        let key = SigningKey::load(&self.paths.signing_key_file())?;
+        Ok(Signer::new(&self.config.name, key))
     }
 
     /// The fleet.toml in force: the clone's when it is valid, else the last valid one this

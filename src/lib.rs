@@ -34,6 +34,7 @@ pub(crate) mod identity;
 pub(crate) mod repo;
 pub(crate) mod roster;
 pub(crate) mod secrets;
+pub(crate) mod signing;
 // This machine as a member, and its setup.
 pub(crate) mod fleet;
 pub(crate) mod setup;

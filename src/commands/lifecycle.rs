@@ -21,6 +21,7 @@ use crate::repo::FleetRepo;
 use crate::roster::{self, Member, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
 use crate::setup::{check_not_set_up, machine_keys, settle_in, staging_dir};
+use crate::signing::{Signer, SigningKey};
 use crate::{config::FleetConfig, fault, sync};
 
 /// fleetkey's own files in the repo, restored from HEAD before a lifecycle command.
@@ -34,6 +35,9 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     let staging = staging_dir(&paths)?;
     let root = staging.path().join("fleet");
     forge::clone(remote, &root, None)?;
+    let fetched = FleetRepo::open(&root)?
+        .head()
+        .ok_or_else(|| Error::refused(format!("the forge {remote} holds no fleet")))?;
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
     if roster.active(name).is_some() || roster.pending(name).is_some() {
@@ -48,10 +52,16 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         ))
         .hint("pick another name"));
     }
-    let (identity, ssh) = machine_keys(&paths, name)?;
+    let (identity, ssh, signing) = machine_keys(&paths, name)?;
     files::ensure_dir(&root.join(layout::PENDING))?;
     let age_path = layout::age_pub(layout::PENDING, name);
     let ssh_path = layout::ssh_pub(layout::PENDING, name);
+    let sign_path = layout::sign_pub(layout::PENDING, name);
+    files::write_atomic(
+        &root.join(&sign_path),
+        format!("{}\n", signing.public_line()).as_bytes(),
+        0o644,
+    )?;
     files::write_atomic(
         &root.join(&age_path),
         format!("{}\n", identity.recipient()).as_bytes(),
@@ -62,10 +72,9 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         format!("{}\n", ssh.public_line).as_bytes(),
         0o644,
     )?;
-    let repo = FleetRepo::open(&root)?;
+    let repo = FleetRepo::open(&root)?.with_signer(Signer::new(name, signing));
     repo.commit_paths(
-        &[&age_path, &ssh_path],
-        name,
+        &[&age_path, &ssh_path, &sign_path],
         &format!("{name}: enroll, waiting for approval"),
     )?;
     match forge::push(&root, remote, &fleet.sync.branch)? {
@@ -78,7 +87,14 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         }
     }
     drop(repo);
-    settle_in(&paths, &root, name, fleet.backend, remote)?;
+    settle_in(
+        &paths,
+        &root,
+        name,
+        fleet.backend,
+        remote,
+        &fetched.to_string(),
+    )?;
     outln!("fleetkey: {name} is enrolled and waits for approval.")?;
     print_fingerprints(&identity.recipient().to_string(), &ssh.public_line)?;
     let fp = identity::ssh_fingerprint(&ssh.public_line).unwrap_or_default();
@@ -164,6 +180,10 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
             layout::ssh_pub(layout::PENDING, name),
             layout::ssh_pub(layout::KEYS, name),
         ),
+        (
+            layout::sign_pub(layout::PENDING, name),
+            layout::sign_pub(layout::KEYS, name),
+        ),
     ];
     let mut touched: Vec<String> = Vec::new();
     for (from, to) in &moves {
@@ -185,7 +205,6 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
     let refs: Vec<&str> = touched.iter().map(String::as_str).collect();
     repo.commit_paths(
         &refs,
-        me,
         &format!(
             "{me}: approve {name}; secrets re-encrypted to {} machines",
             roster.active.len()
@@ -247,10 +266,19 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
         .into());
     }
     let env = machine.secrets()?;
-    let new = Bundle::generate(name)?;
+    let root_commit = repo
+        .head()
+        .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
+    let new = Bundle::generate(name, &root_commit.to_string())?;
     new.write(file, passphrase)?;
     let age_path = layout::age_pub(layout::KEYS, name);
     let ssh_path = layout::ssh_pub(layout::KEYS, name);
+    let sign_path = layout::sign_pub(layout::KEYS, name);
+    files::write_atomic(
+        &repo.root().join(&sign_path),
+        format!("{}\n", new.signing.public_line()).as_bytes(),
+        0o644,
+    )?;
     files::write_atomic(
         &repo.root().join(&age_path),
         format!("{}\n", new.identity.recipient()).as_bytes(),
@@ -265,8 +293,7 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
     SecretsFile::new(repo.root()).store(&env, &roster)?;
     let me = &machine.config.name;
     repo.commit_paths(
-        &[&age_path, &ssh_path, CIPHERTEXT, RECIPIENTS],
-        me,
+        &[&age_path, &ssh_path, &sign_path, CIPHERTEXT, RECIPIENTS],
         &format!("{me}: enroll and approve {name} (bundle)"),
     )?;
     outln!(
@@ -287,12 +314,14 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
 pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result<()> {
     let paths = Paths::from_env()?;
     check_not_set_up(&paths)?;
-    if paths.identity_file().exists() {
-        return Err(ErrorKind::Refused(format!(
-            "{} exists; joining would replace this machine's identity",
-            paths.identity_file().display()
-        ))
-        .into());
+    for key in [paths.identity_file(), paths.signing_key_file()] {
+        if key.exists() {
+            return Err(ErrorKind::Refused(format!(
+                "{} exists; joining would replace this machine's keys",
+                key.display()
+            ))
+            .into());
+        }
     }
     let passphrase = bundle::passphrase(passphrase_file, false)?;
     let b = Bundle::read(file, passphrase)?;
@@ -302,6 +331,23 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
     let recipient = b.identity.recipient().to_string();
+    let trust_root = git2::Oid::from_str(&b.trust_root)
+        .map_err(|_| Error::refused("the bundle's trust root is not a commit id"))?;
+    let cloned = FleetRepo::open(&root)?;
+    let holds_root = cloned.head().is_some_and(|h| {
+        h == trust_root
+            || cloned
+                .raw()
+                .graph_descendant_of(h, trust_root)
+                .unwrap_or(false)
+    });
+    drop(cloned);
+    if !holds_root {
+        return Err(ErrorKind::Refused(format!(
+            "the forge {remote} does not hold the fleet commit the bundle pins ({trust_root})"
+        ))
+        .hint("check the remote URL; if the forge was tampered with, run `fleetkey forge repair` on a member"));
+    }
     if roster.active(&b.name).map(|m| m.recipient.to_string()) != Some(recipient) {
         return Err(ErrorKind::Refused(format!(
             "the bundle's identity is not {}'s active key in the fleet at {remote}",
@@ -314,6 +360,7 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     files::ensure_private_dir(&paths.config_dir)?;
     b.identity
         .create(&paths.identity_file(), &clock::rfc3339(clock::now_unix()))?;
+    b.signing.create(&paths.signing_key_file())?;
     let ssh_dir = paths.ssh_dir();
     files::ensure_private_dir(&ssh_dir)?;
     let (private, public) =
@@ -327,7 +374,7 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
         };
     files::create_new_private(&private, b.ssh_private.as_bytes())?;
     files::write_atomic(&public, format!("{}\n", b.ssh_public).as_bytes(), 0o644)?;
-    settle_in(&paths, &root, &b.name, fleet.backend, remote)?;
+    settle_in(&paths, &root, &b.name, fleet.backend, remote, &b.trust_root)?;
     outln!("fleetkey: this machine joined the fleet as {}", b.name)?;
     outln!("  identity: {}", paths.identity_file().display())?;
     outln!("  ssh key:  {}", private.display())?;
@@ -351,6 +398,14 @@ pub fn rotate(ssh: bool) -> Result<()> {
         id.create(&next_path, &clock::rfc3339(clock::now_unix()))?;
         id
     };
+    let next_sign_path = machine.paths.next_signing_key_file();
+    let next_sign = if next_sign_path.exists() {
+        SigningKey::load(&next_sign_path)?
+    } else {
+        let key = SigningKey::generate(&format!("fleetkey-sign@{me}"))?;
+        key.create(&next_sign_path)?;
+        key
+    };
     fault::point("rotate:identity-made");
     let roster = Roster::load(repo.root())?;
     let current = roster
@@ -359,17 +414,29 @@ pub fn rotate(ssh: bool) -> Result<()> {
         .clone();
     let new_recipient = next.recipient().to_string();
     let today = clock::date(clock::now_unix());
-    if current.recipient.to_string() != new_recipient {
+    let signing_done =
+        current.signing.as_ref().map(|k| k.key_data()) == Some(next_sign.public().key_data());
+    if current.recipient.to_string() != new_recipient || !signing_done {
         let env = machine.secrets()?;
         let age_path = layout::age_pub(layout::KEYS, &me);
+        let sign_path = layout::sign_pub(layout::KEYS, &me);
         files::write_atomic(
             &repo.root().join(&age_path),
             format!("{new_recipient}\n").as_bytes(),
             0o644,
         )?;
+        files::write_atomic(
+            &repo.root().join(&sign_path),
+            format!("{}\n", next_sign.public_line()).as_bytes(),
+            0o644,
+        )?;
         let mut revoked_text = read_revoked(repo.root())?;
         revoked_text.push_str(&format!("{}\n# {me} {today} rotated\n", current.recipient));
-        let mut paths_changed = vec![age_path.clone(), layout::REVOKED.to_string()];
+        if let Some(old) = &current.signing {
+            let line = old.to_openssh().expect("a parsed key encodes");
+            revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
+        }
+        let mut paths_changed = vec![age_path.clone(), sign_path, layout::REVOKED.to_string()];
         if ssh {
             let new_line = rotate_ssh_key(&machine.paths, &me)?;
             for key in &current.ssh_keys {
@@ -397,25 +464,33 @@ pub fn rotate(ssh: bool) -> Result<()> {
         paths_changed.push(RECIPIENTS.into());
         let refs: Vec<&str> = paths_changed.iter().map(String::as_str).collect();
         let what = if ssh {
-            "age identity and SSH key"
+            "age identity, signing key and SSH key"
         } else {
-            "age identity"
+            "age identity and signing key"
         };
+        // Signed by the OLD signing key: the one every member knows from the parent's roster.
         repo.commit_paths(
             &refs,
-            &me,
             &format!("{me}: rotate its {what}; secrets re-encrypted"),
         )?;
         fault::point("rotate:committed");
     }
+    // From here on the clone's roster names the new signing key: commits (merges included)
+    // are signed with it.
+    let repo = repo.with_signer(machine.signer()?);
     sync::push_merging_upstream(&machine, &repo, &fleet)?;
     fault::point("rotate:pushed");
-    // The new roster is on the forge: retire the old identity.
+    // The new roster is on the forge: retire the old identity and signing key.
     std::fs::rename(&next_path, machine.paths.identity_file()).map_err(Error::io(
         "cannot retire the old identity at",
         &machine.paths.identity_file(),
     ))?;
+    std::fs::rename(&next_sign_path, machine.paths.signing_key_file()).map_err(Error::io(
+        "cannot retire the old signing key at",
+        &machine.paths.signing_key_file(),
+    ))?;
     outln!("fleetkey: {me} has a new age identity: {new_recipient}")?;
+    outln!("  signing key: {}", next_sign.fingerprint())?;
     Ok(())
 }
 
@@ -528,7 +603,11 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     } else {
         layout::PENDING
     };
-    let key_files = [layout::age_pub(dir, name), layout::ssh_pub(dir, name)];
+    let key_files = [
+        layout::age_pub(dir, name),
+        layout::ssh_pub(dir, name),
+        layout::sign_pub(dir, name),
+    ];
     for f in &key_files {
         let p = repo.root().join(f);
         if p.exists() {
@@ -543,7 +622,6 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     changed.extend([layout::REVOKED, CIPHERTEXT, RECIPIENTS]);
     repo.commit_paths(
         &changed,
-        &me,
         &format!("{me}: revoke {name} ({reason}); secrets re-encrypted"),
     )?;
     fault::point("revoke:committed");

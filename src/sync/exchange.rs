@@ -70,6 +70,7 @@ pub fn exchange(
                 identity,
                 at,
                 fleet.backend,
+                repo.signer()?,
             )?;
             out.lost.extend(done.lost);
             out.other_conflicts += done.other_conflicts;
