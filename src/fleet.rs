@@ -111,17 +111,15 @@ impl Machine {
     }
 
     /// This machine's signer: its name and signing key. While a `rotate` is unfinished, the
-    /// new key (`signing_key.next`) signs once the clone's roster names it, the old one before.
+    /// new key (`signing_key.next`) signs once the clone's HEAD names it, the old one before.
     pub fn signer(&self) -> Result<Signer> {
         let next = self.paths.next_signing_key_file();
         if next.exists() {
             let key = SigningKey::load(&next)?;
-            let listed =
-                crate::roster::layout::sign_pub(crate::roster::layout::KEYS, &self.config.name);
-            let in_roster = std::fs::read_to_string(self.config.repo.join(listed))
+            let in_head = git2::Repository::open(&self.config.repo)
                 .ok()
-                .and_then(|t| ssh_key::PublicKey::from_openssh(t.trim()).ok());
-            if in_roster.as_ref().map(|k| k.key_data()) == Some(key.public().key_data()) {
+                .and_then(|r| crate::trust::head_signing_key(&r, &self.config.name));
+            if in_head.as_deref() == Some(key.fingerprint().as_str()) {
                 return Ok(Signer::new(&self.config.name, key));
             }
         }

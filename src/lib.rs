@@ -35,6 +35,7 @@ pub(crate) mod repo;
 pub(crate) mod roster;
 pub(crate) mod secrets;
 pub(crate) mod signing;
+pub(crate) mod trust;
 // This machine as a member, and its setup.
 pub(crate) mod fleet;
 pub(crate) mod setup;
@@ -99,7 +100,7 @@ fn dispatch(args: Args) -> Result<i32> {
             (None, None) => unreachable!("clap requires --remote or --bundle"),
         },
         Cmd::Approve { name, fingerprint } => {
-            commands::lifecycle::approve(&name, fingerprint.as_deref())
+            commands::approve::approve(&name, fingerprint.as_deref())
         }
         Cmd::Join {
             file,

@@ -18,7 +18,7 @@ use crate::secrets::SecretsFile;
 use crate::signing::SigningKey;
 
 /// Writes a new fleet's files into `root`: fleet.toml, this machine's keys as the whole roster,
-/// an empty keys/revoked and keys/pending/, and an empty secrets file encrypted to the roster.
+/// an empty keys/revoked, and an empty secrets file encrypted to the roster.
 pub fn write_first_roster(
     root: &std::path::Path,
     name: &str,
@@ -32,8 +32,7 @@ pub fn write_first_roster(
         fleet.file_text().as_bytes(),
         0o644,
     )?;
-    files::ensure_dir(&root.join(layout::PENDING))?;
-    files::write_atomic(&root.join(layout::PENDING).join(".keep"), b"", 0o644)?;
+    files::ensure_dir(&root.join(layout::KEYS))?;
     let keys = [
         (
             layout::age_pub(layout::KEYS, name),

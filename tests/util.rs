@@ -264,3 +264,19 @@ pub fn strict_modes_dir() -> tempfile::TempDir {
          qualifies: run the tests from a checkout outside /tmp, or with HOME set to a private directory"
     );
 }
+
+/// The SHA256 fingerprint of `m`'s commit-signing key, as `ssh-keygen -lf` prints it: what
+/// `fleetkey approve NAME --fingerprint` takes.
+pub fn signing_fingerprint(m: &Machine) -> String {
+    let out = run_program(
+        Command::new(require("ssh-keygen", "openssh-client"))
+            .arg("-lf")
+            .arg(m.home.join(".config/fleetkey/signing_key")),
+    );
+    String::from_utf8(out)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}

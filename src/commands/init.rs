@@ -231,7 +231,6 @@ fn run_chezmoi(
                 &ssh_pub,
                 &sign_pub,
                 layout::REVOKED,
-                "keys/pending/.keep",
                 secrets::CIPHERTEXT,
                 secrets::RECIPIENTS,
                 &ignore,

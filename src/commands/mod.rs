@@ -2,6 +2,7 @@
 //! that own the concerns.
 
 pub mod agents;
+pub mod approve;
 pub mod authorized_keys;
 pub mod doctor;
 pub mod init;

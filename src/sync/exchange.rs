@@ -8,11 +8,12 @@
 
 use crate::clock;
 use crate::config::FleetConfig;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
 use crate::forge::{self, PushOutcome};
 use crate::identity::Identity;
 use crate::repo::FleetRepo;
+use crate::trust::{self, Refusal, TrustState, Verdict};
 
 use super::{Network, backend, integrate};
 
@@ -28,6 +29,10 @@ pub struct Exchanged {
     pub lost: Vec<integrate::LostFile>,
     /// Other conflicts resolved.
     pub other_conflicts: usize,
+    /// Commits of the forge refused as not authentic: nothing was integrated or pushed.
+    pub refused: Vec<Refusal>,
+    /// This machine is not (or no longer) an active member: nothing was pushed.
+    pub not_member: bool,
 }
 
 /// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times.
@@ -63,6 +68,12 @@ pub fn exchange(
             if !skip_fetch {
                 fetch_retrying(repo, remote, branch)?;
             }
+            // Verify what the forge holds BEFORE integrating anything from it.
+            let refused = verify_tracking(machine, repo, branch)?;
+            if !refused.is_empty() {
+                out.refused = refused;
+                return Ok(out);
+            }
             let done = integrate::integrate(
                 raw,
                 branch,
@@ -78,6 +89,10 @@ pub fn exchange(
         }
         let head = repo.head();
         if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
+            return Ok(out);
+        }
+        if !may_push(repo)? {
+            out.not_member = true;
             return Ok(out);
         }
         match forge::push(repo.root(), remote, branch)? {
@@ -102,6 +117,78 @@ pub fn exchange(
         "the forge {remote} kept moving: {PUSH_TRIES} pushes in a row were rejected; your commits are kept"
     ))
     .hint("run `fleetkey sync` again"))
+}
+
+/// Whether this machine's commits may go to the forge: its signing key is active in HEAD's
+/// roster (a pending machine, or one revoked, pushes nothing: members would refuse it).
+pub fn may_push(repo: &FleetRepo) -> Result<bool> {
+    let signer = repo.signer()?;
+    Ok(trust::signs_for(
+        repo.raw(),
+        &signer.name,
+        signer.key().public(),
+    ))
+}
+
+/// Fetches the forge's branch and verifies it; see [`verify_tracking`].
+pub fn fetch_verified(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<Vec<Refusal>> {
+    fetch_retrying(repo, &machine.config.remote, branch)?;
+    verify_tracking(machine, repo, branch)
+}
+
+/// Verifies `origin/BRANCH` (just fetched) against this machine's trust state. When it is not
+/// authentic, the refused tip is kept under [`trust::REFUSED_TIP_REF`] and `origin/BRANCH` is
+/// put back on the last authentic tip, so nothing downstream (integrate, fast-forward, status)
+/// ever sees the refused commits; the refusals are returned.
+pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<Vec<Refusal>> {
+    let raw = repo.raw();
+    let tracking = integrate::tracking_ref(branch);
+    let Ok(tip) = raw.refname_to_id(&tracking) else {
+        return Ok(Vec::new());
+    };
+    let root = trust::pinned_root(&machine.config)?;
+    let state_dir = &machine.paths.state_dir;
+    let mut state = TrustState::load(raw, state_dir, root)?;
+    let verdict = trust::Verifier::new(raw).verify(&mut state, tip, true)?;
+    state.save(state_dir)?;
+    match verdict {
+        Verdict::Authentic { checked } => {
+            if checked > 0 {
+                crate::log::debug(&format!("verified {checked} new commits of the forge"));
+            }
+            if let Ok(mut r) = raw.find_reference(trust::REFUSED_TIP_REF) {
+                let _ = r.delete();
+            }
+            Ok(Vec::new())
+        }
+        Verdict::Refused(refused) => {
+            raw.reference(
+                trust::REFUSED_TIP_REF,
+                tip,
+                true,
+                "fleetkey: refused forge tip",
+            )
+            .map_err(Error::git("cannot keep the refused forge tip"))?;
+            match state.last_authentic() {
+                Some(good) if raw.find_commit(good).is_ok() => {
+                    raw.reference(&tracking, good, true, "fleetkey: last authentic forge tip")
+                        .map_err(Error::git("cannot reset the forge's tracking ref"))?;
+                }
+                _ => {
+                    if let Ok(mut r) = raw.find_reference(&tracking) {
+                        let _ = r.delete();
+                    }
+                }
+            }
+            for r in &refused {
+                crate::log::warn(&format!(
+                    "refused commit {} (claims {}): {}",
+                    r.commit, r.machine, r.why
+                ));
+            }
+            Ok(refused)
+        }
+    }
 }
 
 /// `git fetch`, retried (3 times, 300 ms apart) when another git holds a ref lock: a git left
@@ -144,5 +231,17 @@ pub fn push_merging_upstream(
         &clock::rfc3339(now),
         Network::Full,
     )?;
-    backend::keep_lost(machine, repo, &x.lost, now)
+    backend::keep_lost(machine, repo, &x.lost, now)?;
+    if !x.refused.is_empty() {
+        return Err(ErrorKind::Untrusted {
+            refused: x.refused.len(),
+        }
+        .into());
+    }
+    if x.not_member {
+        crate::log::warn(
+            "this machine is not an active member of the fleet; its commits stay local",
+        );
+    }
+    Ok(())
 }

@@ -431,13 +431,29 @@ pub fn join(first: &Node, new: &Node, url: &str) {
     std::fs::set_permissions(&config_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::copy(first.m.identity(), new.m.identity()).unwrap();
     std::fs::set_permissions(new.m.identity(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Signed history: the same signing key (a member's), and the clone's tip as trust root.
+    let signing_key = config_dir.join("signing_key");
+    std::fs::copy(
+        first.m.home.join(".config/fleetkey/signing_key"),
+        &signing_key,
+    )
+    .unwrap();
+    std::fs::set_permissions(&signing_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let head = run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["rev-parse", "HEAD"]),
+    );
+    let head = String::from_utf8(head).unwrap();
     let config = config_dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "name = \"{}\"\nbackend = \"native\"\nrepo = \"{}\"\nremote = \"{url}\"\n",
+            "name = \"{}\"\nbackend = \"native\"\nrepo = \"{}\"\nremote = \"{url}\"\ntrust_root = \"{}\"\n",
             new.name,
-            repo.display()
+            repo.display(),
+            head.trim()
         ),
     )
     .unwrap();
