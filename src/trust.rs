@@ -179,6 +179,9 @@ pub enum Verdict {
 pub struct Verifier<'r> {
     repo: &'r git2::Repository,
     members: HashMap<git2::Oid, Rc<HashMap<String, String>>>,
+    /// After a refused [`Verifier::verify`]: the newest authentic commit among the new ones
+    /// (honest work that members made before the refused commits), if any.
+    pub best_authentic: Option<git2::Oid>,
 }
 
 impl<'r> Verifier<'r> {
@@ -187,6 +190,7 @@ impl<'r> Verifier<'r> {
         Verifier {
             repo,
             members: HashMap::new(),
+            best_authentic: None,
         }
     }
 
@@ -299,6 +303,7 @@ impl<'r> Verifier<'r> {
 
         let mut bad: HashSet<git2::Oid> = HashSet::new();
         let mut refusals = Vec::new();
+        self.best_authentic = None;
         for &oid in &todo {
             let commit = repo
                 .find_commit(oid)
@@ -315,8 +320,12 @@ impl<'r> Verifier<'r> {
                 continue;
             }
             state.learn_revoked(repo, &commit);
+            self.best_authentic = Some(oid);
         }
         if !bad.is_empty() {
+            if let Some(best) = self.best_authentic {
+                state.remember_tip(best);
+            }
             if refusals.is_empty() {
                 refusals.push(Refusal {
                     commit: tip.to_string(),

@@ -280,3 +280,17 @@ pub fn signing_fingerprint(m: &Machine) -> String {
         .unwrap()
         .to_string()
 }
+
+/// `git -c …` options that make a stock `git commit` sign with `m`'s fleetkey signing key, as
+/// docs/rotation.md tells a member committing by hand.
+pub fn signing_config(m: &Machine) -> Vec<String> {
+    let key = m.home.join(".config/fleetkey/signing_key");
+    vec![
+        "-c".into(),
+        "gpg.format=ssh".into(),
+        "-c".into(),
+        format!("user.signingkey={}", key.display()),
+        "-c".into(),
+        "commit.gpgsign=true".into(),
+    ]
+}

@@ -149,7 +149,8 @@ pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Res
     let root = trust::pinned_root(&machine.config)?;
     let state_dir = &machine.paths.state_dir;
     let mut state = TrustState::load(raw, state_dir, root)?;
-    let verdict = trust::Verifier::new(raw).verify(&mut state, tip, true)?;
+    let mut verifier = trust::Verifier::new(raw);
+    let verdict = verifier.verify(&mut state, tip, true)?;
     state.save(state_dir)?;
     match verdict {
         Verdict::Authentic { checked } => {
@@ -169,7 +170,13 @@ pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Res
                 "fleetkey: refused forge tip",
             )
             .map_err(Error::git("cannot keep the refused forge tip"))?;
-            match state.last_authentic() {
+            // Honest commits members made before the refused ones are kept; nothing after.
+            let newest = state.tips.first().and_then(|t| git2::Oid::from_str(t).ok());
+            let good = verifier
+                .best_authentic
+                .or(newest)
+                .or(state.last_authentic());
+            match good {
                 Some(good) if raw.find_commit(good).is_ok() => {
                     raw.reference(&tracking, good, true, "fleetkey: last authentic forge tip")
                         .map_err(Error::git("cannot reset the forge's tracking ref"))?;

@@ -57,15 +57,21 @@ fn chezmoi_backend_runs_chezmoi_s_exact_commands_and_keeps_both_sides_of_a_confl
         .unwrap()
         .replace("backend = \"native\"", "backend = \"chezmoi\"");
     std::fs::write(&toml, text).unwrap();
-    run_program(Command::new("git").arg("-C").arg(a.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qam",
-        "test: chezmoi backend",
-    ]));
+    run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(a.repo())
+            .args(crate::util::signing_config(&a.m))
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qam",
+                "test: chezmoi backend",
+            ]),
+    );
     with_fake(a, &["sync"]);
     with_fake(b, &["sync"]);
 

@@ -16,15 +16,21 @@ fn commit_in_clone(n: &Node, message: &str) {
         "add",
         "-A",
     ]));
-    run_program(Command::new("git").arg("-C").arg(n.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qm",
-        message,
-    ]));
+    run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(n.repo())
+            .args(crate::util::signing_config(&n.m))
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                message,
+            ]),
+    );
 }
 
 #[test]

@@ -38,15 +38,19 @@ pub fn set_timing(fleet: &Fleet, settle: &str, poll: &str) {
         .replace("poll = \"60s\"", &format!("poll = \"{poll}\""));
     std::fs::write(&path, text).unwrap();
     let mut commit = Command::new("git");
-    commit.arg("-C").arg(a.repo()).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-qam",
-        "test: timing",
-    ]);
+    commit
+        .arg("-C")
+        .arg(a.repo())
+        .args(crate::util::signing_config(&a.m))
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qam",
+            "test: timing",
+        ]);
     crate::util::run_program(&mut commit);
     fleet.settle(1);
 }
