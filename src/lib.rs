@@ -50,7 +50,7 @@ pub use error::{Error, Result};
 
 use clap::Parser;
 
-use cli::{AgentsCmd, Args, Cmd, SecretsCmd};
+use cli::{AgentsCmd, Args, Cmd, ForgeCmd, SecretsCmd};
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
@@ -109,6 +109,10 @@ fn dispatch(args: Args) -> Result<i32> {
         } => commands::lifecycle::join(&file, &remote, passphrase_file.as_deref()),
         Cmd::Rotate { ssh } => commands::lifecycle::rotate(ssh),
         Cmd::Status { json } => commands::status::run(json),
+        Cmd::Verify { allowed_signers } => commands::verify::verify(allowed_signers),
+        Cmd::Forge { action } => match action {
+            ForgeCmd::Repair { yes } => commands::verify::repair(yes),
+        },
         Cmd::Revoke {
             name,
             compromised,

@@ -84,6 +84,11 @@ impl TrustState {
         {
             return Ok(s);
         }
+        Ok(TrustState::fresh(repo, root))
+    }
+
+    /// A state that knows only `root` (and the revocations in its tree).
+    pub fn fresh(repo: &git2::Repository, root: git2::Oid) -> TrustState {
         let mut state = TrustState {
             root: root.to_string(),
             tips: vec![root.to_string()],
@@ -92,7 +97,7 @@ impl TrustState {
         if let Ok(commit) = repo.find_commit(root) {
             state.learn_revoked(repo, &commit);
         }
-        Ok(state)
+        state
     }
 
     /// Writes the state atomically (0600).

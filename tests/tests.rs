@@ -11,3 +11,4 @@ mod lifecycle;
 mod sshd;
 mod status_doctor;
 mod sync;
+mod trust;

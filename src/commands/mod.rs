@@ -12,3 +12,4 @@ pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod track;
+pub mod verify;

@@ -3,7 +3,7 @@
 
 mod chezmoi;
 mod faults;
-mod harness;
+pub mod harness;
 mod paths;
 mod soak;
 mod transport;
