@@ -111,20 +111,24 @@ impl Machine {
     }
 
     /// This machine's signer: its name and signing key. While a `rotate` is unfinished, the
-    /// new key (`signing_key.next`) signs once the clone's HEAD names it, the old one before.
+    /// new key (`signing_key.next`) signs once the clone's HEAD lists it and no longer lists the
+    /// old one; the old one before.
     pub fn signer(&self) -> Result<Signer> {
+        let current = SigningKey::load(&self.paths.signing_key_file());
         let next = self.paths.next_signing_key_file();
         if next.exists() {
             let key = SigningKey::load(&next)?;
             let in_head = git2::Repository::open(&self.config.repo)
-                .ok()
-                .and_then(|r| crate::trust::head_signing_key(&r, &self.config.name));
-            if in_head.as_deref() == Some(key.fingerprint().as_str()) {
+                .map(|r| crate::trust::head_signing_keys(&r, &self.config.name))
+                .unwrap_or_default();
+            let old_listed = current
+                .as_ref()
+                .is_ok_and(|c| in_head.contains(&c.fingerprint()));
+            if in_head.contains(&key.fingerprint()) && !old_listed {
                 return Ok(Signer::new(&self.config.name, key));
             }
         }
-        let key = SigningKey::load(&self.paths.signing_key_file())?;
-        Ok(Signer::new(&self.config.name, key))
+        Ok(Signer::new(&self.config.name, current?))
     }
 
     /// The fleet.toml in force: the clone's when it is valid, else the last valid one this

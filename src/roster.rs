@@ -50,8 +50,9 @@ pub struct Member {
     pub recipient: age::x25519::Recipient,
     /// Its SSH public keys.
     pub ssh_keys: Vec<ssh_key::PublicKey>,
-    /// Its commit-signing key (`keys/NAME.sign.pub`).
-    pub signing: Option<ssh_key::PublicKey>,
+    /// Its commit-signing keys (`keys/NAME.sign.pub`): one, or two while a `rotate` hands over
+    /// from the old key to the new.
+    pub signing: Vec<ssh_key::PublicKey>,
 }
 
 /// A key in `keys/revoked`.
@@ -254,8 +255,8 @@ fn load_members(dir: &Path) -> Result<Vec<Member>> {
             None => Vec::new(),
         };
         let signing = match files.sign {
-            Some(p) => read_ssh_keys(&p)?.into_iter().next(),
-            None => None,
+            Some(p) => read_ssh_keys(&p)?,
+            None => Vec::new(),
         };
         out.push(Member {
             name,
@@ -382,7 +383,7 @@ pub fn revocation_lines(member: &Member, date: &str, reason: &str) -> String {
         let line = key.to_openssh().expect("a parsed key encodes");
         text.push_str(&format!("{line}\n{note}\n"));
     }
-    if let Some(key) = &member.signing {
+    for key in &member.signing {
         let line = key.to_openssh().expect("a parsed key encodes");
         text.push_str(&format!("{line}\n{note}\n"));
     }

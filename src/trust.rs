@@ -226,11 +226,11 @@ impl<'r> Verifier<'r> {
                     continue;
                 };
                 let text = String::from_utf8_lossy(blob.content());
-                if let Some(fp) = text
+                for fp in text
                     .lines()
                     .map(str::trim)
-                    .find(|l| !l.is_empty() && !l.starts_with('#'))
-                    .and_then(key_fingerprint)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .filter_map(key_fingerprint)
                 {
                     map.insert(fp, name.to_string());
                 }
@@ -455,17 +455,24 @@ pub fn signs_for(repo: &git2::Repository, name: &str, key: &ssh_key::PublicKey) 
     members.get(&fp).is_some_and(|owner| owner == name) || members.contains_key(&fp)
 }
 
-/// The fingerprint of `name`'s signing key in HEAD's tree (`keys/NAME.sign.pub`).
-pub fn head_signing_key(repo: &git2::Repository, name: &str) -> Option<String> {
+/// The fingerprints of `name`'s signing keys in HEAD's tree (`keys/NAME.sign.pub`).
+pub fn head_signing_keys(repo: &git2::Repository, name: &str) -> Vec<String> {
     let path = crate::roster::layout::sign_pub(crate::roster::layout::KEYS, name);
-    let tree = repo.head().and_then(|h| h.peel_to_tree()).ok()?;
-    let entry = tree.get_path(Path::new(&path)).ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
+    let Some(blob) = repo
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .ok()
+        .and_then(|t| t.get_path(Path::new(&path)).ok())
+        .and_then(|e| repo.find_blob(e.id()).ok())
+    else {
+        return Vec::new();
+    };
     String::from_utf8_lossy(blob.content())
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .and_then(key_fingerprint)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(key_fingerprint)
+        .collect()
 }
 
 /// The trust root pinned in config.toml, refusing a machine set up before signed history.

@@ -551,3 +551,48 @@ fn approve_on_a_terminal_shows_the_fingerprints_and_takes_a_yes_and_a_no_approve
     beta.ok(&["sync"]);
     assert!(beta.repo().join("keys/beta.sign.pub").exists());
 }
+
+#[test]
+fn a_rotate_that_races_another_members_push_stays_authentic_everywhere() {
+    let f = fleet();
+    let old = signing_fingerprint(&f.beta);
+    // beta's rotate is cut off right after its first commit (new keys listed beside the old).
+    let out = f
+        .beta
+        .cmd(["rotate"])
+        .env("FLEETKEY_FAULT", "rotate:committed")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{out:?}"
+    );
+    // Meanwhile alpha pushes a change: beta's rotate must now merge.
+    f.alpha
+        .ok_with_stdin(&["secrets", "set", "RACE"], b"from-alpha\n");
+    f.beta.ok(&["rotate"]);
+    assert_ne!(signing_fingerprint(&f.beta), old, "the signing key changed");
+    // Every commit beta made (the rotate, the merge, the retirement) is authentic on alpha.
+    f.alpha.ok(&["sync"]);
+    f.beta.ok(&["sync"]);
+    f.alpha.ok(&["sync"]);
+    assert_eq!(f.beta.ok(&["secrets", "get", "RACE"]), "from-alpha\n");
+    let revoked = std::fs::read_to_string(f.alpha.repo().join("keys/revoked")).unwrap();
+    assert!(
+        revoked.contains("beta") && revoked.contains("rotated"),
+        "{revoked}"
+    );
+    let listed = std::fs::read_to_string(f.alpha.repo().join("keys/beta.sign.pub")).unwrap();
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "only the new key stays: {listed}"
+    );
+    // And beta's later commits, signed with the new key, are too.
+    f.beta
+        .ok_with_stdin(&["secrets", "set", "AFTER_ROTATE"], b"x\n");
+    f.alpha.ok(&["sync"]);
+    assert_eq!(f.alpha.ok(&["secrets", "get", "AFTER_ROTATE"]), "x\n");
+    assert!(f.alpha.ok(&["verify"]).contains("authentic"));
+}

@@ -134,7 +134,7 @@ pub fn read_request(repo: &git2::Repository, oid: git2::Oid, name: &str) -> Resu
         name: name.to_string(),
         recipient,
         ssh_keys,
-        signing: Some(signing),
+        signing: vec![signing],
     })
 }
 
@@ -196,7 +196,7 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
             .and_then(|k| k.to_openssh().ok())
             .unwrap_or_default(),
     )?;
-    if let Some(key) = &pending.signing {
+    for key in &pending.signing {
         print_key("signing key", key)?;
     }
     confirm(&pending, fingerprint).inspect_err(|_| forget())?;
@@ -204,7 +204,7 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
     let env = machine.secrets()?;
     let sign_line = pending
         .signing
-        .as_ref()
+        .first()
         .and_then(|k| k.to_openssh().ok())
         .unwrap_or_default();
     let ssh_text: String = pending
@@ -304,7 +304,7 @@ fn check_fingerprint(member: &Member, fp: &str) -> Result<()> {
     let fp = fp.trim();
     let sha = |k: &ssh_key::PublicKey| k.fingerprint(ssh_key::HashAlg::Sha256).to_string() == fp;
     let matches = member.ssh_keys.iter().any(sha)
-        || member.signing.as_ref().is_some_and(sha)
+        || member.signing.iter().any(sha)
         || member.recipient.to_string() == fp;
     if matches {
         return Ok(());

@@ -362,29 +362,41 @@ pub fn rotate(ssh: bool) -> Result<()> {
         .clone();
     let new_recipient = next.recipient().to_string();
     let today = clock::date(clock::now_unix());
-    let signing_done =
-        current.signing.as_ref().map(|k| k.key_data()) == Some(next_sign.public().key_data());
-    if current.recipient.to_string() != new_recipient || !signing_done {
+    let is_new = |k: &ssh_key::PublicKey| k.key_data() == next_sign.public().key_data();
+    let sign_path = layout::sign_pub(layout::KEYS, &me);
+    let sign_text = |keys: &[&ssh_key::PublicKey]| -> String {
+        keys.iter()
+            .map(|k| format!("{}\n", k.to_openssh().expect("a parsed key encodes")))
+            .collect()
+    };
+    // Step 1: the new identity, and the new signing key listed BESIDE the old one, in one commit
+    // signed by the old key (the one members know from its parent). A merge this machine has to
+    // make before step 2 is pushed is signed by the old key, which both parents list.
+    if current.recipient.to_string() != new_recipient || !current.signing.iter().any(is_new) {
         let env = machine.secrets()?;
         let age_path = layout::age_pub(layout::KEYS, &me);
-        let sign_path = layout::sign_pub(layout::KEYS, &me);
         files::write_atomic(
             &repo.root().join(&age_path),
             format!("{new_recipient}\n").as_bytes(),
             0o644,
         )?;
+        let mut listed: Vec<&ssh_key::PublicKey> =
+            current.signing.iter().filter(|k| !is_new(k)).collect();
+        listed.push(next_sign.public());
         files::write_atomic(
             &repo.root().join(&sign_path),
-            format!("{}\n", next_sign.public_line()).as_bytes(),
+            sign_text(&listed).as_bytes(),
             0o644,
         )?;
         let mut revoked_text = read_revoked(repo.root())?;
-        revoked_text.push_str(&format!("{}\n# {me} {today} rotated\n", current.recipient));
-        if let Some(old) = &current.signing {
-            let line = old.to_openssh().expect("a parsed key encodes");
-            revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
+        if current.recipient.to_string() != new_recipient {
+            revoked_text.push_str(&format!("{}\n# {me} {today} rotated\n", current.recipient));
         }
-        let mut paths_changed = vec![age_path.clone(), sign_path, layout::REVOKED.to_string()];
+        let mut paths_changed = vec![
+            age_path.clone(),
+            sign_path.clone(),
+            layout::REVOKED.to_string(),
+        ];
         if ssh {
             let new_line = rotate_ssh_key(&machine.paths, &me)?;
             for key in &current.ssh_keys {
@@ -416,18 +428,45 @@ pub fn rotate(ssh: bool) -> Result<()> {
         } else {
             "age identity and signing key"
         };
-        // Signed by the OLD signing key: the one every member knows from the parent's roster.
         repo.commit_paths(
             &refs,
             &format!("{me}: rotate its {what}; secrets re-encrypted"),
         )?;
         fault::point("rotate:committed");
     }
-    // From here on the clone's roster names the new signing key: commits (merges included)
-    // are signed with it.
-    let repo = repo.with_signer(machine.signer()?);
     sync::push_merging_upstream(&machine, &repo, &fleet)?;
     fault::point("rotate:pushed");
+    // Step 2, once step 1 is on the forge: the old signing key leaves the roster for
+    // keys/revoked; from here on this machine signs with the new key.
+    let roster = Roster::load(repo.root())?;
+    let old: Vec<ssh_key::PublicKey> = roster
+        .active(&me)
+        .map(|m| m.signing.iter().filter(|k| !is_new(k)).cloned().collect())
+        .unwrap_or_default();
+    if !old.is_empty() {
+        files::write_atomic(
+            &repo.root().join(&sign_path),
+            sign_text(&[next_sign.public()]).as_bytes(),
+            0o644,
+        )?;
+        let mut revoked_text = read_revoked(repo.root())?;
+        for key in &old {
+            let line = key.to_openssh().expect("a parsed key encodes");
+            revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
+        }
+        files::write_atomic(
+            &repo.root().join(layout::REVOKED),
+            revoked_text.as_bytes(),
+            0o644,
+        )?;
+        repo.commit_paths(
+            &[&sign_path, layout::REVOKED],
+            &format!("{me}: retire its old signing key"),
+        )?;
+        fault::point("rotate:retired");
+    }
+    let repo = repo.with_signer(machine.signer()?);
+    sync::push_merging_upstream(&machine, &repo, &fleet)?;
     // The new roster is on the forge: retire the old identity and signing key.
     std::fs::rename(&next_path, machine.paths.identity_file()).map_err(Error::io(
         "cannot retire the old identity at",

@@ -50,10 +50,9 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
         .head()
         .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
     // A fresh check of the whole branch, from the root, with nothing remembered.
+    // Revocations are learned in history order, as a machine first seeing this history would:
+    // a commit signed before its key was revoked stays authentic.
     let mut fresh = TrustState::fresh(raw, root);
-    // The revocations this machine has seen stay in force.
-    let saved = TrustState::load(raw, &machine.paths.state_dir, root)?;
-    fresh.revoked.extend(saved.revoked);
     let started = std::time::Instant::now();
     let verdict = Verifier::new(raw).verify(&mut fresh, head, false)?;
     let elapsed = started.elapsed();
@@ -89,7 +88,7 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
     let signers: Vec<&str> = roster
         .active
         .iter()
-        .filter(|m| m.signing.is_some())
+        .filter(|m| !m.signing.is_empty())
         .map(|m| m.name.as_str())
         .collect();
     outln!("signers {} active: {}", signers.len(), signers.join(", "))?;
@@ -106,7 +105,7 @@ fn print_allowed_signers(machine: &Machine) -> Result<()> {
         "# fleetkey: the fleet's signing keys, for git -c gpg.ssh.allowedSignersFile=FILE verify-commit\n",
     );
     for m in &roster.active {
-        if let Some(key) = &m.signing {
+        for key in &m.signing {
             let line = key
                 .to_openssh()
                 .map_err(|e| ErrorKind::Refused(format!("cannot encode a key: {e}")))?;
