@@ -263,14 +263,14 @@ impl<'r> Verifier<'r> {
         if repo.find_commit(tip).is_err() {
             return Ok(refuse_tip("the commit is missing from the clone".into()));
         }
-        if tip != root
-            && !repo
-                .graph_descendant_of(tip, root)
-                .map_err(Error::git("cannot compare histories"))?
-        {
-            return Ok(refuse_tip(format!(
-                "it does not descend from this machine's trust root {root} (a rewind or a foreign history)"
-            )));
+        let tip_text = tip.to_string();
+        let known = tip == root || state.tips.contains(&tip_text);
+        // Nothing new: a verified tip (the forge's, when it is the forge's branch).
+        if known && (!forge || state.forge_tip.as_deref().is_none_or(|f| f == tip_text)) {
+            if forge {
+                state.forge_tip = Some(tip_text);
+            }
+            return Ok(Verdict::Authentic { checked: 0 });
         }
         if forge
             && let Some(prev) = state
@@ -305,6 +305,18 @@ impl<'r> Verifier<'r> {
         let todo: Vec<git2::Oid> = walk
             .collect::<std::result::Result<_, _>>()
             .map_err(Error::git("cannot walk the history"))?;
+        // Nothing to walk: the tip is the root, a verified tip or an ancestor of one. Only the
+        // root's descendants count (an ancestor of the root is not part of this fleet's history).
+        if todo.is_empty()
+            && !known
+            && !repo
+                .graph_descendant_of(tip, root)
+                .map_err(Error::git("cannot compare histories"))?
+        {
+            return Ok(refuse_tip(format!(
+                "it does not descend from this machine's trust root {root} (a rewind or a foreign history)"
+            )));
+        }
 
         let mut bad: HashSet<git2::Oid> = HashSet::new();
         let mut refusals = Vec::new();

@@ -149,9 +149,12 @@ pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Res
     let root = trust::pinned_root(&machine.config)?;
     let state_dir = &machine.paths.state_dir;
     let mut state = TrustState::load(raw, state_dir, root)?;
+    let before = state.clone();
     let mut verifier = trust::Verifier::new(raw);
     let verdict = verifier.verify(&mut state, tip, true)?;
-    state.save(state_dir)?;
+    if state != before || !state_dir.join(trust::STATE_FILE).exists() {
+        state.save(state_dir)?;
+    }
     match verdict {
         Verdict::Authentic { checked } => {
             if checked > 0 {
