@@ -120,7 +120,8 @@ impl TrustState {
             .or_else(|| self.root_oid())
     }
 
-    fn remember_tip(&mut self, tip: git2::Oid) {
+    /// Remembers `tip` as verified: everything it reaches is authentic.
+    pub fn remember_tip(&mut self, tip: git2::Oid) {
         let t = tip.to_string();
         self.tips.retain(|x| x != &t);
         self.tips.insert(0, t);

@@ -508,7 +508,12 @@ fn approve_on_a_terminal_shows_the_fingerprints_and_takes_a_yes_and_a_no_approve
     let alpha = Machine::new();
     alpha.ok(&["init", "--name", "alpha", "--remote", &url]);
     let beta = Machine::new();
-    beta.ok(&["enroll", "beta", "--remote", &url]);
+    let enrolled = beta.ok(&["enroll", "beta", "--remote", &url]);
+    // enroll prints the fleet's fingerprint; a member's status shows the same.
+    let status: serde_json::Value = serde_json::from_str(&alpha.ok(&["status", "--json"])).unwrap();
+    let fleet_fp = status["trust"]["fleet_fingerprint"].as_str().unwrap();
+    assert!(enrolled.contains(fleet_fp), "{enrolled}\n{fleet_fp}");
+    assert_eq!(status["fleet"]["pending"], serde_json::json!(["beta"]));
     let fp = signing_fingerprint(&beta);
     let on_pty = |answer: &str| {
         let mut cmd = alpha.cmd(Vec::<&str>::new());
@@ -595,4 +600,28 @@ fn a_rotate_that_races_another_members_push_stays_authentic_everywhere() {
     f.alpha.ok(&["sync"]);
     assert_eq!(f.alpha.ok(&["secrets", "get", "AFTER_ROTATE"]), "x\n");
     assert!(f.alpha.ok(&["verify"]).contains("authentic"));
+}
+
+#[test]
+fn a_machine_set_up_before_signed_history_is_refused_with_a_way_forward() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    // What a machine set up before signing looks like: no trust root, no signing key.
+    let config = alpha.home.join(".config/fleetkey/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("trust_root"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, old).unwrap();
+    std::fs::remove_file(alpha.home.join(".config/fleetkey/signing_key")).unwrap();
+    let err = alpha.fails(&["sync"], 1);
+    assert!(
+        err.contains("before fleetkey signed its history") && err.contains("start a new fleet"),
+        "{err}"
+    );
+    let doctor = alpha.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("start a new fleet"), "{text}");
 }

@@ -37,6 +37,27 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
     let repo = machine.repo()?;
     let fleet = machine.fleet_config()?;
     let branch = &fleet.sync.branch;
+    let raw = repo.raw();
+    let head = repo
+        .head()
+        .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
+    // A fresh check of the whole branch, from the root, with nothing remembered. Revocations are
+    // learned in history order, as a machine first seeing this history would: a commit signed
+    // before its key was revoked stays authentic.
+    let mut fresh = TrustState::fresh(raw, root);
+    let started = std::time::Instant::now();
+    let verdict = Verifier::new(raw).verify(&mut fresh, head, false)?;
+    let elapsed = started.elapsed();
+    if let Verdict::Authentic { .. } = verdict {
+        // What was just verified need not be walked again by the forge's check below.
+        let mut saved = TrustState::load(raw, &machine.paths.state_dir, root)?;
+        saved.remember_tip(head);
+        saved.revoked.extend(fresh.revoked.iter().cloned());
+        saved
+            .revoked_blobs
+            .extend(fresh.revoked_blobs.iter().cloned());
+        saved.save(&machine.paths.state_dir)?;
+    }
     let forge_refused = match exchange::fetch_verified(&machine, &repo, branch) {
         Ok(r) => Some(r),
         Err(e) if e.is_unreachable() => {
@@ -45,17 +66,6 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let raw = repo.raw();
-    let head = repo
-        .head()
-        .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
-    // A fresh check of the whole branch, from the root, with nothing remembered.
-    // Revocations are learned in history order, as a machine first seeing this history would:
-    // a commit signed before its key was revoked stays authentic.
-    let mut fresh = TrustState::fresh(raw, root);
-    let started = std::time::Instant::now();
-    let verdict = Verifier::new(raw).verify(&mut fresh, head, false)?;
-    let elapsed = started.elapsed();
     let fp = trust::fleet_fingerprint(raw, head).ok();
     outln!("fleet fingerprint  {}", fp.as_deref().unwrap_or("none"))?;
     outln!("trust root         {root}")?;
