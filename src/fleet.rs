@@ -16,6 +16,7 @@ use crate::lock::Lock;
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
 use crate::secrets::SecretsFile;
+use crate::signing::{Signer, SigningKey};
 
 /// How long a manual command waits for a running cycle to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -86,9 +87,36 @@ impl Machine {
         Err(err)
     }
 
-    /// The fleet clone.
+    /// The fleet clone, its commits signed with this machine's signing key (when it has one:
+    /// a commit without it is refused with advice, see [`FleetRepo::signer`]).
     pub fn repo(&self) -> Result<FleetRepo> {
-        FleetRepo::open(&self.config.repo)
+        let repo = FleetRepo::open(&self.config.repo)?;
+        match self.signer() {
+            Ok(signer) => Ok(repo.with_signer(signer)),
+            Err(e) if e.is_not_found() => Ok(repo),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// This machine's signer: its name and signing key. While a `rotate` is unfinished, the
+    /// new key (`signing_key.next`) signs once the clone's HEAD lists it and no longer lists the
+    /// old one; the old one before.
+    pub fn signer(&self) -> Result<Signer> {
+        let current = SigningKey::load(&self.paths.signing_key_file());
+        let next = self.paths.next_signing_key_file();
+        if next.exists() {
+            let key = SigningKey::load(&next)?;
+            let in_head = git2::Repository::open(&self.config.repo)
+                .map(|r| crate::trust::head_signing_keys(&r, &self.config.name))
+                .unwrap_or_default();
+            let old_listed = current
+                .as_ref()
+                .is_ok_and(|c| in_head.contains(&c.fingerprint()));
+            if in_head.contains(&key.fingerprint()) && !old_listed {
+                return Ok(Signer::new(&self.config.name, key));
+            }
+        }
+        Ok(Signer::new(&self.config.name, current?))
     }
 
     /// The fleet.toml in force: the clone's when it is valid, else the last valid one this
