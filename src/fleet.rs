@@ -125,31 +125,39 @@ impl Machine {
         self.fleet_settings().map(|s| s.config)
     }
 
+    /// Keeps a copy of the clone's fleet.toml in the state directory when it is valid (and
+    /// differs from the copy): the one [`Machine::fleet_settings`] falls back on. Called by the
+    /// sync cycle under the lock, before it captures; reading commands never write it.
+    pub fn keep_valid_fleet(&self) {
+        let Ok(config) = FleetConfig::load(&self.config.repo) else {
+            return;
+        };
+        let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
+        let text = config.to_toml();
+        if std::fs::read(&saved).ok().as_deref() == Some(text.as_bytes()) {
+            return;
+        }
+        let kept = crate::files::ensure_private_dir(&self.paths.state_dir)
+            .and_then(|()| crate::files::write_atomic(&saved, text.as_bytes(), 0o600));
+        if let Err(e) = kept {
+            crate::log::warn(&format!("cannot keep a copy of fleet.toml: {e}"));
+        }
+    }
+
     /// The fleet.toml in force, and why the clone's is not, when it is not.
     ///
     /// An invalid fleet.toml (from the forge, or edited by hand in the clone) must never wedge
-    /// this machine: the last valid one stays in force (kept in the state directory, updated
-    /// whenever the clone's is valid and different) until a valid commit heals it, and every
+    /// this machine: the last valid one stays in force (kept in the state directory by
+    /// [`Machine::keep_valid_fleet`]) until a valid commit heals it, and every
     /// caller can report what is held back. With no valid fleet.toml ever seen, the error
     /// stands.
     pub fn fleet_settings(&self) -> Result<InForce> {
         let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
         match FleetConfig::load(&self.config.repo) {
-            Ok(config) => {
-                let text = config.to_toml();
-                let known = std::fs::read(&saved).ok();
-                if known.as_deref() != Some(text.as_bytes()) {
-                    let kept = crate::files::ensure_private_dir(&self.paths.state_dir)
-                        .and_then(|()| crate::files::write_atomic(&saved, text.as_bytes(), 0o600));
-                    if let Err(e) = kept {
-                        crate::log::warn(&format!("cannot keep a copy of fleet.toml: {e}"));
-                    }
-                }
-                Ok(InForce {
-                    config,
-                    held_back: None,
-                })
-            }
+            Ok(config) => Ok(InForce {
+                config,
+                held_back: None,
+            }),
             Err(e) => {
                 let fallback = std::fs::read_to_string(&saved)
                     .ok()

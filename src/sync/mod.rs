@@ -116,6 +116,7 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
 
     // Capture by the fleet.toml in force (the last valid one when the clone's is not), every
     // path of it checked; a refused entry is reported by apply, with the fleet.toml it uses.
+    machine.keep_valid_fleet();
     let plan = plan::Plan::for_machine(machine)?;
     let fleet = plan.fleet.clone();
     let mut manifest = Manifest::load(state_dir);
