@@ -7,12 +7,17 @@
 //!
 //! The decrypted format is line-based text:
 //! ```text
-//! fleetkey-bundle 1
+//! fleetkey-bundle 2
 //! name NAME
+//! trust-root COMMIT           the fleet commit the new machine pins as its trust root
 //! age AGE-SECRET-KEY-1…
 //! ssh-public ssh-ed25519 AAAA… COMMENT
 //! ssh-private
 //! -----BEGIN OPENSSH PRIVATE KEY-----
+//! …
+//! -----END OPENSSH PRIVATE KEY-----
+//! sign-private
+//! -----BEGIN OPENSSH PRIVATE KEY-----   the commit-signing key
 //! …
 //! -----END OPENSSH PRIVATE KEY-----
 //! ```
@@ -25,8 +30,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
+use crate::signing::SigningKey;
 
-const HEADER: &str = "fleetkey-bundle 1";
+const HEADER: &str = "fleetkey-bundle 2";
 /// Largest bundle fleetkey reads.
 const BUNDLE_LIMIT: u64 = 256 * 1024;
 
@@ -40,22 +46,29 @@ pub struct Bundle {
     pub ssh_public: String,
     /// Its OpenSSH private key (PEM text).
     pub ssh_private: Zeroizing<String>,
+    /// Its commit-signing key.
+    pub signing: SigningKey,
+    /// The fleet commit the new machine pins as its trust root (hex).
+    pub trust_root: String,
 }
 
 impl Bundle {
     /// The plaintext form.
-    fn to_text(&self) -> Zeroizing<String> {
+    fn to_text(&self) -> Result<Zeroizing<String>> {
         let id = self.identity.to_file_text("bundle");
         let secret_line = id
             .lines()
             .find(|l| l.starts_with("AGE-SECRET-KEY-"))
             .expect("an identity file holds its key");
-        Zeroizing::new(format!(
-            "{HEADER}\nname {}\nage {secret_line}\nssh-public {}\nssh-private\n{}",
+        let sign = self.signing.to_openssh()?;
+        Ok(Zeroizing::new(format!(
+            "{HEADER}\nname {}\ntrust-root {}\nage {secret_line}\nssh-public {}\nssh-private\n{}sign-private\n{}",
             self.name,
+            self.trust_root,
             self.ssh_public,
-            self.ssh_private.as_str()
-        ))
+            self.ssh_private.as_str(),
+            sign.as_str()
+        )))
     }
 
     /// Parses the plaintext form; `path` names the bundle in errors.
@@ -66,9 +79,11 @@ impl Bundle {
                 path.display()
             ))
         };
-        let mut lines = text.splitn(5, '\n');
+        let mut lines = text.splitn(6, '\n');
         if lines.next() != Some(HEADER) {
-            return Err(bad("unknown header"));
+            return Err(bad(
+                "unknown header; bundles made before signed history are refused",
+            ));
         }
         let name = lines
             .next()
@@ -76,6 +91,12 @@ impl Bundle {
             .ok_or_else(|| bad("no name"))?
             .to_string();
         crate::roster::check_name(&name)?;
+        let trust_root = lines
+            .next()
+            .and_then(|l| l.strip_prefix("trust-root "))
+            .filter(|r| git2::Oid::from_str(r).is_ok())
+            .ok_or_else(|| bad("no trust root"))?
+            .to_string();
         let age_line = lines
             .next()
             .and_then(|l| l.strip_prefix("age "))
@@ -90,17 +111,23 @@ impl Bundle {
             .next()
             .and_then(|l| l.strip_prefix("ssh-private\n"))
             .ok_or_else(|| bad("no SSH private key"))?;
-        ssh_key::PrivateKey::from_openssh(rest).map_err(|_| bad("a damaged SSH private key"))?;
+        let (ssh_pem, sign_pem) = rest
+            .split_once("sign-private\n")
+            .ok_or_else(|| bad("no signing key"))?;
+        ssh_key::PrivateKey::from_openssh(ssh_pem).map_err(|_| bad("a damaged SSH private key"))?;
+        let signing = SigningKey::from_openssh(sign_pem, path)?;
         Ok(Bundle {
             name,
             identity,
             ssh_public,
-            ssh_private: Zeroizing::new(rest.to_string()),
+            ssh_private: Zeroizing::new(ssh_pem.to_string()),
+            signing,
+            trust_root,
         })
     }
 
-    /// Makes fresh keys for `name`.
-    pub fn generate(name: &str) -> Result<Bundle> {
+    /// Makes fresh keys for `name`, to pin `trust_root` on the new machine.
+    pub fn generate(name: &str, trust_root: &str) -> Result<Bundle> {
         let (ssh_private, ssh_public) =
             crate::identity::new_ssh_keypair(&format!("fleetkey@{name}"))?;
         Ok(Bundle {
@@ -108,6 +135,8 @@ impl Bundle {
             identity: Identity::generate(),
             ssh_public,
             ssh_private,
+            signing: SigningKey::generate(&format!("fleetkey-sign@{name}"))?,
+            trust_root: trust_root.to_string(),
         })
     }
 
@@ -121,7 +150,7 @@ impl Bundle {
         let mut w = encryptor
             .wrap_output(armor)
             .map_err(|e| ErrorKind::Encrypt(e.into()))?;
-        w.write_all(self.to_text().as_bytes())
+        w.write_all(self.to_text()?.as_bytes())
             .and_then(|()| w.finish())
             .and_then(|a| a.finish())
             .map_err(|e| ErrorKind::Encrypt(e.into()))?;
@@ -199,8 +228,11 @@ mod tests {
 
     #[test]
     fn the_plaintext_form_round_trips() {
-        let b = Bundle::generate("new-mac").unwrap();
-        let back = Bundle::parse(&b.to_text(), Path::new("b")).unwrap();
+        let root = "0123456789abcdef0123456789abcdef01234567";
+        let b = Bundle::generate("new-mac", root).unwrap();
+        let back = Bundle::parse(&b.to_text().unwrap(), Path::new("b")).unwrap();
+        assert_eq!(back.trust_root, root);
+        assert_eq!(back.signing.fingerprint(), b.signing.fingerprint());
         assert_eq!(back.name, "new-mac");
         assert_eq!(
             back.identity.recipient().to_string(),
@@ -212,8 +244,8 @@ mod tests {
 
     #[test]
     fn a_damaged_plaintext_is_refused() {
-        let b = Bundle::generate("x").unwrap();
-        let text = b.to_text();
+        let b = Bundle::generate("x", "0123456789abcdef0123456789abcdef01234567").unwrap();
+        let text = b.to_text().unwrap();
         let cut = &text[..text.len() - 40];
         assert!(Bundle::parse(cut, Path::new("b")).is_err());
         assert!(Bundle::parse("hello", Path::new("b")).is_err());

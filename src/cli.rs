@@ -13,8 +13,9 @@ use crate::secrets::ExportFormat;
 /// Keeps a fleet of personal machines in step through a git forge: dotfiles, age-encrypted
 /// secrets and SSH access.
 ///
-/// Exit codes: 0 done; 1 error; 2 usage; 75 the forge was unreachable (local work kept, retry
-/// later).
+/// Exit codes: 0 done; 1 error; 2 usage; 3 the forge holds commits that are not authentic
+/// (nothing from them applied, local work kept; see `fleetkey status`); 75 the forge was
+/// unreachable (local work kept, retry later).
 #[derive(Debug, Parser)]
 #[command(
     name = "fleetkey",
@@ -70,7 +71,8 @@ pub enum Cmd {
     Approve {
         /// The pending machine.
         name: String,
-        /// Refuse unless this matches its SSH SHA256 fingerprint (or its age recipient).
+        /// Approve without asking when this matches its SSH or signing-key SHA256 fingerprint
+        /// (or its age recipient); required when stdin is not a terminal.
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
     },
@@ -118,6 +120,22 @@ pub enum Cmd {
         /// Read the roster from this keys/ directory instead of the fleet repo.
         #[arg(long, value_name = "DIR")]
         keys: Option<PathBuf>,
+    },
+    /// Check the fleet branch's signatures back to this machine's trust root.
+    ///
+    /// With --allowed-signers, print the roster's signing keys as a git allowed_signers file
+    /// instead (principal = machine name), for `git -c gpg.ssh.allowedSignersFile=FILE
+    /// verify-commit`. Exits 3 when a commit is not authentic.
+    Verify {
+        /// Print an allowed_signers file for stock git.
+        #[arg(long)]
+        allowed_signers: bool,
+    },
+    /// Work on the forge itself.
+    Forge {
+        /// The forge action.
+        #[command(subcommand)]
+        action: ForgeCmd,
     },
     /// Show this machine, the fleet, and what needs attention (never a secret's value).
     Status {
@@ -355,4 +373,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// `fleetkey forge …`.
+#[derive(Debug, Subcommand)]
+pub enum ForgeCmd {
+    /// Put the last authentic state (plus local work) back on a tampered forge.
+    ///
+    /// Shows the commits the forge will lose, asks on a terminal, pushes with
+    /// --force-with-lease against the refused tip, and keeps the refused commits under
+    /// refs/fleetkey/refused/ in the clone.
+    Repair {
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }

@@ -52,6 +52,10 @@ pub struct MachineConfig {
     pub repo: PathBuf,
     /// The forge the clone pushes to and pulls from.
     pub remote: String,
+    /// The commit this machine trusts without checking (see [`crate::trust`]): the founding
+    /// commit for `init`, the bundle's for `join`, the tip it first fetched for `enroll`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_root: Option<String>,
     /// A desktop notification when a sync makes a conflict copy (`notify = false` turns it
     /// off; on by default).
     #[serde(default = "default_notify", skip_serializing_if = "is_default_notify")]

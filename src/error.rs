@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// Exit code for a forge that could not be reached (`EX_TEMPFAIL`): local work is kept.
 pub const EXIT_TEMPFAIL: i32 = 75;
 
+/// Exit code for a forge that holds commits that are not authentic: nothing from them was
+/// applied, local work is kept (committed, not pushed).
+pub const EXIT_UNTRUSTED: i32 = 3;
+
 /// What went wrong: every kind of error that can stop a fleetkey command. Callers branch on
 /// this (through [`Error::kind`]); a hint added to an [`Error`] never hides it.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +215,14 @@ pub enum ErrorKind {
     /// The user's request cannot be carried out as asked.
     #[error("{0}")]
     Refused(String),
+    /// The forge holds commits that are not authentic (see `crate::trust`).
+    #[error(
+        "the forge holds commits that are not authentic ({refused} refused); nothing from them was applied and your work stays local"
+    )]
+    Untrusted {
+        /// How many commits were refused for a reason of their own.
+        refused: usize,
+    },
     /// The authorized_keys merge or a keys file was refused.
     #[error(transparent)]
     AuthorizedKeys(crate::authorized_keys::Error),
@@ -297,6 +309,7 @@ impl Error {
             ErrorKind::ForgeUnreachable { .. } => EXIT_TEMPFAIL,
             ErrorKind::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
             ErrorKind::Exec { .. } => 126,
+            ErrorKind::Untrusted { .. } => EXIT_UNTRUSTED,
             _ => 1,
         }
     }
@@ -374,6 +387,10 @@ impl ErrorKind {
                 "run the same git command in a shell to see more{}",
                 git_said(stderr)
             )),
+            ErrorKind::Untrusted { .. } => Some(
+                "`fleetkey status` names each refused commit; once you know what happened, `fleetkey forge repair` puts the last authentic state back on the forge"
+                    .into(),
+            ),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ use crate::lock::Lock;
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
 use crate::secrets::SecretsFile;
+use crate::signing::{Signer, SigningKey};
 
 /// How long a manual command waits for a running cycle to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -86,9 +87,36 @@ impl Machine {
         Err(err)
     }
 
-    /// The fleet clone.
+    /// The fleet clone, its commits signed with this machine's signing key (when it has one:
+    /// a commit without it is refused with advice, see [`FleetRepo::signer`]).
     pub fn repo(&self) -> Result<FleetRepo> {
-        FleetRepo::open(&self.config.repo)
+        let repo = FleetRepo::open(&self.config.repo)?;
+        match self.signer() {
+            Ok(signer) => Ok(repo.with_signer(signer)),
+            Err(e) if e.is_not_found() => Ok(repo),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// This machine's signer: its name and signing key. While a `rotate` is unfinished, the
+    /// new key (`signing_key.next`) signs once the clone's HEAD lists it and no longer lists the
+    /// old one; the old one before.
+    pub fn signer(&self) -> Result<Signer> {
+        let current = SigningKey::load(&self.paths.signing_key_file());
+        let next = self.paths.next_signing_key_file();
+        if next.exists() {
+            let key = SigningKey::load(&next)?;
+            let in_head = git2::Repository::open(&self.config.repo)
+                .map(|r| crate::trust::head_signing_keys(&r, &self.config.name))
+                .unwrap_or_default();
+            let old_listed = current
+                .as_ref()
+                .is_ok_and(|c| in_head.contains(&c.fingerprint()));
+            if in_head.contains(&key.fingerprint()) && !old_listed {
+                return Ok(Signer::new(&self.config.name, key));
+            }
+        }
+        Ok(Signer::new(&self.config.name, current?))
     }
 
     /// The fleet.toml in force: the clone's when it is valid, else the last valid one this
@@ -97,31 +125,39 @@ impl Machine {
         self.fleet_settings().map(|s| s.config)
     }
 
+    /// Keeps a copy of the clone's fleet.toml in the state directory when it is valid (and
+    /// differs from the copy): the one [`Machine::fleet_settings`] falls back on. Called by the
+    /// sync cycle under the lock, before it captures; reading commands never write it.
+    pub fn keep_valid_fleet(&self) {
+        let Ok(config) = FleetConfig::load(&self.config.repo) else {
+            return;
+        };
+        let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
+        let text = config.to_toml();
+        if std::fs::read(&saved).ok().as_deref() == Some(text.as_bytes()) {
+            return;
+        }
+        let kept = crate::files::ensure_private_dir(&self.paths.state_dir)
+            .and_then(|()| crate::files::write_atomic(&saved, text.as_bytes(), 0o600));
+        if let Err(e) = kept {
+            crate::log::warn(&format!("cannot keep a copy of fleet.toml: {e}"));
+        }
+    }
+
     /// The fleet.toml in force, and why the clone's is not, when it is not.
     ///
     /// An invalid fleet.toml (from the forge, or edited by hand in the clone) must never wedge
-    /// this machine: the last valid one stays in force (kept in the state directory, updated
-    /// whenever the clone's is valid and different) until a valid commit heals it, and every
+    /// this machine: the last valid one stays in force (kept in the state directory by
+    /// [`Machine::keep_valid_fleet`]) until a valid commit heals it, and every
     /// caller can report what is held back. With no valid fleet.toml ever seen, the error
     /// stands.
     pub fn fleet_settings(&self) -> Result<InForce> {
         let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
         match FleetConfig::load(&self.config.repo) {
-            Ok(config) => {
-                let text = config.to_toml();
-                let known = std::fs::read(&saved).ok();
-                if known.as_deref() != Some(text.as_bytes()) {
-                    let kept = crate::files::ensure_private_dir(&self.paths.state_dir)
-                        .and_then(|()| crate::files::write_atomic(&saved, text.as_bytes(), 0o600));
-                    if let Err(e) = kept {
-                        crate::log::warn(&format!("cannot keep a copy of fleet.toml: {e}"));
-                    }
-                }
-                Ok(InForce {
-                    config,
-                    held_back: None,
-                })
-            }
+            Ok(config) => Ok(InForce {
+                config,
+                held_back: None,
+            }),
             Err(e) => {
                 let fallback = std::fs::read_to_string(&saved)
                     .ok()

@@ -378,6 +378,118 @@ pub fn has_any_branch(url: &str) -> Result<bool> {
     Ok(!out.stdout.is_empty())
 }
 
+/// The branch a machine's enrollment request waits on: `fleetkey/pending/NAME`.
+pub fn pending_branch(name: &str) -> String {
+    format!("fleetkey/pending/{name}")
+}
+
+/// Pushes `src` (a commit id or local ref) to `refs/heads/DST_BRANCH` on `origin`. With
+/// `lease`, the forge's branch must still point at that commit (`--force-with-lease`); with
+/// `force`, it is replaced whatever it holds.
+pub fn push_to(
+    repo: &Path,
+    remote: &str,
+    src: &str,
+    dst_branch: &str,
+    lease: Option<&str>,
+    force: bool,
+) -> Result<PushOutcome> {
+    let mut cmd = git(Some(repo));
+    cmd.args(["push", "--porcelain"]);
+    if let Some(expect) = lease {
+        cmd.arg(format!(
+            "--force-with-lease=refs/heads/{dst_branch}:{expect}"
+        ));
+    }
+    let plus = if force { "+" } else { "" };
+    cmd.args(["origin", &format!("{plus}{src}:refs/heads/{dst_branch}")]);
+    let (_, out) = run(cmd)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let flags: Vec<char> = stdout
+        .lines()
+        .filter(|l| l.contains("refs/heads/"))
+        .filter_map(|l| l.chars().next())
+        .collect();
+    if flags.contains(&'!') {
+        return Ok(PushOutcome::Rejected);
+    }
+    if out.status.success() && !flags.is_empty() {
+        return Ok(PushOutcome::Pushed);
+    }
+    Err(ErrorKind::ForgeUnreachable {
+        remote: remote.into(),
+        stderr: stderr_of(&out),
+    }
+    .into())
+}
+
+/// Deletes `refs/heads/BRANCH` on `origin`.
+pub fn delete_branch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
+    let mut cmd = git(Some(repo));
+    cmd.args([
+        "push",
+        "--quiet",
+        "origin",
+        &format!(":refs/heads/{branch}"),
+    ]);
+    let (_, out) = run(cmd)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ErrorKind::ForgeUnreachable {
+            remote: remote.into(),
+            stderr: stderr_of(&out),
+        }
+        .into())
+    }
+}
+
+/// Fetches `refs/heads/BRANCH` from `origin` into the local ref `dst`; `false` when the forge
+/// has no such branch.
+pub fn fetch_branch_to(repo: &Path, remote: &str, branch: &str, dst: &str) -> Result<bool> {
+    if remote_head(remote, branch)?.is_none() {
+        return Ok(false);
+    }
+    let mut cmd = git(Some(repo));
+    cmd.args([
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "origin",
+        &format!("+refs/heads/{branch}:{dst}"),
+    ]);
+    let (_, out) = run(cmd)?;
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(ErrorKind::ForgeUnreachable {
+            remote: remote.into(),
+            stderr: stderr_of(&out),
+        }
+        .into())
+    }
+}
+
+/// The branches under `refs/heads/PREFIX` on the forge, without the prefix (`git ls-remote`).
+pub fn list_branches(url: &str, prefix: &str) -> Result<Vec<String>> {
+    let mut cmd = git(None);
+    cmd.args(["ls-remote", "--heads", "--", url]);
+    let (_, out) = run(cmd)?;
+    if !out.status.success() {
+        return Err(ErrorKind::ForgeUnreachable {
+            remote: url.into(),
+            stderr: stderr_of(&out),
+        }
+        .into());
+    }
+    let full = format!("refs/heads/{prefix}");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|r| r.strip_prefix(&full).map(str::to_string))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,8 @@ pub(crate) mod private;
 pub(crate) mod repo;
 pub(crate) mod roster;
 pub(crate) mod secrets;
+pub(crate) mod signing;
+pub(crate) mod trust;
 // This machine as a member, and its setup.
 pub(crate) mod fleet;
 pub(crate) mod setup;
@@ -51,7 +53,7 @@ pub use error::{Error, Result};
 
 use clap::Parser;
 
-use cli::{AgentsCmd, Args, Cmd, SecretsCmd};
+use cli::{AgentsCmd, Args, Cmd, ForgeCmd, SecretsCmd};
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
@@ -102,7 +104,7 @@ fn dispatch(args: Args) -> Result<i32> {
             (None, None) => unreachable!("clap requires --remote or --bundle"),
         },
         Cmd::Approve { name, fingerprint } => {
-            commands::lifecycle::approve(&name, fingerprint.as_deref())
+            commands::approve::approve(&name, fingerprint.as_deref())
         }
         Cmd::Join {
             file,
@@ -111,6 +113,10 @@ fn dispatch(args: Args) -> Result<i32> {
         } => commands::lifecycle::join(&file, &remote, passphrase_file.as_deref()),
         Cmd::Rotate { ssh } => commands::lifecycle::rotate(ssh),
         Cmd::Status { json } => commands::status::run(json),
+        Cmd::Verify { allowed_signers } => commands::verify::verify(allowed_signers),
+        Cmd::Forge { action } => match action {
+            ForgeCmd::Repair { yes } => commands::verify::repair(yes),
+        },
         Cmd::Revoke {
             name,
             compromised,

@@ -57,6 +57,16 @@ impl Paths {
         self.config_dir.join("identity.txt.next")
     }
 
+    /// `signing_key`: this machine's commit-signing key (OpenSSH ed25519, 0600).
+    pub fn signing_key_file(&self) -> PathBuf {
+        self.config_dir.join("signing_key")
+    }
+
+    /// The signing key a `rotate` made and has not yet switched to.
+    pub fn next_signing_key_file(&self) -> PathBuf {
+        self.config_dir.join("signing_key.next")
+    }
+
     /// The default location of the fleet clone.
     pub fn default_repo(&self) -> PathBuf {
         self.data_dir.join("fleet")

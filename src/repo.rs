@@ -7,12 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::signing::Signer;
 
 /// The fleet clone.
 pub struct FleetRepo {
     repo: git2::Repository,
     root: PathBuf,
+    signer: Option<Signer>,
 }
 
 impl FleetRepo {
@@ -25,6 +27,23 @@ impl FleetRepo {
         Ok(FleetRepo {
             repo,
             root: root.to_path_buf(),
+            signer: None,
+        })
+    }
+
+    /// This clone, making its commits signed by `signer`.
+    pub fn with_signer(mut self, signer: Signer) -> FleetRepo {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Who signs this clone's commits; an error when this machine has no signing key.
+    pub fn signer(&self) -> Result<&Signer> {
+        self.signer.as_ref().ok_or_else(|| {
+            ErrorKind::Refused("this machine has no commit-signing key".into()).hint(
+                "fleets made before signed history are not supported: start a new fleet with \
+                 `fleetkey init` (see docs/rotation.md)",
+            )
         })
     }
 
@@ -37,6 +56,7 @@ impl FleetRepo {
         let fleet = FleetRepo {
             repo,
             root: root.to_path_buf(),
+            signer: None,
         };
         if !remote.is_empty() {
             fleet.set_origin(remote)?;
@@ -70,24 +90,10 @@ impl FleetRepo {
         self.repo.head().ok().and_then(|h| h.target())
     }
 
-    /// The signature of commits made on `machine`.
-    pub fn signature(machine: &str) -> Result<git2::Signature<'static>> {
-        git2::Signature::now(
-            &format!("fleetkey ({machine})"),
-            &format!("{machine}@fleetkey.invalid"),
-        )
-        .map_err(Error::git("cannot make a commit signature"))
-    }
-
     /// Stages exactly `paths` (relative to the root; a missing file is staged as deleted) and
-    /// commits them on HEAD with `message`. Returns `None` when they were already committed as
+    /// commits them on HEAD with `message`, signed by this clone's signer. Returns `None` when they were already committed as
     /// they are.
-    pub fn commit_paths(
-        &self,
-        paths: &[&str],
-        machine: &str,
-        message: &str,
-    ) -> Result<Option<git2::Oid>> {
+    pub fn commit_paths(&self, paths: &[&str], message: &str) -> Result<Option<git2::Oid>> {
         let mut index = self
             .repo
             .index()
@@ -102,16 +108,11 @@ impl FleetRepo {
                 let _ = index.remove_path(rel);
             }
         }
-        self.commit_index(&mut index, machine, message)
+        self.commit_index(&mut index, message)
     }
 
     /// Stages every change in the working tree (`git add -A` under `pathspecs`) and commits.
-    pub fn commit_all(
-        &self,
-        pathspecs: &[&str],
-        machine: &str,
-        message: &str,
-    ) -> Result<Option<git2::Oid>> {
+    pub fn commit_all(&self, pathspecs: &[&str], message: &str) -> Result<Option<git2::Oid>> {
         let mut index = self
             .repo
             .index()
@@ -122,15 +123,10 @@ impl FleetRepo {
         index
             .update_all(pathspecs.iter(), None)
             .map_err(Error::git("cannot stage deletions"))?;
-        self.commit_index(&mut index, machine, message)
+        self.commit_index(&mut index, message)
     }
 
-    fn commit_index(
-        &self,
-        index: &mut git2::Index,
-        machine: &str,
-        message: &str,
-    ) -> Result<Option<git2::Oid>> {
+    fn commit_index(&self, index: &mut git2::Index, message: &str) -> Result<Option<git2::Oid>> {
         let tree_id = index
             .write_tree()
             .map_err(Error::git("cannot write a tree"))?;
@@ -154,12 +150,15 @@ impl FleetRepo {
             .repo
             .find_tree(tree_id)
             .map_err(Error::git("cannot read a tree"))?;
-        let sig = Self::signature(machine)?;
         let parents: Vec<&git2::Commit> = parent.iter().collect();
-        let oid = self
-            .repo
-            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
-            .map_err(Error::git("cannot commit"))?;
+        let oid = crate::signing::commit(
+            &self.repo,
+            self.signer()?,
+            Some("HEAD"),
+            message,
+            &tree,
+            &parents,
+        )?;
         index
             .write()
             .map_err(Error::git("cannot write the index"))?;

@@ -48,6 +48,9 @@ pub struct Member {
     pub recipient: age::x25519::Recipient,
     /// Its SSH public keys.
     pub ssh_keys: Vec<ssh_key::PublicKey>,
+    /// Its commit-signing keys (`keys/NAME.sign.pub`): one, or two while a `rotate` hands over
+    /// from the old key to the new.
+    pub signing: Vec<ssh_key::PublicKey>,
 }
 
 /// A key in `keys/revoked`.
@@ -103,6 +106,11 @@ pub mod layout {
     /// `keys/NAME.ssh.pub` (or under pending/).
     pub fn ssh_pub(dir: &str, name: &str) -> String {
         format!("{dir}/{name}.ssh.pub")
+    }
+
+    /// `keys/NAME.sign.pub`: the machine's commit-signing key.
+    pub fn sign_pub(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.sign.pub")
     }
 }
 
@@ -208,6 +216,7 @@ pub fn recipients_file_text(lines: &[String]) -> String {
 struct MemberFiles {
     age: Option<PathBuf>,
     ssh: Option<PathBuf>,
+    sign: Option<PathBuf>,
 }
 
 fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
@@ -223,10 +232,12 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        let (name, is_age) = if let Some(n) = file_name.strip_suffix(".age.pub") {
-            (n, true)
+        let (name, kind) = if let Some(n) = file_name.strip_suffix(".age.pub") {
+            (n, 0)
         } else if let Some(n) = file_name.strip_suffix(".ssh.pub") {
-            (n, false)
+            (n, 1)
+        } else if let Some(n) = file_name.strip_suffix(".sign.pub") {
+            (n, 2)
         } else {
             continue;
         };
@@ -234,14 +245,15 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
         check_name(name).map_err(|_| ErrorKind::BadRoster {
             path: path.clone(),
             line: 0,
-            problem: "the file name is not NAME.age.pub or NAME.ssh.pub with a valid machine name"
+            problem: "the file name is not NAME.age.pub, NAME.ssh.pub or NAME.sign.pub with a \
+                      valid machine name"
                 .into(),
         })?;
         let slot = members.entry(name.to_string()).or_default();
-        if is_age {
-            slot.age = Some(path);
-        } else {
-            slot.ssh = Some(path);
+        match kind {
+            0 => slot.age = Some(path),
+            1 => slot.ssh = Some(path),
+            _ => slot.sign = Some(path),
         }
     }
     Ok(members)
@@ -263,10 +275,15 @@ fn load_members(dir: &Path) -> Result<Vec<Member>> {
             Some(p) => read_ssh_keys(&p)?,
             None => Vec::new(),
         };
+        let signing = match files.sign {
+            Some(p) => read_ssh_keys(&p)?,
+            None => Vec::new(),
+        };
         out.push(Member {
             name,
             recipient,
             ssh_keys,
+            signing,
         });
     }
     Ok(out)
@@ -385,6 +402,10 @@ pub fn revocation_lines(member: &Member, date: &str, reason: &str) -> String {
     let note = format!("# {} {date} {reason}", member.name);
     let mut text = format!("{}\n{note}\n", member.recipient);
     for key in &member.ssh_keys {
+        let line = key.to_openssh().expect("a parsed key encodes");
+        text.push_str(&format!("{line}\n{note}\n"));
+    }
+    for key in &member.signing {
         let line = key.to_openssh().expect("a parsed key encodes");
         text.push_str(&format!("{line}\n{note}\n"));
     }

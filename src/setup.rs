@@ -15,29 +15,31 @@ use crate::identity::{self, Identity};
 use crate::paths::Paths;
 use crate::roster::{self, Roster, layout};
 use crate::secrets::SecretsFile;
+use crate::signing::SigningKey;
 
 /// Writes a new fleet's files into `root`: fleet.toml, this machine's keys as the whole roster,
-/// an empty keys/revoked and keys/pending/, and an empty secrets file encrypted to the roster.
+/// an empty keys/revoked, and an empty secrets file encrypted to the roster.
 pub fn write_first_roster(
     root: &std::path::Path,
     name: &str,
     fleet: &FleetConfig,
     identity: &Identity,
     ssh: &identity::SshKey,
+    signing: &SigningKey,
 ) -> Result<()> {
     files::write_atomic(
         &root.join(FleetConfig::FILE),
         fleet.file_text().as_bytes(),
         0o644,
     )?;
-    files::ensure_dir(&root.join(layout::PENDING))?;
-    files::write_atomic(&root.join(layout::PENDING).join(".keep"), b"", 0o644)?;
+    files::ensure_dir(&root.join(layout::KEYS))?;
     let keys = [
         (
             layout::age_pub(layout::KEYS, name),
             identity.recipient().to_string(),
         ),
         (layout::ssh_pub(layout::KEYS, name), ssh.public_line.clone()),
+        (layout::sign_pub(layout::KEYS, name), signing.public_line()),
     ];
     for (path, line) in keys {
         files::write_atomic(&root.join(path), format!("{line}\n").as_bytes(), 0o644)?;
@@ -51,9 +53,9 @@ pub fn write_first_roster(
     SecretsFile::new(root).store(&EnvFile::new(), &roster)
 }
 
-/// This machine's keys: the age identity and SSH key an interrupted `init` or `enroll` left, or
-/// new ones.
-pub fn machine_keys(paths: &Paths, name: &str) -> Result<(Identity, identity::SshKey)> {
+/// This machine's keys: the age identity, SSH key and signing key an interrupted `init` or
+/// `enroll` left, or new ones.
+pub fn machine_keys(paths: &Paths, name: &str) -> Result<(Identity, identity::SshKey, SigningKey)> {
     let identity_path = paths.identity_file();
     let identity = if identity_path.exists() {
         Identity::load(&identity_path)?
@@ -63,7 +65,18 @@ pub fn machine_keys(paths: &Paths, name: &str) -> Result<(Identity, identity::Ss
         id
     };
     let ssh = identity::ensure_ssh_key(&paths.ssh_dir(), &format!("{}@{name}", user_name()))?;
-    Ok((identity, ssh))
+    Ok((identity, ssh, signing_key(paths, name)?))
+}
+
+/// This machine's signing key: the one an interrupted setup left, or a new one.
+pub fn signing_key(paths: &Paths, name: &str) -> Result<SigningKey> {
+    let path = paths.signing_key_file();
+    if path.exists() {
+        return SigningKey::load(&path);
+    }
+    let key = SigningKey::generate(&format!("fleetkey-sign@{name}"))?;
+    key.create(&path)?;
+    Ok(key)
 }
 
 /// Moves a clone built in a staging directory to its place and writes config.toml: the last
@@ -74,6 +87,7 @@ pub fn settle_in(
     name: &str,
     backend: Backend,
     remote: &str,
+    trust_root: &str,
 ) -> Result<()> {
     let repo_path = paths.default_repo();
     std::fs::rename(staged, &repo_path)
@@ -84,6 +98,7 @@ pub fn settle_in(
         backend,
         repo: repo_path,
         remote: remote.to_string(),
+        trust_root: Some(trust_root.to_string()),
         notify: true,
     }
     .save(&paths.config_file())

@@ -437,6 +437,7 @@ fn a_sync_that_brings_a_new_poll_reloads_exactly_the_puller() {
         Command::new("git")
             .arg("-C")
             .arg(&other)
+            .args(crate::util::signing_config(&r.m))
             .args(["-c", "user.name=o", "-c", "user.email=o@o"])
             .args(["commit", "-qam", "poll 45s"]),
     );

@@ -2,11 +2,11 @@
 //! enroll → approve, bundles, rotate, revoke --compromised with its exposure report, bad input,
 //! and crash safety with the process killed at every step.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::fleet::join;
-use crate::util::{Machine, age_decrypt, run_program, snapshot};
+use crate::util::{Machine, age_decrypt, run_program, signing_fingerprint, snapshot};
 
 /// Brings `m` up to the forge: one sync cycle.
 fn pull(m: &Machine) {
@@ -60,7 +60,8 @@ fn an_approved_machine_reads_the_secrets_and_a_pending_one_cannot() {
         &beta.repo().join("secrets.env.age")
     ));
     assert!(beta.repo().join("keys/beta.ssh.pub").is_file());
-    assert!(!beta.repo().join("keys/pending/beta.age.pub").exists());
+    assert!(beta.repo().join("keys/beta.sign.pub").is_file());
+    assert!(!beta.repo().join("keys/pending").exists());
     let log = run_program(Command::new("git").arg("-C").arg(beta.repo()).args([
         "show",
         "--name-only",
@@ -72,7 +73,7 @@ fn an_approved_machine_reads_the_secrets_and_a_pending_one_cannot() {
     assert!(log.starts_with("alpha: approve beta"), "{log}");
     for f in [
         "keys/beta.age.pub",
-        "keys/pending/beta.age.pub",
+        "keys/beta.sign.pub",
         "secrets.env.age",
         "secrets.recipients",
     ] {
@@ -100,7 +101,7 @@ fn a_wrong_fingerprint_or_a_tampered_pending_key_approves_nothing() {
     let beta = Machine::new();
     beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
     pull(&alpha);
-    let before = snapshot(&alpha.repo());
+    let before = fleet_state(&alpha);
     let err = alpha.fails(
         &[
             "approve",
@@ -111,12 +112,32 @@ fn a_wrong_fingerprint_or_a_tampered_pending_key_approves_nothing() {
         1,
     );
     assert!(err.contains("does not match"), "{err}");
-    assert!(before.diff(&snapshot(&alpha.repo())).is_empty());
+    assert_eq!(before, fleet_state(&alpha), "nothing may be approved");
+    // Without a terminal and without --fingerprint, nothing is approved either.
+    let err = alpha.fails(&["approve", "beta"], 1);
+    assert!(err.contains("needs --fingerprint"), "{err}");
+    assert_eq!(before, fleet_state(&alpha), "nothing may be approved");
 
-    // Someone with push access swaps the pending recipient for garbage.
-    let pending = alpha.repo().join("keys/pending/beta.age.pub");
-    std::fs::write(&pending, "age1-not-a-recipient\n").unwrap();
-    run_program(Command::new("git").arg("-C").arg(alpha.repo()).args([
+    // Someone with push access swaps the pending recipient for garbage on the request branch.
+    let attacker = alpha.tmp().join("attacker");
+    run_program(
+        Command::new("git")
+            .args([
+                "clone",
+                "--quiet",
+                "--branch",
+                "fleetkey/pending/beta",
+                "--",
+            ])
+            .arg(alpha.forge())
+            .arg(&attacker),
+    );
+    std::fs::write(
+        attacker.join("keys/pending/beta.age.pub"),
+        "age1-not-a-recipient\n",
+    )
+    .unwrap();
+    run_program(Command::new("git").arg("-C").arg(&attacker).args([
         "-c",
         "user.name=x",
         "-c",
@@ -125,10 +146,35 @@ fn a_wrong_fingerprint_or_a_tampered_pending_key_approves_nothing() {
         "-qam",
         "tamper",
     ]));
-    let before = snapshot(&alpha.repo());
-    let err = alpha.fails(&["approve", "beta"], 1);
+    run_program(Command::new("git").arg("-C").arg(&attacker).args([
+        "push",
+        "--quiet",
+        "origin",
+        "HEAD:refs/heads/fleetkey/pending/beta",
+    ]));
+    let before = fleet_state(&alpha);
+    let fp = signing_fingerprint(&beta);
+    let err = alpha.fails(&["approve", "beta", "--fingerprint", &fp], 1);
     assert!(err.contains("keys/pending/beta.age.pub line 1"), "{err}");
-    assert!(before.diff(&snapshot(&alpha.repo())).is_empty());
+    assert_eq!(before, fleet_state(&alpha), "nothing may be approved");
+}
+
+/// The clone's branch and working tree (fetched objects aside): what an approval would change.
+fn fleet_state(m: &Machine) -> (String, Vec<PathBuf>) {
+    let head = run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(m.repo())
+            .args(["rev-parse", "HEAD"]),
+    );
+    let tree = snapshot(&m.repo());
+    let files = tree
+        .0
+        .iter()
+        .filter(|(p, _)| !p.components().any(|c| c.as_os_str() == ".git"))
+        .map(|(p, b)| p.join(format!("{}", b.len())))
+        .collect();
+    (String::from_utf8(head).unwrap(), files)
 }
 
 #[test]
@@ -373,14 +419,15 @@ fn approve_killed_at_every_step_leaves_a_consistent_fleet_and_completes_on_rerun
         alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
         let beta = Machine::new();
         beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
-        alpha.killed_at(&["approve", "beta"], point);
+        let fp = signing_fingerprint(&beta);
+        alpha.killed_at(&["approve", "beta", "--fingerprint", &fp], point);
         assert_eq!(
             alpha.ok(&["secrets", "get", "K"]),
             "v\n",
             "after a crash at {point}"
         );
         every_commit_agrees(&alpha.repo());
-        alpha.ok(&["approve", "beta"]);
+        alpha.ok(&["approve", "beta", "--fingerprint", &fp]);
         every_commit_agrees(&alpha.repo());
         pull(&beta);
         assert_eq!(

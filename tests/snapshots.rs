@@ -451,7 +451,20 @@ fn match_at(chars: &[char], i: usize, pat: &[P]) -> Option<usize> {
 
 /// `text` with every match of [`REDACTIONS`] replaced (a match must not start inside a word).
 fn redact(text: &str) -> String {
-    let mut out = text.to_string();
+    // The body of a randomart picture (a `|…|` line of 17 cells) depends on the key.
+    let mut out: String = text
+        .split_inclusive('\n')
+        .map(|line| {
+            let body = line.trim_end_matches('\n').trim_start();
+            let cells = body.strip_prefix('|').and_then(|b| b.strip_suffix('|'));
+            if cells.is_some_and(|c| c.chars().count() == 17) {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                format!("{indent}|[RANDOMART]      |\n")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
     for (pat, with) in REDACTIONS {
         let chars: Vec<char> = out.chars().collect();
         let mut next = String::with_capacity(out.len());

@@ -14,3 +14,4 @@ mod snapshots;
 mod sshd;
 mod status_doctor;
 mod sync;
+mod trust;

@@ -178,14 +178,25 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         Ok(r) if r.active(&machine.config.name).is_some() => {
             out.push(check("roster", Verdict::Ok, format!("{} is active", machine.config.name)))
         }
-        Ok(r) if r.pending(&machine.config.name).is_some() => out.push(check(
+        Ok(r)
+            if !r.is_revoked_name(&machine.config.name)
+                && crate::forge::remote_head(
+                    &machine.config.remote,
+                    &crate::forge::pending_branch(&machine.config.name),
+                )
+                .ok()
+                .flatten()
+                .is_some() =>
+        {
+            out.push(check(
             "roster",
             Verdict::Warn,
             format!(
                 "{} waits for approval: run `fleetkey approve {}` on an enrolled machine, then `fleetkey sync` here",
                 machine.config.name, machine.config.name
             ),
-        )),
+        ))
+        }
         Ok(_) => out.push(check(
             "roster",
             Verdict::Fail,
@@ -193,6 +204,7 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         )),
         Err(e) => out.push(check("roster", Verdict::Fail, format!("{e}"))),
     }
+    out.push(trust_check(machine));
     match machine.secrets() {
         Ok(env) => out.push(check(
             "secrets",
@@ -223,6 +235,45 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         }
     }
     out
+}
+
+/// The trust model: a pinned root, a signing key, and whether the last cycle refused commits.
+fn trust_check(machine: &Machine) -> Check {
+    if let Err(e) = crate::trust::pinned_root(&machine.config) {
+        return check(
+            "trust",
+            Verdict::Fail,
+            format!("{e}; {}", e.advice().unwrap_or_default()),
+        );
+    }
+    if let Err(e) = machine.signer() {
+        return check(
+            "trust",
+            Verdict::Fail,
+            format!("{e}; {}", e.advice().unwrap_or_default()),
+        );
+    }
+    let refused = crate::sync::state::CycleRecord::load(&machine.paths.state_dir)
+        .map(|c| c.refused)
+        .unwrap_or_default();
+    match refused.first() {
+        None => check(
+            "trust",
+            Verdict::Ok,
+            "the fleet's history is signed by its members".to_string(),
+        ),
+        Some(r) => check(
+            "trust",
+            Verdict::Fail,
+            format!(
+                "the forge holds commits that are not authentic: {} (claims {}): {} ({} refused); nothing from them is applied. After checking, run `fleetkey forge repair`",
+                r.commit,
+                r.machine,
+                r.why,
+                refused.len()
+            ),
+        ),
+    }
 }
 
 /// Installed agents that are stale or not loaded; nothing to say when none is installed.

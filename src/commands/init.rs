@@ -19,6 +19,7 @@ use crate::repo::FleetRepo;
 use crate::roster::{self, layout};
 use crate::secrets::{self};
 use crate::setup::{check_not_set_up, machine_keys, settle_in, staging_dir, write_first_roster};
+use crate::signing::{Signer, SigningKey};
 use crate::sync::chezmoi;
 
 /// What `init` was asked for.
@@ -76,7 +77,7 @@ pub fn run(opts: InitOptions) -> Result<()> {
         )));
     }
 
-    let (identity, ssh) = machine_keys(&paths, &name)?;
+    let (identity, ssh, signing) = machine_keys(&paths, &name)?;
 
     // Build the clone in a temporary directory next to its final place.
     let staging = staging_dir(&paths)?;
@@ -84,13 +85,18 @@ pub fn run(opts: InitOptions) -> Result<()> {
         FleetRepo::init_bare(&paths.embedded_forge(), &branch)?;
     }
     let root: PathBuf = staging.path().join("fleet");
-    let repo = FleetRepo::init(&root, &branch, &remote)?;
+    let repo = FleetRepo::init(&root, &branch, &remote)?.with_signer(Signer::new(
+        &name,
+        SigningKey::load(&paths.signing_key_file())?,
+    ));
     let fleet = FleetConfig {
         backend,
         ..FleetConfig::default()
     };
-    write_first_roster(&root, &name, &fleet, &identity, &ssh)?;
-    repo.commit_all(&["."], &name, &format!("{name}: start the fleet"))?;
+    write_first_roster(&root, &name, &fleet, &identity, &ssh, &signing)?;
+    let founding = repo
+        .commit_all(&["."], &format!("{name}: start the fleet"))?
+        .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
     match forge::push(&root, &remote, &branch).map_err(|e| {
         e.hint_before("nothing was set up (the keys made here are reused by the next try)")
     })? {
@@ -103,7 +109,14 @@ pub fn run(opts: InitOptions) -> Result<()> {
         }
     }
     drop(repo);
-    settle_in(&paths, &root, &name, backend, &remote)?;
+    settle_in(
+        &paths,
+        &root,
+        &name,
+        backend,
+        &remote,
+        &founding.to_string(),
+    )?;
 
     outln!(
         "fleetkey: started a fleet with this machine as {name} ({} backend)",
@@ -185,7 +198,11 @@ fn run_chezmoi(
     }
     repo.set_origin(&remote)?;
 
-    let (identity, ssh) = machine_keys(paths, name)?;
+    let (identity, ssh, signing) = machine_keys(paths, name)?;
+    let repo = repo.with_signer(Signer::new(
+        name,
+        SigningKey::load(&paths.signing_key_file())?,
+    ));
     let fleet = FleetConfig {
         backend: Backend::Chezmoi,
         sync: crate::config::SyncConfig {
@@ -194,9 +211,10 @@ fn run_chezmoi(
         },
         ..FleetConfig::default()
     };
-    write_first_roster(&root, name, &fleet, &identity, &ssh)?;
+    write_first_roster(&root, name, &fleet, &identity, &ssh, &signing)?;
     let age_pub = layout::age_pub(layout::KEYS, name);
     let ssh_pub = layout::ssh_pub(layout::KEYS, name);
+    let sign_pub = layout::sign_pub(layout::KEYS, name);
     chezmoi::ensure_ignore(source)?;
     if needs_hook {
         chezmoi::install_modify_hook(source)?;
@@ -209,21 +227,22 @@ fn run_chezmoi(
     };
     let ignore = rel(&source.join(".chezmoiignore"));
     let hook = rel(&source.join(chezmoi::MODIFY_HOOK));
-    repo.commit_paths(
-        &[
-            FleetConfig::FILE,
-            &age_pub,
-            &ssh_pub,
-            layout::REVOKED,
-            "keys/pending/.keep",
-            secrets::CIPHERTEXT,
-            secrets::RECIPIENTS,
-            &ignore,
-            &hook,
-        ],
-        name,
-        &format!("{name}: start the fleet in this chezmoi source"),
-    )?;
+    let founding = repo
+        .commit_paths(
+            &[
+                FleetConfig::FILE,
+                &age_pub,
+                &ssh_pub,
+                &sign_pub,
+                layout::REVOKED,
+                secrets::CIPHERTEXT,
+                secrets::RECIPIENTS,
+                &ignore,
+                &hook,
+            ],
+            &format!("{name}: start the fleet in this chezmoi source"),
+        )?
+        .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
     match forge::push(&root, &remote, &branch)? {
         forge::PushOutcome::Pushed => {}
         forge::PushOutcome::Rejected => {
@@ -239,6 +258,7 @@ fn run_chezmoi(
         backend: Backend::Chezmoi,
         repo: root.clone(),
         remote: remote.clone(),
+        trust_root: Some(founding.to_string()),
         notify: true,
     }
     .save(&config_path)?;

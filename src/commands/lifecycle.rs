@@ -18,15 +18,21 @@ use crate::forge::{self, PushOutcome};
 use crate::identity::{self, Identity};
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
-use crate::roster::{self, Member, Roster, layout};
+use crate::roster::{self, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
 use crate::setup::{check_not_set_up, machine_keys, settle_in, staging_dir};
+use crate::signing::{Signer, SigningKey};
+use crate::trust::{self, TrustState, Verdict, Verifier};
+
+use super::approve;
 use crate::{config::FleetConfig, fault, sync};
 
 /// fleetkey's own files in the repo, restored from HEAD before a lifecycle command.
-const OWN_FILES: &[&str] = &["keys", CIPHERTEXT, RECIPIENTS];
+pub(crate) const OWN_FILES: &[&str] = &["keys", CIPHERTEXT, RECIPIENTS];
 
-/// `enroll NAME --remote URL`, on the new machine.
+/// `enroll NAME --remote URL`, on the new machine: makes its keys and pushes its request (the
+/// public keys, signed by its new signing key) to the side branch `fleetkey/pending/NAME`. The
+/// fleet branch is not touched: this machine is not a member until someone approves it.
 pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     roster::check_name(name)?;
     let paths = Paths::from_env()?;
@@ -34,9 +40,15 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     let staging = staging_dir(&paths)?;
     let root = staging.path().join("fleet");
     forge::clone(remote, &root, None)?;
+    let repo = FleetRepo::open(&root)?;
+    let fetched = repo
+        .head()
+        .ok_or_else(|| Error::refused(format!("the forge {remote} holds no fleet")))?;
+    // Refuses a fleet made before signed history.
+    let fleet_fp = trust::fleet_fingerprint(repo.raw(), fetched)?;
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
-    if roster.active(name).is_some() || roster.pending(name).is_some() {
+    if roster.active(name).is_some() {
         return Err(
             ErrorKind::Refused(format!("the name {name} is taken in this fleet"))
                 .hint("pick another name"),
@@ -48,39 +60,48 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         ))
         .hint("pick another name"));
     }
-    let (identity, ssh) = machine_keys(&paths, name)?;
-    files::ensure_dir(&root.join(layout::PENDING))?;
-    let age_path = layout::age_pub(layout::PENDING, name);
-    let ssh_path = layout::ssh_pub(layout::PENDING, name);
-    files::write_atomic(
-        &root.join(&age_path),
-        format!("{}\n", identity.recipient()).as_bytes(),
-        0o644,
+    let (identity, ssh, signing) = machine_keys(&paths, name)?;
+    let sign_line = signing.public_line();
+    let sign_fp = signing.fingerprint();
+    let request = approve::request_commit(
+        repo.raw(),
+        fetched,
+        &Signer::new(name, signing),
+        &identity.recipient().to_string(),
+        &ssh.public_line,
+        &sign_line,
     )?;
-    files::write_atomic(
-        &root.join(&ssh_path),
-        format!("{}\n", ssh.public_line).as_bytes(),
-        0o644,
-    )?;
-    let repo = FleetRepo::open(&root)?;
-    repo.commit_paths(
-        &[&age_path, &ssh_path],
-        name,
-        &format!("{name}: enroll, waiting for approval"),
-    )?;
-    match forge::push(&root, remote, &fleet.sync.branch)? {
+    match forge::push_to(
+        &root,
+        remote,
+        &request.to_string(),
+        &forge::pending_branch(name),
+        None,
+        true,
+    )? {
         PushOutcome::Pushed => {}
         PushOutcome::Rejected => {
-            return Err(
-                ErrorKind::Refused(format!("the forge {remote} changed while enrolling"))
-                    .hint("run the same command again"),
-            );
+            return Err(ErrorKind::Refused(format!(
+                "the forge {remote} refused the enrollment request"
+            ))
+            .hint("run the same command again"));
         }
     }
     drop(repo);
-    settle_in(&paths, &root, name, fleet.backend, remote)?;
+    settle_in(
+        &paths,
+        &root,
+        name,
+        fleet.backend,
+        remote,
+        &fetched.to_string(),
+    )?;
     outln!("fleetkey: {name} is enrolled and waits for approval.")?;
     print_fingerprints(&identity.recipient().to_string(), &ssh.public_line)?;
+    outln!("  signing key:     {sign_fp}")?;
+    outln!("  fleet:           {fleet_fp}")?;
+    outln!("Check that the fleet line matches `fleetkey status` on a member (this machine trusts")?;
+    outln!("commit {fetched} and what members sign after it).")?;
     let fp = identity::ssh_fingerprint(&ssh.public_line).unwrap_or_default();
     outln!("On a machine already in the fleet, compare these out of band, then run:")?;
     outln!("  fleetkey approve {name} --fingerprint {fp}")?;
@@ -88,34 +109,47 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     Ok(())
 }
 
-fn print_fingerprints(recipient: &str, ssh_line: &str) -> Result<()> {
+/// Prints an age recipient and an SSH key's fingerprint with its randomart.
+pub(crate) fn print_fingerprints(recipient: &str, ssh_line: &str) -> Result<()> {
     outln!("  age recipient:   {recipient}")?;
     if let Ok(key) = ssh_key::PublicKey::from_openssh(ssh_line.trim()) {
-        let fp = key.fingerprint(ssh_key::HashAlg::Sha256);
-        outln!("  ssh fingerprint: {fp}")?;
-        let header = format!(
-            "{} 256",
-            key.algorithm()
-                .as_str()
-                .trim_start_matches("ssh-")
-                .to_uppercase()
-        );
-        for line in fp.to_randomart(&header).lines() {
-            outln!("  {line}")?;
-        }
+        print_key("ssh fingerprint", &key)?;
+    }
+    Ok(())
+}
+
+/// Prints `label: FINGERPRINT` and the key's randomart.
+pub(crate) fn print_key(label: &str, key: &ssh_key::PublicKey) -> Result<()> {
+    let fp = key.fingerprint(ssh_key::HashAlg::Sha256);
+    outln!("  {label}: {fp}")?;
+    let header = format!(
+        "{} 256",
+        key.algorithm()
+            .as_str()
+            .trim_start_matches("ssh-")
+            .to_uppercase()
+    );
+    for line in fp.to_randomart(&header).lines() {
+        outln!("  {line}")?;
     }
     Ok(())
 }
 
 /// Loads the machine, takes the lock, brings the clone up to the forge's branch when that is a
 /// fast-forward, and puts fleetkey's own files back as HEAD has them.
-fn prepare(machine: &Machine) -> Result<(crate::lock::Lock, FleetRepo, FleetConfig)> {
+pub(crate) fn prepare(machine: &Machine) -> Result<(crate::lock::Lock, FleetRepo, FleetConfig)> {
     let lock = machine.lock()?;
     let repo = machine.repo()?;
     repo.restore_paths(OWN_FILES)?;
     let fleet = machine.fleet_config()?;
-    match forge::fetch(repo.root(), &machine.config.remote, &fleet.sync.branch) {
-        Ok(()) => {
+    match sync::exchange::fetch_verified(machine, &repo, &fleet.sync.branch) {
+        Ok(refused) => {
+            if !refused.is_empty() {
+                crate::log::warn(&format!(
+                    "the forge holds {} commits that are not authentic; working from the last authentic state",
+                    refused.len()
+                ));
+            }
             if let Some(target) = repo.remote_tracking(&fleet.sync.branch) {
                 repo.fast_forward(target)?;
             }
@@ -129,90 +163,6 @@ fn prepare(machine: &Machine) -> Result<(crate::lock::Lock, FleetRepo, FleetConf
         Err(e) => return Err(e),
     }
     Ok((lock, repo, fleet))
-}
-
-/// `approve NAME [--fingerprint FP]`.
-pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
-    roster::check_name(name)?;
-    let machine = Machine::load()?;
-    let (_lock, repo, fleet) = prepare(&machine)?;
-    let roster = Roster::load(repo.root())?;
-    let me = &machine.config.name;
-    let pending = match roster.pending(name) {
-        Some(p) => p.clone(),
-        None if roster.active(name).is_some() => {
-            crate::log::info(&format!("{name} is already approved"));
-            return sync::push_merging_upstream(&machine, &repo, &fleet);
-        }
-        None => {
-            return Err(ErrorKind::Refused(format!(
-                "no machine called {name} is waiting for approval"
-            ))
-            .hint("on the new machine, run `fleetkey enroll NAME --remote URL` first"));
-        }
-    };
-    if let Some(fp) = fingerprint {
-        check_fingerprint(&pending, fp)?;
-    }
-    let env = machine.secrets()?;
-    let moves = [
-        (
-            layout::age_pub(layout::PENDING, name),
-            layout::age_pub(layout::KEYS, name),
-        ),
-        (
-            layout::ssh_pub(layout::PENDING, name),
-            layout::ssh_pub(layout::KEYS, name),
-        ),
-    ];
-    let mut touched: Vec<String> = Vec::new();
-    for (from, to) in &moves {
-        let src = repo.root().join(from);
-        if src.exists() {
-            let bytes = files::read_limited(&src, 1 << 20)?;
-            files::write_atomic(&repo.root().join(to), &bytes, 0o644)?;
-            std::fs::remove_file(&src).map_err(Error::io("cannot remove", &src))?;
-            touched.push(from.clone());
-            touched.push(to.clone());
-        }
-    }
-    fault::point("approve:moved");
-    let roster = Roster::load(repo.root())?;
-    SecretsFile::new(repo.root()).store(&env, &roster)?;
-    fault::point("approve:encrypted");
-    touched.push(CIPHERTEXT.into());
-    touched.push(RECIPIENTS.into());
-    let refs: Vec<&str> = touched.iter().map(String::as_str).collect();
-    repo.commit_paths(
-        &refs,
-        me,
-        &format!(
-            "{me}: approve {name}; secrets re-encrypted to {} machines",
-            roster.active.len()
-        ),
-    )?;
-    fault::point("approve:committed");
-    outln!(
-        "fleetkey: approved {name}; the secrets are encrypted to {} machines",
-        roster.active.len()
-    )?;
-    sync::push_merging_upstream(&machine, &repo, &fleet)
-}
-
-fn check_fingerprint(member: &Member, fp: &str) -> Result<()> {
-    let fp = fp.trim();
-    let matches_ssh = member
-        .ssh_keys
-        .iter()
-        .any(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string() == fp);
-    if matches_ssh || member.recipient.to_string() == fp {
-        return Ok(());
-    }
-    Err(ErrorKind::Refused(format!(
-        "the fingerprint does not match {}'s pending keys; nothing was approved",
-        member.name
-    ))
-    .hint("compare the fingerprint `fleetkey enroll` printed on the new machine; a mismatch may mean the enrollment was tampered with"))
 }
 
 /// `enroll NAME --bundle FILE`, on an enrolled machine: makes NAME's keys here, approves them at
@@ -247,10 +197,19 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
         .into());
     }
     let env = machine.secrets()?;
-    let new = Bundle::generate(name)?;
+    let root_commit = repo
+        .head()
+        .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
+    let new = Bundle::generate(name, &root_commit.to_string())?;
     new.write(file, passphrase)?;
     let age_path = layout::age_pub(layout::KEYS, name);
     let ssh_path = layout::ssh_pub(layout::KEYS, name);
+    let sign_path = layout::sign_pub(layout::KEYS, name);
+    files::write_atomic(
+        &repo.root().join(&sign_path),
+        format!("{}\n", new.signing.public_line()).as_bytes(),
+        0o644,
+    )?;
     files::write_atomic(
         &repo.root().join(&age_path),
         format!("{}\n", new.identity.recipient()).as_bytes(),
@@ -265,8 +224,7 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
     SecretsFile::new(repo.root()).store(&env, &roster)?;
     let me = &machine.config.name;
     repo.commit_paths(
-        &[&age_path, &ssh_path, CIPHERTEXT, RECIPIENTS],
-        me,
+        &[&age_path, &ssh_path, &sign_path, CIPHERTEXT, RECIPIENTS],
         &format!("{me}: enroll and approve {name} (bundle)"),
     )?;
     outln!(
@@ -287,12 +245,14 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
 pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result<()> {
     let paths = Paths::from_env()?;
     check_not_set_up(&paths)?;
-    if paths.identity_file().exists() {
-        return Err(ErrorKind::Refused(format!(
-            "{} exists; joining would replace this machine's identity",
-            paths.identity_file().display()
-        ))
-        .into());
+    for key in [paths.identity_file(), paths.signing_key_file()] {
+        if key.exists() {
+            return Err(ErrorKind::Refused(format!(
+                "{} exists; joining would replace this machine's keys",
+                key.display()
+            ))
+            .into());
+        }
     }
     let passphrase = bundle::passphrase(passphrase_file, false)?;
     let b = Bundle::read(file, passphrase)?;
@@ -302,6 +262,40 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
     let recipient = b.identity.recipient().to_string();
+    let trust_root = git2::Oid::from_str(&b.trust_root)
+        .map_err(|_| Error::refused("the bundle's trust root is not a commit id"))?;
+    let cloned = FleetRepo::open(&root)?;
+    let holds_root = cloned.head().is_some_and(|h| {
+        h == trust_root
+            || cloned
+                .raw()
+                .graph_descendant_of(h, trust_root)
+                .unwrap_or(false)
+    });
+    let verdict = match cloned.head() {
+        Some(head) if holds_root => {
+            let mut state = TrustState::load(cloned.raw(), &paths.state_dir, trust_root)?;
+            let v = Verifier::new(cloned.raw()).verify(&mut state, head, true)?;
+            if matches!(v, Verdict::Authentic { .. }) {
+                state.save(&paths.state_dir)?;
+            }
+            Some(v)
+        }
+        _ => None,
+    };
+    drop(cloned);
+    if let Some(Verdict::Refused(r)) = verdict {
+        return Err(ErrorKind::Untrusted { refused: r.len() }.hint(format!(
+            "commit {} (claims {}) was refused: {}; run `fleetkey forge repair` on a member, then join again",
+            r[0].commit, r[0].machine, r[0].why
+        )));
+    }
+    if !holds_root {
+        return Err(ErrorKind::Refused(format!(
+            "the forge {remote} does not hold the fleet commit the bundle pins ({trust_root})"
+        ))
+        .hint("check the remote URL; if the forge was tampered with, run `fleetkey forge repair` on a member"));
+    }
     if roster.active(&b.name).map(|m| m.recipient.to_string()) != Some(recipient) {
         return Err(ErrorKind::Refused(format!(
             "the bundle's identity is not {}'s active key in the fleet at {remote}",
@@ -314,6 +308,7 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     files::ensure_private_dir(&paths.config_dir)?;
     b.identity
         .create(&paths.identity_file(), &clock::rfc3339(clock::now_unix()))?;
+    b.signing.create(&paths.signing_key_file())?;
     let ssh_dir = paths.ssh_dir();
     files::ensure_private_dir(&ssh_dir)?;
     let (private, public) =
@@ -327,7 +322,7 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
         };
     files::create_new_private(&private, b.ssh_private.as_bytes())?;
     files::write_atomic(&public, format!("{}\n", b.ssh_public).as_bytes(), 0o644)?;
-    settle_in(&paths, &root, &b.name, fleet.backend, remote)?;
+    settle_in(&paths, &root, &b.name, fleet.backend, remote, &b.trust_root)?;
     outln!("fleetkey: this machine joined the fleet as {}", b.name)?;
     outln!("  identity: {}", paths.identity_file().display())?;
     outln!("  ssh key:  {}", private.display())?;
@@ -351,6 +346,14 @@ pub fn rotate(ssh: bool) -> Result<()> {
         id.create(&next_path, &clock::rfc3339(clock::now_unix()))?;
         id
     };
+    let next_sign_path = machine.paths.next_signing_key_file();
+    let next_sign = if next_sign_path.exists() {
+        SigningKey::load(&next_sign_path)?
+    } else {
+        let key = SigningKey::generate(&format!("fleetkey-sign@{me}"))?;
+        key.create(&next_sign_path)?;
+        key
+    };
     fault::point("rotate:identity-made");
     let roster = Roster::load(repo.root())?;
     let current = roster
@@ -359,7 +362,17 @@ pub fn rotate(ssh: bool) -> Result<()> {
         .clone();
     let new_recipient = next.recipient().to_string();
     let today = clock::date(clock::now_unix());
-    if current.recipient.to_string() != new_recipient {
+    let is_new = |k: &ssh_key::PublicKey| k.key_data() == next_sign.public().key_data();
+    let sign_path = layout::sign_pub(layout::KEYS, &me);
+    let sign_text = |keys: &[&ssh_key::PublicKey]| -> String {
+        keys.iter()
+            .map(|k| format!("{}\n", k.to_openssh().expect("a parsed key encodes")))
+            .collect()
+    };
+    // Step 1: the new identity, and the new signing key listed BESIDE the old one, in one commit
+    // signed by the old key (the one members know from its parent). A merge this machine has to
+    // make before step 2 is pushed is signed by the old key, which both parents list.
+    if current.recipient.to_string() != new_recipient || !current.signing.iter().any(is_new) {
         let env = machine.secrets()?;
         let age_path = layout::age_pub(layout::KEYS, &me);
         files::write_atomic(
@@ -367,9 +380,23 @@ pub fn rotate(ssh: bool) -> Result<()> {
             format!("{new_recipient}\n").as_bytes(),
             0o644,
         )?;
+        let mut listed: Vec<&ssh_key::PublicKey> =
+            current.signing.iter().filter(|k| !is_new(k)).collect();
+        listed.push(next_sign.public());
+        files::write_atomic(
+            &repo.root().join(&sign_path),
+            sign_text(&listed).as_bytes(),
+            0o644,
+        )?;
         let mut revoked_text = read_revoked(repo.root())?;
-        revoked_text.push_str(&format!("{}\n# {me} {today} rotated\n", current.recipient));
-        let mut paths_changed = vec![age_path.clone(), layout::REVOKED.to_string()];
+        if current.recipient.to_string() != new_recipient {
+            revoked_text.push_str(&format!("{}\n# {me} {today} rotated\n", current.recipient));
+        }
+        let mut paths_changed = vec![
+            age_path.clone(),
+            sign_path.clone(),
+            layout::REVOKED.to_string(),
+        ];
         if ssh {
             let new_line = rotate_ssh_key(&machine.paths, &me)?;
             for key in &current.ssh_keys {
@@ -397,25 +424,60 @@ pub fn rotate(ssh: bool) -> Result<()> {
         paths_changed.push(RECIPIENTS.into());
         let refs: Vec<&str> = paths_changed.iter().map(String::as_str).collect();
         let what = if ssh {
-            "age identity and SSH key"
+            "age identity, signing key and SSH key"
         } else {
-            "age identity"
+            "age identity and signing key"
         };
         repo.commit_paths(
             &refs,
-            &me,
             &format!("{me}: rotate its {what}; secrets re-encrypted"),
         )?;
         fault::point("rotate:committed");
     }
     sync::push_merging_upstream(&machine, &repo, &fleet)?;
     fault::point("rotate:pushed");
-    // The new roster is on the forge: retire the old identity.
+    // Step 2, once step 1 is on the forge: the old signing key leaves the roster for
+    // keys/revoked; from here on this machine signs with the new key.
+    let roster = Roster::load(repo.root())?;
+    let old: Vec<ssh_key::PublicKey> = roster
+        .active(&me)
+        .map(|m| m.signing.iter().filter(|k| !is_new(k)).cloned().collect())
+        .unwrap_or_default();
+    if !old.is_empty() {
+        files::write_atomic(
+            &repo.root().join(&sign_path),
+            sign_text(&[next_sign.public()]).as_bytes(),
+            0o644,
+        )?;
+        let mut revoked_text = read_revoked(repo.root())?;
+        for key in &old {
+            let line = key.to_openssh().expect("a parsed key encodes");
+            revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
+        }
+        files::write_atomic(
+            &repo.root().join(layout::REVOKED),
+            revoked_text.as_bytes(),
+            0o644,
+        )?;
+        repo.commit_paths(
+            &[&sign_path, layout::REVOKED],
+            &format!("{me}: retire its old signing key"),
+        )?;
+        fault::point("rotate:retired");
+    }
+    let repo = repo.with_signer(machine.signer()?);
+    sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    // The new roster is on the forge: retire the old identity and signing key.
     std::fs::rename(&next_path, machine.paths.identity_file()).map_err(Error::io(
         "cannot retire the old identity at",
         &machine.paths.identity_file(),
     ))?;
+    std::fs::rename(&next_sign_path, machine.paths.signing_key_file()).map_err(Error::io(
+        "cannot retire the old signing key at",
+        &machine.paths.signing_key_file(),
+    ))?;
     outln!("fleetkey: {me} has a new age identity: {new_recipient}")?;
+    outln!("  signing key: {}", next_sign.fingerprint())?;
     Ok(())
 }
 
@@ -474,6 +536,13 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
             return sync::push_merging_upstream(&machine, &repo, &fleet);
         }
         (None, None) => {
+            // A machine still waiting: drop its request.
+            let remote = &machine.config.remote;
+            if forge::remote_head(remote, &forge::pending_branch(name))?.is_some() {
+                forge::delete_branch(repo.root(), remote, &forge::pending_branch(name))?;
+                outln!("fleetkey: dropped the enrollment request of {name}")?;
+                return Ok(());
+            }
             return Err(
                 ErrorKind::Refused(format!("no machine called {name} in this fleet")).into(),
             );
@@ -528,7 +597,11 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     } else {
         layout::PENDING
     };
-    let key_files = [layout::age_pub(dir, name), layout::ssh_pub(dir, name)];
+    let key_files = [
+        layout::age_pub(dir, name),
+        layout::ssh_pub(dir, name),
+        layout::sign_pub(dir, name),
+    ];
     for f in &key_files {
         let p = repo.root().join(f);
         if p.exists() {
@@ -543,7 +616,6 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     changed.extend([layout::REVOKED, CIPHERTEXT, RECIPIENTS]);
     repo.commit_paths(
         &changed,
-        &me,
         &format!("{me}: revoke {name} ({reason}); secrets re-encrypted"),
     )?;
     fault::point("revoke:committed");

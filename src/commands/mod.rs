@@ -2,6 +2,7 @@
 //! that own the concerns.
 
 pub mod agents;
+pub mod approve;
 pub mod authorized_keys;
 pub mod doctor;
 pub mod init;
@@ -11,3 +12,4 @@ pub mod secrets;
 pub mod status;
 pub mod sync;
 pub mod track;
+pub mod verify;

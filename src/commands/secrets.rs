@@ -66,7 +66,6 @@ pub fn save_prepared(
     let name = &machine.config.name;
     repo.commit_paths(
         &[CIPHERTEXT, RECIPIENTS],
-        name,
         &format!("{name}: secrets: {what}"),
     )?;
     if push {

@@ -25,6 +25,22 @@ pub struct Status {
     pub secrets: SecretsStatus,
     /// The background agents (empty when their state cannot be read).
     pub agents: Vec<crate::agents::AgentStatus>,
+    /// What this machine trusts, and what it refused.
+    pub trust: TrustStatus,
+}
+
+/// The trust model as this machine sees it.
+#[derive(Debug, Serialize)]
+pub struct TrustStatus {
+    /// The fleet's fingerprint: founding commit and the founder's signing-key fingerprint
+    /// (compare with what `enroll` printed).
+    pub fleet_fingerprint: Option<String>,
+    /// The commit pinned in config.toml as this machine's trust root.
+    pub trust_root: Option<String>,
+    /// This machine's signing-key fingerprint.
+    pub signing_key: Option<String>,
+    /// Forge commits the last cycle refused as not authentic.
+    pub refused: Vec<crate::trust::Refusal>,
 }
 
 /// This machine's identity.
@@ -118,6 +134,26 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         })
         .unwrap_or_default();
 
+    let pending = match crate::commands::approve::pending_names(&machine.config.remote) {
+        Ok(names) => names,
+        Err(e) => {
+            crate::log::warn(&format!("cannot list pending enrollments: {e}"));
+            Vec::new()
+        }
+    };
+    let last_cycle = crate::sync::state::CycleRecord::load(&machine.paths.state_dir);
+    let trust = TrustStatus {
+        fleet_fingerprint: repo
+            .head()
+            .and_then(|h| crate::trust::fleet_fingerprint(repo.raw(), h).ok()),
+        trust_root: machine.config.trust_root.clone(),
+        signing_key: machine.signer().ok().map(|s| s.key().fingerprint()),
+        refused: last_cycle
+            .as_ref()
+            .map(|c| c.refused.clone())
+            .unwrap_or_default(),
+    };
+
     let mut revoked: Vec<String> = roster
         .revoked
         .iter()
@@ -185,13 +221,13 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         },
         fleet: FleetStatus {
             active: roster.active.iter().map(|m| m.name.clone()).collect(),
-            pending: roster.pending.iter().map(|m| m.name.clone()).collect(),
+            pending,
             revoked,
         },
         sync: SyncStatus {
             ahead,
             behind,
-            last_cycle: crate::sync::state::CycleRecord::load(&machine.paths.state_dir),
+            last_cycle,
             conflicts: crate::sync::state::conflicts(&machine.paths.state_dir),
         },
         secrets,
@@ -200,6 +236,7 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             .ok()
             .and_then(|f| crate::agents::current_status(&machine.paths, &f).ok())
             .unwrap_or_default(),
+        trust,
     })
 }
 
@@ -229,6 +266,22 @@ fn render(s: &Status) -> String {
         out.push_str(&format!("  ssh    {fp}\n"));
     }
     out.push_str(&format!("  forge  {}\n", m.remote));
+    if let Some(fp) = &s.trust.signing_key {
+        out.push_str(&format!("  sign   {fp}\n"));
+    }
+    match &s.trust.fleet_fingerprint {
+        Some(fp) => out.push_str(&format!("  fleet fingerprint  {fp}\n")),
+        None => out.push_str("  fleet fingerprint  none: this fleet has no signed history\n"),
+    }
+    for r in &s.trust.refused {
+        out.push_str(&format!(
+            "  REFUSED: commit {} (claims {}): {}\n",
+            r.commit, r.machine, r.why
+        ));
+    }
+    if !s.trust.refused.is_empty() {
+        out.push_str("  nothing from refused commits is applied; `fleetkey forge repair` restores the forge\n");
+    }
     out.push_str(&format!(
         "fleet    {} active: {}\n",
         s.fleet.active.len(),

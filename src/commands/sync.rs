@@ -18,7 +18,26 @@ fn report(rec: &sync::state::CycleRecord) -> Result<()> {
         if rec.pushed { ", pushed" } else { "" },
         rec.duration_ms
     )?;
+    for r in &rec.refused {
+        outln!(
+            "fleetkey: refused commit {} (claims {}): {}",
+            r.commit,
+            r.machine,
+            r.why
+        )?;
+    }
     Ok(())
+}
+
+/// The error a cycle that refused forge commits ends with (exit code 3).
+fn untrusted(rec: &sync::state::CycleRecord) -> Result<()> {
+    if rec.refused.is_empty() {
+        return Ok(());
+    }
+    Err(ErrorKind::Untrusted {
+        refused: rec.refused.len(),
+    }
+    .into())
 }
 
 /// `fleetkey sync`: one cycle. `offline` skips the forge (capture, commit, apply).
@@ -33,7 +52,7 @@ pub fn sync(offline: bool) -> Result<()> {
         },
     )?;
     report(&rec)?;
-    Ok(())
+    untrusted(&rec)
 }
 
 /// `fleetkey pull [--every DURATION]`: one cycle, or one per DURATION forever. Each cycle first
@@ -43,7 +62,7 @@ pub fn pull(every: Option<&str>) -> Result<()> {
     let Some(every) = every else {
         let rec = sync::cycle(&machine, Network::CheapCheck)?;
         report(&rec)?;
-        return Ok(());
+        return untrusted(&rec);
     };
     let period: Duration = parse_duration(every)
         .map_err(|problem| ErrorKind::Refused(format!("--every: {problem}")))?;
@@ -53,7 +72,10 @@ pub fn pull(every: Option<&str>) -> Result<()> {
     let mut backoff = sync::debounce::Backoff::default();
     loop {
         let wait = match sync::cycle(&machine, Network::CheapCheck) {
-            Ok(_) => {
+            Ok(rec) => {
+                if let Err(e) = untrusted(&rec) {
+                    crate::log::warn(&format!("{e}"));
+                }
                 backoff.succeed();
                 period
             }

@@ -155,14 +155,14 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             &existing_and(&existing, &added),
             &mut manifest,
         );
-        repo.commit_all(&["."], name, &message)?;
+        repo.commit_all(&["."], &message)?;
     } else {
         let toml = repo
             .raw()
             .blob(fleet.file_text().as_bytes())
             .map_err(Error::git("cannot store fleet.toml"))?;
         upserts.push((FleetConfig::FILE.to_string(), toml, false));
-        crate::sync::commit::commit_changes(&repo, &upserts, &[], name, &message)?;
+        crate::sync::commit::commit_changes(&repo, &upserts, &[], &message)?;
     }
     manifest.save(&machine.paths.state_dir)?;
     outln!(
@@ -229,7 +229,6 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
         &repo,
         &[(FleetConfig::FILE.to_string(), toml, false)],
         &removals,
-        name,
         &format!("{name}: untrack {}", shown.join(", ")),
     )?;
     let mut manifest = Manifest::load(&machine.paths.state_dir);

@@ -46,6 +46,25 @@ impl Applied {
     fn hold_back(&mut self, rel: &str, why: &str) {
         self.held_back.push(format!("~/{rel} not applied: {why}"));
     }
+
+    /// Records the conflict copy of `~/REL`; when it could not be written, holds the file back
+    /// instead and returns `false`: the live file must then stay as it is.
+    fn keep(&mut self, rel: &str, kept: Result<ConflictRecord>) -> bool {
+        match kept {
+            Ok(record) => {
+                self.conflicts.push(record);
+                true
+            }
+            Err(e) => {
+                let why = crate::error::chain(&e);
+                self.hold_back(
+                    rel,
+                    &format!("cannot keep this machine's version aside ({why})"),
+                );
+                false
+            }
+        }
+    }
 }
 
 /// Whether `rel` must be written 0600: under `~/.ssh` or covered by `[sync] private`.
@@ -152,18 +171,8 @@ pub fn apply(
             ConflictReason::BothChanged,
             cx.occasion(),
         );
-        match kept {
-            Ok(record) => out.conflicts.push(record),
-            Err(e) => {
-                out.hold_back(
-                    rel,
-                    &format!(
-                        "cannot keep this machine's version aside ({})",
-                        crate::error::chain(&e)
-                    ),
-                );
-                keep_live.insert(rel.to_string());
-            }
+        if !out.keep(rel, kept) {
+            keep_live.insert(rel.to_string());
         }
     }
 
@@ -267,18 +276,8 @@ pub fn apply(
                         reason,
                         cx.occasion(),
                     );
-                    match kept {
-                        Ok(record) => out.conflicts.push(record),
-                        Err(e) => {
-                            out.hold_back(
-                                rel,
-                                &format!(
-                                    "cannot keep this machine's version aside ({})",
-                                    crate::error::chain(&e)
-                                ),
-                            );
-                            continue;
-                        }
+                    if !out.keep(rel, kept) {
+                        continue;
                     }
                 }
             }

@@ -39,7 +39,7 @@ pub fn capture_and_commit(
             let added = chezmoi::capture(&source, &machine.paths.home, &plan.managed, manifest)?;
             if added > 0 || ignore_changed {
                 let message = format!("{name}: sync {added} paths (chezmoi add)");
-                if repo.commit_all(&["."], name, &message)?.is_some() {
+                if repo.commit_all(&["."], &message)?.is_some() {
                     rec.captured = added;
                     crate::fault::point("sync:captured");
                 }

@@ -56,7 +56,7 @@ pub fn commit_capture(
     if upserts.is_empty() && captured.removals.is_empty() {
         return Ok(held_back);
     }
-    commit_changes(repo, &upserts, &captured.removals, name, &message)?;
+    commit_changes(repo, &upserts, &captured.removals, &message)?;
     Ok(held_back)
 }
 
@@ -96,7 +96,6 @@ pub fn commit_changes(
     repo: &FleetRepo,
     upserts: &[(String, git2::Oid, bool)],
     removals: &[String],
-    name: &str,
     message: &str,
 ) -> Result<Option<git2::Oid>> {
     let raw = repo.raw();
@@ -126,10 +125,14 @@ pub fn commit_changes(
         .head()
         .and_then(|h| h.peel_to_commit())
         .map_err(Error::git("cannot read HEAD"))?;
-    let sig = FleetRepo::signature(name)?;
-    let oid = raw
-        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
-        .map_err(Error::git("cannot commit"))?;
+    let oid = crate::signing::commit(
+        raw,
+        repo.signer()?,
+        Some("HEAD"),
+        message,
+        &tree,
+        &[&parent],
+    )?;
     // The working tree follows for the changed paths only (a long list: all of it).
     let mut co = git2::build::CheckoutBuilder::new();
     co.force();

@@ -14,6 +14,7 @@ use crate::fleet::Machine;
 use crate::forge::{self, PushOutcome};
 use crate::identity::Identity;
 use crate::repo::FleetRepo;
+use crate::trust::{self, Refusal, TrustState, Verdict};
 
 use super::{Network, backend, integrate};
 
@@ -29,9 +30,13 @@ pub struct Exchanged {
     pub lost: Vec<integrate::LostFile>,
     /// Other conflicts resolved.
     pub other_conflicts: usize,
-    /// Why the forge's commits were not taken, when they were not (nothing of them was
-    /// integrated or pushed on top of).
-    pub refused: Option<String>,
+    /// Commits of the forge refused as not authentic: nothing was integrated or pushed.
+    pub refused: Vec<Refusal>,
+    /// This machine is not (or no longer) an active member: nothing was pushed.
+    pub not_member: bool,
+    /// Why the forge's (authentic) commit was not taken because of what its tree holds
+    /// (nothing of it was integrated or pushed on top of).
+    pub tree_refused: Option<String>,
 }
 
 /// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times.
@@ -67,10 +72,16 @@ pub fn exchange(
             if !skip_fetch {
                 fetch_retrying(repo, remote, branch)?;
             }
+            // Verify what the forge holds BEFORE integrating anything from it.
+            let refused = verify_tracking(machine, repo, branch)?;
+            if !refused.is_empty() {
+                out.refused = refused;
+                return Ok(out);
+            }
+            // Even an authentic commit may come from a compromised member: its tree is
+            // checked before anything of it reaches the clone.
             if let Some(why) = refuse_tree(machine, raw, &tracking)? {
-                // Nothing of it is integrated; local commits stay local until a commit the
-                // rules allow arrives.
-                out.refused = Some(why);
+                out.tree_refused = Some(why);
                 return Ok(out);
             }
             let done = integrate::integrate(
@@ -80,6 +91,7 @@ pub fn exchange(
                 identity,
                 at,
                 fleet.backend,
+                repo.signer()?,
             )?;
             out.lost.extend(done.lost);
             out.other_conflicts += done.other_conflicts;
@@ -87,6 +99,10 @@ pub fn exchange(
         }
         let head = repo.head();
         if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
+            return Ok(out);
+        }
+        if !may_push(repo)? {
+            out.not_member = true;
             return Ok(out);
         }
         match forge::push(repo.root(), remote, branch)? {
@@ -156,6 +172,88 @@ fn refuse_tree(
                     String::new()
                 }
             )))
+        }
+    }
+}
+
+/// Whether this machine's commits may go to the forge: its signing key is active in HEAD's
+/// roster (a pending machine, or one revoked, pushes nothing: members would refuse it).
+pub fn may_push(repo: &FleetRepo) -> Result<bool> {
+    let signer = repo.signer()?;
+    Ok(trust::signs_for(
+        repo.raw(),
+        &signer.name,
+        signer.key().public(),
+    ))
+}
+
+/// Fetches the forge's branch and verifies it; see [`verify_tracking`].
+pub fn fetch_verified(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<Vec<Refusal>> {
+    fetch_retrying(repo, &machine.config.remote, branch)?;
+    verify_tracking(machine, repo, branch)
+}
+
+/// Verifies `origin/BRANCH` (just fetched) against this machine's trust state. When it is not
+/// authentic, the refused tip is kept under [`trust::REFUSED_TIP_REF`] and `origin/BRANCH` is
+/// put back on the last authentic tip, so nothing downstream (integrate, fast-forward, status)
+/// ever sees the refused commits; the refusals are returned.
+pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<Vec<Refusal>> {
+    let raw = repo.raw();
+    let tracking = integrate::tracking_ref(branch);
+    let Ok(tip) = raw.refname_to_id(&tracking) else {
+        return Ok(Vec::new());
+    };
+    let root = trust::pinned_root(&machine.config)?;
+    let state_dir = &machine.paths.state_dir;
+    let mut state = TrustState::load(raw, state_dir, root)?;
+    let before = state.clone();
+    let mut verifier = trust::Verifier::new(raw);
+    let verdict = verifier.verify(&mut state, tip, true)?;
+    if state != before || !state_dir.join(trust::STATE_FILE).exists() {
+        state.save(state_dir)?;
+    }
+    match verdict {
+        Verdict::Authentic { checked } => {
+            if checked > 0 {
+                crate::log::debug(&format!("verified {checked} new commits of the forge"));
+            }
+            if let Ok(mut r) = raw.find_reference(trust::REFUSED_TIP_REF) {
+                let _ = r.delete();
+            }
+            Ok(Vec::new())
+        }
+        Verdict::Refused(refused) => {
+            raw.reference(
+                trust::REFUSED_TIP_REF,
+                tip,
+                true,
+                "fleetkey: refused forge tip",
+            )
+            .map_err(Error::git("cannot keep the refused forge tip"))?;
+            // Honest commits members made before the refused ones are kept; nothing after.
+            let newest = state.tips.first().and_then(|t| git2::Oid::from_str(t).ok());
+            let good = verifier
+                .best_authentic
+                .or(newest)
+                .or(state.last_authentic());
+            match good {
+                Some(good) if raw.find_commit(good).is_ok() => {
+                    raw.reference(&tracking, good, true, "fleetkey: last authentic forge tip")
+                        .map_err(Error::git("cannot reset the forge's tracking ref"))?;
+                }
+                _ => {
+                    if let Ok(mut r) = raw.find_reference(&tracking) {
+                        let _ = r.delete();
+                    }
+                }
+            }
+            for r in &refused {
+                crate::log::warn(&format!(
+                    "refused commit {} (claims {}): {}",
+                    r.commit, r.machine, r.why
+                ));
+            }
+            Ok(refused)
         }
     }
 }
@@ -230,10 +328,22 @@ pub fn push_merging_upstream(
             e
         }
     })?;
-    if let Some(why) = &x.refused {
+    backend::keep_lost(machine, repo, &x.lost, now)?;
+    if !x.refused.is_empty() {
+        return Err(ErrorKind::Untrusted {
+            refused: x.refused.len(),
+        }
+        .into());
+    }
+    if x.not_member {
+        crate::log::warn(
+            "this machine is not an active member of the fleet; its commits stay local",
+        );
+    }
+    if let Some(why) = &x.tree_refused {
         crate::log::warn(&format!(
             "{why}; your change is committed here and goes out once the forge is healed"
         ));
     }
-    backend::keep_lost(machine, repo, &x.lost, now)
+    Ok(())
 }

@@ -62,6 +62,7 @@ pub fn integrate(
     identity: Option<&Identity>,
     at: &str,
     backend: Backend,
+    signer: &crate::signing::Signer,
 ) -> Result<Integrated> {
     let mut done = Integrated::default();
     let Some(theirs) = repo.refname_to_id(&tracking_ref(branch)).ok() else {
@@ -250,7 +251,6 @@ pub fn integrate(
     let tree = repo
         .find_tree(tree_id)
         .map_err(Error::git("cannot read a tree"))?;
-    let sig = crate::repo::FleetRepo::signature(machine)?;
     let parents = [
         &repo
             .find_commit(ours)
@@ -265,9 +265,7 @@ pub fn integrate(
     } else {
         format!("{machine}: merge the forge's changes ({n} conflicts resolved, upstream wins)")
     };
-    let merge = repo
-        .commit(None, &sig, &sig, &message, &tree, &parents)
-        .map_err(Error::git("cannot commit the merge"))?;
+    let merge = crate::signing::commit(repo, signer, None, &message, &tree, &parents)?;
     move_to(repo, merge)?;
     done.moved = true;
     Ok(done)

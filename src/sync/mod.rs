@@ -82,6 +82,9 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
     };
     let result = run(machine, network, now, &mut rec);
     rec.duration_ms = started.elapsed().as_millis() as u64;
+    if result.is_ok() && !rec.refused.is_empty() {
+        rec.result = CycleResult::Untrusted;
+    }
     if let Err(e) = &result {
         rec.result = if e.is_unreachable() {
             CycleResult::Offline
@@ -102,6 +105,8 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
 /// The cycle's steps, in order.
 fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> Result<()> {
     let state_dir = &machine.paths.state_dir;
+    // A machine set up before signed history has nothing to check the forge against.
+    crate::trust::pinned_root(&machine.config)?;
     let repo = machine.repo()?;
     // Present from here until the cycle ends; a cycle that finds it repairs the whole tree.
     let marker = state_dir.join(UNFINISHED);
@@ -112,10 +117,19 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
 
     // Capture by the fleet.toml in force (the last valid one when the clone's is not), every
     // path of it checked; a refused entry is reported by apply, with the fleet.toml it uses.
+    machine.keep_valid_fleet();
     let plan = plan::Plan::for_machine(machine)?;
     let fleet = plan.fleet.clone();
     let mut manifest = Manifest::load(state_dir);
-    let missing = backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?;
+    // A machine that is not an active member (waiting for approval, or revoked) captures
+    // nothing: members would refuse its commits.
+    let member = exchange::may_push(&repo)?;
+    let missing = if member {
+        backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
+    } else {
+        crate::log::info("this machine is not an active member of the fleet: nothing is captured");
+        Default::default()
+    };
     drop(plan);
 
     let identity = machine.identity().ok();
@@ -126,8 +140,9 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
             let at = clock::rfc3339(now);
             match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network) {
                 Ok(x) => {
-                    rec.held_back.extend(x.refused);
+                    rec.held_back.extend(x.tree_refused);
                     rec.pushed = x.pushed;
+                    rec.refused = x.refused;
                     rec.conflicts += x.other_conflicts;
                     lost = x.lost;
                     None

@@ -177,6 +177,9 @@ pub enum CycleResult {
     Offline,
     /// The cycle stopped on an error (see the record's `error`).
     Error,
+    /// The forge holds commits that are not authentic (see the record's `refused`): nothing
+    /// from them was applied; local commits are kept and not pushed.
+    Untrusted,
 }
 
 impl std::fmt::Display for CycleResult {
@@ -185,6 +188,7 @@ impl std::fmt::Display for CycleResult {
             CycleResult::Ok => "ok",
             CycleResult::Offline => "offline",
             CycleResult::Error => "error",
+            CycleResult::Untrusted => "untrusted",
         })
     }
 }
@@ -215,6 +219,9 @@ pub struct CycleRecord {
     /// every cycle until a valid commit heals it.
     #[serde(default)]
     pub held_back: Vec<String>,
+    /// Commits of the forge this cycle refused as not authentic (nothing from them applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<crate::trust::Refusal>,
 }
 
 impl CycleRecord {

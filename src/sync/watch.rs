@@ -101,6 +101,12 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             match cycle(machine, Network::CheapCheck) {
                 Ok(rec) => {
                     backoff.succeed();
+                    for r in &rec.refused {
+                        crate::log::warn(&format!(
+                            "the forge holds a commit that is not authentic: {} (claims {}): {}; nothing from it was applied (exit status 3 for `fleetkey sync`)",
+                            r.commit, r.machine, r.why
+                        ));
+                    }
                     if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
                         crate::log::info(&format!(
                             "cycle: {} captured, {} applied, {} conflicts{}",

@@ -237,11 +237,14 @@ impl Machine {
 
     /// `git add -A` and a commit in the clone, as a user editing it by hand would.
     pub fn commit_in_clone(&self, message: &str) {
+        // Signed with this machine's fleetkey signing key, as a member committing by hand
+        // with stock git does (docs/rotation.md): fleetkey accepts nothing unsigned.
         for args in [&["add", "-A"][..], &["commit", "-qm", message]] {
             run_program(
                 Command::new("git")
                     .arg("-C")
                     .arg(self.repo())
+                    .args(signing_config(self))
                     .args(["-c", "user.name=t", "-c", "user.email=t@t"])
                     .args(args),
             );
@@ -552,4 +555,34 @@ pub fn strict_modes_dir() -> tempfile::TempDir {
         "sshd's StrictModes needs a directory no other user can write to; neither {candidates:?} \
          qualifies: run the tests from a checkout outside /tmp, or with HOME set to a private directory"
     );
+}
+
+/// The SHA256 fingerprint of `m`'s commit-signing key, as `ssh-keygen -lf` prints it: what
+/// `fleetkey approve NAME --fingerprint` takes.
+pub fn signing_fingerprint(m: &Machine) -> String {
+    let out = run_program(
+        Command::new(require("ssh-keygen", "openssh-client"))
+            .arg("-lf")
+            .arg(m.home.join(".config/fleetkey/signing_key")),
+    );
+    String::from_utf8(out)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// `git -c …` options that make a stock `git commit` sign with `m`'s fleetkey signing key, as
+/// docs/rotation.md tells a member committing by hand.
+pub fn signing_config(m: &Machine) -> Vec<String> {
+    let key = m.home.join(".config/fleetkey/signing_key");
+    vec![
+        "-c".into(),
+        "gpg.format=ssh".into(),
+        "-c".into(),
+        format!("user.signingkey={}", key.display()),
+        "-c".into(),
+        "commit.gpgsign=true".into(),
+    ]
 }

@@ -1,0 +1,283 @@
+//! `fleetkey verify [--allowed-signers]` and `fleetkey forge repair`.
+//!
+//! `verify` checks the whole fleet branch from this machine's trust root (not incrementally:
+//! a fresh check that does not touch the saved state) and the forge's branch as the cycle does,
+//! and prints a summary. `--allowed-signers` prints the current roster's signing keys in the
+//! format of git's `gpg.ssh.allowedSignersFile` (principal = machine name, `namespaces="git"`),
+//! so stock `git verify-commit` can check any commit by hand.
+//!
+//! `forge repair` puts the last authentic state (with this machine's local work, and the honest
+//! commits members made before the refused ones) back on a tampered forge, pushing with
+//! `--force-with-lease` against the refused tip, and keeps the refused commits under
+//! `refs/fleetkey/refused/…` in the clone so nothing is lost.
+//!
+//! Must never: push over a forge tip it did not refuse (the lease), or repair without the
+//! user's say-so (a "yes" on a terminal, `--yes` otherwise).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use crate::clock;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fleet::Machine;
+use crate::forge::{self, PushOutcome};
+use crate::output::outln;
+use crate::roster::Roster;
+use crate::sync::{exchange, integrate, state::CycleRecord};
+use crate::trust::{self, TrustState, Verdict, Verifier};
+
+/// `fleetkey verify [--allowed-signers]`.
+pub fn verify(allowed_signers: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    if allowed_signers {
+        return print_allowed_signers(&machine);
+    }
+    let root = trust::pinned_root(&machine.config)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    let fleet = machine.fleet_config()?;
+    let branch = &fleet.sync.branch;
+    let raw = repo.raw();
+    let head = repo
+        .head()
+        .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
+    // A fresh check of the whole branch, from the root, with nothing remembered. Revocations are
+    // learned in history order, as a machine first seeing this history would: a commit signed
+    // before its key was revoked stays authentic.
+    let mut fresh = TrustState::fresh(raw, root);
+    let started = std::time::Instant::now();
+    let verdict = Verifier::new(raw).verify(&mut fresh, head, false)?;
+    let elapsed = started.elapsed();
+    if let Verdict::Authentic { .. } = verdict {
+        // What was just verified need not be walked again by the forge's check below.
+        let mut saved = TrustState::load(raw, &machine.paths.state_dir, root)?;
+        saved.remember_tip(head);
+        saved.revoked.extend(fresh.revoked.iter().cloned());
+        saved
+            .revoked_blobs
+            .extend(fresh.revoked_blobs.iter().cloned());
+        saved.save(&machine.paths.state_dir)?;
+    }
+    let forge_refused = match exchange::fetch_verified(&machine, &repo, branch) {
+        Ok(r) => Some(r),
+        Err(e) if e.is_unreachable() => {
+            crate::log::warn(&format!("{e}; checking the clone only"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let fp = trust::fleet_fingerprint(raw, head).ok();
+    outln!("fleet fingerprint  {}", fp.as_deref().unwrap_or("none"))?;
+    outln!("trust root         {root}")?;
+    let mut refused = 0;
+    match &verdict {
+        Verdict::Authentic { checked } => outln!(
+            "clone   {branch} at {head}: authentic ({checked} commits checked in {} ms)",
+            elapsed.as_millis()
+        )?,
+        Verdict::Refused(r) => {
+            refused += r.len();
+            outln!("clone   {branch} at {head}: NOT AUTHENTIC")?;
+            for x in r {
+                outln!("  refused {} (claims {}): {}", x.commit, x.machine, x.why)?;
+            }
+        }
+    }
+    match &forge_refused {
+        None => outln!("forge   unreachable; not checked")?,
+        Some(r) if r.is_empty() => outln!("forge   {branch}: authentic")?,
+        Some(r) => {
+            refused += r.len();
+            outln!("forge   {branch}: NOT AUTHENTIC")?;
+            for x in r {
+                outln!("  refused {} (claims {}): {}", x.commit, x.machine, x.why)?;
+            }
+        }
+    }
+    let roster = Roster::load(repo.root())?;
+    let signers: Vec<&str> = roster
+        .active
+        .iter()
+        .filter(|m| !m.signing.is_empty())
+        .map(|m| m.name.as_str())
+        .collect();
+    outln!("signers {} active: {}", signers.len(), signers.join(", "))?;
+    if refused > 0 {
+        return Err(ErrorKind::Untrusted { refused }.into());
+    }
+    Ok(())
+}
+
+/// The allowed_signers lines for the roster of the clone's HEAD.
+fn print_allowed_signers(machine: &Machine) -> Result<()> {
+    let roster = Roster::load(&machine.config.repo)?;
+    let mut text = String::from(
+        "# fleetkey: the fleet's signing keys, for git -c gpg.ssh.allowedSignersFile=FILE verify-commit\n",
+    );
+    for m in &roster.active {
+        for key in &m.signing {
+            let line = key
+                .to_openssh()
+                .map_err(|e| ErrorKind::Refused(format!("cannot encode a key: {e}")))?;
+            let mut fields = line.split_whitespace();
+            let (kind, data) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+            text.push_str(&format!("{} namespaces=\"git\" {kind} {data}\n", m.name));
+        }
+    }
+    crate::output::stdout(text.as_bytes())
+}
+
+/// `fleetkey forge repair [--yes]`.
+pub fn repair(yes: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let root = trust::pinned_root(&machine.config)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    let fleet = machine.fleet_config()?;
+    let branch = fleet.sync.branch.clone();
+    let remote = machine.config.remote.clone();
+    let refused = exchange::fetch_verified(&machine, &repo, &branch)?;
+    let raw = repo.raw();
+    if refused.is_empty() {
+        outln!("fleetkey: the forge's {branch} holds only authentic commits; nothing to repair")?;
+        clear_refusals(&machine);
+        return Ok(());
+    }
+    let bad = raw
+        .refname_to_id(trust::REFUSED_TIP_REF)
+        .map_err(Error::git("cannot find the refused forge tip"))?;
+    let tracking = integrate::tracking_ref(&branch);
+    let good = raw.refname_to_id(&tracking).ok();
+
+    // What the forge loses: commits reachable from the refused tip and from nothing kept.
+    let mut walk = raw
+        .revwalk()
+        .map_err(Error::git("cannot walk the history"))?;
+    walk.push(bad)
+        .map_err(Error::git("cannot walk the history"))?;
+    if let Some(g) = good {
+        let _ = walk.hide(g);
+    }
+    if let Some(h) = repo.head() {
+        let _ = walk.hide(h);
+    }
+    let _ = walk.hide(root);
+    let dropped: Vec<git2::Oid> = walk.filter_map(|o| o.ok()).collect();
+    outln!("fleetkey: the forge's {branch} is at {bad}, which is not authentic:")?;
+    for r in &refused {
+        outln!("  refused {} (claims {}): {}", r.commit, r.machine, r.why)?;
+    }
+    outln!(
+        "Repair puts this machine's {branch} back on the forge and drops these {} commits there (kept here under refs/fleetkey/refused/):",
+        dropped.len()
+    )?;
+    for oid in &dropped {
+        let summary = raw
+            .find_commit(*oid)
+            .ok()
+            .and_then(|c| {
+                c.summary()
+                    .ok()
+                    .flatten()
+                    .map(|s| s.chars().take(72).collect::<String>())
+            })
+            .unwrap_or_default();
+        outln!(
+            "  drop {} ({}) {summary}",
+            &oid.to_string()[..12],
+            trust::claimed_machine(raw, *oid)
+        )?;
+    }
+    confirm(yes)?;
+
+    // Keep what we drop, then bring in the honest commits that came before the refused ones.
+    let keep = format!(
+        "refs/fleetkey/refused/{}",
+        clock::compact(clock::now_unix())
+    );
+    raw.reference(&keep, bad, true, "fleetkey: refused forge tip, kept")
+        .map_err(Error::git("cannot keep the refused commits"))?;
+    let identity = machine.identity().ok();
+    let done = integrate::integrate(
+        raw,
+        &branch,
+        &machine.config.name,
+        identity.as_ref(),
+        &clock::rfc3339(clock::now_unix()),
+        fleet.backend,
+        repo.signer()?,
+    )?;
+    crate::sync::backend::keep_lost(&machine, &repo, &done.lost, clock::now_unix())?;
+    let head = repo
+        .head()
+        .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
+    match forge::push_to(
+        repo.root(),
+        &remote,
+        &format!("refs/heads/{branch}"),
+        &branch,
+        Some(&bad.to_string()),
+        false,
+    )? {
+        PushOutcome::Pushed => {}
+        PushOutcome::Rejected => {
+            return Err(ErrorKind::Refused(format!(
+                "the forge's {branch} moved while repairing; nothing was overwritten"
+            ))
+            .hint("run `fleetkey forge repair` again"));
+        }
+    }
+    let _ = raw.reference(&tracking, head, true, "fleetkey: repaired");
+    // The repaired tip is this machine's own history: verify it and make it the forge tip.
+    let mut state = TrustState::load(raw, &machine.paths.state_dir, root)?;
+    if let Verdict::Authentic { .. } = Verifier::new(raw).verify(&mut state, head, true)? {
+        state.save(&machine.paths.state_dir)?;
+    }
+    if let Ok(mut r) = raw.find_reference(trust::REFUSED_TIP_REF) {
+        let _ = r.delete();
+    }
+    clear_refusals(&machine);
+    outln!(
+        "fleetkey: repaired: the forge's {branch} is at {head}; the refused commits are kept under {keep}"
+    )?;
+    Ok(())
+}
+
+/// The last cycle's record without its refusals (the forge no longer holds them).
+fn clear_refusals(machine: &Machine) {
+    if let Some(mut rec) = CycleRecord::load(&machine.paths.state_dir)
+        && !rec.refused.is_empty()
+    {
+        rec.refused.clear();
+        if rec.result == crate::sync::state::CycleResult::Untrusted {
+            rec.result = crate::sync::state::CycleResult::Ok;
+        }
+        let _ = rec.save(&machine.paths.state_dir);
+    }
+}
+
+/// A "yes" on a terminal, or `--yes`.
+fn confirm(yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(ErrorKind::Refused(
+            "repairing the forge needs --yes when stdin is not a terminal".into(),
+        )
+        .hint("read the list above, then run `fleetkey forge repair --yes`"));
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "Repair the forge? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(Error::io("cannot read the answer from", Path::new("stdin")))?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(ErrorKind::Refused("the forge was not repaired".into()).into()),
+    }
+}

@@ -1,0 +1,692 @@
+//! Which commits of the fleet's history this machine believes: the forge is untrusted storage.
+//!
+//! A commit is **authentic** when
+//! - its SSH signature (the `gpgsig` header, SSHSIG, namespace `git`) verifies,
+//! - under the signing key of a machine that is active (`keys/NAME.sign.pub`) in EVERY parent's
+//!   tree,
+//! - that key is not in this machine's revoked set (the union of `keys/revoked` over every
+//!   authentic commit this machine has seen, kept in the state directory, never shrinking),
+//! - and every parent is authentic, back to this machine's trust root (pinned in config.toml:
+//!   the founding commit for `init`, the bundle's for `join`, the tip `enroll` first fetched).
+//!
+//! A forge tip that does not contain the last forge tip verified here (a rewind) is not
+//! authentic either, nor is one that does not descend from the trust root.
+//!
+//! Verification is native (libgit2 reads the objects, ssh-key checks the signatures: no process
+//! per commit) and incremental: `trust.json` in the state directory remembers the verified tips,
+//! and a walk from a new tip stops at them.
+//!
+//! Owns: the rule above, the state file, and the refusal records. Must never: count a commit as
+//! verified that it did not verify, forget a revoked key, or read a private key.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::files;
+use crate::signing::{self, SignatureProblem};
+
+/// The state file.
+pub const STATE_FILE: &str = "trust.json";
+
+/// Where a refused forge tip is kept, for `forge repair`'s lease.
+pub const REFUSED_TIP_REF: &str = "refs/fleetkey/forge-refused";
+
+/// How many verified tips are remembered.
+const TIPS_KEPT: usize = 16;
+
+/// Largest state file read.
+const STATE_LIMIT: u64 = 64 << 20;
+
+/// A commit this machine refused, and why. Never holds file content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The commit id (hex).
+    pub commit: String,
+    /// The machine it claims to come from (its author), as written in the commit.
+    pub machine: String,
+    /// Why it is not authentic.
+    pub why: String,
+}
+
+/// What this machine remembers between verifications.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustState {
+    /// The trust root this state belongs to.
+    pub root: String,
+    /// Verified commits: everything they reach is authentic (most recent first).
+    #[serde(default)]
+    pub tips: Vec<String>,
+    /// The last forge tip verified (a later tip must contain it).
+    #[serde(default)]
+    pub forge_tip: Option<String>,
+    /// SHA256 fingerprints of every key listed in `keys/revoked` of an authentic commit.
+    #[serde(default)]
+    pub revoked: BTreeSet<String>,
+    /// `keys/revoked` blobs already read into `revoked`.
+    #[serde(default)]
+    pub revoked_blobs: BTreeSet<String>,
+}
+
+impl TrustState {
+    /// Loads the state for `root` from `state_dir`; a missing state, or one for another root,
+    /// starts afresh from the root (whose `keys/revoked` is read at once).
+    pub fn load(repo: &git2::Repository, state_dir: &Path, root: git2::Oid) -> Result<TrustState> {
+        let path = state_dir.join(STATE_FILE);
+        let saved: Option<TrustState> = files::read_limited(&path, STATE_LIMIT)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(s) = saved
+            && s.root == root.to_string()
+        {
+            return Ok(s);
+        }
+        Ok(TrustState::fresh(repo, root))
+    }
+
+    /// A state that knows only `root` (and the revocations in its tree).
+    pub fn fresh(repo: &git2::Repository, root: git2::Oid) -> TrustState {
+        let mut state = TrustState {
+            root: root.to_string(),
+            tips: vec![root.to_string()],
+            ..TrustState::default()
+        };
+        if let Ok(commit) = repo.find_commit(root) {
+            state.learn_revoked(repo, &commit);
+        }
+        state
+    }
+
+    /// Writes the state atomically (0600).
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        files::ensure_private_dir(state_dir)?;
+        let text = serde_json::to_vec(self).expect("trust state serializes");
+        files::write_atomic(&state_dir.join(STATE_FILE), &text, 0o600)
+    }
+
+    /// The trust root.
+    pub fn root_oid(&self) -> Option<git2::Oid> {
+        git2::Oid::from_str(&self.root).ok()
+    }
+
+    /// The last authentic forge tip, or the root.
+    pub fn last_authentic(&self) -> Option<git2::Oid> {
+        self.forge_tip
+            .as_deref()
+            .and_then(|t| git2::Oid::from_str(t).ok())
+            .or_else(|| self.root_oid())
+    }
+
+    /// Remembers `tip` as verified: everything it reaches is authentic.
+    pub fn remember_tip(&mut self, tip: git2::Oid) {
+        let t = tip.to_string();
+        self.tips.retain(|x| x != &t);
+        self.tips.insert(0, t);
+        self.tips.truncate(TIPS_KEPT);
+    }
+
+    /// Adds the keys of `commit`'s `keys/revoked` to the revoked set.
+    fn learn_revoked(&mut self, repo: &git2::Repository, commit: &git2::Commit<'_>) {
+        let Ok(tree) = commit.tree() else { return };
+        let Ok(entry) = tree.get_path(Path::new(crate::roster::layout::REVOKED)) else {
+            return;
+        };
+        let id = entry.id().to_string();
+        if self.revoked_blobs.contains(&id) {
+            return;
+        }
+        if let Ok(blob) = repo.find_blob(entry.id()) {
+            let text = String::from_utf8_lossy(blob.content());
+            for line in text.lines() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with("age1") {
+                    continue;
+                }
+                if let Some(fp) = key_fingerprint(line) {
+                    self.revoked.insert(fp);
+                }
+            }
+        }
+        self.revoked_blobs.insert(id);
+    }
+}
+
+/// The fingerprint of the `TYPE BASE64` key in an OpenSSH public key line (options before it
+/// are skipped, as sshd would).
+fn key_fingerprint(line: &str) -> Option<String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    for i in 0..fields.len().saturating_sub(1) {
+        if let Ok(key) =
+            ssh_key::PublicKey::from_openssh(&format!("{} {}", fields[i], fields[i + 1]))
+        {
+            return Some(signing::fingerprint(&key));
+        }
+    }
+    None
+}
+
+/// The outcome of verifying a tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The tip and everything up to it is authentic; `checked` commits were new.
+    Authentic {
+        /// How many commits were verified now.
+        checked: usize,
+    },
+    /// Not authentic: the commits that are refused for a reason of their own (descendants of
+    /// a refused commit are refused too, without a record each).
+    Refused(Vec<Refusal>),
+}
+
+/// Verifies commits, caching the signing keys of each `keys/` tree it reads.
+pub struct Verifier<'r> {
+    repo: &'r git2::Repository,
+    members: HashMap<git2::Oid, Rc<HashMap<String, String>>>,
+    /// After a refused [`Verifier::verify`]: the newest authentic commit among the new ones
+    /// (honest work that members made before the refused commits), if any.
+    pub best_authentic: Option<git2::Oid>,
+}
+
+impl<'r> Verifier<'r> {
+    /// A verifier over `repo`.
+    pub fn new(repo: &'r git2::Repository) -> Verifier<'r> {
+        Verifier {
+            repo,
+            members: HashMap::new(),
+            best_authentic: None,
+        }
+    }
+
+    /// The active signing keys (fingerprint → machine name) in `commit`'s tree.
+    fn signers_of(&mut self, commit: &git2::Commit<'_>) -> Rc<HashMap<String, String>> {
+        let keys_tree = commit
+            .tree()
+            .ok()
+            .and_then(|t| t.get_name("keys").map(|e| e.id()));
+        let Some(id) = keys_tree else {
+            return Rc::new(HashMap::new());
+        };
+        if let Some(m) = self.members.get(&id) {
+            return m.clone();
+        }
+        let mut map = HashMap::new();
+        if let Ok(tree) = self.repo.find_tree(id) {
+            for entry in tree.iter() {
+                let Some(name) = entry.name().ok().and_then(|n| n.strip_suffix(".sign.pub")) else {
+                    continue;
+                };
+                if crate::roster::check_name(name).is_err()
+                    || entry.kind() != Some(git2::ObjectType::Blob)
+                {
+                    continue;
+                }
+                let Ok(blob) = self.repo.find_blob(entry.id()) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(blob.content());
+                for fp in text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .filter_map(key_fingerprint)
+                {
+                    map.insert(fp, name.to_string());
+                }
+            }
+        }
+        let map = Rc::new(map);
+        self.members.insert(id, map.clone());
+        map
+    }
+
+    /// Verifies `tip` against `state` (updating it: verified tips, revoked keys). With
+    /// `forge`, `tip` is the forge's branch: it must also contain the last forge tip verified.
+    pub fn verify(
+        &mut self,
+        state: &mut TrustState,
+        tip: git2::Oid,
+        forge: bool,
+    ) -> Result<Verdict> {
+        let repo = self.repo;
+        let root = state
+            .root_oid()
+            .ok_or_else(|| Error::refused("the trust root in the state is not a commit id"))?;
+        let refuse_tip = |why: String| -> Verdict {
+            Verdict::Refused(vec![Refusal {
+                commit: tip.to_string(),
+                machine: claimed_machine(repo, tip),
+                why,
+            }])
+        };
+        if repo.find_commit(tip).is_err() {
+            return Ok(refuse_tip("the commit is missing from the clone".into()));
+        }
+        let tip_text = tip.to_string();
+        let known = tip == root || state.tips.contains(&tip_text);
+        // Nothing new: a verified tip (the forge's, when it is the forge's branch).
+        if known && (!forge || state.forge_tip.as_deref().is_none_or(|f| f == tip_text)) {
+            if forge {
+                state.forge_tip = Some(tip_text);
+            }
+            return Ok(Verdict::Authentic { checked: 0 });
+        }
+        if forge
+            && let Some(prev) = state
+                .forge_tip
+                .as_deref()
+                .and_then(|t| git2::Oid::from_str(t).ok())
+            && prev != tip
+            && !repo
+                .graph_descendant_of(tip, prev)
+                .map_err(Error::git("cannot compare histories"))?
+        {
+            return Ok(refuse_tip(format!(
+                "the forge's branch was rewound: it no longer holds commit {prev}, which this machine verified"
+            )));
+        }
+
+        let mut walk = repo
+            .revwalk()
+            .map_err(Error::git("cannot walk the history"))?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+            .map_err(Error::git("cannot walk the history"))?;
+        walk.push(tip)
+            .map_err(Error::git("cannot walk the history"))?;
+        let _ = walk.hide(root);
+        for t in &state.tips {
+            if let Ok(oid) = git2::Oid::from_str(t)
+                && repo.find_commit(oid).is_ok()
+            {
+                let _ = walk.hide(oid);
+            }
+        }
+        let todo: Vec<git2::Oid> = walk
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Error::git("cannot walk the history"))?;
+        // Nothing to walk: the tip is the root, a verified tip or an ancestor of one. Only the
+        // root's descendants count (an ancestor of the root is not part of this fleet's history).
+        if todo.is_empty()
+            && !known
+            && !repo
+                .graph_descendant_of(tip, root)
+                .map_err(Error::git("cannot compare histories"))?
+        {
+            return Ok(refuse_tip(format!(
+                "it does not descend from this machine's trust root {root} (a rewind or a foreign history)"
+            )));
+        }
+
+        let mut bad: HashSet<git2::Oid> = HashSet::new();
+        let mut refusals = Vec::new();
+        self.best_authentic = None;
+        for &oid in &todo {
+            let commit = repo
+                .find_commit(oid)
+                .map_err(Error::git("cannot read a commit"))?;
+            if let Some(why) = self.check(state, &commit, &bad) {
+                bad.insert(oid);
+                if let Some(why) = why {
+                    refusals.push(Refusal {
+                        commit: oid.to_string(),
+                        machine: claimed_machine(repo, oid),
+                        why,
+                    });
+                }
+                continue;
+            }
+            state.learn_revoked(repo, &commit);
+            self.best_authentic = Some(oid);
+        }
+        if !bad.is_empty() {
+            if let Some(best) = self.best_authentic {
+                state.remember_tip(best);
+            }
+            if refusals.is_empty() {
+                refusals.push(Refusal {
+                    commit: tip.to_string(),
+                    machine: claimed_machine(repo, tip),
+                    why: "it builds on commits that are not authentic".into(),
+                });
+            }
+            return Ok(Verdict::Refused(refusals));
+        }
+        state.remember_tip(tip);
+        if forge {
+            state.forge_tip = Some(tip.to_string());
+        }
+        Ok(Verdict::Authentic {
+            checked: todo.len(),
+        })
+    }
+
+    /// `None` when `commit` is authentic; `Some(None)` when it is refused only because a parent
+    /// is; `Some(Some(why))` when it is refused for a reason of its own.
+    fn check(
+        &mut self,
+        state: &TrustState,
+        commit: &git2::Commit<'_>,
+        bad: &HashSet<git2::Oid>,
+    ) -> Option<Option<String>> {
+        if commit.parent_count() == 0 {
+            return Some(Some(
+                "it does not descend from this machine's trust root (an unrelated history)".into(),
+            ));
+        }
+        if commit.parent_ids().any(|p| bad.contains(&p)) {
+            return Some(None);
+        }
+        let key = match signing::verified_signer(self.repo, commit.id()) {
+            Ok(k) => k,
+            Err(SignatureProblem::Unsigned) => return Some(Some("it is not signed".into())),
+            Err(p) => return Some(Some(p.to_string())),
+        };
+        let fp = signing::fingerprint(&key);
+        if state.revoked.contains(&fp) {
+            return Some(Some(format!("it is signed by a revoked key ({fp})")));
+        }
+        let mut signer = None;
+        for parent in commit.parents() {
+            let members = self.signers_of(&parent);
+            match members.get(&fp) {
+                Some(name) => signer = Some(name.clone()),
+                None => {
+                    return Some(Some(format!(
+                        "it is signed by {fp}, which is not an active member's signing key in its parent {}",
+                        parent.id()
+                    )));
+                }
+            }
+        }
+        signer
+            .map(|_| None)
+            .unwrap_or(Some(Some("no parent".into())))
+    }
+}
+
+/// The machine a commit claims to come from: the NAME of a `NAME@fleetkey.invalid` author, or
+/// the author's name (shortened, printable characters only).
+pub fn claimed_machine(repo: &git2::Repository, oid: git2::Oid) -> String {
+    let Ok(commit) = repo.find_commit(oid) else {
+        return "unknown".into();
+    };
+    let author = commit.author();
+    if let Some(name) = author
+        .email()
+        .ok()
+        .and_then(|e| e.strip_suffix("@fleetkey.invalid"))
+        .filter(|n| crate::roster::check_name(n).is_ok())
+    {
+        return name.to_string();
+    }
+    let name: String = String::from_utf8_lossy(author.name_bytes())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    }
+}
+
+/// The fleet's fingerprint: its founding commit (the root of the history) and the founder's
+/// signing-key fingerprint, as `enroll` prints it and `status` shows it on every member.
+pub fn fleet_fingerprint(repo: &git2::Repository, from: git2::Oid) -> Result<String> {
+    let mut walk = repo
+        .revwalk()
+        .map_err(Error::git("cannot walk the history"))?;
+    walk.push(from)
+        .map_err(Error::git("cannot walk the history"))?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+        .map_err(Error::git("cannot walk the history"))?;
+    // The founding commit is the first commit fleetkey signed: the first one with a signing
+    // key in its own tree (a chezmoi source has the user's history before it).
+    for oid in walk {
+        let oid = oid.map_err(Error::git("cannot walk the history"))?;
+        if let Ok(key) = signing::verified_signer(repo, oid) {
+            return Ok(format!("{oid} {}", signing::fingerprint(&key)));
+        }
+    }
+    Err(ErrorKind::Refused(
+        "this fleet has no signed commit: it was made before fleetkey signed its history".into(),
+    )
+    .hint("start a new fleet with `fleetkey init` on one machine and enroll the others (see docs/rotation.md)"))
+}
+
+/// Whether `key` is an active member's signing key in HEAD's tree (normally `name`'s own:
+/// `keys/NAME.sign.pub`).
+pub fn signs_for(repo: &git2::Repository, name: &str, key: &ssh_key::PublicKey) -> bool {
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return false;
+    };
+    let fp = signing::fingerprint(key);
+    let members = Verifier::new(repo).signers_of(&head);
+    members.get(&fp).is_some_and(|owner| owner == name) || members.contains_key(&fp)
+}
+
+/// The fingerprints of `name`'s signing keys in HEAD's tree (`keys/NAME.sign.pub`).
+pub fn head_signing_keys(repo: &git2::Repository, name: &str) -> Vec<String> {
+    let path = crate::roster::layout::sign_pub(crate::roster::layout::KEYS, name);
+    let Some(blob) = repo
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .ok()
+        .and_then(|t| t.get_path(Path::new(&path)).ok())
+        .and_then(|e| repo.find_blob(e.id()).ok())
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(blob.content())
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(key_fingerprint)
+        .collect()
+}
+
+/// The trust root pinned in config.toml, refusing a machine set up before signed history.
+pub fn pinned_root(config: &crate::config::MachineConfig) -> Result<git2::Oid> {
+    config
+        .trust_root
+        .as_deref()
+        .and_then(|r| git2::Oid::from_str(r).ok())
+        .ok_or_else(|| {
+            ErrorKind::Refused(
+                "this machine has no trust root: its fleet was set up before fleetkey signed its history, so nothing from the forge can be authenticated".into(),
+            )
+            .hint("start a new fleet: `fleetkey init` on one machine, then `fleetkey enroll NAME --remote URL` and `fleetkey approve NAME` for the others (docs/rotation.md)")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::{Signer, SigningKey};
+
+    struct Fleet {
+        _dir: tempfile::TempDir,
+        repo: git2::Repository,
+    }
+
+    fn tree_with(repo: &git2::Repository, files: &[(&str, &str)]) -> git2::Oid {
+        let mut keys = repo.treebuilder(None).unwrap();
+        let mut top = repo.treebuilder(None).unwrap();
+        for (path, text) in files {
+            let blob = repo.blob(text.as_bytes()).unwrap();
+            match path.strip_prefix("keys/") {
+                Some(name) => keys.insert(name, blob, 0o100644).unwrap(),
+                None => top.insert(path, blob, 0o100644).unwrap(),
+            };
+        }
+        let keys_id = keys.write().unwrap();
+        top.insert("keys", keys_id, 0o040000).unwrap();
+        top.write().unwrap()
+    }
+
+    fn commit(
+        repo: &git2::Repository,
+        signer: &Signer,
+        files: &[(&str, &str)],
+        parents: &[git2::Oid],
+    ) -> git2::Oid {
+        let tree = repo.find_tree(tree_with(repo, files)).unwrap();
+        let parents: Vec<git2::Commit> = parents
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        signing::commit(repo, signer, None, "m", &tree, &refs).unwrap()
+    }
+
+    fn fleet() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        Fleet { _dir: dir, repo }
+    }
+
+    fn signer(name: &str) -> Signer {
+        Signer::new(name, SigningKey::generate(name).unwrap())
+    }
+
+    #[test]
+    fn members_commits_verify_and_a_strangers_do_not() {
+        let f = fleet();
+        let a = signer("a");
+        let b = signer("b");
+        let mallory = signer("mallory");
+        let a_pub = a.key().public_line();
+        let b_pub = b.key().public_line();
+        let root = commit(&f.repo, &a, &[("keys/a.sign.pub", &a_pub)], &[]);
+        let mut state = TrustState {
+            root: root.to_string(),
+            ..Default::default()
+        };
+        let mut v = Verifier::new(&f.repo);
+        let two = commit(
+            &f.repo,
+            &a,
+            &[("keys/a.sign.pub", &a_pub), ("keys/b.sign.pub", &b_pub)],
+            &[root],
+        );
+        let three = commit(
+            &f.repo,
+            &b,
+            &[
+                ("keys/a.sign.pub", &a_pub),
+                ("keys/b.sign.pub", &b_pub),
+                ("x", "1"),
+            ],
+            &[two],
+        );
+        assert_eq!(
+            v.verify(&mut state, three, true).unwrap(),
+            Verdict::Authentic { checked: 2 }
+        );
+        // Incremental: nothing new to check.
+        assert_eq!(
+            v.verify(&mut state, three, true).unwrap(),
+            Verdict::Authentic { checked: 0 }
+        );
+        // A stranger adds itself.
+        let m_pub = mallory.key().public_line();
+        let evil = commit(
+            &f.repo,
+            &mallory,
+            &[
+                ("keys/a.sign.pub", &a_pub),
+                ("keys/b.sign.pub", &b_pub),
+                ("keys/mallory.sign.pub", &m_pub),
+            ],
+            &[three],
+        );
+        let Verdict::Refused(r) = v.verify(&mut state, evil, true).unwrap() else {
+            panic!("a stranger's commit must be refused");
+        };
+        assert_eq!(r[0].commit, evil.to_string());
+        assert!(r[0].why.contains("not an active member"), "{}", r[0].why);
+        // ... and a member's commit on top of it is refused too.
+        let on_top = commit(&f.repo, &a, &[("keys/a.sign.pub", &a_pub)], &[evil]);
+        assert!(matches!(
+            v.verify(&mut state, on_top, true).unwrap(),
+            Verdict::Refused(_)
+        ));
+        // A rewind to an older commit is refused.
+        let Verdict::Refused(r) = v.verify(&mut state, two, true).unwrap() else {
+            panic!("a rewind must be refused");
+        };
+        assert!(r[0].why.contains("rewound"), "{}", r[0].why);
+    }
+
+    #[test]
+    fn a_revoked_key_stays_revoked_even_on_a_branch_before_the_revocation() {
+        let f = fleet();
+        let a = signer("a");
+        let b = signer("b");
+        let a_pub = a.key().public_line();
+        let b_pub = b.key().public_line();
+        let both = [
+            ("keys/a.sign.pub", a_pub.as_str()),
+            ("keys/b.sign.pub", b_pub.as_str()),
+        ];
+        let root = commit(&f.repo, &a, &both, &[]);
+        let mut state = TrustState {
+            root: root.to_string(),
+            ..Default::default()
+        };
+        let revoked = format!("{b_pub}\n# b 2026-01-01 compromised\n");
+        let revoke = commit(
+            &f.repo,
+            &a,
+            &[("keys/a.sign.pub", &a_pub), ("keys/revoked", &revoked)],
+            &[root],
+        );
+        let mut v = Verifier::new(&f.repo);
+        assert!(matches!(
+            v.verify(&mut state, revoke, true).unwrap(),
+            Verdict::Authentic { .. }
+        ));
+        // b signs on top of the root (where it was active), merged with the revoke.
+        let side = commit(&f.repo, &b, &both, &[root]);
+        let Verdict::Refused(r) = v.verify(&mut state, side, false).unwrap() else {
+            panic!("a revoked key must be refused");
+        };
+        assert!(r[0].why.contains("revoked"), "{}", r[0].why);
+    }
+
+    #[test]
+    fn an_unsigned_commit_is_refused() {
+        let f = fleet();
+        let a = signer("a");
+        let a_pub = a.key().public_line();
+        let root = commit(&f.repo, &a, &[("keys/a.sign.pub", &a_pub)], &[]);
+        let mut state = TrustState {
+            root: root.to_string(),
+            ..Default::default()
+        };
+        let tree = f
+            .repo
+            .find_tree(tree_with(
+                &f.repo,
+                &[("keys/a.sign.pub", &a_pub), ("x", "evil")],
+            ))
+            .unwrap();
+        let sig = git2::Signature::now("fleetkey (a)", "a@fleetkey.invalid").unwrap();
+        let parent = f.repo.find_commit(root).unwrap();
+        let unsigned = f
+            .repo
+            .commit(None, &sig, &sig, "m", &tree, &[&parent])
+            .unwrap();
+        let Verdict::Refused(r) = Verifier::new(&f.repo)
+            .verify(&mut state, unsigned, true)
+            .unwrap()
+        else {
+            panic!("unsigned must be refused");
+        };
+        assert_eq!(r[0].machine, "a");
+        assert_eq!(r[0].why, "it is not signed");
+    }
+}
