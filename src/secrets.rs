@@ -33,6 +33,19 @@ pub enum ExportFormat {
 /// The name prefix of the private directories `secrets edit` decrypts into.
 pub const EDIT_PREFIX: &str = "fleetkey-edit-";
 
+/// The prefix of this setup's edit directories: [`EDIT_PREFIX`] and a tag of `state_dir`, so
+/// a sweep under this setup's lock never touches the edit of another setup of the same user
+/// (another HOME or XDG_STATE_HOME sharing `XDG_RUNTIME_DIR` or `/dev/shm`).
+pub fn edit_prefix(state_dir: &Path) -> String {
+    // FNV-1a: stable across runs and builds, no dependency.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in state_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("{EDIT_PREFIX}{hash:08x}-")
+}
+
 /// Where `secrets edit` may put its decrypted copy, best first: the per-user runtime directory
 /// (`XDG_RUNTIME_DIR`, memory-backed), `/dev/shm` on Linux (memory-backed, so a crash leaves
 /// nothing on disk across a reboot), then fleetkey's state directory.
@@ -52,10 +65,12 @@ pub fn scratch_bases(state_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Removes every `fleetkey-edit-*` directory of this user under [`scratch_bases`]: a decrypted
-/// copy left by a `secrets edit` that was killed. Called with the lock held (an edit holds it
-/// throughout, so any such directory is stale); says what it removed. Returns the directories.
+/// Removes every edit directory of this setup ([`edit_prefix`]) under [`scratch_bases`] that
+/// this user owns: a decrypted copy left by a `secrets edit` that was killed. Called with the
+/// lock held (an edit holds it throughout, so any such directory is stale); says what it
+/// removed. Returns the directories.
 pub fn sweep_stale_edits(state_dir: &Path) -> Vec<PathBuf> {
+    let prefix = edit_prefix(state_dir);
     use std::os::unix::fs::MetadataExt;
     let uid = rustix::process::geteuid().as_raw();
     let mut removed = Vec::new();
@@ -65,7 +80,7 @@ pub fn sweep_stale_edits(state_dir: &Path) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            if !name.to_string_lossy().starts_with(EDIT_PREFIX) {
+            if !name.to_string_lossy().starts_with(&prefix) {
                 continue;
             }
             let path = entry.path();

@@ -185,10 +185,8 @@ fn two_machines() -> (Machine, Machine) {
     let alpha = Machine::new();
     alpha.ok(&["init", "--name", "alpha"]);
     let forge = alpha.forge().to_str().unwrap().to_string();
-    let beta = Machine::new();
-    beta.ok(&["enroll", "beta", "--remote", &forge]);
-    alpha.ok(&["approve", "beta"]);
-    beta.ok(&["sync"]);
+    let beta = Machine::named("beta");
+    crate::util::fleet::join(&alpha, &beta, &forge);
     (alpha, beta)
 }
 
@@ -319,6 +317,8 @@ fn edit_refuses_a_nul_and_cr_only_line_endings_with_the_line() {
 
 #[test]
 fn edit_works_in_the_runtime_dir_and_a_stale_copy_is_swept_saying_so() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
     let mut a = Machine::new();
     a.ok(&["init", "--name", "a"]);
     let run = a.dir.path().join("run");
@@ -336,10 +336,36 @@ fn edit_works_in_the_runtime_dir_and_a_stale_copy_is_swept_saying_so() {
         !std::path::Path::new(used.trim()).exists(),
         "the copy is removed"
     );
-    // A copy left by a killed edit: the next command that takes the lock removes it.
-    let stale = run.join("fleetkey-edit-left");
-    std::fs::create_dir(&stale).unwrap();
-    std::fs::write(stale.join("secrets.env"), b"A=1\n").unwrap();
+    // A copy left by a killed edit (SIGKILL while the editor runs): the next command that
+    // takes the lock removes it, saying so.
+    let script = a.dir.path().join("killer.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ndirname \"$1\" > {}/edit-dir\nkill -9 $PPID\n",
+            a.dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let killed = a
+        .cmd(["secrets", "edit"])
+        .env("EDITOR", &script)
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.signal(), Some(9));
+    let stale = std::path::PathBuf::from(
+        std::fs::read_to_string(a.dir.path().join("edit-dir"))
+            .unwrap()
+            .trim(),
+    );
+    assert!(
+        stale.join("secrets.env").exists(),
+        "the kill left the plaintext copy"
+    );
+    // Another setup of the same user sharing the runtime directory is left alone.
+    let other = run.join("fleetkey-edit-0000000-other");
+    std::fs::create_dir(&other).unwrap();
     let out = a.run(&["sync"]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -350,6 +376,7 @@ fn edit_works_in_the_runtime_dir_and_a_stale_copy_is_swept_saying_so() {
         )),
         "{err}"
     );
+    assert!(other.exists());
     assert!(!stale.exists());
 }
 

@@ -392,7 +392,7 @@ fn private_scratch_dir(machine: &Machine) -> Result<tempfile::TempDir> {
             crate::files::ensure_private_dir(&base)?;
         }
         match tempfile::Builder::new()
-            .prefix(crate::secrets::EDIT_PREFIX)
+            .prefix(&crate::secrets::edit_prefix(state_dir))
             .tempdir_in(&base)
         {
             Ok(dir) => {
