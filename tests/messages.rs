@@ -842,3 +842,31 @@ fn set_settles_a_conflict() {
     assert_eq!(alpha.ok(&["secrets", "list"]), "SHARED\n");
     assert_eq!(alpha.ok(&["secrets", "conflicts"]), "no conflicts\n");
 }
+
+#[test]
+fn commits_are_authored_by_the_users_git_identity_and_name_the_machine() {
+    let a = Machine::new();
+    std::fs::write(
+        a.path(".gitconfig"),
+        "[user]\n\tname = Ann Example\n\temail = ann@example.org\n",
+    )
+    .unwrap();
+    a.ok(&["init", "--name", "laptop"]);
+    a.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
+    let log = crate::util::git_out(&a.repo(), &["log", "-1", "--format=%an <%ae>|%cn|%B"]);
+    assert_eq!(
+        log.trim(),
+        "Ann Example <ann@example.org>|Ann Example|laptop: secrets: set K\n\nFleetkey-Machine: laptop"
+    );
+    // The history still verifies, and a sync is fine.
+    a.sync();
+    a.ok(&["verify"]);
+    // Without a git identity: fleetkey (NAME), and the same trailer.
+    let b = Machine::new();
+    b.ok(&["init", "--name", "desk"]);
+    let log = crate::util::git_out(&b.repo(), &["log", "-1", "--format=%an <%ae>|%B"]);
+    assert_eq!(
+        log.trim(),
+        "fleetkey (desk) <desk@fleetkey.invalid>|desk: start the fleet\n\nFleetkey-Machine: desk"
+    );
+}
