@@ -870,3 +870,20 @@ fn commits_are_authored_by_the_users_git_identity_and_name_the_machine() {
         "fleetkey (desk) <desk@fleetkey.invalid>|desk: start the fleet\n\nFleetkey-Machine: desk"
     );
 }
+
+#[test]
+fn enroll_clones_the_fleet_branch_of_a_bare_repo_whose_head_is_master() {
+    let alpha = Machine::named("alpha");
+    let bare = alpha.dir.path().join("fleet.git");
+    run_program(
+        Command::new("git")
+            .args(["init", "--quiet", "--bare", "-b", "master"])
+            .arg(&bare),
+    );
+    let url = bare.to_str().unwrap();
+    alpha.ok(&["init", "--name", "alpha", "--remote", url]);
+    let beta = Machine::named("beta");
+    crate::util::fleet::join(&alpha, &beta, url);
+    assert!(beta.repo().join("fleet.toml").is_file());
+    assert!(beta.ok(&["status"]).contains("beta"));
+}
