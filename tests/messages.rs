@@ -887,3 +887,44 @@ fn enroll_clones_the_fleet_branch_of_a_bare_repo_whose_head_is_master() {
     assert!(beta.repo().join("fleet.toml").is_file());
     assert!(beta.ok(&["status"]).contains("beta"));
 }
+
+#[test]
+fn status_shows_a_rotated_key_as_retired_the_fetch_time_and_an_unfinished_rotation() {
+    let (alpha, beta) = two_machines();
+    beta.ok(&["rotate"]);
+    alpha.sync();
+    let text = alpha.ok(&["status"]);
+    assert!(!text.contains("revoked: beta"), "{text}");
+    let retired = text
+        .lines()
+        .find(|l| l.starts_with("  retired key: beta "))
+        .unwrap_or_else(|| panic!("no retired key line:\n{text}"));
+    assert!(
+        retired.ends_with("(a key rotated away; the machine is active)"),
+        "{retired}"
+    );
+    let sync_line = text.lines().find(|l| l.starts_with("sync ")).unwrap();
+    assert!(
+        sync_line.starts_with("sync     0 ahead, 0 behind the forge as of the last fetch (20"),
+        "{sync_line}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&alpha.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["fleet"]["revoked"], serde_json::json!([]));
+    assert!(
+        json["fleet"]["retired_keys"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("beta ")
+    );
+    assert!(json["sync"]["last_fetch"].as_str().unwrap().ends_with('Z'));
+
+    // A rotate killed after it made the new identity leaves identity.txt.next: status says so.
+    alpha.killed_at(&["rotate"], "rotate:identity-made");
+    let text = alpha.ok(&["status"]);
+    assert!(
+        text.contains("  ROTATION UNFINISHED: identity.txt.next is left by a `fleetkey rotate` that was interrupted; run `fleetkey rotate` again to finish it\n"),
+        "{text}"
+    );
+    alpha.ok(&["rotate"]);
+    assert!(!alpha.ok(&["status"]).contains("ROTATION UNFINISHED"));
+}
