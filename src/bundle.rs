@@ -189,6 +189,31 @@ impl Bundle {
 
 /// Reads a passphrase: the first line of `file`, or prompted on the terminal (twice when
 /// `confirm`).
+/// The fewest characters a new bundle's passphrase may have: a bundle is a bearer credential
+/// for full membership, and a passphrase file or prompt is its only lock.
+pub const MIN_PASSPHRASE: usize = 16;
+
+/// Refuses a passphrase for a new bundle that is shorter than [`MIN_PASSPHRASE`] characters or
+/// a single character repeated; the message never holds the passphrase.
+pub fn check_strength(passphrase: &str) -> Result<()> {
+    let chars: Vec<char> = passphrase.chars().collect();
+    let distinct = {
+        let mut c = chars.clone();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    };
+    if chars.len() < MIN_PASSPHRASE || distinct < 5 {
+        return Err(ErrorKind::Refused(format!(
+            "the bundle passphrase is too weak: a bundle grants full membership to whoever opens it, so use at least {MIN_PASSPHRASE} characters, not one repeated"
+        ))
+        .hint("generate one: `head -c 18 /dev/urandom | base64 > pass.txt`, then pass `--passphrase-file pass.txt` (and send it apart from the bundle)"));
+    }
+    Ok(())
+}
+
+/// Reads a bundle passphrase from `file` (its first line) or prompts for it (twice when
+/// `confirm`, which is when a new bundle is made: then it must pass [`check_strength`]).
 pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
     if let Some(file) = file {
         let bytes = Zeroizing::new(crate::files::read_limited(file, 4096)?);
@@ -199,6 +224,9 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
             return Err(
                 ErrorKind::Refused(format!("{} holds no passphrase", file.display())).into(),
             );
+        }
+        if confirm {
+            check_strength(line)?;
         }
         return Ok(SecretString::from(line.to_string()));
     }
@@ -211,6 +239,7 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
         return Err(ErrorKind::Refused("an empty passphrase is not allowed".into()).into());
     }
     if confirm {
+        check_strength(&first)?;
         let again = Zeroizing::new(
             rpassword::prompt_password("bundle passphrase (again): ")
                 .map_err(Error::io("cannot prompt on", tty))?,
@@ -225,6 +254,24 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_weak_passphrase_is_refused_for_a_new_bundle() {
+        for weak in [
+            "x",
+            "correct horse",
+            "aaaaaaaaaaaaaaaaaaaa",
+            "abababababababababab",
+        ] {
+            let err = check_strength(weak).unwrap_err();
+            assert!(err.to_string().contains("too weak"), "{weak}");
+            assert!(
+                !err.to_string().contains(weak),
+                "the message holds the passphrase"
+            );
+        }
+        check_strength("correct horse battery staple").unwrap();
+    }
 
     #[test]
     fn the_plaintext_form_round_trips() {

@@ -183,7 +183,7 @@ fn a_bundle_carries_the_keys_and_a_wrong_or_truncated_one_changes_nothing() {
     alpha.ok(&["init", "--name", "alpha"]);
     alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t-2\n");
     let pass = alpha.dir.path().join("pass");
-    std::fs::write(&pass, "correct horse\n").unwrap();
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
     let bundle = alpha.dir.path().join("gamma.bundle");
     alpha.ok(&[
         "enroll",

@@ -928,3 +928,76 @@ fn status_shows_a_rotated_key_as_retired_the_fetch_time_and_an_unfinished_rotati
     alpha.ok(&["rotate"]);
     assert!(!alpha.ok(&["status"]).contains("ROTATION UNFINISHED"));
 }
+
+#[test]
+fn bundles_need_a_strong_passphrase_never_land_in_the_clone_and_join_says_what_next() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    let weak = alpha.dir.path().join("weak");
+    std::fs::write(&weak, "x\n").unwrap();
+    let bundle = alpha.dir.path().join("gamma.bundle");
+    let err = alpha.fails(
+        &[
+            "enroll",
+            "gamma",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--passphrase-file",
+            weak.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert_eq!(
+        err,
+        "fleetkey: error: the bundle passphrase is too weak: a bundle grants full membership to whoever opens it, so use at least 16 characters, not one repeated\n  hint: generate one: `head -c 18 /dev/urandom | base64 > pass.txt`, then pass `--passphrase-file pass.txt` (and send it apart from the bundle)\n"
+    );
+    assert!(!bundle.exists());
+
+    // A path that reaches into the clone through a symlink is refused too.
+    let pass = alpha.dir.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let link = alpha.dir.path().join("into-clone");
+    std::os::unix::fs::symlink(alpha.repo(), &link).unwrap();
+    let sneaky = link.join("gamma.bundle");
+    let err = alpha.fails(
+        &[
+            "enroll",
+            "gamma",
+            "--bundle",
+            sneaky.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(err.contains("is inside the fleet repo"), "{err}");
+    assert!(!alpha.repo().join("gamma.bundle").exists());
+
+    alpha.ok(&[
+        "enroll",
+        "gamma",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    let gamma = Machine::new();
+    let forge = alpha.forge();
+    let out = gamma.ok(&[
+        "join",
+        bundle.to_str().unwrap(),
+        "--remote",
+        forge.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains(&format!(
+            "  the bundle {} holds this machine's private keys: delete it (`rm {}`) once you no longer need it\nnext: run `fleetkey sync` to apply the fleet here, then `fleetkey agents install`\n",
+            bundle.display(),
+            bundle.display()
+        )),
+        "{out}"
+    );
+    gamma.sync();
+}

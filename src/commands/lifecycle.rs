@@ -194,11 +194,21 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
         .into());
     }
     let absolute = std::path::absolute(file).map_err(Error::io("cannot resolve", file))?;
-    if absolute.starts_with(&machine.config.repo) {
-        return Err(ErrorKind::Refused(
-            "a bundle holds private keys and must not be written inside the fleet repo".into(),
-        )
-        .into());
+    // Resolved through any symlink: the directory the bundle lands in, and the clone.
+    let real_parent = absolute
+        .parent()
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    let real_repo =
+        std::fs::canonicalize(&machine.config.repo).unwrap_or_else(|_| machine.config.repo.clone());
+    if absolute.starts_with(&machine.config.repo)
+        || real_parent.is_some_and(|p| p.starts_with(&real_repo))
+    {
+        return Err(ErrorKind::Refused(format!(
+            "{} is inside the fleet repo {} (through a symlink or not): a bundle holds private keys and must never be written where a commit could take it",
+            file.display(),
+            machine.config.repo.display()
+        ))
+        .hint("write it outside the clone, e.g. `--bundle ~/NAME.bundle`"));
     }
     let passphrase = bundle::passphrase(passphrase_file, true)?;
     let (_lock, repo, fleet) = prepare(&machine)?;
@@ -342,6 +352,25 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     outln!("fleetkey: this machine joined the fleet as {}", b.name)?;
     outln!("  identity: {}", paths.identity_file().display())?;
     outln!("  ssh key:  {}", private.display())?;
+    // The bundle is a bearer credential for this machine's membership: it should not outlive
+    // the join.
+    let delete = std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && rpassword::prompt_password(format!(
+            "delete the bundle {} now (it holds this machine's private keys)? [Y/n] ",
+            file.display()
+        ))
+        .is_ok_and(|a| !a.trim().eq_ignore_ascii_case("n"));
+    if delete {
+        std::fs::remove_file(file).map_err(Error::io("cannot remove", file))?;
+        outln!("  deleted the bundle {}", file.display())?;
+    } else {
+        outln!(
+            "  the bundle {} holds this machine's private keys: delete it (`rm {}`) once you no longer need it",
+            file.display(),
+            file.display()
+        )?;
+    }
+    outln!("next: run `fleetkey sync` to apply the fleet here, then `fleetkey agents install`")?;
     Ok(())
 }
 
