@@ -56,6 +56,7 @@ pub fn report(
     machine: &str,
     recipients: &[String],
     identity: &Identity,
+    retired: &[Identity],
 ) -> Result<Report> {
     let git = repo.raw();
     let Some(head) = repo.head() else {
@@ -127,7 +128,7 @@ pub fn report(
     }
 
     // Phase 2: decrypt each distinct ciphertext once, on worker threads.
-    let names = decrypt_all(git, &jobs, identity)?;
+    let names = decrypt_all(git, &jobs, identity, retired)?;
 
     // Phase 3: first and last date of every name.
     // key -> (first, last) commit time.
@@ -171,6 +172,7 @@ fn decrypt_all(
     git: &git2::Repository,
     jobs: &[(git2::Oid, Option<usize>)],
     identity: &Identity,
+    retired: &[Identity],
 ) -> Result<HashMap<git2::Oid, Option<Vec<String>>>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -189,8 +191,14 @@ fn decrypt_all(
                 loop {
                     let job = receive.lock().expect("queue lock").recv();
                     let Ok((id, hint, bytes)) = job else { break };
+                    // This machine's identity, then those it retired by `rotate`.
                     let names = secrets::decrypt_hinted(&bytes, identity, hint, label)
                         .ok()
+                        .or_else(|| {
+                            retired
+                                .iter()
+                                .find_map(|r| secrets::decrypt(&bytes, r, label).ok())
+                        })
                         .and_then(|plain| secrets::parse_plaintext(&plain, label).ok())
                         .map(|env| env.keys().map(str::to_string).collect::<Vec<_>>());
                     results.lock().expect("results lock").insert(id, names);

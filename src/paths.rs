@@ -57,6 +57,13 @@ impl Paths {
         self.config_dir.join("identity.txt.next")
     }
 
+    /// `retired/`: the age identities `rotate` replaced, kept (0600, never synced) only so
+    /// `revoke --compromised` can still read the history they encrypted; `rm -r` it to forget
+    /// them.
+    pub fn retired_dir(&self) -> PathBuf {
+        self.config_dir.join("retired")
+    }
+
     /// `signing_key`: this machine's commit-signing key (OpenSSH ed25519, 0600).
     pub fn signing_key_file(&self) -> PathBuf {
         self.config_dir.join("signing_key")

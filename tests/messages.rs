@@ -1001,3 +1001,55 @@ fn bundles_need_a_strong_passphrase_never_land_in_the_clone_and_join_says_what_n
     );
     gamma.sync();
 }
+
+#[test]
+fn revoke_compromised_on_a_revoked_machine_still_reports_and_marks() {
+    let (alpha, beta) = two_machines();
+    alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t\n");
+    beta.sync();
+    alpha.ok(&["revoke", "beta"]);
+    let out = alpha.ok(&["revoke", "beta", "--compromised"]);
+    assert!(
+        out.starts_with("fleetkey: beta was already revoked; here is what its keys could read.\n"),
+        "{out}"
+    );
+    assert!(out.contains("\n  TOKEN "), "{out}");
+    assert!(!out.contains("INCOMPLETE"), "{out}");
+    assert!(
+        alpha
+            .ok(&["secrets", "list"])
+            .contains("TOKEN\tNEEDS A NEW VALUE")
+    );
+}
+
+#[test]
+fn after_a_rotate_the_report_reads_old_history_and_says_when_it_is_incomplete() {
+    let (alpha, beta) = two_machines();
+    alpha.ok_with_stdin(&["secrets", "set", "OLD_ONE"], b"o\n");
+    beta.sync();
+    alpha.ok(&["rotate"]);
+    let retired = std::fs::read_dir(alpha.path(".config/fleetkey/retired"))
+        .unwrap()
+        .count();
+    assert_eq!(retired, 1, "the old identity is kept for reading history");
+    // A machine that joins now cannot read what was encrypted before it joined.
+    let carol = Machine::named("carol");
+    crate::util::fleet::join(&alpha, &carol, alpha.forge().to_str().unwrap());
+    beta.sync();
+    let out = alpha.ok(&["revoke", "beta", "--compromised"]);
+    assert!(out.contains("\n  OLD_ONE "), "{out}");
+    assert!(
+        !out.contains("INCOMPLETE") && !out.contains("was readable by it"),
+        "{out}"
+    );
+    // carol was not a member when OLD_ONE was set: its report says it is incomplete, once.
+    carol.sync();
+    let out = carol.ok(&["revoke", "beta", "--compromised"]);
+    let incomplete: Vec<&str> = out.lines().filter(|l| l.contains("INCOMPLETE")).collect();
+    assert_eq!(incomplete.len(), 1, "{out}");
+    assert!(
+        incomplete[0].starts_with("The report is INCOMPLETE: ")
+            && incomplete[0].contains("this machine was not a member then"),
+        "{out}"
+    );
+}

@@ -512,7 +512,18 @@ pub fn rotate(ssh: bool) -> Result<()> {
     }
     let repo = repo.with_signer(machine.signer()?);
     sync::push_merging_upstream(&machine, &repo, &fleet)?;
-    // The new roster is on the forge: retire the old identity and signing key.
+    // The new roster is on the forge: retire the old identity and signing key. The old
+    // identity is kept under retired/ (named by its recipient, so a re-run keeps one copy) for
+    // reading the history it encrypted, which a `revoke --compromised` report needs.
+    if let Ok(old) = Identity::load(&machine.paths.identity_file()) {
+        let retired = machine
+            .paths
+            .retired_dir()
+            .join(format!("{}.txt", old.recipient()));
+        if !retired.exists() {
+            old.create(&retired, &clock::rfc3339(clock::now_unix()))?;
+        }
+    }
     std::fs::rename(&next_path, machine.paths.identity_file()).map_err(Error::io(
         "cannot retire the old identity at",
         &machine.paths.identity_file(),
@@ -576,6 +587,11 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     let member = match (roster.active(name), roster.pending(name)) {
         (Some(m), _) => m.clone(),
         (None, Some(p)) => p.clone(),
+        (None, None) if roster.is_revoked_name(name) && compromised => {
+            // Revoked already (perhaps not as compromised, or the report was lost): the report
+            // and the marks are what the user asks for now.
+            return report_again(&machine, &repo, &fleet, &roster, name, json);
+        }
         (None, None) if roster.is_revoked_name(name) => {
             crate::log::info(&format!("{name} is already revoked"));
             return sync::push_merging_upstream(&machine, &repo, &fleet);
@@ -612,7 +628,13 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
                 recipients.push(a.clone());
             }
         }
-        let report = exposure::report(&repo, name, &recipients, &identity)?;
+        let report = exposure::report(
+            &repo,
+            name,
+            &recipients,
+            &identity,
+            &retired_identities(&machine.paths),
+        )?;
         let today = clock::date(clock::now_unix());
         for exposed in &report.secrets {
             if env.contains_key(&exposed.key) {
@@ -665,7 +687,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     )?;
     fault::point("revoke:committed");
     if let Some(report) = &report {
-        print_report(report, json)?;
+        print_report(report, json, false)?;
     } else {
         outln!(
             "fleetkey: revoked {name}; the secrets are re-encrypted to {} machines",
@@ -675,7 +697,79 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     sync::push_merging_upstream(&machine, &repo, &fleet)
 }
 
-fn print_report(report: &exposure::Report, json: bool) -> Result<()> {
+/// `revoke NAME --compromised` for a machine already revoked: the exposure report over every
+/// age key NAME ever had (from keys/revoked), and the "needs a new value" marks on the secrets
+/// still present, committed and pushed when they changed.
+fn report_again(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    roster: &Roster,
+    name: &str,
+    json: bool,
+) -> Result<()> {
+    let recipients: Vec<String> = roster
+        .revoked
+        .iter()
+        .filter(|r| r.machine() == Some(name))
+        .filter_map(|r| match &r.key {
+            roster::RevokedKey::Age(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect();
+    let identity = Identity::load(&machine.paths.identity_file())?;
+    let report = exposure::report(
+        repo,
+        name,
+        &recipients,
+        &identity,
+        &retired_identities(&machine.paths),
+    )?;
+    let mut env = machine.secrets()?;
+    let before = env.to_text();
+    let today = clock::date(clock::now_unix());
+    for exposed in &report.secrets {
+        if env.contains_key(&exposed.key) {
+            env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
+                .map_err(|e| ErrorKind::Secret(e.to_string()))?;
+        }
+    }
+    if env.to_text() != before {
+        SecretsFile::new(repo.root()).store(&env, roster)?;
+        let me = &machine.config.name;
+        repo.commit_paths(
+            &[CIPHERTEXT, RECIPIENTS],
+            &format!("{me}: mark the secrets exposed to {name}"),
+        )?;
+    }
+    if !json {
+        outln!("fleetkey: {name} was already revoked; here is what its keys could read.")?;
+    }
+    print_report(&report, json, true)?;
+    sync::push_merging_upstream(machine, repo, fleet)
+}
+
+/// The identities this machine retired by `rotate` (see [`Paths::retired_dir`]); one that
+/// cannot be read is skipped with a warning.
+fn retired_identities(paths: &Paths) -> Vec<Identity> {
+    let Ok(entries) = std::fs::read_dir(paths.retired_dir()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match Identity::load(&path) {
+            Ok(id) => out.push(id),
+            Err(e) => crate::log::warn(&format!(
+                "skipping a retired identity: {}",
+                crate::error::chain(&e)
+            )),
+        }
+    }
+    out
+}
+
+fn print_report(report: &exposure::Report, json: bool, again: bool) -> Result<()> {
     if json {
         outln!(
             "{}",
@@ -683,10 +777,12 @@ fn print_report(report: &exposure::Report, json: bool) -> Result<()> {
         )?;
         return Ok(());
     }
-    outln!(
-        "fleetkey: revoked {} as compromised; the secrets are re-encrypted.",
-        report.machine
-    )?;
+    if !again {
+        outln!(
+            "fleetkey: revoked {} as compromised; the secrets are re-encrypted.",
+            report.machine
+        )?;
+    }
     if report.secrets.is_empty() {
         outln!("No secret was ever readable by its key.")?;
     } else {
@@ -701,8 +797,13 @@ fn print_report(report: &exposure::Report, json: bool) -> Result<()> {
         )?;
         outln!("then run `fleetkey secrets set KEY`.")?;
     }
-    for u in &report.unreadable {
-        outln!("  (a ciphertext at {u} was readable by it but not by this machine)")?;
+    if let (Some(first), Some(last)) = (report.unreadable.last(), report.unreadable.first()) {
+        outln!(
+            "The report is INCOMPLETE: {} version(s) of the secrets file that {} could read cannot be read here (from {first} to {last}): this machine was not a member then, or rotated its key before fleetkey kept retired identities. Names only those versions held are missing above; run `fleetkey revoke {} --compromised` on a machine that was a member then for them.",
+            report.unreadable.len(),
+            report.machine,
+            report.machine
+        )?;
     }
     Ok(())
 }
