@@ -206,16 +206,14 @@ pub fn capture(
     let mut out = Captured::default();
     let mut total: u64 = 0;
     for (rel, meta) in &live {
-        if scope.skip.contains(rel) {
+        // An unchanged file is not read, so not checked either (it was when it was captured).
+        if manifest.unchanged(rel, meta) || scope.skip.contains(rel) {
             continue;
         }
         // Inside a managed directory: fleetkey's own directories and the like are left out.
         let Ok(checked) = scope.confinement.check_rel(rel) else {
             continue;
         };
-        if manifest.unchanged(rel, meta) {
-            continue;
-        }
         let path = home.join(rel);
         if let Some(kind) = crate::private::by_path(rel) {
             crate::log::warn(&format!(
