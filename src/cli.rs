@@ -204,8 +204,15 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) to stdout: `fleetkey man | man -l -`.
-    Man,
+    /// Print the manual (roff, one page holding every subcommand): `fleetkey man | man -l -`.
+    ///
+    /// With --out DIR, write fleetkey.1 and one page per subcommand (fleetkey-secrets-set.1, …)
+    /// there instead: `fleetkey man --out ~/.local/share/man/man1`, then `man fleetkey-sync`.
+    Man {
+        /// Write one page per subcommand into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `fleetkey agents …`.
@@ -248,9 +255,37 @@ pub enum AgentsCmd {
 #[derive(Debug, Subcommand)]
 pub enum SecretsCmd {
     /// Set KEY: the value is read from stdin, or prompted for twice on a terminal.
+    ///
+    /// An empty value is refused (an empty stdin is usually a command that failed upstream of
+    /// the pipe) unless --allow-empty is given. Setting a key settles its conflict, if any.
     Set {
         /// The secret's name: letters, digits and '_', not starting with a digit.
         key: String,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
+        /// Accept an empty value.
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// List the values kept aside by merges: key, the machine whose edit lost, and when.
+    ///
+    /// When two machines change one key before they sync, the forge's value is in force and
+    /// the other is kept aside (inside the encryption) until `secrets resolve` or `secrets set`
+    /// settles it.
+    Conflicts {
+        /// Also print the values (the one in force and the one kept aside).
+        #[arg(long)]
+        show: bool,
+    },
+    /// Settle KEY's conflict: keep the value in force (theirs) or the one kept aside (ours).
+    Resolve {
+        /// The secret's name.
+        key: String,
+        /// `theirs` (alias `current`): the value in force, the edit that won the merge;
+        /// `ours` (alias `aside`): the value kept aside, the edit that lost.
+        #[arg(long, value_enum)]
+        keep: crate::secrets::Keep,
         /// Commit locally only; the change goes out with the next sync.
         #[arg(long)]
         no_push: bool,
@@ -273,12 +308,21 @@ pub enum SecretsCmd {
     /// Edit the decrypted file in $VISUAL or $EDITOR (a private temporary file).
     Edit,
     /// Print every secret, as shell assignments or JSON.
+    ///
+    /// Which format fits: `--format sh` for `eval "$(fleetkey secrets export --format sh)"`
+    /// (bash, zsh, dash: exported, so programs started from the shell see them); `--format
+    /// fish` for `fleetkey secrets export --format fish | source`; `env` (the default) for
+    /// `set -a; . FILE` or shell variables that programs do not see; `json` for programs.
+    /// `fleetkey secrets exec -- CMD` passes them to one command without a shell.
     Export {
         /// The output format.
         #[arg(long, value_enum, default_value = "env")]
         format: ExportFormat,
     },
     /// Run a command with the secrets in its environment.
+    ///
+    /// fleetkey replaces itself with CMD, so the exit status is CMD's; when CMD cannot be run
+    /// it exits 127 (not found) or 126 (not executable), as shells do.
     Exec {
         /// The command and its arguments.
         #[arg(

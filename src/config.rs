@@ -56,6 +56,18 @@ pub struct MachineConfig {
     /// commit for `init`, the bundle's for `join`, the tip it first fetched for `enroll`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_root: Option<String>,
+    /// A desktop notification when a sync makes a conflict copy (`notify = false` turns it
+    /// off; on by default).
+    #[serde(default = "default_notify", skip_serializing_if = "is_default_notify")]
+    pub notify: bool,
+}
+
+fn default_notify() -> bool {
+    true
+}
+
+fn is_default_notify(on: &bool) -> bool {
+    *on
 }
 
 impl MachineConfig {
@@ -141,6 +153,29 @@ pub struct SecretsConfig {
     /// If set, the decrypted secrets are written here (0600) on apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub materialize: Option<String>,
+    /// How the materialized file is written: `env` (the secrets file as `secrets edit` shows
+    /// it, for dotenv readers) or `sh` (`export KEY='value'` lines that `.` in a shell reads
+    /// back exactly).
+    #[serde(default, skip_serializing_if = "MaterializeFormat::is_default")]
+    pub materialize_format: MaterializeFormat,
+}
+
+/// The format of the materialized secrets file (`[secrets] materialize_format`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MaterializeFormat {
+    /// The secrets file itself (`KEY=value` lines with its quoting and directives), for tools
+    /// that read dotenv files; a shell's `.` misreads unquoted values with spaces.
+    #[default]
+    Env,
+    /// `export KEY='value'` lines, for `. FILE` in bash, zsh or dash.
+    Sh,
+}
+
+impl MaterializeFormat {
+    fn is_default(&self) -> bool {
+        *self == MaterializeFormat::Env
+    }
 }
 
 /// `[authorized_keys]` in fleet.toml.

@@ -138,11 +138,51 @@ pub enum ErrorKind {
         /// What git said.
         stderr: String,
     },
-    /// The forge could not be reached; local commits are kept.
-    #[error(
-        "the forge {remote} is unreachable; your change is committed locally and goes out with the next `fleetkey sync`"
-    )]
+    /// The forge could not be reached (unknown host, connection refused or timed out): a
+    /// transient failure, exit 75; local commits are kept.
+    #[error("the forge {remote} is unreachable")]
     ForgeUnreachable {
+        /// The remote URL.
+        remote: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// The forge answered but holds no repository at that path (or hides it from this account).
+    #[error("there is no repository at {remote}")]
+    ForgeNoRepository {
+        /// The remote URL.
+        remote: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// The forge refused this account's credentials (ssh key, token, password).
+    #[error("the forge {remote} refused this machine's credentials")]
+    ForgeAuth {
+        /// The remote URL.
+        remote: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// The forge refused to take a push: a hook, a protected branch, or an account that may
+    /// read but not write.
+    #[error("the forge {remote} declined the push")]
+    PushDeclined {
+        /// The remote URL.
+        remote: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// git cannot run at all because one of its configuration files is malformed.
+    #[error("git cannot read its configuration file {file}")]
+    GitConfig {
+        /// The configuration file git named.
+        file: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// A `git` command talking to the forge failed in a way fleetkey does not recognise.
+    #[error("git failed talking to the forge {remote}")]
+    ForgeFailed {
         /// The remote URL.
         remote: String,
         /// What git said.
@@ -156,6 +196,15 @@ pub enum ErrorKind {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// `secrets exec` could not start its command: exit 127 when it is not found, 126 when it
+    /// cannot be run, as shells do.
+    #[error("cannot run {program}: {}", exec_reason(error))]
+    Exec {
+        /// The command as given.
+        program: String,
+        /// Why exec failed (in the message, so not a chained cause).
+        error: io::Error,
     },
     /// Another fleetkey cycle holds the lock.
     #[error("another fleetkey command is running (lock {path})")]
@@ -222,9 +271,31 @@ impl Error {
         self
     }
 
+    /// Puts `first` before the hint (or the built-in advice), `; `-separated.
+    pub fn hint_before(self, first: &str) -> Error {
+        let hint = match self.advice() {
+            Some(advice) => format!("{first}; {advice}"),
+            None => first.to_string(),
+        };
+        self.hint(hint)
+    }
+
     /// Whether the forge could not be reached (local work is kept; retry later).
     pub fn is_unreachable(&self) -> bool {
         matches!(*self.kind, ErrorKind::ForgeUnreachable { .. })
+    }
+
+    /// Whether a `git` command talking to the forge failed, for any reason.
+    pub fn is_forge_failure(&self) -> bool {
+        matches!(
+            *self.kind,
+            ErrorKind::ForgeUnreachable { .. }
+                | ErrorKind::ForgeNoRepository { .. }
+                | ErrorKind::ForgeAuth { .. }
+                | ErrorKind::PushDeclined { .. }
+                | ErrorKind::GitConfig { .. }
+                | ErrorKind::ForgeFailed { .. }
+        )
     }
 
     /// Whether a file operation failed because the file does not exist.
@@ -234,8 +305,10 @@ impl Error {
 
     /// The process exit code this error ends with.
     pub fn exit_code(&self) -> i32 {
-        match *self.kind {
+        match &*self.kind {
             ErrorKind::ForgeUnreachable { .. } => EXIT_TEMPFAIL,
+            ErrorKind::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
+            ErrorKind::Exec { .. } => 126,
             ErrorKind::Untrusted { .. } => EXIT_UNTRUSTED,
             _ => 1,
         }
@@ -265,13 +338,55 @@ impl ErrorKind {
                 Some(format!("run `chmod go-rwx {}`", path.display()))
             }
             ErrorKind::Locked { .. } => Some("wait for it to finish and try again".into()),
-            ErrorKind::Decrypt { .. } => Some(
+            ErrorKind::Decrypt {
+                source: age::DecryptError::NoMatchingKeys,
+                ..
+            } => Some(
                 "check that this machine is approved and its identity (~/.config/fleetkey/identity.txt) is the one in keys/"
                     .into(),
             ),
-            ErrorKind::ForgeUnreachable { stderr, .. } => {
-                Some(format!("git said: {}", stderr.trim()))
+            ErrorKind::Decrypt {
+                source: age::DecryptError::UnknownFormat,
+                ..
+            } => Some("the file was written by a newer age or fleetkey: upgrade fleetkey".into()),
+            ErrorKind::Decrypt { path, .. } => {
+                let dir = path.parent().unwrap_or(Path::new(".")).display();
+                let file = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Some(format!(
+                    "the file is damaged or was not written by fleetkey: find a good version with `git -C {dir} log --oneline -- {file}`, then `git -C {dir} checkout COMMIT -- {file} && git -C {dir} commit -m 'restore {file}'`"
+                ))
             }
+            ErrorKind::Git { source, .. } if source.class() == git2::ErrorClass::Config => Some(
+                "a git configuration file is malformed (named above): fix or move it; `git config --list` shows the same error until it is fixed"
+                    .into(),
+            ),
+            ErrorKind::ForgeUnreachable { stderr, .. } => Some(format!(
+                "this is usually temporary: check the network and retry later{}",
+                git_said(stderr)
+            )),
+            ErrorKind::ForgeNoRepository { stderr, .. } => Some(format!(
+                "check the URL; the repository must exist on the forge (an empty one will do: `git init --bare`) and your account must be able to read it{}",
+                git_said(stderr)
+            )),
+            ErrorKind::ForgeAuth { stderr, .. } => Some(format!(
+                "check that `git ls-remote URL` works for you in a shell (ssh key loaded in ssh-agent, or a credential helper for https){}",
+                git_said(stderr)
+            )),
+            ErrorKind::PushDeclined { stderr, .. } => Some(format!(
+                "check that your account may push to the fleet branch (protected branches, pre-receive hooks, read-only deploy keys; a git daemon needs --enable=receive-pack){}",
+                git_said(stderr)
+            )),
+            ErrorKind::GitConfig { file, stderr } => Some(format!(
+                "fix or move {file}: `git config --list` shows the same error until it is fixed{}",
+                git_said(stderr)
+            )),
+            ErrorKind::ForgeFailed { stderr, .. } => Some(format!(
+                "run the same git command in a shell to see more{}",
+                git_said(stderr)
+            )),
             ErrorKind::Untrusted { .. } => Some(
                 "`fleetkey status` names each refused commit; once you know what happened, `fleetkey forge repair` puts the last authentic state back on the forge"
                     .into(),
@@ -279,6 +394,29 @@ impl ErrorKind {
             _ => None,
         }
     }
+}
+
+/// Why exec failed, in a shell's words.
+fn exec_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "command not found".into(),
+        io::ErrorKind::PermissionDenied => "permission denied (not executable)".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// What git said, on its own indented lines below a hint (empty when git said nothing).
+fn git_said(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("\n  git said:");
+    for line in lines {
+        text.push_str("\n    ");
+        text.push_str(line.trim_end());
+    }
+    text
 }
 
 impl From<ErrorKind> for Error {
@@ -331,3 +469,26 @@ pub fn chain(e: &Error) -> String {
 
 /// The result type of fleetkey's library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_secrets_file_is_not_blamed_on_approval() {
+        let damaged: Error = ErrorKind::Decrypt {
+            path: PathBuf::from("/r/fleet/secrets.env.age"),
+            source: age::DecryptError::InvalidMac,
+        }
+        .into();
+        let advice = damaged.advice().unwrap();
+        assert!(advice.starts_with("the file is damaged or was not written by fleetkey: find a good version with `git -C /r/fleet log --oneline -- secrets.env.age`"), "{advice}");
+        assert!(!advice.contains("approved"), "{advice}");
+        let not_ours: Error = ErrorKind::Decrypt {
+            path: PathBuf::from("/r/fleet/secrets.env.age"),
+            source: age::DecryptError::NoMatchingKeys,
+        }
+        .into();
+        assert!(not_ours.advice().unwrap().contains("approved"));
+    }
+}

@@ -185,6 +185,7 @@ impl Machine {
         let lock = Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)?;
         forge::record_children_in(self.paths.state_dir.join("git-child"));
         forge::reap_orphan();
+        crate::secrets::sweep_stale_edits(&self.paths.state_dir);
         Ok(lock)
     }
 }

@@ -168,6 +168,120 @@ fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
+/// Whether a failed `git` command was reading from the forge or pushing to it (a forge that
+/// answers "access denied" to a push refuses writes; to a read, it hides or lacks the repo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Doing {
+    Reading,
+    Pushing,
+}
+
+/// The error for a failed `git` command that talked to `remote`, told apart by what git said
+/// (git runs with `LC_ALL=C`, so its messages are the English ones matched here).
+fn failure(remote: &str, out: &Output, doing: Doing) -> crate::error::Error {
+    let stderr = stderr_of(out);
+    let remote = remote.to_string();
+    match classify(&stderr, doing) {
+        Class::Config(file) => ErrorKind::GitConfig { file, stderr },
+        Class::Unreachable => ErrorKind::ForgeUnreachable { remote, stderr },
+        Class::NoRepository => ErrorKind::ForgeNoRepository { remote, stderr },
+        Class::Auth => ErrorKind::ForgeAuth { remote, stderr },
+        Class::Declined => ErrorKind::PushDeclined { remote, stderr },
+        Class::Other => ErrorKind::ForgeFailed { remote, stderr },
+    }
+    .into()
+}
+
+/// What a `git` failure means, from its stderr.
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    /// A malformed git configuration file (its path).
+    Config(String),
+    /// No answer from the host: transient, retry later.
+    Unreachable,
+    /// The host answered but has no such repository (or hides it).
+    NoRepository,
+    /// The host refused the credentials.
+    Auth,
+    /// The host refused the push (hook, protected branch, read-only access).
+    Declined,
+    /// Anything else.
+    Other,
+}
+
+/// Sorts git's stderr into a [`Class`]. The order matters: a config error stops git before it
+/// talks to anyone; ssh's "Permission denied (publickey)" comes with the generic "Could not
+/// read from remote repository", which alone says nothing.
+fn classify(stderr: &str, doing: Doing) -> Class {
+    let has = |needles: &[&str]| needles.iter().any(|n| stderr.contains(n));
+    if let Some(at) = stderr.find("bad config") {
+        let line = stderr[at..].lines().next().unwrap_or_default();
+        let file = line
+            .split_once(" in file ")
+            .map(|(_, f)| f.trim().to_string())
+            .unwrap_or_else(|| "(git did not say which)".to_string());
+        return Class::Config(file);
+    }
+    if has(&[
+        "hook declined",
+        "[remote rejected]",
+        "protected branch",
+        "You are not allowed to push",
+        "The requested URL returned error: 403",
+    ]) || (doing == Doing::Pushing
+        && has(&[
+            "access denied or repository not exported",
+            "service not enabled",
+            "Permission to ",
+            "Write access to repository not granted",
+        ]))
+    {
+        return Class::Declined;
+    }
+    if has(&[
+        "Permission denied (",
+        "Authentication failed",
+        "could not read Username",
+        "could not read Password",
+        "HTTP Basic: Access denied",
+        "The requested URL returned error: 401",
+        "Host key verification failed",
+    ]) {
+        return Class::Auth;
+    }
+    if has(&[
+        "does not appear to be a git repository",
+        "not a git repository",
+        "access denied or repository not exported",
+        "epository not found",
+        "The requested URL returned error: 404",
+        "No such file or directory",
+    ]) {
+        return Class::NoRepository;
+    }
+    if has(&[
+        "Could not resolve host",
+        "unable to look up",
+        "Name or service not known",
+        "nodename nor servname",
+        "Temporary failure in name resolution",
+        "Connection refused",
+        "timed out",
+        "Network is unreachable",
+        "No route to host",
+        "unable to connect",
+        "Connection reset",
+        "Connection closed by",
+        "hung up unexpectedly",
+        "early EOF",
+        "Could not connect",
+        "Failed to connect",
+    ]) {
+        return Class::Unreachable;
+    }
+    Class::Other
+}
+
 /// Clones `url` into `dest` (which must not exist), checking out `branch` or the forge's
 /// default branch.
 pub fn clone(url: &str, dest: &Path, branch: Option<&str>) -> Result<()> {
@@ -181,11 +295,7 @@ pub fn clone(url: &str, dest: &Path, branch: Option<&str>) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(ErrorKind::ForgeUnreachable {
-            remote: url.into(),
-            stderr: stderr_of(&out),
-        }
-        .into())
+        Err(failure(url, &out, Doing::Reading))
     }
 }
 
@@ -203,16 +313,13 @@ pub fn fetch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(ErrorKind::ForgeUnreachable {
-            remote: remote.into(),
-            stderr: stderr_of(&out),
-        }
-        .into())
+        Err(failure(remote, &out, Doing::Reading))
     }
 }
 
 /// Pushes the local `branch` to `origin`. A rejection (the forge moved on) is
-/// [`PushOutcome::Rejected`], never success; any other failure is [`ErrorKind::ForgeUnreachable`].
+/// [`PushOutcome::Rejected`], never success; any other failure is an error that says what went
+/// wrong (unreachable, no such repository, credentials, push declined, git's configuration).
 pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
     let mut cmd = git(Some(repo));
     cmd.args([
@@ -229,17 +336,20 @@ pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
         .filter(|l| l.contains("refs/heads/"))
         .filter_map(|l| l.chars().next())
         .collect();
-    if flags.contains(&'!') {
+    // A "[remote rejected]" from a hook or a protected branch is the forge saying no, not the
+    // forge having moved on: fetching and pushing again would never help. One that lost a race
+    // for the ref lock (another push landed meanwhile) is a rejection like any other.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lost_race = ["cannot lock ref", "but expected", "failed to update ref"]
+        .iter()
+        .any(|s| stdout.contains(s) || stderr.contains(s));
+    if flags.contains(&'!') && (!stdout.contains("[remote rejected]") || lost_race) {
         return Ok(PushOutcome::Rejected);
     }
     if out.status.success() && !flags.is_empty() {
         return Ok(PushOutcome::Pushed);
     }
-    Err(ErrorKind::ForgeUnreachable {
-        remote: remote.into(),
-        stderr: stderr_of(&out),
-    }
-    .into())
+    Err(failure(remote, &out, Doing::Pushing))
 }
 
 /// The commit `branch` points to on the forge, without fetching (`git ls-remote`): `None` when
@@ -249,11 +359,7 @@ pub fn remote_head(url: &str, branch: &str) -> Result<Option<String>> {
     cmd.args(["ls-remote", "--", url, &format!("refs/heads/{branch}")]);
     let (_, out) = run(cmd)?;
     if !out.status.success() {
-        return Err(ErrorKind::ForgeUnreachable {
-            remote: url.into(),
-            stderr: stderr_of(&out),
-        }
-        .into());
+        return Err(failure(url, &out, Doing::Reading));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -267,11 +373,7 @@ pub fn has_any_branch(url: &str) -> Result<bool> {
     cmd.args(["ls-remote", "--heads", "--", url]);
     let (_, out) = run(cmd)?;
     if !out.status.success() {
-        return Err(ErrorKind::ForgeUnreachable {
-            remote: url.into(),
-            stderr: stderr_of(&out),
-        }
-        .into());
+        return Err(failure(url, &out, Doing::Reading));
     }
     Ok(!out.stdout.is_empty())
 }
@@ -403,5 +505,66 @@ mod tests {
         assert!(envs.iter().all(|k| !k.starts_with("GIT_")
             || ["GIT_TERMINAL_PROMPT", "GIT_ASKPASS", "GIT_SSH_COMMAND"].contains(&k.as_str())));
         assert_eq!(describe(&cmd), "git -C /tmp");
+    }
+
+    #[test]
+    fn git_failures_are_told_apart_by_what_git_said() {
+        use Doing::*;
+        let cases: &[(&str, Doing, Class)] = &[
+            (
+                "fatal: bad config line 1 in file /h/.gitconfig",
+                Reading,
+                Class::Config("/h/.gitconfig".into()),
+            ),
+            (
+                "fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: errno=Connection refused",
+                Reading,
+                Class::Unreachable,
+            ),
+            (
+                "fatal: unable to look up no-such-host.invalid (port 9418) (Name or service not known)",
+                Reading,
+                Class::Unreachable,
+            ),
+            (
+                "ssh: connect to host h port 22: Connection timed out\nfatal: Could not read from remote repository.",
+                Reading,
+                Class::Unreachable,
+            ),
+            (
+                "fatal: '/x' does not appear to be a git repository\nfatal: Could not read from remote repository.",
+                Reading,
+                Class::NoRepository,
+            ),
+            (
+                "fatal: remote error: access denied or repository not exported: /nope.git",
+                Reading,
+                Class::NoRepository,
+            ),
+            (
+                "fatal: remote error: access denied or repository not exported: /fleet.git",
+                Pushing,
+                Class::Declined,
+            ),
+            (
+                "git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.",
+                Reading,
+                Class::Auth,
+            ),
+            (
+                "remote: error: GH006: Protected branch update failed\n ! [remote rejected] main -> main (protected branch hook declined)",
+                Pushing,
+                Class::Declined,
+            ),
+            (
+                "ERROR: Permission to me/fleet.git denied to deploy key",
+                Pushing,
+                Class::Declined,
+            ),
+            ("fatal: something new", Reading, Class::Other),
+        ];
+        for (stderr, doing, want) in cases {
+            assert_eq!(&classify(stderr, *doing), want, "{stderr}");
+        }
     }
 }

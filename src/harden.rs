@@ -5,9 +5,22 @@
 //!
 //! Must never: fail the command. Each step is best effort and reported only in debug output.
 
+/// The umask the user ran fleetkey with, before [`at_start`] set 077 (0o022 until then).
+static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0o022);
+
+/// The umask the user ran fleetkey with: shared directories fleetkey creates in `$HOME` get
+/// the mode the user's own `mkdir` would have given them.
+pub fn user_umask() -> u32 {
+    USER_UMASK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Applies every hardening step. Called first thing by `main`.
 pub fn at_start() {
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // Only the first call sees the user's umask; a second one (tests) sees our own 077.
+    static RECORDED: std::sync::Once = std::sync::Once::new();
+    RECORDED
+        .call_once(|| USER_UMASK.store(old.bits() & 0o777, std::sync::atomic::Ordering::Relaxed));
     let none = rustix::process::Rlimit {
         current: Some(0),
         maximum: Some(0),

@@ -82,7 +82,10 @@ impl Identity {
                 path: path.to_path_buf(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }
-            .hint("this machine has no identity: run `fleetkey init` or `fleetkey enroll`"));
+            .hint(format!(
+                "this machine's age identity is gone, so it cannot read the secrets. Restore {} from a backup if you have one; otherwise join again under a new name: move ~/.config/fleetkey/config.toml and the clone (~/.local/share/fleetkey/fleet) aside, run `fleetkey enroll NEWNAME --remote URL` (or `fleetkey join FILE --remote URL` with a bundle a member made by `fleetkey enroll NEWNAME --bundle FILE`), and revoke the old name from a member: `fleetkey revoke OLDNAME`",
+                path.display()
+            )));
         }
         files::check_private(path)?;
         if let Some(dir) = path.parent() {

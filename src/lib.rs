@@ -58,6 +58,7 @@ use cli::{AgentsCmd, Args, Cmd, ForgeCmd, SecretsCmd};
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
     log::init();
+    agents::set_up_logging();
     let args = Args::parse();
     match dispatch(args) {
         Ok(code) => code,
@@ -122,7 +123,15 @@ fn dispatch(args: Args) -> Result<i32> {
             json,
         } => commands::lifecycle::revoke(&name, compromised, json),
         Cmd::Secrets { action } => match action {
-            SecretsCmd::Set { key, no_push } => commands::secrets::set(&key, !no_push),
+            SecretsCmd::Set {
+                key,
+                no_push,
+                allow_empty,
+            } => commands::secrets::set(&key, !no_push, allow_empty),
+            SecretsCmd::Conflicts { show } => commands::secrets::conflicts(show),
+            SecretsCmd::Resolve { key, keep, no_push } => {
+                commands::secrets::resolve(&key, keep, !no_push)
+            }
             SecretsCmd::Get { key } => commands::secrets::get(&key),
             SecretsCmd::List => commands::secrets::list(),
             SecretsCmd::Unset { key, no_push } => commands::secrets::unset(&key, !no_push),
@@ -142,7 +151,7 @@ fn dispatch(args: Args) -> Result<i32> {
             AgentsCmd::Print { platform, out } => commands::agents::print(platform, out.as_deref()),
         },
         Cmd::Completions { shell } => commands::manual::completions(shell),
-        Cmd::Man => commands::manual::man(),
+        Cmd::Man { out } => commands::manual::man(out.as_deref()),
     };
     done.map(|()| 0)
 }

@@ -19,10 +19,106 @@ use crate::roster::{self, Roster};
 /// The output format of `secrets export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
-    /// POSIX shell assignments that `set -a; . FILE` reads back exactly.
+    /// `KEY='value'` lines: shell variables, not exported (`set -a; . FILE` exports them).
     Env,
-    /// One JSON object.
+    /// `export KEY='value'` lines for `eval "$(fleetkey secrets export --format sh)"` in bash,
+    /// zsh or dash: child processes see them.
+    Sh,
+    /// `set -gx KEY 'value'` lines for fish: `fleetkey secrets export --format fish | source`.
+    Fish,
+    /// One JSON object, for programs.
     Json,
+}
+
+/// The name prefix of the private directories `secrets edit` decrypts into.
+pub const EDIT_PREFIX: &str = "fleetkey-edit-";
+
+/// The prefix of this setup's edit directories: [`EDIT_PREFIX`] and a tag of `state_dir`, so
+/// a sweep under this setup's lock never touches the edit of another setup of the same user
+/// (another HOME or XDG_STATE_HOME sharing `XDG_RUNTIME_DIR` or `/dev/shm`).
+pub fn edit_prefix(state_dir: &Path) -> String {
+    // FNV-1a: stable across runs and builds, no dependency.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in state_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("{EDIT_PREFIX}{hash:08x}-")
+}
+
+/// Where `secrets edit` may put its decrypted copy, best first: the per-user runtime directory
+/// (`XDG_RUNTIME_DIR`, memory-backed), `/dev/shm` on Linux (memory-backed, so a crash leaves
+/// nothing on disk across a reboot), then fleetkey's state directory.
+pub fn scratch_bases(state_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && run.is_absolute()
+        && run.is_dir()
+    {
+        out.push(run);
+    }
+    let shm = Path::new("/dev/shm");
+    if std::env::consts::OS == "linux" && shm.is_dir() {
+        out.push(shm.to_path_buf());
+    }
+    out.push(state_dir.to_path_buf());
+    out
+}
+
+/// Removes every edit directory of this setup ([`edit_prefix`]) under [`scratch_bases`] that
+/// this user owns: a decrypted copy left by a `secrets edit` that was killed. Called with the
+/// lock held (an edit holds it throughout, so any such directory is stale); says what it
+/// removed. Returns the directories.
+pub fn sweep_stale_edits(state_dir: &Path) -> Vec<PathBuf> {
+    let prefix = edit_prefix(state_dir);
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::geteuid().as_raw();
+    let mut removed = Vec::new();
+    for base in scratch_bases(state_dir) {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let path = entry.path();
+            // Never follow a link; only our own directories.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_dir() || meta.uid() != uid {
+                continue;
+            }
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    crate::log::warn(&format!(
+                        "removed {}: a decrypted copy of the secrets left by an interrupted `fleetkey secrets edit`",
+                        path.display()
+                    ));
+                    removed.push(path);
+                }
+                Err(e) => crate::log::warn(&format!(
+                    "cannot remove {} (a decrypted copy of the secrets left by an interrupted `fleetkey secrets edit`): {e}; remove it by hand",
+                    path.display()
+                )),
+            }
+        }
+    }
+    removed
+}
+
+/// Which value `secrets resolve` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Keep {
+    /// The value kept aside: the edit that lost the merge (the machine `secrets conflicts`
+    /// names).
+    #[value(alias = "aside")]
+    Ours,
+    /// The value in force: the edit that won the merge (the forge's).
+    #[value(alias = "current")]
+    Theirs,
 }
 
 /// The ciphertext, relative to the repo root.

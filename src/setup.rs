@@ -99,6 +99,7 @@ pub fn settle_in(
         repo: repo_path,
         remote: remote.to_string(),
         trust_root: Some(trust_root.to_string()),
+        notify: true,
     }
     .save(&paths.config_file())
 }

@@ -156,6 +156,51 @@ impl Signer {
     }
 }
 
+/// The trailer naming the machine that made a commit (the author may be the user's own git
+/// identity, shared by all of them).
+pub const MACHINE_TRAILER: &str = "Fleetkey-Machine";
+
+/// `message` ending with a `Fleetkey-Machine: NAME` trailer (added once).
+fn with_machine_trailer(message: &str, machine: &str) -> String {
+    let trailer = format!("{MACHINE_TRAILER}: {machine}");
+    if message.lines().any(|l| l == trailer) {
+        return message.to_string();
+    }
+    format!("{}\n\n{trailer}\n", message.trim_end())
+}
+
+/// The machine a commit's `Fleetkey-Machine:` trailer names, if any (and a valid name).
+pub fn machine_of(message: &str) -> Option<&str> {
+    message
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(MACHINE_TRAILER)?.strip_prefix(": "))
+        .filter(|n| crate::roster::check_name(n).is_ok())
+}
+
+/// The author and committer of fleetkey's commits: the user's git identity (`user.name` and
+/// `user.email`, as `git commit` reads them) when both are set, else `fleetkey (NAME)
+/// <NAME@fleetkey.invalid>`. The machine is named in the message's trailer either way.
+fn author(repo: &git2::Repository, machine: &str) -> Result<git2::Signature<'static>> {
+    let user = repo
+        .config()
+        .ok()
+        .and_then(|mut c| c.snapshot().ok())
+        .and_then(|c| {
+            let name = c.get_string("user.name").ok()?;
+            let email = c.get_string("user.email").ok()?;
+            (!name.trim().is_empty() && !email.trim().is_empty()).then_some((name, email))
+        });
+    let who = match &user {
+        Some((name, email)) => git2::Signature::now(name, email),
+        None => git2::Signature::now(
+            &format!("fleetkey ({machine})"),
+            &format!("{machine}@fleetkey.invalid"),
+        ),
+    };
+    who.map_err(Error::git("cannot make a commit signature"))
+}
+
 /// Makes a signed commit: the commit buffer is built by libgit2, signed with `signer`'s key
 /// and written with the signature in its `gpgsig` header. With `update_ref` (`"HEAD"` or a full
 /// ref name), that ref (for `HEAD`: the branch it names) is then moved to the new commit.
@@ -169,11 +214,9 @@ pub fn commit(
     tree: &git2::Tree<'_>,
     parents: &[&git2::Commit<'_>],
 ) -> Result<git2::Oid> {
-    let who = git2::Signature::now(
-        &format!("fleetkey ({})", signer.name),
-        &format!("{}@fleetkey.invalid", signer.name),
-    )
-    .map_err(Error::git("cannot make a commit signature"))?;
+    let who = author(repo, &signer.name)?;
+    let message = with_machine_trailer(message, &signer.name);
+    let message = message.as_str();
     let buffer = repo
         .commit_create_buffer(&who, &who, message, tree, parents)
         .map_err(Error::git("cannot build a commit"))?;

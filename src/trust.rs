@@ -406,12 +406,15 @@ impl<'r> Verifier<'r> {
     }
 }
 
-/// The machine a commit claims to come from: the NAME of a `NAME@fleetkey.invalid` author, or
-/// the author's name (shortened, printable characters only).
+/// The machine a commit claims to come from: its `Fleetkey-Machine:` trailer, the NAME of a
+/// `NAME@fleetkey.invalid` author, or the author's name (shortened, printable characters only).
 pub fn claimed_machine(repo: &git2::Repository, oid: git2::Oid) -> String {
     let Ok(commit) = repo.find_commit(oid) else {
         return "unknown".into();
     };
+    if let Some(name) = commit.message().ok().and_then(crate::signing::machine_of) {
+        return name.to_string();
+    }
     let author = commit.author();
     if let Some(name) = author
         .email()

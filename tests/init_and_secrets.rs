@@ -279,15 +279,20 @@ fn unknown_keys_in_config_files_are_named() {
 
 #[test]
 fn offline_a_change_is_committed_locally_and_exits_75() {
-    let m = machine("alpha");
-    let forge = m.forge();
-    let moved = m.dir.path().join("forge-away.git");
-    std::fs::rename(&forge, &moved).unwrap();
+    // A forge that stopped answering (a forge that answers "no such repository" is not
+    // offline: that is exit 1, see messages.rs).
+    let mut forge = crate::util::forge::Forge::start(crate::util::forge::Transport::GitDaemon);
+    let m = forge.machine("alpha");
+    m.ok(&["init", "--name", "alpha", "--remote", &forge.url()]);
+    forge.stop();
     let out = m.run_with_stdin(&["secrets", "set", "K"], b"v\n");
     crate::util::assert_failure(&out, &["secrets", "set", "K"], 75);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("unreachable") && err.contains("committed locally"),
+        err.contains("is unreachable")
+            && err.contains(
+                "hint: 1 commit made here is kept and goes out with the next `fleetkey sync`"
+            ),
         "{err}"
     );
     let log =

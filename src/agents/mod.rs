@@ -433,6 +433,27 @@ pub fn install_if_changed(paths: &Paths, fleet: &FleetConfig) -> Result<InstallR
     install(&setup, Scope::Installed, false)
 }
 
+/// When this process runs as an agent ([`AGENT_ENV`] set): its log lines get their time, and
+/// on macOS (chosen at run time) its log file under [`log_dir`] is capped by rotation.
+pub fn set_up_logging() {
+    let Some(agent) = std::env::var(AGENT_ENV)
+        .ok()
+        .and_then(|a| Agent::from_name(&a))
+    else {
+        return;
+    };
+    crate::log::with_timestamps();
+    if let (Ok(Platform::Macos), Ok(paths)) = (Platform::current(), Paths::from_env()) {
+        crate::log::to_rotating_file(agent_log_file(Platform::Macos, &paths, agent));
+    }
+}
+
+/// The file an agent's output is appended to on macOS (launchd's StandardErrorPath).
+pub fn agent_log_file(platform: Platform, paths: &Paths, agent: Agent) -> PathBuf {
+    debug_assert_eq!(platform, Platform::Macos, "Linux agents log to the journal");
+    log_dir(paths).join(format!("{}.log", agent.name()))
+}
+
 /// Each agent's state on this machine, for `fleetkey status` and `doctor`: the platform it runs
 /// on, the runner of this process, fleet.toml's settings.
 pub fn current_status(paths: &Paths, fleet: &FleetConfig) -> Result<Vec<AgentStatus>> {
@@ -450,6 +471,22 @@ pub struct UninstallReport {
     pub removed: Vec<PathBuf>,
     /// The platform commands run, in order.
     pub commands: Vec<String>,
+    /// The calls that failed for another reason than the agent not being loaded, each with
+    /// what the service manager said: the agents may still run.
+    pub failed: Vec<String>,
+}
+
+/// Whether a failed stop says only that the agent was not loaded (nothing to stop).
+fn not_loaded(stderr: &str) -> bool {
+    [
+        "not loaded",
+        "does not exist",
+        "No such process",
+        "Could not find service",
+        "not found",
+    ]
+    .iter()
+    .any(|s| stderr.contains(s))
 }
 
 /// Stops and disables both agents and removes their files.
@@ -483,6 +520,7 @@ pub fn uninstall(setup: &Setup<'_>, dry_run: bool) -> Result<UninstallReport> {
             dry_run,
             removed,
             commands: steps.iter().map(Step::to_string).collect(),
+            failed: Vec::new(),
         });
     }
     let recorder = Recorder {
@@ -490,21 +528,33 @@ pub fn uninstall(setup: &Setup<'_>, dry_run: bool) -> Result<UninstallReport> {
         lines: std::cell::RefCell::new(Vec::new()),
     };
     write_pending(setup, &[])?;
-    for step in &steps {
-        if let Err(e) = run_step(step, &recorder) {
-            crate::log::warn(&format!("{e}"));
+    let mut failed = Vec::new();
+    let mut attempt = |step: &Step| match step {
+        Step::Try(cmd) | Step::Run(cmd) => match cmd.run(&recorder) {
+            Ok(out) if out.success || not_loaded(&out.stderr) => {}
+            Ok(out) => failed.push(format!("`{cmd}`: {}", out.stderr.trim())),
+            Err(e) => failed.push(format!("`{cmd}`: {}", crate::error::chain(&e))),
+        },
+        other => {
+            if let Err(e) = run_step(other, &recorder) {
+                failed.push(e.to_string());
+            }
         }
+    };
+    for step in &steps {
+        attempt(step);
     }
     for path in &removed {
         std::fs::remove_file(path).map_err(Error::io("cannot remove", path))?;
     }
     for step in &after {
-        run_step(step, &recorder)?;
+        attempt(step);
     }
     Ok(UninstallReport {
         dry_run,
         removed,
         commands: recorder.lines.into_inner(),
+        failed,
     })
 }
 
@@ -524,6 +574,12 @@ pub struct AgentStatus {
     pub loaded: Option<bool>,
     /// systemd: the unit is enabled; always `None` on macOS (launchd has no separate notion).
     pub enabled: Option<bool>,
+    /// When `loaded` is unknown: the command asked and what it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<String>,
+    /// The fleetkey binary the installed files run (`None` when not installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<PathBuf>,
 }
 
 /// Each agent: installed, up to date with the current render, loaded.
@@ -539,11 +595,19 @@ pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
             up_to_date: true,
             loaded: None,
             enabled: None,
+            unknown: None,
+            runs: None,
         };
         for f in files.iter().filter(|f| f.agent == agent) {
             let path = dir.join(f.name);
             match read_existing(&path)? {
-                Some(bytes) => st.up_to_date &= bytes == f.bytes,
+                Some(bytes) => {
+                    st.up_to_date &= bytes == f.bytes;
+                    if st.runs.is_none() {
+                        st.runs =
+                            render::recorded_exe(setup.platform, &String::from_utf8_lossy(&bytes));
+                    }
+                }
                 None => {
                     st.installed = false;
                     st.up_to_date = false;
@@ -555,20 +619,31 @@ pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
         // (systemctl) one that printed no state because the manager is unreachable, is unknown.
         match setup.platform {
             Platform::Macos => {
-                st.loaded = launchd::print_cmd(setup.uid, agent)
-                    .run(setup.runner)
-                    .ok()
-                    .map(|o| o.success);
+                let cmd = launchd::print_cmd(setup.uid, agent);
+                match cmd.run(setup.runner) {
+                    Ok(o) => st.loaded = Some(o.success),
+                    Err(e) => st.unknown = Some(format!("`{cmd}`: {}", crate::error::chain(&e))),
+                }
             }
             Platform::Linux => {
                 let unit = systemd::main_unit(agent);
-                let state = |query: &str, yes: &str| {
-                    let out = systemd::systemctl(&[query, unit]).run(setup.runner).ok()?;
+                let state = |query: &str, yes: &str| -> std::result::Result<bool, String> {
+                    let cmd = systemd::systemctl(&[query, unit]);
+                    let out = cmd
+                        .run(setup.runner)
+                        .map_err(|e| format!("`{cmd}`: {}", crate::error::chain(&e)))?;
                     let word = out.stdout.trim();
-                    (!word.is_empty()).then(|| word == yes)
+                    if word.is_empty() {
+                        Err(format!("`{cmd}` said: {}", out.stderr.trim()))
+                    } else {
+                        Ok(word == yes)
+                    }
                 };
-                st.loaded = state("is-active", "active");
-                st.enabled = state("is-enabled", "enabled");
+                match state("is-active", "active") {
+                    Ok(v) => st.loaded = Some(v),
+                    Err(why) => st.unknown = Some(why),
+                }
+                st.enabled = state("is-enabled", "enabled").ok();
             }
         }
         out.push(st);

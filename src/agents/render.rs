@@ -14,7 +14,8 @@ use super::{AGENT_ENV, Agent, Platform, launchd, systemd};
 /// What the templates are filled with: absolute paths and settings, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderInput {
-    /// The fleetkey binary the agents run (absolute, canonical).
+    /// The fleetkey binary the agents run: the stable path the user ran when it leads to the
+    /// running binary (see [`stable_exe`]), else the running binary's canonical path.
     pub exe: PathBuf,
     /// The user's home directory.
     pub home: PathBuf,
@@ -39,8 +40,15 @@ impl RenderInput {
                 xdg.push((var.to_string(), base.to_path_buf()));
             }
         }
+        let canonical = current_exe()?;
+        let exe = stable_exe(
+            std::env::args_os().next().as_deref(),
+            std::env::var_os("PATH").as_deref(),
+            std::env::current_dir().ok().as_deref(),
+            &canonical,
+        );
         Ok(RenderInput {
-            exe: current_exe()?,
+            exe,
             home: paths.home.clone(),
             poll: fleet.poll(),
             xdg,
@@ -108,6 +116,82 @@ pub(super) fn current_exe() -> Result<PathBuf> {
         _ => exe,
     };
     std::fs::canonicalize(&exe).map_err(Error::io("cannot resolve", &exe))
+}
+
+/// The path the user ran fleetkey by (`argv[0]`, looked up on `PATH` when it has no `/`), when
+/// it is absolute after joining `cwd` and resolves to `canonical`: a Homebrew Cellar path
+/// changes with every upgrade while `/opt/homebrew/bin/fleetkey` stays. Otherwise `canonical`.
+pub fn stable_exe(
+    argv0: Option<&std::ffi::OsStr>,
+    path_var: Option<&std::ffi::OsStr>,
+    cwd: Option<&Path>,
+    canonical: &Path,
+) -> PathBuf {
+    let Some(argv0) = argv0.map(Path::new) else {
+        return canonical.to_path_buf();
+    };
+    let candidate = if argv0.components().count() > 1 || argv0.is_absolute() {
+        match (argv0.is_absolute(), cwd) {
+            (true, _) => Some(argv0.to_path_buf()),
+            (false, Some(cwd)) => Some(cwd.join(argv0)),
+            (false, None) => None,
+        }
+    } else {
+        path_var.and_then(|p| {
+            std::env::split_paths(p)
+                .filter(|d| d.is_absolute())
+                .map(|d| d.join(argv0))
+                .find(|c| c.is_file())
+        })
+    };
+    match candidate {
+        Some(c)
+            if std::fs::canonicalize(&c).is_ok_and(|r| r == canonical)
+                && !c.components().any(|p| p == std::path::Component::ParentDir) =>
+        {
+            c
+        }
+        _ => canonical.to_path_buf(),
+    }
+}
+
+/// The binary an installed agent file runs: `ExecStart=` of a systemd unit, the first
+/// `ProgramArguments` string of a plist (unescaped); `None` when it cannot be found.
+pub fn recorded_exe(platform: Platform, file: &str) -> Option<PathBuf> {
+    match platform {
+        Platform::Linux => {
+            let line = file.lines().find_map(|l| l.strip_prefix("ExecStart="))?;
+            let Some(rest) = line.strip_prefix('"') else {
+                return line.split_whitespace().next().map(PathBuf::from);
+            };
+            // Undo systemd::quote: \\ \" %% $$.
+            let mut out = String::new();
+            let mut chars = rest.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => return Some(PathBuf::from(out)),
+                    '\\' => out.push(chars.next()?),
+                    '%' | '$' => {
+                        out.push(c);
+                        chars.next_if_eq(&c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            None
+        }
+        Platform::Macos => {
+            let after = file.split_once("<key>ProgramArguments</key>")?.1;
+            let inner = after.split_once("<string>")?.1.split_once("</string>")?.0;
+            let text = inner
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            Some(PathBuf::from(text))
+        }
+    }
 }
 
 /// One rendered file of an agent.

@@ -26,6 +26,12 @@ pub trait Runner {
     /// Runs `program` with `args` (no shell) and returns what it did; an error only when it
     /// could not be started.
     fn run(&self, program: &str, args: &[&str]) -> Result<RunOutput>;
+
+    /// Starts `program` with `args` and returns at once, never waiting for it (a desktop
+    /// notification must never hold up a sync). By default, [`Runner::run`].
+    fn spawn(&self, program: &str, args: &[&str]) -> Result<()> {
+        self.run(program, args).map(|_| ())
+    }
 }
 
 /// Environment variables platform commands keep: `systemctl --user` finds the user's service
@@ -56,6 +62,21 @@ impl Runner for SystemRunner {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    fn spawn(&self, program: &str, args: &[&str]) -> Result<()> {
+        let mut cmd = crate::child::command(program, KEPT_ENV);
+        cmd.env("LC_ALL", "C")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().map_err(|source| ErrorKind::Spawn {
+            program: program.into(),
+            source,
+        })?;
+        // Reaped in the background, so a long-running watcher leaves no zombie.
+        std::thread::spawn(move || child.wait());
+        Ok(())
     }
 }
 
@@ -88,7 +109,6 @@ impl RecordingRunner {
     }
 
     /// Makes commands whose line starts with `prefix` fail.
-    #[cfg(test)]
     pub fn failing(mut self, prefix: &str) -> RecordingRunner {
         self.failing.push(prefix.to_string());
         self
@@ -145,13 +165,26 @@ impl Runner for RecordingRunner {
 }
 
 /// The runner for this process: the real one, or in debug builds the recorder named by
-/// `FLEETKEY_AGENTS_RUNNER=record:FILE`. That variable is a test hook, so the end-to-end tests
-/// can assert the exact commands of the real binary; release builds ignore it.
+/// `FLEETKEY_AGENTS_RUNNER=record:FILE`, failing the commands that start with one of the
+/// `;`-separated prefixes in `FLEETKEY_AGENTS_FAIL`. Those variables are test hooks, so the
+/// end-to-end tests can assert the exact commands of the real binary; release builds ignore
+/// them.
 pub fn runner_from_env() -> Result<Box<dyn Runner>> {
     #[cfg(debug_assertions)]
     if let Ok(spec) = std::env::var("FLEETKEY_AGENTS_RUNNER") {
         return match spec.strip_prefix("record:") {
-            Some(file) if !file.is_empty() => Ok(Box::new(RecordingRunner::to_file(file.into()))),
+            Some(file) if !file.is_empty() => {
+                let mut rec = RecordingRunner::to_file(file.into());
+                for prefix in std::env::var("FLEETKEY_AGENTS_FAIL")
+                    .unwrap_or_default()
+                    .split(';')
+                {
+                    if !prefix.is_empty() {
+                        rec = rec.failing(prefix);
+                    }
+                }
+                Ok(Box::new(rec))
+            }
             _ => Err(ErrorKind::Refused(format!(
                 "FLEETKEY_AGENTS_RUNNER={spec:?}: use record:FILE"
             ))

@@ -578,3 +578,81 @@ fn the_system_runner_passes_on_only_what_the_service_managers_need() {
     let err = SystemRunner.run("/nonexistent/launchctl", &[]).unwrap_err();
     assert!(err.to_string().contains("cannot run"), "{err}");
 }
+
+#[test]
+fn the_binary_an_installed_file_runs_is_read_back_on_both_platforms() {
+    let w = World::new();
+    for exe in [
+        "/opt/fleet key/bin/fleetkey",
+        "/o/100% $x \"q\" & <b>/fleetkey",
+    ] {
+        let mut input = w.input(60);
+        input.exe = PathBuf::from(exe);
+        for platform in [Platform::Macos, Platform::Linux] {
+            let files = render(platform, &input).unwrap();
+            let runs: Vec<PathBuf> = files
+                .iter()
+                .filter_map(|f| render::recorded_exe(platform, &String::from_utf8_lossy(&f.bytes)))
+                .collect();
+            assert!(!runs.is_empty(), "{platform:?}");
+            assert!(
+                runs.iter().all(|r| r == Path::new(exe)),
+                "{platform:?}: {runs:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_stable_path_the_user_ran_is_recorded_when_it_leads_to_the_same_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cellar = dir.path().join("Cellar/fleetkey/1.0/bin");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&cellar).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = cellar.join("fleetkey");
+    std::fs::write(&real, b"binary").unwrap();
+    std::os::unix::fs::symlink(&real, bin.join("fleetkey")).unwrap();
+    std::fs::write(bin.join("other"), b"another").unwrap();
+    let canonical = std::fs::canonicalize(&real).unwrap();
+    let path_var = std::ffi::OsString::from(bin.as_os_str());
+    let stable = |argv0: &str| {
+        render::stable_exe(
+            Some(std::ffi::OsStr::new(argv0)),
+            Some(&path_var),
+            Some(dir.path()),
+            &canonical,
+        )
+    };
+    // Found on PATH, by absolute path, or relative to the working directory.
+    assert_eq!(stable("fleetkey"), bin.join("fleetkey"));
+    assert_eq!(
+        stable(bin.join("fleetkey").to_str().unwrap()),
+        bin.join("fleetkey")
+    );
+    assert_eq!(stable("bin/fleetkey"), dir.path().join("bin/fleetkey"));
+    // A path that leads elsewhere, or nowhere: the canonical path.
+    assert_eq!(stable("other"), canonical);
+    assert_eq!(stable("missing"), canonical);
+}
+
+#[test]
+fn a_macos_agent_rotates_the_file_its_plist_logs_to() {
+    let w = World::new();
+    let files = render(Platform::Macos, &w.input(60)).unwrap();
+    for agent in Agent::ALL {
+        let log = agent_log_file(Platform::Macos, &w.paths, agent);
+        let plist = files
+            .iter()
+            .find(|f| f.agent == agent && f.name.ends_with(".plist"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&plist.bytes);
+        let escaped = xml_escape(&log.to_string_lossy()).unwrap();
+        assert!(
+            text.contains(&format!(
+                "<key>StandardErrorPath</key>\n\t<string>{escaped}</string>"
+            )),
+            "{text}"
+        );
+    }
+}

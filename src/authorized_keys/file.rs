@@ -21,7 +21,16 @@ pub fn merge_into_file(roster: &Roster<'_>, path: &Path) -> Result<Merge> {
     let current = read_target(path)?;
     let merged = super::merge(&current, roster)?;
     log_warnings(&merged);
-    if merged.changed() {
+    // sshd's StrictModes ignores an authorized_keys that others may write (every key in it,
+    // so nobody logs in): a file fleetkey keeps is rewritten 0600, saying so.
+    let loose = loose_mode(path);
+    if merged.changed() || loose.is_some() {
+        if let Some(mode) = loose {
+            crate::log::warn(&format!(
+                "{} was mode {mode:o} (writable by others, or not yours), which sshd's StrictModes refuses for every key in it; rewrote it 0600",
+                path.display()
+            ));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
         {
@@ -32,13 +41,33 @@ pub fn merge_into_file(roster: &Roster<'_>, path: &Path) -> Result<Merge> {
     Ok(merged)
 }
 
+/// The mode of `path` when group or others may write it or it is not owned by this user (what
+/// sshd's StrictModes refuses); `None` when it is fine or missing.
+fn loose_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let mine = meta.uid() == rustix::process::geteuid().as_raw();
+    (meta.is_file() && (mode & 0o022 != 0 || !mine)).then_some(mode)
+}
+
+/// The hint for an authorized_keys that is a symlink (shared by sync, `authorized-keys
+/// --apply` and doctor, so they agree).
+pub fn symlink_hint(path: &Path) -> String {
+    format!(
+        "fleetkey merges keys only into a regular file (a link could point anywhere): replace the link with the file it points to (`cp --remove-destination \"$(readlink -f {p})\" {p}`), or set `[authorized_keys] path` in fleet.toml to the real file",
+        p = path.display()
+    )
+}
+
 /// The current bytes of `path` (empty when missing); a symlink is refused.
 pub fn read_target(path: &Path) -> Result<Vec<u8>> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => Err(Error::refused(format!(
             "{} is a symbolic link; refusing to merge into it",
             path.display()
-        ))),
+        ))
+        .hint(symlink_hint(path))),
         Ok(_) => files::read_limited(path, INPUT_LIMIT),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io("cannot read", path)(e)),

@@ -96,7 +96,19 @@ pub fn uninstall(dry_run: bool) -> Result<()> {
     if report.removed.is_empty() {
         text.push_str("no agent files were installed\n");
     }
-    write_stdout(text.as_bytes())
+    write_stdout(text.as_bytes())?;
+    if !report.failed.is_empty() {
+        return Err(ErrorKind::Refused(format!(
+            "{} service manager call(s) failed, so the agents may still be running: {}",
+            report.failed.len(),
+            report.failed.join("; ")
+        ))
+        .hint(match setup.platform {
+            Platform::Linux => "the user service manager must be reachable (run this in your login session, or `loginctl enable-linger $USER`); check with `systemctl --user status fleetkey-watch.service`, then run `fleetkey agents uninstall` again",
+            Platform::Macos => "run this in your GUI login session; check with `launchctl print gui/$(id -u)/dev.fleetkey.watch`, then run `fleetkey agents uninstall` again",
+        }));
+    }
+    Ok(())
 }
 
 /// `agents status [--json]`.

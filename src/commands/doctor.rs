@@ -82,7 +82,18 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
     let fleet = settings.as_ref().map(|s| s.config.clone());
     if let Ok(f) = &fleet {
         let ak = paths.expand(&f.authorized_keys.path);
-        if ak.exists() {
+        let link = std::fs::symlink_metadata(&ak).is_ok_and(|m| m.file_type().is_symlink());
+        if link {
+            out.push(check(
+                "authorized_keys",
+                Verdict::Fail,
+                format!(
+                    "{} is a symbolic link: sync refuses to merge into it; {}",
+                    ak.display(),
+                    crate::authorized_keys::symlink_hint(&ak)
+                ),
+            ));
+        } else if ak.exists() {
             out.push(permissions("authorized_keys", &ak, false, "600"));
         }
     }
@@ -104,7 +115,18 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             Verdict::Ok,
             String::from_utf8_lossy(&o.stdout).trim().to_string(),
         )),
-        _ => out.push(check(
+        Ok(o) => {
+            let said = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            let text = match said.split_once(" in file ") {
+                Some((_, file)) if said.contains("bad config") => format!(
+                    "git cannot read its configuration file {}: fix or move it ({said})",
+                    file.lines().next().unwrap_or_default().trim()
+                ),
+                _ => format!("`git --version` failed: {said}"),
+            };
+            out.push(check("git", Verdict::Fail, text))
+        }
+        Err(_) => out.push(check(
             "git",
             Verdict::Fail,
             "git is not on PATH: install it (apt-get install git, or xcode-select --install)",
@@ -271,7 +293,17 @@ fn agent_checks(machine: &Machine, fleet: &crate::config::FleetConfig) -> Vec<Ch
         .iter()
         .map(|s| {
             let what = format!("agent {}", s.agent);
-            if !s.installed {
+            let gone = s.runs.as_ref().filter(|p| s.installed && !p.exists());
+            if let Some(exe) = gone {
+                check(
+                    &what,
+                    Verdict::Fail,
+                    format!(
+                        "it runs {}, which no longer exists (moved or removed by an upgrade?): run `fleetkey agents install` to record this binary",
+                        exe.display()
+                    ),
+                )
+            } else if !s.installed {
                 check(
                     &what,
                     Verdict::Warn,
@@ -287,10 +319,19 @@ fn agent_checks(machine: &Machine, fleet: &crate::config::FleetConfig) -> Vec<Ch
                 check(
                     &what,
                     Verdict::Fail,
-                    "installed but not loaded: run `fleetkey agents install`",
+                    "installed but not running: run `fleetkey agents install` (the agent's log says why it stopped)",
+                )
+            } else if s.loaded.is_none() {
+                check(
+                    &what,
+                    Verdict::Fail,
+                    format!(
+                        "installed, but the service manager could not say whether it runs ({}): the agents need a reachable user service manager (a login session, or `loginctl enable-linger $USER` on Linux); then run `fleetkey agents install`",
+                        s.unknown.as_deref().unwrap_or("no answer")
+                    ),
                 )
             } else {
-                check(&what, Verdict::Ok, "installed and up to date")
+                check(&what, Verdict::Ok, "installed, up to date and running")
             }
         })
         .collect()

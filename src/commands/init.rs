@@ -66,7 +66,9 @@ pub fn run(opts: InitOptions) -> Result<()> {
     };
     let branch = FleetConfig::default().sync.branch;
     let forge_exists = !embedded || paths.embedded_forge().exists();
-    if forge_exists && forge::has_any_branch(&remote)? {
+    if forge_exists
+        && forge::has_any_branch(&remote).map_err(|e| e.hint_before("nothing was set up"))?
+    {
         return Err(ErrorKind::AlreadyInitialized {
             what: format!("the forge {remote} already holds a fleet"),
         }
@@ -95,7 +97,9 @@ pub fn run(opts: InitOptions) -> Result<()> {
     let founding = repo
         .commit_all(&["."], &format!("{name}: start the fleet"))?
         .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
-    match forge::push(&root, &remote, &branch)? {
+    match forge::push(&root, &remote, &branch).map_err(|e| {
+        e.hint_before("nothing was set up (the keys made here are reused by the next try)")
+    })? {
         forge::PushOutcome::Pushed => {}
         forge::PushOutcome::Rejected => {
             return Err(ErrorKind::AlreadyInitialized {
@@ -255,6 +259,7 @@ fn run_chezmoi(
         repo: root.clone(),
         remote: remote.clone(),
         trust_root: Some(founding.to_string()),
+        notify: true,
     }
     .save(&config_path)?;
     outln!("fleetkey: started a fleet with this machine as {name} (chezmoi backend)")?;

@@ -30,6 +30,22 @@ use crate::{config::FleetConfig, fault, sync};
 /// fleetkey's own files in the repo, restored from HEAD before a lifecycle command.
 pub(crate) const OWN_FILES: &[&str] = &["keys", CIPHERTEXT, RECIPIENTS];
 
+/// Clones the fleet branch explicitly (`main`, the branch `init` creates): a bare repository
+/// whose HEAD names another branch (`master`, a forge's default) would otherwise give an empty
+/// checkout. A forge without that branch is cloned at its default branch.
+fn clone_fleet(remote: &str, root: &std::path::Path) -> Result<()> {
+    let branch = FleetConfig::default().sync.branch;
+    match forge::clone(remote, root, Some(&branch)) {
+        Err(e)
+            if matches!(e.kind(), ErrorKind::ForgeFailed { stderr, .. }
+                if stderr.contains("not found in upstream")) =>
+        {
+            forge::clone(remote, root, None)
+        }
+        other => other,
+    }
+}
+
 /// `enroll NAME --remote URL`, on the new machine: makes its keys and pushes its request (the
 /// public keys, signed by its new signing key) to the side branch `fleetkey/pending/NAME`. The
 /// fleet branch is not touched: this machine is not a member until someone approves it.
@@ -39,7 +55,7 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     check_not_set_up(&paths)?;
     let staging = staging_dir(&paths)?;
     let root = staging.path().join("fleet");
-    forge::clone(remote, &root, None)?;
+    clone_fleet(remote, &root)?;
     let repo = FleetRepo::open(&root)?;
     let fetched = repo
         .head()
@@ -258,7 +274,7 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     let b = Bundle::read(file, passphrase)?;
     let staging = staging_dir(&paths)?;
     let root = staging.path().join("fleet");
-    forge::clone(remote, &root, None)?;
+    clone_fleet(remote, &root)?;
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
     let recipient = b.identity.recipient().to_string();

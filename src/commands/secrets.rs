@@ -14,9 +14,9 @@ use crate::config::FleetConfig;
 use crate::envfile::EnvFile;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
-use crate::output;
+use crate::output::{self, outln};
 use crate::roster::Roster;
-use crate::secrets::{CIPHERTEXT, ExportFormat, RECIPIENTS, Sealer, SecretsFile, check_key};
+use crate::secrets::{CIPHERTEXT, ExportFormat, Keep, RECIPIENTS, Sealer, SecretsFile, check_key};
 use crate::sync;
 
 /// Largest value `set` reads from stdin.
@@ -111,14 +111,23 @@ pub fn list() -> Result<()> {
     output::stdout(text.as_bytes())
 }
 
-/// `secrets set KEY`: the value from stdin, or prompted twice on a terminal.
-pub fn set(key: &str, push: bool) -> Result<()> {
+/// `secrets set KEY`: the value from stdin, or prompted twice on a terminal. An empty value is
+/// refused unless `allow_empty` (an empty stdin is far more often a broken pipe than a wish).
+pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
     let value = read_value(key)?;
     let _lock = machine.lock()?;
     let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
+    if value.is_empty() && !allow_empty {
+        return Err(ErrorKind::Secret(format!(
+            "the value for {key} is empty; nothing was changed"
+        ))
+        .hint(format!(
+            "check the command that feeds stdin; to set an empty value on purpose, run `fleetkey secrets set {key} --allow-empty`"
+        )));
+    }
     let changed = env
         .set(key, &value)
         .map_err(|e| ErrorKind::Secret(e.to_string()))?;
@@ -146,12 +155,106 @@ pub fn unset(key: &str, push: bool) -> Result<()> {
     save_prepared(&machine, prepared, &env, &format!("unset {key}"), push)
 }
 
+/// `secrets conflicts [--show]`: each value kept aside by a merge, with the key, the machine
+/// whose edit lost and when; the values themselves (the one in force and the one kept aside)
+/// only with `show`.
+pub fn conflicts(show: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let env = load(&machine)?;
+    let conflicts = env.conflicts();
+    if conflicts.is_empty() {
+        return output::stdout(b"no conflicts\n");
+    }
+    let mut text = Zeroizing::new(String::new());
+    for c in &conflicts {
+        text.push_str(&format!(
+            "{}\tkept aside: the value from {} at {}; in force: {}\n",
+            c.key,
+            c.from,
+            c.at,
+            if env.contains_key(&c.key) {
+                "the forge's value"
+            } else {
+                "none (the key was removed)"
+            }
+        ));
+        if show {
+            text.push_str(&format!(
+                "  in force (theirs):   {}\n",
+                env.get(&c.key).map(shown).unwrap_or_default().as_str()
+            ));
+            text.push_str(&format!(
+                "  kept aside (ours):   {}\n",
+                shown(&c.value).as_str()
+            ));
+        }
+    }
+    text.push_str(
+        "settle each with `fleetkey secrets resolve KEY --keep ours|theirs` (or `secrets set KEY`)\n",
+    );
+    output::stdout(text.as_bytes())
+}
+
+/// A value for `conflicts --show`: as it is when it is one printable line, else quoted with
+/// escapes so a newline or a control character cannot break the listing.
+fn shown(value: &str) -> Zeroizing<String> {
+    if value.chars().all(|c| !c.is_control()) {
+        Zeroizing::new(value.to_string())
+    } else {
+        Zeroizing::new(format!("{value:?}"))
+    }
+}
+
+/// `secrets resolve KEY --keep ours|theirs`: settles a conflict of KEY, keeping the value in
+/// force (`theirs`) or the one kept aside (`ours`), and removes the conflict records.
+pub fn resolve(key: &str, keep: Keep, push: bool) -> Result<()> {
+    check_key(key)?;
+    let machine = Machine::load()?;
+    let _lock = machine.lock()?;
+    let prepared = prepare(&machine)?;
+    let mut env = load(&machine)?;
+    let records: Vec<_> = env
+        .conflicts()
+        .into_iter()
+        .filter(|c| c.key == key)
+        .collect();
+    if records.is_empty() {
+        return Err(
+            ErrorKind::Secret(format!("{key} has no conflict to resolve"))
+                .hint("`fleetkey secrets conflicts` lists the keys that have one"),
+        );
+    }
+    if keep == Keep::Ours {
+        if records.len() > 1 {
+            return Err(ErrorKind::Secret(format!(
+                "{key} has {} values kept aside; say which by setting it",
+                records.len()
+            ))
+            .hint(format!(
+                "see them with `fleetkey secrets conflicts --show`, then `fleetkey secrets set {key}`"
+            )));
+        }
+        env.set(key, &records[0].value)
+            .map_err(|e| ErrorKind::Secret(e.to_string()))?;
+    }
+    env.clear_conflicts(key);
+    let what = match keep {
+        Keep::Ours => "the value kept aside",
+        Keep::Theirs => "the value in force",
+    };
+    save_prepared(&machine, prepared, &env, &format!("resolve {key}"), push)?;
+    outln!("fleetkey: {key}: kept {what}; the conflict is settled")?;
+    Ok(())
+}
+
 /// `secrets export`: every value, for `set -a; . FILE` or as JSON.
 pub fn export(format: ExportFormat) -> Result<()> {
     let machine = Machine::load()?;
     let env = load(&machine)?;
     let text = match format {
         ExportFormat::Env => env.export_env(),
+        ExportFormat::Sh => env.export_sh(),
+        ExportFormat::Fish => env.export_fish(),
         ExportFormat::Json => env.export_json(),
     };
     output::stdout(text.as_bytes())
@@ -178,9 +281,9 @@ pub fn exec(command: &[std::ffi::OsString]) -> Result<()> {
     }
     drop(env);
     let err = std::os::unix::process::CommandExt::exec(&mut cmd);
-    Err(ErrorKind::Spawn {
+    Err(ErrorKind::Exec {
         program: program.to_string_lossy().into_owned(),
-        source: err,
+        error: err,
     }
     .into())
 }
@@ -194,11 +297,24 @@ pub fn edit() -> Result<()> {
     let env = load(&machine)?;
     let before = env.to_text();
     let dir = private_scratch_dir(&machine)?;
+    crate::log::debug(&format!(
+        "editing a decrypted copy in {}",
+        dir.path().display()
+    ));
     let path = dir.path().join("secrets.env");
     crate::files::write_private(&path, before.as_bytes())?;
-    let editor = std::env::var("VISUAL")
-        .or_else(|_| std::env::var("EDITOR"))
-        .unwrap_or_else(|_| "vi".into());
+    let editor = match std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")) {
+        Ok(e) if !e.trim().is_empty() => e,
+        // vi without a terminal would hang or scribble; say what to do instead.
+        _ if !std::io::stdin().is_terminal() => {
+            return Err(ErrorKind::Refused(
+                "no editor: $VISUAL and $EDITOR are unset and there is no terminal to run vi in"
+                    .into(),
+            )
+            .hint("set EDITOR (e.g. `EDITOR=nano fleetkey secrets edit`), or change one key with `fleetkey secrets set KEY`"));
+        }
+        _ => "vi".into(),
+    };
     let mut words = editor.split_whitespace();
     let program = words.next().unwrap_or("vi").to_string();
     let extra: Vec<&str> = words.collect();
@@ -222,11 +338,19 @@ pub fn edit() -> Result<()> {
             crate::log::info("no change; nothing re-encrypted");
             return Ok(());
         }
-        match crate::envfile::parse(&after) {
+        match check_edited(&after)
+            .and_then(|()| crate::envfile::parse(&after).map_err(|e| e.to_string()))
+        {
             Ok(new_env) => return save_and_publish(&machine, &new_env, "edit", true),
             Err(e) => {
                 crate::log::warn(&format!("the edited file is malformed: {e}"));
-                if !std::io::stdin().is_terminal() || !confirm("edit again? [Y/n] ")? {
+                if !std::io::stdin().is_terminal() {
+                    return Err(ErrorKind::Refused(format!(
+                        "the edited secrets were malformed ({e}); nothing was changed"
+                    ))
+                    .into());
+                }
+                if !confirm("edit again? [Y/n] ")? {
                     return Err(ErrorKind::Refused(
                         "the edited secrets were malformed; nothing was changed".into(),
                     )
@@ -237,19 +361,48 @@ pub fn edit() -> Result<()> {
     }
 }
 
+/// Refuses what `secrets set` would refuse and what the parser would misread, naming the line
+/// (never its content): a NUL byte (no environment can hold it), and a carriage return that
+/// does not end a CRLF line (a file with CR-only line endings would become one key).
+fn check_edited(text: &str) -> std::result::Result<(), String> {
+    for (n, line) in text.split('\n').enumerate() {
+        let line_no = n + 1;
+        if line.contains('\0') {
+            return Err(format!(
+                "line {line_no} holds a NUL byte, which no environment variable can hold"
+            ));
+        }
+        let body = line.strip_suffix('\r').unwrap_or(line);
+        if body.contains('\r') {
+            return Err(format!(
+                "line {line_no} holds a carriage return (CR) that does not end a line: use LF or CRLF line endings"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A private 0700 directory for the decrypted copy, on the first of
+/// [`crate::secrets::scratch_bases`] where one can be made.
 fn private_scratch_dir(machine: &Machine) -> Result<tempfile::TempDir> {
-    // Prefer the per-user runtime directory (memory-backed on Linux) over the state directory.
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_dir())
-        .unwrap_or_else(|| machine.paths.state_dir.clone());
-    crate::files::ensure_private_dir(&base)?;
-    let dir = tempfile::Builder::new()
-        .prefix("fleetkey-edit-")
-        .tempdir_in(&base)
-        .map_err(Error::io("cannot create a private directory in", &base))?;
-    crate::files::ensure_private_dir(dir.path())?;
-    Ok(dir)
+    let state_dir = &machine.paths.state_dir;
+    let mut last = None;
+    for base in crate::secrets::scratch_bases(state_dir) {
+        if &base == state_dir {
+            crate::files::ensure_private_dir(&base)?;
+        }
+        match tempfile::Builder::new()
+            .prefix(&crate::secrets::edit_prefix(state_dir))
+            .tempdir_in(&base)
+        {
+            Ok(dir) => {
+                crate::files::ensure_private_dir(dir.path())?;
+                return Ok(dir);
+            }
+            Err(e) => last = Some(Error::io("cannot create a private directory in", &base)(e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::refused("no directory for the decrypted copy")))
 }
 
 fn confirm(prompt: &str) -> Result<bool> {
@@ -310,4 +463,23 @@ fn read_value(key: &str) -> Result<Zeroizing<String>> {
         return Err(ErrorKind::Secret(format!("the value for {key} holds a NUL byte")).into());
     }
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edit_with_a_nul_or_a_lone_cr_is_refused_with_its_line() {
+        assert_eq!(check_edited("A=1\nB=2\r\n"), Ok(()));
+        assert_eq!(check_edited("A=1\r"), Ok(()));
+        assert_eq!(
+            check_edited("A=1\rB=2\r").unwrap_err(),
+            "line 1 holds a carriage return (CR) that does not end a line: use LF or CRLF line endings"
+        );
+        assert_eq!(
+            check_edited("A=1\nB=x\0y\n").unwrap_err(),
+            "line 2 holds a NUL byte, which no environment variable can hold"
+        );
+    }
 }

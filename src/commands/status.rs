@@ -56,6 +56,8 @@ pub struct MachineStatus {
     pub ssh_fingerprints: Vec<String>,
     /// The forge.
     pub remote: String,
+    /// `identity.txt.next` is left by a `rotate` that did not finish.
+    pub unfinished_rotation: bool,
 }
 
 /// The roster.
@@ -67,6 +69,8 @@ pub struct FleetStatus {
     pub pending: Vec<String>,
     /// Revoked machines (from the notes in keys/revoked), with date and reason.
     pub revoked: Vec<String>,
+    /// Keys an active machine rotated away (in keys/revoked, but the machine is a member).
+    pub retired_keys: Vec<String>,
 }
 
 /// The clone against the forge.
@@ -76,6 +80,8 @@ pub struct SyncStatus {
     pub ahead: usize,
     /// Forge commits this clone has not integrated (as of the last fetch).
     pub behind: usize,
+    /// When this clone last fetched from the forge (RFC 3339, UTC); `None` if never.
+    pub last_fetch: Option<String>,
     /// The last sync cycle: when, how long, its result and error.
     pub last_cycle: Option<crate::sync::state::CycleRecord>,
     /// Conflict copies of managed files still on disk: each holds the version that lost.
@@ -154,13 +160,32 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             .unwrap_or_default(),
     };
 
+    // A revoked key of a machine that is still active was rotated away: a retired key, not a
+    // revoked machine.
+    let is_active = |r: &crate::roster::Revoked| {
+        r.machine()
+            .is_some_and(|n| roster.active.iter().any(|m| m.name == n))
+    };
     let mut revoked: Vec<String> = roster
         .revoked
         .iter()
-        .filter(|r| matches!(r.key, RevokedKey::Age(_)))
+        .filter(|r| matches!(r.key, RevokedKey::Age(_)) && !is_active(r))
         .map(|r| r.note.clone())
         .collect();
     revoked.dedup();
+    let mut retired_keys: Vec<String> = roster
+        .revoked
+        .iter()
+        .filter(|r| matches!(r.key, RevokedKey::Age(_)) && is_active(r))
+        .map(|r| r.note.clone())
+        .collect();
+    retired_keys.dedup();
+    // git writes FETCH_HEAD on every fetch: its time is the time of the last one.
+    let last_fetch = std::fs::metadata(repo.raw().path().join("FETCH_HEAD"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| crate::clock::rfc3339(d.as_secs() as i64));
 
     let branch = machine
         .fleet_config()
@@ -218,15 +243,18 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             age_recipient,
             ssh_fingerprints,
             remote: machine.config.remote.clone(),
+            unfinished_rotation: machine.paths.next_identity_file().exists(),
         },
         fleet: FleetStatus {
             active: roster.active.iter().map(|m| m.name.clone()).collect(),
             pending,
             revoked,
+            retired_keys,
         },
         sync: SyncStatus {
             ahead,
             behind,
+            last_fetch,
             last_cycle,
             conflicts: crate::sync::state::conflicts(&machine.paths.state_dir),
         },
@@ -266,6 +294,9 @@ fn render(s: &Status) -> String {
         out.push_str(&format!("  ssh    {fp}\n"));
     }
     out.push_str(&format!("  forge  {}\n", m.remote));
+    if m.unfinished_rotation {
+        out.push_str("  ROTATION UNFINISHED: identity.txt.next is left by a `fleetkey rotate` that was interrupted; run `fleetkey rotate` again to finish it\n");
+    }
     if let Some(fp) = &s.trust.signing_key {
         out.push_str(&format!("  sign   {fp}\n"));
     }
@@ -296,9 +327,19 @@ fn render(s: &Status) -> String {
     for r in &s.fleet.revoked {
         out.push_str(&format!("  revoked: {r}\n"));
     }
+    for r in &s.fleet.retired_keys {
+        out.push_str(&format!(
+            "  retired key: {r} (a key rotated away; the machine is active)\n"
+        ));
+    }
     out.push_str(&format!(
-        "sync     {} ahead, {} behind the forge\n",
-        s.sync.ahead, s.sync.behind
+        "sync     {} ahead, {} behind the forge {}\n",
+        s.sync.ahead,
+        s.sync.behind,
+        match &s.sync.last_fetch {
+            Some(t) => format!("as of the last fetch ({t})"),
+            None => "(never fetched: run `fleetkey sync`)".to_string(),
+        }
     ));
     if let Some(c) = &s.sync.last_cycle {
         out.push_str(&format!(

@@ -789,3 +789,12 @@ fn materialize_may_name_only_secrets_env_in_the_config_directory() {
     // Managed paths never reach it.
     assert!(c.check_entry("~/.config/fleetkey/secrets.env").is_err());
 }
+
+#[test]
+fn new_shared_directories_follow_the_users_umask_and_private_ones_are_0700() {
+    assert_eq!(DirMode::Shared.bits_with(0o022), 0o755);
+    assert_eq!(DirMode::Shared.bits_with(0o027), 0o750);
+    assert_eq!(DirMode::Shared.bits_with(0o077), 0o700);
+    assert_eq!(DirMode::Shared.bits_with(0o002), 0o755);
+    assert_eq!(DirMode::Private.bits_with(0o000), 0o700);
+}

@@ -28,16 +28,23 @@ use crate::limits::{Limit, TooLarge};
 pub enum DirMode {
     /// 0700: only this user (`~/.ssh`, directories of private files).
     Private,
-    /// 0755: the usual mode of a directory in `$HOME`.
+    /// 0755 less the user's umask (see [`crate::harden::user_umask`]): the mode the user's own
+    /// `mkdir` would give (0755 with the usual umask 022, 0750 with 027).
     Shared,
 }
 
 impl DirMode {
     /// The permission bits.
     pub fn bits(self) -> u32 {
+        Self::bits_with(self, crate::harden::user_umask())
+    }
+
+    /// The permission bits under the user's umask `umask`; a private directory is 0700
+    /// whatever the umask.
+    pub fn bits_with(self, umask: u32) -> u32 {
         match self {
             DirMode::Private => 0o700,
-            DirMode::Shared => 0o755,
+            DirMode::Shared => (0o755 & !umask) | 0o700,
         }
     }
 }

@@ -34,6 +34,50 @@ impl EnvFile {
         out.into_inner()
     }
 
+    /// Every entry as `export KEY='value'` (a `'` written `'\''`), one per line, in file
+    /// order: `eval "$(fleetkey secrets export --format sh)"` in bash, zsh or dash (or `.` of a
+    /// file holding it) sets and exports every variable exactly, so child processes see them.
+    pub fn export_sh(&self) -> Zeroizing<String> {
+        let mut out = SecretBuf::with_capacity(64);
+        for (key, value) in self.entries() {
+            out.push_str("export ");
+            out.push_str(key);
+            out.push_str("='");
+            let mut parts = value.split('\'');
+            if let Some(first) = parts.next() {
+                out.push_str(first);
+            }
+            for part in parts {
+                out.push_str("'\\''");
+                out.push_str(part);
+            }
+            out.push_str("'\n");
+        }
+        out.into_inner()
+    }
+
+    /// Every entry as fish's `set -gx KEY 'value'` (inside fish's single quotes only `\\` and
+    /// `\'` are escapes), one per line: `fleetkey secrets export --format fish | source`.
+    pub fn export_fish(&self) -> Zeroizing<String> {
+        let mut out = SecretBuf::with_capacity(64);
+        for (key, value) in self.entries() {
+            out.push_str("set -gx ");
+            out.push_str(key);
+            out.push_str(" '");
+            let mut start = 0;
+            for (i, c) in value.char_indices() {
+                if c == '\\' || c == '\'' {
+                    out.push_str(&value[start..i]);
+                    out.push_str(if c == '\\' { "\\\\" } else { "\\'" });
+                    start = i + 1;
+                }
+            }
+            out.push_str(&value[start..]);
+            out.push_str("'\n");
+        }
+        out.into_inner()
+    }
+
     /// Every entry as one JSON object `{"KEY":"value",...}` in file order, followed by a
     /// newline. Directives are not exported.
     pub fn export_json(&self) -> Zeroizing<String> {

@@ -353,6 +353,7 @@ pub fn materialize_secrets(
     repo_root: &Path,
     home: &HomeDir,
     target: Option<&HomeRel>,
+    format: crate::config::MaterializeFormat,
     identity: Option<&Identity>,
     state_dir: &Path,
 ) -> Result<bool> {
@@ -360,7 +361,10 @@ pub fn materialize_secrets(
         return Ok(false);
     };
     let env = crate::secrets::SecretsFile::new(repo_root).load(identity)?;
-    let text = zeroize::Zeroizing::new(env.to_text());
+    let text = match format {
+        crate::config::MaterializeFormat::Env => env.to_text(),
+        crate::config::MaterializeFormat::Sh => env.export_sh(),
+    };
     if home
         .read_file(rel, limits::SECRETS_PLAINTEXT)
         .is_ok_and(|c| zeroize::Zeroizing::new(c.bytes).as_slice() == text.as_bytes())
@@ -380,8 +384,16 @@ pub fn authorized_keys(repo_root: &Path, home: &HomeDir, target: Option<&HomeRel
     let Some(rel) = target else {
         return Ok(false);
     };
-    home.probe(rel)?;
     let path = home.path().join(rel.as_str());
+    home.probe(rel).map_err(|e| {
+        let link = matches!(e, crate::confine::WalkError::Symlink { .. });
+        let err: crate::error::Error = e.into();
+        if link {
+            err.hint(crate::authorized_keys::symlink_hint(&path))
+        } else {
+            err
+        }
+    })?;
     let keys = repo_root.join(crate::roster::layout::KEYS);
     let (active, revoked) = crate::roster::fleet_keys(&keys)?;
     let roster = crate::authorized_keys::Roster {

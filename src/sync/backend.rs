@@ -120,6 +120,7 @@ pub fn apply_head(
         repo.root(),
         &home,
         plan.materialize.as_ref(),
+        plan.fleet.secrets.materialize_format,
         identity,
         state_dir,
     );
@@ -133,8 +134,9 @@ pub fn apply_head(
         // With chezmoi, its modify_ hook does the authorized_keys merge.
         if let Err(e) = apply::authorized_keys(repo.root(), &home, plan.authorized_keys.as_ref()) {
             applied.held_back.push(format!(
-                "authorized_keys was not merged: {}",
-                crate::error::chain(&e)
+                "authorized_keys was not merged: {}{}",
+                crate::error::chain(&e),
+                e.advice().map(|a| format!(" ({a})")).unwrap_or_default()
             ));
         }
     }

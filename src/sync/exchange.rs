@@ -266,7 +266,7 @@ fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
         match forge::fetch(repo.root(), remote, branch) {
             Err(e)
                 if tries < 3
-                    && matches!(e.kind(), ErrorKind::ForgeUnreachable { stderr, .. }
+                    && matches!(e.kind(), ErrorKind::ForgeFailed { stderr, .. } | ErrorKind::ForgeUnreachable { stderr, .. }
                         if stderr.contains("cannot lock ref") || stderr.contains(".lock'")) =>
             {
                 tries += 1;
@@ -276,6 +276,29 @@ fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
             other => return other,
         }
     }
+}
+
+/// `e` (a forge failure) with a hint that says how many commits made here wait to go out, so
+/// the message never claims a change that was not made.
+pub fn with_waiting_hint(
+    e: crate::error::Error,
+    repo: &FleetRepo,
+    branch: &str,
+) -> crate::error::Error {
+    let waiting = match (repo.head(), repo.remote_tracking(branch)) {
+        (Some(local), Some(remote)) => repo
+            .raw()
+            .graph_ahead_behind(local, remote)
+            .map(|(ahead, _)| ahead)
+            .unwrap_or(0),
+        (Some(_), None) => 1,
+        _ => 0,
+    };
+    e.hint_before(&match waiting {
+        0 => "nothing made here waits to go out".to_string(),
+        1 => "1 commit made here is kept and goes out with the next `fleetkey sync`".to_string(),
+        n => format!("{n} commits made here are kept and go out with the next `fleetkey sync`"),
+    })
 }
 
 /// Pushes the clone's new commits (those a command such as `secrets set`, `track` or `approve`
@@ -297,7 +320,14 @@ pub fn push_merging_upstream(
         identity.as_ref(),
         &clock::rfc3339(now),
         Network::Full,
-    )?;
+    )
+    .map_err(|e| {
+        if e.is_forge_failure() {
+            with_waiting_hint(e, repo, &fleet.sync.branch)
+        } else {
+            e
+        }
+    })?;
     backend::keep_lost(machine, repo, &x.lost, now)?;
     if !x.refused.is_empty() {
         return Err(ErrorKind::Untrusted {

@@ -155,7 +155,24 @@ pub fn integrate(
         match identity
             .map(|id| merge_secrets(repo, [&base_tree, &our_tree, &their_tree], id, machine, at))
         {
-            Some(Ok(env)) => secrets_merged = Some(env),
+            Some(Ok(env)) => {
+                // Name each key both sides changed: the forge's value is in force, this
+                // machine's is kept aside as a conflict record; every other key of both
+                // sides survives.
+                let kept: Vec<String> = env
+                    .conflicts()
+                    .into_iter()
+                    .filter(|c| c.from == machine && c.at == at)
+                    .map(|c| c.key)
+                    .collect();
+                for key in &kept {
+                    crate::log::warn(&format!(
+                        "secret {key} changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve {key} --keep ours|theirs`)"
+                    ));
+                }
+                done.other_conflicts += kept.len();
+                secrets_merged = Some(env);
+            }
             Some(Err(e)) => {
                 crate::log::warn(&format!(
                     "cannot merge the secrets per key ({e}); the forge's version wins"
@@ -185,6 +202,8 @@ pub fn integrate(
             .map(|e| String::from_utf8_lossy(&e.path).into_owned())
             .next()
             .unwrap_or_default();
+        // The secrets were merged per key above (and are re-encrypted below): not a conflict.
+        let merged_here = secrets_merged.is_some() && (path == CIPHERTEXT || path == RECIPIENTS);
         let managed_file = match backend {
             Backend::Native => {
                 path.starts_with("home/")
@@ -200,7 +219,9 @@ pub fn integrate(
                 index
                     .add(&stage0(t))
                     .map_err(Error::git("cannot resolve a conflict"))?;
-                if managed_file {
+                if merged_here {
+                    // Nothing lost: the merged secrets replace this entry below.
+                } else if managed_file {
                     done.lost.push(LostFile {
                         repo_path: path.clone(),
                         ours: o.id,

@@ -34,6 +34,7 @@ pub mod debounce;
 pub mod exchange;
 pub mod integrate;
 pub mod managed;
+pub mod notify;
 pub mod plan;
 pub mod recover;
 pub mod state;
@@ -146,7 +147,9 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
                     lost = x.lost;
                     None
                 }
-                Err(e) if e.is_unreachable() => Some(e),
+                // Any forge failure still applies what the clone holds; only an unreachable
+                // forge makes the cycle "offline" (retried with backoff).
+                Err(e) if e.is_forge_failure() => Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -164,11 +167,25 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     rec.applied = applied.changed;
     rec.held_back.extend(applied.held_back);
     rec.conflicts += applied.conflicts.len();
+    if machine.config.notify
+        && !applied.conflicts.is_empty()
+        && let (Ok(platform), Ok(runner)) = (
+            crate::agents::Platform::current(),
+            crate::agents::runner_from_env(),
+        )
+    {
+        notify::conflict_copies(
+            runner.as_ref(),
+            platform,
+            &applied.conflicts,
+            &machine.paths.home,
+        );
+    }
     rec.head = repo.head().map(|o| o.to_string());
     refresh_agents(machine, &fleet);
     let _ = std::fs::remove_file(&marker);
     match offline {
-        Some(e) => Err(e),
+        Some(e) => Err(exchange::with_waiting_hint(e, &repo, &fleet.sync.branch)),
         None => Ok(()),
     }
 }
