@@ -82,7 +82,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     }
     // Seed first: copy every live file into home/ (with chezmoi: `chezmoi add`).
     let mut manifest = Manifest::load(&machine.paths.state_dir);
-    let live = live_files(&machine.paths.home, &added);
+    let ignore = crate::sync::ignore::IgnoreRules::new(&fleet.sync.ignore).0;
+    let live = live_files(&machine.paths.home, &added, &ignore);
     let chezmoi = fleet.backend == crate::config::Backend::Chezmoi;
     if chezmoi {
         let source = crate::sync::chezmoi::source_dir(&root);
@@ -118,6 +119,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             skip: &skip,
             machine: &machine.config.name,
             first_contact: capture::FirstContact::LocalWins,
+            ignore: &plan.ignore,
+            placeholders: &plan.placeholders,
         };
         let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
         if let Some(first) = captured.held_back.first() {

@@ -1,0 +1,133 @@
+//! Dotfiles across different machines: three machines whose HOME paths differ in length and
+//! depth, ignore rules, home-path placeholders, per-machine files, diff/log/restore, settings
+//! and forge moves.
+
+use crate::util::fleet::Fleet;
+use crate::util::forge::Transport;
+use crate::util::{Machine, git_out};
+
+/// alice, bob and carol, each HOME at another depth and length.
+fn three() -> Fleet {
+    Fleet::with_homes(
+        Transport::GitDaemon,
+        &["alice", "bob", "carol"],
+        &["home-alice", "var/much/deeper/place/home-bob", "h"],
+    )
+}
+
+fn home(m: &Machine) -> String {
+    m.home.to_str().unwrap().to_string()
+}
+
+/// The file at `rel` in the forge's clone on `m` (the repo form).
+fn in_repo(m: &Machine, rel: &str) -> Option<Vec<u8>> {
+    std::fs::read(m.repo().join(rel)).ok()
+}
+
+#[test]
+fn a_file_holding_the_home_path_reads_right_on_every_machine_and_round_trips() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
+    let text = |h: &str| {
+        format!(
+            "source {h}/.config/app/aliases.sh\nexport APP_HOME={h}\n# fleetkey writes {{{{fleetkey.home}}}} in the repo\nnot {h}2/x\n"
+        )
+    };
+    let binary = {
+        let mut v = b"\0bin ".to_vec();
+        v.extend_from_slice(home(a).as_bytes());
+        v
+    };
+    a.write(".config/app/aliases.sh", text(&home(a)).as_bytes());
+    a.write(".config/app/blob.bin", &binary);
+    a.ok(&["track", "~/.config/app/"]);
+    // The repo holds the placeholder, and the escape for the text that looked like one.
+    let stored = String::from_utf8(in_repo(a, "home/.config/app/aliases.sh").unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        format!(
+            "source {{{{fleetkey.home}}}}/.config/app/aliases.sh\nexport APP_HOME={{{{fleetkey.home}}}}\n# fleetkey writes {{{{fleetkey.lit}}}}home}}}} in the repo\nnot {}2/x\n",
+            home(a)
+        )
+    );
+    assert_eq!(in_repo(a, "home/.config/app/blob.bin").unwrap(), binary);
+    fleet.settle(1);
+    for m in [a, b, c] {
+        let want = text(&home(m)).replace(
+            &format!("not {}2/x", home(m)),
+            &format!("not {}2/x", home(a)),
+        );
+        assert_eq!(m.text(".config/app/aliases.sh"), want, "{}", m.name);
+        assert_eq!(m.read(".config/app/blob.bin"), binary, "{}", m.name);
+    }
+    // bob edits his copy (holding his own home path); alice gets the edit with hers.
+    let edited = format!(
+        "{}alias ll='ls -l {}/bin'\n",
+        b.text(".config/app/aliases.sh"),
+        home(b)
+    );
+    b.write(".config/app/aliases.sh", edited.as_bytes());
+    b.sync();
+    a.sync();
+    c.sync();
+    let on_a = a.text(".config/app/aliases.sh");
+    assert!(on_a.starts_with(&text(&home(a))), "{on_a}");
+    assert!(
+        on_a.ends_with(&format!("alias ll='ls -l {}/bin'\n", home(a))),
+        "{on_a}"
+    );
+    assert!(
+        c.text(".config/app/aliases.sh")
+            .contains(&format!("ls -l {}/bin", home(c)))
+    );
+    // Nothing ping-pongs: a second round changes nothing anywhere.
+    let head = fleet.forge.head();
+    fleet.settle(1);
+    assert_eq!(
+        fleet.forge.head(),
+        head,
+        "a capture undid another machine's"
+    );
+    for m in [a, b, c] {
+        assert!(
+            m.conflict_copies(".config/app/aliases.sh").is_empty(),
+            "{}",
+            m.name
+        );
+    }
+}
+
+#[test]
+fn ignored_files_are_neither_captured_nor_deleted_on_any_machine() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
+    let junk = [
+        ".DS_Store",
+        "._aliases.sh",
+        ".aliases.sh.swp",
+        ".aliases.sh.swo",
+        "config.toml~",
+        ".#config.toml",
+        "#config.toml#",
+        "4913",
+        "Thumbs.db",
+    ];
+    a.write(".config/app/config.toml", b"x = 1\n");
+    for j in junk {
+        a.write(&format!(".config/app/{j}"), b"junk from alice");
+        b.write(&format!(".config/app/{j}"), b"bob's own junk");
+    }
+    a.ok(&["track", "~/.config/app/"]);
+    fleet.settle(1);
+    let files = git_out(&a.repo(), &["ls-files", "home/.config/app"]);
+    assert_eq!(files, "home/.config/app/config.toml", "{files}");
+    for j in junk {
+        let rel = format!(".config/app/{j}");
+        assert_eq!(b.read(&rel), b"bob's own junk", "{j} on bob");
+        assert_eq!(a.read(&rel), b"junk from alice", "{j} on alice");
+        assert!(!c.path(&rel).exists(), "{j} reached carol");
+    }
+    assert_eq!(c.text(".config/app/config.toml"), "x = 1\n");
+}
