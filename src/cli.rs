@@ -151,6 +151,12 @@ pub enum Cmd {
         #[arg(long)]
         no_push: bool,
     },
+    /// Show or change the fleet's settings in fleet.toml (validated, committed, pushed).
+    Config {
+        /// The config action.
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
     /// One cycle: capture, commit, fetch, integrate, push, apply.
     Sync {
         /// Leave the forge alone: capture, commit and apply only.
@@ -188,6 +194,29 @@ pub enum Cmd {
     },
     /// Print the manual page (roff) to stdout: `fleetkey man | man -l -`.
     Man,
+}
+
+/// `fleetkey config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print KEY's value (one line per entry of a list), or every setting.
+    Get {
+        /// poll, settle, paths, ignore, literal, private, materialize or authorized_keys.
+        key: Option<String>,
+    },
+    /// Set KEY for the whole fleet: checked as every cycle checks it, committed and pushed.
+    ///
+    /// A list (ignore, literal, private) takes every value it should hold, or none to clear it.
+    Set {
+        /// poll, settle, ignore, literal, private, materialize or authorized_keys.
+        key: String,
+        /// The new value (durations with a unit: 5s, 2m; paths as ~/REL or ~/REL/).
+        #[arg(value_name = "VALUE", allow_hyphen_values = true)]
+        values: Vec<String>,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
+    },
 }
 
 /// `fleetkey agents …`.

@@ -51,7 +51,7 @@ pub use error::{Error, Result};
 
 use clap::Parser;
 
-use cli::{AgentsCmd, Args, Cmd, SecretsCmd};
+use cli::{AgentsCmd, Args, Cmd, ConfigCmd, SecretsCmd};
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
@@ -126,6 +126,14 @@ fn dispatch(args: Args) -> Result<i32> {
         },
         Cmd::Track { paths, no_push } => commands::track::track(&paths, !no_push),
         Cmd::Untrack { paths, no_push } => commands::track::untrack(&paths, !no_push),
+        Cmd::Config { action } => match action {
+            ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
+            ConfigCmd::Set {
+                key,
+                values,
+                no_push,
+            } => commands::config::set(&key, &values, !no_push),
+        },
         Cmd::Sync { offline } => commands::sync::sync(offline),
         Cmd::Pull { every } => commands::sync::pull(every.as_deref()),
         Cmd::Watch => commands::sync::watch(),

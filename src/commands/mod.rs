@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod authorized_keys;
+pub mod config;
 pub mod doctor;
 pub mod init;
 pub mod lifecycle;

@@ -38,6 +38,7 @@ pub mod managed;
 pub mod placeholder;
 pub mod plan;
 pub mod recover;
+pub mod settings;
 pub mod state;
 pub mod tree;
 pub mod watch;

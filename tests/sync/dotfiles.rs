@@ -130,4 +130,38 @@ fn ignored_files_are_neither_captured_nor_deleted_on_any_machine() {
         assert!(!c.path(&rel).exists(), "{j} reached carol");
     }
     assert_eq!(c.text(".config/app/config.toml"), "x = 1\n");
+    // A fleet pattern on top of the built-in list; the file stays where it is.
+    a.write(".config/app/run.log", b"log\n");
+    a.ok(&["config", "set", "ignore", "*.log"]);
+    a.sync();
+    assert!(in_repo(a, "home/.config/app/run.log").is_none());
+    assert_eq!(a.text(".config/app/run.log"), "log\n");
+}
+
+#[test]
+fn config_set_poll_reaches_every_machine_and_a_value_out_of_bounds_is_refused() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
+    let before = fleet.forge.head();
+    let err = a.fails(&["config", "set", "poll", "0s"], 1);
+    assert!(
+        err.contains("poll cannot be set: 0s is out of range; allowed: 5s to 24h"),
+        "{err}"
+    );
+    let err = b.fails(&["config", "set", "literal", "/etc/passwd"], 1);
+    assert!(err.contains("literal cannot be set"), "{err}");
+    let err = b.fails(&["config", "set", "recipent", "x"], 1);
+    assert!(err.contains("no setting called"), "{err}");
+    assert_eq!(fleet.forge.head(), before, "a refused value was pushed");
+
+    a.ok(&["config", "set", "poll", "5s"]);
+    let subject = git_out(&fleet.forge.bare(), &["log", "-1", "--format=%s", "main"]);
+    assert_eq!(subject, "alice: config set poll 5s");
+    b.sync();
+    c.sync();
+    for m in [a, b, c] {
+        assert_eq!(m.ok(&["config", "get", "poll"]), "5s\n", "{}", m.name);
+    }
+    assert!(a.ok(&["config", "get"]).contains("poll = 5s\n"));
 }
