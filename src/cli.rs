@@ -138,6 +138,9 @@ pub enum Cmd {
         /// Files or directories (a directory syncs with everything in it).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
+        /// This machine's own version: kept in hosts/NAME/home/, its edits reach no other machine.
+        #[arg(long)]
+        here: bool,
         /// Commit locally only; the change goes out with the next sync.
         #[arg(long)]
         no_push: bool,
@@ -147,6 +150,9 @@ pub enum Cmd {
         /// Files or directories in the managed list.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
+        /// Remove only this machine's own version: the fleet's comes back on the next cycle.
+        #[arg(long)]
+        here: bool,
         /// Commit locally only; the change goes out with the next sync.
         #[arg(long)]
         no_push: bool,

@@ -124,8 +124,26 @@ fn dispatch(args: Args) -> Result<i32> {
             SecretsCmd::Export { format } => commands::secrets::export(format),
             SecretsCmd::Exec { command } => commands::secrets::exec(&command),
         },
-        Cmd::Track { paths, no_push } => commands::track::track(&paths, !no_push),
-        Cmd::Untrack { paths, no_push } => commands::track::untrack(&paths, !no_push),
+        Cmd::Track {
+            paths,
+            here: false,
+            no_push,
+        } => commands::track::track(&paths, !no_push),
+        Cmd::Track {
+            paths,
+            here: true,
+            no_push,
+        } => commands::track::track_here(&paths, !no_push),
+        Cmd::Untrack {
+            paths,
+            here: false,
+            no_push,
+        } => commands::track::untrack(&paths, !no_push),
+        Cmd::Untrack {
+            paths,
+            here: true,
+            no_push,
+        } => commands::track::untrack_here(&paths, !no_push),
         Cmd::Config { action } => match action {
             ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
             ConfigCmd::Set {

@@ -35,6 +35,7 @@ pub mod exchange;
 pub mod ignore;
 pub mod integrate;
 pub mod managed;
+pub mod overrides;
 pub mod placeholder;
 pub mod plan;
 pub mod recover;

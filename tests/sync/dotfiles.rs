@@ -165,3 +165,58 @@ fn config_set_poll_reaches_every_machine_and_a_value_out_of_bounds_is_refused() 
     }
     assert!(a.ok(&["config", "get"]).contains("poll = 5s\n"));
 }
+
+#[test]
+fn here_overrides_stay_local_and_other_edits_still_travel() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
+    a.write(".config/app/shared.conf", b"shared 1\n");
+    a.write(".config/app/local.conf", b"fleet local\n");
+    a.ok(&["track", "~/.config/app/"]);
+    fleet.settle(1);
+    assert_eq!(b.text(".config/app/local.conf"), "fleet local\n");
+
+    a.write(".config/app/local.conf", b"alice only 1\n");
+    let out = a.ok(&["track", "--here", "~/.config/app/local.conf"]);
+    assert!(out.contains("is now this machine's own (hosts/alice/home/)"), "{out}");
+    assert!(a.repo().join("hosts/alice/home/.config/app/local.conf").is_file());
+    fleet.settle(1);
+    a.write(".config/app/local.conf", b"alice only 2\n");
+    a.write(".config/app/shared.conf", b"shared 2\n");
+    a.sync();
+    b.sync();
+    c.sync();
+    for m in [b, c] {
+        assert_eq!(m.text(".config/app/local.conf"), "fleet local\n", "{}", m.name);
+        assert_eq!(m.text(".config/app/shared.conf"), "shared 2\n", "{}", m.name);
+    }
+    assert_eq!(
+        std::fs::read_to_string(a.repo().join("hosts/alice/home/.config/app/local.conf")).unwrap(),
+        "alice only 2\n"
+    );
+    // bob's edit of the fleet's version travels to carol, not to alice's override.
+    b.write(".config/app/local.conf", b"bob's edit\n");
+    b.sync();
+    a.sync();
+    c.sync();
+    assert_eq!(a.text(".config/app/local.conf"), "alice only 2\n");
+    assert_eq!(c.text(".config/app/local.conf"), "bob's edit\n");
+    // status and track say so.
+    let status = a.ok(&["status"]);
+    assert!(
+        status.contains("overridden here: ~/.config/app/local.conf (this machine's own version)"),
+        "{status}"
+    );
+    assert!(!b.ok(&["status"]).contains("overridden here"));
+    let out = a.ok(&["track", "~/.config/app/local.conf"]);
+    assert!(
+        out.contains("its edits go to hosts/alice/home/.config/app/local.conf and reach no other machine"),
+        "{out}"
+    );
+    // untrack --here: the fleet's version comes back.
+    a.ok(&["untrack", "--here", "~/.config/app/local.conf"]);
+    a.sync();
+    assert_eq!(a.text(".config/app/local.conf"), "bob's edit\n");
+    assert!(!a.repo().join("hosts/alice").exists());
+}
