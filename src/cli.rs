@@ -157,6 +157,16 @@ pub enum Cmd {
         #[arg(long)]
         no_push: bool,
     },
+    /// What the next sync would do: local edits it captures, and what the forge's latest
+    /// changes here (fetched first). Secrets and private-looking files are never shown.
+    Diff {
+        /// Only these managed files or directories.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+        /// Do not fetch: compare with the forge's commit as last fetched.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Show or change the fleet's settings in fleet.toml (validated, committed, pushed).
     Config {
         /// The config action.

@@ -144,6 +144,7 @@ fn dispatch(args: Args) -> Result<i32> {
             here: true,
             no_push,
         } => commands::track::untrack_here(&paths, !no_push),
+        Cmd::Diff { paths, offline } => commands::diff::run(&paths, offline),
         Cmd::Config { action } => match action {
             ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
             ConfigCmd::Set {

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod authorized_keys;
 pub mod config;
+pub mod diff;
 pub mod doctor;
 pub mod init;
 pub mod lifecycle;

@@ -38,6 +38,7 @@ pub mod managed;
 pub mod overrides;
 pub mod placeholder;
 pub mod plan;
+pub mod preview;
 pub mod recover;
 pub mod settings;
 pub mod state;

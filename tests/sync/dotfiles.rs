@@ -179,8 +179,15 @@ fn here_overrides_stay_local_and_other_edits_still_travel() {
 
     a.write(".config/app/local.conf", b"alice only 1\n");
     let out = a.ok(&["track", "--here", "~/.config/app/local.conf"]);
-    assert!(out.contains("is now this machine's own (hosts/alice/home/)"), "{out}");
-    assert!(a.repo().join("hosts/alice/home/.config/app/local.conf").is_file());
+    assert!(
+        out.contains("is now this machine's own (hosts/alice/home/)"),
+        "{out}"
+    );
+    assert!(
+        a.repo()
+            .join("hosts/alice/home/.config/app/local.conf")
+            .is_file()
+    );
     fleet.settle(1);
     a.write(".config/app/local.conf", b"alice only 2\n");
     a.write(".config/app/shared.conf", b"shared 2\n");
@@ -188,8 +195,18 @@ fn here_overrides_stay_local_and_other_edits_still_travel() {
     b.sync();
     c.sync();
     for m in [b, c] {
-        assert_eq!(m.text(".config/app/local.conf"), "fleet local\n", "{}", m.name);
-        assert_eq!(m.text(".config/app/shared.conf"), "shared 2\n", "{}", m.name);
+        assert_eq!(
+            m.text(".config/app/local.conf"),
+            "fleet local\n",
+            "{}",
+            m.name
+        );
+        assert_eq!(
+            m.text(".config/app/shared.conf"),
+            "shared 2\n",
+            "{}",
+            m.name
+        );
     }
     assert_eq!(
         std::fs::read_to_string(a.repo().join("hosts/alice/home/.config/app/local.conf")).unwrap(),
@@ -211,7 +228,9 @@ fn here_overrides_stay_local_and_other_edits_still_travel() {
     assert!(!b.ok(&["status"]).contains("overridden here"));
     let out = a.ok(&["track", "~/.config/app/local.conf"]);
     assert!(
-        out.contains("its edits go to hosts/alice/home/.config/app/local.conf and reach no other machine"),
+        out.contains(
+            "its edits go to hosts/alice/home/.config/app/local.conf and reach no other machine"
+        ),
         "{out}"
     );
     // untrack --here: the fleet's version comes back.
@@ -219,4 +238,69 @@ fn here_overrides_stay_local_and_other_edits_still_travel() {
     a.sync();
     assert_eq!(a.text(".config/app/local.conf"), "bob's edit\n");
     assert!(!a.repo().join("hosts/alice").exists());
+}
+
+#[test]
+fn diff_shows_both_directions_exactly() {
+    let fleet = Fleet::with_homes(
+        Transport::GitDaemon,
+        &["alice", "bob"],
+        &["home-alice", "var/much/deeper/place/home-bob"],
+    );
+    fleet.settle(1);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.write(
+        ".config/app/aliases.sh",
+        format!("one\nsource {}/x\nthree\n", home(a)).as_bytes(),
+    );
+    a.write(".config/app/other", b"keep\n");
+    a.ok(&["track", "~/.config/app/"]);
+    fleet.settle(1);
+    assert_eq!(
+        a.ok(&["diff"]),
+        "outgoing: nothing to capture\nincoming: nothing from the forge\n"
+    );
+    // A local edit on alice, not yet synced.
+    a.write(
+        ".config/app/aliases.sh",
+        format!("one\nsource {}/x\nthree\nfour\n", home(a)).as_bytes(),
+    );
+    // bob changes another file and pushes it.
+    b.write(
+        ".config/app/other",
+        format!("keep\nin {}\n", home(b)).as_bytes(),
+    );
+    b.sync();
+    let ha = home(a);
+    assert_eq!(
+        a.ok(&["diff"]),
+        format!(
+            "outgoing: 1 local edit(s) the next sync captures\n\
+             diff ~/.config/app/aliases.sh (changed)\n\
+             --- fleet/~/.config/app/aliases.sh\n+++ here/~/.config/app/aliases.sh\n\
+             @@ -1,3 +1,4 @@\n one\n source {ha}/x\n three\n+four\n\
+             incoming: 1 file(s) the next sync changes here\n\
+             diff ~/.config/app/other (changed)\n\
+             --- here/~/.config/app/other\n+++ forge/~/.config/app/other\n\
+             @@ -1 +1,2 @@\n keep\n+in {ha}\n"
+        )
+    );
+    // Only the paths asked for; offline uses the last fetch.
+    assert_eq!(
+        a.ok(&["diff", "--offline", "~/.config/app/other"]),
+        format!(
+            "outgoing: nothing to capture\n\
+             incoming: 1 file(s) the next sync changes here\n\
+             diff ~/.config/app/other (changed)\n\
+             --- here/~/.config/app/other\n+++ forge/~/.config/app/other\n\
+             @@ -1 +1,2 @@\n keep\n+in {ha}\n"
+        )
+    );
+    // diff changed nothing: the sync does exactly that.
+    a.sync();
+    assert_eq!(a.text(".config/app/other"), format!("keep\nin {ha}\n"));
+    assert_eq!(
+        a.ok(&["diff"]),
+        "outgoing: nothing to capture\nincoming: nothing from the forge\n"
+    );
 }
