@@ -167,6 +167,33 @@ pub enum Cmd {
         #[arg(long)]
         offline: bool,
     },
+    /// The history of a managed file (or of the whole fleet): machine, date, what happened.
+    Log {
+        /// A managed file.
+        #[arg(value_name = "PATH")]
+        path: Option<String>,
+        /// At most N entries.
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
+        max_count: usize,
+    },
+    /// Put an earlier version of a managed file back; it syncs as a normal edit, and the
+    /// version it replaces is kept beside it as a conflict copy.
+    ///
+    /// Without --at or --before: the version before the current one.
+    Restore {
+        /// The managed file.
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// The version in this commit (as `fleetkey log PATH` lists them).
+        #[arg(long, value_name = "REV", conflicts_with = "before")]
+        at: Option<String>,
+        /// The version in force just before DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC).
+        #[arg(long, value_name = "DATE")]
+        before: Option<String>,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
+    },
     /// Show or change the fleet's settings in fleet.toml (validated, committed, pushed).
     Config {
         /// The config action.

@@ -145,6 +145,13 @@ fn dispatch(args: Args) -> Result<i32> {
             no_push,
         } => commands::track::untrack_here(&paths, !no_push),
         Cmd::Diff { paths, offline } => commands::diff::run(&paths, offline),
+        Cmd::Log { path, max_count } => commands::history::log(path.as_deref(), max_count),
+        Cmd::Restore {
+            path,
+            at,
+            before,
+            no_push,
+        } => commands::history::restore(&path, at.as_deref(), before.as_deref(), !no_push),
         Cmd::Config { action } => match action {
             ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
             ConfigCmd::Set {

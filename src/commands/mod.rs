@@ -6,6 +6,7 @@ pub mod authorized_keys;
 pub mod config;
 pub mod diff;
 pub mod doctor;
+pub mod history;
 pub mod init;
 pub mod lifecycle;
 pub mod manual;

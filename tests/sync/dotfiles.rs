@@ -304,3 +304,75 @@ fn diff_shows_both_directions_exactly() {
         "outgoing: nothing to capture\nincoming: nothing from the forge\n"
     );
 }
+
+#[test]
+fn log_and_restore_work_across_machines() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
+    a.write(".zshrc", format!("v1 {}/bin\n", home(a)).as_bytes());
+    a.ok(&["track", "~/.zshrc"]);
+    fleet.settle(1);
+    b.write(".zshrc", b"v2\n");
+    b.sync();
+    c.sync();
+    c.write(".zshrc", b"v3\n");
+    c.sync();
+    let log = c.ok(&["log", "~/.zshrc"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    let field = |line: &str, i: usize| line.split_whitespace().nth(i).unwrap().to_string();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| (field(l, 2), field(l, 3)))
+            .collect::<Vec<_>>(),
+        [
+            ("carol".to_string(), "edit".to_string()),
+            ("bob".into(), "edit".into()),
+            ("alice".into(), "track".into())
+        ],
+        "{log}"
+    );
+    assert!(lines[0].ends_with("carol: sync ~/.zshrc"), "{log}");
+    let first = field(lines[2], 0);
+    // The whole fleet's log holds every commit, the roster's too.
+    assert!(c.ok(&["log"]).lines().count() > 3);
+
+    let out = c.ok(&["restore", "~/.zshrc", "--at", &first]);
+    assert!(
+        out.contains(&format!("is back to the version of {first}")),
+        "{out}"
+    );
+    assert_eq!(c.text(".zshrc"), format!("v1 {}/bin\n", home(c)));
+    let copies = c.conflict_copies(".zshrc");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(std::fs::read_to_string(&copies[0]).unwrap(), "v3\n");
+    assert!(c.ok(&["status"]).contains("replaced by restore"));
+    a.sync();
+    b.sync();
+    assert_eq!(a.text(".zshrc"), format!("v1 {}/bin\n", home(a)));
+    assert_eq!(b.text(".zshrc"), format!("v1 {}/bin\n", home(b)));
+    let log = a.ok(&["log", "~/.zshrc"]);
+    let top = log.lines().next().unwrap();
+    assert_eq!(
+        (field(top, 2), field(top, 3)),
+        ("carol".into(), "restore".into()),
+        "{log}"
+    );
+    // Without --at: the version before the current one (v3, by carol).
+    b.ok(&["restore", "~/.zshrc"]);
+    assert_eq!(b.text(".zshrc"), "v3\n");
+    let err = b.fails(&["restore", "~/.zshrc", "--before", "2000-01-01"], 1);
+    assert!(
+        err.contains("~/.zshrc has no version before 2000-01-01T00:00:00Z"),
+        "{err}"
+    );
+    let err = b.fails(&["restore", "~/.zshrc", "--before", "yesterday"], 1);
+    assert!(err.contains("is not a date"), "{err}");
+    let err = b.fails(&["restore", "~/.nope"], 1);
+    assert!(
+        err.contains("not a managed file") || err.contains("has no version"),
+        "{err}"
+    );
+}
