@@ -194,6 +194,12 @@ pub enum Cmd {
         #[arg(long)]
         no_push: bool,
     },
+    /// Move the fleet to another forge.
+    Remote {
+        /// The remote action.
+        #[command(subcommand)]
+        action: RemoteCmd,
+    },
     /// Show or change the fleet's settings in fleet.toml (validated, committed, pushed).
     Config {
         /// The config action.
@@ -237,6 +243,20 @@ pub enum Cmd {
     },
     /// Print the manual page (roff) to stdout: `fleetkey man | man -l -`.
     Man,
+}
+
+/// `fleetkey remote …`.
+#[derive(Debug, Subcommand)]
+pub enum RemoteCmd {
+    /// Move the fleet to the forge at URL (an empty repository, or the one it already moved to).
+    ///
+    /// Pushes the whole fleet branch there and checks it arrived, records `forge = URL` in
+    /// fleet.toml so every machine switches on its next cycle, switches this machine, and leaves
+    /// that commit on the old forge for machines that were offline.
+    Set {
+        /// ssh://, git://, https://, file://, an absolute path, or [user@]host:path.
+        url: String,
+    },
 }
 
 /// `fleetkey config …`.

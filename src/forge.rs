@@ -242,6 +242,69 @@ pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
     .into())
 }
 
+/// Pushes the local `branch` to the forge at `url` (not `origin`): how `remote set` copies the
+/// fleet to its new forge and leaves its last commit on the old one. Outcomes as [`push`].
+pub fn push_to(repo: &Path, url: &str, branch: &str) -> Result<PushOutcome> {
+    check_url(url).map_err(|why| ErrorKind::Refused(format!("forge URL refused: {why}")))?;
+    let mut cmd = git(Some(repo));
+    cmd.args([
+        "push",
+        "--porcelain",
+        url,
+        &format!("refs/heads/{branch}:refs/heads/{branch}"),
+    ]);
+    let (_, out) = run(cmd)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let flags: Vec<char> = stdout
+        .lines()
+        .filter(|l| l.contains("refs/heads/"))
+        .filter_map(|l| l.chars().next())
+        .collect();
+    if flags.contains(&'!') {
+        return Ok(PushOutcome::Rejected);
+    }
+    if out.status.success() && !flags.is_empty() {
+        return Ok(PushOutcome::Pushed);
+    }
+    Err(ErrorKind::ForgeUnreachable {
+        remote: url.into(),
+        stderr: stderr_of(&out),
+    }
+    .into())
+}
+
+/// Why `url` cannot be a forge, if it cannot. Allowed: `ssh://`, `git://`, `https://`,
+/// `http://` and `file://` URLs, an absolute path, and scp-like `[user@]host:path`. Refused:
+/// anything else, above all git's `TRANSPORT::ADDRESS` remote helpers (`ext::` runs a command),
+/// a leading `-` (an option to git), whitespace, control characters and more than 1024 bytes.
+/// A URL from fleet.toml (`forge`) passes this before any machine uses it.
+pub fn check_url(url: &str) -> std::result::Result<(), &'static str> {
+    if url.is_empty() || url.len() > 1024 {
+        return Err("it is empty or longer than 1024 bytes");
+    }
+    if url.starts_with('-') {
+        return Err("it starts with '-'");
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("it holds whitespace or a control character");
+    }
+    if url.contains("::") {
+        return Err("git remote helpers (TRANSPORT::ADDRESS) are not allowed");
+    }
+    let schemes = ["ssh://", "git://", "https://", "http://", "file://"];
+    if schemes.iter().any(|s| url.starts_with(s)) || url.starts_with('/') {
+        return Ok(());
+    }
+    if url.contains("://") {
+        return Err("only ssh://, git://, https://, http:// and file:// URLs are allowed");
+    }
+    // scp-like: [user@]host:path, with no '/' before the ':'.
+    match url.split_once(':') {
+        Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty() => Ok(()),
+        _ => Err("it is neither a URL, an absolute path nor [user@]host:path"),
+    }
+}
+
 /// The commit `branch` points to on the forge, without fetching (`git ls-remote`): `None` when
 /// the branch does not exist there.
 pub fn remote_head(url: &str, branch: &str) -> Result<Option<String>> {
@@ -291,5 +354,32 @@ mod tests {
         assert!(envs.iter().all(|k| !k.starts_with("GIT_")
             || ["GIT_TERMINAL_PROMPT", "GIT_ASKPASS", "GIT_SSH_COMMAND"].contains(&k.as_str())));
         assert_eq!(describe(&cmd), "git -C /tmp");
+    }
+
+    #[test]
+    fn only_plain_transports_can_be_a_forge() {
+        for ok in [
+            "ssh://git@example.org/me/fleet.git",
+            "git://127.0.0.1:9418/fleet.git",
+            "https://example.org/me/fleet.git",
+            "file:///srv/fleet.git",
+            "/srv/fleet.git",
+            "git@example.org:me/fleet.git",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ext::sh -c touch% /tmp/pwned",
+            "ext::sh",
+            "fd::17",
+            "--upload-pack=touch /tmp/x",
+            "ftp://example.org/x",
+            "relative/path",
+            "a b",
+            "ssh://x\nHost",
+            "",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
     }
 }

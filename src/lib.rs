@@ -51,7 +51,7 @@ pub use error::{Error, Result};
 
 use clap::Parser;
 
-use cli::{AgentsCmd, Args, Cmd, ConfigCmd, SecretsCmd};
+use cli::{AgentsCmd, Args, Cmd, ConfigCmd, RemoteCmd, SecretsCmd};
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
@@ -152,6 +152,9 @@ fn dispatch(args: Args) -> Result<i32> {
             before,
             no_push,
         } => commands::history::restore(&path, at.as_deref(), before.as_deref(), !no_push),
+        Cmd::Remote {
+            action: RemoteCmd::Set { url },
+        } => commands::remote::set(&url),
         Cmd::Config { action } => match action {
             ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
             ConfigCmd::Set {

@@ -10,6 +10,7 @@ pub mod history;
 pub mod init;
 pub mod lifecycle;
 pub mod manual;
+pub mod remote;
 pub mod secrets;
 pub mod status;
 pub mod sync;

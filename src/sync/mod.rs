@@ -32,6 +32,7 @@ pub mod commit;
 pub mod conflicts;
 pub mod debounce;
 pub mod exchange;
+pub mod forge_move;
 pub mod history;
 pub mod ignore;
 pub mod integrate;
@@ -136,7 +137,35 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
                     rec.pushed = x.pushed;
                     rec.conflicts += x.other_conflicts;
                     lost = x.lost;
-                    None
+                    // The fleet moved to another forge: follow it in this same cycle.
+                    match forge_move::follow_target(machine) {
+                        Ok(Some(url)) => {
+                            let moved = forge_move::switch(machine, &repo, &url)?;
+                            match exchange::exchange(
+                                &moved,
+                                &repo,
+                                &fleet,
+                                identity.as_ref(),
+                                &at,
+                                Network::Full,
+                            ) {
+                                Ok(x) => {
+                                    rec.held_back.extend(x.refused);
+                                    rec.pushed |= x.pushed;
+                                    rec.conflicts += x.other_conflicts;
+                                    lost.extend(x.lost);
+                                    None
+                                }
+                                Err(e) if e.is_unreachable() => Some(e),
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Ok(None) => None,
+                        Err(report) => {
+                            rec.held_back.push(report);
+                            None
+                        }
+                    }
                 }
                 Err(e) if e.is_unreachable() => Some(e),
                 Err(e) => return Err(e),

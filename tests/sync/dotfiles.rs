@@ -376,3 +376,93 @@ fn log_and_restore_work_across_machines() {
         "{err}"
     );
 }
+
+fn remote_of(m: &Machine) -> String {
+    let text = std::fs::read_to_string(m.path(".config/fleetkey/config.toml")).unwrap();
+    let v: toml::Table = toml::from_str(&text).unwrap();
+    v["remote"].as_str().unwrap().to_string()
+}
+
+fn subject(bare: &std::path::Path, rev: &str) -> String {
+    git_out(bare, &["log", "-1", "--format=%s", rev])
+}
+
+#[test]
+fn remote_set_moves_a_live_fleet_and_an_offline_machine_follows() {
+    use crate::util::forge::Forge;
+    let fleet = three();
+    let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
+    a.write(".zshrc", b"z1\n");
+    a.write(".inputrc", b"g1\n");
+    a.ok(&["track", "~/.zshrc", "~/.inputrc"]);
+    fleet.settle(1);
+    let old_url = fleet.forge.url();
+    let new = Forge::start(Transport::GitDaemon);
+    let new_url = new.url();
+
+    // carol goes offline with an edit; alice moves the fleet.
+    c.write(".inputrc", b"g2 from carol, made offline\n");
+    let out = a.ok(&["remote", "set", &new_url]);
+    assert_eq!(
+        out,
+        format!(
+            "fleetkey: the fleet moved from {old_url} to {new_url}\n  every machine switches on its next cycle\n  the old forge's last commit says where the fleet went\n"
+        )
+    );
+    assert_eq!(
+        new.head(),
+        fleet.forge.head(),
+        "the old forge holds the move commit"
+    );
+    assert_eq!(
+        subject(&new.bare(), "main"),
+        format!("alice: remote set {new_url}")
+    );
+    assert_eq!(remote_of(a), new_url);
+    assert!(
+        a.ok(&["config", "get"])
+            .contains(&format!("forge = {new_url}"))
+    );
+
+    // bob follows on his next cycle, and his edits go to the new forge only.
+    b.sync();
+    assert_eq!(remote_of(b), new_url);
+    let moved_at = fleet.forge.head();
+    b.write(".zshrc", b"z2 from bob\n");
+    b.sync();
+    assert_eq!(subject(&new.bare(), "main"), "bob: sync ~/.zshrc");
+    assert_eq!(
+        fleet.forge.head(),
+        moved_at,
+        "the old forge got more than the move"
+    );
+
+    // carol comes back: she finds the move on the old forge and follows it.
+    c.sync();
+    assert_eq!(remote_of(c), new_url);
+    assert_eq!(c.text(".zshrc"), "z2 from bob\n");
+    let log = git_out(&new.bare(), &["log", "--format=%s", "main"]);
+    assert!(log.contains("carol: sync ~/.inputrc"), "{log}");
+    a.sync();
+    assert_eq!(a.text(".inputrc"), "g2 from carol, made offline\n");
+
+    // doctor says when config.toml and fleet.toml disagree, and how to fix it.
+    let cfg = b.path(".config/fleetkey/config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace(&new_url, &old_url)).unwrap();
+    let out = b.run(&["doctor"]);
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doctor.contains(&format!(
+            "config.toml says the forge is {old_url} but fleet.toml says the fleet moved to {new_url}: run `fleetkey sync`"
+        )),
+        "{doctor}"
+    );
+    b.sync();
+    assert_eq!(remote_of(b), new_url);
+    let doctor = b.ok(&["doctor"]);
+    assert!(
+        doctor.contains(&format!("config.toml and fleet.toml agree on {new_url}")),
+        "{doctor}"
+    );
+}
