@@ -54,10 +54,33 @@ pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
         values.join(" ")
     };
     let message = format!("{name}: config set {} {shown}", key.name);
-    if sync::commit::commit_fleet_toml(&repo, &fleet, name, &message)?.is_none() {
+    // A new literal list changes how stored files read: store them again in the same commit.
+    let new_plan = sync::plan::Plan::new(&machine, fleet.clone());
+    let head = sync::commit::head_tree(repo.raw())?;
+    let (mut upserts, rows) = sync::settings::restore_for_transform(
+        repo.raw(),
+        &head,
+        name,
+        &plan.placeholders,
+        &new_plan.placeholders,
+    )?;
+    drop(head);
+    let toml = repo
+        .raw()
+        .blob(fleet.file_text().as_bytes())
+        .map_err(crate::error::Error::git("cannot store fleet.toml"))?;
+    upserts.push((crate::config::FleetConfig::FILE.to_string(), toml, false));
+    if sync::commit::commit_changes(&repo, &upserts, &[], name, &message)?.is_none() {
         outln!("fleetkey: {} is already {shown}", key.name)?;
         return Ok(());
     }
+    let mut manifest = sync::state::Manifest::load(&machine.paths.state_dir);
+    for (rel, id) in rows {
+        if let Some(e) = manifest.files.get_mut(&rel) {
+            e.oid = id.to_string();
+        }
+    }
+    manifest.save(&machine.paths.state_dir)?;
     outln!(
         "fleetkey: {} = {shown} (every machine takes it on its next cycle)",
         key.name

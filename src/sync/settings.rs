@@ -192,6 +192,52 @@ pub fn set(
     Ok(out)
 }
 
+/// The stored files whose repo form changes when the transform goes from `old` to `new` (a
+/// `literal` change): each is read back as this machine's live form under `old` and stored
+/// again under `new`, so a path that becomes literal holds real paths, and one that stops
+/// being literal holds the placeholder. Returns the upserts (repo path, blob, exec) and the
+/// manifest rows to move with them (path relative to `$HOME`, new blob).
+#[allow(clippy::type_complexity)]
+pub fn restore_for_transform(
+    repo: &git2::Repository,
+    head: &git2::Tree<'_>,
+    machine: &str,
+    old: &super::placeholder::Placeholders,
+    new: &super::placeholder::Placeholders,
+) -> Result<(Vec<(String, git2::Oid, bool)>, Vec<(String, git2::Oid)>)> {
+    let mut upserts = Vec::new();
+    let mut rows = Vec::new();
+    for prefix in [
+        super::tree::HOME_DIR.to_string(),
+        super::tree::host_dir(machine),
+    ] {
+        for (rel, (oid, exec)) in super::tree::blobs_under(repo, head, &prefix)? {
+            if old.covers(&rel) == new.covers(&rel) {
+                continue;
+            }
+            let blob = repo
+                .find_blob(oid)
+                .map_err(Error::git("cannot read a stored file"))?;
+            let live = old.to_live(&rel, blob.content());
+            let stored = new.to_repo(&rel, &live);
+            if stored.as_ref() == blob.content() {
+                continue;
+            }
+            let id = repo
+                .blob(&stored)
+                .map_err(Error::git("cannot store a file in the fleet repo"))?;
+            upserts.push((format!("{prefix}/{rel}"), id, exec));
+            if prefix == super::tree::HOME_DIR
+                || super::tree::lookup(head, machine, &rel)
+                    .is_some_and(|s| s.repo_path == format!("{prefix}/{rel}"))
+            {
+                rows.push((rel, id));
+            }
+        }
+    }
+    Ok((upserts, rows))
+}
+
 fn dedup(values: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for v in values {

@@ -466,3 +466,60 @@ fn remote_set_moves_a_live_fleet_and_an_offline_machine_follows() {
         "{doctor}"
     );
 }
+
+#[test]
+fn merges_work_on_the_placeholder_form_conflict_copies_hold_the_local_form_and_literal_paths_stay_as_they_are()
+ {
+    let fleet = Fleet::with_homes(
+        Transport::GitDaemon,
+        &["alice", "bob"],
+        &["home-alice", "var/much/deeper/place/home-bob"],
+    );
+    fleet.settle(1);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    let (ha, hb) = (home(a), home(b));
+    let lines = |h: &str, first: &str, last: &str| {
+        format!("{first}\nA={h}/a\nB={h}/b\nC={h}/c\nD={h}/d\n{last}\n")
+    };
+    a.write(".profile", lines(&ha, "top", "bottom").as_bytes());
+    a.write(".config/lit/paths", format!("{ha}/x\n").as_bytes());
+    a.ok(&["track", "~/.profile", "~/.config/lit/"]);
+    a.ok(&["config", "set", "literal", "~/.config/lit/"]);
+    fleet.settle(1);
+    // A literal path travels byte for byte: alice's home path as it is.
+    assert_eq!(b.text(".config/lit/paths"), format!("{ha}/x\n"));
+    assert_eq!(
+        std::fs::read_to_string(a.repo().join("home/.config/lit/paths")).unwrap(),
+        format!("{ha}/x\n")
+    );
+    // Both edit different lines of a file full of home paths: a clean three-way merge.
+    a.write(".profile", lines(&ha, "top by alice", "bottom").as_bytes());
+    b.write(".profile", lines(&hb, "top", "bottom by bob").as_bytes());
+    a.sync();
+    b.sync();
+    a.sync();
+    assert_eq!(
+        a.text(".profile"),
+        lines(&ha, "top by alice", "bottom by bob")
+    );
+    assert_eq!(
+        b.text(".profile"),
+        lines(&hb, "top by alice", "bottom by bob")
+    );
+    assert!(a.conflict_copies(".profile").is_empty() && b.conflict_copies(".profile").is_empty());
+    // The same line on both: upstream wins, and the copy holds bob's own home path.
+    a.write(
+        ".profile",
+        lines(&ha, "alice's", "bottom by bob").as_bytes(),
+    );
+    b.write(".profile", lines(&hb, "bob's", "bottom by bob").as_bytes());
+    a.sync();
+    b.sync();
+    assert_eq!(b.text(".profile"), lines(&hb, "alice's", "bottom by bob"));
+    let copies = b.conflict_copies(".profile");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(
+        std::fs::read_to_string(&copies[0]).unwrap(),
+        lines(&hb, "bob's", "bottom by bob")
+    );
+}
