@@ -81,6 +81,18 @@ pub fn cycle(machine: &Machine, network: Network) -> Result<CycleRecord> {
 
 /// One cycle; the caller holds the lock.
 pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    // config.toml as it is now: an earlier cycle of this process may have followed a forge move.
+    let fresh;
+    let machine = match crate::config::MachineConfig::load(&machine.paths.config_file()) {
+        Ok(config) if config != machine.config => {
+            fresh = Machine {
+                paths: machine.paths.clone(),
+                config,
+            };
+            &fresh
+        }
+        _ => machine,
+    };
     let started = Instant::now();
     let now = clock::now_unix();
     let mut rec = CycleRecord {
