@@ -282,14 +282,14 @@ pub fn check_url(url: &str) -> std::result::Result<(), &'static str> {
     if url.is_empty() || url.len() > 1024 {
         return Err("it is empty or longer than 1024 bytes");
     }
+    if url.contains("::") {
+        return Err("git remote helpers (TRANSPORT::ADDRESS) are not allowed");
+    }
     if url.starts_with('-') {
         return Err("it starts with '-'");
     }
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("it holds whitespace or a control character");
-    }
-    if url.contains("::") {
-        return Err("git remote helpers (TRANSPORT::ADDRESS) are not allowed");
     }
     let schemes = ["ssh://", "git://", "https://", "http://", "file://"];
     if schemes.iter().any(|s| url.starts_with(s)) || url.starts_with('/') {

@@ -523,3 +523,39 @@ fn merges_work_on_the_placeholder_form_conflict_copies_hold_the_local_form_and_l
         lines(&hb, "bob's", "bottom by bob")
     );
 }
+
+#[test]
+fn a_forge_url_that_runs_a_command_is_never_followed() {
+    let fleet = Fleet::new(Transport::GitDaemon, &["alice", "bob"]);
+    fleet.settle(1);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    let before = remote_of(b);
+    // A commit on the branch that names a git remote helper as the fleet's forge.
+    let toml = a.repo().join("fleet.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replacen(
+            "[sync]",
+            "forge = \"ext::sh -c touch% /tmp/fleetkey-pwned\"\n\n[sync]",
+            1,
+        ),
+    )
+    .unwrap();
+    a.commit_in_clone("hand edit: forge");
+    let pushed = a.run(&["sync"]);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    b.sync();
+    assert_eq!(remote_of(b), before, "bob followed a remote helper");
+    let cycle = b.last_cycle().unwrap();
+    let held = cycle["held_back"].to_string();
+    assert!(
+        held.contains("fleet.toml: forge is refused (git remote helpers"),
+        "{held}"
+    );
+    assert!(!std::path::Path::new("/tmp/fleetkey-pwned").exists());
+}
