@@ -100,6 +100,11 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
             text.push_str(&preview::render_change(c, "here", "forge")?);
         }
     }
+    for o in &p.overridden {
+        text.push_str(&format!(
+            "overridden here: ~/{o} (its edits stay on this machine)\n"
+        ));
+    }
     crate::output::stdout(text.as_bytes())?;
     if let Some(n) = note {
         outln!("note: {n}")?;

@@ -46,6 +46,8 @@ pub struct Preview {
     pub outgoing: Vec<Change>,
     /// What the forge's latest changes in the live files.
     pub incoming: Vec<Change>,
+    /// The selected managed files this machine keeps its own version of (`track --here`).
+    pub overridden: Vec<String>,
 }
 
 /// Whether `rel` is one of `only` or inside one (everything when `only` is empty).
@@ -91,7 +93,14 @@ pub fn preview(
             .content()
             .to_vec())
     };
-    let mut out = Preview::default();
+    let mut out = Preview {
+        overridden: overridden
+            .iter()
+            .filter(|rel| wanted(rel, only))
+            .cloned()
+            .collect(),
+        ..Preview::default()
+    };
 
     // Outgoing: the next capture, on a copy of the manifest.
     let mut scratch = manifest.clone();

@@ -226,6 +226,11 @@ fn here_overrides_stay_local_and_other_edits_still_travel() {
         "{status}"
     );
     assert!(!b.ok(&["status"]).contains("overridden here"));
+    assert_eq!(
+        a.ok(&["diff", "--offline", "~/.config/app/"]),
+        "outgoing: nothing to capture\nincoming: nothing from the forge\n\
+         overridden here: ~/.config/app/local.conf (its edits stay on this machine)\n"
+    );
     let out = a.ok(&["track", "~/.config/app/local.conf"]);
     assert!(
         out.contains(
