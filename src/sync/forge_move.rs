@@ -39,6 +39,30 @@ pub fn follow_target(machine: &Machine) -> std::result::Result<Option<String>, S
     }
 }
 
+/// The cycle's step after the exchange: when the integrated fleet.toml names another forge,
+/// switch to it and exchange with it (`Some`); a `forge` that fails the check comes back as a
+/// report only (`refused`), and the machine stays.
+pub fn follow(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    identity: Option<&crate::identity::Identity>,
+    at: &str,
+) -> Result<Option<super::exchange::Exchanged>> {
+    match follow_target(machine) {
+        Ok(None) => Ok(None),
+        Err(report) => Ok(Some(super::exchange::Exchanged {
+            refused: Some(report),
+            ..Default::default()
+        })),
+        Ok(Some(url)) => {
+            let moved = switch(machine, repo, &url)?;
+            super::exchange::exchange(&moved, repo, fleet, identity, at, super::Network::Full)
+                .map(Some)
+        }
+    }
+}
+
 /// Points this machine at `url`: `origin` in the clone, then `remote` in config.toml (atomic).
 /// Returns the machine with its new configuration.
 pub fn switch(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Machine> {

@@ -4,7 +4,8 @@
 //! 2. repair what a killed command left ([`recover`]);
 //! 3. capture every managed path into the clone and commit it ([`backend::capture_and_commit`]);
 //! 4. fetch, integrate the forge's commits in memory, push; again on a rejected push
-//!    ([`exchange`]);
+//!    ([`exchange`]); when the integrated fleet.toml moved the fleet to another forge, the same
+//!    with the new one ([`forge_move`]);
 //! 5. apply the result to the live files, with conflict copies of what lost
 //!    ([`backend::apply_head`]);
 //! 6. record the cycle in the state directory ([`state`]), refresh the background agents when
@@ -143,41 +144,20 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
         Network::Offline => None,
         _ => {
             let at = clock::rfc3339(now);
-            match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network) {
-                Ok(x) => {
-                    rec.held_back.extend(x.refused);
-                    rec.pushed = x.pushed;
-                    rec.conflicts += x.other_conflicts;
-                    lost = x.lost;
-                    // The fleet moved to another forge: follow it in this same cycle.
-                    match forge_move::follow_target(machine) {
-                        Ok(Some(url)) => {
-                            let moved = forge_move::switch(machine, &repo, &url)?;
-                            match exchange::exchange(
-                                &moved,
-                                &repo,
-                                &fleet,
-                                identity.as_ref(),
-                                &at,
-                                Network::Full,
-                            ) {
-                                Ok(x) => {
-                                    rec.held_back.extend(x.refused);
-                                    rec.pushed |= x.pushed;
-                                    rec.conflicts += x.other_conflicts;
-                                    lost.extend(x.lost);
-                                    None
-                                }
-                                Err(e) if e.is_unreachable() => Some(e),
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        Ok(None) => None,
-                        Err(report) => {
-                            rec.held_back.push(report);
-                            None
-                        }
-                    }
+            let mut record = |x: exchange::Exchanged| {
+                rec.held_back.extend(x.refused);
+                rec.pushed |= x.pushed;
+                rec.conflicts += x.other_conflicts;
+                lost.extend(x.lost);
+            };
+            // Then, when the fleet moved to another forge, the same with the new one.
+            match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network)
+                .map(&mut record)
+                .and_then(|()| forge_move::follow(machine, &repo, &fleet, identity.as_ref(), &at))
+            {
+                Ok(more) => {
+                    more.map(record);
+                    None
                 }
                 Err(e) if e.is_unreachable() => Some(e),
                 Err(e) => return Err(e),
