@@ -39,26 +39,40 @@ pub fn follow_target(machine: &Machine) -> std::result::Result<Option<String>, S
     }
 }
 
+/// What [`follow`] did.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// The exchange with the new forge, when this machine switched.
+    pub exchanged: Option<super::exchange::Exchanged>,
+    /// Why the `forge` of fleet.toml was not followed, when it was refused (for the cycle's
+    /// held-back report).
+    pub held_back: Option<String>,
+}
+
 /// The cycle's step after the exchange: when the integrated fleet.toml names another forge,
-/// switch to it and exchange with it (`Some`); a `forge` that fails the check comes back as a
-/// report only (`refused`), and the machine stays.
+/// switch to it and exchange with it; a `forge` that fails the check is only reported, and
+/// the machine stays.
 pub fn follow(
     machine: &Machine,
     repo: &FleetRepo,
     fleet: &FleetConfig,
     identity: Option<&crate::identity::Identity>,
     at: &str,
-) -> Result<Option<super::exchange::Exchanged>> {
+) -> Result<Followed> {
     match follow_target(machine) {
-        Ok(None) => Ok(None),
-        Err(report) => Ok(Some(super::exchange::Exchanged {
-            refused: Some(report),
-            ..Default::default()
-        })),
+        Ok(None) => Ok(Followed::default()),
+        Err(report) => Ok(Followed {
+            held_back: Some(report),
+            ..Followed::default()
+        }),
         Ok(Some(url)) => {
             let moved = switch(machine, repo, &url)?;
-            super::exchange::exchange(&moved, repo, fleet, identity, at, super::Network::Full)
-                .map(Some)
+            let x =
+                super::exchange::exchange(&moved, repo, fleet, identity, at, super::Network::Full)?;
+            Ok(Followed {
+                exchanged: Some(x),
+                held_back: None,
+            })
         }
     }
 }

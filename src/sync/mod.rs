@@ -155,8 +155,9 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
                 .map(&mut record)
                 .and_then(|()| forge_move::follow(machine, &repo, &fleet, identity.as_ref(), &at))
             {
-                Ok(more) => {
-                    more.map(record);
+                Ok(followed) => {
+                    followed.exchanged.map(record);
+                    rec.held_back.extend(followed.held_back);
                     None
                 }
                 Err(e) if e.is_unreachable() => Some(e),
