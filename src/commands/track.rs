@@ -56,6 +56,7 @@ fn resolve(machine: &Machine, inputs: &[String], must_exist: bool) -> Result<Vec
 pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, true)?;
+    refuse_ignored(&machine, &wanted)?;
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
     crate::sync::recover(&repo, true)?;
@@ -189,6 +190,22 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     Ok(())
 }
 
+/// A path the ignore rules cover would be managed with nothing in it: refused, saying why.
+fn refuse_ignored(machine: &Machine, wanted: &[Managed]) -> Result<()> {
+    let fleet = machine.fleet_config()?;
+    let ignore = crate::sync::ignore::IgnoreRules::new(&fleet.sync.ignore).0;
+    for m in wanted {
+        if ignore.is_ignored(&m.rel, m.dir) {
+            return Err(Error::refused(format!(
+                "{} is ignored (the built-in list or [sync] ignore): fleetkey never syncs it",
+                m.entry()
+            ))
+            .hint("`fleetkey config get ignore` shows the fleet's own patterns"));
+        }
+    }
+    Ok(())
+}
+
 fn existing_and(existing: &[Managed], added: &[Managed]) -> Vec<Managed> {
     existing.iter().chain(added).cloned().collect()
 }
@@ -266,6 +283,7 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
 pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, true)?;
+    refuse_ignored(&machine, &wanted)?;
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
     crate::sync::recover(&repo, true)?;

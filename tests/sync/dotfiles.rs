@@ -130,6 +130,11 @@ fn ignored_files_are_neither_captured_nor_deleted_on_any_machine() {
         assert!(!c.path(&rel).exists(), "{j} reached carol");
     }
     assert_eq!(c.text(".config/app/config.toml"), "x = 1\n");
+    let err = a.fails(&["track", "~/.config/app/.aliases.sh.swp"], 1);
+    assert!(
+        err.contains("is ignored (the built-in list or [sync] ignore)"),
+        "{err}"
+    );
     // A fleet pattern on top of the built-in list; the file stays where it is.
     a.write(".config/app/run.log", b"log\n");
     a.ok(&["config", "set", "ignore", "*.log"]);
