@@ -156,6 +156,9 @@ pub enum Cmd {
         /// Files or directories (a directory syncs with everything in it).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
+        /// This machine's own version: kept in hosts/NAME/home/, its edits reach no other machine.
+        #[arg(long)]
+        here: bool,
         /// Commit locally only; the change goes out with the next sync.
         #[arg(long)]
         no_push: bool,
@@ -165,9 +168,61 @@ pub enum Cmd {
         /// Files or directories in the managed list.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
+        /// Remove only this machine's own version: the fleet's comes back on the next cycle.
+        #[arg(long)]
+        here: bool,
         /// Commit locally only; the change goes out with the next sync.
         #[arg(long)]
         no_push: bool,
+    },
+    /// What the next sync would do: local edits it captures, and what the forge's latest
+    /// changes here (fetched first). Secrets and private-looking files are never shown.
+    Diff {
+        /// Only these managed files or directories.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+        /// Do not fetch: compare with the forge's commit as last fetched.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// The history of a managed file (or of the whole fleet): machine, date, what happened.
+    Log {
+        /// A managed file.
+        #[arg(value_name = "PATH")]
+        path: Option<String>,
+        /// At most N entries.
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
+        max_count: usize,
+    },
+    /// Put an earlier version of a managed file back; it syncs as a normal edit, and the
+    /// version it replaces is kept beside it as a conflict copy.
+    ///
+    /// Without --at or --before: the version before the current one.
+    Restore {
+        /// The managed file.
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// The version in this commit (as `fleetkey log PATH` lists them).
+        #[arg(long, value_name = "REV", conflicts_with = "before")]
+        at: Option<String>,
+        /// The version in force just before DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC).
+        #[arg(long, value_name = "DATE")]
+        before: Option<String>,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
+    },
+    /// Move the fleet to another forge.
+    Remote {
+        /// The remote action.
+        #[command(subcommand)]
+        action: RemoteCmd,
+    },
+    /// Show or change the fleet's settings in fleet.toml (validated, committed, pushed).
+    Config {
+        /// The config action.
+        #[command(subcommand)]
+        action: ConfigCmd,
     },
     /// One cycle: capture, commit, fetch, integrate, push, apply.
     Sync {
@@ -212,6 +267,43 @@ pub enum Cmd {
         /// Write one page per subcommand into this directory.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+}
+
+/// `fleetkey remote …`.
+#[derive(Debug, Subcommand)]
+pub enum RemoteCmd {
+    /// Move the fleet to the forge at URL (an empty repository, or the one it already moved to).
+    ///
+    /// Pushes the whole fleet branch there and checks it arrived, records `forge = URL` in
+    /// fleet.toml so every machine switches on its next cycle, switches this machine, and leaves
+    /// that commit on the old forge for machines that were offline.
+    Set {
+        /// ssh://, git://, https://, file://, an absolute path, or [user@]host:path.
+        url: String,
+    },
+}
+
+/// `fleetkey config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print KEY's value (one line per entry of a list), or every setting.
+    Get {
+        /// poll, settle, paths, ignore, literal, private, materialize or authorized_keys.
+        key: Option<String>,
+    },
+    /// Set KEY for the whole fleet: checked as every cycle checks it, committed and pushed.
+    ///
+    /// A list (ignore, literal, private) takes every value it should hold, or none to clear it.
+    Set {
+        /// poll, settle, ignore, literal, private, materialize or authorized_keys.
+        key: String,
+        /// The new value (durations with a unit: 5s, 2m; paths as ~/REL or ~/REL/).
+        #[arg(value_name = "VALUE", allow_hyphen_values = true)]
+        values: Vec<String>,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
     },
 }
 

@@ -32,6 +32,50 @@ pub fn compact(secs: i64) -> String {
     rfc3339(secs).replace(['-', ':'], "")
 }
 
+/// Seconds since the epoch for `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ` (UTC);
+/// `None` for anything else, or a date that does not exist.
+pub fn parse(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (y, m, d) = match b.len() {
+        10 | 20 if b[4] == b'-' && b[7] == b'-' => (num(0..4)?, num(5..7)?, num(8..10)?),
+        _ => return None,
+    };
+    let secs = if b.len() == 20 {
+        if b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+            return None;
+        }
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || mi > 59 || s > 59 {
+            return None;
+        }
+        h * 3600 + mi * 60 + s
+    } else {
+        0
+    };
+    if !(1..=12).contains(&m) || d < 1 {
+        return None;
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
+    (civil_from_days(days) == (y, m as u32, d as u32)).then_some(days * 86_400 + secs)
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -57,5 +101,23 @@ mod tests {
         assert_eq!(rfc3339(1_795_739_855), "2026-11-27T00:37:35Z");
         assert_eq!(date(1_795_739_855), "2026-11-27");
         assert_eq!(compact(1_795_739_855), "20261127T003735Z");
+    }
+
+    #[test]
+    fn dates_parse_back() {
+        for secs in [0, 951_782_400, 1_795_739_855] {
+            assert_eq!(parse(&rfc3339(secs)), Some(secs));
+        }
+        assert_eq!(parse("2026-11-27"), Some(1_795_737_600));
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "2026-11-27T24:00:00Z",
+            "27.11.2026",
+            "",
+            "2026-11-27T00:00:00",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
     }
 }

@@ -102,6 +102,10 @@ pub struct FleetConfig {
     /// The dotfile backend the fleet uses.
     #[serde(default)]
     pub backend: Backend,
+    /// The fleet-wide forge, once `fleetkey remote set` moved the fleet: every machine whose
+    /// config.toml names another forge switches to this one on its next cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<String>,
     /// The sync settings.
     #[serde(default)]
     pub sync: SyncConfig,
@@ -132,6 +136,14 @@ pub struct SyncConfig {
     /// Managed paths written 0600 on apply (besides everything under `~/.ssh`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private: Vec<String>,
+    /// Gitignore-style patterns (relative to `$HOME`) of files never captured nor deleted, on
+    /// top of the built-in list ([`crate::sync::ignore::BUILT_IN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
+    /// Managed paths synced byte for byte: no home-path placeholder
+    /// ([`crate::sync::placeholder`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub literal: Vec<String>,
 }
 
 impl Default for SyncConfig {
@@ -142,6 +154,8 @@ impl Default for SyncConfig {
             poll: default_poll(),
             branch: default_branch(),
             private: Vec::new(),
+            ignore: Vec::new(),
+            literal: Vec::new(),
         }
     }
 }

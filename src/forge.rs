@@ -321,11 +321,17 @@ pub fn fetch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
 /// [`PushOutcome::Rejected`], never success; any other failure is an error that says what went
 /// wrong (unreachable, no such repository, credentials, push declined, git's configuration).
 pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
+    push_branch(repo, "origin", remote, branch)
+}
+
+/// Pushes `refs/heads/BRANCH` to `target` (`origin` or a URL); `shown` names the forge in
+/// errors.
+fn push_branch(repo: &Path, target: &str, shown: &str, branch: &str) -> Result<PushOutcome> {
     let mut cmd = git(Some(repo));
     cmd.args([
         "push",
         "--porcelain",
-        "origin",
+        target,
         &format!("refs/heads/{branch}:refs/heads/{branch}"),
     ]);
     let (_, out) = run(cmd)?;
@@ -349,7 +355,7 @@ pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
     if out.status.success() && !flags.is_empty() {
         return Ok(PushOutcome::Pushed);
     }
-    Err(failure(remote, &out, Doing::Pushing))
+    Err(failure(shown, &out, Doing::Pushing))
 }
 
 /// The commit `branch` points to on the forge, without fetching (`git ls-remote`): `None` when
@@ -416,11 +422,7 @@ pub fn push_to(
     if out.status.success() && !flags.is_empty() {
         return Ok(PushOutcome::Pushed);
     }
-    Err(ErrorKind::ForgeUnreachable {
-        remote: remote.into(),
-        stderr: stderr_of(&out),
-    }
-    .into())
+    Err(failure(remote, &out, Doing::Pushing))
 }
 
 /// Deletes `refs/heads/BRANCH` on `origin`.
@@ -436,11 +438,47 @@ pub fn delete_branch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(ErrorKind::ForgeUnreachable {
-            remote: remote.into(),
-            stderr: stderr_of(&out),
-        }
-        .into())
+        Err(failure(remote, &out, Doing::Pushing))
+    }
+}
+
+/// Pushes the local `branch` to the forge at `url` (not `origin`): how `remote set` copies the
+/// fleet to its new forge and leaves its last commit on the old one. Outcomes as [`push`].
+pub fn push_url(repo: &Path, url: &str, branch: &str) -> Result<PushOutcome> {
+    check_url(url)
+        .map_err(|why| crate::error::Error::refused(format!("forge URL refused: {why}")))?;
+    push_branch(repo, url, url, branch)
+}
+
+/// Why `url` cannot be a forge, if it cannot. Allowed: `ssh://`, `git://`, `https://`,
+/// `http://` and `file://` URLs, an absolute path, and scp-like `[user@]host:path`. Refused:
+/// anything else, above all git's `TRANSPORT::ADDRESS` remote helpers (`ext::` runs a command),
+/// a leading `-` (an option to git), whitespace, control characters and more than 1024 bytes.
+/// A URL from fleet.toml (`forge`) passes this before any machine uses it.
+pub fn check_url(url: &str) -> std::result::Result<(), &'static str> {
+    if url.is_empty() || url.len() > 1024 {
+        return Err("it is empty or longer than 1024 bytes");
+    }
+    if url.contains("::") {
+        return Err("git remote helpers (TRANSPORT::ADDRESS) are not allowed");
+    }
+    if url.starts_with('-') {
+        return Err("it starts with '-'");
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("it holds whitespace or a control character");
+    }
+    let schemes = ["ssh://", "git://", "https://", "http://", "file://"];
+    if schemes.iter().any(|s| url.starts_with(s)) || url.starts_with('/') {
+        return Ok(());
+    }
+    if url.contains("://") {
+        return Err("only ssh://, git://, https://, http:// and file:// URLs are allowed");
+    }
+    // scp-like: [user@]host:path, with no '/' before the ':'.
+    match url.split_once(':') {
+        Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty() => Ok(()),
+        _ => Err("it is neither a URL, an absolute path nor [user@]host:path"),
     }
 }
 
@@ -462,11 +500,7 @@ pub fn fetch_branch_to(repo: &Path, remote: &str, branch: &str, dst: &str) -> Re
     if out.status.success() {
         Ok(true)
     } else {
-        Err(ErrorKind::ForgeUnreachable {
-            remote: remote.into(),
-            stderr: stderr_of(&out),
-        }
-        .into())
+        Err(failure(remote, &out, Doing::Reading))
     }
 }
 
@@ -476,11 +510,7 @@ pub fn list_branches(url: &str, prefix: &str) -> Result<Vec<String>> {
     cmd.args(["ls-remote", "--heads", "--", url]);
     let (_, out) = run(cmd)?;
     if !out.status.success() {
-        return Err(ErrorKind::ForgeUnreachable {
-            remote: url.into(),
-            stderr: stderr_of(&out),
-        }
-        .into());
+        return Err(failure(url, &out, Doing::Reading));
     }
     let full = format!("refs/heads/{prefix}");
     Ok(String::from_utf8_lossy(&out.stdout)
@@ -565,6 +595,33 @@ mod tests {
         ];
         for (stderr, doing, want) in cases {
             assert_eq!(&classify(stderr, *doing), want, "{stderr}");
+        }
+    }
+
+    #[test]
+    fn only_plain_transports_can_be_a_forge() {
+        for ok in [
+            "ssh://git@example.org/me/fleet.git",
+            "git://127.0.0.1:9418/fleet.git",
+            "https://example.org/me/fleet.git",
+            "file:///srv/fleet.git",
+            "/srv/fleet.git",
+            "git@example.org:me/fleet.git",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ext::sh -c touch% /tmp/pwned",
+            "ext::sh",
+            "fd::17",
+            "--upload-pack=touch /tmp/x",
+            "ftp://example.org/x",
+            "relative/path",
+            "a b",
+            "ssh://x\nHost",
+            "",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
         }
     }
 }

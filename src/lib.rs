@@ -53,7 +53,7 @@ pub use error::{Error, Result};
 
 use clap::Parser;
 
-use cli::{AgentsCmd, Args, Cmd, ForgeCmd, SecretsCmd};
+use cli::{AgentsCmd, Args, Cmd, ConfigCmd, ForgeCmd, RemoteCmd, SecretsCmd};
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
@@ -139,8 +139,45 @@ fn dispatch(args: Args) -> Result<i32> {
             SecretsCmd::Export { format } => commands::secrets::export(format),
             SecretsCmd::Exec { command } => commands::secrets::exec(&command),
         },
-        Cmd::Track { paths, no_push } => commands::track::track(&paths, !no_push),
-        Cmd::Untrack { paths, no_push } => commands::track::untrack(&paths, !no_push),
+        Cmd::Track {
+            paths,
+            here: false,
+            no_push,
+        } => commands::track::track(&paths, !no_push),
+        Cmd::Track {
+            paths,
+            here: true,
+            no_push,
+        } => commands::track::track_here(&paths, !no_push),
+        Cmd::Untrack {
+            paths,
+            here: false,
+            no_push,
+        } => commands::track::untrack(&paths, !no_push),
+        Cmd::Untrack {
+            paths,
+            here: true,
+            no_push,
+        } => commands::track::untrack_here(&paths, !no_push),
+        Cmd::Diff { paths, offline } => commands::diff::run(&paths, offline),
+        Cmd::Log { path, max_count } => commands::history::log(path.as_deref(), max_count),
+        Cmd::Restore {
+            path,
+            at,
+            before,
+            no_push,
+        } => commands::history::restore(&path, at.as_deref(), before.as_deref(), !no_push),
+        Cmd::Remote {
+            action: RemoteCmd::Set { url },
+        } => commands::remote::set(&url),
+        Cmd::Config { action } => match action {
+            ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
+            ConfigCmd::Set {
+                key,
+                values,
+                no_push,
+            } => commands::config::set(&key, &values, !no_push),
+        },
         Cmd::Sync { offline } => commands::sync::sync(offline),
         Cmd::Pull { every } => commands::sync::pull(every.as_deref()),
         Cmd::Watch => commands::sync::watch(),

@@ -69,6 +69,32 @@ fn permissions(what: &str, path: &Path, private: bool, fix_mode: &str) -> Check 
     }
 }
 
+/// Whether config.toml's `remote` and fleet.toml's `forge` (set by `fleetkey remote set`)
+/// agree, and how to make them agree when they do not.
+pub fn forge_agreement(remote: &str, fleet_forge: Option<&str>) -> Check {
+    match fleet_forge {
+        None => check(
+            "forge setting",
+            Verdict::Ok,
+            "fleet.toml names no forge: every machine keeps its own config.toml remote",
+        ),
+        Some(f) if f == remote => check(
+            "forge setting",
+            Verdict::Ok,
+            format!("config.toml and fleet.toml agree on {f}"),
+        ),
+        Some(f) => check(
+            "forge setting",
+            Verdict::Fail,
+            format!(
+                "config.toml says the forge is {remote} but fleet.toml says the fleet moved to {f}: \
+                 run `fleetkey sync` (a cycle follows the move), or `fleetkey remote set {f}`; \
+                 do not edit `remote` in config.toml by hand"
+            ),
+        ),
+    }
+}
+
 /// Runs every check.
 pub fn checks(machine: &Machine) -> Vec<Check> {
     let paths = &machine.paths;
@@ -173,6 +199,9 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
                 e.advice().unwrap_or_default()
             ),
         )),
+    }
+    if let Ok(f) = &fleet {
+        out.push(forge_agreement(&machine.config.remote, f.forge.as_deref()));
     }
     match Roster::load(&machine.config.repo) {
         Ok(r) if r.active(&machine.config.name).is_some() => {

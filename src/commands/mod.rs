@@ -4,10 +4,14 @@
 pub mod agents;
 pub mod approve;
 pub mod authorized_keys;
+pub mod config;
+pub mod diff;
 pub mod doctor;
+pub mod history;
 pub mod init;
 pub mod lifecycle;
 pub mod manual;
+pub mod remote;
 pub mod secrets;
 pub mod status;
 pub mod sync;

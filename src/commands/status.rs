@@ -86,6 +86,8 @@ pub struct SyncStatus {
     pub last_cycle: Option<crate::sync::state::CycleRecord>,
     /// Conflict copies of managed files still on disk: each holds the version that lost.
     pub conflicts: Vec<crate::sync::state::ConflictRecord>,
+    /// Managed files this machine keeps its own version of (`track --here`), relative to HOME.
+    pub overridden: Vec<String>,
 }
 
 /// The secrets file.
@@ -257,6 +259,18 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             last_fetch,
             last_cycle,
             conflicts: crate::sync::state::conflicts(&machine.paths.state_dir),
+            overridden: machine
+                .repo()
+                .ok()
+                .and_then(|r| {
+                    let tree = crate::sync::commit::head_tree(r.raw()).ok()?;
+                    Some(crate::sync::overrides::list(
+                        r.raw(),
+                        &tree,
+                        &machine.config.name,
+                    ))
+                })
+                .unwrap_or_default(),
         },
         secrets,
         agents: machine
@@ -355,6 +369,11 @@ fn render(s: &Status) -> String {
     }
     for h in s.sync.last_cycle.iter().flat_map(|c| &c.held_back) {
         out.push_str(&format!("  HELD BACK: {h}\n"));
+    }
+    for o in &s.sync.overridden {
+        out.push_str(&format!(
+            "  overridden here: ~/{o} (this machine's own version)\n"
+        ));
     }
     for c in &s.sync.conflicts {
         out.push_str(&format!(

@@ -56,6 +56,7 @@ fn resolve(machine: &Machine, inputs: &[String], must_exist: bool) -> Result<Vec
 pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, true)?;
+    refuse_ignored(&machine, &wanted)?;
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
     crate::sync::recover(&repo, true)?;
@@ -63,6 +64,10 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let existing = managed::parse_list(&fleet.sync.paths)?;
     let root = machine.config.repo.clone();
     let mut added: Vec<Managed> = Vec::new();
+    let overridden = {
+        let head = sync::commit::head_tree(repo.raw())?;
+        sync::overrides::list(repo.raw(), &head, &machine.config.name)
+    };
     for m in wanted {
         if let Some(e) = existing.iter().find(|e| e.covers(&m.rel)) {
             crate::log::info(&format!(
@@ -70,6 +75,12 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
                 m.entry(),
                 e.entry()
             ));
+            for o in overridden.iter().filter(|o| m.covers(o)) {
+                outln!(
+                    "fleetkey: ~/{o} is overridden on this machine: its edits go to {}/{o} and reach no other machine (`fleetkey untrack --here ~/{o}` follows the fleet's version again)",
+                    sync::tree::host_dir(&machine.config.name)
+                )?;
+            }
             continue;
         }
         if added.iter().any(|a| a == &m) {
@@ -82,7 +93,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     }
     // Seed first: copy every live file into home/ (with chezmoi: `chezmoi add`).
     let mut manifest = Manifest::load(&machine.paths.state_dir);
-    let live = live_files(&machine.paths.home, &added);
+    let ignore = crate::sync::ignore::IgnoreRules::new(&fleet.sync.ignore).0;
+    let live = live_files(&machine.paths.home, &added, &ignore);
     let chezmoi = fleet.backend == crate::config::Backend::Chezmoi;
     if chezmoi {
         let source = crate::sync::chezmoi::source_dir(&root);
@@ -118,6 +130,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             skip: &skip,
             machine: &machine.config.name,
             first_contact: capture::FirstContact::LocalWins,
+            ignore: &plan.ignore,
+            placeholders: &plan.placeholders,
         };
         let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
         if let Some(first) = captured.held_back.first() {
@@ -172,6 +186,22 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     )?;
     if push {
         sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    }
+    Ok(())
+}
+
+/// A path the ignore rules cover would be managed with nothing in it: refused, saying why.
+fn refuse_ignored(machine: &Machine, wanted: &[Managed]) -> Result<()> {
+    let fleet = machine.fleet_config()?;
+    let ignore = crate::sync::ignore::IgnoreRules::new(&fleet.sync.ignore).0;
+    for m in wanted {
+        if ignore.is_ignored(&m.rel, m.dir) {
+            return Err(Error::refused(format!(
+                "{} is ignored (the built-in list or [sync] ignore): fleetkey never syncs it",
+                m.entry()
+            ))
+            .hint("`fleetkey config get ignore` shows the fleet's own patterns"));
+        }
     }
     Ok(())
 }
@@ -238,6 +268,101 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
     manifest.save(&machine.paths.state_dir)?;
     outln!(
         "fleetkey: no longer tracking {} (the live files are left as they are)",
+        shown.join(", ")
+    )?;
+    if push {
+        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    }
+    Ok(())
+}
+
+/// `fleetkey track --here PATH…`: this machine's own version of each path, in
+/// `hosts/NAME/home/` (see [`crate::sync::overrides`]); a path not managed yet joins the
+/// managed list too (the other machines have no content for it, so nothing reaches them).
+pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let wanted = resolve(&machine, inputs, true)?;
+    refuse_ignored(&machine, &wanted)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    crate::sync::recover(&repo, true)?;
+    let plan = sync::plan::Plan::for_machine(&machine)?;
+    if plan.fleet.backend == crate::config::Backend::Chezmoi {
+        return Err(Error::refused(
+            "per-machine files are the native backend's; with chezmoi, use its templates",
+        ));
+    }
+    let name = &machine.config.name;
+    let mut fleet = plan.fleet.clone();
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    let never = plan.never_captured(&machine.paths.state_dir);
+    let mut upserts = Vec::new();
+    let mut shown = Vec::new();
+    for m in &wanted {
+        if !plan.managed.iter().any(|e| e.covers(&m.rel)) {
+            fleet.sync.paths.push(m.entry());
+        }
+        let made = sync::overrides::make(repo.raw(), &plan, name, m, &never, &mut manifest)?;
+        if made.rels.is_empty() {
+            return Err(Error::refused(format!(
+                "{} holds no file fleetkey may sync (ignored or private-looking files are left out)",
+                m.entry()
+            )));
+        }
+        upserts.extend(made.upserts);
+        shown.push(m.entry());
+    }
+    if fleet != plan.fleet {
+        let toml = repo
+            .raw()
+            .blob(fleet.file_text().as_bytes())
+            .map_err(Error::git("cannot store fleet.toml"))?;
+        upserts.push((FleetConfig::FILE.to_string(), toml, false));
+    }
+    let message = format!("{name}: track --here {} ({name} only)", shown.join(", "));
+    crate::sync::commit::commit_changes(&repo, &upserts, &[], &message)?;
+    manifest.save(&machine.paths.state_dir)?;
+    outln!(
+        "fleetkey: {} is now this machine's own ({}/); its edits stay on {name}",
+        shown.join(", "),
+        sync::tree::host_dir(name)
+    )?;
+    if push {
+        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    }
+    Ok(())
+}
+
+/// `fleetkey untrack --here PATH…`: removes this machine's override; the fleet's version
+/// (`home/`) replaces the live file on the next cycle (the override stays in history).
+pub fn untrack_here(inputs: &[String], push: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let wanted = resolve(&machine, inputs, false)?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    crate::sync::recover(&repo, true)?;
+    let fleet = machine.fleet_config()?;
+    let name = &machine.config.name;
+    let head = sync::commit::head_tree(repo.raw())?;
+    let mut removals = Vec::new();
+    let mut shown = Vec::new();
+    for m in &wanted {
+        let found = sync::overrides::existing(repo.raw(), &head, name, m)?;
+        if found.is_empty() {
+            crate::log::info(&format!("{} is not overridden on this machine", m.entry()));
+            continue;
+        }
+        removals.extend(found);
+        shown.push(m.entry());
+    }
+    drop(head);
+    if removals.is_empty() {
+        return Ok(());
+    }
+    let message = format!("{name}: untrack --here {}", shown.join(", "));
+    crate::sync::commit::commit_changes(&repo, &[], &removals, &message)?;
+    outln!(
+        "fleetkey: {} follows the fleet's version again from the next cycle (this machine's stays in history: `fleetkey log`)",
         shown.join(", ")
     )?;
     if push {

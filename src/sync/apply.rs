@@ -24,8 +24,10 @@ use crate::identity::Identity;
 use crate::limits;
 
 use super::conflicts::{Occasion, keep_copy};
+use super::ignore::IgnoreRules;
 use super::integrate::LostFile;
 use super::managed::Managed;
+use super::placeholder::Placeholders;
 use super::state::{ConflictReason, ConflictRecord, Entry, Manifest, Stat};
 use super::tree;
 
@@ -84,6 +86,10 @@ pub struct ApplyContext<'a> {
     pub managed: &'a [Managed],
     /// The `[sync] private` list.
     pub private: &'a [Managed],
+    /// Files never written nor removed.
+    pub ignore: &'a IgnoreRules,
+    /// How the repo's content becomes the live file's (home-path placeholders).
+    pub placeholders: &'a Placeholders,
     /// `YYYYMMDDTHHMMSSZ` for conflict copy names.
     pub stamp: &'a str,
     /// RFC 3339 time for records.
@@ -135,6 +141,10 @@ pub fn apply(
             .filter_map(|rel| tree::lookup(head, cx.machine, rel).map(|s| (rel.clone(), s)))
             .collect(),
     };
+    let target: BTreeMap<String, tree::Stored> = target
+        .into_iter()
+        .filter(|(rel, _)| !cx.ignore.is_ignored(rel, false))
+        .collect();
     let mut out = Applied::default();
     // Live files that must not be replaced: their conflict copy could not be written.
     let mut keep_live: BTreeSet<String> = BTreeSet::new();
@@ -166,7 +176,7 @@ pub fn apply(
             cx.home,
             cx.confinement,
             &checked,
-            blob.content(),
+            &cx.placeholders.to_live(rel, blob.content()),
             mode,
             ConflictReason::BothChanged,
             cx.occasion(),
@@ -222,6 +232,8 @@ pub fn apply(
         let blob = repo
             .find_blob(src.oid)
             .map_err(Error::git(format!("cannot read {}", src.repo_path)))?;
+        // What the live file holds: this machine's home path where the repo has the placeholder.
+        let wanted = cx.placeholders.to_live(rel, blob.content());
         let already_private = meta
             .as_ref()
             .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o077 == 0);
@@ -243,7 +255,7 @@ pub fn apply(
         let up_to_date = meta
             .as_ref()
             .is_some_and(|m| m.permissions().mode() & 0o777 == mode)
-            && current.as_deref() == Some(blob.content());
+            && current.as_deref() == Some(wanted.as_ref());
         if !up_to_date {
             // A live file that is not what this machine last had in step (first contact, or
             // edited since capture) is kept aside before it is replaced.
@@ -252,11 +264,14 @@ pub fn apply(
                 let in_step = entry.is_some_and(|e| {
                     e.stat == Some(Stat::of(m))
                         || current.as_ref().is_some_and(|b| {
-                            git2::Oid::hash_object(git2::ObjectType::Blob, b)
-                                .is_ok_and(|o| o.to_string() == e.oid)
+                            git2::Oid::hash_object(
+                                git2::ObjectType::Blob,
+                                &cx.placeholders.to_repo(rel, b),
+                            )
+                            .is_ok_and(|o| o.to_string() == e.oid)
                         })
                 });
-                let differs = current.as_deref() != Some(blob.content());
+                let differs = current.as_deref() != Some(wanted.as_ref());
                 if !in_step && differs {
                     let Some(bytes) = current.as_deref() else {
                         out.hold_back(rel, "it cannot be read here to keep a copy of it");
@@ -286,7 +301,7 @@ pub fn apply(
             } else {
                 DirMode::Shared
             };
-            if let Err(e) = cx.home.write_file(&checked, blob.content(), mode, dirs) {
+            if let Err(e) = cx.home.write_file(&checked, &wanted, mode, dirs) {
                 out.hold_back(rel, &e.to_string());
                 continue;
             }
@@ -310,6 +325,7 @@ pub fn apply(
         .iter()
         .filter(|(rel, _)| !target.contains_key(*rel))
         .filter(|(rel, _)| scope.is_none_or(|s| s.contains(*rel)))
+        .filter(|(rel, _)| !cx.ignore.is_ignored(rel, false))
         .map(|(r, e)| (r.clone(), e.clone()))
         .collect();
     for (rel, entry) in leftover {
@@ -332,7 +348,7 @@ pub fn apply(
         }
         let holds_applied = entry.stat == Some(Stat::of(&meta))
             || cx.read_live(&checked).is_some_and(|b| {
-                git2::Oid::hash_object(git2::ObjectType::Blob, &b)
+                git2::Oid::hash_object(git2::ObjectType::Blob, &cx.placeholders.to_repo(&rel, &b))
                     .is_ok_and(|o| o.to_string() == entry.oid)
             });
         if holds_applied {

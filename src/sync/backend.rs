@@ -58,6 +58,8 @@ pub fn capture_and_commit(
                 skip: &skip,
                 machine: name,
                 first_contact: capture::FirstContact::FleetWins,
+                ignore: &plan.ignore,
+                placeholders: &plan.placeholders,
             };
             let captured = capture::capture(raw, &head, &scope, manifest)?;
             rec.held_back.extend(captured.held_back.iter().cloned());
@@ -207,7 +209,13 @@ fn apply_files(
     let head = head_tree(repo.raw())?;
     let name = machine.config.name.as_str();
     // Only what changed since the last full apply needs a look, unless the lists changed.
-    let lists = format!("{:?} {:?}", plan.fleet.sync.paths, plan.fleet.sync.private);
+    let lists = format!(
+        "{:?} {:?} {:?} {:?}",
+        plan.fleet.sync.paths,
+        plan.fleet.sync.private,
+        plan.fleet.sync.ignore,
+        plan.fleet.sync.literal
+    );
     let scope: Option<BTreeSet<String>> = match reach {
         Reach::LostOnly => Some(lost_rels(lost, name).collect()),
         Reach::Head { missing } => match (&manifest.tree, &manifest.lists) {
@@ -228,6 +236,8 @@ fn apply_files(
         machine: name,
         managed: &plan.managed,
         private: &plan.private,
+        ignore: &plan.ignore,
+        placeholders: &plan.placeholders,
         stamp: &stamp,
         at: &at,
     };

@@ -22,7 +22,10 @@
 //!
 //! A private-looking file ([`crate::private::detect`]: keys and credentials, by path or by
 //! content) is never captured, whatever the managed list says. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
-//! managed directory are never captured. Must never: write a live file.
+//! managed directory are never captured, nor are ignored files ([`super::ignore`]). What is
+//! stored, hashed and compared with the manifest is the repo's form of the content (this
+//! machine's home path as a placeholder, [`super::placeholder`]), so "in step" means the same
+//! thing on every machine. Must never: write a live file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -32,7 +35,9 @@ use crate::confine::{Confinement, HomeDir};
 use crate::error::{Error, Result};
 use crate::limits;
 
+use super::ignore::IgnoreRules;
 use super::managed::{self, Managed};
+use super::placeholder::Placeholders;
 use super::state::{Entry, Manifest, Stat};
 use super::tree::{self, Stored};
 
@@ -67,14 +72,22 @@ pub enum FirstContact {
     LocalWins,
 }
 
-/// Every regular file the managed list covers on this machine, by path relative to `$HOME`.
-pub fn live_files(home: &Path, managed: &[Managed]) -> BTreeMap<String, std::fs::Metadata> {
+/// Every regular file the managed list covers on this machine, by path relative to `$HOME`,
+/// except the ignored ones (an ignored directory is not even entered).
+pub fn live_files(
+    home: &Path,
+    managed: &[Managed],
+    ignore: &IgnoreRules,
+) -> BTreeMap<String, std::fs::Metadata> {
     let mut out = BTreeMap::new();
     for m in managed {
         let root = home.join(&m.rel);
         let Ok(meta) = std::fs::symlink_metadata(&root) else {
             continue;
         };
+        if ignore.is_ignored(&m.rel, meta.is_dir()) {
+            continue;
+        }
         if !m.dir {
             if meta.is_file() {
                 out.insert(m.rel.clone(), meta);
@@ -84,7 +97,7 @@ pub fn live_files(home: &Path, managed: &[Managed]) -> BTreeMap<String, std::fs:
         if !meta.is_dir() {
             continue;
         }
-        walk_parallel(root, m.rel.clone(), &mut out);
+        walk_parallel(root, m.rel.clone(), ignore, &mut out);
     }
     out
 }
@@ -95,16 +108,17 @@ pub fn live_files(home: &Path, managed: &[Managed]) -> BTreeMap<String, std::fs:
 fn walk_parallel(
     root: std::path::PathBuf,
     rel: String,
+    ignore: &IgnoreRules,
     out: &mut BTreeMap<String, std::fs::Metadata>,
 ) {
     let mut subdirs = Vec::new();
-    walk_dir(&root, &rel, out, &mut subdirs);
+    walk_dir(&root, &rel, ignore, out, &mut subdirs);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 4);
     if workers == 1 || subdirs.len() < 2 {
-        walk_serial(subdirs, out);
+        walk_serial(subdirs, ignore, out);
         return;
     }
     let chunks: Vec<Vec<(std::path::PathBuf, String)>> = {
@@ -120,7 +134,7 @@ fn walk_parallel(
             .map(|chunk| {
                 scope.spawn(move || {
                     let mut part = BTreeMap::new();
-                    walk_serial(chunk, &mut part);
+                    walk_serial(chunk, ignore, &mut part);
                     part
                 })
             })
@@ -137,10 +151,11 @@ fn walk_parallel(
 
 fn walk_serial(
     mut stack: Vec<(std::path::PathBuf, String)>,
+    ignore: &IgnoreRules,
     out: &mut BTreeMap<String, std::fs::Metadata>,
 ) {
     while let Some((dir, rel)) = stack.pop() {
-        walk_dir(&dir, &rel, out, &mut stack);
+        walk_dir(&dir, &rel, ignore, out, &mut stack);
     }
 }
 
@@ -148,6 +163,7 @@ fn walk_serial(
 fn walk_dir(
     dir: &Path,
     rel: &str,
+    ignore: &IgnoreRules,
     out: &mut BTreeMap<String, std::fs::Metadata>,
     stack: &mut Vec<(std::path::PathBuf, String)>,
 ) {
@@ -164,6 +180,9 @@ fn walk_dir(
         }
         let Ok(meta) = e.metadata() else { continue };
         let child = format!("{rel}/{name}");
+        if ignore.is_ignored(&child, meta.is_dir()) {
+            continue;
+        }
         if meta.is_dir() {
             stack.push((e.path(), child));
         } else if meta.is_file() {
@@ -187,6 +206,10 @@ pub struct Scope<'a> {
     pub machine: &'a str,
     /// Who wins a first contact.
     pub first_contact: FirstContact,
+    /// Files never synced (see [`super::ignore`]).
+    pub ignore: &'a IgnoreRules,
+    /// How the live content becomes the repo's (home-path placeholders).
+    pub placeholders: &'a Placeholders,
 }
 
 /// Captures the local changes of the managed files against `head` (the clone's HEAD tree).
@@ -202,20 +225,18 @@ pub fn capture(
 ) -> Result<Captured> {
     let home = scope.home.path();
     let (machine, managed, first_contact) = (scope.machine, scope.managed, scope.first_contact);
-    let live = live_files(home, managed);
+    let live = live_files(home, managed, scope.ignore);
     let mut out = Captured::default();
     let mut total: u64 = 0;
     for (rel, meta) in &live {
-        if scope.skip.contains(rel) {
+        // An unchanged file is not read, so not checked either (it was when it was captured).
+        if manifest.unchanged(rel, meta) || scope.skip.contains(rel) {
             continue;
         }
         // Inside a managed directory: fleetkey's own directories and the like are left out.
         let Ok(checked) = scope.confinement.check_rel(rel) else {
             continue;
         };
-        if manifest.unchanged(rel, meta) {
-            continue;
-        }
         let path = home.join(rel);
         if let Some(kind) = crate::private::by_path(rel) {
             crate::log::warn(&format!(
@@ -247,6 +268,8 @@ pub fn capture(
             continue;
         }
         let exec = meta.permissions().mode() & 0o111 != 0;
+        // The repo's form: this machine's home path as the placeholder (text files only).
+        let bytes = scope.placeholders.to_repo(rel, &bytes).into_owned();
         let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
             .map_err(Error::git("cannot hash a file"))?;
         let known = manifest.files.get(rel).cloned();
@@ -290,7 +313,7 @@ pub fn capture(
     // Deletions inside managed directories whose root still exists.
     let mut gone = Vec::new();
     for (rel, entry) in &manifest.files {
-        if live.contains_key(rel) {
+        if live.contains_key(rel) || scope.ignore.is_ignored(rel, false) {
             continue;
         }
         out.missing.push(rel.clone());

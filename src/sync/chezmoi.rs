@@ -235,7 +235,7 @@ pub fn capture(
     managed: &[Managed],
     manifest: &Manifest,
 ) -> Result<usize> {
-    let live = super::capture::live_files(home, managed);
+    let live = super::capture::live_files(home, managed, &super::ignore::IgnoreRules::default());
     let changed: Vec<PathBuf> = live
         .iter()
         .filter(|(rel, meta)| !manifest.unchanged(rel, meta))
@@ -268,7 +268,9 @@ pub fn apply(
 /// Records the stat of every managed live file as in step.
 pub fn record(home: &Path, managed: &[Managed], manifest: &mut Manifest) {
     manifest.files.clear();
-    for (rel, meta) in super::capture::live_files(home, managed) {
+    for (rel, meta) in
+        super::capture::live_files(home, managed, &super::ignore::IgnoreRules::default())
+    {
         let oid = std::fs::read(home.join(&rel))
             .ok()
             .and_then(|b| git2::Oid::hash_object(git2::ObjectType::Blob, &b).ok())

@@ -149,6 +149,25 @@ pub fn commit_changes(
     Ok(Some(oid))
 }
 
+/// Commits `fleet` as the clone's fleet.toml (fleetkey's own layout of the file), alone, with
+/// `message`. Returns `None` when it was already so.
+pub fn commit_fleet_toml(
+    repo: &FleetRepo,
+    fleet: &crate::config::FleetConfig,
+    message: &str,
+) -> Result<Option<git2::Oid>> {
+    let blob = repo
+        .raw()
+        .blob(fleet.file_text().as_bytes())
+        .map_err(Error::git("cannot store fleet.toml"))?;
+    commit_changes(
+        repo,
+        &[(crate::config::FleetConfig::FILE.to_string(), blob, false)],
+        &[],
+        message,
+    )
+}
+
 /// `home/.zshrc` → `~/.zshrc`; `hosts/NAME/home/x` → `~/x (NAME only)`.
 fn display_path(repo_path: &str) -> String {
     if let Some(rel) = repo_path.strip_prefix("home/") {

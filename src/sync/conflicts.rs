@@ -74,6 +74,7 @@ pub fn keep_copy(
         ConflictReason::BothChanged => {
             "changed here and on another machine; the fleet's version wins".to_string()
         }
+        ConflictReason::Restored => "an earlier version is restored".to_string(),
         other => format!("the fleet's version wins ({other})"),
     };
     crate::log::warn(&format!(

@@ -137,7 +137,7 @@ pub const TREE_CHECKED: &str = "tree-checked";
 /// regular files and directories, no `.git`, `.gitmodules`, `.gitattributes` (a symlink
 /// checked out into the clone could redirect a write, or reach the clone's own `.git`).
 /// Returns why it is refused, or `None`.
-fn refuse_tree(
+pub fn refuse_tree(
     machine: &Machine,
     raw: &git2::Repository,
     tracking: &str,
@@ -260,7 +260,7 @@ pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Res
 
 /// `git fetch`, retried (3 times, 300 ms apart) when another git holds a ref lock: a git left
 /// running by a killed fleetkey that [`forge::reap_orphan`] did not know about.
-fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
+pub fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
     let mut tries = 0;
     loop {
         match forge::fetch(repo.root(), remote, branch) {

@@ -11,7 +11,7 @@
 //!   merged per key ([`crate::envfile::merge3`]), then encrypted to the merged roster, with
 //!   `secrets.recipients` rewritten in the same commit. Plaintext stays in memory.
 //! - `keys/revoked`: union of the entries. `fleet.toml`: upstream's, with the managed list (and
-//!   the private list) merged as sets ([`super::managed::merge_sets`]).
+//!   the private, ignore and literal lists) merged as sets ([`super::managed::merge_sets`]).
 //! - anything else (roster files, …): upstream wins; ours is logged.
 //!
 //! After the merge, when the roster (`keys/*.age.pub`) differs from `secrets.recipients`, the
@@ -125,6 +125,9 @@ pub fn integrate(
                 t.sync.paths = managed::merge_sets(&b.sync.paths, &o.sync.paths, &t.sync.paths);
                 t.sync.private =
                     managed::merge_sets(&b.sync.private, &o.sync.private, &t.sync.private);
+                t.sync.ignore = managed::merge_sets(&b.sync.ignore, &o.sync.ignore, &t.sync.ignore);
+                t.sync.literal =
+                    managed::merge_sets(&b.sync.literal, &o.sync.literal, &t.sync.literal);
                 let text = t.file_text();
                 put(repo, &mut index, FleetConfig::FILE, text.as_bytes(), false)?;
             }

@@ -4,7 +4,8 @@
 //! 2. repair what a killed command left ([`recover`]);
 //! 3. capture every managed path into the clone and commit it ([`backend::capture_and_commit`]);
 //! 4. fetch, integrate the forge's commits in memory, push; again on a rejected push
-//!    ([`exchange`]);
+//!    ([`exchange`]); when the integrated fleet.toml moved the fleet to another forge, the same
+//!    with the new one ([`forge_move`]);
 //! 5. apply the result to the live files, with conflict copies of what lost
 //!    ([`backend::apply_head`]);
 //! 6. record the cycle in the state directory ([`state`]), refresh the background agents when
@@ -32,11 +33,19 @@ pub mod commit;
 pub mod conflicts;
 pub mod debounce;
 pub mod exchange;
+pub mod forge_move;
+pub mod history;
+pub mod ignore;
 pub mod integrate;
 pub mod managed;
 pub mod notify;
+pub mod overrides;
+pub mod placeholder;
 pub mod plan;
+pub mod preview;
 pub mod recover;
+pub mod restore;
+pub mod settings;
 pub mod state;
 pub mod tree;
 pub mod watch;
@@ -74,6 +83,18 @@ pub fn cycle(machine: &Machine, network: Network) -> Result<CycleRecord> {
 
 /// One cycle; the caller holds the lock.
 pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    // config.toml as it is now: an earlier cycle of this process may have followed a forge move.
+    let fresh;
+    let machine = match crate::config::MachineConfig::load(&machine.paths.config_file()) {
+        Ok(config) if config != machine.config => {
+            fresh = Machine {
+                paths: machine.paths.clone(),
+                config,
+            };
+            &fresh
+        }
+        _ => machine,
+    };
     let started = Instant::now();
     let now = clock::now_unix();
     let mut rec = CycleRecord {
@@ -138,13 +159,21 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
         Network::Offline => None,
         _ => {
             let at = clock::rfc3339(now);
-            match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network) {
-                Ok(x) => {
-                    rec.held_back.extend(x.tree_refused);
-                    rec.pushed = x.pushed;
-                    rec.refused = x.refused;
-                    rec.conflicts += x.other_conflicts;
-                    lost = x.lost;
+            let mut record = |x: exchange::Exchanged| {
+                rec.held_back.extend(x.tree_refused);
+                rec.pushed |= x.pushed;
+                rec.refused.extend(x.refused);
+                rec.conflicts += x.other_conflicts;
+                lost.extend(x.lost);
+            };
+            // Then, when the fleet moved to another forge, the same with the new one.
+            match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network)
+                .map(&mut record)
+                .and_then(|()| forge_move::follow(machine, &repo, &fleet, identity.as_ref(), &at))
+            {
+                Ok(followed) => {
+                    followed.exchanged.map(record);
+                    rec.held_back.extend(followed.held_back);
                     None
                 }
                 // Any forge failure still applies what the clone holds; only an unreachable

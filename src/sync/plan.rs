@@ -9,12 +9,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::config::FleetConfig;
+use crate::config::{Backend, FleetConfig};
 use crate::confine::{Confinement, HomeDir, HomeRel};
 use crate::error::Result;
 use crate::fleet::Machine;
 
+use super::ignore::IgnoreRules;
 use super::managed::{self, Managed};
+use super::placeholder::Placeholders;
 
 /// The checked paths of one cycle.
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub struct Plan {
     pub materialize: Option<HomeRel>,
     /// Where the authorized_keys merge is applied, when allowed.
     pub authorized_keys: Option<HomeRel>,
+    /// Files never synced: the built-in list and `[sync] ignore`.
+    pub ignore: IgnoreRules,
+    /// The home-path transform (native backend; `[sync] literal` paths left out).
+    pub placeholders: Placeholders,
     /// Every refused entry, with why (for the cycle's report).
     pub held_back: Vec<String>,
 }
@@ -43,11 +49,20 @@ impl Plan {
             managed::parse_entries("sync.paths", &fleet.sync.paths, &confinement);
         let (private, bad_private) =
             managed::parse_entries("sync.private", &fleet.sync.private, &confinement);
+        let (literal, bad_literal) =
+            managed::parse_entries("sync.literal", &fleet.sync.literal, &confinement);
         let mut held_back: Vec<String> = bad_paths
             .iter()
             .chain(&bad_private)
+            .chain(&bad_literal)
             .map(ToString::to_string)
             .collect();
+        let (ignore, bad_ignore) = IgnoreRules::new(&fleet.sync.ignore);
+        held_back.extend(bad_ignore);
+        let placeholders = match fleet.backend {
+            Backend::Native => Placeholders::new(confinement.home(), literal),
+            Backend::Chezmoi => Placeholders::off(),
+        };
         let mut file_setting = |key: &str, entry: Option<&String>| {
             let entry = entry?;
             let checked = if key == "secrets.materialize" {
@@ -73,6 +88,8 @@ impl Plan {
             private,
             materialize,
             authorized_keys,
+            ignore,
+            placeholders,
             held_back,
         }
     }

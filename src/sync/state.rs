@@ -264,6 +264,9 @@ pub enum ConflictReason {
     /// The live file changed after this cycle captured it.
     #[serde(rename = "changed during the cycle")]
     ChangedDuringCycle,
+    /// `fleetkey restore` put an earlier version in its place.
+    #[serde(rename = "replaced by restore")]
+    Restored,
 }
 
 impl std::fmt::Display for ConflictReason {
@@ -272,6 +275,7 @@ impl std::fmt::Display for ConflictReason {
             ConflictReason::BothChanged => "both changed",
             ConflictReason::FirstContact => "first contact",
             ConflictReason::ChangedDuringCycle => "changed during the cycle",
+            ConflictReason::Restored => "replaced by restore",
         })
     }
 }

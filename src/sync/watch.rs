@@ -32,6 +32,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
 
 use super::debounce::{Backoff, Debouncer, jitter_unit};
+use super::ignore::IgnoreRules;
 use super::managed::{self, Managed};
 use super::plan::Plan;
 use super::state::Manifest;
@@ -63,6 +64,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let mut settle = plan.fleet.settle();
     let mut poll = plan.fleet.poll();
     let mut managed_list = plan.managed;
+    let mut ignore = plan.ignore;
     refresh_watches(
         &mut watcher,
         &mut watched,
@@ -140,6 +142,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
                 poll = plan.fleet.poll();
                 debounce = Debouncer::new(settle, settle * 10);
                 managed_list = plan.managed;
+                ignore = plan.ignore;
             }
             if let Err(e) = refresh_watches(
                 &mut watcher,
@@ -164,7 +167,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             Ok(Msg::Paths(paths)) => {
                 if paths
                     .iter()
-                    .any(|p| relevant(p, &machine.paths.home, &managed_list, &manifest))
+                    .any(|p| relevant(p, &machine.paths.home, &managed_list, &ignore, &manifest))
                 {
                     debounce.event(Instant::now());
                 }
@@ -272,9 +275,15 @@ fn refresh_watches(
 }
 
 /// Whether an event on `path` may need a cycle: it is a managed file (or inside a managed
-/// directory, or an ancestor of a managed path), not a conflict copy or fleetkey temp file, and
-/// not exactly what the last cycle left there.
-pub fn relevant(path: &Path, home: &Path, managed: &[Managed], manifest: &Manifest) -> bool {
+/// directory, or an ancestor of a managed path), not a conflict copy, fleetkey temp file or
+/// ignored file ([`super::ignore`]), and not exactly what the last cycle left there.
+pub fn relevant(
+    path: &Path,
+    home: &Path,
+    managed: &[Managed],
+    ignore: &IgnoreRules,
+    manifest: &Manifest,
+) -> bool {
     let Ok(rel) = path.strip_prefix(home) else {
         return false;
     };
@@ -283,6 +292,11 @@ pub fn relevant(path: &Path, home: &Path, managed: &[Managed], manifest: &Manife
     };
     let name = rel.rsplit('/').next().unwrap_or(rel);
     if managed::is_conflict_copy(name) || managed::is_own_temp(name) {
+        return false;
+    }
+    // An editor's swap file or Finder's .DS_Store never wakes a cycle.
+    let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if ignore.is_ignored(rel, is_dir) {
         return false;
     }
     let covered = managed.iter().any(|m| m.covers(rel));
@@ -338,15 +352,54 @@ mod tests {
     fn only_managed_paths_that_changed_are_relevant() {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path();
-        let managed = managed::parse_list(&["~/.zshrc".to_string()]).unwrap();
+        let managed =
+            managed::parse_list(&["~/.zshrc".to_string(), "~/.config/app/".to_string()]).unwrap();
+        let ignore = IgnoreRules::default();
         let mut manifest = Manifest::default();
+        std::fs::create_dir_all(home.join(".config/app")).unwrap();
+        std::fs::write(home.join(".config/app/.a.sh.swp"), "x").unwrap();
+        std::fs::write(home.join(".config/app/a.sh"), "x").unwrap();
+        assert!(!relevant(
+            &home.join(".config/app/.a.sh.swp"),
+            home,
+            &managed,
+            &ignore,
+            &manifest
+        ));
+        assert!(!relevant(
+            &home.join(".config/app/.DS_Store"),
+            home,
+            &managed,
+            &ignore,
+            &manifest
+        ));
+        assert!(relevant(
+            &home.join(".config/app/a.sh"),
+            home,
+            &managed,
+            &ignore,
+            &manifest
+        ));
         std::fs::write(home.join(".zshrc"), "x").unwrap();
-        assert!(relevant(&home.join(".zshrc"), home, &managed, &manifest));
-        assert!(!relevant(&home.join(".bashrc"), home, &managed, &manifest));
+        assert!(relevant(
+            &home.join(".zshrc"),
+            home,
+            &managed,
+            &ignore,
+            &manifest
+        ));
+        assert!(!relevant(
+            &home.join(".bashrc"),
+            home,
+            &managed,
+            &ignore,
+            &manifest
+        ));
         assert!(!relevant(
             &home.join(".zshrc.conflict-a-20261127T003735Z"),
             home,
             &managed,
+            &ignore,
             &manifest
         ));
         let meta = std::fs::symlink_metadata(home.join(".zshrc")).unwrap();
@@ -359,7 +412,7 @@ mod tests {
             },
         );
         assert!(
-            !relevant(&home.join(".zshrc"), home, &managed, &manifest),
+            !relevant(&home.join(".zshrc"), home, &managed, &ignore, &manifest),
             "the file is what the last cycle left: its own write"
         );
     }

@@ -2,6 +2,7 @@
 //! 127.0.0.1, several machines (one HOME each) running the real binary.
 
 mod chezmoi;
+mod dotfiles;
 mod faults;
 mod paths;
 mod soak;

@@ -18,13 +18,26 @@ impl Fleet {
     /// applied it yet (their next command fetches it): [`Fleet::settle`] brings everyone to
     /// the forge's commit with the whole roster applied.
     pub fn new(transport: Transport, names: &[&str]) -> Fleet {
+        Fleet::with_homes(transport, names, &[])
+    }
+
+    /// [`Fleet::new`], with machine `i`'s `$HOME` at `homes[i]` inside its directory (see
+    /// [`Machine::home_at`]; missing or empty: the default `home`).
+    pub fn with_homes(transport: Transport, names: &[&str], homes: &[&str]) -> Fleet {
         let forge = Forge::start(transport);
         let url = forge.url();
-        let first = forge.machine(names[0]);
+        let make = |i: usize| {
+            let mut m = forge.machine(names[i]);
+            if let Some(h) = homes.get(i).filter(|h| !h.is_empty()) {
+                m.home_at(h);
+            }
+            m
+        };
+        let first = make(0);
         first.ok(&["init", "--name", names[0], "--remote", &url]);
         let mut nodes = vec![first];
-        for name in &names[1..] {
-            let new = forge.machine(name);
+        for i in 1..names.len() {
+            let new = make(i);
             join(nodes.last().unwrap(), &new, &url);
             nodes.push(new);
         }

@@ -76,6 +76,15 @@ impl Machine {
         }
     }
 
+    /// Moves `$HOME` to `sub` inside the machine's own directory (e.g. `a/much/deeper/home-bob`),
+    /// so machines' home paths differ in length and depth. Only before the machine is set up.
+    pub fn home_at(&mut self, sub: &str) {
+        let home = self.dir.path().join(sub);
+        std::fs::create_dir_all(&home).unwrap();
+        let _ = std::fs::remove_dir(&self.home);
+        self.home = home;
+    }
+
     /// Sets `key` to `value` in every command this machine runs.
     pub fn set_env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
         self.env

@@ -1,0 +1,113 @@
+//! `fleetkey diff [PATH…] [--offline]`: what the next cycle would do, both ways
+//! ([`crate::sync::preview`]): the local edits it would capture, and what the forge's latest
+//! commit (fetched first, unless `--offline`) would change in the live files.
+
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+use crate::output::outln;
+use crate::sync::{self, exchange, managed, preview};
+
+/// `fleetkey diff`.
+pub fn run(paths: &[String], offline: bool) -> Result<()> {
+    let machine = Machine::load()?;
+    let cwd = std::env::current_dir().map_err(Error::io(
+        "cannot read the current directory",
+        std::path::Path::new("."),
+    ))?;
+    let only: Vec<String> = paths
+        .iter()
+        .map(|p| managed::normalize(p, &machine.paths.home, &cwd))
+        .collect::<Result<_>>()?;
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    sync::recover(&repo, false)?;
+    let plan = sync::plan::Plan::for_machine(&machine)?;
+    if plan.fleet.backend == crate::config::Backend::Chezmoi {
+        return Err(Error::refused("`fleetkey diff` is the native backend's")
+            .hint("with chezmoi, `chezmoi diff` shows what apply would change"));
+    }
+    let branch = plan.fleet.sync.branch.clone();
+    let mut note = None;
+    if !offline {
+        match exchange::fetch_retrying(&repo, &machine.config.remote, &branch) {
+            Ok(()) => {}
+            Err(e) if e.is_unreachable() => {
+                note = Some(format!(
+                    "the forge cannot be reached ({e}); incoming is as of the last fetch"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let raw = repo.raw();
+    let tracking = sync::integrate::tracking_ref(&branch);
+    let refused = exchange::refuse_tree(&machine, raw, &tracking)?;
+    let head = sync::commit::head_tree(raw)?;
+    let (head_id, theirs) = (repo.head(), repo.remote_tracking(&branch));
+    let trees = match (head_id, theirs, &refused) {
+        (Some(h), Some(t), None)
+            if h != t
+                && !raw
+                    .graph_descendant_of(h, t)
+                    .map_err(Error::git("cannot compare histories"))? =>
+        {
+            let base = raw
+                .merge_base(h, t)
+                .map_err(Error::git("the fleet clone and the forge share no history"))?;
+            let tree_of = |oid| {
+                raw.find_commit(oid)
+                    .and_then(|c| c.tree())
+                    .map_err(Error::git("cannot read a commit"))
+            };
+            Some((tree_of(base)?, tree_of(t)?))
+        }
+        _ => None,
+    };
+    let manifest = sync::state::Manifest::load(&machine.paths.state_dir);
+    let never = plan.never_captured(&machine.paths.state_dir);
+    let p = preview::preview(
+        raw,
+        &head,
+        trees.as_ref().map(|(b, t)| (b, t)),
+        &plan,
+        &machine.config.name,
+        &manifest,
+        &never,
+        &only,
+    )?;
+    let mut text = String::new();
+    if p.outgoing.is_empty() {
+        text.push_str("outgoing: nothing to capture\n");
+    } else {
+        text.push_str(&format!(
+            "outgoing: {} local edit(s) the next sync captures\n",
+            p.outgoing.len()
+        ));
+        for c in &p.outgoing {
+            text.push_str(&preview::render_change(c, "fleet", "here")?);
+        }
+    }
+    if let Some(why) = &refused {
+        text.push_str(&format!("incoming: nothing applied: {why}\n"));
+    } else if p.incoming.is_empty() {
+        text.push_str("incoming: nothing from the forge\n");
+    } else {
+        text.push_str(&format!(
+            "incoming: {} file(s) the next sync changes here\n",
+            p.incoming.len()
+        ));
+        for c in &p.incoming {
+            text.push_str(&preview::render_change(c, "here", "forge")?);
+        }
+    }
+    for o in &p.overridden {
+        text.push_str(&format!(
+            "overridden here: ~/{o} (its edits stay on this machine)\n"
+        ));
+    }
+    crate::output::stdout(text.as_bytes())?;
+    if let Some(n) = note {
+        outln!("note: {n}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! `fleetkey remote set URL`: moves the whole fleet to another forge
+//! ([`crate::sync::forge_move`]); every machine follows on its next cycle.
+
+use crate::error::Result;
+use crate::fleet::Machine;
+use crate::output::outln;
+use crate::sync;
+
+/// `fleetkey remote set URL`.
+pub fn set(url: &str) -> Result<()> {
+    let machine = Machine::load()?;
+    if machine.config.remote == url && machine.fleet_config()?.forge.as_deref() == Some(url) {
+        outln!("fleetkey: the fleet is already on {url}")?;
+        return Ok(());
+    }
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    sync::recover(&repo, true)?;
+    let moved = sync::forge_move::move_fleet(&machine, &repo, url)?;
+    outln!("fleetkey: the fleet moved from {} to {url}", moved.old)?;
+    outln!("  every machine switches on its next cycle")?;
+    match &moved.old_told {
+        Ok(()) => outln!("  the old forge's last commit says where the fleet went")?,
+        Err(why) => outln!(
+            "  the old forge was not told ({why}): run `fleetkey remote set {url}` on machines still using it"
+        )?,
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Moving the fleet to another forge (`fleetkey remote set URL`) and following such a move.
+//!
+//! A move is one commit on the fleet branch that sets `forge = URL` in fleet.toml
+//! (`NAME: remote set URL`). The moving machine pushes the whole branch, that commit included,
+//! to the new forge, checks that it arrived, then pushes the same commit to the old forge: the
+//! old forge's last word is "the fleet went to URL", in the fleet's own history. Every machine
+//! follows on a cycle: after integrating, when the fleet.toml it has integrated names a forge
+//! other than its config.toml's `remote`, it updates config.toml and `origin` and exchanges with
+//! the new forge in the same cycle; a machine that was offline during the move fetches the old
+//! forge, meets that commit, and follows it too.
+//!
+//! Only a `forge` setting in integrated fleet.toml counts (never a ref, a file or a message the
+//! forge itself offers), so a forge cannot redirect a machine on its own: it would need a
+//! commit the cycle accepts into the fleet's history (with signed commits, a member's). The URL
+//! must pass [`crate::forge::check_url`] (no `ext::` helpers, no options). Must never: switch
+//! this machine's forge to one that does not hold its fleet branch when `remote set` runs.
+
+use crate::config::FleetConfig;
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+use crate::forge::{self, PushOutcome};
+use crate::repo::FleetRepo;
+
+/// The forge the integrated fleet.toml moves this machine to, if it names one that differs
+/// from config.toml's `remote`. A URL that fails the check is returned as `Err(report)` and
+/// not followed.
+pub fn follow_target(machine: &Machine) -> std::result::Result<Option<String>, String> {
+    let Ok(fleet) = FleetConfig::load(&machine.config.repo) else {
+        return Ok(None);
+    };
+    match fleet.forge {
+        Some(url) if url != machine.config.remote => match forge::check_url(&url) {
+            Ok(()) => Ok(Some(url)),
+            Err(why) => Err(format!(
+                "fleet.toml: forge is refused ({why}); this machine stays on its forge"
+            )),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// What [`follow`] did.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// The exchange with the new forge, when this machine switched.
+    pub exchanged: Option<super::exchange::Exchanged>,
+    /// Why the `forge` of fleet.toml was not followed, when it was refused (for the cycle's
+    /// held-back report).
+    pub held_back: Option<String>,
+}
+
+/// The cycle's step after the exchange: when the integrated fleet.toml names another forge,
+/// switch to it and exchange with it; a `forge` that fails the check is only reported, and
+/// the machine stays.
+pub fn follow(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    identity: Option<&crate::identity::Identity>,
+    at: &str,
+) -> Result<Followed> {
+    match follow_target(machine) {
+        Ok(None) => Ok(Followed::default()),
+        Err(report) => Ok(Followed {
+            held_back: Some(report),
+            ..Followed::default()
+        }),
+        Ok(Some(url)) => {
+            let moved = switch(machine, repo, &url)?;
+            let x =
+                super::exchange::exchange(&moved, repo, fleet, identity, at, super::Network::Full)?;
+            Ok(Followed {
+                exchanged: Some(x),
+                held_back: None,
+            })
+        }
+    }
+}
+
+/// Points this machine at `url`: `origin` in the clone, then `remote` in config.toml (atomic).
+/// Returns the machine with its new configuration.
+pub fn switch(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Machine> {
+    forge::check_url(url).map_err(|why| Error::refused(format!("forge URL refused: {why}")))?;
+    repo.set_origin(url)?;
+    let mut config = machine.config.clone();
+    config.remote = url.to_string();
+    config.save(&machine.paths.config_file())?;
+    crate::log::info(&format!(
+        "the fleet moved: this machine now syncs with {url}"
+    ));
+    Ok(Machine {
+        paths: machine.paths.clone(),
+        config,
+    })
+}
+
+/// Pushes the branch to `url` and checks that the forge's branch is now this clone's HEAD.
+pub fn copy_to(repo: &FleetRepo, url: &str, branch: &str) -> Result<()> {
+    match forge::push_url(repo.root(), url, branch)? {
+        PushOutcome::Pushed => {}
+        PushOutcome::Rejected => {
+            return Err(Error::refused(format!(
+                "{url} already holds a {branch} branch that is not this fleet's history up to here"
+            ))
+            .hint("point `remote set` at an empty repository, or at the forge the fleet already moved to"));
+        }
+    }
+    let head = repo.head().map(|h| h.to_string());
+    let arrived = forge::remote_head(url, branch)?;
+    if arrived.is_none() || arrived != head {
+        return Err(Error::refused(format!(
+            "the push to {url} did not arrive: its {branch} is {}, not {}",
+            arrived.as_deref().unwrap_or("missing"),
+            head.as_deref().unwrap_or("?")
+        )));
+    }
+    Ok(())
+}
+
+/// What [`move_fleet`] did.
+#[derive(Debug)]
+pub struct Moved {
+    /// The forge the fleet left.
+    pub old: String,
+    /// Whether the old forge got the commit that points to the new one.
+    pub old_told: Result<(), String>,
+}
+
+/// `fleetkey remote set URL`, under the lock: in step with the old forge (when it answers),
+/// the `forge = URL` commit, the whole branch to the new forge (checked), this machine
+/// switched, and the same commit left on the old forge.
+pub fn move_fleet(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Moved> {
+    forge::check_url(url).map_err(|why| Error::refused(format!("forge URL refused: {why}")))?;
+    let old = machine.config.remote.clone();
+    let name = &machine.config.name;
+    let fleet = machine.fleet_config()?;
+    let branch = fleet.sync.branch.clone();
+    let old_reachable = match super::push_merging_upstream(machine, repo, &fleet) {
+        Ok(()) => true,
+        Err(e) if e.is_unreachable() => {
+            crate::log::warn(&format!(
+                "the old forge cannot be reached ({e}); machines still on it will need `fleetkey remote set {url}` themselves"
+            ));
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    let mut moved = machine.fleet_config()?;
+    moved.forge = Some(url.to_string());
+    super::commit::commit_fleet_toml(repo, &moved, &format!("{name}: remote set {url}"))?;
+    match forge::remote_head(url, &branch)? {
+        None => copy_to(repo, url, &branch)?,
+        Some(h) if Some(h.as_str()) == repo.head().map(|o| o.to_string()).as_deref() => {}
+        Some(_) => {
+            // The new forge already holds the fleet (another member moved it): join it there.
+            repo.set_origin(url)?;
+            let there = Machine {
+                paths: machine.paths.clone(),
+                config: crate::config::MachineConfig {
+                    remote: url.to_string(),
+                    ..machine.config.clone()
+                },
+            };
+            let joined = super::push_merging_upstream(&there, repo, &moved)
+                .and_then(|()| copy_to(repo, url, &branch));
+            if let Err(e) = joined {
+                repo.set_origin(&old)?;
+                return Err(e);
+            }
+        }
+    }
+    let _ = switch(machine, repo, url)?;
+    let old_told = if old_reachable {
+        match forge::push_url(repo.root(), &old, &branch) {
+            Ok(PushOutcome::Pushed) => Ok(()),
+            Ok(PushOutcome::Rejected) => Err("it moved on meanwhile".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    } else {
+        Err("it cannot be reached".to_string())
+    };
+    Ok(Moved { old, old_told })
+}
