@@ -591,6 +591,26 @@ mod tests {
                 Pushing,
                 Class::Declined,
             ),
+            (
+                "ssh: Could not resolve hostname nowhere.invalid: Name or service not known\nfatal: Could not read from remote repository.",
+                Reading,
+                Class::Unreachable,
+            ),
+            (
+                "fatal: '/srv/nope.git' does not appear to be a git repository\nfatal: Could not read from remote repository.",
+                Pushing,
+                Class::NoRepository,
+            ),
+            (
+                "Host key verification failed.\nfatal: Could not read from remote repository.",
+                Reading,
+                Class::Auth,
+            ),
+            (
+                "remote: error: cannot lock ref 'refs/heads/main': is at 1 but expected 2",
+                Pushing,
+                Class::Other,
+            ),
             ("fatal: something new", Reading, Class::Other),
         ];
         for (stderr, doing, want) in cases {
