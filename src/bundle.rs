@@ -25,7 +25,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use age::secrecy::SecretString;
+use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -193,6 +193,23 @@ impl Bundle {
 /// for full membership, and a passphrase file or prompt is its only lock.
 pub const MIN_PASSPHRASE: usize = 16;
 
+/// A passphrase of 6 groups of 5 characters from a 32-letter alphabet (150 bits), easy to read
+/// out and type: `k7mq2-…`.
+pub fn generate_passphrase() -> SecretString {
+    use rand_core::RngCore;
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = Zeroizing::new([0u8; 30]);
+    rand_core::OsRng.fill_bytes(&mut bytes[..]);
+    let mut text = Zeroizing::new(String::with_capacity(35));
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            text.push('-');
+        }
+        text.push(ALPHABET[usize::from(*b) % 32] as char);
+    }
+    SecretString::from(text.to_string())
+}
+
 /// Refuses a passphrase for a new bundle that is shorter than [`MIN_PASSPHRASE`] characters or
 /// a single character repeated; the message never holds the passphrase.
 pub fn check_strength(passphrase: &str) -> Result<()> {
@@ -231,10 +248,29 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
         return Ok(SecretString::from(line.to_string()));
     }
     let tty = Path::new("/dev/tty");
+    let prompt = if confirm {
+        "bundle passphrase (press Enter to have one generated): "
+    } else {
+        "bundle passphrase: "
+    };
     let first = Zeroizing::new(
-        rpassword::prompt_password("bundle passphrase: ")
-            .map_err(Error::io("cannot prompt on", tty))?,
+        rpassword::prompt_password(prompt).map_err(Error::io("cannot prompt on", tty))?,
     );
+    if first.is_empty() && confirm {
+        let made = generate_passphrase();
+        // Shown once, on the terminal only (never stdout, a log or an error).
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(tty)
+            .map_err(Error::io("cannot write to", tty))?;
+        let line = Zeroizing::new(format!(
+            "generated passphrase: {}\n  (shown once: give it to the new machine apart from the bundle)\n",
+            made.expose_secret()
+        ));
+        std::io::Write::write_all(&mut out, line.as_bytes())
+            .map_err(Error::io("cannot write to", tty))?;
+        return Ok(made);
+    }
     if first.is_empty() {
         return Err(ErrorKind::Refused("an empty passphrase is not allowed".into()).into());
     }
@@ -271,6 +307,10 @@ mod tests {
             );
         }
         check_strength("correct horse battery staple").unwrap();
+        let made = generate_passphrase();
+        check_strength(made.expose_secret()).unwrap();
+        assert_eq!(made.expose_secret().len(), 35);
+        assert_ne!(made.expose_secret(), generate_passphrase().expose_secret());
     }
 
     #[test]
