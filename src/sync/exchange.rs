@@ -89,6 +89,11 @@ pub fn exchange(
         if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
             return Ok(out);
         }
+        // The fleet moved to another forge: nothing more goes to this one, whose last commit
+        // says where the fleet went (the cycle follows the move next).
+        if matches!(super::forge_move::follow_target(machine), Ok(Some(_))) {
+            return Ok(out);
+        }
         match forge::push(repo.root(), remote, branch)? {
             PushOutcome::Pushed => {
                 // git updates the tracking ref itself; make sure of it for a URL remote.
