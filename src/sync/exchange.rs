@@ -210,5 +210,20 @@ pub fn push_merging_upstream(
             "{why}; your change is committed here and goes out once the forge is healed"
         ));
     }
-    backend::keep_lost(machine, repo, &x.lost, now)
+    let mut lost = x.lost;
+    // The fleet moved to another forge meanwhile: the change goes there.
+    let followed = super::forge_move::follow(
+        machine,
+        repo,
+        fleet,
+        identity.as_ref(),
+        &clock::rfc3339(now),
+    )?;
+    if let Some(why) = followed.held_back {
+        crate::log::warn(&why);
+    }
+    if let Some(more) = followed.exchanged {
+        lost.extend(more.lost);
+    }
+    backend::keep_lost(machine, repo, &lost, now)
 }

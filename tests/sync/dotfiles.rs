@@ -435,10 +435,15 @@ fn remote_set_moves_a_live_fleet_and_an_offline_machine_follows() {
             .contains(&format!("forge = {new_url}"))
     );
 
-    // bob follows on his next cycle, and his edits go to the new forge only.
-    b.sync();
-    assert_eq!(remote_of(b), new_url);
+    // bob follows with his next command that pushes, and his edits go to the new forge only.
     let moved_at = fleet.forge.head();
+    b.ok(&["config", "set", "settle", "3s"]);
+    assert_eq!(remote_of(b), new_url);
+    let log = git_out(&new.bare(), &["log", "-2", "--format=%s", "main"]);
+    assert_eq!(
+        log, "bob: merge the forge's changes\nbob: config set settle 3s",
+        "bob's change went to the new forge"
+    );
     b.write(".zshrc", b"z2 from bob\n");
     b.sync();
     assert_eq!(subject(&new.bare(), "main"), "bob: sync ~/.zshrc");
