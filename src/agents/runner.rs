@@ -100,7 +100,8 @@ impl RecordingRunner {
         RecordingRunner::default()
     }
 
-    /// A recorder that also appends each command line to `file`.
+    /// A recorder that also appends each command line to `file` (the debug builds' test hook).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub fn to_file(file: PathBuf) -> RecordingRunner {
         RecordingRunner {
             file: Some(file),
@@ -109,6 +110,7 @@ impl RecordingRunner {
     }
 
     /// Makes commands whose line starts with `prefix` fail.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub fn failing(mut self, prefix: &str) -> RecordingRunner {
         self.failing.push(prefix.to_string());
         self

@@ -105,6 +105,11 @@ pub fn exchange(
             out.not_member = true;
             return Ok(out);
         }
+        // The fleet moved to another forge: nothing more goes to this one, whose last commit
+        // says where the fleet went (the cycle follows the move next).
+        if matches!(super::forge_move::follow_target(machine), Ok(Some(_))) {
+            return Ok(out);
+        }
         match forge::push(repo.root(), remote, branch)? {
             PushOutcome::Pushed => {
                 // git updates the tracking ref itself; make sure of it for a URL remote.
@@ -344,6 +349,20 @@ pub fn push_merging_upstream(
         crate::log::warn(&format!(
             "{why}; your change is committed here and goes out once the forge is healed"
         ));
+    }
+    // The fleet moved to another forge meanwhile: the change goes there.
+    let followed = super::forge_move::follow(
+        machine,
+        repo,
+        fleet,
+        identity.as_ref(),
+        &clock::rfc3339(now),
+    )?;
+    if let Some(why) = followed.held_back {
+        crate::log::warn(&why);
+    }
+    if let Some(more) = followed.exchanged {
+        backend::keep_lost(machine, repo, &more.lost, now)?;
     }
     Ok(())
 }

@@ -5,8 +5,8 @@
 //! to the new forge, checks that it arrived, then pushes the same commit to the old forge: the
 //! old forge's last word is "the fleet went to URL", in the fleet's own history. Every machine
 //! follows on a cycle: after integrating, when the fleet.toml it has integrated names a forge
-//! other than its config.toml's `remote`, it updates config.toml and `origin` and exchanges with
-//! the new forge in the same cycle; a machine that was offline during the move fetches the old
+//! other than its config.toml's `remote`, it pushes nothing more to the old forge, updates
+//! config.toml and `origin`, and exchanges with the new forge in the same cycle; a machine that was offline during the move fetches the old
 //! forge, meets that commit, and follows it too.
 //!
 //! Only a `forge` setting in integrated fleet.toml counts (never a ref, a file or a message the

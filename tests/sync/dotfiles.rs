@@ -410,8 +410,9 @@ fn remote_set_moves_a_live_fleet_and_an_offline_machine_follows() {
     let new = Forge::start(Transport::GitDaemon);
     let new_url = new.url();
 
-    // carol goes offline with an edit; alice moves the fleet.
+    // carol goes offline with a committed edit; alice moves the fleet.
     c.write(".inputrc", b"g2 from carol, made offline\n");
+    c.ok(&["sync", "--offline"]);
     let out = a.ok(&["remote", "set", &new_url]);
     assert_eq!(
         out,
@@ -434,10 +435,15 @@ fn remote_set_moves_a_live_fleet_and_an_offline_machine_follows() {
             .contains(&format!("forge = {new_url}"))
     );
 
-    // bob follows on his next cycle, and his edits go to the new forge only.
-    b.sync();
-    assert_eq!(remote_of(b), new_url);
+    // bob follows with his next command that pushes, and his edits go to the new forge only.
     let moved_at = fleet.forge.head();
+    b.ok(&["config", "set", "settle", "3s"]);
+    assert_eq!(remote_of(b), new_url);
+    let log = git_out(&new.bare(), &["log", "-2", "--format=%s", "main"]);
+    assert_eq!(
+        log, "bob: merge the forge's changes\nbob: config set settle 3s",
+        "bob's change went to the new forge"
+    );
     b.write(".zshrc", b"z2 from bob\n");
     b.sync();
     assert_eq!(subject(&new.bare(), "main"), "bob: sync ~/.zshrc");
@@ -447,9 +453,15 @@ fn remote_set_moves_a_live_fleet_and_an_offline_machine_follows() {
         "the old forge got more than the move"
     );
 
-    // carol comes back: she finds the move on the old forge and follows it.
+    // carol comes back: she finds the move on the old forge and follows it; her commit goes
+    // to the new forge only, and the old one keeps the move as its last commit.
     c.sync();
     assert_eq!(remote_of(c), new_url);
+    assert_eq!(fleet.forge.head(), moved_at);
+    assert_eq!(
+        subject(&fleet.forge.bare(), "main"),
+        format!("alice: remote set {new_url}")
+    );
     assert_eq!(c.text(".zshrc"), "z2 from bob\n");
     let log = git_out(&new.bare(), &["log", "--format=%s", "main"]);
     assert!(log.contains("carol: sync ~/.inputrc"), "{log}");
