@@ -7,7 +7,9 @@
 //!    ([`exchange`]);
 //! 5. apply the result to the live files, with conflict copies of what lost
 //!    ([`backend::apply_head`]);
-//! 6. record the cycle in the state directory ([`state`]), refresh the background agents when
+//! 6. publish this machine's status and collected files on its host branch when due, gather
+//!    the other machines' ([`collect`]; a failure there is held back, never fails the cycle);
+//! 7. record the cycle in the state directory ([`state`]), refresh the background agents when
 //!    fleet.toml changed; unlock.
 //!
 //! Used by `fleetkey sync` (once), `pull` (once or every DURATION) and `watch` (after each
@@ -28,6 +30,7 @@ pub mod apply;
 pub mod backend;
 pub mod capture;
 pub mod chezmoi;
+pub mod collect;
 pub mod commit;
 pub mod conflicts;
 pub mod debounce;
@@ -71,15 +74,31 @@ pub fn cycle(machine: &Machine, network: Network) -> Result<CycleRecord> {
     cycle_locked(machine, network)
 }
 
+/// Like [`cycle`], for `fleetkey sync` run by hand: this machine's host branch is published
+/// at once when its content changed, not at most once per `poll` as from the agents.
+pub fn cycle_by_hand(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    let _lock = machine.lock()?;
+    cycle_inner(machine, network, collect::Pace::Now)
+}
+
 /// One cycle; the caller holds the lock.
 pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    cycle_inner(machine, network, collect::Pace::PerPoll)
+}
+
+fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Result<CycleRecord> {
     let started = Instant::now();
     let now = clock::now_unix();
     let mut rec = CycleRecord {
         started: clock::rfc3339(now),
         ..CycleRecord::default()
     };
-    let result = run(machine, network, now, &mut rec);
+    let mut hosts = None;
+    let result = run(machine, network, now, &mut rec, &mut hosts);
+    // Publishing and gathering need the forge: not after an offline cycle.
+    if result.as_ref().err().is_none_or(|e| !e.is_unreachable()) {
+        collect::step(machine, network, pace, now, &mut rec, hosts);
+    }
     rec.duration_ms = started.elapsed().as_millis() as u64;
     if result.is_ok() && !rec.refused.is_empty() {
         rec.result = CycleResult::Untrusted;
@@ -102,7 +121,14 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
 }
 
 /// The cycle's steps, in order.
-fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> Result<()> {
+/// `hosts` receives the forge's host branches when the cheap ref check listed them.
+fn run(
+    machine: &Machine,
+    network: Network,
+    now: i64,
+    rec: &mut CycleRecord,
+    hosts: &mut Option<std::collections::BTreeMap<String, String>>,
+) -> Result<()> {
     let state_dir = &machine.paths.state_dir;
     // A machine set up before signed history has nothing to check the forge against.
     crate::trust::pinned_root(&machine.config)?;
@@ -144,6 +170,7 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
                     rec.refused = x.refused;
                     rec.conflicts += x.other_conflicts;
                     lost = x.lost;
+                    *hosts = x.hosts;
                     None
                 }
                 Err(e) if e.is_unreachable() => Some(e),
