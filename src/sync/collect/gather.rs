@@ -42,10 +42,10 @@ fn local_hosts(raw: &git2::Repository) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Ok(refs) = raw.references_glob(&format!("{}*", forge::HOSTS_REFS)) {
         for r in refs.flatten() {
-            if let (Ok(name), Some(oid)) = (r.name(), r.target()) {
-                if let Some(host) = name.strip_prefix(forge::HOSTS_REFS) {
-                    out.insert(host.to_string(), oid.to_string());
-                }
+            if let (Ok(name), Some(oid)) = (r.name(), r.target())
+                && let Some(host) = name.strip_prefix(forge::HOSTS_REFS)
+            {
+                out.insert(host.to_string(), oid.to_string());
             }
         }
     }
