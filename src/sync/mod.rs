@@ -95,11 +95,6 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
     };
     let mut hosts = None;
     let result = run(machine, network, now, &mut rec, &mut hosts);
-    // Publishing and gathering need the forge: not after an offline cycle.
-    if result.as_ref().err().is_none_or(|e| !e.is_unreachable()) {
-        collect::step(machine, network, pace, now, &mut rec, hosts);
-    }
-    rec.duration_ms = started.elapsed().as_millis() as u64;
     if result.is_ok() && !rec.refused.is_empty() {
         rec.result = CycleResult::Untrusted;
     }
@@ -111,6 +106,12 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
         };
         rec.error = Some(e.to_string());
     }
+    // Publishing and gathering need the forge: not after an offline cycle. After a failed
+    // one they still try (the others see the failure), quietly: the cycle's error says it.
+    if !matches!(rec.result, CycleResult::Offline) {
+        collect::step(machine, network, pace, now, &mut rec, hosts);
+    }
+    rec.duration_ms = started.elapsed().as_millis() as u64;
     for h in &rec.held_back {
         crate::log::warn(&format!("held back: {h}"));
     }

@@ -131,10 +131,17 @@ pub fn step(
     let mut state = CollectState::load(&machine.paths.state_dir);
     let before = serde_json::to_vec(&state).ok();
     let outcome = run(machine, pace, now, rec, hosts, &mut state);
-    if let Err(e) = outcome {
-        let why = format!("fleet-wide collection: {}", crate::error::chain(&e));
-        crate::log::warn(&why);
-        rec.held_back.push(why);
+    match outcome {
+        Ok(()) => {}
+        // The cycle failed already and says why; this step only tried its best.
+        Err(e) if rec.result == super::state::CycleResult::Error => {
+            crate::log::debug(&format!("fleet-wide collection after a failed cycle: {e}"));
+        }
+        Err(e) => {
+            let why = format!("fleet-wide collection: {}", crate::error::chain(&e));
+            crate::log::warn(&why);
+            rec.held_back.push(why);
+        }
     }
     rec.held_back.extend(state.ignored.iter().cloned());
     if serde_json::to_vec(&state).ok() != before

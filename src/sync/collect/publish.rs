@@ -50,11 +50,7 @@ fn current_status(
     state: &mut CollectState,
     files: Vec<PublishedFile>,
 ) -> HostStatus {
-    let result = if !rec.refused.is_empty() {
-        "untrusted"
-    } else {
-        "ok"
-    };
+    let result = rec.result.to_string();
     let home = &machine.paths.home;
     let conflicts = crate::sync::state::conflicts(&machine.paths.state_dir)
         .into_iter()
@@ -72,7 +68,7 @@ fn current_status(
         written_at: String::new(),
         last_cycle: Some(LastCycle {
             at: rec.started.clone(),
-            result: result.into(),
+            result,
             held_back: rec.held_back.len(),
         }),
         applied: repo.head().map(|h| h.to_string()),
