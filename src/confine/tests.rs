@@ -780,3 +780,41 @@ fn materialize_may_name_only_secrets_env_in_the_config_directory() {
     // Managed paths never reach it.
     assert!(c.check_entry("~/.config/fleetkey/secrets.env").is_err());
 }
+
+#[test]
+fn a_collected_name_stays_inside_its_host_directory() {
+    for bad in [
+        "../host=b/x",
+        "a/../../x",
+        "/etc/passwd",
+        "a//b",
+        "./a",
+        "a/.git/config",
+        "a\\b",
+        "",
+        "a\nb",
+    ] {
+        assert!(collected_rel(bad).is_err(), "{bad:?} was allowed");
+    }
+    let ok = collected_rel(".local/share/task-durations/local.parquet").unwrap();
+    assert_eq!(ok.as_str(), ".local/share/task-durations/local.parquet");
+    // Written through a HomeDir rooted at the host directory, a symlinked directory there is
+    // refused rather than followed.
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host=a");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    symlink(&outside, host.join("sub")).unwrap();
+    let root = HomeDir::open(&host).unwrap();
+    let rel = collected_rel("sub/file").unwrap();
+    assert!(matches!(
+        root.write_file(&rel, b"x", 0o600, DirMode::Private),
+        Err(WalkError::Symlink { .. })
+    ));
+    assert!(!outside.join("file").exists());
+    let stamp_rel = collected_rel("plain").unwrap();
+    root.write_file(&stamp_rel, b"abc", 0o600, DirMode::Private)
+        .unwrap();
+    assert_eq!(root.stamp(&stamp_rel).unwrap().size, 3);
+}
