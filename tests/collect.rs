@@ -104,6 +104,20 @@ fn every_machine_gathers_every_file_byte_for_byte_and_a_change_replaces_it() {
         );
         assert_eq!(count, "1", "{name}'s branch grew a history");
     }
+    // c stops publishing its file: every machine's copy goes, and only that.
+    std::fs::remove_file(f.n(2).path(DATA)).unwrap();
+    f.n(2).sync();
+    f.n(0).sync();
+    assert!(
+        !collected(f.n(0), "c").exists(),
+        "a kept a file c no longer publishes"
+    );
+    assert!(
+        !f.n(0)
+            .path(".local/share/fleetkey/collected/host=c/.local")
+            .exists()
+    );
+    assert!(collected(f.n(0), "b").exists());
     // An idle cycle publishes nothing new.
     let before = git_out(
         &f.forge.bare(),

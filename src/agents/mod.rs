@@ -526,8 +526,45 @@ pub struct AgentStatus {
     pub enabled: Option<bool>,
 }
 
+/// Each agent: installed, up to date with the current render; `loaded` left unknown, as no
+/// service manager is asked (what a sync cycle reports about itself, running no command).
+pub fn current_file_status(paths: &Paths, fleet: &FleetConfig) -> Result<Vec<AgentStatus>> {
+    let runner = runner_from_env()?;
+    let setup = Setup::new(paths, fleet, runner.as_ref())?;
+    file_status(&setup)
+}
+
 /// Each agent: installed, up to date with the current render, loaded.
 pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
+    let mut out = file_status(setup)?;
+    for st in &mut out {
+        let agent = st.agent;
+        // An answer only when the service manager gave one: a command that could not run, or
+        // (systemctl) one that printed no state because the manager is unreachable, is unknown.
+        match setup.platform {
+            Platform::Macos => {
+                st.loaded = launchd::print_cmd(setup.uid, agent)
+                    .run(setup.runner)
+                    .ok()
+                    .map(|o| o.success);
+            }
+            Platform::Linux => {
+                let unit = systemd::main_unit(agent);
+                let state = |query: &str, yes: &str| {
+                    let out = systemd::systemctl(&[query, unit]).run(setup.runner).ok()?;
+                    let word = out.stdout.trim();
+                    (!word.is_empty()).then(|| word == yes)
+                };
+                st.loaded = state("is-active", "active");
+                st.enabled = state("is-enabled", "enabled");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Each agent's files: installed, up to date with the current render.
+fn file_status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
     let dir = setup.dir();
     let files = render(setup.platform, &setup.input)?;
     let mut out = Vec::new();
@@ -550,26 +587,6 @@ pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
                 }
             }
             st.files.push(path);
-        }
-        // An answer only when the service manager gave one: a command that could not run, or
-        // (systemctl) one that printed no state because the manager is unreachable, is unknown.
-        match setup.platform {
-            Platform::Macos => {
-                st.loaded = launchd::print_cmd(setup.uid, agent)
-                    .run(setup.runner)
-                    .ok()
-                    .map(|o| o.success);
-            }
-            Platform::Linux => {
-                let unit = systemd::main_unit(agent);
-                let state = |query: &str, yes: &str| {
-                    let out = systemd::systemctl(&[query, unit]).run(setup.runner).ok()?;
-                    let word = out.stdout.trim();
-                    (!word.is_empty()).then(|| word == yes)
-                };
-                st.loaded = state("is-active", "active");
-                st.enabled = state("is-enabled", "enabled");
-            }
         }
         out.push(st);
     }

@@ -199,20 +199,7 @@ pub fn publish_if_due(
     }
     status.written = now;
     status.written_at = crate::clock::rfc3339(now);
-    status.agents = crate::agents::current_status(&machine.paths, fleet)
-        .map(|list| {
-            list.into_iter()
-                .map(|a| AgentState {
-                    agent: serde_json::to_value(a.agent)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    installed: a.installed,
-                    loaded: a.loaded,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    status.agents = agent_states(machine, fleet);
     let commit = commit_branch(machine, repo, fleet, &home, &files, &status)?;
     let branch = forge::host_branch(&machine.config.name);
     let local = format!("refs/heads/{branch}");
@@ -244,6 +231,40 @@ pub fn publish_if_due(
     state.status = Some(status);
     crate::log::info(&format!("published {branch}"));
     Ok(Some(oid))
+}
+
+/// The agents as a cycle can tell without asking the service manager (no command runs): their
+/// files installed, and for the watcher whether the process that marked itself ready
+/// (`watch-ready`) still runs.
+fn agent_states(machine: &Machine, fleet: &FleetConfig) -> Vec<AgentState> {
+    let watcher_runs =
+        std::fs::read_to_string(machine.paths.state_dir.join(crate::sync::watch::READY_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+            .map(|pid| rustix::process::test_kill_process(pid).is_ok());
+    crate::agents::current_file_status(&machine.paths, fleet)
+        .map(|list| {
+            list.into_iter()
+                .map(|a| {
+                    let agent = serde_json::to_value(a.agent)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let loaded = if agent == "watch" {
+                        Some(watcher_runs.unwrap_or(false))
+                    } else {
+                        None
+                    };
+                    AgentState {
+                        agent,
+                        installed: a.installed,
+                        loaded,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Writes the branch's one commit (no parent, signed) with `status.json` and the files, read

@@ -74,7 +74,8 @@ pub struct AgentState {
     /// Its files are installed.
     #[serde(default)]
     pub installed: bool,
-    /// The service manager runs it (`None`: it could not be asked).
+    /// It runs: for the watcher, its process is alive; `None` when unknown (the puller is a
+    /// timer that runs now and then).
     #[serde(default)]
     pub loaded: Option<bool>,
 }
