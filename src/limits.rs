@@ -163,6 +163,13 @@ pub const COLLECT_GATHERED: Limit = Limit {
     bytes: armored_age_len(COLLECT_FILE.bytes, SECRETS_HEADER_BUDGET),
 };
 
+/// Everything materialised from one machine's branch: [`COLLECT_TOTAL`] as armored age, so a
+/// hostile branch of ten thousand files at the per-file limit is still bounded.
+pub const COLLECT_GATHERED_TOTAL: Limit = Limit {
+    what: "the collected files on another machine's branch",
+    bytes: armored_age_len(COLLECT_TOTAL.bytes, SECRETS_HEADER_BUDGET),
+};
+
 /// `status.json` on a host branch: a few hundred bytes, plus names of conflict copies and
 /// collected files; 1 MiB bounds what a hostile branch can make `fleet` parse.
 pub const HOST_STATUS: Limit = Limit {

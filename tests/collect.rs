@@ -172,6 +172,50 @@ fn encrypted_files_open_for_members_only_and_decrypt_on_gathering() {
     assert!(std::fs::read(collected(c, "c")).unwrap() == content("c", 2));
 }
 
+/// A member's own key on a tree with a symlink: the whole branch is refused, nothing of it is
+/// written, and the machine's last good files stay.
+#[test]
+fn a_member_branch_with_a_symlink_is_refused_whole() {
+    let f = fleet(false);
+    let (a, b) = (f.n(0), f.n(1));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    run_program(Command::new("git").args(["init", "-q"]).arg(repo));
+    std::fs::write(repo.join("status.json"), forged_status("b")).unwrap();
+    std::fs::create_dir_all(repo.join("files/.ssh")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", repo.join("files/.ssh/authorized_keys")).unwrap();
+    std::os::unix::fs::symlink("..", repo.join("files/up")).unwrap();
+    for args in [
+        &["add", "-A"][..],
+        &["commit", "-qm", "b: status and collected files"],
+        &[
+            "push",
+            "-q",
+            "--force",
+            &f.forge.url(),
+            "HEAD:refs/heads/fleetkey/host/b",
+        ],
+    ] {
+        run_program(
+            Command::new("git")
+                .arg("-C")
+                .arg(repo)
+                .args(signing_config(b))
+                .args(["-c", "user.name=b", "-c", "user.email=b@fleetkey.invalid"])
+                .args(args),
+        );
+    }
+    a.sync();
+    let held = a.last_cycle().unwrap()["held_back"].to_string();
+    assert!(
+        held.contains("its tree is refused") && held.contains("symbolic link"),
+        "{held}"
+    );
+    let host_b = a.path(".local/share/fleetkey/collected/host=b");
+    assert!(!host_b.join(".ssh").exists() && !host_b.join("up").exists());
+    assert!(std::fs::read(collected(a, "b")).unwrap() == content("b", 1));
+}
+
 /// Commits `files` (path → bytes) in a fresh repository with `git -c CONFIG commit`, as
 /// machine `author`, and force-pushes it to `branch` on the forge: what an attacker does.
 fn push_forged(f: &Fleet, config: &[String], author: &str, files: &[(&str, &[u8])], branch: &str) {

@@ -70,6 +70,12 @@ pub fn gather(
         .map(|t| t.revoked)
         .unwrap_or_default();
     let dir = collected_dir(machine);
+    if dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::refused(format!(
+            "{} is not a directory (a symlink?); nothing is gathered into it",
+            dir.display()
+        )));
+    }
     let mut ignored = Vec::new();
     for (name, oid) in local_hosts(raw) {
         let report =
@@ -265,7 +271,15 @@ fn materialise(
         }
     }
     let mut files = BTreeMap::new();
+    let odb = raw.odb().map_err(|e| e.message().to_string())?;
+    let mut total: u64 = 0;
     for (rel, (blob, sealed)) in wanted {
+        let size = odb.read_header(blob).map(|(s, _)| s as u64).unwrap_or(0);
+        if let Err(e) = limits::COLLECT_GATHERED_TOTAL.check(total + size) {
+            problems.push(format!("{rel}: {e}"));
+            continue;
+        }
+        total += size;
         let checked = match confine::collected_rel(&rel) {
             Ok(c) => c,
             Err(r) => {
