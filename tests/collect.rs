@@ -427,4 +427,12 @@ fn fleet_reports_a_silent_machine_and_one_with_a_conflict_copy() {
         status.contains("1 silent (c)") && status.contains("with conflicts (b)"),
         "{status}"
     );
+    // Days later, doctor warns about the machine that stayed silent.
+    let out = a
+        .cmd(["doctor"])
+        .env("FLEETKEY_CLOCK_SKEW", (3 * 86_400).to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("c has been silent for 3d"), "{text}");
 }
