@@ -129,6 +129,23 @@ fn every_machine_gathers_every_file_byte_for_byte_and_a_change_replaces_it() {
         &["rev-parse", "refs/heads/fleetkey/host/b"],
     );
     assert_eq!(before, after, "an idle cycle republished");
+    // From the puller a change goes out at most once per poll (60 s here): not yet, then
+    // once a poll has passed.
+    b.write(DATA, &content("b", 8));
+    b.ok(&["pull"]);
+    let held = git_out(
+        &f.forge.bare(),
+        &["rev-parse", "refs/heads/fleetkey/host/b"],
+    );
+    assert_eq!(held, after, "the puller published twice within a poll");
+    run_program(b.cmd(["pull"]).env("FLEETKEY_CLOCK_SKEW", "61"));
+    let out = git_out(
+        &f.forge.bare(),
+        &["rev-parse", "refs/heads/fleetkey/host/b"],
+    );
+    assert_ne!(out, after, "the puller did not publish after a poll");
+    f.n(0).ok(&["pull"]);
+    assert!(std::fs::read(collected(f.n(0), "b")).unwrap() == content("b", 8));
 }
 
 #[test]
