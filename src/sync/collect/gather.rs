@@ -24,6 +24,9 @@ use crate::signing;
 use super::status::HostStatus;
 use super::{CollectState, collected_dir};
 
+/// How many ignored host branches are listed (the rest are counted).
+const MAX_REPORTED: usize = 20;
+
 /// What was materialised from one machine's branch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Gathered {
@@ -173,6 +176,12 @@ pub fn gather(
                 remove_host(&dir, host, state);
             }
         }
+    }
+    // A forge full of junk branches must not flood every cycle's report.
+    if ignored.len() > MAX_REPORTED {
+        let more = ignored.len() - MAX_REPORTED;
+        ignored.truncate(MAX_REPORTED);
+        ignored.push(format!("{more} more host branches ignored"));
     }
     state.ignored = ignored;
     Ok(())
