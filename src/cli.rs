@@ -137,6 +137,13 @@ pub enum Cmd {
         #[command(subcommand)]
         action: ForgeCmd,
     },
+    /// Show every machine of the fleet from its host branch: last seen, last cycle, behind,
+    /// agents, conflicts; silent machines marked.
+    Fleet {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show this machine, the fleet, and what needs attention (never a secret's value).
     Status {
         /// Print JSON.

@@ -115,6 +115,30 @@ pub struct FleetConfig {
     /// Where the authorized_keys merge is applied.
     #[serde(default)]
     pub authorized_keys: AuthorizedKeysConfig,
+    /// What each machine publishes on its host branch for the others to gather.
+    #[serde(default, skip_serializing_if = "CollectConfig::is_empty")]
+    pub collect: CollectConfig,
+}
+
+/// `[collect]` in fleet.toml: the files every machine publishes on its branch
+/// `fleetkey/host/NAME` and every other machine gathers into
+/// `~/.local/share/fleetkey/collected/host=NAME/` (see `crate::sync::collect`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CollectConfig {
+    /// Files under `$HOME` (`~/REL`), checked as managed paths are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Age-encrypt the published files to the fleet's recipients.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypt: bool,
+}
+
+impl CollectConfig {
+    /// No file to collect and no encryption asked for (the section is left out of the file).
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && !self.encrypt
+    }
 }
 
 /// `[sync]` in fleet.toml.

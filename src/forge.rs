@@ -367,10 +367,95 @@ pub fn remote_head(url: &str, branch: &str) -> Result<Option<String>> {
     if !out.status.success() {
         return Err(failure(url, &out, Doing::Reading));
     }
+    let wanted = format!("refs/heads/{branch}");
+    // ls-remote matches a pattern against the tail of each ref: keep the exact name only.
     Ok(String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .map(str::to_string))
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(_, name)| *name == wanted)
+        .map(|(oid, _)| oid.trim().to_string()))
+}
+
+/// Where each machine publishes its status and collected files: `fleetkey/host/NAME`.
+pub fn host_branch(name: &str) -> String {
+    format!("fleetkey/host/{name}")
+}
+
+/// The local namespace the host branches are fetched into: `refs/fleetkey/hosts/NAME`.
+pub const HOSTS_REFS: &str = "refs/fleetkey/hosts/";
+
+/// What one `git ls-remote` of the fleet branch and the host branches found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteRefs {
+    /// The fleet branch's commit, when the forge has it.
+    pub head: Option<String>,
+    /// Each `fleetkey/host/NAME` branch: NAME → commit (names as the forge spells them; the
+    /// caller checks them).
+    pub hosts: std::collections::BTreeMap<String, String>,
+}
+
+/// Parses `git ls-remote` output into the fleet branch `branch` and the host branches.
+pub fn parse_remote_refs(stdout: &str, branch: Option<&str>) -> RemoteRefs {
+    let wanted = branch.map(|b| format!("refs/heads/{b}"));
+    let hosts_prefix = format!("refs/heads/{}", host_branch(""));
+    let mut refs = RemoteRefs::default();
+    for (oid, name) in stdout.lines().filter_map(|l| l.split_once('\t')) {
+        let (oid, name) = (oid.trim(), name.trim());
+        if wanted.as_deref() == Some(name) {
+            refs.head = Some(oid.to_string());
+        } else if let Some(host) = name.strip_prefix(&hosts_prefix) {
+            refs.hosts.insert(host.to_string(), oid.to_string());
+        }
+    }
+    refs
+}
+
+/// The fleet branch (when `branch` is given) and every host branch on the forge, in ONE
+/// `git ls-remote`: the puller's cheap check and the gathering's share it.
+pub fn remote_refs(url: &str, branch: Option<&str>) -> Result<RemoteRefs> {
+    let mut cmd = git(None);
+    cmd.args(["ls-remote", "--", url]);
+    if let Some(b) = branch {
+        cmd.arg(format!("refs/heads/{b}"));
+    }
+    cmd.arg(format!("refs/heads/{}*", host_branch("")));
+    let (_, out) = run(cmd)?;
+    if !out.status.success() {
+        return Err(ErrorKind::ForgeUnreachable {
+            remote: url.into(),
+            stderr: stderr_of(&out),
+        }
+        .into());
+    }
+    Ok(parse_remote_refs(
+        &String::from_utf8_lossy(&out.stdout),
+        branch,
+    ))
+}
+
+/// Fetches every host branch into [`HOSTS_REFS`] in one `git fetch`, dropping local refs
+/// whose branch left the forge (`--prune`).
+pub fn fetch_hosts(repo: &Path, remote: &str) -> Result<()> {
+    let mut cmd = git(Some(repo));
+    cmd.args([
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--prune",
+        "--no-write-fetch-head",
+        "origin",
+        &format!("+refs/heads/{}*:{HOSTS_REFS}*", host_branch("")),
+    ]);
+    let (_, out) = run(cmd)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ErrorKind::ForgeUnreachable {
+            remote: remote.into(),
+            stderr: stderr_of(&out),
+        }
+        .into())
+    }
 }
 
 /// Whether the forge at `url` already has any branch.
@@ -643,5 +728,18 @@ mod tests {
         ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ls_remote_output_is_read_by_exact_names() {
+        let out = "1111\trefs/heads/evil/refs/heads/main\n\
+                   2222\trefs/heads/fleetkey/host/a\n\
+                   3333\trefs/heads/main\n\
+                   4444\trefs/heads/fleetkey/host/b\n";
+        let refs = parse_remote_refs(out, Some("main"));
+        assert_eq!(refs.head.as_deref(), Some("3333"));
+        assert_eq!(refs.hosts.len(), 2);
+        assert_eq!(refs.hosts["a"], "2222");
+        assert_eq!(parse_remote_refs(out, None).head, None);
     }
 }

@@ -113,6 +113,7 @@ fn dispatch(args: Args) -> Result<i32> {
         } => commands::lifecycle::join(&file, &remote, passphrase_file.as_deref()),
         Cmd::Rotate { ssh } => commands::lifecycle::rotate(ssh),
         Cmd::Status { json } => commands::status::run(json),
+        Cmd::Fleet { json } => commands::fleet::run(json),
         Cmd::Verify { allowed_signers } => commands::verify::verify(allowed_signers),
         Cmd::Forge { action } => match action {
             ForgeCmd::Repair { yes } => commands::verify::repair(yes),

@@ -141,6 +141,46 @@ pub const REVOKED_FILE: Limit = Limit {
     bytes: 1 << 20,
 };
 
+/// One file of `[collect] paths`. The kit's pull-fleet moved a task-durations parquet file of
+/// a few MiB per host; 32 MiB leaves room to grow while every machine downloads every other
+/// machine's files each time they change (and reads each into memory once).
+pub const COLLECT_FILE: Limit = Limit {
+    what: "a collected file",
+    bytes: 32 << 20,
+};
+
+/// Everything one machine publishes on its host branch: with a fleet of ten, every machine
+/// fetches up to ten times this whenever all of them change.
+pub const COLLECT_TOTAL: Limit = Limit {
+    what: "the collected files of one machine (all of [collect] paths)",
+    bytes: 128 << 20,
+};
+
+/// A collected file as gathered from another machine's branch: [`COLLECT_FILE`] as armored age
+/// (when `[collect] encrypt` is on) with the recipient stanzas of [`SECRETS_HEADER_BUDGET`].
+pub const COLLECT_GATHERED: Limit = Limit {
+    what: "a collected file on another machine's branch",
+    bytes: armored_age_len(COLLECT_FILE.bytes, SECRETS_HEADER_BUDGET),
+};
+
+/// Everything materialised from one machine's branch: [`COLLECT_TOTAL`] as armored age, so a
+/// hostile branch of ten thousand files at the per-file limit is still bounded.
+pub const COLLECT_GATHERED_TOTAL: Limit = Limit {
+    what: "the collected files on another machine's branch",
+    bytes: armored_age_len(COLLECT_TOTAL.bytes, SECRETS_HEADER_BUDGET),
+};
+
+/// `status.json` on a host branch: a few hundred bytes, plus names of conflict copies and
+/// collected files; 1 MiB bounds what a hostile branch can make `fleet` parse.
+pub const HOST_STATUS: Limit = Limit {
+    what: "a machine's status.json",
+    bytes: 1 << 20,
+};
+
+/// The most entries a host branch's tree may hold (its `status.json` and collected files with
+/// their directories): a machine collects a handful of files, not a home.
+pub const HOST_TREE_ENTRIES: usize = 10_000;
+
 /// The longest managed path, in bytes of `REL` (after `~/`). macOS's PATH_MAX is 1024, and a
 /// dotfile path is rarely a tenth of that.
 pub const PATH_BYTES: usize = 1024;

@@ -299,6 +299,26 @@ pub fn decrypt_hinted(
     hint: Option<usize>,
     path: &Path,
 ) -> Result<Zeroizing<Vec<u8>>> {
+    decrypt_within(
+        ciphertext,
+        identity,
+        hint,
+        path,
+        crate::limits::SECRETS_CIPHERTEXT,
+        crate::limits::SECRETS_PLAINTEXT,
+    )
+}
+
+/// Like [`decrypt_hinted`] for any age file, with the limits of its ciphertext and plaintext
+/// (a collected file gathered from another machine is not the secrets file).
+pub fn decrypt_within(
+    ciphertext: &[u8],
+    identity: &Identity,
+    hint: Option<usize>,
+    path: &Path,
+    cipher_limit: crate::limits::Limit,
+    limit: crate::limits::Limit,
+) -> Result<Zeroizing<Vec<u8>>> {
     let hinted = Hinted {
         identity: identity.as_age(),
         hint,
@@ -309,7 +329,7 @@ pub fn decrypt_hinted(
     };
     // A hostile ciphertext (from the forge, or an old commit) is refused before any work.
     let too_large = |e: crate::limits::TooLarge| Error::refused(format!("{}: {e}", path.display()));
-    crate::limits::SECRETS_CIPHERTEXT
+    cipher_limit
         .check(ciphertext.len() as u64)
         .map_err(too_large)?;
     let mut binary = Vec::with_capacity(ciphertext.len());
@@ -321,7 +341,6 @@ pub fn decrypt_hinted(
         .decrypt(std::iter::once(&hinted as &dyn age::Identity))
         .map_err(err)?;
     let mut plaintext = Zeroizing::new(Vec::new());
-    let limit = crate::limits::SECRETS_PLAINTEXT;
     (&mut stream)
         .take(limit.bytes + 1)
         .read_to_end(&mut plaintext)

@@ -7,6 +7,7 @@ mod adversarial;
 mod agents;
 mod authorized_keys_cli;
 mod chezmoi_init;
+mod collect;
 mod init_and_secrets;
 mod lifecycle;
 mod messages;

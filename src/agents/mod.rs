@@ -462,6 +462,14 @@ pub fn current_status(paths: &Paths, fleet: &FleetConfig) -> Result<Vec<AgentSta
     status(&setup)
 }
 
+/// Each agent: installed, up to date with the current render; `loaded` left unknown, as no
+/// service manager is asked (what a sync cycle reports about itself, running no command).
+pub fn current_file_status(paths: &Paths, fleet: &FleetConfig) -> Result<Vec<AgentStatus>> {
+    let runner = runner_from_env()?;
+    let setup = Setup::new(paths, fleet, runner.as_ref())?;
+    file_status(&setup)
+}
+
 /// What an uninstall removed and ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UninstallReport {
@@ -582,8 +590,9 @@ pub struct AgentStatus {
     pub runs: Option<PathBuf>,
 }
 
-/// Each agent: installed, up to date with the current render, loaded.
-pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
+/// Each agent: installed, up to date with the current render, and the binary its files run;
+/// `loaded` left unknown, as no service manager is asked.
+pub fn file_status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
     let dir = setup.dir();
     let files = render(setup.platform, &setup.input)?;
     let mut out = Vec::new();
@@ -615,6 +624,16 @@ pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
             }
             st.files.push(path);
         }
+        out.push(st);
+    }
+    Ok(out)
+}
+
+/// Each agent: installed, up to date with the current render, loaded.
+pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
+    let mut out = file_status(setup)?;
+    for st in &mut out {
+        let agent = st.agent;
         // An answer only when the service manager gave one: a command that could not run, or
         // (systemctl) one that printed no state because the manager is unreachable, is unknown.
         match setup.platform {
@@ -646,7 +665,6 @@ pub fn status(setup: &Setup<'_>) -> Result<Vec<AgentStatus>> {
                 st.enabled = state("is-enabled", "enabled").ok();
             }
         }
-        out.push(st);
     }
     Ok(out)
 }

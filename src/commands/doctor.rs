@@ -249,6 +249,19 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
     if machine.config.backend == crate::config::Backend::Chezmoi {
         out.push(chezmoi_autocommit(&paths.home));
     }
+    if let Ok(view) = crate::commands::fleet::gather(machine) {
+        let warnings = crate::commands::fleet::doctor_warnings(&view);
+        if warnings.is_empty() {
+            out.push(check(
+                "fleet",
+                Verdict::Ok,
+                "every machine reported recently",
+            ));
+        }
+        for w in warnings {
+            out.push(check("fleet", Verdict::Warn, w));
+        }
+    }
     let held_back = crate::sync::state::CycleRecord::load(&paths.state_dir)
         .map(|c| c.held_back)
         .unwrap_or_default();

@@ -7,6 +7,7 @@ pub mod authorized_keys;
 pub mod config;
 pub mod diff;
 pub mod doctor;
+pub mod fleet;
 pub mod history;
 pub mod init;
 pub mod lifecycle;

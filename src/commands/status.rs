@@ -27,6 +27,8 @@ pub struct Status {
     pub agents: Vec<crate::agents::AgentStatus>,
     /// What this machine trusts, and what it refused.
     pub trust: TrustStatus,
+    /// The fleet from the host branches, in one line (`fleetkey fleet` shows it all).
+    pub fleet_summary: Option<String>,
 }
 
 /// The trust model as this machine sees it.
@@ -279,6 +281,9 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             .and_then(|f| crate::agents::current_status(&machine.paths, &f).ok())
             .unwrap_or_default(),
         trust,
+        fleet_summary: crate::commands::fleet::gather(machine)
+            .ok()
+            .map(|v| crate::commands::fleet::summary(&v)),
     })
 }
 
@@ -345,6 +350,9 @@ fn render(s: &Status) -> String {
         out.push_str(&format!(
             "  retired key: {r} (a key rotated away; the machine is active)\n"
         ));
+    }
+    if let Some(line) = &s.fleet_summary {
+        out.push_str(&format!("  {line}   (fleetkey fleet)\n"));
     }
     out.push_str(&format!(
         "sync     {} ahead, {} behind the forge {}\n",

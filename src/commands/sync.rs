@@ -43,7 +43,7 @@ fn untrusted(rec: &sync::state::CycleRecord) -> Result<()> {
 /// `fleetkey sync`: one cycle. `offline` skips the forge (capture, commit, apply).
 pub fn sync(offline: bool) -> Result<()> {
     let machine = Machine::load()?;
-    let rec = sync::cycle(
+    let rec = sync::cycle_by_hand(
         &machine,
         if offline {
             Network::Offline

@@ -32,7 +32,7 @@ use crate::paths::Paths;
 
 pub use names::{GitName, git_name};
 pub use tree::check_tree;
-pub use walk::{DirMode, HomeDir, WalkError};
+pub use walk::{DirMode, HomeDir, Stamp, WalkError};
 
 /// The one file of fleetkey's configuration directory `[secrets] materialize` may name.
 pub const MATERIALIZE_FILE: &str = "secrets.env";
@@ -192,6 +192,16 @@ impl std::fmt::Display for HomeRel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "~/{}", self.0)
     }
+}
+
+/// `REL` (`/`-separated, as a host branch's tree names a collected file) checked by the lexical
+/// rules of a managed path (no `..`, `.`, empty, absolute or git-owned component, bounded
+/// length, no control character), for writing below another root than `$HOME`: a machine's
+/// directory `collected/host=NAME/`, opened as a [`walk::HomeDir`] of its own. Nothing a hostile
+/// tree names can then leave that directory.
+pub fn collected_rel(rel: &str) -> Result<HomeRel, Refusal> {
+    check_rel_lexical(rel).map_err(|reason| Refusal::new(rel, reason))?;
+    Ok(HomeRel(rel.to_string()))
 }
 
 /// A checked fleet.toml entry: the path, and whether it was written as a directory (`~/REL/`).

@@ -798,3 +798,41 @@ fn new_shared_directories_follow_the_users_umask_and_private_ones_are_0700() {
     assert_eq!(DirMode::Shared.bits_with(0o002), 0o755);
     assert_eq!(DirMode::Private.bits_with(0o000), 0o700);
 }
+
+#[test]
+fn a_collected_name_stays_inside_its_host_directory() {
+    for bad in [
+        "../host=b/x",
+        "a/../../x",
+        "/etc/passwd",
+        "a//b",
+        "./a",
+        "a/.git/config",
+        "a\\b",
+        "",
+        "a\nb",
+    ] {
+        assert!(collected_rel(bad).is_err(), "{bad:?} was allowed");
+    }
+    let ok = collected_rel(".local/share/task-durations/local.parquet").unwrap();
+    assert_eq!(ok.as_str(), ".local/share/task-durations/local.parquet");
+    // Written through a HomeDir rooted at the host directory, a symlinked directory there is
+    // refused rather than followed.
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host=a");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    symlink(&outside, host.join("sub")).unwrap();
+    let root = HomeDir::open(&host).unwrap();
+    let rel = collected_rel("sub/file").unwrap();
+    assert!(matches!(
+        root.write_file(&rel, b"x", 0o600, DirMode::Private),
+        Err(WalkError::Symlink { .. })
+    ));
+    assert!(!outside.join("file").exists());
+    let stamp_rel = collected_rel("plain").unwrap();
+    root.write_file(&stamp_rel, b"abc", 0o600, DirMode::Private)
+        .unwrap();
+    assert_eq!(root.stamp(&stamp_rel).unwrap().size, 3);
+}

@@ -137,6 +137,17 @@ pub struct Contents {
     pub metadata: std::fs::Metadata,
 }
 
+/// What tells a file changed without reading it: size, modification time, inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Inode number (a rename-over save changes it).
+    pub ino: u64,
+}
+
 /// A step of a walk, for tests that change the tree while a walk runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -401,6 +412,33 @@ impl HomeDir {
             return Err(too_large(bytes.len() as u64));
         }
         Ok(Contents { bytes, metadata })
+    }
+
+    /// The size, modification time and inode of the regular file `rel`, without reading it
+    /// (a symlink at any component is refused): tells an unchanged file from a changed one.
+    pub fn stamp(&self, rel: &HomeRel) -> Result<Stamp, WalkError> {
+        let comps: Vec<&str> = rel.components().collect();
+        let (name, parents) = comps.split_last().expect("a HomeRel is never empty");
+        let dir = self.open_dirs(parents, None, &mut |_| {})?;
+        let target = || self.shown(&comps, comps.len());
+        let st = match rustix::fs::statat(dir.as_fd(), *name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(WalkError::NotFound { path: target() }),
+            Err(e) => return Err(io_err("cannot inspect", target())(e)),
+        };
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => return Err(WalkError::Symlink { path: target() }),
+            FileType::Directory => return Err(WalkError::IsADirectory { path: target() }),
+            _ => return Err(WalkError::NotRegular { path: target() }),
+        }
+        Ok(Stamp {
+            size: st.st_size as u64,
+            mtime_ns: (st.st_mtime as i64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_mtime_nsec as i64),
+            ino: st.st_ino as u64,
+        })
     }
 
     /// Removes the regular file `rel`. `Ok(false)` when it (or a directory above it) does not

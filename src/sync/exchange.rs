@@ -37,6 +37,8 @@ pub struct Exchanged {
     /// Why the forge's (authentic) commit was not taken because of what its tree holds
     /// (nothing of it was integrated or pushed on top of).
     pub tree_refused: Option<String>,
+    /// The forge's host branches (NAME → commit), when the cheap check listed them.
+    pub hosts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times.
@@ -64,11 +66,16 @@ pub fn exchange(
                 _ => false,
             };
         if !ahead {
-            let skip_fetch = attempt == 0
-                && network == Network::CheapCheck
-                && known.is_some()
-                && forge::remote_head(remote, branch)?.and_then(|h| git2::Oid::from_str(&h).ok())
-                    == known;
+            let skip_fetch = attempt == 0 && network == Network::CheapCheck && known.is_some() && {
+                // One ls-remote for the fleet branch and the host branches (gathering).
+                let refs = forge::remote_refs(remote, Some(branch))?;
+                let head = refs
+                    .head
+                    .as_deref()
+                    .and_then(|h| git2::Oid::from_str(h).ok());
+                out.hosts = Some(refs.hosts);
+                head == known
+            };
             if !skip_fetch {
                 fetch_retrying(repo, remote, branch)?;
             }

@@ -8,7 +8,9 @@
 //!    with the new one ([`forge_move`]);
 //! 5. apply the result to the live files, with conflict copies of what lost
 //!    ([`backend::apply_head`]);
-//! 6. record the cycle in the state directory ([`state`]), refresh the background agents when
+//! 6. publish this machine's status and collected files on its host branch when due, gather
+//!    the other machines' ([`collect`]; a failure there is held back, never fails the cycle);
+//! 7. record the cycle in the state directory ([`state`]), refresh the background agents when
 //!    fleet.toml changed; unlock.
 //!
 //! Used by `fleetkey sync` (once), `pull` (once or every DURATION) and `watch` (after each
@@ -29,6 +31,7 @@ pub mod apply;
 pub mod backend;
 pub mod capture;
 pub mod chezmoi;
+pub mod collect;
 pub mod commit;
 pub mod conflicts;
 pub mod debounce;
@@ -81,8 +84,19 @@ pub fn cycle(machine: &Machine, network: Network) -> Result<CycleRecord> {
     cycle_locked(machine, network)
 }
 
+/// Like [`cycle`], for `fleetkey sync` run by hand: this machine's host branch is published
+/// at once when its content changed, not at most once per `poll` as from the agents.
+pub fn cycle_by_hand(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    let _lock = machine.lock()?;
+    cycle_inner(machine, network, collect::Pace::Now)
+}
+
 /// One cycle; the caller holds the lock.
 pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> {
+    cycle_inner(machine, network, collect::Pace::PerPoll)
+}
+
+fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Result<CycleRecord> {
     // config.toml as it is now: an earlier cycle of this process may have followed a forge move.
     let fresh;
     let machine = match crate::config::MachineConfig::load(&machine.paths.config_file()) {
@@ -101,8 +115,8 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
         started: clock::rfc3339(now),
         ..CycleRecord::default()
     };
-    let result = run(machine, network, now, &mut rec);
-    rec.duration_ms = started.elapsed().as_millis() as u64;
+    let mut hosts = None;
+    let result = run(machine, network, now, &mut rec, &mut hosts);
     if result.is_ok() && !rec.refused.is_empty() {
         rec.result = CycleResult::Untrusted;
     }
@@ -114,6 +128,12 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
         };
         rec.error = Some(e.to_string());
     }
+    // Publishing and gathering need the forge: not after an offline cycle. After a failed
+    // one they still try (the others see the failure), quietly: the cycle's error says it.
+    if !matches!(rec.result, CycleResult::Offline) {
+        collect::step(machine, network, pace, now, &mut rec, hosts);
+    }
+    rec.duration_ms = started.elapsed().as_millis() as u64;
     for h in &rec.held_back {
         crate::log::warn(&format!("held back: {h}"));
     }
@@ -124,7 +144,14 @@ pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> 
 }
 
 /// The cycle's steps, in order.
-fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> Result<()> {
+/// `hosts` receives the forge's host branches when the cheap ref check listed them.
+fn run(
+    machine: &Machine,
+    network: Network,
+    now: i64,
+    rec: &mut CycleRecord,
+    hosts: &mut Option<std::collections::BTreeMap<String, String>>,
+) -> Result<()> {
     let state_dir = &machine.paths.state_dir;
     // A machine set up before signed history has nothing to check the forge against.
     crate::trust::pinned_root(&machine.config)?;
@@ -165,6 +192,9 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
                 rec.refused.extend(x.refused);
                 rec.conflicts += x.other_conflicts;
                 lost.extend(x.lost);
+                if x.hosts.is_some() {
+                    *hosts = x.hosts;
+                }
             };
             // Then, when the fleet moved to another forge, the same with the new one.
             match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network)

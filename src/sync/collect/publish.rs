@@ -1,0 +1,328 @@
+//! Publishing: this machine's status and collected files as one signed orphan commit,
+//! force-pushed to `fleetkey/host/NAME`.
+//!
+//! Must never: read a path confinement refuses (every entry of `[collect] paths` goes through
+//! [`crate::confine::Confinement::check_entry`] and is read through
+//! [`crate::confine::HomeDir`]), read more than the limits, or publish more often than once per
+//! `poll` from the agents.
+
+use std::path::Path;
+
+use crate::config::FleetConfig;
+use crate::confine::{Confinement, HomeDir, HomeRel};
+use crate::error::{Error, Result};
+use crate::fleet::Machine;
+use crate::forge::{self, PushOutcome};
+use crate::limits;
+use crate::repo::FleetRepo;
+use crate::sync::state::CycleRecord;
+
+use super::status::{AgentState, HostStatus, LastCycle, PublishedFile};
+use super::{CollectState, HEARTBEAT};
+
+/// The files of `[collect] paths` that pass confinement; what is refused is held back.
+fn collected_paths(
+    machine: &Machine,
+    fleet: &FleetConfig,
+    held_back: &mut Vec<String>,
+) -> Vec<HomeRel> {
+    let confinement = Confinement::for_machine(&machine.paths, &machine.config.repo);
+    let mut out = Vec::new();
+    for entry in &fleet.collect.paths {
+        match confinement.check_entry(entry) {
+            Ok(c) if c.dir => held_back.push(format!(
+                "[collect] paths: {entry:?} names a directory; list the files to collect"
+            )),
+            Ok(c) => out.push(c.rel),
+            Err(r) => held_back.push(format!("[collect] paths: {r}")),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// This machine's status now. `written` is left for [`publish_if_due`] to fill in.
+fn current_status(
+    machine: &Machine,
+    repo: &FleetRepo,
+    rec: &CycleRecord,
+    state: &mut CollectState,
+    files: Vec<PublishedFile>,
+) -> HostStatus {
+    let result = rec.result.to_string();
+    let home = &machine.paths.home;
+    let conflicts = crate::sync::state::conflicts(&machine.paths.state_dir)
+        .into_iter()
+        .map(|c| match c.copy.strip_prefix(home) {
+            Ok(rel) => format!("~/{}", rel.display()),
+            Err(_) => c.copy.display().to_string(),
+        })
+        .collect();
+    HostStatus {
+        format: super::status::FORMAT,
+        machine: machine.config.name.clone(),
+        fleetkey: env!("CARGO_PKG_VERSION").to_string(),
+        platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+        written: 0,
+        written_at: String::new(),
+        last_cycle: Some(LastCycle {
+            at: rec.started.clone(),
+            result,
+            held_back: rec.held_back.len(),
+        }),
+        applied: repo.head().map(|h| h.to_string()),
+        agents: Vec::new(),
+        conflicts,
+        secret_conflicts: secret_conflicts(machine, repo, state),
+        files,
+    }
+}
+
+/// The names of the secrets with a conflict kept aside, decrypted only when the secrets file
+/// changed since the last look.
+fn secret_conflicts(machine: &Machine, repo: &FleetRepo, state: &mut CollectState) -> Vec<String> {
+    let blob = repo
+        .raw()
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .ok()
+        .and_then(|t| t.get_name(crate::secrets::CIPHERTEXT).map(|e| e.id()));
+    let Some(blob) = blob.map(|b| b.to_string()) else {
+        return Vec::new();
+    };
+    if let Some((known, names)) = &state.secrets
+        && *known == blob
+    {
+        return names.clone();
+    }
+    let names: Vec<String> = match machine.secrets() {
+        Ok(env) => env.conflicts().into_iter().map(|c| c.key).collect(),
+        Err(_) => Vec::new(),
+    };
+    state.secrets = Some((blob, names.clone()));
+    names
+}
+
+/// The digest of what a publication would hold, without its times: a change of it (or the
+/// heartbeat) is what makes a machine publish.
+fn digest(status: &HostStatus, encrypt: bool) -> String {
+    let mut s = status.clone();
+    if let Some(c) = &mut s.last_cycle {
+        c.at.clear();
+    }
+    let mut text = serde_json::to_string(&s).expect("status serializes");
+    text.push_str(if encrypt { "\nsealed" } else { "\nplain" });
+    git2::Oid::hash_object(git2::ObjectType::Blob, text.as_bytes())
+        .map(|o| o.to_string())
+        .unwrap_or_default()
+}
+
+/// Publishes this machine's branch when its content changed or the heartbeat is due (and, with
+/// `limit_per_poll`, its last publication is at least one `poll` old), or when the forge's
+/// branch (`forge_has`) is not the commit this machine published last. Returns the commit
+/// pushed.
+#[allow(clippy::too_many_arguments)]
+pub fn publish_if_due(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    now: i64,
+    rec: &mut CycleRecord,
+    state: &mut CollectState,
+    forge_has: Option<&str>,
+    limit_per_poll: bool,
+) -> Result<Option<String>> {
+    let mut held_back = Vec::new();
+    let paths = collected_paths(machine, fleet, &mut held_back);
+    let home = HomeDir::open(&machine.paths.home)?;
+    // Stat each file; read (and hash) only those whose stamp moved.
+    let mut files = Vec::new();
+    let mut total: u64 = 0;
+    let mut known = std::collections::BTreeMap::new();
+    for rel in &paths {
+        let stamp = match home.stamp(rel) {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                held_back.push(format!("[collect] {rel}: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = limits::COLLECT_FILE.check(stamp.size) {
+            held_back.push(format!("[collect] {rel}: {e}"));
+            continue;
+        }
+        if let Err(e) = limits::COLLECT_TOTAL.check(total + stamp.size) {
+            held_back.push(format!("[collect] {rel}: {e}"));
+            continue;
+        }
+        total += stamp.size;
+        let oid = match state.files.get(rel.as_str()) {
+            Some((s, oid)) if *s == stamp => oid.clone(),
+            _ => match home.read_file(rel, limits::COLLECT_FILE) {
+                Ok(c) => git2::Oid::hash_object(git2::ObjectType::Blob, &c.bytes)
+                    .map_err(Error::git("cannot hash a collected file"))?
+                    .to_string(),
+                Err(e) => {
+                    held_back.push(format!("[collect] {rel}: {e}"));
+                    continue;
+                }
+            },
+        };
+        known.insert(rel.as_str().to_string(), (stamp, oid.clone()));
+        files.push((rel.clone(), stamp.size, oid));
+    }
+    state.files = known;
+    rec.held_back.extend(held_back);
+    let published: Vec<PublishedFile> = files
+        .iter()
+        .map(|(rel, size, oid)| PublishedFile {
+            // The content's id makes a changed file change the digest; it is not secret
+            // (a git blob id) but is left out of the published status when encrypted.
+            path: format!("{}\0{oid}", rel.as_str()),
+            size: *size,
+            encrypted: fleet.collect.encrypt,
+        })
+        .collect();
+    let mut status = current_status(machine, repo, rec, state, published);
+    let digest = digest(&status, fleet.collect.encrypt);
+    for f in &mut status.files {
+        f.path.truncate(f.path.find('\0').unwrap_or(f.path.len()));
+    }
+    let forge_is_ours = forge_has.is_some() && forge_has == state.commit.as_deref();
+    let changed = state.digest.as_deref() != Some(digest.as_str()) || !forge_is_ours;
+    let heartbeat = now - state.published >= HEARTBEAT;
+    let poll = fleet.poll().as_secs() as i64;
+    if !(changed || heartbeat) || (limit_per_poll && now - state.published < poll) {
+        return Ok(None);
+    }
+    status.written = now;
+    status.written_at = crate::clock::rfc3339(now);
+    status.agents = agent_states(machine, fleet);
+    let commit = commit_branch(machine, repo, fleet, &home, &files, &status)?;
+    let branch = forge::host_branch(&machine.config.name);
+    let local = format!("refs/heads/{branch}");
+    match forge::push_to(
+        repo.root(),
+        &machine.config.remote,
+        &local,
+        &branch,
+        None,
+        true,
+    )? {
+        PushOutcome::Pushed => {}
+        PushOutcome::Rejected => {
+            return Err(Error::refused(format!(
+                "the forge refused the force-push of {branch} (does it protect the branch?)"
+            )));
+        }
+    }
+    let oid = commit.to_string();
+    let _ = repo.raw().reference(
+        &format!("{}{}", forge::HOSTS_REFS, machine.config.name),
+        commit,
+        true,
+        "fleetkey: published",
+    );
+    state.digest = Some(digest);
+    state.published = now;
+    state.commit = Some(oid.clone());
+    state.status = Some(status);
+    crate::log::info(&format!("published {branch}"));
+    Ok(Some(oid))
+}
+
+/// The agents as a cycle can tell without asking the service manager (no command runs): their
+/// files installed, and for the watcher whether the process that marked itself ready
+/// (`watch-ready`) still runs.
+fn agent_states(machine: &Machine, fleet: &FleetConfig) -> Vec<AgentState> {
+    let watcher_runs =
+        std::fs::read_to_string(machine.paths.state_dir.join(crate::sync::watch::READY_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+            .map(|pid| rustix::process::test_kill_process(pid).is_ok());
+    crate::agents::current_file_status(&machine.paths, fleet)
+        .map(|list| {
+            list.into_iter()
+                .map(|a| {
+                    let agent = serde_json::to_value(a.agent)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let loaded = if agent == "watch" {
+                        Some(watcher_runs.unwrap_or(false))
+                    } else {
+                        None
+                    };
+                    AgentState {
+                        agent,
+                        installed: a.installed,
+                        loaded,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes the branch's one commit (no parent, signed) with `status.json` and the files, read
+/// again now (sealed to the roster when `[collect] encrypt` is on).
+fn commit_branch(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    home: &HomeDir,
+    files: &[(HomeRel, u64, String)],
+    status: &HostStatus,
+) -> Result<git2::Oid> {
+    let raw = repo.raw();
+    let git = || Error::git("cannot write the host branch");
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    let text = serde_json::to_vec_pretty(status).expect("status serializes");
+    update.upsert(
+        "status.json",
+        raw.blob(&text).map_err(git())?,
+        git2::FileMode::Blob,
+    );
+    let roster = if fleet.collect.encrypt {
+        Some(crate::roster::Roster::load(Path::new(
+            &machine.config.repo,
+        ))?)
+    } else {
+        None
+    };
+    for (rel, _, _) in files {
+        let content = home.read_file(rel, limits::COLLECT_FILE)?;
+        let (dir, bytes) = match &roster {
+            Some(roster) => (
+                "sealed",
+                crate::secrets::Sealer::for_roster(roster)?.seal(&content.bytes)?,
+            ),
+            None => ("files", content.bytes),
+        };
+        let blob = raw.blob(&bytes).map_err(git())?;
+        update.upsert(
+            format!("{dir}/{}", rel.as_str()),
+            blob,
+            git2::FileMode::Blob,
+        );
+    }
+    let empty = raw
+        .treebuilder(None)
+        .and_then(|b| b.write())
+        .and_then(|id| raw.find_tree(id))
+        .map_err(git())?;
+    let tree_id = update.create_updated(raw, &empty).map_err(git())?;
+    let tree = raw.find_tree(tree_id).map_err(git())?;
+    let name = &machine.config.name;
+    crate::signing::commit(
+        raw,
+        repo.signer()?,
+        Some(&format!("refs/heads/{}", forge::host_branch(name))),
+        &format!("{name}: status and collected files"),
+        &tree,
+        &[],
+    )
+}
