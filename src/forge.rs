@@ -421,11 +421,7 @@ pub fn remote_refs(url: &str, branch: Option<&str>) -> Result<RemoteRefs> {
     cmd.arg(format!("refs/heads/{}*", host_branch("")));
     let (_, out) = run(cmd)?;
     if !out.status.success() {
-        return Err(ErrorKind::ForgeUnreachable {
-            remote: url.into(),
-            stderr: stderr_of(&out),
-        }
-        .into());
+        return Err(failure(url, &out, Doing::Reading));
     }
     Ok(parse_remote_refs(
         &String::from_utf8_lossy(&out.stdout),
@@ -450,11 +446,7 @@ pub fn fetch_hosts(repo: &Path, remote: &str) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(ErrorKind::ForgeUnreachable {
-            remote: remote.into(),
-            stderr: stderr_of(&out),
-        }
-        .into())
+        Err(failure(remote, &out, Doing::Reading))
     }
 }
 
