@@ -35,6 +35,7 @@ pub mod exchange;
 pub mod integrate;
 pub mod managed;
 pub mod plan;
+pub mod poke;
 pub mod recover;
 pub mod state;
 pub mod tree;
@@ -124,6 +125,14 @@ fn run(machine: &Machine, network: Network, now: i64, rec: &mut CycleRecord) -> 
     // nothing: members would refuse its commits.
     let member = exchange::may_push(&repo)?;
     let missing = if member {
+        // A member that has not published its poke key yet (new, or from before pokes) does
+        // so now; a failure only means peers cannot poke it yet.
+        if let Err(e) = poke::publish_key(machine, &repo) {
+            crate::log::warn(&format!("cannot publish this machine's poke key: {e}"));
+        }
+        if let Err(e) = poke::adopt_wanted_address(machine, &repo) {
+            crate::log::warn(&format!("cannot set this machine's address: {e}"));
+        }
         backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
     } else {
         crate::log::info("this machine is not an active member of the fleet: nothing is captured");

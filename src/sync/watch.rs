@@ -44,18 +44,21 @@ const CHANNEL: usize = 1024;
 #[derive(Debug)]
 pub struct Critical(pub Error);
 
-/// What the notify callback hands to the loop.
+/// What the event sources (notify's callback, the poke socket) hand to the loop.
 #[derive(Debug)]
 enum Msg {
     Paths(Vec<PathBuf>),
     Rescan,
+    /// A peer pushed and poked this machine (`fleetkey poke`): pull now.
+    Poke,
 }
 
 /// Runs the watcher until a critical error.
 pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
     let overflow = Arc::new(AtomicBool::new(false));
-    let mut watcher = make_watcher(tx, overflow.clone()).map_err(Critical)?;
+    let mut watcher = make_watcher(tx.clone(), overflow.clone()).map_err(Critical)?;
+    listen_for_pokes(&machine.paths.state_dir, tx);
     let mut watched: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
 
     // The checked managed list: a refused entry is neither watched nor captured.
@@ -106,6 +109,10 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
                             "the forge holds a commit that is not authentic: {} (claims {}): {}; nothing from it was applied (exit status 3 for `fleetkey sync`)",
                             r.commit, r.machine, r.why
                         ));
+                    }
+                    if rec.pushed {
+                        // In the background: the pokes never delay or fail the cycle.
+                        super::poke::poke_in_background(machine);
                     }
                     if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
                         crate::log::info(&format!(
@@ -161,6 +168,10 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
         let wait = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(Msg::Rescan) => debounce.event(Instant::now()),
+            Ok(Msg::Poke) => {
+                crate::log::debug("poked by a peer: pulling now");
+                due_cycle = true;
+            }
             Ok(Msg::Paths(paths)) => {
                 if paths
                     .iter()
@@ -193,6 +204,32 @@ fn mark_ready(state_dir: &Path) {
     if let Err(e) = written {
         crate::log::warn(&format!("cannot record that the watcher is ready: {e}"));
     }
+}
+
+/// Binds the poke socket and feeds each poke into the loop's channel from a thread of its own.
+/// Without the socket (a path too long for a unix socket, say) the watcher still polls.
+fn listen_for_pokes(state_dir: &Path, tx: SyncSender<Msg>) {
+    let inbox = crate::files::ensure_private_dir(state_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| super::poke::Inbox::bind(state_dir).map_err(|e| e.to_string()));
+    let inbox = match inbox {
+        Ok(inbox) => inbox,
+        Err(e) => {
+            crate::log::warn(&format!(
+                "peers cannot poke this watcher (no socket in {}: {e}); it polls",
+                state_dir.display()
+            ));
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        while inbox.wait().is_ok() {
+            match tx.try_send(Msg::Poke) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    });
 }
 
 fn make_watcher(
