@@ -432,7 +432,7 @@ fn a_sync_that_brings_a_new_poll_reloads_exactly_the_puller() {
     );
     let fleet = other.join("fleet.toml");
     let text = std::fs::read_to_string(&fleet).unwrap();
-    std::fs::write(&fleet, text.replace("poll = \"60s\"", "poll = \"45s\"")).unwrap();
+    std::fs::write(&fleet, text.replace("poll = \"15s\"", "poll = \"45s\"")).unwrap();
     run_ok(
         Command::new("git")
             .arg("-C")

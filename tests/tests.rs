@@ -9,6 +9,7 @@ mod authorized_keys_cli;
 mod chezmoi_init;
 mod init_and_secrets;
 mod lifecycle;
+mod poke;
 mod snapshots;
 mod sshd;
 mod status_doctor;
