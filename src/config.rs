@@ -173,6 +173,26 @@ impl Default for AuthorizedKeysConfig {
     }
 }
 
+/// The three-way merge of `[hosts]`: upstream's, plus each `[hosts.NAME]` that ours changed
+/// and upstream did not (each machine sets its own, so two machines' changes both survive).
+pub fn merge_hosts(
+    base: &BTreeMap<String, HostConfig>,
+    ours: &BTreeMap<String, HostConfig>,
+    theirs: &BTreeMap<String, HostConfig>,
+) -> BTreeMap<String, HostConfig> {
+    let mut out = theirs.clone();
+    for name in base.keys().chain(ours.keys()) {
+        let (b, o) = (base.get(name), ours.get(name));
+        if o != b && theirs.get(name) == b {
+            match o {
+                Some(h) => out.insert(name.clone(), h.clone()),
+                None => out.remove(name),
+            };
+        }
+    }
+    out
+}
+
 fn default_settle() -> String {
     "2s".into()
 }
@@ -727,6 +747,31 @@ address = "alice@mbp.example.ts.net"
             "alice@mbp.example.ts.net"
         );
         assert_eq!(FleetConfig::default().poll(), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn two_machines_setting_their_own_address_at_once_both_keep_it() {
+        let host = |a: &str| HostConfig {
+            address: Some(a.into()),
+        };
+        let base: BTreeMap<_, _> = [("c".to_string(), host("c@old"))].into();
+        let mut ours = base.clone();
+        ours.insert("a".into(), host("a@h"));
+        ours.remove("c");
+        let mut theirs = base.clone();
+        theirs.insert("b".into(), host("b@h"));
+        let merged = merge_hosts(&base, &ours, &theirs);
+        assert_eq!(
+            merged.keys().collect::<Vec<_>>(),
+            ["a", "b"],
+            "ours added a and cleared c; theirs added b"
+        );
+        // Both changed the same machine: upstream wins.
+        let mut ours = base.clone();
+        ours.insert("c".into(), host("c@ours"));
+        let mut theirs = base.clone();
+        theirs.insert("c".into(), host("c@theirs"));
+        assert_eq!(merge_hosts(&base, &ours, &theirs)["c"], host("c@theirs"));
     }
 
     #[test]

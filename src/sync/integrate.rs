@@ -125,17 +125,7 @@ pub fn integrate(
                 t.sync.paths = managed::merge_sets(&b.sync.paths, &o.sync.paths, &t.sync.paths);
                 t.sync.private =
                     managed::merge_sets(&b.sync.private, &o.sync.private, &t.sync.private);
-                // Each machine sets its own [hosts.NAME]: keep a change ours made that
-                // upstream did not touch.
-                for name in b.hosts.keys().chain(o.hosts.keys()) {
-                    let (bh, oh) = (b.hosts.get(name), o.hosts.get(name));
-                    if oh != bh && t.hosts.get(name) == bh {
-                        match oh {
-                            Some(h) => t.hosts.insert(name.clone(), h.clone()),
-                            None => t.hosts.remove(name),
-                        };
-                    }
-                }
+                t.hosts = crate::config::merge_hosts(&b.hosts, &o.hosts, &t.hosts);
                 let text = t.file_text();
                 put(repo, &mut index, FleetConfig::FILE, text.as_bytes(), false)?;
             }
