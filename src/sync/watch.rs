@@ -81,6 +81,8 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let mut due_cycle = true;
     let mut next_poll = Instant::now() + poll;
     let mut retry_at: Option<Instant> = None;
+    // A poke means the forge moved: that cycle fetches without asking for the ref first.
+    let mut poked = false;
     crate::log::info(&format!(
         "watching {} managed paths ({} directories), settle {settle:?}, poll {poll:?}",
         managed_list.len(),
@@ -101,7 +103,12 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
         if due_cycle {
             due_cycle = false;
             retry_at = None;
-            match cycle(machine, Network::CheapCheck) {
+            let network = if std::mem::take(&mut poked) {
+                Network::Full
+            } else {
+                Network::CheapCheck
+            };
+            match cycle(machine, network) {
                 Ok(rec) => {
                     backoff.succeed();
                     for r in &rec.refused {
@@ -171,6 +178,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             Ok(Msg::Poke) => {
                 crate::log::debug("poked by a peer: pulling now");
                 due_cycle = true;
+                poked = true;
             }
             Ok(Msg::Paths(paths)) => {
                 if paths
