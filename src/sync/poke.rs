@@ -44,15 +44,9 @@ pub const STATE: &str = "pokes.json";
 /// How long one ssh attempt may take, connect and command (ConnectTimeout is 3 s of it).
 pub const ATTEMPT: Duration = Duration::from_secs(8);
 
-/// This machine's poke key: the existing one, or a new one.
+/// This machine's poke key: the existing one, or a new one (see [`crate::setup::poke_key`]).
 pub fn ensure_key(paths: &Paths, name: &str) -> Result<SigningKey> {
-    let path = paths.poke_key_file();
-    if path.exists() {
-        return SigningKey::load(&path);
-    }
-    let key = SigningKey::generate(&format!("fleetkey-poke@{name}"))?;
-    key.create(&path)?;
-    Ok(key)
+    crate::setup::poke_key(paths, name)
 }
 
 /// Publishes this machine's poke key as `keys/NAME.poke.pub` when the clone does not hold it
