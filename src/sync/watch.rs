@@ -5,7 +5,9 @@
 //! it into one bounded channel; one loop consumes the channel. A full channel, a backend error
 //! or a backend "rescan" notice sets a flag that makes the next cycle a full rescan (every cycle
 //! captures by walking the managed paths, so a rescan is simply a cycle). The loop sleeps in
-//! `recv_timeout` until the next deadline (settle, poll or retry): no busy polling.
+//! `recv_timeout` until the next deadline (settle, poll, poke or retry): no busy polling. A
+//! peer's poke (a datagram on `poke.sock`, read by a thread of its own into the same channel)
+//! makes the next cycle fetch at once; pokes coalesce, at most one cycle per [`POKE_GAP`].
 //!
 //! What is watched: the DIRECTORIES holding managed paths (editors save by writing a temp file
 //! and renaming it over the original, which a watch on the file itself would miss): a managed
@@ -36,6 +38,9 @@ use super::managed::{self, Managed};
 use super::plan::Plan;
 use super::state::Manifest;
 use super::{Network, cycle};
+
+/// The least time between two cycles that pokes start.
+const POKE_GAP: Duration = Duration::from_secs(1);
 
 /// Capacity of the event channel; beyond it events are dropped and a rescan is flagged.
 const CHANNEL: usize = 1024;
@@ -81,8 +86,12 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let mut due_cycle = true;
     let mut next_poll = Instant::now() + poll;
     let mut retry_at: Option<Instant> = None;
-    // A poke means the forge moved: that cycle fetches without asking for the ref first.
+    // A poke means the forge moved: that cycle fetches without asking for the ref first. Pokes
+    // coalesce into one cycle, at most one per POKE_GAP, so a flood of pokes is not a flood of
+    // fetches.
     let mut poked = false;
+    let mut poke_at: Option<Instant> = None;
+    let mut last_poke_cycle: Option<Instant> = None;
     crate::log::info(&format!(
         "watching {} managed paths ({} directories), settle {settle:?}, poll {poll:?}",
         managed_list.len(),
@@ -97,12 +106,19 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
         if debounce.fire(now) {
             due_cycle = true;
         }
-        if now >= next_poll || retry_at.is_some_and(|r| now >= r) {
+        if now >= next_poll
+            || retry_at.is_some_and(|r| now >= r)
+            || poke_at.is_some_and(|p| now >= p)
+        {
             due_cycle = true;
         }
         if due_cycle {
             due_cycle = false;
             retry_at = None;
+            poke_at = None;
+            if poked {
+                last_poke_cycle = Some(now);
+            }
             let network = if std::mem::take(&mut poked) {
                 Network::Full
             } else {
@@ -167,7 +183,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             continue;
         }
 
-        let deadline = [Some(next_poll), retry_at, debounce.deadline()]
+        let deadline = [Some(next_poll), retry_at, poke_at, debounce.deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -177,7 +193,9 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             Ok(Msg::Rescan) => debounce.event(Instant::now()),
             Ok(Msg::Poke) => {
                 crate::log::debug("poked by a peer: pulling now");
-                due_cycle = true;
+                let now = Instant::now();
+                let at = last_poke_cycle.map_or(now, |t| now.max(t + POKE_GAP));
+                poke_at = Some(poke_at.map_or(at, |p| p.min(at)));
                 poked = true;
             }
             Ok(Msg::Paths(paths)) => {
