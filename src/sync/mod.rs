@@ -2,7 +2,9 @@
 //!
 //! 1. lock (one flock shared by the watcher, the puller and every manual command);
 //! 2. repair what a killed command left ([`recover`]);
-//! 3. capture every managed path into the clone and commit it ([`backend::capture_and_commit`]);
+//! 3. a member that has not yet published its poke key or the address `--address` asked for
+//!    commits them ([`poke`]); capture every managed path into the clone and commit it
+//!    ([`backend::capture_and_commit`]);
 //! 4. fetch, integrate the forge's commits in memory, push; again on a rejected push
 //!    ([`exchange`]);
 //! 5. apply the result to the live files, with conflict copies of what lost
@@ -11,7 +13,8 @@
 //!    fleet.toml changed; unlock.
 //!
 //! Used by `fleetkey sync` (once), `pull` (once or every DURATION) and `watch` (after each
-//! settled change). Local work goes through libgit2; only fetch, push and the cheap ref check
+//! settled change, each poll and each poke; after a cycle that pushed, the watcher pokes its
+//! peers in the background, [`poke`]). Local work goes through libgit2; only fetch, push and the cheap ref check
 //! run the `git` command line ([`crate::forge`]). When the forge cannot be reached, every local
 //! commit stays, the local state is still applied, the cycle is recorded as `offline` and the
 //! command exits 75.
