@@ -402,3 +402,25 @@ pub fn run() -> Result<i32> {
     }
     Ok(if failed { 1 } else { 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::poke_fix;
+
+    #[test]
+    fn each_usual_poke_failure_gets_its_own_fix() {
+        let fix = |e: &str| poke_fix(e, "mini", "alice@mini");
+        assert!(
+            fix("ssh: connect to host mini port 22: Connection refused").contains("Remote Login")
+        );
+        assert!(fix("Host key verification failed.").contains("ssh alice@mini true"));
+        assert!(
+            fix("alice@mini: Permission denied (publickey).").contains("`fleetkey sync` on mini")
+        );
+        assert!(
+            fix("ssh: Could not resolve hostname mini: Name or service not known")
+                .contains("does not resolve")
+        );
+        assert!(fix("no answer within 8s").contains("online"));
+    }
+}
