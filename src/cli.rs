@@ -46,6 +46,9 @@ pub enum Cmd {
         /// How dotfiles are captured and applied.
         #[arg(long, value_enum)]
         backend: Option<Backend>,
+        /// The SSH address peers poke this machine at (`user@host`, `ssh://user@host:port`).
+        #[arg(long, value_name = "DEST")]
+        address: Option<String>,
     },
     /// Join a fleet: on a new machine with --remote, or make a bundle on an enrolled one.
     ///
@@ -66,6 +69,9 @@ pub enum Cmd {
         /// Read the bundle passphrase from the first line of FILE instead of prompting.
         #[arg(long, value_name = "FILE", requires = "bundle")]
         passphrase_file: Option<PathBuf>,
+        /// The SSH address peers poke the new machine at; set once it is approved.
+        #[arg(long, value_name = "DEST")]
+        address: Option<String>,
     },
     /// Admit a pending machine: its keys join the roster and the secrets are re-encrypted.
     Approve {
@@ -86,6 +92,9 @@ pub enum Cmd {
         /// Read the passphrase from the first line of FILE instead of prompting.
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
+        /// The SSH address peers poke this machine at.
+        #[arg(long, value_name = "DEST")]
+        address: Option<String>,
     },
     /// Give this machine a new age identity (and a new SSH key with --ssh).
     Rotate {
@@ -246,6 +255,17 @@ pub enum Cmd {
     },
     /// The watcher daemon: a cycle after each settled change, and a pull every `poll`.
     Watch,
+    /// Ask this machine's running watcher to pull now; a no-op when none runs.
+    ///
+    /// Peers run it over SSH after each push, through a forced command in authorized_keys that
+    /// admits their poke key for this and nothing else. It reads nothing from the client.
+    Poke,
+    /// Set or clear the SSH address peers poke this machine at (`[hosts.NAME] address`).
+    Address {
+        /// The address action.
+        #[command(subcommand)]
+        action: AddressCmd,
+    },
     /// Install, inspect and remove the background agents (launchd on macOS, systemd on Linux).
     ///
     /// The watcher runs `fleetkey watch` all the time; the puller runs `fleetkey pull` every
@@ -472,6 +492,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// `fleetkey address …`.
+#[derive(Debug, Subcommand)]
+pub enum AddressCmd {
+    /// Set this machine's address: an ssh destination, `user@host` or `ssh://user@host:port`.
+    Set {
+        /// The destination peers run `ssh` against.
+        destination: String,
+        /// Commit locally only; the next cycle pushes it.
+        #[arg(long)]
+        no_push: bool,
+    },
+    /// Remove this machine's address: peers no longer poke it (it still polls).
+    Clear {
+        /// Commit locally only; the next cycle pushes it.
+        #[arg(long)]
+        no_push: bool,
+    },
 }
 
 /// `fleetkey forge …`.

@@ -6,6 +6,7 @@
 //! non-atomically, or quote a file's content in an error (a TOML error names the line, the
 //! column and the key; the line itself may be a secret that a symlink or a typo brought in).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -118,6 +119,9 @@ pub struct FleetConfig {
     /// What each machine publishes on its host branch for the others to gather.
     #[serde(default, skip_serializing_if = "CollectConfig::is_empty")]
     pub collect: CollectConfig,
+    /// Per-machine settings (`[hosts.NAME]`), by machine name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, HostConfig>,
 }
 
 /// `[collect]` in fleet.toml: the files every machine publishes on its branch
@@ -139,6 +143,15 @@ impl CollectConfig {
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty() && !self.encrypt
     }
+}
+
+/// `[hosts.NAME]` in fleet.toml: one machine's own settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Where peers poke this machine over SSH (see [`crate::address`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// `[sync]` in fleet.toml.
@@ -233,11 +246,31 @@ impl Default for AuthorizedKeysConfig {
     }
 }
 
+/// The three-way merge of `[hosts]`: upstream's, plus each `[hosts.NAME]` that ours changed
+/// and upstream did not (each machine sets its own, so two machines' changes both survive).
+pub fn merge_hosts(
+    base: &BTreeMap<String, HostConfig>,
+    ours: &BTreeMap<String, HostConfig>,
+    theirs: &BTreeMap<String, HostConfig>,
+) -> BTreeMap<String, HostConfig> {
+    let mut out = theirs.clone();
+    for name in base.keys().chain(ours.keys()) {
+        let (b, o) = (base.get(name), ours.get(name));
+        if o != b && theirs.get(name) == b {
+            match o {
+                Some(h) => out.insert(name.clone(), h.clone()),
+                None => out.remove(name),
+            };
+        }
+    }
+    out
+}
+
 fn default_settle() -> String {
     "2s".into()
 }
 fn default_poll() -> String {
-    "60s".into()
+    "15s".into()
 }
 fn default_branch() -> String {
     "main".into()
@@ -288,7 +321,40 @@ impl FleetConfig {
             }
             .into());
         }
+        for (name, host) in &self.hosts {
+            let key = |what: &str| format!("hosts.{what}");
+            crate::roster::check_name(name).map_err(|_| ErrorKind::ConfigValue {
+                path: path.to_path_buf(),
+                key: key("NAME"),
+                problem: "a [hosts.NAME] section whose NAME is not a machine name".into(),
+            })?;
+            if let Some(address) = &host.address {
+                crate::address::Address::parse(address).map_err(|problem| {
+                    ErrorKind::ConfigValue {
+                        path: path.to_path_buf(),
+                        key: key(&format!("{name}.address")),
+                        problem: format!("not an ssh destination: {problem}"),
+                    }
+                })?;
+            }
+        }
         Ok(())
+    }
+
+    /// The checked address of machine `name`, if it has one. An address that fails the check
+    /// (only possible in a fleet.toml that was never validated) is treated as none.
+    pub fn address(&self, name: &str) -> Option<crate::address::Address> {
+        let text = self.hosts.get(name)?.address.as_deref()?;
+        crate::address::Address::parse(text).ok()
+    }
+
+    /// Sets (or with `None` clears) machine `name`'s address; an empty `[hosts.NAME]` goes.
+    pub fn set_address(&mut self, name: &str, address: Option<&crate::address::Address>) {
+        let host = self.hosts.entry(name.to_string()).or_default();
+        host.address = address.map(|a| a.as_str().to_string());
+        if host == &HostConfig::default() {
+            self.hosts.remove(name);
+        }
     }
 
     /// The settle time. Never panics: a value that [`FleetConfig::validate`] would refuse
@@ -613,9 +679,9 @@ mod tests {
         cfg.sync.settle = "18446744073709551615s".into();
         cfg.sync.poll = "0s".into();
         assert_eq!(cfg.settle(), Duration::from_secs(2));
-        assert_eq!(cfg.poll(), Duration::from_secs(60));
+        assert_eq!(cfg.poll(), Duration::from_secs(15));
         cfg.sync.poll = "garbage".into();
-        assert_eq!(cfg.poll(), Duration::from_secs(60));
+        assert_eq!(cfg.poll(), Duration::from_secs(15));
     }
 
     #[test]
@@ -743,10 +809,61 @@ branch = "main"
 materialize = "~/.config/fleetkey/secrets.env"
 [authorized_keys]
 path = "~/.ssh/authorized_keys"
+[hosts.mbp]
+address = "alice@mbp.example.ts.net"
 "#;
         let cfg: FleetConfig = toml::from_str(text).unwrap();
         assert_eq!(cfg.sync.paths, ["~/.zshrc", "~/.config/git/"]);
         assert_eq!(cfg.poll(), Duration::from_secs(60));
+        assert_eq!(
+            cfg.address("mbp").unwrap().as_str(),
+            "alice@mbp.example.ts.net"
+        );
+        assert_eq!(FleetConfig::default().poll(), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn two_machines_setting_their_own_address_at_once_both_keep_it() {
+        let host = |a: &str| HostConfig {
+            address: Some(a.into()),
+        };
+        let base: BTreeMap<_, _> = [("c".to_string(), host("c@old"))].into();
+        let mut ours = base.clone();
+        ours.insert("a".into(), host("a@h"));
+        ours.remove("c");
+        let mut theirs = base.clone();
+        theirs.insert("b".into(), host("b@h"));
+        let merged = merge_hosts(&base, &ours, &theirs);
+        assert_eq!(
+            merged.keys().collect::<Vec<_>>(),
+            ["a", "b"],
+            "ours added a and cleared c; theirs added b"
+        );
+        // Both changed the same machine: upstream wins.
+        let mut ours = base.clone();
+        ours.insert("c".into(), host("c@ours"));
+        let mut theirs = base.clone();
+        theirs.insert("c".into(), host("c@theirs"));
+        assert_eq!(merge_hosts(&base, &ours, &theirs)["c"], host("c@theirs"));
+    }
+
+    #[test]
+    fn a_hostile_address_makes_fleet_toml_invalid_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("fleet.toml"),
+            "[hosts.b]\naddress = \"-oProxyCommand=touch /tmp/x\"\n",
+        )
+        .unwrap();
+        let err = FleetConfig::load(dir.path()).unwrap_err();
+        let text = format!("{err}");
+        assert!(text.contains("hosts.b.address"), "{text}");
+        assert!(!text.contains("ProxyCommand"), "{text}");
+        let mut cfg = FleetConfig::default();
+        cfg.set_address("b", Some(&crate::address::Address::parse("u@h").unwrap()));
+        assert!(cfg.to_toml().contains("[hosts.b]"));
+        cfg.set_address("b", None);
+        assert!(cfg.hosts.is_empty());
     }
 
     #[test]

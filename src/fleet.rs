@@ -40,6 +40,7 @@ fn warn_once(message: &str) {
 }
 
 /// This machine, set up.
+#[derive(Debug, Clone)]
 pub struct Machine {
     /// Where things are.
     pub paths: Paths,
@@ -184,6 +185,7 @@ impl Machine {
     pub fn lock(&self) -> Result<Lock> {
         let lock = Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)?;
         forge::record_children_in(self.paths.state_dir.join("git-child"));
+        forge::multiplex(&self.paths.state_dir, &self.config.remote);
         forge::reap_orphan();
         crate::secrets::sweep_stale_edits(&self.paths.state_dir);
         Ok(lock)

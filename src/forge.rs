@@ -35,10 +35,19 @@ const KEPT_ENV: &[&str] = &[
 ];
 
 /// A `git` command with the cleaned environment, run in `dir` when given.
+///
+/// The ssh command git runs for ssh forges, in order of precedence:
+/// 1. the user's own `GIT_SSH_COMMAND`, unchanged;
+/// 2. the user's own `core.sshCommand` (git config), unchanged: fleetkey sets nothing;
+/// 3. otherwise `ssh -o BatchMode=yes`, plus, once [`multiplex`] named a ControlMaster socket,
+///    `-o ControlMaster=auto -o ControlPersist=… -o ControlPath=…`, so the poll's ref check
+///    costs one round trip over a connection kept open, not a new handshake. Everything else
+///    (host aliases, users, keys, ProxyJump) still comes from `~/.ssh/config`: options on the
+///    command line only win over the same options there.
 pub fn git(dir: Option<&Path>) -> Command {
     let mut cmd = crate::child::command("git", KEPT_ENV);
-    if std::env::var_os("GIT_SSH_COMMAND").is_none() {
-        cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+    if std::env::var_os("GIT_SSH_COMMAND").is_none() && !user_ssh_command() {
+        cmd.env("GIT_SSH_COMMAND", default_ssh_command());
     }
     cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "")
@@ -58,6 +67,88 @@ fn describe(cmd: &Command) -> String {
         text.push_str(&arg.to_string_lossy());
     }
     text
+}
+
+/// How long an idle multiplexed forge connection stays open: well above the default poll, so
+/// a watcher keeps one connection for as long as it runs.
+pub const CONTROL_PERSIST: Duration = Duration::from_secs(300);
+
+/// Longest ControlPath used: ssh adds a 17-byte suffix while it sets the socket up, and a unix
+/// socket path holds at most 104 bytes on macOS (108 on Linux).
+const CONTROL_PATH_MAX: usize = 104 - 17 - 1;
+
+/// The ControlMaster socket for the forge, once [`multiplex`] set it.
+static CONTROL_PATH: OnceLock<Option<String>> = OnceLock::new();
+
+/// Multiplexes this process's ssh connections to the forge `remote` (ssh:// or `user@host:`
+/// forms only) over a ControlMaster socket in `state_dir`, named by a hash of the remote so
+/// that a moved forge never reuses the old connection. Skipped (git connects as usual) when
+/// the path would be too long for a unix socket or holds characters that need quoting.
+pub fn multiplex(state_dir: &Path, remote: &str) {
+    let _ = CONTROL_PATH.set(control_path(state_dir, remote));
+}
+
+/// The ControlPath for `remote` under `state_dir`, when it can be one.
+pub fn control_path(state_dir: &Path, remote: &str) -> Option<String> {
+    if !is_ssh_remote(remote) {
+        return None;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    remote.hash(&mut h);
+    let path = state_dir.join(format!("cm-{:012x}", h.finish() & 0xffff_ffff_ffff));
+    let text = path.to_str()?.to_string();
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if !plain || text.len() > CONTROL_PATH_MAX {
+        crate::log::debug(&format!(
+            "no multiplexed forge connection: {} is too long or needs quoting",
+            path.display()
+        ));
+        return None;
+    }
+    Some(text)
+}
+
+/// Whether git reaches `remote` over ssh: `ssh://…`, `git+ssh://…`, or scp-like `host:path`.
+pub fn is_ssh_remote(remote: &str) -> bool {
+    if remote.starts_with("ssh://") || remote.starts_with("git+ssh://") {
+        return true;
+    }
+    if remote.contains("://") || remote.starts_with('/') || remote.starts_with('.') {
+        return false;
+    }
+    match (remote.find(':'), remote.find('/')) {
+        (Some(colon), Some(slash)) => colon < slash,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// The ssh command fleetkey gives git when the user set none.
+pub fn default_ssh_command() -> String {
+    match CONTROL_PATH.get().cloned().flatten() {
+        Some(path) => format!(
+            "ssh -o BatchMode=yes -o ControlMaster=auto -o ControlPersist={} -o ControlPath={path}",
+            CONTROL_PERSIST.as_secs()
+        ),
+        None => "ssh -o BatchMode=yes".into(),
+    }
+}
+
+/// Whether the user's git config sets `core.sshCommand` (asked once per process).
+fn user_ssh_command() -> bool {
+    static SET: OnceLock<bool> = OnceLock::new();
+    *SET.get_or_init(|| {
+        let mut cmd = crate::child::command("git", &["XDG_CONFIG_HOME"]);
+        cmd.args(["config", "--global", "--get", "core.sshCommand"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd.output()
+            .map(|o| o.status.success() && !o.stdout.trim_ascii().is_empty())
+            .unwrap_or(false)
+    })
 }
 
 /// Where the running `git` child is recorded (set once the cycle lock is held).
@@ -595,6 +686,43 @@ pub fn list_branches(url: &str, prefix: &str) -> Result<Vec<String>> {
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter_map(|r| r.strip_prefix(&full).map(str::to_string))
         .collect())
+}
+
+#[cfg(test)]
+mod multiplex_tests {
+    use super::*;
+
+    #[test]
+    fn only_ssh_forges_are_multiplexed_with_a_short_plain_path() {
+        let dir = Path::new("/home/a/.local/state/fleetkey");
+        for ssh in [
+            "ssh://git@h/x.git",
+            "git@h:me/x.git",
+            "h:x",
+            "git+ssh://h/x",
+        ] {
+            let p = control_path(dir, ssh).unwrap();
+            assert!(p.starts_with("/home/a/.local/state/fleetkey/cm-"), "{p}");
+            assert!(p.len() <= CONTROL_PATH_MAX);
+        }
+        for other in [
+            "https://h/x.git",
+            "/srv/x.git",
+            "./x",
+            "git://h/x",
+            "file:///x",
+        ] {
+            assert_eq!(control_path(dir, other), None, "{other}");
+        }
+        assert_ne!(
+            control_path(dir, "ssh://a/x"),
+            control_path(dir, "ssh://b/x"),
+            "a moved forge gets its own connection"
+        );
+        let long = Path::new("/").join("d".repeat(90));
+        assert_eq!(control_path(&long, "ssh://a/x"), None);
+        assert_eq!(control_path(Path::new("/a b/s"), "ssh://a/x"), None);
+    }
 }
 
 #[cfg(test)]

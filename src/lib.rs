@@ -25,6 +25,7 @@ pub(crate) mod output;
 pub(crate) mod paths;
 // The fleet's data: settings, keys and the roster, the secrets and their grammar, the
 // authorized_keys merge, the clone.
+pub(crate) mod address;
 pub(crate) mod authorized_keys;
 pub(crate) mod bundle;
 pub(crate) mod config;
@@ -53,7 +54,7 @@ pub use error::{Error, Result};
 
 use clap::Parser;
 
-use cli::{AgentsCmd, Args, Cmd, ConfigCmd, ForgeCmd, RemoteCmd, SecretsCmd};
+use cli::{AddressCmd, AgentsCmd, Args, Cmd, ConfigCmd, ForgeCmd, RemoteCmd, SecretsCmd};
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
@@ -86,23 +87,44 @@ fn dispatch(args: Args) -> Result<i32> {
             name,
             remote,
             backend,
-        } => commands::init::run(commands::init::InitOptions {
-            name,
-            remote,
-            backend,
-        }),
+            address,
+        } => {
+            let address = address
+                .as_deref()
+                .map(commands::address::parse)
+                .transpose()?;
+            commands::init::run(commands::init::InitOptions {
+                name,
+                remote,
+                backend,
+            })
+            .and_then(|()| want_address(address.as_ref()))
+        }
         Cmd::Enroll {
             name,
             remote,
             bundle,
             passphrase_file,
-        } => match (remote, bundle) {
-            (_, Some(file)) => {
-                commands::lifecycle::enroll_bundle(&name, &file, passphrase_file.as_deref())
+            address,
+        } => {
+            let address = address
+                .as_deref()
+                .map(commands::address::parse)
+                .transpose()?;
+            match (remote, bundle) {
+                (_, Some(file)) => {
+                    if address.is_some() {
+                        return Err(Error::refused(
+                            "--address belongs to the new machine: give it to `fleetkey join` there",
+                        ));
+                    }
+                    commands::lifecycle::enroll_bundle(&name, &file, passphrase_file.as_deref())
+                }
+                (Some(remote), None) => commands::lifecycle::enroll_here(&name, &remote)
+                    .and_then(|()| want_address(address.as_ref())),
+                (None, None) => unreachable!("clap requires --remote or --bundle"),
             }
-            (Some(remote), None) => commands::lifecycle::enroll_here(&name, &remote),
-            (None, None) => unreachable!("clap requires --remote or --bundle"),
-        },
+        }
         Cmd::Approve { name, fingerprint } => {
             commands::approve::approve(&name, fingerprint.as_deref())
         }
@@ -110,7 +132,15 @@ fn dispatch(args: Args) -> Result<i32> {
             file,
             remote,
             passphrase_file,
-        } => commands::lifecycle::join(&file, &remote, passphrase_file.as_deref()),
+            address,
+        } => {
+            let address = address
+                .as_deref()
+                .map(commands::address::parse)
+                .transpose()?;
+            commands::lifecycle::join(&file, &remote, passphrase_file.as_deref())
+                .and_then(|()| want_address(address.as_ref()))
+        }
         Cmd::Rotate { ssh } => commands::lifecycle::rotate(ssh),
         Cmd::Status { json } => commands::status::run(json),
         Cmd::Fleet { json } => commands::fleet::run(json),
@@ -182,6 +212,14 @@ fn dispatch(args: Args) -> Result<i32> {
         Cmd::Sync { offline } => commands::sync::sync(offline),
         Cmd::Pull { every } => commands::sync::pull(every.as_deref()),
         Cmd::Watch => commands::sync::watch(),
+        Cmd::Poke => commands::address::poke(),
+        Cmd::Address { action } => match action {
+            AddressCmd::Set {
+                destination,
+                no_push,
+            } => commands::address::set(Some(&destination), !no_push),
+            AddressCmd::Clear { no_push } => commands::address::set(None, !no_push),
+        },
         Cmd::Agents { action } => match action {
             AgentsCmd::Install { dry_run } => commands::agents::install(dry_run),
             AgentsCmd::Uninstall { dry_run } => commands::agents::uninstall(dry_run),
@@ -192,6 +230,15 @@ fn dispatch(args: Args) -> Result<i32> {
         Cmd::Man { out } => commands::manual::man(out.as_deref()),
     };
     done.map(|()| 0)
+}
+
+/// `--address` of `init`, `enroll` and `join`: kept for this machine's first cycle as a member
+/// to commit (see [`commands::address`]).
+fn want_address(address: Option<&address::Address>) -> Result<()> {
+    match address {
+        Some(a) => commands::address::want(&paths::Paths::from_env()?, a),
+        None => Ok(()),
+    }
 }
 
 /// Prints `fleetkey: error: …`, then each cause, then the hint.

@@ -64,6 +64,12 @@ impl Paths {
         self.config_dir.join("retired")
     }
 
+    /// `poke_key`: the key this machine pokes its peers with (OpenSSH ed25519, 0600); peers
+    /// admit it only to run `fleetkey poke`.
+    pub fn poke_key_file(&self) -> PathBuf {
+        self.config_dir.join("poke_key")
+    }
+
     /// `signing_key`: this machine's commit-signing key (OpenSSH ed25519, 0600).
     pub fn signing_key_file(&self) -> PathBuf {
         self.config_dir.join("signing_key")

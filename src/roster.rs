@@ -51,6 +51,8 @@ pub struct Member {
     /// Its commit-signing keys (`keys/NAME.sign.pub`): one, or two while a `rotate` hands over
     /// from the old key to the new.
     pub signing: Vec<ssh_key::PublicKey>,
+    /// Its poke key (`keys/NAME.poke.pub`): what its peers admit only to run `fleetkey poke`.
+    pub poke: Vec<ssh_key::PublicKey>,
 }
 
 /// A key in `keys/revoked`.
@@ -112,6 +114,11 @@ pub mod layout {
     pub fn sign_pub(dir: &str, name: &str) -> String {
         format!("{dir}/{name}.sign.pub")
     }
+
+    /// `keys/NAME.poke.pub`: the machine's poke key (see [`crate::sync::poke`]).
+    pub fn poke_pub(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.poke.pub")
+    }
 }
 
 impl Roster {
@@ -152,27 +159,74 @@ impl Roster {
     }
 }
 
-/// The roster of the `keys/` directory `keys_dir`, as the merge takes it: active keys with their
-/// machines, and revoked keys.
-pub fn fleet_keys(
-    keys_dir: &Path,
-) -> Result<(
-    Vec<crate::authorized_keys::FleetKey>,
-    Vec<ssh_key::PublicKey>,
-)> {
+/// The roster of the `keys/` directory `keys_dir`, as the merge takes it.
+#[derive(Debug, Clone, Default)]
+pub struct FleetKeys {
+    /// Active login keys with their machines.
+    pub active: Vec<crate::authorized_keys::FleetKey>,
+    /// Revoked keys.
+    pub revoked: Vec<ssh_key::PublicKey>,
+    /// The poke keys of the active machines other than this one.
+    pub poke: Vec<crate::authorized_keys::FleetKey>,
+}
+
+/// The roster of the `keys/` directory `keys_dir`, as the merge on machine `me` takes it (its
+/// own poke key is left out: a machine never pokes itself).
+pub fn fleet_keys(keys_dir: &Path, me: Option<&str>) -> Result<FleetKeys> {
     let roster = SshRoster::load(keys_dir)?;
-    let active = roster
-        .active
+    let flat = |list: Vec<(String, Vec<ssh_key::PublicKey>)>| {
+        list.into_iter()
+            .flat_map(|(machine, keys)| {
+                keys.into_iter()
+                    .map(move |key| crate::authorized_keys::FleetKey {
+                        machine: machine.clone(),
+                        key,
+                    })
+            })
+            .collect::<Vec<_>>()
+    };
+    let poke = roster
+        .poke
         .into_iter()
-        .flat_map(|(machine, keys)| {
-            keys.into_iter()
-                .map(move |key| crate::authorized_keys::FleetKey {
-                    machine: machine.clone(),
-                    key,
-                })
-        })
+        .filter(|(machine, _)| Some(machine.as_str()) != me)
         .collect();
-    Ok((active, roster.revoked))
+    Ok(FleetKeys {
+        active: flat(roster.active),
+        revoked: roster.revoked,
+        poke: flat(poke),
+    })
+}
+
+impl FleetKeys {
+    /// The merge's view of these keys; `command` is this machine's fleetkey path for the poke
+    /// lines (`None` leaves the poke lines out, and removes any fleetkey wrote before).
+    pub fn roster<'a>(&'a self, command: Option<&'a str>) -> crate::authorized_keys::Roster<'a> {
+        crate::authorized_keys::Roster {
+            active: &self.active,
+            revoked: &self.revoked,
+            poke: command.map(|command| crate::authorized_keys::Poke {
+                keys: &self.poke,
+                command,
+            }),
+        }
+    }
+}
+
+/// The absolute path of the running fleetkey binary, as a poke line's forced command runs it;
+/// `None` (with a warning) when it cannot be written there.
+pub fn poke_command() -> Option<String> {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .ok()?;
+    let text = exe.to_str()?.to_string();
+    if crate::authorized_keys::poke_command_ok(&text) {
+        Some(text)
+    } else {
+        crate::log::warn(
+            "the fleetkey binary's path holds a quote, backslash or control character: peers cannot poke this machine",
+        );
+        None
+    }
 }
 
 /// What the authorized_keys merge needs, read without touching age recipients (this runs on
@@ -181,6 +235,8 @@ pub fn fleet_keys(
 pub struct SshRoster {
     /// Active machines and their SSH keys, by name.
     pub active: Vec<(String, Vec<ssh_key::PublicKey>)>,
+    /// Active machines and their poke keys, by name.
+    pub poke: Vec<(String, Vec<ssh_key::PublicKey>)>,
     /// Revoked SSH keys.
     pub revoked: Vec<ssh_key::PublicKey>,
 }
@@ -189,9 +245,14 @@ impl SshRoster {
     /// Reads the SSH side of the roster from the `keys/` directory `keys_dir`.
     pub fn load(keys_dir: &Path) -> Result<SshRoster> {
         let mut active = Vec::new();
+        let mut poke = Vec::new();
         for (name, files) in member_files(keys_dir)? {
             if let Some(ssh) = files.ssh {
-                active.push((name, read_ssh_keys(&ssh)?));
+                active.push((name.clone(), read_ssh_keys(&ssh)?));
+            }
+            // Only a member (one with an age recipient) may be poked from.
+            if let (Some(p), Some(_)) = (files.poke, files.age) {
+                poke.push((name, read_ssh_keys(&p)?));
             }
         }
         let revoked = load_revoked(&keys_dir.join("revoked"))?
@@ -201,7 +262,11 @@ impl SshRoster {
                 RevokedKey::Age(_) => None,
             })
             .collect();
-        Ok(SshRoster { active, revoked })
+        Ok(SshRoster {
+            active,
+            poke,
+            revoked,
+        })
     }
 }
 
@@ -217,6 +282,7 @@ struct MemberFiles {
     age: Option<PathBuf>,
     ssh: Option<PathBuf>,
     sign: Option<PathBuf>,
+    poke: Option<PathBuf>,
 }
 
 fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
@@ -238,6 +304,8 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
             (n, 1)
         } else if let Some(n) = file_name.strip_suffix(".sign.pub") {
             (n, 2)
+        } else if let Some(n) = file_name.strip_suffix(".poke.pub") {
+            (n, 3)
         } else {
             continue;
         };
@@ -245,15 +313,16 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
         check_name(name).map_err(|_| ErrorKind::BadRoster {
             path: path.clone(),
             line: 0,
-            problem: "the file name is not NAME.age.pub, NAME.ssh.pub or NAME.sign.pub with a \
-                      valid machine name"
+            problem: "the file name is not NAME.age.pub, NAME.ssh.pub, NAME.sign.pub or \
+                      NAME.poke.pub with a valid machine name"
                 .into(),
         })?;
         let slot = members.entry(name.to_string()).or_default();
         match kind {
             0 => slot.age = Some(path),
             1 => slot.ssh = Some(path),
-            _ => slot.sign = Some(path),
+            2 => slot.sign = Some(path),
+            _ => slot.poke = Some(path),
         }
     }
     Ok(members)
@@ -279,11 +348,16 @@ fn load_members(dir: &Path) -> Result<Vec<Member>> {
             Some(p) => read_ssh_keys(&p)?,
             None => Vec::new(),
         };
+        let poke = match files.poke {
+            Some(p) => read_ssh_keys(&p)?,
+            None => Vec::new(),
+        };
         out.push(Member {
             name,
             recipient,
             ssh_keys,
             signing,
+            poke,
         });
     }
     Ok(out)
@@ -405,7 +479,7 @@ pub fn revocation_lines(member: &Member, date: &str, reason: &str) -> String {
         let line = key.to_openssh().expect("a parsed key encodes");
         text.push_str(&format!("{line}\n{note}\n"));
     }
-    for key in &member.signing {
+    for key in member.signing.iter().chain(&member.poke) {
         let line = key.to_openssh().expect("a parsed key encodes");
         text.push_str(&format!("{line}\n{note}\n"));
     }

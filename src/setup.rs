@@ -79,6 +79,18 @@ pub fn signing_key(paths: &Paths, name: &str) -> Result<SigningKey> {
     Ok(key)
 }
 
+/// This machine's poke key (`poke_key`: what it pokes its peers with): the existing one, or a
+/// new one. Its public half is published by the machine's first cycle as a member.
+pub fn poke_key(paths: &Paths, name: &str) -> Result<SigningKey> {
+    let path = paths.poke_key_file();
+    if path.exists() {
+        return SigningKey::load(&path);
+    }
+    let key = SigningKey::generate(&format!("fleetkey-poke@{name}"))?;
+    key.create(&path)?;
+    Ok(key)
+}
+
 /// Moves a clone built in a staging directory to its place and writes config.toml: the last
 /// step of `init`, `enroll` and `join`, so an interrupted one leaves no half-set-up machine.
 pub fn settle_in(
@@ -89,6 +101,7 @@ pub fn settle_in(
     remote: &str,
     trust_root: &str,
 ) -> Result<()> {
+    poke_key(paths, name)?;
     let repo_path = paths.default_repo();
     std::fs::rename(staged, &repo_path)
         .map_err(Error::io("cannot move the clone to", &repo_path))?;

@@ -181,7 +181,8 @@ fn agents_launchd_plists_parse_with_absolute_paths_under_an_awkward_home() {
                 assert_eq!(dict["KeepAlive"].as_boolean(), Some(true));
                 assert!(dict["ThrottleInterval"].as_signed_integer().unwrap() > 0);
             }
-            _ => assert_eq!(dict["StartInterval"].as_signed_integer(), Some(60)),
+            // The default poll.
+            _ => assert_eq!(dict["StartInterval"].as_signed_integer(), Some(15)),
         }
     }
 }
@@ -432,7 +433,7 @@ fn a_sync_that_brings_a_new_poll_reloads_exactly_the_puller() {
     );
     let fleet = other.join("fleet.toml");
     let text = std::fs::read_to_string(&fleet).unwrap();
-    std::fs::write(&fleet, text.replace("poll = \"60s\"", "poll = \"45s\"")).unwrap();
+    std::fs::write(&fleet, text.replace("poll = \"15s\"", "poll = \"45s\"")).unwrap();
     run_ok(
         Command::new("git")
             .arg("-C")

@@ -256,6 +256,14 @@ fn rotate_gives_a_new_identity_the_old_one_cannot_read_and_others_need_nothing()
     pull(beta);
     let old = beta.dir.path().join("old-identity.txt");
     std::fs::copy(beta.identity(), &old).unwrap();
+    let poke_pub = |m: &Machine| {
+        std::fs::read_to_string(m.repo().join("keys/beta.poke.pub")).unwrap_or_default()
+    };
+    let old_poke = poke_pub(beta);
+    assert!(
+        old_poke.starts_with("ssh-ed25519 "),
+        "beta published its poke key: {old_poke:?}"
+    );
     beta.ok(&["rotate"]);
     assert!(
         !beta
@@ -277,6 +285,17 @@ fn rotate_gives_a_new_identity_the_old_one_cannot_read_and_others_need_nothing()
         revoked.contains("# beta ") && revoked.contains(" rotated"),
         "{revoked}"
     );
+    // The poke key is replaced too, and the old one revoked.
+    let new_poke = poke_pub(alpha);
+    assert!(new_poke.starts_with("ssh-ed25519 ") && new_poke != old_poke);
+    let old_blob = old_poke.split_whitespace().nth(1).unwrap();
+    assert!(revoked.contains(old_blob), "{revoked}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(beta.home.join(".config/fleetkey/poke_key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the poke key is private");
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod collect;
 mod init_and_secrets;
 mod lifecycle;
 mod messages;
+mod poke;
 mod snapshots;
 mod sshd;
 mod status_doctor;

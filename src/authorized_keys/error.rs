@@ -65,6 +65,9 @@ pub enum Error {
         /// The other machine listing it.
         second: String,
     },
+    /// The fleetkey path cannot be written inside a poke line's `command="…"`.
+    #[error("the fleetkey binary's path cannot be written as a forced command in authorized_keys")]
+    InvalidPokeCommand,
     /// A machine name cannot be written as a `fleetkey=NAME` marker.
     #[error("machine name {machine:?} cannot be written to authorized_keys")]
     InvalidMachineName {
@@ -118,6 +121,9 @@ impl Error {
             }
             Self::UnsupportedFleetKey { .. } => {
                 "give the machine an ed25519 key: run `fleetkey rotate` on it"
+            }
+            Self::InvalidPokeCommand => {
+                "install fleetkey at an absolute path without quotes, backslashes or control characters"
             }
             Self::UnencodableKey { .. } | Self::EmptyOutput => {
                 "this is a bug in fleetkey; please report it"

@@ -11,8 +11,8 @@ use ssh_key::public::KeyData;
 use super::base64::base64_encode;
 use super::error::Error;
 use super::options::{Options, parse_options};
-use super::tokenize::{KEY_TYPES, fleetkey_marker, scan};
-use super::{ChangeReason, Roster, fingerprint};
+use super::tokenize::{KEY_TYPES, marker, scan};
+use super::{ChangeReason, FleetKey, Roster, fingerprint, poke_command_ok, poke_options};
 
 /// The blob algorithm name fleetkey will match for `key`, if sshd reads keys of its type.
 fn blob_algorithm(key: &PublicKey) -> Option<&'static str> {
@@ -33,6 +33,9 @@ pub(super) struct Active<'r> {
     algorithm: &'static str,
     /// `TYPE BASE64`: the start of the line fleetkey writes, and the sort key after the machine.
     pub(super) text: String,
+    /// For a peer's poke key, the exact options its line carries (`restrict,command="…"`);
+    /// `None` for a login key.
+    pub(super) options: Option<String>,
 }
 
 /// A revoked key, ready to be matched.
@@ -70,7 +73,22 @@ impl<'r> Index<'r> {
         }
 
         let mut active = Vec::with_capacity(roster.active.len());
-        for fleet in roster.active {
+        let poke_options = match roster.poke {
+            Some(poke) if !poke.keys.is_empty() => {
+                if !poke_command_ok(poke.command) {
+                    return Err(Error::InvalidPokeCommand);
+                }
+                Some(poke_options(poke.command))
+            }
+            _ => None,
+        };
+        let login = roster.active.iter().map(|k| (k, None));
+        let pokes = roster
+            .poke
+            .map_or(&[][..], |p| p.keys)
+            .iter()
+            .map(|k: &'r FleetKey| (k, poke_options.clone()));
+        for (fleet, options) in login.chain(pokes) {
             let machine = fleet.machine.as_str();
             if machine.is_empty() || machine.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::InvalidMachineName {
@@ -100,9 +118,17 @@ impl<'r> Index<'r> {
                 blob,
                 algorithm,
                 text,
+                options,
             });
         }
-        active.sort_by(|a, b| a.machine.cmp(b.machine).then_with(|| a.text.cmp(&b.text)));
+        // Login keys first, then poke keys; each by machine, then key text.
+        active.sort_by(|a, b| {
+            (a.options.is_some(), a.machine, &a.text).cmp(&(
+                b.options.is_some(),
+                b.machine,
+                &b.text,
+            ))
+        });
         // The same key listed twice for one machine: once is enough.
         active.dedup_by(|a, b| a.machine == b.machine && a.blob == b.blob);
 
@@ -151,8 +177,8 @@ pub(super) fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdi
         return Verdict::Keep;
     };
     let kind = found.field.kind;
-    let marker = fleetkey_marker(found.field.comment);
-    let owner = || marker.map(|name| String::from_utf8_lossy(name).into_owned());
+    let marker = marker(found.field.comment);
+    let owner = || marker.map(|m| String::from_utf8_lossy(m.name).into_owned());
 
     if let Some(revoked) = index.revoked.get(blob.as_slice())
         && revoked.algorithm == kind.blob
@@ -167,7 +193,14 @@ pub(super) fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdi
         && index.active[at].algorithm == kind.blob
     {
         let fleet = &index.active[at];
-        if marker.is_some_and(|name| name != fleet.machine.as_bytes()) {
+        // fleetkey's own line for this key must be the line fleetkey would write now: the
+        // right machine, the right kind, and (for a poke key) exactly the poke options.
+        let stale = marker.is_some_and(|m| {
+            m.name != fleet.machine.as_bytes()
+                || m.poke != fleet.options.is_some()
+                || (m.poke && !has_options(found.options, fleet.options.as_deref()))
+        });
+        if stale {
             return Verdict::Remove(
                 ChangeReason::LeftFleet,
                 owner(),
@@ -186,4 +219,17 @@ pub(super) fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdi
         return Verdict::Remove(ChangeReason::LeftFleet, owner(), key.key_data().clone());
     }
     Verdict::Keep
+}
+
+/// Whether a line's options (`options`, from their first byte to the end of the line) are
+/// exactly `expected`, followed by the blank that ends them.
+fn has_options(options: Option<&[u8]>, expected: Option<&str>) -> bool {
+    match (options, expected) {
+        (Some(o), Some(e)) => {
+            o.starts_with(e.as_bytes())
+                && o.get(e.len())
+                    .is_some_and(|&b| super::tokenize::is_blank(b))
+        }
+        _ => false,
+    }
 }

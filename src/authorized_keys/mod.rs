@@ -44,7 +44,11 @@
 //!   machine left, rotated its key, or was renamed) it is removed.
 //! - Every active fleet key that no kept line lists as a plain (non-CA) entry is appended as
 //!   `TYPE BASE64 [COMMENT] fleetkey=NAME`, ordered by machine name then key text, with the file's
-//!   line ending. A last line without a newline gets a `\n` first, so its bytes stay its own.
+//!   line ending.
+//! - The other machines' poke keys ([`Poke`]) are appended after them as
+//!   `restrict,command="FLEETKEY poke" TYPE BASE64 fleetkey-poke=NAME`. Such a line is kept
+//!   only while its key is active and its options are exactly those (a moved binary rewrites
+//!   it); a `fleetkey-poke=` line for any other key is removed. A last line without a newline gets a `\n` first, so its bytes stay its own.
 //! - A fleet key the user lists only with options sshd rejects (an unknown option, say) counts as
 //!   listed: fleetkey does not add a bare copy that would lift the user's restriction once the
 //!   typo is fixed. The merge reports it in [`Merge::warnings`] instead, since that machine
@@ -105,6 +109,38 @@ pub struct Roster<'a> {
     pub active: &'a [FleetKey],
     /// Keys no machine may accept (the SSH lines of `keys/revoked`).
     pub revoked: &'a [PublicKey],
+    /// The other machines' poke keys, admitted only to run the poke (see [`Poke`]).
+    pub poke: Option<Poke<'a>>,
+}
+
+/// The peers' poke keys (`keys/NAME.poke.pub`) and the one command they may run.
+///
+/// Each is written as `restrict,command="COMMAND poke" TYPE BASE64 fleetkey-poke=NAME`:
+/// `restrict` forbids a pty and every forwarding, and the forced command ignores whatever the
+/// client asked to run. COMMAND is this machine's own absolute fleetkey path, so the peer's
+/// login PATH never matters. A `fleetkey-poke=` line is kept only while its key is active and
+/// its options are exactly these; otherwise it is removed (and the current line appended).
+#[derive(Clone, Copy, Debug)]
+pub struct Poke<'a> {
+    /// The poke keys, by machine.
+    pub keys: &'a [FleetKey],
+    /// The absolute path of this machine's fleetkey binary: no `"`, `\\`, or control
+    /// character (checked by the merge).
+    pub command: &'a str,
+}
+
+/// The options of a poke line for the fleetkey binary at `command`.
+pub fn poke_options(command: &str) -> String {
+    format!("restrict,command=\"{command} poke\"")
+}
+
+/// Whether `command` can be written inside a `command="…"` option: absolute, and no quote,
+/// backslash, whitespace other than a plain space, or control character.
+pub fn poke_command_ok(command: &str) -> bool {
+    command.starts_with('/')
+        && !command
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control() || (c.is_whitespace() && c != ' '))
 }
 
 /// The result of a merge: the whole new file and what changed.
@@ -258,13 +294,21 @@ pub fn merge(current: &[u8], roster: &Roster<'_>) -> Result<Merge, Error> {
         if added.is_empty() && output.last().is_some_and(|&b| b != b'\n') {
             output.push(b'\n');
         }
-        output.extend_from_slice(fleet.text.as_bytes());
-        let comment = fleet.key.comment().trim();
-        if !comment.is_empty() && !comment.chars().any(char::is_control) {
+        if let Some(options) = &fleet.options {
+            output.extend_from_slice(options.as_bytes());
             output.push(b' ');
-            output.extend_from_slice(comment.as_bytes());
         }
-        output.extend_from_slice(b" fleetkey=");
+        output.extend_from_slice(fleet.text.as_bytes());
+        if fleet.options.is_some() {
+            output.extend_from_slice(b" fleetkey-poke=");
+        } else {
+            let comment = fleet.key.comment().trim();
+            if !comment.is_empty() && !comment.chars().any(char::is_control) {
+                output.push(b' ');
+                output.extend_from_slice(comment.as_bytes());
+            }
+            output.extend_from_slice(b" fleetkey=");
+        }
         output.extend_from_slice(fleet.machine.as_bytes());
         output.extend_from_slice(eol);
         added.push(Change {

@@ -282,6 +282,7 @@ fn run_case(path: &Path) -> Result<(), String> {
     let roster = Roster {
         active: &active,
         revoked: &revoked,
+        poke: None,
     };
     let result = merge(&input, &roster);
     match (
@@ -686,6 +687,7 @@ fn an_inconsistent_roster_is_refused() {
             } else {
                 &revoked
             },
+            poke: None,
         };
         let err = merge(b"# keep me\n", &roster).unwrap_err();
         assert!(
@@ -707,6 +709,7 @@ fn a_key_listed_twice_for_one_machine_is_written_once() {
         &Roster {
             active: &active,
             revoked: &[],
+            poke: None,
         },
     )
     .unwrap();
@@ -738,6 +741,7 @@ fn fleet_key_comments_are_trimmed_and_never_break_a_line() {
             &Roster {
                 active: &active,
                 revoked: &[],
+                poke: None,
             },
         )
         .unwrap();
@@ -759,6 +763,7 @@ fn changes_carry_fingerprints() {
         &Roster {
             active: &active,
             revoked: &[thief],
+            poke: None,
         },
     )
     .unwrap();
@@ -824,6 +829,7 @@ fn a_thousand_line_file_with_two_hundred_fleet_keys() {
     let roster = Roster {
         active: &active,
         revoked: &revoked,
+        poke: None,
     };
     let start = Instant::now();
     let merged = merge(input.as_bytes(), &roster).unwrap();
@@ -1124,7 +1130,7 @@ proptest! {
         final_newline in any::<bool>(),
     ) {
         let (active, revoked) = build_roster(&roles);
-        let roster = Roster { active: &active, revoked: &revoked };
+        let roster = Roster { active: &active, revoked: &revoked, poke: None };
         let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
         let mut input = Vec::new();
         let mut fates = Vec::new();
@@ -1159,7 +1165,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_and_are_kept(input in vec(any::<u8>(), 0..4096)) {
         let (active, revoked) = fixed_roster();
-        let roster = Roster { active: &active, revoked: &revoked };
+        let roster = Roster { active: &active, revoked: &revoked, poke: None };
         let merged = merge(&input, &roster).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // Random bytes never hold a readable revoked key or a fleetkey line: nothing goes.
         prop_assert!(merged.removed.is_empty());
@@ -1179,7 +1185,7 @@ proptest! {
         ];
         let input: String = pieces.into_iter().map(|i| fragments[i]).collect();
         let (active, revoked) = fixed_roster();
-        let roster = Roster { active: &active, revoked: &revoked };
+        let roster = Roster { active: &active, revoked: &revoked, poke: None };
         let merged = merge(input.as_bytes(), &roster).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(!merged.output.is_empty());
         assert_keeps_unremoved_lines(input.as_bytes(), &merged)?;
@@ -1190,5 +1196,73 @@ proptest! {
     #[test]
     fn keys_files_never_panic(text in any::<String>()) {
         let _ = parse_public_keys(&text, Path::new("keys/x.ssh.pub"));
+    }
+}
+
+/// A peer's poke key is written restricted to the poke, kept while current, rewritten when the
+/// binary moves, and removed when it leaves or is revoked; user lines stay byte for byte.
+#[test]
+fn poke_keys_are_written_restricted_and_follow_the_roster() {
+    let active = [fleet("laptop", "laptop-ed25519")];
+    let poke = [fleet("desktop", "desktop-ed25519")];
+    let roster = |command, poke: &'static [FleetKey], revoked: &'static [PublicKey]| Roster {
+        active: Box::leak(Box::new(active.clone())),
+        revoked,
+        poke: Some(Poke {
+            keys: poke,
+            command,
+        }),
+    };
+    let poke: &'static [FleetKey] = Box::leak(Box::new(poke));
+    let user = b"# mine\nno-pty ssh-ed25519 AAAA me\n";
+    let first = merge(user, &roster("/usr/local/bin/fleetkey", poke, &[])).unwrap();
+    let text = String::from_utf8(first.output.clone()).unwrap();
+    let desktop = key_text("desktop-ed25519").unwrap();
+    assert!(
+        text.starts_with("# mine\nno-pty ssh-ed25519 AAAA me\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "restrict,command=\"/usr/local/bin/fleetkey poke\" {desktop} fleetkey-poke=desktop\n"
+        )),
+        "{text}"
+    );
+    assert_eq!(first.added.len(), 2);
+    let again = merge(&first.output, &roster("/usr/local/bin/fleetkey", poke, &[])).unwrap();
+    assert!(!again.changed(), "running twice changes nothing");
+
+    let moved = merge(
+        &first.output,
+        &roster("/opt/homebrew/bin/fleetkey", poke, &[]),
+    )
+    .unwrap();
+    let moved_text = String::from_utf8(moved.output.clone()).unwrap();
+    assert!(!moved_text.contains("/usr/local/bin"), "{moved_text}");
+    assert!(moved_text.contains("command=\"/opt/homebrew/bin/fleetkey poke\""));
+    assert_eq!(moved.removed.len(), 1);
+
+    let gone = merge(&first.output, &roster("/usr/local/bin/fleetkey", &[], &[])).unwrap();
+    assert!(!String::from_utf8_lossy(&gone.output).contains("fleetkey-poke="));
+    let revoked: &'static [PublicKey] = Box::leak(Box::new([corpus_key("desktop-ed25519")]));
+    let cut = merge(
+        &first.output,
+        &roster("/usr/local/bin/fleetkey", &[], revoked),
+    )
+    .unwrap();
+    assert_eq!(cut.removed[0].why, ChangeReason::Revoked);
+    assert!(cut.output.starts_with(user));
+
+    for bad in ["fleetkey", "/a\"b", "/a\\b", "/a\nb"] {
+        assert!(
+            matches!(
+                merge(
+                    user,
+                    &roster(Box::leak(bad.to_string().into_boxed_str()), poke, &[])
+                ),
+                Err(Error::InvalidPokeCommand)
+            ),
+            "{bad:?}"
+        );
     }
 }

@@ -123,6 +123,36 @@ fn advance_past_options(s: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// Which of fleetkey's own markers ends a line's comment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Marker<'l> {
+    /// The machine name.
+    pub(super) name: &'l [u8],
+    /// `fleetkey-poke=NAME` (a poke line) rather than `fleetkey=NAME`.
+    pub(super) poke: bool,
+}
+
+/// fleetkey's marker at the end of a comment: `fleetkey=NAME` or `fleetkey-poke=NAME`.
+pub(super) fn marker(comment: &[u8]) -> Option<Marker<'_>> {
+    if let Some(name) = fleetkey_marker(comment) {
+        return Some(Marker { name, poke: false });
+    }
+    last_token(comment)?
+        .strip_prefix(b"fleetkey-poke=")
+        .filter(|name| !name.is_empty())
+        .map(|name| Marker { name, poke: true })
+}
+
+fn last_token(comment: &[u8]) -> Option<&[u8]> {
+    let end = comment.iter().rposition(|&b| !is_c_space(b))? + 1;
+    let comment = &comment[..end];
+    let start = comment
+        .iter()
+        .rposition(|&b| is_blank(b))
+        .map_or(0, |i| i + 1);
+    Some(&comment[start..])
+}
+
 /// The machine name of a `fleetkey=NAME` marker: the last blank-separated token of the comment.
 pub(super) fn fleetkey_marker(comment: &[u8]) -> Option<&[u8]> {
     let end = comment.iter().rposition(|&b| !is_c_space(b))? + 1;

@@ -135,6 +135,8 @@ pub fn read_request(repo: &git2::Repository, oid: git2::Oid, name: &str) -> Resu
         recipient,
         ssh_keys,
         signing: vec![signing],
+        // A new member publishes its poke key itself, with its first cycle as a member.
+        poke: Vec::new(),
     })
 }
 

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::authorized_keys::{
-    self, INPUT_LIMIT, Merge, Roster, log_warnings, merge_into_file, read_target,
+    self, INPUT_LIMIT, Merge, log_warnings, merge_into_file, read_target,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
@@ -31,18 +31,23 @@ pub enum Mode {
 
 /// Runs the command; returns the exit code (1 from `--check` when the file would change).
 pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
+    // This machine's name leaves its own poke key out; with `--keys DIR` and no setup, every
+    // member's poke key is admitted.
+    let machine = Machine::load().ok();
+    let me = machine.as_ref().map(|m| m.config.name.clone());
     let keys_dir = match keys {
         Some(dir) => dir.to_path_buf(),
-        None => Machine::load()?
-            .config
-            .repo
-            .join(crate::roster::layout::KEYS),
+        None => match &machine {
+            Some(m) => m.config.repo.join(crate::roster::layout::KEYS),
+            None => Machine::load()?
+                .config
+                .repo
+                .join(crate::roster::layout::KEYS),
+        },
     };
-    let (active, revoked) = fleet_keys(&keys_dir)?;
-    let roster = Roster {
-        active: &active,
-        revoked: &revoked,
-    };
+    let keys = fleet_keys(&keys_dir, me.as_deref())?;
+    let command = crate::roster::poke_command();
+    let roster = keys.roster(command.as_deref());
     if let Mode::Apply(path) = &mode {
         let merged = merge_into_file(&roster, path)?;
         report(&merged, path, false)?;

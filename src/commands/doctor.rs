@@ -203,6 +203,7 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
     if let Ok(f) = &fleet {
         out.push(forge_agreement(&machine.config.remote, f.forge.as_deref()));
     }
+    out.extend(peer_checks(machine));
     match Roster::load(&machine.config.repo) {
         Ok(r) if r.active(&machine.config.name).is_some() => {
             out.push(check("roster", Verdict::Ok, format!("{} is active", machine.config.name)))
@@ -277,6 +278,61 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         }
     }
     out
+}
+
+/// Each peer with an address: a real poke (harmless: it only makes that peer pull), with the
+/// fix for the usual failures. A peer that cannot be poked still gets every change at its next
+/// poll, so this is a warning, not a failure.
+fn peer_checks(machine: &Machine) -> Vec<Check> {
+    let peers = crate::sync::poke::peers(machine);
+    let outcomes = crate::sync::poke::poke_peers(machine, &peers);
+    peers
+        .iter()
+        .map(|peer| {
+            let what = format!("poke {}", peer.name);
+            match outcomes.get(&peer.name) {
+                Some(r) if r.reached => {
+                    check(&what, Verdict::Ok, format!("{} answers", peer.address))
+                }
+                other => {
+                    let error = other
+                        .and_then(|r| r.error.clone())
+                        .unwrap_or_else(|| "no answer".into());
+                    check(
+                        &what,
+                        Verdict::Warn,
+                        format!(
+                            "{} cannot be poked ({error}); {}; until then it catches up at its poll",
+                            peer.address,
+                            poke_fix(&error, &peer.name, peer.address.as_str())
+                        ),
+                    )
+                }
+            }
+        })
+        .collect()
+}
+
+/// The fix for a failed poke, from ssh's error line.
+pub fn poke_fix(error: &str, name: &str, address: &str) -> String {
+    let e = error.to_ascii_lowercase();
+    if e.contains("host key verification failed") || e.contains("no ed25519 host key") {
+        format!(
+            "its host key is unknown here: run `ssh {address} true` once, compare the fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on {name}, and accept it"
+        )
+    } else if e.contains("connection refused") {
+        format!(
+            "nothing listens for SSH on {name}: on macOS turn on Remote Login (System Settings > General > Sharing, or `sudo systemsetup -setremotelogin on`); on Linux start sshd"
+        )
+    } else if e.contains("permission denied") {
+        format!(
+            "{name} does not admit this machine's poke key yet: run `fleetkey sync` on {name} (its authorized_keys merge adds the key), and check the user in the address"
+        )
+    } else if e.contains("could not resolve") || e.contains("name or service not known") {
+        "the host name does not resolve: check the address (`fleetkey address set DEST` on that machine)".into()
+    } else {
+        format!("check that {name} is online and that `ssh {address} true` works from here")
+    }
 }
 
 /// The trust model: a pinned root, a signing key, and whether the last cycle refused commits.
@@ -428,4 +484,26 @@ pub fn run() -> Result<i32> {
         outln!("{tag}  {:<20} {}", c.what, c.detail)?;
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poke_fix;
+
+    #[test]
+    fn each_usual_poke_failure_gets_its_own_fix() {
+        let fix = |e: &str| poke_fix(e, "mini", "alice@mini");
+        assert!(
+            fix("ssh: connect to host mini port 22: Connection refused").contains("Remote Login")
+        );
+        assert!(fix("Host key verification failed.").contains("ssh alice@mini true"));
+        assert!(
+            fix("alice@mini: Permission denied (publickey).").contains("`fleetkey sync` on mini")
+        );
+        assert!(
+            fix("ssh: Could not resolve hostname mini: Name or service not known")
+                .contains("does not resolve")
+        );
+        assert!(fix("no answer within 8s").contains("online"));
+    }
 }

@@ -534,7 +534,49 @@ pub fn rotate(ssh: bool) -> Result<()> {
     ))?;
     outln!("fleetkey: {me} has a new age identity: {new_recipient}")?;
     outln!("  signing key: {}", next_sign.fingerprint())?;
-    Ok(())
+    rotate_poke_key(&machine, &repo, &fleet)
+}
+
+/// Step 3 of `rotate`: a new poke key replaces the old, which goes to keys/revoked. The new key
+/// takes the old one's place on disk first (one rename), so a crash at any later point leaves
+/// a key that the next cycle publishes; the old key's lines go from every authorized_keys
+/// either way (a `fleetkey-poke=` line whose key left the roster is removed).
+fn rotate_poke_key(machine: &Machine, repo: &FleetRepo, fleet: &FleetConfig) -> Result<()> {
+    let me = &machine.config.name;
+    let path = machine.paths.poke_key_file();
+    let next = path.with_file_name("poke_key.next");
+    let _ = std::fs::remove_file(&next);
+    let key = SigningKey::generate(&format!("fleetkey-poke@{me}"))?;
+    key.create(&next)?;
+    std::fs::rename(&next, &path).map_err(Error::io("cannot replace the poke key at", &path))?;
+    let roster = Roster::load(repo.root())?;
+    let old: Vec<ssh_key::PublicKey> = roster
+        .active(me)
+        .map(|m| m.poke.clone())
+        .unwrap_or_default();
+    let poke_path = layout::poke_pub(layout::KEYS, me);
+    files::write_atomic(
+        &repo.root().join(&poke_path),
+        format!("{}\n", key.public_line()).as_bytes(),
+        0o644,
+    )?;
+    let mut revoked_text = read_revoked(repo.root())?;
+    let today = clock::date(clock::now_unix());
+    for k in &old {
+        let line = k.to_openssh().expect("a parsed key encodes");
+        revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
+    }
+    files::write_atomic(
+        &repo.root().join(layout::REVOKED),
+        revoked_text.as_bytes(),
+        0o644,
+    )?;
+    repo.commit_paths(
+        &[&poke_path, layout::REVOKED],
+        &format!("{me}: rotate its poke key"),
+    )?;
+    outln!("  poke key:    {}", key.fingerprint())?;
+    sync::push_merging_upstream(machine, repo, fleet)
 }
 
 /// Replaces `~/.ssh/id_ed25519` with a new pair; the old pair is kept aside with a suffix (it
@@ -668,6 +710,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         layout::age_pub(dir, name),
         layout::ssh_pub(dir, name),
         layout::sign_pub(dir, name),
+        layout::poke_pub(dir, name),
     ];
     for f in &key_files {
         let p = repo.root().join(f);
@@ -694,7 +737,34 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
             roster.active.len()
         )?;
     }
-    sync::push_merging_upstream(&machine, &repo, &fleet)
+    sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    poke_remaining_peers(&machine)
+}
+
+/// After a revocation is on the forge, pokes every remaining peer that has an address, so each
+/// online machine drops the revoked key within seconds instead of at its next poll.
+fn poke_remaining_peers(machine: &Machine) -> Result<()> {
+    let peers = sync::poke::peers(machine);
+    if peers.is_empty() {
+        return Ok(());
+    }
+    let outcomes = sync::poke::poke_peers(machine, &peers);
+    let reached: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, r)| r.reached)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    outln!(
+        "fleetkey: poked {} of {} peers{}; the others apply it at their next poll",
+        reached.len(),
+        peers.len(),
+        if reached.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reached.join(", "))
+        }
+    )?;
+    Ok(())
 }
 
 /// `revoke NAME --compromised` for a machine already revoked: the exposure report over every

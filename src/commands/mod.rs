@@ -1,6 +1,7 @@
 //! The commands: each submodule turns one part of the command line into work on the modules
 //! that own the concerns.
 
+pub mod address;
 pub mod agents;
 pub mod approve;
 pub mod authorized_keys;

@@ -73,6 +73,20 @@ pub struct FleetStatus {
     pub revoked: Vec<String>,
     /// Keys an active machine rotated away (in keys/revoked, but the machine is a member).
     pub retired_keys: Vec<String>,
+    /// Each active machine that has an address: where peers poke it, and how this machine's
+    /// last poke of it went.
+    pub addresses: Vec<AddressStatus>,
+}
+
+/// One machine's address and this machine's last poke of it.
+#[derive(Debug, Serialize)]
+pub struct AddressStatus {
+    /// The machine.
+    pub name: String,
+    /// Its address (`[hosts.NAME] address`).
+    pub address: String,
+    /// This machine's last poke of it (none for this machine itself, or before any push).
+    pub last_poke: Option<crate::sync::poke::PokeRecord>,
 }
 
 /// The clone against the forge.
@@ -240,6 +254,26 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         },
     };
 
+    let pokes = crate::sync::poke::load_state(&machine.paths.state_dir);
+    let addresses = match machine.fleet_config() {
+        Ok(fleet) => roster
+            .active
+            .iter()
+            .filter_map(|m| {
+                let address = fleet.address(&m.name)?;
+                Some(AddressStatus {
+                    name: m.name.clone(),
+                    address: address.to_string(),
+                    last_poke: pokes
+                        .get(&m.name)
+                        .filter(|p| p.address == address.as_str())
+                        .cloned(),
+                })
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+
     Ok(Status {
         machine: MachineStatus {
             name: machine.config.name.clone(),
@@ -254,6 +288,7 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             pending,
             revoked,
             retired_keys,
+            addresses,
         },
         sync: SyncStatus {
             ahead,
@@ -353,6 +388,19 @@ fn render(s: &Status) -> String {
     }
     if let Some(line) = &s.fleet_summary {
         out.push_str(&format!("  {line}   (fleetkey fleet)\n"));
+    }
+    for a in &s.fleet.addresses {
+        let poke = match &a.last_poke {
+            _ if a.name == m.name => "this machine".to_string(),
+            None => "not poked yet".to_string(),
+            Some(p) if p.reached => format!("last poke reached it at {}", p.at),
+            Some(p) => format!(
+                "last poke FAILED at {}: {}",
+                p.at,
+                p.error.as_deref().unwrap_or("no answer")
+            ),
+        };
+        out.push_str(&format!("  {} at {}: {poke}\n", a.name, a.address));
     }
     out.push_str(&format!(
         "sync     {} ahead, {} behind the forge {}\n",

@@ -396,7 +396,12 @@ pub fn materialize_secrets(
 /// SSH keys into `target` (`[authorized_keys] path`, checked by the plan) after every apply, so
 /// an approved machine's key arrives and a revoked one leaves. A fleet with no SSH key yet
 /// leaves the file alone; a path through a symlink is refused. Returns whether the file changed.
-pub fn authorized_keys(repo_root: &Path, home: &HomeDir, target: Option<&HomeRel>) -> Result<bool> {
+pub fn authorized_keys(
+    repo_root: &Path,
+    me: &str,
+    home: &HomeDir,
+    target: Option<&HomeRel>,
+) -> Result<bool> {
     let Some(rel) = target else {
         return Ok(false);
     };
@@ -411,11 +416,9 @@ pub fn authorized_keys(repo_root: &Path, home: &HomeDir, target: Option<&HomeRel
         }
     })?;
     let keys = repo_root.join(crate::roster::layout::KEYS);
-    let (active, revoked) = crate::roster::fleet_keys(&keys)?;
-    let roster = crate::authorized_keys::Roster {
-        active: &active,
-        revoked: &revoked,
-    };
+    let keys = crate::roster::fleet_keys(&keys, Some(me))?;
+    let command = crate::roster::poke_command();
+    let roster = keys.roster(command.as_deref());
     match crate::authorized_keys::merge_into_file(&roster, &path) {
         Ok(merged) => Ok(merged.changed()),
         // A fleet with no SSH key yet leaves the file alone; nothing to merge.

@@ -134,7 +134,12 @@ pub fn apply_head(
     }
     if plan.fleet.backend == Backend::Native {
         // With chezmoi, its modify_ hook does the authorized_keys merge.
-        if let Err(e) = apply::authorized_keys(repo.root(), &home, plan.authorized_keys.as_ref()) {
+        if let Err(e) = apply::authorized_keys(
+            repo.root(),
+            &machine.config.name,
+            &home,
+            plan.authorized_keys.as_ref(),
+        ) {
             applied.held_back.push(format!(
                 "authorized_keys was not merged: {}{}",
                 crate::error::chain(&e),

@@ -128,6 +128,7 @@ pub fn integrate(
                 t.sync.ignore = managed::merge_sets(&b.sync.ignore, &o.sync.ignore, &t.sync.ignore);
                 t.sync.literal =
                     managed::merge_sets(&b.sync.literal, &o.sync.literal, &t.sync.literal);
+                t.hosts = crate::config::merge_hosts(&b.hosts, &o.hosts, &t.hosts);
                 let text = t.file_text();
                 put(repo, &mut index, FleetConfig::FILE, text.as_bytes(), false)?;
             }

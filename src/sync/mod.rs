@@ -2,7 +2,9 @@
 //!
 //! 1. lock (one flock shared by the watcher, the puller and every manual command);
 //! 2. repair what a killed command left ([`recover`]);
-//! 3. capture every managed path into the clone and commit it ([`backend::capture_and_commit`]);
+//! 3. a member that has not yet published its poke key or the address `--address` asked for
+//!    commits them ([`poke`]); capture every managed path into the clone and commit it
+//!    ([`backend::capture_and_commit`]);
 //! 4. fetch, integrate the forge's commits in memory, push; again on a rejected push
 //!    ([`exchange`]); when the integrated fleet.toml moved the fleet to another forge, the same
 //!    with the new one ([`forge_move`]);
@@ -14,7 +16,8 @@
 //!    fleet.toml changed; unlock.
 //!
 //! Used by `fleetkey sync` (once), `pull` (once or every DURATION) and `watch` (after each
-//! settled change). Local work goes through libgit2; only fetch, push and the cheap ref check
+//! settled change, each poll and each poke; after a cycle that pushed, the watcher pokes its
+//! peers in the background, [`poke`]). Local work goes through libgit2; only fetch, push and the cheap ref check
 //! run the `git` command line ([`crate::forge`]). When the forge cannot be reached, every local
 //! commit stays, the local state is still applied, the cycle is recorded as `offline` and the
 //! command exits 75.
@@ -45,6 +48,7 @@ pub mod notify;
 pub mod overrides;
 pub mod placeholder;
 pub mod plan;
+pub mod poke;
 pub mod preview;
 pub mod recover;
 pub mod restore;
@@ -173,6 +177,14 @@ fn run(
     // nothing: members would refuse its commits.
     let member = exchange::may_push(&repo)?;
     let missing = if member {
+        // A member that has not published its poke key yet (new, or from before pokes) does
+        // so now; a failure only means peers cannot poke it yet.
+        if let Err(e) = poke::publish_key(machine, &repo) {
+            crate::log::warn(&format!("cannot publish this machine's poke key: {e}"));
+        }
+        if let Err(e) = poke::adopt_wanted_address(machine, &repo) {
+            crate::log::warn(&format!("cannot set this machine's address: {e}"));
+        }
         backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
     } else {
         crate::log::info("this machine is not an active member of the fleet: nothing is captured");

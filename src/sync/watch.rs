@@ -5,7 +5,9 @@
 //! it into one bounded channel; one loop consumes the channel. A full channel, a backend error
 //! or a backend "rescan" notice sets a flag that makes the next cycle a full rescan (every cycle
 //! captures by walking the managed paths, so a rescan is simply a cycle). The loop sleeps in
-//! `recv_timeout` until the next deadline (settle, poll or retry): no busy polling.
+//! `recv_timeout` until the next deadline (settle, poll, poke or retry): no busy polling. A
+//! peer's poke (a datagram on `poke.sock`, read by a thread of its own into the same channel)
+//! makes the next cycle fetch at once; pokes coalesce, at most one cycle per [`POKE_GAP`].
 //!
 //! What is watched: the DIRECTORIES holding managed paths (editors save by writing a temp file
 //! and renaming it over the original, which a watch on the file itself would miss): a managed
@@ -38,6 +40,9 @@ use super::plan::Plan;
 use super::state::Manifest;
 use super::{Network, cycle};
 
+/// The least time between two cycles that pokes start.
+const POKE_GAP: Duration = Duration::from_secs(1);
+
 /// Capacity of the event channel; beyond it events are dropped and a rescan is flagged.
 const CHANNEL: usize = 1024;
 
@@ -45,18 +50,21 @@ const CHANNEL: usize = 1024;
 #[derive(Debug)]
 pub struct Critical(pub Error);
 
-/// What the notify callback hands to the loop.
+/// What the event sources (notify's callback, the poke socket) hand to the loop.
 #[derive(Debug)]
 enum Msg {
     Paths(Vec<PathBuf>),
     Rescan,
+    /// A peer pushed and poked this machine (`fleetkey poke`): pull now.
+    Poke,
 }
 
 /// Runs the watcher until a critical error.
 pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
     let overflow = Arc::new(AtomicBool::new(false));
-    let mut watcher = make_watcher(tx, overflow.clone()).map_err(Critical)?;
+    let mut watcher = make_watcher(tx.clone(), overflow.clone()).map_err(Critical)?;
+    listen_for_pokes(&machine.paths.state_dir, tx);
     let mut watched: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
 
     // The checked managed list: a refused entry is neither watched nor captured.
@@ -80,6 +88,12 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let mut due_cycle = true;
     let mut next_poll = Instant::now() + poll;
     let mut retry_at: Option<Instant> = None;
+    // A poke means the forge moved: that cycle fetches without asking for the ref first. Pokes
+    // coalesce into one cycle, at most one per POKE_GAP, so a flood of pokes is not a flood of
+    // fetches.
+    let mut poked = false;
+    let mut poke_at: Option<Instant> = None;
+    let mut last_poke_cycle: Option<Instant> = None;
     crate::log::info(&format!(
         "watching {} managed paths ({} directories), settle {settle:?}, poll {poll:?}",
         managed_list.len(),
@@ -94,13 +108,25 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
         if debounce.fire(now) {
             due_cycle = true;
         }
-        if now >= next_poll || retry_at.is_some_and(|r| now >= r) {
+        if now >= next_poll
+            || retry_at.is_some_and(|r| now >= r)
+            || poke_at.is_some_and(|p| now >= p)
+        {
             due_cycle = true;
         }
         if due_cycle {
             due_cycle = false;
             retry_at = None;
-            match cycle(machine, Network::CheapCheck) {
+            poke_at = None;
+            if poked {
+                last_poke_cycle = Some(now);
+            }
+            let network = if std::mem::take(&mut poked) {
+                Network::Full
+            } else {
+                Network::CheapCheck
+            };
+            match cycle(machine, network) {
                 Ok(rec) => {
                     backoff.succeed();
                     for r in &rec.refused {
@@ -108,6 +134,10 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
                             "the forge holds a commit that is not authentic: {} (claims {}): {}; nothing from it was applied (exit status 3 for `fleetkey sync`)",
                             r.commit, r.machine, r.why
                         ));
+                    }
+                    if rec.pushed {
+                        // In the background: the pokes never delay or fail the cycle.
+                        super::poke::poke_in_background(machine);
                     }
                     if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
                         crate::log::info(&format!(
@@ -156,7 +186,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             continue;
         }
 
-        let deadline = [Some(next_poll), retry_at, debounce.deadline()]
+        let deadline = [Some(next_poll), retry_at, poke_at, debounce.deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -164,6 +194,13 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
         let wait = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(Msg::Rescan) => debounce.event(Instant::now()),
+            Ok(Msg::Poke) => {
+                crate::log::debug("poked by a peer: pulling now");
+                let now = Instant::now();
+                let at = last_poke_cycle.map_or(now, |t| now.max(t + POKE_GAP));
+                poke_at = Some(poke_at.map_or(at, |p| p.min(at)));
+                poked = true;
+            }
             Ok(Msg::Paths(paths)) => {
                 if paths
                     .iter()
@@ -196,6 +233,32 @@ fn mark_ready(state_dir: &Path) {
     if let Err(e) = written {
         crate::log::warn(&format!("cannot record that the watcher is ready: {e}"));
     }
+}
+
+/// Binds the poke socket and feeds each poke into the loop's channel from a thread of its own.
+/// Without the socket (a path too long for a unix socket, say) the watcher still polls.
+fn listen_for_pokes(state_dir: &Path, tx: SyncSender<Msg>) {
+    let inbox = crate::files::ensure_private_dir(state_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| super::poke::Inbox::bind(state_dir).map_err(|e| e.to_string()));
+    let inbox = match inbox {
+        Ok(inbox) => inbox,
+        Err(e) => {
+            crate::log::warn(&format!(
+                "peers cannot poke this watcher (no socket in {}: {e}); it polls",
+                state_dir.display()
+            ));
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        while inbox.wait().is_ok() {
+            match tx.try_send(Msg::Poke) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    });
 }
 
 fn make_watcher(

@@ -76,7 +76,9 @@ fn every_member_is_in_the_roster_and_every_authorized_keys(fleet: &Fleet) {
 fn scenario(t: Transport) {
     let fleet = Fleet::new(t, &["alpha", "beta", "gamma"]);
     let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
-    fleet.settle(1);
+    // Two rounds: each member's first cycle publishes its poke key; the second brings every
+    // machine to the same commit.
+    fleet.settle(2);
     every_member_is_in_the_roster_and_every_authorized_keys(&fleet);
 
     // track seeds the fleet; the path reaches everyone, byte for byte.

@@ -98,7 +98,7 @@ pub fn set_timing(fleet: &Fleet, settle: &str, poll: &str) {
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text
         .replace("settle = \"2s\"", &format!("settle = \"{settle}\""))
-        .replace("poll = \"60s\"", &format!("poll = \"{poll}\""));
+        .replace("poll = \"15s\"", &format!("poll = \"{poll}\""));
     std::fs::write(&path, text).unwrap();
     a.commit_in_clone("test: timing");
     fleet.settle(1);
