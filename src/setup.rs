@@ -17,7 +17,8 @@ use crate::roster::{self, Roster, layout};
 use crate::secrets::SecretsFile;
 use crate::signing::SigningKey;
 
-/// Writes a new fleet's files into `root`: fleet.toml, this machine's keys as the whole roster,
+/// Writes a new fleet's files into `root`: fleet.toml, this machine's keys (its poke key
+/// included, so the founding commit needs no second one) as the whole roster,
 /// an empty keys/revoked, and an empty secrets file encrypted to the roster.
 pub fn write_first_roster(
     root: &std::path::Path,
@@ -26,6 +27,7 @@ pub fn write_first_roster(
     identity: &Identity,
     ssh: &identity::SshKey,
     signing: &SigningKey,
+    poke: &SigningKey,
 ) -> Result<()> {
     files::write_atomic(
         &root.join(FleetConfig::FILE),
@@ -40,6 +42,7 @@ pub fn write_first_roster(
         ),
         (layout::ssh_pub(layout::KEYS, name), ssh.public_line.clone()),
         (layout::sign_pub(layout::KEYS, name), signing.public_line()),
+        (layout::poke_pub(layout::KEYS, name), poke.public_line()),
     ];
     for (path, line) in keys {
         files::write_atomic(&root.join(path), format!("{line}\n").as_bytes(), 0o644)?;

@@ -93,7 +93,8 @@ pub fn run(opts: InitOptions) -> Result<()> {
         backend,
         ..FleetConfig::default()
     };
-    write_first_roster(&root, &name, &fleet, &identity, &ssh, &signing)?;
+    let poke = crate::setup::poke_key(&paths, &name)?;
+    write_first_roster(&root, &name, &fleet, &identity, &ssh, &signing, &poke)?;
     let founding = repo
         .commit_all(&["."], &format!("{name}: start the fleet"))?
         .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
@@ -211,7 +212,8 @@ fn run_chezmoi(
         },
         ..FleetConfig::default()
     };
-    write_first_roster(&root, name, &fleet, &identity, &ssh, &signing)?;
+    let poke = crate::setup::poke_key(paths, name)?;
+    write_first_roster(&root, name, &fleet, &identity, &ssh, &signing, &poke)?;
     let age_pub = layout::age_pub(layout::KEYS, name);
     let ssh_pub = layout::ssh_pub(layout::KEYS, name);
     let sign_pub = layout::sign_pub(layout::KEYS, name);

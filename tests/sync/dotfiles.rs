@@ -147,6 +147,8 @@ fn ignored_files_are_neither_captured_nor_deleted_on_any_machine() {
 fn config_set_poll_reaches_every_machine_and_a_value_out_of_bounds_is_refused() {
     let fleet = three();
     fleet.settle(1);
+    // Every machine in step first (each joiner's first cycle publishes its poke key).
+    fleet.settle(1);
     let (a, b, c) = (fleet.n(0), fleet.n(1), fleet.n(2));
     let before = fleet.forge.head();
     let err = a.fails(&["config", "set", "poll", "0s"], 1);
