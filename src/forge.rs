@@ -426,6 +426,12 @@ fn push_branch(repo: &Path, target: &str, shown: &str, branch: &str) -> Result<P
         &format!("refs/heads/{branch}:refs/heads/{branch}"),
     ]);
     let (_, out) = run(cmd)?;
+    push_outcome(&out, shown)
+}
+
+/// What a `git push --porcelain` did: pushed, rejected because the forge moved on (fetch and
+/// try again), or an error saying what went wrong (`shown` names the forge).
+fn push_outcome(out: &Output, shown: &str) -> Result<PushOutcome> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Porcelain: one line per ref, flag first: ' ' pushed, '=' up to date, '!' rejected.
     let flags: Vec<char> = stdout
@@ -446,7 +452,7 @@ fn push_branch(repo: &Path, target: &str, shown: &str, branch: &str) -> Result<P
     if out.status.success() && !flags.is_empty() {
         return Ok(PushOutcome::Pushed);
     }
-    Err(failure(shown, &out, Doing::Pushing))
+    Err(failure(shown, out, Doing::Pushing))
 }
 
 /// The commit `branch` points to on the forge, without fetching (`git ls-remote`): `None` when
@@ -578,19 +584,7 @@ pub fn push_to(
     let plus = if force { "+" } else { "" };
     cmd.args(["origin", &format!("{plus}{src}:refs/heads/{dst_branch}")]);
     let (_, out) = run(cmd)?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let flags: Vec<char> = stdout
-        .lines()
-        .filter(|l| l.contains("refs/heads/"))
-        .filter_map(|l| l.chars().next())
-        .collect();
-    if flags.contains(&'!') {
-        return Ok(PushOutcome::Rejected);
-    }
-    if out.status.success() && !flags.is_empty() {
-        return Ok(PushOutcome::Pushed);
-    }
-    Err(failure(remote, &out, Doing::Pushing))
+    push_outcome(&out, remote)
 }
 
 /// Deletes `refs/heads/BRANCH` on `origin`.
