@@ -217,6 +217,7 @@ fn run_chezmoi(
     let age_pub = layout::age_pub(layout::KEYS, name);
     let ssh_pub = layout::ssh_pub(layout::KEYS, name);
     let sign_pub = layout::sign_pub(layout::KEYS, name);
+    let poke_pub = layout::poke_pub(layout::KEYS, name);
     chezmoi::ensure_ignore(source)?;
     if needs_hook {
         chezmoi::install_modify_hook(source)?;
@@ -236,6 +237,7 @@ fn run_chezmoi(
                 &age_pub,
                 &ssh_pub,
                 &sign_pub,
+                &poke_pub,
                 layout::REVOKED,
                 secrets::CIPHERTEXT,
                 secrets::RECIPIENTS,
