@@ -10,13 +10,14 @@ use crate::util::{Machine, require, run_program};
 /// A git daemon serving `base` without `--enable=receive-pack`: it serves fetches and refuses
 /// every push.
 fn read_only_daemon(base: &std::path::Path) -> Server {
-    let daemon = require("git", "git");
+    // git-daemon itself, not `git daemon`: the wrapper would leave its child running when the
+    // server is stopped.
+    let daemon = server::git_daemon();
     let log = base.join("daemon.log");
     let base = base.to_path_buf();
     let command = move |port: u16| {
         let mut c = Command::new(&daemon);
-        c.arg("daemon")
-            .arg("--reuseaddr")
+        c.arg("--reuseaddr")
             .arg("--verbose")
             .arg(format!("--base-path={}", base.display()))
             .args(["--export-all", "--listen=127.0.0.1"])
