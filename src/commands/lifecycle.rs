@@ -494,16 +494,7 @@ pub fn rotate(ssh: bool) -> Result<()> {
             sign_text(&[next_sign.public()]).as_bytes(),
             0o644,
         )?;
-        let mut revoked_text = read_revoked(repo.root())?;
-        for key in &old {
-            let line = key.to_openssh().expect("a parsed key encodes");
-            revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
-        }
-        files::write_atomic(
-            &repo.root().join(layout::REVOKED),
-            revoked_text.as_bytes(),
-            0o644,
-        )?;
+        retire_keys(repo.root(), &old, &me, &today)?;
         repo.commit_paths(
             &[&sign_path, layout::REVOKED],
             &format!("{me}: retire its old signing key"),
@@ -560,17 +551,7 @@ fn rotate_poke_key(machine: &Machine, repo: &FleetRepo, fleet: &FleetConfig) -> 
         format!("{}\n", key.public_line()).as_bytes(),
         0o644,
     )?;
-    let mut revoked_text = read_revoked(repo.root())?;
-    let today = clock::date(clock::now_unix());
-    for k in &old {
-        let line = k.to_openssh().expect("a parsed key encodes");
-        revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
-    }
-    files::write_atomic(
-        &repo.root().join(layout::REVOKED),
-        revoked_text.as_bytes(),
-        0o644,
-    )?;
+    retire_keys(repo.root(), &old, me, &clock::date(clock::now_unix()))?;
     repo.commit_paths(
         &[&poke_path, layout::REVOKED],
         &format!("{me}: rotate its poke key"),
@@ -598,6 +579,17 @@ fn rotate_ssh_key(paths: &Paths, name: &str) -> Result<String> {
     }
     let _ = std::fs::remove_dir(&staged);
     Ok(made.public_line)
+}
+
+/// Adds `keys` to keys/revoked as rotated away by `me` on `today` (each followed by its
+/// `# NAME DATE rotated` line).
+fn retire_keys(root: &Path, keys: &[ssh_key::PublicKey], me: &str, today: &str) -> Result<()> {
+    let mut revoked_text = read_revoked(root)?;
+    for key in keys {
+        let line = key.to_openssh().expect("a parsed key encodes");
+        revoked_text.push_str(&format!("{line}\n# {me} {today} rotated\n"));
+    }
+    files::write_atomic(&root.join(layout::REVOKED), revoked_text.as_bytes(), 0o644)
 }
 
 fn read_revoked(root: &Path) -> Result<String> {

@@ -17,43 +17,14 @@ impl EnvFile {
             .entries()
             .map(|(key, value)| key.len() + value.len() + 4 + 3 * value.matches('\'').count())
             .sum();
-        let mut out = SecretBuf::with_capacity(size);
-        for (key, value) in self.entries() {
-            out.push_str(key);
-            out.push_str("='");
-            let mut parts = value.split('\'');
-            if let Some(first) = parts.next() {
-                out.push_str(first);
-            }
-            for part in parts {
-                out.push_str("'\\''");
-                out.push_str(part);
-            }
-            out.push_str("'\n");
-        }
-        out.into_inner()
+        posix_assignments(self, "", size)
     }
 
     /// Every entry as `export KEY='value'` (a `'` written `'\''`), one per line, in file
     /// order: `eval "$(fleetkey secrets export --format sh)"` in bash, zsh or dash (or `.` of a
     /// file holding it) sets and exports every variable exactly, so child processes see them.
     pub fn export_sh(&self) -> Zeroizing<String> {
-        let mut out = SecretBuf::with_capacity(64);
-        for (key, value) in self.entries() {
-            out.push_str("export ");
-            out.push_str(key);
-            out.push_str("='");
-            let mut parts = value.split('\'');
-            if let Some(first) = parts.next() {
-                out.push_str(first);
-            }
-            for part in parts {
-                out.push_str("'\\''");
-                out.push_str(part);
-            }
-            out.push_str("'\n");
-        }
-        out.into_inner()
+        posix_assignments(self, "export ", 64)
     }
 
     /// Every entry as fish's `set -gx KEY 'value'` (inside fish's single quotes only `\\` and
@@ -146,4 +117,25 @@ pub(super) fn push_escaped(out: &mut SecretBuf, value: &str) {
 
 fn push_json_string(out: &mut SecretBuf, s: &str) {
     serde_json::to_writer(out, s).expect("serialising a string into memory cannot fail");
+}
+
+/// Every entry as `PREFIXKEY='value'` (a `'` written `'\''`), one per line, in file order: what
+/// a POSIX shell reads back exactly (`set -a; .` without a prefix, or with `export `).
+fn posix_assignments(env: &EnvFile, prefix: &str, capacity: usize) -> Zeroizing<String> {
+    let mut out = SecretBuf::with_capacity(capacity);
+    for (key, value) in env.entries() {
+        out.push_str(prefix);
+        out.push_str(key);
+        out.push_str("='");
+        let mut parts = value.split('\'');
+        if let Some(first) = parts.next() {
+            out.push_str(first);
+        }
+        for part in parts {
+            out.push_str("'\\''");
+            out.push_str(part);
+        }
+        out.push_str("'\n");
+    }
+    out.into_inner()
 }
