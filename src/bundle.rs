@@ -253,9 +253,18 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
     } else {
         "bundle passphrase: "
     };
-    let first = Zeroizing::new(
-        rpassword::prompt_password(prompt).map_err(Error::io("cannot prompt on", tty))?,
-    );
+    // No terminal (a script, ssh without -t, an agent): name the flag that does without one.
+    let no_tty = |e: std::io::Error| {
+        let command = if confirm {
+            "fleetkey enroll NAME --bundle FILE --passphrase-file PASSFILE"
+        } else {
+            "fleetkey join FILE --remote URL --passphrase-file PASSFILE"
+        };
+        Error::io("cannot prompt on", tty)(e).hint(format!(
+            "there is no terminal to ask for the bundle passphrase on: put it on the first line of a file only you can read (`chmod 600 PASSFILE`) and run `{command}`"
+        ))
+    };
+    let first = Zeroizing::new(rpassword::prompt_password(prompt).map_err(no_tty)?);
     if first.is_empty() && confirm {
         let made = generate_passphrase();
         // Shown once, on the terminal only (never stdout, a log or an error).
@@ -277,8 +286,7 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<SecretString> {
     if confirm {
         check_strength(&first)?;
         let again = Zeroizing::new(
-            rpassword::prompt_password("bundle passphrase (again): ")
-                .map_err(Error::io("cannot prompt on", tty))?,
+            rpassword::prompt_password("bundle passphrase (again): ").map_err(no_tty)?,
         );
         if *again != *first {
             return Err(ErrorKind::Refused("the passphrases differ".into()).into());

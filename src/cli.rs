@@ -103,9 +103,18 @@ pub enum Cmd {
         ssh: bool,
     },
     /// Remove a machine from the fleet and re-encrypt the secrets without it.
+    ///
+    /// On a terminal it asks you to type the machine's name; otherwise --yes is required.
+    /// This machine's own authorized_keys drops the revoked key before the command returns.
     Revoke {
         /// The machine to remove.
         name: String,
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Say what would be revoked, re-encrypted and marked; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Its key was stolen or leaked: report every secret it could ever read, and mark
         /// those that remain as needing a new value.
         #[arg(long)]
@@ -316,14 +325,17 @@ pub enum RemoteCmd {
 pub enum ConfigCmd {
     /// Print KEY's value (one line per entry of a list), or every setting.
     Get {
-        /// poll, settle, paths, ignore, literal, private, materialize or authorized_keys.
+        /// poll, settle, paths, ignore, literal, private, materialize, materialize_format,
+        /// authorized_keys or forge.
         key: Option<String>,
     },
     /// Set KEY for the whole fleet: checked as every cycle checks it, committed and pushed.
     ///
-    /// A list (ignore, literal, private) takes every value it should hold, or none to clear it.
+    /// A list (ignore, literal, private) takes every value it should hold, or none to clear it;
+    /// what it replaced is printed. `config add` and `config remove` change one entry.
     Set {
-        /// poll, settle, ignore, literal, private, materialize or authorized_keys.
+        /// poll, settle, ignore, literal, private, materialize, materialize_format (env or sh)
+        /// or authorized_keys.
         key: String,
         /// The new value (durations with a unit: 5s, 2m; paths as ~/REL or ~/REL/).
         #[arg(value_name = "VALUE", allow_hyphen_values = true)]
@@ -332,6 +344,23 @@ pub enum ConfigCmd {
         #[arg(long)]
         no_push: bool,
     },
+    /// Add values to a list setting (ignore, literal, private), keeping what it holds.
+    Add(ListEdit),
+    /// Remove values from a list setting (ignore, literal, private).
+    Remove(ListEdit),
+}
+
+/// `fleetkey config add|remove`: one list, some values.
+#[derive(Debug, clap::Args)]
+pub struct ListEdit {
+    /// ignore, literal or private.
+    pub key: String,
+    /// The values to add or remove.
+    #[arg(value_name = "VALUE", required = true, allow_hyphen_values = true)]
+    pub values: Vec<String>,
+    /// Commit locally only; the change goes out with the next sync.
+    #[arg(long)]
+    pub no_push: bool,
 }
 
 /// `fleetkey agents …`.

@@ -5,7 +5,9 @@
 //! in history by whoever holds the old key. `secrets.recipients`, committed beside each
 //! ciphertext, says who could read it; a ciphertext without one counts as readable by everyone.
 //!
-//! Owns: the history walk. Must never: print or return a value, only names and dates.
+//! Owns: the history walk. Must never: print or serialize a value, only names and dates (the
+//! values the key could read stay in memory, zeroized, to tell whether a secret in force now is
+//! one of them, see [`Report::could_read`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -18,6 +20,18 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::repo::FleetRepo;
 use crate::secrets::{self, CIPHERTEXT, RECIPIENTS};
+use zeroize::Zeroizing;
+
+/// The values each secret name held in a ciphertext the key could read: in memory only, never
+/// printed (its `Debug` shows counts).
+#[derive(Clone, Default)]
+pub struct ReadValues(HashMap<String, Vec<Zeroizing<String>>>);
+
+impl std::fmt::Debug for ReadValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadValues({} names)", self.0.len())
+    }
+}
 
 /// One exposed secret name.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -29,6 +43,9 @@ pub struct Exposed {
     /// The last such date.
     pub last: String,
 }
+
+/// One ciphertext's secrets: name and value.
+type Entries = Vec<(String, Zeroizing<String>)>;
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -42,6 +59,22 @@ pub struct Report {
     pub unreadable: Vec<String>,
     /// How many distinct ciphertexts readable by the key were examined.
     pub ciphertexts: usize,
+    /// The values the key could read, by name (never serialized).
+    #[serde(skip)]
+    pub values: ReadValues,
+}
+
+impl Report {
+    /// Whether `value`, `key`'s value now, is one the key could read (compared in constant
+    /// time): only such a value needs replacing. A value set after the revocation was never
+    /// readable by the revoked key.
+    pub fn could_read(&self, key: &str, value: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.values.0.get(key).is_some_and(|seen| {
+            seen.iter()
+                .any(|v| bool::from(v.as_bytes().ct_eq(value.as_bytes())))
+        })
+    }
 }
 
 /// Walks every commit reachable from HEAD and reports what `recipients` (the revoked machine's
@@ -134,10 +167,19 @@ pub fn report(
     // key -> (first, last) commit time.
     let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut unreadable = Vec::new();
+    let mut values: HashMap<String, Vec<Zeroizing<String>>> = HashMap::new();
+    for entries in names.values().flatten() {
+        for (key, value) in entries {
+            let seen = values.entry(key.clone()).or_default();
+            if !seen.iter().any(|v| v.as_str() == value.as_str()) {
+                seen.push(value.clone());
+            }
+        }
+    }
     for (oid, when, ct_id) in readable {
         match names.get(&ct_id).and_then(Option::as_ref) {
             Some(keys) => {
-                for key in keys {
+                for (key, _) in keys {
                     let span = spans.entry(key.clone()).or_insert((when, when));
                     span.0 = span.0.min(when);
                     span.1 = span.1.max(when);
@@ -162,10 +204,11 @@ pub fn report(
             .collect(),
         unreadable,
         ciphertexts: jobs.len(),
+        values: ReadValues(values),
     })
 }
 
-/// The secret names each ciphertext holds (`None`: this machine cannot read it). This thread
+/// The secrets each ciphertext holds, name and value (`None`: this machine cannot read it). This thread
 /// reads the blobs (libgit2 objects stay on one thread) into a bounded queue; workers decrypt
 /// and parse.
 fn decrypt_all(
@@ -173,7 +216,7 @@ fn decrypt_all(
     jobs: &[(git2::Oid, Option<usize>)],
     identity: &Identity,
     retired: &[Identity],
-) -> Result<HashMap<git2::Oid, Option<Vec<String>>>> {
+) -> Result<HashMap<git2::Oid, Option<Entries>>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
@@ -200,7 +243,11 @@ fn decrypt_all(
                                 .find_map(|r| secrets::decrypt(&bytes, r, label).ok())
                         })
                         .and_then(|plain| secrets::parse_plaintext(&plain, label).ok())
-                        .map(|env| env.keys().map(str::to_string).collect::<Vec<_>>());
+                        .map(|env| {
+                            env.entries()
+                                .map(|(k, v)| (k.to_string(), Zeroizing::new(v.to_string())))
+                                .collect::<Entries>()
+                        });
                     results.lock().expect("results lock").insert(id, names);
                 }
             });

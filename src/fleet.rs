@@ -71,8 +71,12 @@ impl Machine {
         Ok(ids)
     }
 
-    /// Decrypts the secrets with whichever of this machine's identities can.
+    /// Decrypts the secrets with whichever of this machine's identities can. A machine the
+    /// fleet revoked is told so instead: what its clone still holds is no longer the fleet's.
     pub fn secrets(&self) -> Result<EnvFile> {
+        if let Some(r) = self.revocation() {
+            return Err(crate::error::ErrorKind::Revoked(r).into());
+        }
         let file = SecretsFile::new(&self.config.repo);
         let mut ids = self.identities()?.into_iter();
         let first = ids.next().expect("one identity at least");
@@ -86,6 +90,23 @@ impl Machine {
             }
         }
         Err(err)
+    }
+
+    /// This machine's revocation, when the fleet says it was revoked: the clone's HEAD, or
+    /// the last forge commit this machine verified (a revoked machine integrates nothing, so
+    /// its HEAD may predate the revocation). Never read from an unverified commit.
+    pub fn revocation(&self) -> Option<crate::roster::Revocation> {
+        let repo = git2::Repository::open(&self.config.repo).ok()?;
+        let root = crate::trust::pinned_root(&self.config).ok()?;
+        let verified = crate::trust::TrustState::load(&repo, &self.paths.state_dir, root)
+            .ok()
+            .and_then(|s| s.forge_tip)
+            .and_then(|t| git2::Oid::from_str(&t).ok());
+        let head = repo.head().ok().and_then(|h| h.target());
+        [verified, head]
+            .into_iter()
+            .flatten()
+            .find_map(|at| crate::roster::revocation(&repo, at, &self.config.name))
     }
 
     /// The fleet clone, its commits signed with this machine's signing key (when it has one:

@@ -150,9 +150,19 @@ fn dispatch(args: Args) -> Result<i32> {
         },
         Cmd::Revoke {
             name,
+            yes,
+            dry_run,
             compromised,
             json,
-        } => commands::lifecycle::revoke(&name, compromised, json),
+        } => commands::lifecycle::revoke(
+            &name,
+            commands::lifecycle::RevokeOptions {
+                compromised,
+                json,
+                yes,
+                dry_run,
+            },
+        ),
         Cmd::Secrets { action } => match action {
             SecretsCmd::Set {
                 key,
@@ -207,7 +217,19 @@ fn dispatch(args: Args) -> Result<i32> {
                 key,
                 values,
                 no_push,
-            } => commands::config::set(&key, &values, !no_push),
+            } => commands::config::change(commands::config::Change::Set, &key, &values, !no_push),
+            ConfigCmd::Add(e) => commands::config::change(
+                commands::config::Change::Add,
+                &e.key,
+                &e.values,
+                !e.no_push,
+            ),
+            ConfigCmd::Remove(e) => commands::config::change(
+                commands::config::Change::Remove,
+                &e.key,
+                &e.values,
+                !e.no_push,
+            ),
         },
         Cmd::Sync { offline } => commands::sync::sync(offline),
         Cmd::Pull { every } => commands::sync::pull(every.as_deref()),

@@ -159,6 +159,83 @@ impl Roster {
     }
 }
 
+/// How a machine left the fleet: when, and which machine revoked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The machine that was revoked.
+    pub name: String,
+    /// The date of the revocation, as keys/revoked records it (YYYY-MM-DD).
+    pub date: String,
+    /// The machine whose commit revoked it (its `Fleetkey-Machine` trailer), when history
+    /// says.
+    pub by: Option<String>,
+}
+
+/// `name`'s revocation as the fleet's commit `at` records it, or `None` when `name` is active
+/// or pending there, or was never revoked (a key `name` rotated away is no revocation). The
+/// revoking machine is the one whose commit first carried the revocation note, walking back
+/// through the parents that hold it.
+pub fn revocation(repo: &git2::Repository, at: git2::Oid, name: &str) -> Option<Revocation> {
+    let tree = repo.find_commit(at).ok()?.tree().ok()?;
+    let listed = |dir: &str| {
+        tree.get_path(Path::new(&layout::age_pub(dir, name)))
+            .is_ok()
+    };
+    if listed(layout::KEYS) || listed(layout::PENDING) {
+        return None;
+    }
+    let blob = tree.get_path(Path::new(layout::REVOKED)).ok()?;
+    let blob = repo.find_blob(blob.id()).ok()?;
+    let revoked = parse_revoked(
+        &String::from_utf8_lossy(blob.content()),
+        Path::new(layout::REVOKED),
+    )
+    .ok()?;
+    let note = revoked
+        .iter()
+        .filter(|r| r.machine() == Some(name))
+        .map(|r| r.note.clone())
+        .find(|note| note.split_whitespace().nth(2) != Some("rotated"))?;
+    let date = note.split_whitespace().nth(1).unwrap_or("an unknown date");
+    let holds_note = |commit: &git2::Commit| -> bool {
+        commit
+            .tree()
+            .ok()
+            .and_then(|t| t.get_path(Path::new(layout::REVOKED)).ok())
+            .and_then(|e| repo.find_blob(e.id()).ok())
+            .is_some_and(|b| {
+                String::from_utf8_lossy(b.content())
+                    .lines()
+                    .any(|l| l.trim().strip_prefix('#').map(str::trim) == Some(note.as_str()))
+            })
+    };
+    let mut by = None;
+    let mut commit = repo.find_commit(at).ok()?;
+    // Back through the parents that hold the note (a merge may hold it from either side) to
+    // the commit that added it; bounded, a revocation is recent history for the one that asks.
+    for _ in 0..10_000 {
+        if !holds_note(&commit) {
+            break;
+        }
+        match commit.parents().find(|p| holds_note(p)) {
+            Some(parent) => commit = parent,
+            None => {
+                by = commit
+                    .message()
+                    .ok()
+                    .and_then(crate::signing::machine_of)
+                    .map(str::to_string);
+                break;
+            }
+        }
+    }
+    Some(Revocation {
+        name: name.to_string(),
+        date: date.to_string(),
+        by,
+    })
+}
+
 /// The roster of the `keys/` directory `keys_dir`, as the merge takes it.
 #[derive(Debug, Clone, Default)]
 pub struct FleetKeys {

@@ -120,9 +120,11 @@ pub fn settle_in(
     .save(&paths.config_file())
 }
 
-/// Refuses to set up a machine that already is: config.toml or the clone exists.
+/// Refuses to set up a machine that already is: config.toml or the clone exists. The hints
+/// never suggest the command being run: they say what is there and how to start over.
 pub fn check_not_set_up(paths: &Paths) -> Result<()> {
     let config_path = paths.config_file();
+    let repo_path = paths.default_repo();
     if config_path.exists() {
         return Err(ErrorKind::AlreadyInitialized {
             what: format!(
@@ -130,16 +132,54 @@ pub fn check_not_set_up(paths: &Paths) -> Result<()> {
                 config_path.display()
             ),
         }
-        .hint("to join another fleet, move that file away and run `fleetkey enroll NAME --remote URL`"));
+        .hint(format!(
+            "`fleetkey status` shows the fleet it is in; to leave it and set it up anew, move {} and {} aside first",
+            config_path.display(),
+            repo_path.display()
+        )));
     }
-    let repo_path = paths.default_repo();
     if repo_path.exists() {
         return Err(ErrorKind::AlreadyInitialized {
-            what: format!("{} already exists", repo_path.display()),
+            what: format!(
+                "{} already exists, but no {} says which fleet it belongs to",
+                repo_path.display(),
+                config_path.display()
+            ),
         }
-        .hint("move it away, or join its fleet with `fleetkey enroll NAME --remote URL`"));
+        .hint(format!(
+            "a setup stopped half-way, or a clone was left behind: move it aside (`mv {} {}.aside`) and run the command again",
+            repo_path.display(),
+            repo_path.display()
+        )));
     }
     Ok(())
+}
+
+/// Removes fleetkey's data directory when it is dropped, if this setup command made it and did
+/// not finish (no config.toml): a failed `enroll` or `join` leaves nothing behind there.
+pub struct DataDirGuard {
+    dir: Option<std::path::PathBuf>,
+    config: std::path::PathBuf,
+}
+
+impl DataDirGuard {
+    /// Watches `paths`' data directory: it is removed on drop only when it does not exist now.
+    pub fn new(paths: &Paths) -> DataDirGuard {
+        DataDirGuard {
+            dir: (!paths.data_dir.exists()).then(|| paths.data_dir.clone()),
+            config: paths.config_file(),
+        }
+    }
+}
+
+impl Drop for DataDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir
+            && !self.config.exists()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// A staging directory for a clone, next to its final place (same file system, so the final

@@ -205,7 +205,7 @@ impl Scene {
         let a = self.a();
         self.push_as_member(a, "a: the honest fix", fix);
         a.sync();
-        a.ok(&["revoke", "c"]);
+        a.ok(&["revoke", "c", "--yes"]);
         self.b_syncs();
         let keys = self.b().authorized_keys();
         assert!(

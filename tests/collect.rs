@@ -371,7 +371,7 @@ fn a_revoked_machine_disappears_from_every_collected_tree() {
     let f = fleet(false);
     let (a, b) = (f.n(0), f.n(1));
     assert!(collected(b, "c").exists());
-    a.ok(&["revoke", "c"]);
+    a.ok(&["revoke", "c", "--yes"]);
     a.sync();
     b.sync();
     for m in [a, b] {
@@ -452,4 +452,26 @@ fn fleet_reports_a_silent_machine_and_one_with_a_conflict_copy() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("c has been silent for 3d"), "{text}");
+}
+
+#[test]
+fn after_rotate_the_others_take_the_host_branch_signed_with_the_new_key() {
+    let f = fleet(false);
+    let (a, b) = (f.n(0), f.n(1));
+    b.ok(&["rotate"]);
+    // b runs no cycle after its rotate; a's next cycle takes b's branch all the same.
+    a.sync();
+    let held = a.last_cycle().unwrap()["held_back"].to_string();
+    assert!(!held.contains("host/b"), "{held}");
+    let view = fleet_json(a, None);
+    let ignored = view["ignored"].to_string();
+    assert!(!ignored.contains("fleetkey/host/b"), "{ignored}");
+    assert!(
+        view["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "b"),
+        "{view:#}"
+    );
 }

@@ -89,7 +89,7 @@ fn a_taken_bad_or_revoked_name_cannot_enroll() {
     assert!(err.contains("taken"), "{err}");
     let err = Machine::new().fails(&["enroll", "Bad_Name", "--remote", &forge], 1);
     assert!(err.contains("not a valid machine name"), "{err}");
-    ms[0].ok(&["revoke", "beta"]);
+    ms[0].ok(&["revoke", "beta", "--yes"]);
     let err = Machine::new().fails(&["enroll", "beta", "--remote", &forge], 1);
     assert!(err.contains("revoked"), "{err}");
 }
@@ -314,7 +314,7 @@ fn revoke_compromised_reports_exactly_what_the_key_could_read() {
     alpha.ok_with_stdin(&["secrets", "set", "SEEN_THEN_GONE"], b"b\n");
     alpha.ok(&["secrets", "unset", "SEEN_THEN_GONE"]);
     let stolen = beta.identity();
-    let report = alpha.ok(&["revoke", "beta", "--compromised", "--json"]);
+    let report = alpha.ok(&["revoke", "beta", "--yes", "--compromised", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     let names: Vec<&str> = report["secrets"]
         .as_array()
@@ -375,7 +375,7 @@ fn revoking_yourself_or_the_last_machine_is_refused() {
     let ms = fleet(&["beta"]);
     let err = ms[0].fails(&["revoke", "alpha"], 1);
     assert!(err.contains("running on"), "{err}");
-    ms[0].ok(&["revoke", "beta"]);
+    ms[0].ok(&["revoke", "beta", "--yes"]);
     let lone = Machine::new();
     lone.ok(&["init", "--name", "solo"]);
     let err = lone.fails(&["revoke", "solo"], 1);
@@ -507,14 +507,127 @@ fn revoke_killed_at_every_step_completes_on_rerun() {
         let (alpha, beta) = (&ms[0], &ms[1]);
         pull(alpha);
         alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
-        alpha.killed_at(&["revoke", "beta", "--compromised"], point);
+        alpha.killed_at(&["revoke", "beta", "--yes", "--compromised"], point);
         assert_eq!(alpha.ok(&["secrets", "get", "K"]), "v\n", "{point}");
         every_commit_agrees(&alpha.repo());
-        alpha.ok(&["revoke", "beta", "--compromised"]);
+        alpha.ok(&["revoke", "beta", "--yes", "--compromised"]);
         every_commit_agrees(&alpha.forge());
         assert!(
             !age_decrypts(&beta.identity(), &alpha.repo().join("secrets.env.age")),
             "{point}"
         );
     }
+}
+
+#[test]
+fn a_revoked_machine_is_told_when_and_by_whom_by_sync_secrets_and_doctor() {
+    let ms = fleet(&["beta", "gamma"]);
+    let (alpha, beta) = (&ms[0], &ms[1]);
+    alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t-1\n");
+    pull(beta);
+    alpha.ok(&["revoke", "beta", "--yes"]);
+    let today = today();
+    let said = format!("this machine was revoked from the fleet on {today} (by alpha)");
+    // Each of the three says it, and none says "synced" or sends it to check its approval.
+    let err = beta.fails(&["sync"], 1);
+    assert!(err.contains(&said), "{err}");
+    let rec = beta.last_cycle().unwrap();
+    assert_eq!(rec["result"], "error", "{rec}");
+    let err = beta.fails(&["secrets", "get", "TOKEN"], 1);
+    assert!(err.contains(&said) && !err.contains("approved"), "{err}");
+    let out = beta.run(&["doctor"]);
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{doctor}");
+    let row = doctor
+        .lines()
+        .find(|l| l.contains(" roster "))
+        .unwrap_or_else(|| panic!("no roster row:\n{doctor}"));
+    assert!(row.starts_with("FAIL") && row.contains(&said), "{row}");
+    // The members are not affected: gamma syncs and reads the secret.
+    pull(&ms[2]);
+    assert_eq!(ms[2].ok(&["secrets", "get", "TOKEN"]), "t-1\n");
+}
+
+/// Today's date as the machines write it (UTC).
+fn today() -> String {
+    let out = run_program(Command::new("date").args(["-u", "+%Y-%m-%d"]));
+    String::from_utf8(out).unwrap().trim().to_string()
+}
+
+#[test]
+fn revoke_asks_off_a_terminal_for_yes_and_a_dry_run_changes_nothing() {
+    let ms = fleet(&["beta"]);
+    let alpha = &ms[0];
+    let forge_head = || crate::util::git_out(&alpha.forge(), &["rev-parse", "refs/heads/main"]);
+    let before = forge_head();
+    let err = alpha.fails(&["revoke", "beta"], 1);
+    assert!(err.contains("needs --yes"), "{err}");
+    let out = alpha.ok(&["revoke", "beta", "--dry-run"]);
+    assert!(
+        out.contains("would") && out.contains("Nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(forge_head(), before, "nothing reached the forge");
+    assert!(alpha.repo().join("keys/beta.age.pub").is_file());
+    alpha.ok(&["revoke", "beta", "--yes"]);
+    assert!(!alpha.repo().join("keys/beta.age.pub").exists());
+}
+
+#[test]
+fn revoke_drops_the_key_from_this_machines_authorized_keys_before_it_returns() {
+    let ms = fleet(&["beta"]);
+    let (alpha, beta) = (&ms[0], &ms[1]);
+    pull(alpha);
+    let key = beta.ssh_key();
+    let blob = key.split_whitespace().nth(1).unwrap().to_string();
+    assert!(
+        alpha.authorized_keys().contains(&blob),
+        "{}",
+        alpha.authorized_keys()
+    );
+    alpha.ok(&["revoke", "beta", "--yes"]);
+    let file = alpha.authorized_keys();
+    assert!(
+        !file.contains(&blob),
+        "no sync ran, and the key must be gone:\n{file}"
+    );
+    assert!(file.contains("fleetkey=alpha"), "{file}");
+}
+
+#[test]
+fn revoke_compromised_again_marks_only_values_the_key_could_read() {
+    let ms = fleet(&["beta"]);
+    let alpha = &ms[0];
+    alpha.ok_with_stdin(&["secrets", "set", "REPLACED"], b"old\n");
+    alpha.ok_with_stdin(&["secrets", "set", "KEPT"], b"kept\n");
+    alpha.ok(&["revoke", "beta", "--yes", "--compromised"]);
+    let list = alpha.ok(&["secrets", "list"]);
+    assert!(list.contains("REPLACED\tNEEDS A NEW VALUE"), "{list}");
+    assert!(list.contains("KEPT\tNEEDS A NEW VALUE"), "{list}");
+    // The user replaces one value after the revocation, then asks for the report again.
+    alpha.ok_with_stdin(&["secrets", "set", "REPLACED"], b"fresh\n");
+    alpha.ok_with_stdin(&["secrets", "set", "LATER"], b"later\n");
+    let out = alpha.ok(&["revoke", "beta", "--yes", "--compromised"]);
+    assert!(out.contains("REPLACED"), "the report still names it: {out}");
+    let list = alpha.ok(&["secrets", "list"]);
+    assert!(!list.contains("REPLACED\tNEEDS"), "{list}");
+    assert!(!list.contains("LATER\tNEEDS"), "{list}");
+    assert!(list.contains("KEPT\tNEEDS A NEW VALUE"), "{list}");
+}
+
+#[test]
+fn a_failed_enroll_leaves_no_data_directory_and_a_rerun_works() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    let beta = Machine::named("beta");
+    let nowhere = beta.dir.path().join("no-such-forge.git");
+    beta.fails(
+        &["enroll", "beta", "--remote", nowhere.to_str().unwrap()],
+        1,
+    );
+    let data = beta.home.join(".local/share/fleetkey");
+    assert!(!data.exists(), "{} was left behind", data.display());
+    // The same command, at the right forge, now goes through.
+    crate::util::fleet::join(&alpha, &beta, &forge_of(&alpha));
+    assert!(beta.repo().join("keys/beta.age.pub").is_file());
 }

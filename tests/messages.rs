@@ -1008,8 +1008,8 @@ fn revoke_compromised_on_a_revoked_machine_still_reports_and_marks() {
     let (alpha, beta) = two_machines();
     alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t\n");
     beta.sync();
-    alpha.ok(&["revoke", "beta"]);
-    let out = alpha.ok(&["revoke", "beta", "--compromised"]);
+    alpha.ok(&["revoke", "beta", "--yes"]);
+    let out = alpha.ok(&["revoke", "beta", "--yes", "--compromised"]);
     assert!(
         out.starts_with("fleetkey: beta was already revoked; here is what its keys could read.\n"),
         "{out}"
@@ -1037,7 +1037,7 @@ fn after_a_rotate_the_report_reads_old_history_and_says_when_it_is_incomplete() 
     let carol = Machine::named("carol");
     crate::util::fleet::join(&alpha, &carol, alpha.forge().to_str().unwrap());
     beta.sync();
-    let out = alpha.ok(&["revoke", "beta", "--compromised"]);
+    let out = alpha.ok(&["revoke", "beta", "--yes", "--compromised"]);
     assert!(out.contains("\n  OLD_ONE "), "{out}");
     assert!(
         !out.contains("INCOMPLETE") && !out.contains("was readable by it"),
@@ -1045,7 +1045,7 @@ fn after_a_rotate_the_report_reads_old_history_and_says_when_it_is_incomplete() 
     );
     // carol was not a member when OLD_ONE was set: its report says it is incomplete, once.
     carol.sync();
-    let out = carol.ok(&["revoke", "beta", "--compromised"]);
+    let out = carol.ok(&["revoke", "beta", "--yes", "--compromised"]);
     let incomplete: Vec<&str> = out.lines().filter(|l| l.contains("INCOMPLETE")).collect();
     assert_eq!(incomplete.len(), 1, "{out}");
     assert!(

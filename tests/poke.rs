@@ -557,7 +557,7 @@ fn revoke_pokes_the_remaining_peers_and_they_drop_the_key_at_once() {
     fleet.users[1].start_watcher();
     let (a, b) = (&fleet.users[0], &fleet.users[1]);
     let revoked = Instant::now();
-    let out = a.ok(&["revoke", "c"]);
+    let out = a.ok(&["revoke", "c", "--yes"]);
     assert!(out.contains("poked 1 of 1 peers (b)"), "{out}");
     wait_for(
         Duration::from_secs(10),

@@ -9,12 +9,15 @@
 //!   `[ROOT]` / `[ROOT:NAME]`: the directory around that HOME (TMPDIR is inside it);
 //! - `[FORGE]`: alpha's embedded forge (`~/.local/share/fleetkey/forge.git`);
 //! - `[AGE1]` an age recipient, `[SHA256]` an SSH fingerprint, `[TIME]` an RFC 3339 time,
+//!   `[DATE]` a date (YYYY-MM-DD),
 //!   `[STAMP]` a conflict-copy stamp, `[N] ms` a duration.
 //!
 //! Setup steps (`[[setup]]`, in order; `on` names the machine, `alpha` by default, and the same
-//! placeholders may be used in paths and arguments): `run = [ARGS]` (fleetkey, must succeed;
-//! optional `stdin`), `git = [ARGS]` (git, must succeed), `chmod = PATH` with `mode = "644"`,
-//! `edit = PATH` with `replace = TEXT` and `with = TEXT`, `rename = PATH` with `to = PATH`.
+//! placeholders may be used in paths and arguments): `run = [ARGS]` (fleetkey, must exit with
+//! `status`, 0 when absent; optional `stdin`), `git = [ARGS]` (git, must succeed), `chmod = PATH` with `mode = "644"`,
+//! `edit = PATH` with `replace = TEXT` and `with = TEXT`, `rename = PATH` with `to = PATH`,
+//! `write = PATH` with `with = TEXT` (a new file, its directories made), `join = NAME` (NAME
+//! enrolls at alpha's forge, `on` approves it with the fingerprint enroll printed, NAME syncs).
 //!
 //! Any difference fails the test with a diff. `FLEETKEY_BLESS=1 cargo test --test tests
 //! snapshots` rewrites the expected files (and the status) from what the commands print.
@@ -62,6 +65,9 @@ struct Step {
     with: Option<String>,
     rename: Option<String>,
     to: Option<String>,
+    write: Option<String>,
+    join: Option<String>,
+    status: Option<i32>,
 }
 
 fn alpha() -> String {
@@ -144,8 +150,8 @@ fn setup(ms: &mut Machines, step: &Step, case: &str) {
             let m = ms.get(on);
             let out = output_with_stdin(m.cmd(&args), stdin.as_bytes());
             assert!(
-                out.status.success(),
-                "{case}: setup `fleetkey {args:?}` on {on} failed with {}\nstdout:\n{}\nstderr:\n{}",
+                out.status.code() == Some(step.status.unwrap_or(0)),
+                "{case}: setup `fleetkey {args:?}` on {on} exited with {}\nstdout:\n{}\nstderr:\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
@@ -197,8 +203,26 @@ fn setup(ms: &mut Machines, step: &Step, case: &str) {
             std::fs::rename(&from, &to)
                 .unwrap_or_else(|e| panic!("{case}: rename {from} {to}: {e}"));
         }
+        Step {
+            write: Some(path),
+            with: Some(text),
+            ..
+        } => {
+            let (path, text) = (x(ms, path), x(ms, text));
+            let path = Path::new(&path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap_or_else(|e| panic!("{case}: write {path:?}: {e}"));
+        }
+        Step {
+            join: Some(name), ..
+        } => {
+            let forge = ms.forge();
+            ms.get(name);
+            let (member, new) = (&ms.0[on], &ms.0[name.as_str()]);
+            crate::util::fleet::join(member, new, forge.to_str().unwrap());
+        }
         other => panic!(
-            "{case}: a setup step needs one of run, git, chmod+mode, edit+replace+with, rename+to: {other:?}"
+            "{case}: a setup step needs one of run, git, chmod+mode, edit+replace+with, rename+to, write+with, join: {other:?}"
         ),
     }
 }
@@ -397,6 +421,17 @@ const REDACTIONS: &[(&[P], &str)] = &[
             P::Lit("Z"),
         ],
         "[TIME]",
+    ),
+    // A UTC date (after the time, which starts with one).
+    (
+        &[
+            P::Run(is_digit, 4, 4),
+            P::Lit("-"),
+            P::Run(is_digit, 2, 2),
+            P::Lit("-"),
+            P::Run(is_digit, 2, 2),
+        ],
+        "[DATE]",
     ),
     // A conflict-copy stamp.
     (

@@ -31,7 +31,7 @@ fn status_json_shows_pending_revoked_conflicts_and_exposed_secrets_but_no_value(
         "--fingerprint",
         &signing_fingerprint(&carol),
     ]);
-    alpha.ok(&["revoke", "carol", "--compromised"]);
+    alpha.ok(&["revoke", "carol", "--yes", "--compromised"]);
     let gamma = Machine::new();
     gamma.ok(&["enroll", "gamma", "--remote", &forge]);
 
@@ -126,4 +126,34 @@ fn doctor_passes_a_healthy_machine_and_names_the_fix_for_each_problem() {
         text.contains("FAIL  forge") && text.contains("unreachable"),
         "{text}"
     );
+}
+
+#[test]
+fn a_lost_identity_fails_doctor_and_sync_after_the_cycle_did_its_work() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t-1\n");
+    alpha.write(".zshrc", b"# one\n");
+    alpha.ok(&["track", "~/.zshrc"]);
+    std::fs::rename(alpha.identity(), alpha.dir.path().join("identity-lost.txt")).unwrap();
+    let out = alpha.run(&["doctor"]);
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{doctor}");
+    let row = doctor
+        .lines()
+        .find(|l| l.contains(" identity "))
+        .unwrap_or_else(|| panic!("no identity row:\n{doctor}"));
+    assert!(
+        row.starts_with("FAIL") && row.contains("does not exist") && row.contains("enroll NEWNAME"),
+        "{row}"
+    );
+    // The cycle still captures and pushes the edit, then fails instead of saying "synced".
+    alpha.write(".zshrc", b"# two\n");
+    let err = alpha.fails(&["sync"], 1);
+    assert!(
+        err.contains("cannot read the identity") && err.contains("enroll NEWNAME"),
+        "{err}"
+    );
+    let forge_file = crate::util::git_out(&alpha.forge(), &["show", "main:home/.zshrc"]);
+    assert_eq!(forge_file, "# two", "the edit went out all the same");
 }

@@ -325,7 +325,7 @@ fn a_revoked_member_cannot_write_and_a_rewind_that_drops_the_revoke_is_refused()
     enroll(&f.alpha, &carol, "carol", &url);
     f.beta.ok(&["sync"]);
     let before_revoke = git_out(&f.alpha.repo(), &["rev-parse", "HEAD"]);
-    f.alpha.ok(&["revoke", "carol", "--compromised"]);
+    f.alpha.ok(&["revoke", "carol", "--yes", "--compromised"]);
     f.beta.ok(&["sync"]);
     f.alpha.ok(&["sync"]);
     for m in [&f.alpha, &f.beta] {

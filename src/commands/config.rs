@@ -1,4 +1,5 @@
-//! `fleetkey config get [KEY]` and `config set KEY [VALUE…]`: read and change fleet.toml's
+//! `fleetkey config get [KEY]`, `config set KEY [VALUE…]` and `config add|remove KEY VALUE…`
+//! (lists): read and change fleet.toml's
 //! settings ([`crate::sync::settings`] names and checks them). A change is one commit that
 //! names the setting and its new value, pushed at once (offline: exit 75, it goes out with the
 //! next cycle), so every machine takes it on its next cycle. Hand edits of fleet.toml in the
@@ -9,19 +10,33 @@ use crate::fleet::Machine;
 use crate::output::outln;
 use crate::sync::{self, settings};
 
+/// The value of `key` as `get` prints it: fleet.toml's, or for `forge` unset, this machine's
+/// remote (every machine keeps its own).
+fn value_of(
+    machine: &Machine,
+    fleet: &crate::config::FleetConfig,
+    key: settings::Key,
+) -> Vec<String> {
+    let v = settings::get(fleet, key);
+    if key.name == "forge" && v.is_empty() {
+        return vec![format!("{} (this machine's remote)", machine.config.remote)];
+    }
+    v
+}
+
 /// `fleetkey config get [KEY]`: the value (one line per list entry), or every setting.
 pub fn get(key: Option<&str>) -> Result<()> {
     let machine = Machine::load()?;
     let fleet = machine.fleet_config()?;
     match key {
         Some(k) => {
-            for line in settings::get(&fleet, settings::key(k)?) {
+            for line in value_of(&machine, &fleet, settings::key(k)?) {
                 outln!("{line}")?;
             }
         }
         None => {
             for k in settings::KEYS {
-                let v = settings::get(&fleet, *k);
+                let v = value_of(&machine, &fleet, *k);
                 let shown = if k.list {
                     format!("[{}]", v.join(", "))
                 } else {
@@ -29,31 +44,51 @@ pub fn get(key: Option<&str>) -> Result<()> {
                 };
                 outln!("{} = {shown}", k.name)?;
             }
-            outln!(
-                "forge = {}",
-                fleet.forge.as_deref().unwrap_or("(this machine's remote)")
-            )?;
         }
     }
     Ok(())
 }
 
-/// `fleetkey config set KEY [VALUE…]`.
-pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
+/// How a `config` change came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// `config set KEY VALUE…`: the value replaced.
+    Set,
+    /// `config add KEY VALUE…`: values added to a list.
+    Add,
+    /// `config remove KEY VALUE…`: values removed from a list.
+    Remove,
+}
+
+/// `fleetkey config set|add|remove KEY [VALUE…]`.
+pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let key = settings::key(key)?;
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
     sync::recover(&repo, true)?;
     let plan = sync::plan::Plan::for_machine(&machine)?;
-    let fleet = settings::set(&plan.fleet, key, values, &plan.confinement)?;
-    let name = &machine.config.name;
-    let shown = if values.is_empty() {
-        "(none)".to_string()
-    } else {
-        values.join(" ")
+    let before = settings::get(&plan.fleet, key);
+    let new_values = match how {
+        Change::Set => values.to_vec(),
+        Change::Add => settings::edit_list(&plan.fleet, key, values, true)?,
+        Change::Remove => settings::edit_list(&plan.fleet, key, values, false)?,
     };
-    let message = format!("{name}: config set {} {shown}", key.name);
+    let fleet = settings::set(&plan.fleet, key, &new_values, &plan.confinement)?;
+    let name = &machine.config.name;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join(" ")
+        }
+    };
+    let shown = list(&settings::get(&fleet, key));
+    let message = match how {
+        Change::Set => format!("{name}: config set {} {shown}", key.name),
+        Change::Add => format!("{name}: config add {} {}", key.name, values.join(" ")),
+        Change::Remove => format!("{name}: config remove {} {}", key.name, values.join(" ")),
+    };
     // A new literal list changes how stored files read: store them again in the same commit.
     let new_plan = sync::plan::Plan::new(&machine, fleet.clone());
     let head = sync::commit::head_tree(repo.raw())?;
@@ -85,6 +120,21 @@ pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
         "fleetkey: {} = {shown} (every machine takes it on its next cycle)",
         key.name
     )?;
+    // A set replaces: say what it replaced, so a list entry dropped by mistake is seen.
+    let replaced: Vec<String> = before
+        .iter()
+        .filter(|v| !settings::get(&fleet, key).contains(v))
+        .cloned()
+        .collect();
+    if how == Change::Set && !replaced.is_empty() {
+        outln!("  replaced: {}", replaced.join(" "))?;
+        if key.list {
+            outln!(
+                "  (to add to the list instead: `fleetkey config add {} VALUE`)",
+                key.name
+            )?;
+        }
+    }
     if push {
         sync::push_merging_upstream(&machine, &repo, &fleet)?;
     }

@@ -26,6 +26,10 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
         return Err(Error::refused("`fleetkey diff` is the native backend's")
             .hint("with chezmoi, `chezmoi diff` shows what apply would change"));
     }
+    // A path that is not managed is refused, not answered with "nothing to capture".
+    for rel in &only {
+        super::history::managed_kind(&machine, &plan, repo.raw(), rel)?;
+    }
     let branch = plan.fleet.sync.branch.clone();
     let mut note = None;
     if !offline {

@@ -69,6 +69,27 @@ fn permissions(what: &str, path: &Path, private: bool, fix_mode: &str) -> Check 
     }
 }
 
+/// The age identity: present, private, and readable; a missing one is a failure with the
+/// way back (the secrets cannot be read without it).
+fn identity_check(machine: &Machine) -> Check {
+    let path = machine.paths.identity_file();
+    if path.exists() {
+        return permissions("identity", &path, true, "600");
+    }
+    match machine.identity() {
+        Ok(_) => permissions("identity", &path, true, "600"),
+        Err(e) => check(
+            "identity",
+            Verdict::Fail,
+            format!(
+                "{} does not exist; {}",
+                path.display(),
+                e.advice().unwrap_or_default()
+            ),
+        ),
+    }
+}
+
 /// Whether config.toml's `remote` and fleet.toml's `forge` (set by `fleetkey remote set`)
 /// agree, and how to make them agree when they do not.
 pub fn forge_agreement(remote: &str, fleet_forge: Option<&str>) -> Check {
@@ -99,7 +120,7 @@ pub fn forge_agreement(remote: &str, fleet_forge: Option<&str>) -> Check {
 pub fn checks(machine: &Machine) -> Vec<Check> {
     let paths = &machine.paths;
     let mut out = vec![
-        permissions("identity", &paths.identity_file(), true, "600"),
+        identity_check(machine),
         permissions("config directory", &paths.config_dir, true, "700"),
         permissions("home directory", &paths.home, false, "go-w"),
         permissions("~/.ssh", &paths.ssh_dir(), false, "700"),
@@ -204,7 +225,17 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         out.push(forge_agreement(&machine.config.remote, f.forge.as_deref()));
     }
     out.extend(peer_checks(machine));
+    let revoked = machine.revocation();
     match Roster::load(&machine.config.repo) {
+        _ if revoked.is_some() => {
+            let r = revoked.expect("checked");
+            let e = crate::error::Error::from(crate::error::ErrorKind::Revoked(r));
+            out.push(check(
+                "roster",
+                Verdict::Fail,
+                format!("{e}; {}", e.advice().unwrap_or_default()),
+            ))
+        }
         Ok(r) if r.active(&machine.config.name).is_some() => {
             out.push(check("roster", Verdict::Ok, format!("{} is active", machine.config.name)))
         }
@@ -230,7 +261,10 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         Ok(_) => out.push(check(
             "roster",
             Verdict::Fail,
-            format!("{} is not in the roster (revoked?)", machine.config.name),
+            format!(
+                "{} is neither active nor waiting for approval in the fleet's roster: enroll it again (`fleetkey enroll NAME --remote URL`)",
+                machine.config.name
+            ),
         )),
         Err(e) => out.push(check("roster", Verdict::Fail, format!("{e}"))),
     }

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
 use crate::output::outln;
+use crate::sync::plan::ManagedKind;
 use crate::sync::{self, history, managed};
 
 fn rel_of(machine: &Machine, input: &str) -> Result<String> {
@@ -15,12 +16,36 @@ fn rel_of(machine: &Machine, input: &str) -> Result<String> {
     managed::normalize(input, &machine.paths.home, &cwd)
 }
 
-/// `fleetkey log [PATH]`: one line per change, newest first.
+/// What `rel` is to the managed list of the fleet.toml in force (refused when not managed).
+pub(crate) fn managed_kind(
+    machine: &Machine,
+    plan: &sync::plan::Plan,
+    raw: &git2::Repository,
+    rel: &str,
+) -> Result<ManagedKind> {
+    let overrides = sync::commit::head_tree(raw)
+        .map(|t| sync::overrides::list(raw, &t, &machine.config.name))
+        .unwrap_or_default();
+    plan.managed_kind(rel, &overrides)
+}
+
+/// `fleetkey log [PATH]`: one line per change, newest first. A directory's log lists the
+/// changes of every file under it.
 pub fn log(path: Option<&str>, limit: usize) -> Result<()> {
     let machine = Machine::load()?;
     let rel = path.map(|p| rel_of(&machine, p)).transpose()?;
     let repo = machine.repo()?;
-    let entries = history::log(repo.raw(), &machine.config.name, rel.as_deref(), limit)?;
+    let scope = match &rel {
+        Some(r) => {
+            let plan = sync::plan::Plan::for_machine(&machine)?;
+            Some(match managed_kind(&machine, &plan, repo.raw(), r)? {
+                ManagedKind::File => history::Scope::File(r),
+                ManagedKind::Dir => history::Scope::Dir(r),
+            })
+        }
+        None => None,
+    };
+    let entries = history::log(repo.raw(), &machine.config.name, scope, limit)?;
     let mut text = String::new();
     for e in &entries {
         text.push_str(&format!(
@@ -66,6 +91,9 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
             .hint("with chezmoi, restore the source file with git, then run `fleetkey sync`"));
     }
     let name = &machine.config.name;
+    if managed_kind(&machine, &plan, repo.raw(), &rel)? == ManagedKind::Dir {
+        return restore_dir(&machine, &repo, &plan, &rel, &which, push);
+    }
     let version = history::find_version(repo.raw(), name, &rel, &which)?;
     let done = sync::restore::restore(
         &repo,
@@ -87,6 +115,72 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
     }
     if push {
         sync::push_merging_upstream(&machine, &repo, &plan.fleet)?;
+    }
+    Ok(())
+}
+
+/// `restore DIR --at REV | --before DATE`: every file under the managed directory DIR back to
+/// its version in that commit, each as `restore FILE` would put it back (a copy of what it
+/// replaces kept beside it). Files added since are left as they are, and named.
+fn restore_dir(
+    machine: &Machine,
+    repo: &crate::repo::FleetRepo,
+    plan: &sync::plan::Plan,
+    rel: &str,
+    which: &history::Which,
+    push: bool,
+) -> Result<()> {
+    let name = &machine.config.name;
+    let commit = history::find_commit(repo.raw(), which)?;
+    let short = &commit.to_string()[..12];
+    let files = history::files_under(repo.raw(), commit, name, rel)?;
+    if files.is_empty() {
+        return Err(
+            Error::refused(format!("~/{rel}/ held no file at {short}")).hint(format!(
+                "`fleetkey log ~/{rel}` lists the commits that changed files under it"
+            )),
+        );
+    }
+    let now = crate::clock::now_unix();
+    let (mut changed, mut copies) = (0, Vec::new());
+    for (file, version) in &files {
+        let done = sync::restore::restore(
+            repo,
+            plan,
+            name,
+            file,
+            version,
+            &machine.paths.state_dir,
+            now,
+        )?;
+        if done.changed {
+            changed += 1;
+        }
+        copies.extend(done.copy.map(|c| c.copy));
+    }
+    outln!(
+        "fleetkey: ~/{rel}/ is back to the version of {short}: {changed} of {} files changed; every machine gets them",
+        files.len()
+    )?;
+    for c in &copies {
+        outln!("  the version it replaced is kept as {}", c.display())?;
+    }
+    let head = sync::commit::head_tree(repo.raw())?;
+    let now_files = sync::tree::blobs_under(
+        repo.raw(),
+        &head,
+        &format!("{}/{rel}", sync::tree::HOME_DIR),
+    )?;
+    let newer: Vec<String> = now_files
+        .keys()
+        .map(|sub| format!("{rel}/{sub}"))
+        .filter(|f| !files.iter().any(|(old, _)| old == f))
+        .collect();
+    for f in &newer {
+        outln!("  ~/{f} did not exist then and is left as it is")?;
+    }
+    if push {
+        sync::push_merging_upstream(machine, repo, &plan.fleet)?;
     }
     Ok(())
 }

@@ -53,6 +53,8 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     roster::check_name(name)?;
     let paths = Paths::from_env()?;
     check_not_set_up(&paths)?;
+    // Dropped last (declared first): a failure leaves no data directory behind.
+    let _guard = crate::setup::DataDirGuard::new(&paths);
     let staging = staging_dir(&paths)?;
     let root = staging.path().join("fleet");
     clone_fleet(remote, &root)?;
@@ -282,6 +284,8 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     }
     let passphrase = bundle::passphrase(passphrase_file, false)?;
     let b = Bundle::read(file, passphrase)?;
+    // Dropped last (declared first): a failure leaves no data directory behind.
+    let _guard = crate::setup::DataDirGuard::new(&paths);
     let staging = staging_dir(&paths)?;
     let root = staging.path().join("fleet");
     clone_fleet(remote, &root)?;
@@ -557,7 +561,16 @@ fn rotate_poke_key(machine: &Machine, repo: &FleetRepo, fleet: &FleetConfig) -> 
         &format!("{me}: rotate its poke key"),
     )?;
     outln!("  poke key:    {}", key.fingerprint())?;
-    sync::push_merging_upstream(machine, repo, fleet)
+    sync::push_merging_upstream(machine, repo, fleet)?;
+    // The host branch was signed by the key just retired: sign it anew, or every other
+    // machine ignores it until this one's next cycle.
+    if let Err(e) = sync::collect::republish(machine) {
+        crate::log::warn(&format!(
+            "cannot republish this machine's host branch with its new key (the next sync does): {}",
+            crate::error::chain(&e)
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces `~/.ssh/id_ed25519` with a new pair; the old pair is kept aside with a suffix (it
@@ -605,8 +618,84 @@ fn read_revoked(root: &Path) -> Result<String> {
     }
 }
 
-/// `revoke NAME [--compromised] [--json]`.
-pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
+/// How `revoke` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RevokeOptions {
+    /// Report what the machine's keys could read and mark those secrets (`--compromised`).
+    pub compromised: bool,
+    /// The report as JSON.
+    pub json: bool,
+    /// No confirmation (`--yes`).
+    pub yes: bool,
+    /// Say what would happen, change nothing (`--dry-run`).
+    pub dry_run: bool,
+}
+
+/// Asks on a terminal for `name` to be typed before it is revoked; off a terminal, `--yes`.
+fn confirm_revoke(name: &str, yes: bool) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(ErrorKind::Refused(format!(
+            "revoking {name} needs --yes when stdin is not a terminal; nothing was changed"
+        ))
+        .hint(format!(
+            "see what it would do with `fleetkey revoke {name} --dry-run`, then run `fleetkey revoke {name} --yes`"
+        )));
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "{name} will lose every key of the fleet, and the secrets are re-encrypted without it.\nType its name to revoke it: "
+    );
+    let _ = err.flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(Error::io("cannot read the answer from", Path::new("stdin")))?;
+    if answer.trim() == name {
+        Ok(())
+    } else {
+        Err(ErrorKind::Refused(format!("the name typed is not {name}; nothing was revoked")).into())
+    }
+}
+
+/// `revoke NAME --dry-run`: what the revocation would do.
+fn print_revoke_plan(roster: &Roster, member: &roster::Member, compromised: bool) -> Result<()> {
+    let name = &member.name;
+    let left: Vec<&str> = roster
+        .active
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|n| n != name)
+        .collect();
+    outln!("fleetkey: dry run; revoking {name} would:")?;
+    outln!(
+        "  move its age recipient, SSH, signing and poke keys to keys/revoked (every machine drops its SSH key from authorized_keys, this one at once)"
+    )?;
+    outln!(
+        "  re-encrypt the secrets to the {} remaining machines ({})",
+        left.len(),
+        left.join(", ")
+    )?;
+    if compromised {
+        outln!(
+            "  report every secret its keys could ever read, and mark those whose value it could read as needing a new value"
+        )?;
+    }
+    outln!("Nothing was changed.")?;
+    Ok(())
+}
+
+/// `revoke NAME [--yes] [--dry-run] [--compromised] [--json]`.
+pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
+    let RevokeOptions {
+        compromised, json, ..
+    } = opts;
     roster::check_name(name)?;
     let machine = Machine::load()?;
     let me = machine.config.name.clone();
@@ -634,6 +723,13 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
             // A machine still waiting: drop its request.
             let remote = &machine.config.remote;
             if forge::remote_head(remote, &forge::pending_branch(name))?.is_some() {
+                if opts.dry_run {
+                    outln!(
+                        "fleetkey: dry run; the enrollment request of {name} would be dropped. Nothing was changed."
+                    )?;
+                    return Ok(());
+                }
+                confirm_revoke(name, opts.yes)?;
                 forge::delete_branch(repo.root(), remote, &forge::pending_branch(name))?;
                 outln!("fleetkey: dropped the enrollment request of {name}")?;
                 return Ok(());
@@ -650,6 +746,10 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         ))
         .into());
     }
+    if opts.dry_run {
+        return print_revoke_plan(&roster, &member, compromised);
+    }
+    confirm_revoke(name, opts.yes)?;
     let identity = Identity::load(&machine.paths.identity_file())?;
     let mut env = machine.secrets()?;
     let report = if compromised {
@@ -669,13 +769,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
             &identity,
             &retired_identities(&machine.paths),
         )?;
-        let today = clock::date(clock::now_unix());
-        for exposed in &report.secrets {
-            if env.contains_key(&exposed.key) {
-                env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
-                    .map_err(|e| ErrorKind::Secret(e.to_string()))?;
-            }
-        }
+        mark_exposed(&mut env, &report, name)?;
         Some(report)
     } else {
         None
@@ -730,6 +824,14 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         )?;
     }
     sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    // This machine stops admitting the revoked key now, not at its next cycle.
+    if let Err(e) = sync::backend::merge_authorized_keys(&machine, &repo) {
+        crate::log::warn(&format!(
+            "authorized_keys was not merged: {}{}",
+            crate::error::chain(&e),
+            e.advice().map(|a| format!(" ({a})")).unwrap_or_default()
+        ));
+    }
     poke_remaining_peers(&machine)
 }
 
@@ -789,13 +891,7 @@ fn report_again(
     )?;
     let mut env = machine.secrets()?;
     let before = env.to_text();
-    let today = clock::date(clock::now_unix());
-    for exposed in &report.secrets {
-        if env.contains_key(&exposed.key) {
-            env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
-                .map_err(|e| ErrorKind::Secret(e.to_string()))?;
-        }
-    }
+    mark_exposed(&mut env, &report, name)?;
     if env.to_text() != before {
         SecretsFile::new(repo.root()).store(&env, roster)?;
         let me = &machine.config.name;
@@ -809,6 +905,26 @@ fn report_again(
     }
     print_report(&report, json, true)?;
     sync::push_merging_upstream(machine, repo, fleet)
+}
+
+/// Marks as needing a new value each secret whose value in force is one `name`'s keys could
+/// read; a value replaced since (after the revocation, say) is left alone.
+fn mark_exposed(
+    env: &mut crate::envfile::EnvFile,
+    report: &exposure::Report,
+    name: &str,
+) -> Result<()> {
+    let today = clock::date(clock::now_unix());
+    for exposed in &report.secrets {
+        let readable = env
+            .get(&exposed.key)
+            .is_some_and(|v| report.could_read(&exposed.key, v));
+        if readable {
+            env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
+                .map_err(|e| ErrorKind::Secret(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The identities this machine retired by `rotate` (see [`Paths::retired_dir`]); one that

@@ -87,7 +87,9 @@ pub fn pull(every: Option<&str>) -> Result<()> {
             Err(e)
                 if matches!(
                     e.kind(),
-                    ErrorKind::NotInitialized { .. } | ErrorKind::Config { .. }
+                    ErrorKind::NotInitialized { .. }
+                        | ErrorKind::Config { .. }
+                        | ErrorKind::Revoked(_)
                 ) =>
             {
                 return Err(e);

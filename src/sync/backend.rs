@@ -156,6 +156,22 @@ pub fn apply_head(
     Ok(applied)
 }
 
+/// Merges the fleet's SSH keys of the clone's HEAD into this machine's authorized_keys at once
+/// (what the next cycle's apply would do), for a command that changed the roster: after
+/// `revoke`, the revoked key is gone here before the command returns. Returns whether the file
+/// changed. With chezmoi the merge is the one its `modify_` hook makes, so the next apply
+/// leaves the file as it is.
+pub fn merge_authorized_keys(machine: &Machine, repo: &FleetRepo) -> Result<bool> {
+    let plan = Plan::for_machine(machine)?;
+    let home = plan.open_home()?;
+    apply::authorized_keys(
+        repo.root(),
+        &machine.config.name,
+        &home,
+        plan.authorized_keys.as_ref(),
+    )
+}
+
 /// After an integration outside a cycle (a rejected push of `secrets set`, `track`…): only the
 /// managed files that lost a merge are handled now: their local version is kept as a conflict
 /// copy and the live file takes the fleet's. Everything else is left to the next cycle, which

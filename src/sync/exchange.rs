@@ -91,6 +91,14 @@ pub fn exchange(
                 out.tree_refused = Some(why);
                 return Ok(out);
             }
+            // The fleet revoked this machine: nothing of its own can join the fleet's history
+            // any more, so nothing is integrated (the cycle ends saying so).
+            if let Ok(tip) = raw.refname_to_id(&tracking)
+                && crate::roster::revocation(raw, tip, &machine.config.name).is_some()
+            {
+                out.not_member = true;
+                return Ok(out);
+            }
             let done = integrate::integrate(
                 raw,
                 branch,

@@ -4,7 +4,8 @@
 //! A managed file's history is every commit (newest first) whose version of it differs from
 //! each of its parents' (git's own rule for `git log PATH`: a merge that only brought one side
 //! along is not listed), looking at `home/REL` and at this machine's `hosts/NAME/home/REL`.
-//! Each entry says which machine made the commit (its author, `fleetkey (NAME)`), when, and what
+//! Each entry says which machine made the commit (its `Fleetkey-Machine` trailer, else an author
+//! `fleetkey (NAME)`), when, and what
 //! happened, read from the message fleetkey wrote (edit, track, untrack, track --here,
 //! untrack --here, restore, conflict, config, delete).
 //!
@@ -74,12 +75,53 @@ fn version(tree: &git2::Tree<'_>, machine: &str, rel: &str) -> Option<(git2::Oid
     tree::lookup(tree, machine, rel).map(|s| (s.oid, s.exec))
 }
 
-/// The history from HEAD, newest first: of the managed file `rel` (relative to `$HOME`), or of
-/// the whole fleet when `rel` is `None`. At most `limit` entries.
+/// What a log or a restore is about: one managed file, or every file under a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The managed file at this path relative to `$HOME`.
+    File(&'a str),
+    /// Every file under this directory relative to `$HOME`.
+    Dir(&'a str),
+}
+
+/// What `tree` holds for `scope`, as this machine sees it: for a file its blob and exec bit
+/// (its override, else `home/`); for a directory the ids of its subtrees under `home/` and
+/// this machine's `hosts/NAME/home/`. Equal values mean nothing under it changed.
+type Seen = (Option<git2::Oid>, Option<git2::Oid>, bool);
+
+fn seen(tree: &git2::Tree<'_>, machine: &str, scope: Scope<'_>) -> Seen {
+    match scope {
+        Scope::File(rel) => match version(tree, machine, rel) {
+            Some((oid, exec)) => (Some(oid), None, exec),
+            None => (None, None, false),
+        },
+        Scope::Dir(rel) => {
+            let sub = |prefix: &str| {
+                tree.get_path(std::path::Path::new(&format!("{prefix}/{rel}")))
+                    .ok()
+                    .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
+                    .map(|e| e.id())
+            };
+            (sub(tree::HOME_DIR), sub(&tree::host_dir(machine)), false)
+        }
+    }
+}
+
+/// The machine that made `commit`: its `Fleetkey-Machine` trailer (the author is often the
+/// user's own git identity, the same on every machine), else a `fleetkey (NAME)` author.
+fn made_by(commit: &git2::Commit<'_>) -> String {
+    if let Some(name) = commit.message().ok().and_then(crate::signing::machine_of) {
+        return name.to_string();
+    }
+    machine_of(commit.author().name().unwrap_or("?"))
+}
+
+/// The history from HEAD, newest first: of a managed file or of every file under a managed
+/// directory, or of the whole fleet when `scope` is `None`. At most `limit` entries.
 pub fn log(
     repo: &git2::Repository,
     machine: &str,
-    rel: Option<&str>,
+    scope: Option<Scope<'_>>,
     limit: usize,
 ) -> Result<Vec<Entry>> {
     let mut walk = repo.revwalk().map_err(Error::git("cannot walk history"))?;
@@ -106,26 +148,27 @@ pub fn log(
         )
         .into_owned();
         let mut deleted = false;
-        if let Some(rel) = rel {
+        if let Some(scope) = scope {
             let tree = commit.tree().map_err(Error::git("cannot read a commit"))?;
-            let here = version(&tree, machine, rel);
-            let parents: Vec<Option<(git2::Oid, bool)>> = commit
+            let here = seen(&tree, machine, scope);
+            let none: Seen = (None, None, false);
+            let parents: Vec<Seen> = commit
                 .parents()
-                .map(|p| p.tree().ok().and_then(|t| version(&t, machine, rel)))
+                .map(|p| p.tree().ok().map_or(none, |t| seen(&t, machine, scope)))
                 .collect();
             let changed = if parents.is_empty() {
-                here.is_some()
+                here != none
             } else {
                 parents.iter().all(|p| *p != here)
             };
             if !changed {
                 continue;
             }
-            deleted = here.is_none();
+            deleted = here == none;
         }
         out.push(Entry {
             commit: oid,
-            machine: machine_of(commit.author().name().unwrap_or("?")),
+            machine: made_by(&commit),
             time: commit.time().seconds(),
             what: what_happened(&subject, deleted),
             subject,
@@ -225,6 +268,66 @@ pub fn find_version(
             })
         }
     }
+}
+
+/// The commit whose tree a directory restore takes its files from: `At(REV)` that commit,
+/// `Before(T)` the newest commit older than T. `Previous` has no meaning for a directory.
+pub fn find_commit(repo: &git2::Repository, which: &Which) -> Result<git2::Oid> {
+    match which {
+        Which::At(rev) => repo
+            .revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id())
+            .map_err(|_| {
+                Error::refused(format!("{rev:?} names no commit of the fleet"))
+                    .hint("`fleetkey log PATH` lists the commits that changed a file")
+            }),
+        Which::Before(t) => {
+            let mut walk = repo.revwalk().map_err(Error::git("cannot walk history"))?;
+            walk.set_sorting(git2::Sort::TIME)
+                .map_err(Error::git("cannot walk history"))?;
+            walk.push_head()
+                .map_err(Error::git("cannot walk history"))?;
+            for oid in walk {
+                let oid = oid.map_err(Error::git("cannot walk history"))?;
+                let commit = repo
+                    .find_commit(oid)
+                    .map_err(Error::git("cannot read a commit"))?;
+                if commit.time().seconds() < *t {
+                    return Ok(oid);
+                }
+            }
+            Err(Error::refused(format!(
+                "the fleet has no commit before {}",
+                crate::clock::rfc3339(*t)
+            )))
+        }
+        Which::Previous => Err(Error::refused(
+            "a directory has no single earlier version: say which with --at REV or --before DATE",
+        )
+        .hint("`fleetkey log DIR` lists the commits that changed files under it")),
+    }
+}
+
+/// Every file under the directory `rel` as this machine had it at `commit` (its overrides
+/// first), by path relative to `$HOME`.
+pub fn files_under(
+    repo: &git2::Repository,
+    commit: git2::Oid,
+    machine: &str,
+    rel: &str,
+) -> Result<Vec<(String, Version)>> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(Error::git("cannot read a commit"))?;
+    let mut out = std::collections::BTreeMap::new();
+    for prefix in [tree::HOME_DIR.to_string(), tree::host_dir(machine)] {
+        for (sub, (blob, exec)) in tree::blobs_under(repo, &tree, &format!("{prefix}/{rel}"))? {
+            out.insert(format!("{rel}/{sub}"), Version { commit, blob, exec });
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ use std::time::Instant;
 
 use crate::clock;
 use crate::config::FleetConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
 
 pub use exchange::push_merging_upstream;
@@ -192,7 +192,7 @@ fn run(
     };
     drop(plan);
 
-    let identity = machine.identity().ok();
+    let identity = machine.identity();
     let mut lost = Vec::new();
     let offline = match network {
         Network::Offline => None,
@@ -209,9 +209,10 @@ fn run(
                 }
             };
             // Then, when the fleet moved to another forge, the same with the new one.
-            match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network)
+            let id = identity.as_ref().ok();
+            match exchange::exchange(machine, &repo, &fleet, id, &at, network)
                 .map(&mut record)
-                .and_then(|()| forge_move::follow(machine, &repo, &fleet, identity.as_ref(), &at))
+                .and_then(|()| forge_move::follow(machine, &repo, &fleet, id, &at))
             {
                 Ok(followed) => {
                     followed.exchanged.map(record);
@@ -229,7 +230,7 @@ fn run(
     let applied = backend::apply_head(
         machine,
         &repo,
-        identity.as_ref(),
+        identity.as_ref().ok(),
         &lost,
         &mut manifest,
         now,
@@ -255,6 +256,16 @@ fn run(
     rec.head = repo.head().map(|o| o.to_string());
     refresh_agents(machine, &fleet);
     let _ = std::fs::remove_file(&marker);
+    // A machine the fleet threw out is told so, and so is one that lost the key to the secrets:
+    // the cycle did what it could (captured, applied), but it is not "synced".
+    if let Some(r) = machine.revocation() {
+        return Err(ErrorKind::Revoked(r).into());
+    }
+    if let Err(e) = identity
+        && repo.root().join(crate::secrets::CIPHERTEXT).exists()
+    {
+        return Err(e);
+    }
     match offline {
         Some(e) => Err(exchange::with_waiting_hint(e, &repo, &fleet.sync.branch)),
         None => Ok(()),

@@ -122,4 +122,47 @@ impl Plan {
     pub fn open_home(&self) -> Result<HomeDir> {
         Ok(HomeDir::open(self.confinement.home())?)
     }
+
+    /// What `rel` (a path the user named, relative to `$HOME`) is to the managed list: a
+    /// managed file, or a directory (a managed one, one inside it, or one that holds managed
+    /// paths or this machine's `overrides`). Anything else is refused as not managed, so
+    /// `log`, `restore` and `diff` never answer "no history" about a path they do not manage.
+    pub fn managed_kind(&self, rel: &str, overrides: &[String]) -> Result<ManagedKind> {
+        let under = |other: &str| {
+            other.len() > rel.len() && other.starts_with(rel) && other.as_bytes()[rel.len()] == b'/'
+        };
+        if self.managed.iter().any(|m| m.dir && m.rel == rel) {
+            return Ok(ManagedKind::Dir);
+        }
+        if self.managed.iter().any(|m| m.dir && m.covers(rel)) {
+            let live_dir = std::fs::symlink_metadata(self.confinement.home().join(rel))
+                .is_ok_and(|m| m.is_dir());
+            return Ok(if live_dir {
+                ManagedKind::Dir
+            } else {
+                ManagedKind::File
+            });
+        }
+        if self.managed.iter().any(|m| m.rel == rel) || overrides.iter().any(|o| o == rel) {
+            return Ok(ManagedKind::File);
+        }
+        if self.managed.iter().any(|m| under(&m.rel)) || overrides.iter().any(|o| under(o)) {
+            return Ok(ManagedKind::Dir);
+        }
+        Err(crate::error::Error::refused(format!(
+            "~/{rel} is not managed by the fleet"
+        ))
+        .hint(format!(
+            "`fleetkey config get paths` lists the managed paths; `fleetkey track ~/{rel}` adds it"
+        )))
+    }
+}
+
+/// What a path is to the managed list (see [`Plan::managed_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagedKind {
+    /// A managed file.
+    File,
+    /// A directory with managed files under it.
+    Dir,
 }

@@ -73,23 +73,116 @@ pub const KEYS: &[Key] = &[
         about: "where the decrypted secrets are written (none: nowhere)",
     },
     Key {
+        name: "materialize_format",
+        toml: "secrets.materialize_format",
+        list: false,
+        about: "how the materialized secrets are written: env (the secrets file's own form) or sh (export lines)",
+    },
+    Key {
         name: "authorized_keys",
         toml: "authorized_keys.path",
         list: false,
         about: "the authorized_keys file the fleet's SSH keys are merged into",
     },
+    Key {
+        name: "forge",
+        toml: "forge",
+        list: false,
+        about: "the fleet-wide forge (read only: use `fleetkey remote set URL`)",
+    },
 ];
 
-/// The key called `name` (`poll` or `sync.poll`).
+/// The key called `name` (`poll` or `sync.poll`). An unknown name is refused with the nearest
+/// known one, when one is near.
 pub fn key(name: &str) -> Result<Key> {
     KEYS.iter()
         .find(|k| k.name == name || k.toml == name)
         .copied()
         .ok_or_else(|| {
             let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-            Error::refused(format!("there is no setting called {name:?}"))
-                .hint(format!("the settings are: {}", known.join(", ")))
+            let hint = match nearest(name) {
+                Some(k) => format!("did you mean {k}? The settings are: {}", known.join(", ")),
+                None => format!("the settings are: {}", known.join(", ")),
+            };
+            Error::refused(format!("there is no setting called {name:?}")).hint(hint)
         })
+}
+
+/// The known setting nearest to `name` (by edit distance, at most a third of its length, and
+/// at most 3), if any.
+fn nearest(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    KEYS.iter()
+        .flat_map(|k| [(k.name, k.name), (k.name, k.toml)])
+        .map(|(shown, candidate)| (edit_distance(&name, candidate), shown))
+        .filter(|(d, shown)| *d <= (shown.len() / 3).clamp(1, 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, shown)| shown)
+}
+
+/// Levenshtein distance between `a` and `b`, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// `values` added to (`add`) or removed from (`remove`) the list `key` of `fleet`, as the
+/// values of a `set`: a value already there is not added twice; removing one that is not
+/// there is refused, naming what the list holds.
+pub fn edit_list(
+    fleet: &FleetConfig,
+    key: Key,
+    values: &[String],
+    add: bool,
+) -> Result<Vec<String>> {
+    let verb = if add { "add" } else { "remove" };
+    if !key.list {
+        return Err(Error::refused(format!(
+            "{} is not a list: `config {verb}` changes ignore, literal or private",
+            key.name
+        ))
+        .hint(format!("`fleetkey config set {} VALUE` sets it", key.name)));
+    }
+    if key.name == "paths" {
+        return Err(
+            Error::refused("the managed list changes with `fleetkey track` and `untrack`")
+                .hint("`fleetkey track PATH` seeds the fleet with the file first"),
+        );
+    }
+    let mut list = get(fleet, key);
+    for v in values {
+        match (add, list.iter().position(|x| x == v)) {
+            (true, None) => list.push(v.clone()),
+            (true, Some(_)) => {}
+            (false, Some(i)) => {
+                list.remove(i);
+            }
+            (false, None) => {
+                return Err(Error::refused(format!(
+                    "{} holds no {v:?}; nothing was changed",
+                    key.name
+                ))
+                .hint(if list.is_empty() {
+                    format!("{} is empty", key.name)
+                } else {
+                    format!("{} holds: {}", key.name, list.join(", "))
+                }));
+            }
+        }
+    }
+    Ok(list)
 }
 
 /// The value of `key` in `fleet`, one line per list entry.
@@ -103,7 +196,12 @@ pub fn get(fleet: &FleetConfig, key: Key) -> Vec<String> {
         "literal" => s.literal.clone(),
         "private" => s.private.clone(),
         "materialize" => fleet.secrets.materialize.iter().cloned().collect(),
+        "materialize_format" => vec![match fleet.secrets.materialize_format {
+            crate::config::MaterializeFormat::Env => "env".to_string(),
+            crate::config::MaterializeFormat::Sh => "sh".to_string(),
+        }],
         "authorized_keys" => vec![fleet.authorized_keys.path.clone()],
+        "forge" => fleet.forge.iter().cloned().collect(),
         _ => Vec::new(),
     }
 }
@@ -179,12 +277,25 @@ pub fn set(
                 _ => return Err(bad("it takes one path, or none".into())),
             };
         }
+        "materialize_format" => {
+            out.secrets.materialize_format = match one()?.as_str() {
+                "env" => crate::config::MaterializeFormat::Env,
+                "sh" => crate::config::MaterializeFormat::Sh,
+                other => return Err(bad(format!("{other:?} is not a format: use env or sh"))),
+            };
+        }
         "authorized_keys" => {
             let v = one()?;
             confinement
                 .check_file_entry(v)
                 .map_err(|r| bad(format!("{r}")))?;
             out.authorized_keys.path = v.clone();
+        }
+        "forge" => {
+            return Err(bad(
+                "the fleet moves to another forge with `fleetkey remote set URL`".into(),
+            )
+            .hint("it pushes the whole fleet there first, then records the new forge"));
         }
         _ => return Err(bad("unknown setting".into())),
     }
@@ -324,5 +435,43 @@ mod tests {
         assert!(set(&f, key("ignore").unwrap(), &["a\u{1}".into()], &c).is_err());
         assert!(set(&f, key("paths").unwrap(), &["~/.x".into()], &c).is_err());
         assert!(key("recipent").is_err());
+    }
+
+    #[test]
+    fn an_unknown_name_suggests_the_nearest_setting() {
+        let hint = |n: &str| key(n).unwrap_err().advice().unwrap();
+        assert!(
+            hint("pol").starts_with("did you mean poll?"),
+            "{}",
+            hint("pol")
+        );
+        assert!(hint("ignor").starts_with("did you mean ignore?"));
+        assert!(hint("sync.setle").starts_with("did you mean settle?"));
+        assert!(hint("materialise_format").starts_with("did you mean materialize_format?"));
+        assert!(hint("zzzzzzzz").starts_with("the settings are: "));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn lists_take_add_and_remove_and_forge_and_format_are_known() {
+        let (_d, c) = confinement();
+        let mut f = FleetConfig::default();
+        let ignore = key("ignore").unwrap();
+        f.sync.ignore = vec!["*.log".into()];
+        let added = edit_list(&f, ignore, &["*.tmp".into(), "*.log".into()], true).unwrap();
+        assert_eq!(added, ["*.log", "*.tmp"]);
+        let f2 = set(&f, ignore, &added, &c).unwrap();
+        assert_eq!(
+            edit_list(&f2, ignore, &["*.log".into()], false).unwrap(),
+            ["*.tmp"]
+        );
+        let e = edit_list(&f2, ignore, &["*.bak".into()], false).unwrap_err();
+        assert!(e.to_string().contains("holds no \"*.bak\""), "{e}");
+        assert!(edit_list(&f2, key("poll").unwrap(), &["5s".into()], true).is_err());
+        let fmt = key("materialize_format").unwrap();
+        assert_eq!(get(&f, fmt), ["env"]);
+        assert_eq!(get(&set(&f, fmt, &["sh".into()], &c).unwrap(), fmt), ["sh"]);
+        assert!(set(&f, fmt, &["json".into()], &c).is_err());
+        assert!(set(&f, key("forge").unwrap(), &["/x".into()], &c).is_err());
     }
 }

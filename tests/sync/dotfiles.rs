@@ -383,10 +383,95 @@ fn log_and_restore_work_across_machines() {
     let err = b.fails(&["restore", "~/.zshrc", "--before", "yesterday"], 1);
     assert!(err.contains("is not a date"), "{err}");
     let err = b.fails(&["restore", "~/.nope"], 1);
+    assert!(err.contains("~/.nope is not managed by the fleet"), "{err}");
+}
+
+#[test]
+fn log_names_the_machine_even_when_every_machine_shares_one_git_identity() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    // One .gitconfig everywhere, as a synced ~/.gitconfig makes it.
+    for m in &fleet.nodes {
+        m.write(
+            ".gitconfig",
+            b"[user]\n\tname = Same Person\n\temail = same@example.org\n",
+        );
+    }
+    a.write(".zshrc", b"v1\n");
+    a.ok(&["track", "~/.zshrc"]);
+    fleet.settle(1);
+    b.write(".zshrc", b"v2\n");
+    b.sync();
+    let log = b.ok(&["log", "~/.zshrc"]);
+    let who: Vec<&str> = log
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(who, ["bob", "alice"], "{log}");
+    assert!(!log.contains("Same"), "{log}");
+}
+
+#[test]
+fn log_and_restore_of_a_managed_directory_cover_the_files_under_it() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.write(".config/app/one", b"one v1\n");
+    a.write(".config/app/two", b"two v1\n");
+    a.ok(&["track", "~/.config/app/"]);
+    fleet.settle(1);
+    b.write(".config/app/one", b"one v2\n");
+    b.sync();
+    b.write(".config/app/two", b"two v2\n");
+    b.write(".config/app/three", b"three\n");
+    b.sync();
+    let log = b.ok(&["log", "~/.config/app"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    let first = lines[2].split_whitespace().next().unwrap().to_string();
     assert!(
-        err.contains("not a managed file") || err.contains("has no version"),
-        "{err}"
+        lines[2].contains("alice") && lines[2].contains("track"),
+        "{log}"
     );
+    // A file under it has its own history, as before.
+    assert_eq!(b.ok(&["log", "~/.config/app/one"]).lines().count(), 2);
+
+    let out = b.ok(&["restore", "~/.config/app/", "--at", &first]);
+    assert!(out.contains("2 of 2 files changed"), "{out}");
+    assert!(
+        out.contains("~/.config/app/three did not exist then"),
+        "{out}"
+    );
+    assert_eq!(b.text(".config/app/one"), "one v1\n");
+    assert_eq!(b.text(".config/app/two"), "two v1\n");
+    assert_eq!(b.text(".config/app/three"), "three\n");
+    assert_eq!(b.conflict_copies(".config/app/one").len(), 1);
+    a.sync();
+    assert_eq!(a.text(".config/app/two"), "two v1\n");
+    // A directory has no single "previous" version.
+    let err = b.fails(&["restore", "~/.config/app"], 1);
+    assert!(err.contains("--at REV or --before DATE"), "{err}");
+}
+
+#[test]
+fn log_restore_and_diff_refuse_a_path_that_is_not_managed() {
+    let fleet = three();
+    fleet.settle(1);
+    let a = fleet.n(0);
+    a.write(".notes", b"x\n");
+    for args in [
+        &["log", "~/.notes"][..],
+        &["restore", "~/.notes", "--at", "HEAD"],
+        &["diff", "~/.notes"],
+    ] {
+        let err = a.fails(args, 1);
+        assert!(
+            err.contains("~/.notes is not managed by the fleet")
+                && err.contains("fleetkey track ~/.notes"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 fn remote_of(m: &Machine) -> String {

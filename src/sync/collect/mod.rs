@@ -125,7 +125,8 @@ pub fn step(
     rec: &mut CycleRecord,
     hosts: Option<BTreeMap<String, String>>,
 ) {
-    if network == Network::Offline {
+    // Offline there is no forge; a revoked machine's branch would only be ignored by all.
+    if network == Network::Offline || machine.revocation().is_some() {
         return;
     }
     let mut state = CollectState::load(&machine.paths.state_dir);
@@ -184,6 +185,25 @@ fn run(
         }
     }
     gather::gather(machine, &repo, &hosts, state)
+}
+
+/// Republishes this machine's host branch at once, signed with the key it signs with now.
+/// After `rotate` retired the old signing key, the others would otherwise ignore the branch
+/// (signed by a revoked key) until this machine's next cycle. The last cycle is published as
+/// it was recorded.
+pub fn republish(machine: &Machine) -> Result<()> {
+    let state_dir = &machine.paths.state_dir;
+    let mut state = CollectState::load(state_dir);
+    let mut rec = CycleRecord::load(state_dir).unwrap_or_default();
+    // A new signature is a change the others must see: publish whatever the digest says.
+    state.digest = None;
+    let repo = machine.repo()?;
+    let fleet = machine.fleet_config()?;
+    let now = crate::clock::now_unix();
+    publish::publish_if_due(
+        machine, &repo, &fleet, now, &mut rec, &mut state, None, false,
+    )?;
+    state.save(state_dir)
 }
 
 /// The machines as `fleet` shows them: this machine's last published status and every other
