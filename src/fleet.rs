@@ -21,6 +21,9 @@ use crate::signing::{Signer, SigningKey};
 /// How long a manual command waits for a running cycle to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
+/// How a fleet.toml held back as invalid is fixed.
+pub const FLEET_TOML_FIX: &str = "change a setting with `fleetkey config set KEY VALUE` (it writes a valid fleet.toml), or find the last good version with `fleetkey log fleet.toml` and put it back with `fleetkey restore fleet.toml --at REV`";
+
 /// The state file that keeps the last valid fleet.toml.
 pub const LAST_VALID_FLEET: &str = "fleet.toml.last-valid";
 
@@ -31,12 +34,6 @@ pub struct InForce {
     pub config: FleetConfig,
     /// Why the clone's fleet.toml is not the one in force (it is invalid), when it is not.
     pub held_back: Option<String>,
-}
-
-/// Logs `message` once per process (a command reads fleet.toml several times).
-fn warn_once(message: &str) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| crate::log::warn(message));
 }
 
 /// This machine, set up.
@@ -188,11 +185,19 @@ impl Machine {
                 let Some(config) = fallback else {
                     return Err(e);
                 };
+                // One line, whatever line breaks the parser's message holds.
+                let why: Vec<String> = crate::error::chain(&e)
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
                 let held_back = format!(
-                    "{}; the last valid fleet.toml stays in force until a valid one arrives",
-                    crate::error::chain(&e)
+                    "{}; the last valid fleet.toml stays in force until a valid one arrives: {FLEET_TOML_FIX}",
+                    why.join(" ")
                 );
-                warn_once(&held_back);
+                // The same words as the cycle's own report, so a cycle says it once.
+                crate::log::warn_once_per_cycle(&format!("held back: {held_back}"));
                 Ok(InForce {
                     config,
                     held_back: Some(held_back),

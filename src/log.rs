@@ -114,6 +114,27 @@ pub fn warn(msg: &str) {
     line("warning: ", msg);
 }
 
+/// The warnings said since the current cycle began (see [`warn_once_per_cycle`]).
+static SAID: Mutex<Option<std::collections::BTreeSet<String>>> = Mutex::new(None);
+
+/// A warning on stderr, unless the same text was said since [`new_cycle`]: each problem once
+/// per cycle, however many steps of it run into it.
+pub fn warn_once_per_cycle(msg: &str) {
+    let fresh = SAID
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(msg.to_string());
+    if fresh {
+        warn(msg);
+    }
+}
+
+/// Starts a new cycle for [`warn_once_per_cycle`]: what was said before may be said again.
+pub fn new_cycle() {
+    *SAID.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

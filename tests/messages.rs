@@ -1054,3 +1054,49 @@ fn after_a_rotate_the_report_reads_old_history_and_says_when_it_is_incomplete() 
         "{out}"
     );
 }
+
+#[test]
+fn a_broken_fleet_toml_is_said_once_per_cycle_and_restore_fleet_toml_heals_it() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "alpha"]);
+    a.ok(&["sync"]);
+    let toml = a.repo().join("fleet.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("[secrets]\n", "[secrets]\nrecipent = \"age1\"\n"),
+    )
+    .unwrap();
+    a.commit_in_clone("settings by hand");
+    let out = a.run(&["sync"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("is not a valid configuration file").count(),
+        1,
+        "{err}"
+    );
+    let line = err.lines().find(|l| l.contains("recipent")).unwrap();
+    assert!(
+        line.contains("stays in force") && line.contains("fleetkey restore fleet.toml"),
+        "one line with the fix: {err}"
+    );
+    let log = a.ok(&["log", "fleet.toml"]);
+    assert!(
+        log.lines().count() >= 2 && log.contains("settings by hand"),
+        "{log}"
+    );
+    let out = a.ok(&["restore", "fleet.toml"]);
+    assert!(
+        out.contains("fleet.toml is back to the version of"),
+        "{out}"
+    );
+    let out = a.run(&["sync"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("not a valid configuration"), "{err}");
+    assert!(
+        !a.text(".local/share/fleetkey/fleet/fleet.toml")
+            .contains("recipent")
+    );
+}

@@ -9,7 +9,7 @@
 //!   `[ROOT]` / `[ROOT:NAME]`: the directory around that HOME (TMPDIR is inside it);
 //! - `[FORGE]`: alpha's embedded forge (`~/.local/share/fleetkey/forge.git`);
 //! - `[AGE1]` an age recipient, `[SHA256]` an SSH fingerprint, `[TIME]` an RFC 3339 time,
-//!   `[DATE]` a date (YYYY-MM-DD),
+//!   `[DATE]` a date (YYYY-MM-DD), `[COMMIT]` a full commit id,
 //!   `[STAMP]` a conflict-copy stamp, `[N] ms` a duration.
 //!
 //! Setup steps (`[[setup]]`, in order; `on` names the machine, `alpha` by default, and the same
@@ -422,6 +422,8 @@ const REDACTIONS: &[(&[P], &str)] = &[
         ],
         "[TIME]",
     ),
+    // A full commit id (a fleet's founding commit differs run to run).
+    (&[P::Run(is_hex, 40, 40)], "[COMMIT]"),
     // A UTC date (after the time, which starts with one).
     (
         &[
@@ -446,6 +448,10 @@ const REDACTIONS: &[(&[P], &str)] = &[
     // A duration in milliseconds.
     (&[P::Run(is_digit, 1, 9), P::Lit(" ms")], "[N] ms"),
 ];
+
+fn is_hex(c: char) -> bool {
+    c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+}
 
 fn is_digit(c: char) -> bool {
     c.is_ascii_digit()

@@ -157,3 +157,49 @@ fn a_lost_identity_fails_doctor_and_sync_after_the_cycle_did_its_work() {
     let forge_file = crate::util::git_out(&alpha.forge(), &["show", "main:home/.zshrc"]);
     assert_eq!(forge_file, "# two", "the edit went out all the same");
 }
+
+#[test]
+fn doctor_says_a_local_file_too_large_to_capture_is_fixed_here() {
+    let a = Machine::new();
+    a.write(".config/app/settings", b"a = 1\n");
+    a.ok(&["init", "--name", "alpha"]);
+    a.ok(&["track", "~/.config/app/"]);
+    a.write(".config/app/big.bin", &vec![7u8; 20 << 20]);
+    a.ok(&["sync"]);
+    let out = a.run(&["doctor"]);
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    let row = doctor
+        .lines()
+        .find(|l| l.contains("big.bin"))
+        .unwrap_or_else(|| panic!("no held-back row for big.bin:\n{doctor}"));
+    assert!(
+        row.contains("this machine's own file") && row.contains("fleetkey config add ignore"),
+        "{row}"
+    );
+    assert!(!row.contains("on a member"), "{row}");
+}
+
+#[test]
+fn fleet_and_status_say_when_the_other_machines_were_fetched() {
+    let a = Machine::new();
+    a.ok(&["init", "--name", "alpha"]);
+    let status = a.ok(&["status"]);
+    assert!(!status.contains("silent"), "right after init: {status}");
+    assert!(
+        status.contains("no other machine in the fleet yet"),
+        "{status}"
+    );
+    let fleet = a.ok(&["fleet"]);
+    assert!(fleet.contains("never fetched yet"), "{fleet}");
+    a.ok(&["sync"]);
+    let fleet = a.ok(&["fleet"]);
+    assert!(
+        fleet.contains("the other machines as of the last fetch, "),
+        "{fleet}"
+    );
+    let view: serde_json::Value = serde_json::from_str(&a.ok(&["fleet", "--json"])).unwrap();
+    assert!(
+        view["fetched_at"].as_str().unwrap().ends_with('Z'),
+        "{view:#}"
+    );
+}

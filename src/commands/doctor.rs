@@ -148,10 +148,7 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         Ok(s) if s.held_back.is_some() => out.push(check(
             "fleet.toml",
             Verdict::Fail,
-            format!(
-                "held back: {}; fix fleet.toml on a member (the forge's copy) and sync",
-                s.held_back.as_deref().unwrap_or_default()
-            ),
+            format!("held back: {}", s.held_back.as_deref().unwrap_or_default()),
         )),
         Ok(_) => out.push(check("fleet.toml", Verdict::Ok, "valid")),
         Err(e) => out.push(check("fleet.toml", Verdict::Fail, crate::error::chain(e))),
@@ -307,11 +304,26 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             out.push(check(
                 "held back",
                 Verdict::Warn,
-                format!("{h} (the last cycle skipped this and did the rest; fix it on a member and sync)"),
+                format!(
+                    "{h} (the last cycle skipped this and did the rest; {})",
+                    held_back_fix(&h)
+                ),
             ));
         }
     }
     out
+}
+
+/// The fix for one thing the last cycle held back: a file of this machine that was not
+/// captured is fixed here; what came from the fleet is fixed on a member.
+pub fn held_back_fix(held: &str) -> &'static str {
+    if held.contains(" not captured: ") || held.starts_with("capture stopped at ") {
+        "it is this machine's own file: remove it or move it out of the managed directory, or keep it out of the fleet with `fleetkey config add ignore PATTERN`"
+    } else if held.contains(crate::fleet::FLEET_TOML_FIX) {
+        "see the fix above"
+    } else {
+        "fix it on a member and sync"
+    }
 }
 
 /// Each peer with an address: a real poke (harmless: it only makes that peer pull), with the

@@ -26,6 +26,11 @@ pub struct FleetView {
     pub ignored: Vec<String>,
     /// A machine whose last report is older than this many seconds is silent.
     pub silent_after_secs: i64,
+    /// When the other machines' reports were last fetched from the forge (RFC 3339; `None`:
+    /// never): everything about them is as of then.
+    pub fetched_at: Option<String>,
+    /// How many seconds ago.
+    pub fetched_secs_ago: Option<i64>,
 }
 
 /// One machine.
@@ -68,7 +73,11 @@ impl MachineLine {
 /// The fleet as this machine knows it now.
 pub fn gather(machine: &Machine) -> Result<FleetView> {
     let roster = Roster::load(&machine.config.repo)?;
-    let (statuses, ignored) = collect::known_statuses(machine);
+    let collect::Known {
+        statuses,
+        ignored,
+        gathered,
+    } = collect::known_statuses(machine);
     let poll = machine
         .fleet_config()
         .map(|f| f.poll().as_secs() as i64)
@@ -100,7 +109,8 @@ pub fn gather(machine: &Machine) -> Result<FleetView> {
                 fleetkey: s.map(|s| s.fleetkey.clone()),
                 last_seen: s.map(|s| s.written_at.clone()),
                 seen_secs_ago: seen,
-                silent: seen.is_none_or(|ago| ago > silent_after),
+                // This machine is never silent to itself.
+                silent: m.name != machine.config.name && seen.is_none_or(|ago| ago > silent_after),
                 last_cycle: s.and_then(|s| s.last_cycle.as_ref().map(|c| c.result.clone())),
                 behind,
                 agents: s.map(|s| s.agents.clone()).unwrap_or_default(),
@@ -114,6 +124,8 @@ pub fn gather(machine: &Machine) -> Result<FleetView> {
         machines,
         ignored,
         silent_after_secs: silent_after,
+        fetched_at: gathered.map(crate::clock::rfc3339),
+        fetched_secs_ago: gathered.map(|g| now - g),
     })
 }
 
@@ -195,6 +207,14 @@ fn render(v: &FleetView) -> String {
         "silent: nothing heard for over {}\n",
         ago(v.silent_after_secs)
     ));
+    out.push_str(&match (&v.fetched_at, v.fetched_secs_ago) {
+        (Some(at), Some(s)) => format!(
+            "the other machines as of the last fetch, {at} ({} ago); `fleetkey sync` fetches again\n",
+            ago(s)
+        ),
+        _ => "the other machines: never fetched yet; `fleetkey sync` fetches their reports\n"
+            .to_string(),
+    });
     for i in &v.ignored {
         out.push_str(&format!("IGNORED: {i}\n"));
     }
@@ -210,6 +230,11 @@ pub fn summary(v: &FleetView) -> String {
             .map(|m| m.name.clone())
             .collect()
     };
+    let others = v.machines.iter().filter(|m| !m.this_machine).count();
+    if others == 0 {
+        return "no other machine in the fleet yet (`fleetkey enroll NAME --remote URL` on one)"
+            .to_string();
+    }
     let silent = names(&|m| m.silent);
     let conflicts = names(&|m| m.has_conflicts());
     let behind = names(&|m| m.behind.is_some_and(|b| b > 0));
@@ -220,9 +245,13 @@ pub fn summary(v: &FleetView) -> String {
             format!(" ({})", v.join(", "))
         }
     };
+    let fetched = match v.fetched_secs_ago {
+        Some(s) => format!(" (as of the last fetch, {} ago)", ago(s)),
+        None => " (never fetched)".to_string(),
+    };
     format!(
-        "{} reporting, {} silent{}, {} with conflicts{}, {} behind{}{}",
-        v.machines.len() - silent.len(),
+        "{} reporting, {} silent{}, {} with conflicts{}, {} behind{}{}{fetched}",
+        others - silent.len(),
         silent.len(),
         list(&silent),
         conflicts.len(),

@@ -33,9 +33,14 @@ pub(crate) fn managed_kind(
 /// changes of every file under it.
 pub fn log(path: Option<&str>, limit: usize) -> Result<()> {
     let machine = Machine::load()?;
-    let rel = path.map(|p| rel_of(&machine, p)).transpose()?;
+    let fleet_toml = path == Some(FLEET_TOML);
+    let rel = path
+        .filter(|_| !fleet_toml)
+        .map(|p| rel_of(&machine, p))
+        .transpose()?;
     let repo = machine.repo()?;
     let scope = match &rel {
+        _ if fleet_toml => Some(history::Scope::Repo(FLEET_TOML)),
         Some(r) => {
             let plan = sync::plan::Plan::for_machine(&machine)?;
             Some(match managed_kind(&machine, &plan, repo.raw(), r)? {
@@ -68,20 +73,18 @@ pub fn log(path: Option<&str>, limit: usize) -> Result<()> {
     crate::output::stdout(text.as_bytes())
 }
 
+/// The fleet's own settings file, which `log` and `restore` take by this name.
+const FLEET_TOML: &str = crate::config::FleetConfig::FILE;
+
 /// `fleetkey restore PATH [--at REV | --before DATE]`.
 pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -> Result<()> {
     let machine = Machine::load()?;
+    if path == FLEET_TOML {
+        let which = which(at, before)?;
+        return restore_fleet_toml(&machine, &which, push);
+    }
     let rel = rel_of(&machine, path)?;
-    let which = match (at, before) {
-        (Some(rev), _) => history::Which::At(rev.to_string()),
-        (None, Some(date)) => {
-            history::Which::Before(crate::clock::parse(date).ok_or_else(|| {
-                Error::refused(format!("{date:?} is not a date"))
-                    .hint("write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)")
-            })?)
-        }
-        (None, None) => history::Which::Previous,
-    };
+    let which = which(at, before)?;
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
     sync::recover(&repo, true)?;
@@ -181,6 +184,86 @@ fn restore_dir(
     }
     if push {
         sync::push_merging_upstream(machine, repo, &plan.fleet)?;
+    }
+    Ok(())
+}
+
+/// Which version `--at` / `--before` name.
+fn which(at: Option<&str>, before: Option<&str>) -> Result<history::Which> {
+    Ok(match (at, before) {
+        (Some(rev), _) => history::Which::At(rev.to_string()),
+        (None, Some(date)) => {
+            history::Which::Before(crate::clock::parse(date).ok_or_else(|| {
+                Error::refused(format!("{date:?} is not a date"))
+                    .hint("write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)")
+            })?)
+        }
+        (None, None) => history::Which::Previous,
+    })
+}
+
+/// `restore fleet.toml [--at REV | --before DATE]`: an earlier fleet.toml back, checked as a
+/// cycle checks it, in one commit (`NAME: restore fleet.toml from REV`), pushed. Without an
+/// option: the newest earlier version that differs from the current one and is valid.
+fn restore_fleet_toml(machine: &Machine, which: &history::Which, push: bool) -> Result<()> {
+    let _lock = machine.lock()?;
+    let repo = machine.repo()?;
+    sync::recover(&repo, true)?;
+    let raw = repo.raw();
+    let at_commit = |oid: git2::Oid| -> Option<(git2::Oid, String)> {
+        let tree = raw.find_commit(oid).ok()?.tree().ok()?;
+        let blob = sync::tree::blob_at(&tree, FLEET_TOML)?;
+        let text = String::from_utf8(raw.find_blob(blob).ok()?.content().to_vec()).ok()?;
+        Some((blob, text))
+    };
+    let valid = |text: &str| -> Result<()> {
+        let config: crate::config::FleetConfig = toml::from_str(text).map_err(|e| {
+            Error::refused(format!(
+                "that fleet.toml is not valid either: {}",
+                e.message()
+            ))
+        })?;
+        config.validate(std::path::Path::new(FLEET_TOML))
+    };
+    let current = repo.head().and_then(&at_commit).map(|(b, _)| b);
+    let commit = match which {
+        history::Which::Previous => {
+            let mut walk = raw.revwalk().map_err(Error::git("cannot walk history"))?;
+            walk.set_sorting(git2::Sort::TIME)
+                .map_err(Error::git("cannot walk history"))?;
+            walk.push_head()
+                .map_err(Error::git("cannot walk history"))?;
+            walk.flatten()
+                .find(|oid| {
+                    at_commit(*oid)
+                        .is_some_and(|(b, text)| Some(b) != current && valid(&text).is_ok())
+                })
+                .ok_or_else(|| Error::refused("fleet.toml has no earlier valid version"))?
+        }
+        other => history::find_commit(raw, other)?,
+    };
+    let short = commit.to_string()[..12].to_string();
+    let (blob, text) = at_commit(commit)
+        .ok_or_else(|| Error::refused(format!("the fleet held no fleet.toml at {short}")))?;
+    valid(&text)
+        .map_err(|e| e.hint("`fleetkey log fleet.toml` lists its versions: pick a valid one"))?;
+    let name = &machine.config.name;
+    if Some(blob) == current {
+        outln!("fleetkey: fleet.toml already is the version of {short}")?;
+        return Ok(());
+    }
+    sync::commit::commit_changes(
+        &repo,
+        &[(FLEET_TOML.to_string(), blob, false)],
+        &[],
+        &format!("{name}: restore fleet.toml from {short}"),
+    )?;
+    outln!(
+        "fleetkey: fleet.toml is back to the version of {short}; every machine takes it on its next cycle"
+    )?;
+    if push {
+        let fleet = machine.fleet_config()?;
+        sync::push_merging_upstream(machine, &repo, &fleet)?;
     }
     Ok(())
 }

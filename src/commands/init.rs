@@ -144,6 +144,22 @@ pub fn run(opts: InitOptions) -> Result<()> {
         "  secrets:      {} (empty, encrypted to 1 recipient)",
         repo_path.join(secrets::CIPHERTEXT).display()
     )?;
+    if embedded {
+        local_forge_note()?;
+    }
+    Ok(())
+}
+
+/// What the embedded forge means for a second machine, and the way to a real forge.
+fn local_forge_note() -> Result<()> {
+    outln!(
+        "The embedded forge is a directory on this machine: no other machine can reach it. To bring"
+    )?;
+    outln!(
+        "in a second machine, move the fleet to a forge both can reach (an empty repository on GitHub,"
+    )?;
+    outln!("Gitea or any SSH host):")?;
+    outln!("  fleetkey remote set ssh://git@example.org/you/fleet.git")?;
     Ok(())
 }
 

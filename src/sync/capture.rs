@@ -239,7 +239,7 @@ pub fn capture(
         };
         let path = home.join(rel);
         if let Some(kind) = crate::private::by_path(rel) {
-            crate::log::warn(&format!(
+            crate::log::warn_once_per_cycle(&format!(
                 "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
                 path.display()
             ));
@@ -261,7 +261,7 @@ pub fn capture(
         }
         let (bytes, meta) = (contents.bytes, &contents.metadata);
         if let Some(kind) = crate::private::detect(rel, &bytes) {
-            crate::log::warn(&format!(
+            crate::log::warn_once_per_cycle(&format!(
                 "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
                 path.display()
             ));

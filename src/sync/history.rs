@@ -82,6 +82,8 @@ pub enum Scope<'a> {
     File(&'a str),
     /// Every file under this directory relative to `$HOME`.
     Dir(&'a str),
+    /// A file of the fleet repo itself (`fleet.toml`).
+    Repo(&'a str),
 }
 
 /// What `tree` holds for `scope`, as this machine sees it: for a file its blob and exec bit
@@ -104,6 +106,7 @@ fn seen(tree: &git2::Tree<'_>, machine: &str, scope: Scope<'_>) -> Seen {
             };
             (sub(tree::HOME_DIR), sub(&tree::host_dir(machine)), false)
         }
+        Scope::Repo(path) => (tree::blob_at(tree, path), None, false),
     }
 }
 

@@ -113,6 +113,7 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
         }
         _ => machine,
     };
+    crate::log::new_cycle();
     let started = Instant::now();
     let now = clock::now_unix();
     let mut rec = CycleRecord {
@@ -138,8 +139,11 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
         collect::step(machine, network, pace, now, &mut rec, hosts);
     }
     rec.duration_ms = started.elapsed().as_millis() as u64;
+    // Each problem once, however many steps ran into it.
+    let mut seen = std::collections::BTreeSet::new();
+    rec.held_back.retain(|h| seen.insert(h.clone()));
     for h in &rec.held_back {
-        crate::log::warn(&format!("held back: {h}"));
+        crate::log::warn_once_per_cycle(&format!("held back: {h}"));
     }
     if let Err(e) = rec.save(&machine.paths.state_dir) {
         crate::log::warn(&format!("cannot record the cycle: {e}"));

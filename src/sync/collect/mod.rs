@@ -81,6 +81,10 @@ pub struct CollectState {
     /// The host branches ignored by the last gathering, each with why.
     #[serde(default)]
     pub ignored: Vec<String>,
+    /// When the host branches were last gathered from the forge (seconds since the epoch; 0:
+    /// never): what `fleet` shows of the other machines is as of then.
+    #[serde(default)]
+    pub gathered: i64,
 }
 
 impl CollectState {
@@ -184,7 +188,9 @@ fn run(
             hosts.insert(mine.clone(), commit);
         }
     }
-    gather::gather(machine, &repo, &hosts, state)
+    gather::gather(machine, &repo, &hosts, state)?;
+    state.gathered = now;
+    Ok(())
 }
 
 /// Republishes this machine's host branch at once, signed with the key it signs with now.
@@ -208,8 +214,9 @@ pub fn republish(machine: &Machine) -> Result<()> {
 
 /// The machines as `fleet` shows them: this machine's last published status and every other
 /// machine's gathered one, with the branches ignored.
-pub fn known_statuses(machine: &Machine) -> (BTreeMap<String, status::HostStatus>, Vec<String>) {
+pub fn known_statuses(machine: &Machine) -> Known {
     let state = CollectState::load(&machine.paths.state_dir);
+    let gathered = state.gathered;
     let mut out: BTreeMap<String, status::HostStatus> = state
         .hosts
         .into_iter()
@@ -218,5 +225,20 @@ pub fn known_statuses(machine: &Machine) -> (BTreeMap<String, status::HostStatus
     if let Some(own) = state.status {
         out.insert(machine.config.name.clone(), own);
     }
-    (out, state.ignored)
+    Known {
+        statuses: out,
+        ignored: state.ignored,
+        gathered: (gathered > 0).then_some(gathered),
+    }
+}
+
+/// The machines as this one last saw them (see [`known_statuses`]).
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Each machine's last status, by name (this machine's own as it last published it).
+    pub statuses: BTreeMap<String, status::HostStatus>,
+    /// The host branches the last gathering ignored, each with why.
+    pub ignored: Vec<String>,
+    /// When the others were last gathered from the forge, if ever.
+    pub gathered: Option<i64>,
 }
