@@ -88,7 +88,7 @@ pub(crate) fn prepare(machine: &Machine) -> Result<(crate::lock::Lock, FleetRepo
     let repo = machine.repo()?;
     repo.restore_paths(OWN_FILES)?;
     let fleet = machine.fleet_config()?;
-    match crate::sync::exchange::fetch_verified(machine, &repo, &fleet.sync.branch) {
+    match crate::gate::fetch_verified(machine, &repo, &fleet.sync.branch) {
         Ok(refused) => {
             if !refused.is_empty() {
                 crate::log::warn(&format!(
