@@ -237,6 +237,18 @@ pub enum Cmd {
         #[arg(long)]
         no_push: bool,
     },
+    /// List the file conflict copies on this machine: file, machine, time, why, copy.
+    Conflicts,
+    /// Settle a file conflict: keep this machine's version (`here`, from the copy) or the
+    /// fleet's (`fleet`, in the live file now); the copies are removed and the fleet synced.
+    Resolve {
+        /// The live file (as `fleetkey conflicts` lists it).
+        #[arg(value_name = "PATH")]
+        path: String,
+        /// Which version stays.
+        #[arg(long, value_enum)]
+        keep: crate::commands::conflicts::Keep,
+    },
     /// Move the fleet to another forge.
     Remote {
         /// The remote action.

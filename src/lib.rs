@@ -232,6 +232,8 @@ fn dispatch(args: Args) -> Result<i32> {
                 !e.no_push,
             ),
         },
+        Cmd::Conflicts => commands::conflicts::list(),
+        Cmd::Resolve { path, keep } => commands::conflicts::resolve(&path, keep),
         Cmd::Sync { offline } => commands::sync::sync(offline),
         Cmd::Pull { every } => commands::sync::pull(every.as_deref()),
         Cmd::Watch => commands::sync::watch(),

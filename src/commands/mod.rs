@@ -6,6 +6,7 @@ pub mod agents;
 pub mod approve;
 pub mod authorized_keys;
 pub mod config;
+pub mod conflicts;
 pub mod diff;
 pub mod doctor;
 pub mod fleet;

@@ -440,6 +440,11 @@ fn render(s: &Status) -> String {
             c.reason
         ));
     }
+    if !s.sync.conflicts.is_empty() {
+        out.push_str(
+            "  (`fleetkey conflicts` lists them; `fleetkey resolve PATH --keep here|fleet` settles one)\n",
+        );
+    }
     match (&s.secrets.count, &s.secrets.error) {
         (Some(n), _) => out.push_str(&format!("secrets  {n}\n")),
         (None, Some(e)) => out.push_str(&format!("secrets  cannot be read here: {e}\n")),

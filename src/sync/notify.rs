@@ -67,7 +67,7 @@ pub fn text(records: &[ConflictRecord], home: &Path) -> (String, String) {
     for (n, r) in records.iter().enumerate() {
         if n == 3 {
             body.push_str(&format!(
-                "… and {} more (fleetkey status)",
+                "… and {} more (fleetkey conflicts)",
                 records.len() - 3
             ));
             break;
@@ -81,6 +81,9 @@ pub fn text(records: &[ConflictRecord], home: &Path) -> (String, String) {
             shown(&r.copy)
         ));
     }
+    body.push_str(
+        "\nfleetkey conflicts lists them; fleetkey resolve PATH --keep here|fleet settles one",
+    );
     (title, body)
 }
 
@@ -128,7 +131,8 @@ mod tests {
         assert_eq!(title, "fleetkey: a conflict copy was made");
         assert_eq!(
             body,
-            "~/.zshrc took the fleet's version; this machine's is in ~/.zshrc.conflict-a-1"
+            "~/.zshrc took the fleet's version; this machine's is in ~/.zshrc.conflict-a-1\n\
+             fleetkey conflicts lists them; fleetkey resolve PATH --keep here|fleet settles one"
         );
         let (program, args) = command(Platform::Macos, "t \"x\"", "b\\y", None).unwrap();
         assert_eq!(program, "osascript");
@@ -142,7 +146,10 @@ mod tests {
         let many: Vec<_> = (0..5).map(|n| record(&format!("f{n}"))).collect();
         let (title, body) = text(&many, Path::new("/h"));
         assert_eq!(title, "fleetkey: 5 conflict copies were made");
-        assert!(body.ends_with("… and 2 more (fleetkey status)"), "{body}");
+        assert!(
+            body.contains("… and 2 more (fleetkey conflicts)\nfleetkey conflicts lists them"),
+            "{body}"
+        );
     }
 
     #[test]

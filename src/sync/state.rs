@@ -319,6 +319,16 @@ pub fn record_conflicts(state_dir: &Path, records: &[ConflictRecord]) -> Result<
     write_json(state_dir, CONFLICTS, &all)
 }
 
+/// Drops the records of the conflict copies `copies` from `conflicts.json` (they were settled).
+pub fn forget_conflicts(state_dir: &Path, copies: &[PathBuf]) -> Result<()> {
+    let all: Vec<ConflictRecord> = read_json(&state_dir.join(CONFLICTS)).unwrap_or_default();
+    let kept: Vec<ConflictRecord> = all
+        .into_iter()
+        .filter(|c| !copies.contains(&c.copy))
+        .collect();
+    write_json(state_dir, CONFLICTS, &kept)
+}
+
 /// Every conflict copy recorded here whose file still exists.
 pub fn conflicts(state_dir: &Path) -> Vec<ConflictRecord> {
     let all: Vec<ConflictRecord> = read_json(&state_dir.join(CONFLICTS)).unwrap_or_default();

@@ -668,3 +668,52 @@ fn a_forge_url_that_runs_a_command_is_never_followed() {
     );
     assert!(!std::path::Path::new("/tmp/fleetkey-pwned").exists());
 }
+
+#[test]
+fn conflicts_lists_the_copies_and_resolve_keeps_either_side() {
+    let fleet = three();
+    fleet.settle(1);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    a.write(".zshrc", b"base\n");
+    a.ok(&["track", "~/.zshrc"]);
+    fleet.settle(1);
+    // Both change the one line before they sync: b's version loses the merge.
+    a.write(".zshrc", b"from alice\n");
+    b.write(".zshrc", b"from bob\n");
+    a.sync();
+    b.sync();
+    assert_eq!(b.text(".zshrc"), "from alice\n");
+    let list = b.ok(&["conflicts"]);
+    let line = list.lines().next().unwrap();
+    assert!(
+        line.starts_with("~/.zshrc  bob  ")
+            && line.contains("both changed")
+            && line.contains("copy ~/.zshrc.conflict-bob-"),
+        "{list}"
+    );
+    assert!(
+        b.ok(&["status"])
+            .contains("fleetkey resolve PATH --keep here|fleet")
+    );
+    // bob keeps his own version: it is back in the live file, the copy is gone, and alice
+    // gets it from the fleet.
+    let out = b.ok(&["resolve", "~/.zshrc", "--keep", "here"]);
+    assert!(out.contains("holds this machine's version again"), "{out}");
+    assert_eq!(b.text(".zshrc"), "from bob\n");
+    assert!(b.conflict_copies(".zshrc").is_empty());
+    assert_eq!(b.ok(&["conflicts"]), "fleetkey: no conflict copies\n");
+    a.sync();
+    assert_eq!(a.text(".zshrc"), "from bob\n");
+
+    // Again, and this time the fleet's version stays.
+    a.write(".zshrc", b"alice 2\n");
+    b.write(".zshrc", b"bob 2\n");
+    a.sync();
+    b.sync();
+    assert_eq!(b.conflict_copies(".zshrc").len(), 1);
+    b.ok(&["resolve", "~/.zshrc", "--keep", "fleet"]);
+    assert_eq!(b.text(".zshrc"), "alice 2\n");
+    assert!(b.conflict_copies(".zshrc").is_empty());
+    let err = b.fails(&["resolve", "~/.zshrc", "--keep", "here"], 1);
+    assert!(err.contains("~/.zshrc has no conflict copy"), "{err}");
+}
