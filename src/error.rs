@@ -388,6 +388,12 @@ impl ErrorKind {
                 "a git configuration file is malformed (named above): fix or move it; `git config --list` shows the same error until it is fixed"
                     .into(),
             ),
+            ErrorKind::ForgeUnreachable { stderr, .. } if name_did_not_resolve(stderr) => {
+                Some(format!(
+                    "the forge's host name did not resolve: check the URL for a typo; if it is right, check the network (DNS, VPN) and retry{}",
+                    git_said(stderr)
+                ))
+            }
             ErrorKind::ForgeUnreachable { stderr, .. } => Some(format!(
                 "this is usually temporary: check the network and retry later{}",
                 git_said(stderr)
@@ -423,6 +429,20 @@ impl ErrorKind {
             _ => None,
         }
     }
+}
+
+/// Whether git (or ssh under it) said the forge's host name did not resolve.
+fn name_did_not_resolve(stderr: &str) -> bool {
+    [
+        "Could not resolve host",
+        "Could not resolve hostname",
+        "Name or service not known",
+        "nodename nor servname",
+        "unable to look up",
+        "Temporary failure in name resolution",
+    ]
+    .iter()
+    .any(|n| stderr.contains(n))
 }
 
 /// Why exec failed, in a shell's words.

@@ -340,14 +340,19 @@ fn classify(stderr: &str, doing: Doing) -> Class {
     ]) {
         return Class::Auth;
     }
-    if has(&[
-        "does not appear to be a git repository",
-        "not a git repository",
-        "access denied or repository not exported",
-        "epository not found",
-        "The requested URL returned error: 404",
-        "No such file or directory",
-    ]) {
+    let missing_repo = stderr
+        .lines()
+        .any(|l| l.contains("repository '") && l.trim_end().ends_with("' does not exist"));
+    if missing_repo
+        || has(&[
+            "does not appear to be a git repository",
+            "not a git repository",
+            "access denied or repository not exported",
+            "epository not found",
+            "The requested URL returned error: 404",
+            "No such file or directory",
+        ])
+    {
         return Class::NoRepository;
     }
     if has(&[
@@ -818,6 +823,11 @@ mod tests {
             (
                 "fatal: '/srv/nope.git' does not appear to be a git repository\nfatal: Could not read from remote repository.",
                 Pushing,
+                Class::NoRepository,
+            ),
+            (
+                "fatal: repository '/srv/nope.git' does not exist",
+                Reading,
                 Class::NoRepository,
             ),
             (
