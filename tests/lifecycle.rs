@@ -631,3 +631,27 @@ fn a_failed_enroll_leaves_no_data_directory_and_a_rerun_works() {
     crate::util::fleet::join(&alpha, &beta, &forge_of(&alpha));
     assert!(beta.repo().join("keys/beta.age.pub").is_file());
 }
+
+#[test]
+fn the_first_sync_after_approval_already_works_as_a_member() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    let beta = Machine::named("beta");
+    let fp = crate::util::fleet::enroll(&beta, &forge_of(&alpha));
+    // Before approval: a pending machine captures nothing, and says so.
+    let out = beta.run(&["sync"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an active member"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alpha.ok(&["approve", "beta", "--fingerprint", &fp]);
+    let out = beta.run(&["sync"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("not an active member"), "{err}");
+    // Its poke key went out in that same cycle: it acted as a member at once.
+    let published =
+        crate::util::git_out(&alpha.forge(), &["ls-tree", "--name-only", "main", "keys/"]);
+    assert!(published.contains("keys/beta.poke.pub"), "{published}");
+}

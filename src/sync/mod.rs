@@ -178,20 +178,12 @@ fn run(
     let fleet = plan.fleet.clone();
     let mut manifest = Manifest::load(state_dir);
     // A machine that is not an active member (waiting for approval, or revoked) captures
-    // nothing: members would refuse its commits.
+    // nothing: members would refuse its commits. Membership is asked again after the fetch,
+    // so the first cycle after an approval captures too.
     let member = crate::gate::may_push(&repo)?;
-    let missing = if member {
-        // A member that has not published its poke key yet (new, or from before pokes) does
-        // so now; a failure only means peers cannot poke it yet.
-        if let Err(e) = poke::publish_key(machine, &repo) {
-            crate::log::warn(&format!("cannot publish this machine's poke key: {e}"));
-        }
-        if let Err(e) = poke::adopt_wanted_address(machine, &repo) {
-            crate::log::warn(&format!("cannot set this machine's address: {e}"));
-        }
-        backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
+    let mut missing = if member {
+        capture_as_member(machine, &repo, &plan, &mut manifest, rec)?
     } else {
-        crate::log::info("this machine is not an active member of the fleet: nothing is captured");
         Default::default()
     };
     drop(plan);
@@ -202,7 +194,10 @@ fn run(
         Network::Offline => None,
         _ => {
             let at = clock::rfc3339(now);
-            let mut record = |x: exchange::Exchanged| {
+            let record = |rec: &mut CycleRecord,
+                          lost: &mut Vec<_>,
+                          hosts: &mut Option<_>,
+                          x: exchange::Exchanged| {
                 rec.held_back
                     .extend(x.tree_refused.as_ref().map(crate::gate::tree_held_back));
                 rec.pushed |= x.pushed;
@@ -216,13 +211,39 @@ fn run(
             // Then, when the fleet moved to another forge, the same with the new one.
             let id = identity.as_ref().ok();
             match exchange::exchange(machine, &repo, &fleet, id, &at, network)
-                .map(&mut record)
+                .map(|x| record(rec, &mut lost, hosts, x))
                 .and_then(|()| forge_move::follow(machine, &repo, &fleet, id, &at))
             {
                 Ok(followed) => {
-                    followed.exchanged.map(record);
+                    if let Some(x) = followed.exchanged {
+                        record(rec, &mut lost, hosts, x);
+                    }
                     rec.held_back.extend(followed.held_back);
-                    None
+                    // Approved by what this fetch brought: capture now, and push it.
+                    let now_member =
+                        !member && crate::gate::may_push(&repo)? && machine.revocation().is_none();
+                    if now_member {
+                        let plan = plan::Plan::for_machine(machine)?;
+                        missing = capture_as_member(machine, &repo, &plan, &mut manifest, rec)?;
+                        drop(plan);
+                        match exchange::exchange(
+                            machine,
+                            &repo,
+                            &fleet,
+                            id,
+                            &at,
+                            Network::CheapCheck,
+                        ) {
+                            Ok(x) => {
+                                record(rec, &mut lost, hosts, x);
+                                None
+                            }
+                            Err(e) if e.is_forge_failure() => Some(e),
+                            Err(e) => return Err(e),
+                        }
+                    } else {
+                        None
+                    }
                 }
                 // Any forge failure still applies what the clone holds; only an unreachable
                 // forge makes the cycle "offline" (retried with backoff).
@@ -232,6 +253,9 @@ fn run(
         }
     };
 
+    if !crate::gate::may_push(&repo)? && machine.revocation().is_none() {
+        crate::log::info("this machine is not an active member of the fleet: nothing is captured");
+    }
     let applied = backend::apply_head(
         machine,
         &repo,
@@ -275,6 +299,25 @@ fn run(
         Some(e) => Err(exchange::with_waiting_hint(e, &repo, &fleet.sync.branch)),
         None => Ok(()),
     }
+}
+
+/// A member's capture: its poke key and wanted address first (a failure there only means
+/// peers cannot poke it yet), then every managed path, committed. Returns the managed paths
+/// missing here.
+fn capture_as_member(
+    machine: &Machine,
+    repo: &crate::repo::FleetRepo,
+    plan: &plan::Plan,
+    manifest: &mut Manifest,
+    rec: &mut CycleRecord,
+) -> Result<Vec<String>> {
+    if let Err(e) = poke::publish_key(machine, repo) {
+        crate::log::warn(&format!("cannot publish this machine's poke key: {e}"));
+    }
+    if let Err(e) = poke::adopt_wanted_address(machine, repo) {
+        crate::log::warn(&format!("cannot set this machine's address: {e}"));
+    }
+    backend::capture_and_commit(machine, repo, plan, manifest, rec)
 }
 
 /// Re-runs the agents' install-if-changed when the cycle brought a new fleet.toml (a new `poll`
