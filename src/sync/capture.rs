@@ -212,6 +212,68 @@ pub struct Scope<'a> {
     pub placeholders: &'a Placeholders,
 }
 
+/// HEAD's parents that this machine made (its `Fleetkey-Machine` trailer), each with its own
+/// first parent's tree: the capture commits a killed cycle may have merged already; and the
+/// trees of HEAD's other parents (the forge's side of that merge).
+struct OwnParents<'r> {
+    mine: Vec<(git2::Tree<'r>, Option<git2::Tree<'r>>)>,
+    theirs: Vec<git2::Tree<'r>>,
+}
+
+fn own_parents<'r>(repo: &'r git2::Repository, machine: &str) -> OwnParents<'r> {
+    let mut out = OwnParents {
+        mine: Vec::new(),
+        theirs: Vec::new(),
+    };
+    let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+        return out;
+    };
+    for p in head.parents() {
+        let Ok(tree) = p.tree() else { continue };
+        let by_me = p
+            .message()
+            .ok()
+            .and_then(crate::signing::machine_of)
+            .is_some_and(|m| m == machine);
+        if by_me {
+            let before = p.parent(0).ok().and_then(|pp| pp.tree().ok());
+            out.mine.push((tree, before));
+        } else {
+            out.theirs.push(tree);
+        }
+    }
+    out
+}
+
+impl OwnParents<'_> {
+    /// Whether one of these commits changed `rel` from `known` (the manifest's version) to the
+    /// live `oid`, and HEAD (holding `merged` for it) took that edit in: this machine captured
+    /// exactly this edit and a clean merge holds it. When HEAD's version is the forge side's
+    /// own, the edit lost a conflict and is no such case (apply keeps it as a copy).
+    fn captured(
+        &self,
+        machine: &str,
+        rel: &str,
+        known: &Entry,
+        (oid, exec): (git2::Oid, bool),
+        merged: git2::Oid,
+    ) -> bool {
+        let lost = merged != oid
+            && self
+                .theirs
+                .iter()
+                .any(|t| tree::lookup(t, machine, rel).is_some_and(|s| s.oid == merged));
+        !lost
+            && self.mine.iter().any(|(tree, before)| {
+                tree::lookup(tree, machine, rel).is_some_and(|s| s.oid == oid && s.exec == exec)
+                    && before
+                        .as_ref()
+                        .and_then(|b| tree::lookup(b, machine, rel))
+                        .is_some_and(|s| s.oid.to_string() == known.oid)
+            })
+    }
+}
+
 /// Captures the local changes of the managed files against `head` (the clone's HEAD tree).
 /// Updates `manifest` for files found unchanged; the caller saves it after committing. A file
 /// that cannot be captured (over the size limit, behind a symlink, unreadable) is held back with
@@ -228,6 +290,7 @@ pub fn capture(
     let live = live_files(home, managed, scope.ignore);
     let mut out = Captured::default();
     let mut total: u64 = 0;
+    let ours = own_parents(repo, machine);
     for (rel, meta) in &live {
         // An unchanged file is not read, so not checked either (it was when it was captured).
         if manifest.unchanged(rel, meta) || scope.skip.contains(rel) {
@@ -287,6 +350,19 @@ pub fn capture(
             continue;
         }
         match (known, st) {
+            // A cycle killed after it captured this very edit and merged it (the manifest is
+            // saved only after apply): the merge holds it, so the live file is in step with
+            // what was captured, and apply writes the merge without a conflict copy.
+            (Some(k), Some(s)) if ours.captured(machine, rel, &k, (oid, exec), s.oid) => {
+                manifest.files.insert(
+                    rel.clone(),
+                    Entry {
+                        oid: oid.to_string(),
+                        exec,
+                        stat: Some(Stat::of(meta)),
+                    },
+                );
+            }
             // The fleet moved on since our last apply and we edited too, or this machine never
             // had the file in step: apply keeps the live version as a conflict copy.
             (Some(k), Some(s)) if k.oid != s.oid.to_string() || k.exec != s.exec => {}

@@ -49,6 +49,34 @@ pub fn keep_copy(
                 .collect()
         })
         .unwrap_or_default();
+    // A copy of these very bytes made by this machine already (a cycle killed after it wrote
+    // the copy, run again): that one is the copy, not a second.
+    let mine = managed::conflict_name(file, when.machine, "");
+    let at = |name: &str| match parent {
+        Some(p) => format!("{p}/{name}"),
+        None => name.to_string(),
+    };
+    let stamped = |n: &&String| {
+        n.strip_prefix(&mine)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    for existing in taken.iter().filter(stamped) {
+        let Ok(rel) = confinement.check_rel(&at(existing)) else {
+            continue;
+        };
+        if home
+            .read_file(&rel, crate::limits::MANAGED_FILE)
+            .is_ok_and(|c| c.bytes == bytes)
+        {
+            return Ok(ConflictRecord {
+                path: home.path().join(live.as_str()),
+                copy: home.path().join(rel.as_str()),
+                machine: when.machine.to_string(),
+                at: when.at.to_string(),
+                reason,
+            });
+        }
+    }
     let mut name = base.clone();
     let mut n = 2;
     while taken.contains(&name) {

@@ -315,7 +315,12 @@ pub fn record_conflicts(state_dir: &Path, records: &[ConflictRecord]) -> Result<
         return Ok(());
     }
     let mut all: Vec<ConflictRecord> = read_json(&state_dir.join(CONFLICTS)).unwrap_or_default();
-    all.extend_from_slice(records);
+    // A copy recorded already (a killed cycle run again reuses its copy) is recorded once.
+    for r in records {
+        if !all.iter().any(|a| a.copy == r.copy) {
+            all.push(r.clone());
+        }
+    }
     write_json(state_dir, CONFLICTS, &all)
 }
 

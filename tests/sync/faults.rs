@@ -265,8 +265,20 @@ fn a_cycle_killed_at_each_fault_point_completes_on_rerun_and_loses_nothing() {
                 );
             }
         }
-        // Different lines of .zshrc merge cleanly: both reach every live file. (A cycle killed
-        // after integrating may also leave alpha's pre-merge version as a conflict copy.)
+        // Different lines of .zshrc merge cleanly: both reach every live file, and no copy is
+        // made, wherever the first cycle died. The same line of shared.conf is a real
+        // conflict: exactly one copy of alpha's version per round, never two.
+        assert_eq!(
+            a.conflict_copies(".zshrc"),
+            Vec::<std::path::PathBuf>::new(),
+            "{point}: a clean merge made a copy"
+        );
+        assert_eq!(
+            a.conflict_copies(".config/app/shared.conf").len(),
+            round + 1,
+            "{point}: one copy per conflict: {:?}",
+            a.conflict_copies(".config/app/shared.conf")
+        );
         for n in [a, b] {
             let text = n.text(".zshrc");
             assert!(
