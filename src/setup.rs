@@ -133,7 +133,7 @@ pub fn check_not_set_up(paths: &Paths) -> Result<()> {
             ),
         }
         .hint(format!(
-            "`fleetkey status` shows the fleet it is in; to leave it and set it up anew, move {} and {} aside first",
+            "`fleetkey status` shows the fleet it is in; to leave it for a new fleet (`fleetkey init`) or another one (`fleetkey enroll NAME --remote URL`), move {} and {} aside first",
             config_path.display(),
             repo_path.display()
         )));

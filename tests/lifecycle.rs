@@ -62,12 +62,27 @@ fn an_approved_machine_reads_the_secrets_and_a_pending_one_cannot() {
     assert!(beta.repo().join("keys/beta.ssh.pub").is_file());
     assert!(beta.repo().join("keys/beta.sign.pub").is_file());
     assert!(!beta.repo().join("keys/pending").exists());
+    // The approve commit (beta's first cycle as a member follows it with its poke key).
+    let subjects = crate::util::git_out(&beta.repo(), &["log", "--format=%H %s"]);
+    let approve = subjects
+        .lines()
+        .find(|l| {
+            l.split_once(' ')
+                .unwrap()
+                .1
+                .starts_with("alpha: approve beta")
+        })
+        .unwrap_or_else(|| panic!("no approve commit:\n{subjects}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
     let log = run_program(Command::new("git").arg("-C").arg(beta.repo()).args([
         "show",
         "--name-only",
         "--no-renames",
         "--format=%s",
-        "HEAD",
+        &approve,
     ]));
     let log = String::from_utf8(log).unwrap();
     assert!(log.starts_with("alpha: approve beta"), "{log}");

@@ -635,7 +635,7 @@ fn a_damaged_trust_state_fails_closed_and_lets_no_rewind_past_a_revoke_through()
     enroll(&f.alpha, &carol, "carol", &url);
     f.beta.ok(&["sync"]);
     let before_revoke = git_out(&f.alpha.repo(), &["rev-parse", "HEAD"]);
-    f.alpha.ok(&["revoke", "carol"]);
+    f.alpha.ok(&["revoke", "carol", "--yes"]);
     f.beta.ok(&["sync"]);
     // beta's trust state is damaged (a torn write, a bad disk): it is what remembers the
     // revoked key and the last verified forge tip.
