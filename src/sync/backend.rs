@@ -36,7 +36,14 @@ pub fn capture_and_commit(
             let source = chezmoi::source_dir(repo.root());
             chezmoi::warn_auto_git(&machine.paths);
             let ignore_changed = chezmoi::ensure_ignore(&source)?;
-            let added = chezmoi::capture(&source, &machine.paths.home, &plan.managed, manifest)?;
+            let added = chezmoi::capture(
+                &source,
+                &machine.paths.home,
+                &plan.managed,
+                manifest,
+                capture::Patience::of(&plan.fleet),
+                &mut rec.held_back,
+            )?;
             if added > 0 || ignore_changed {
                 let message = format!("{name}: sync {added} paths (chezmoi add)");
                 if repo.commit_all(&["."], &message)?.is_some() {
@@ -60,6 +67,7 @@ pub fn capture_and_commit(
                 first_contact: capture::FirstContact::FleetWins,
                 ignore: &plan.ignore,
                 placeholders: &plan.placeholders,
+                patience: Some(capture::Patience::of(&plan.fleet)),
             };
             let captured = capture::capture(raw, &head, &scope, manifest)?;
             rec.held_back.extend(captured.held_back.iter().cloned());
