@@ -105,7 +105,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             &machine.paths.home,
             &added,
             &Manifest::default(),
-            capture::Patience::of(&fleet),
+            capture::Patience::of(&fleet, true),
             &mut held_back,
         )?;
         if let Some(first) = held_back.first() {
@@ -143,7 +143,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             first_contact: capture::FirstContact::LocalWins,
             ignore: &plan.ignore,
             placeholders: &plan.placeholders,
-            patience: Some(capture::Patience::of(&plan.fleet)),
+            patience: Some(capture::Patience::of(&plan.fleet, true)),
         };
         let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
         if let Some(first) = captured.held_back.first() {

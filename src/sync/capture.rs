@@ -204,14 +204,19 @@ pub struct Patience {
     pub quiet: Duration,
     /// The longest one capture waits, for all its files together (`[sync] settle`).
     pub settle: Duration,
+    /// A command run by hand (`sync`, `track`): a file is read at once unless it changes
+    /// while capture looks at it. The watcher and the puller also wait for a file changed
+    /// less than `quiet` ago.
+    pub by_hand: bool,
 }
 
 impl Patience {
     /// The patience `fleet` asks for.
-    pub fn of(fleet: &crate::config::FleetConfig) -> Patience {
+    pub fn of(fleet: &crate::config::FleetConfig, by_hand: bool) -> Patience {
         Patience {
             quiet: fleet.quiet(),
             settle: fleet.settle(),
+            by_hand,
         }
     }
 }
@@ -311,6 +316,7 @@ pub fn capture(
                     stamp: Stamp::of(meta),
                 },
                 p.quiet,
+                p.by_hand,
                 started + p.settle,
                 || {
                     crate::log::debug(&format!(

@@ -254,6 +254,7 @@ pub fn capture(
             &mut PathStamps(&path),
             first,
             patience.quiet,
+            patience.by_hand,
             started + patience.settle,
             || crate::log::debug(&format!("~/{rel} is still being written: waiting")),
         );

@@ -105,12 +105,19 @@ pub struct Writing {
 }
 
 impl Writing {
-    /// Starts following a file from its first look.
-    pub fn new(first: Look, quiet: Duration) -> Writing {
+    /// Starts following a file from its first look. `by_hand`: the file is taken as standing
+    /// still from that look (a command the user runs after the save is over) until a later
+    /// look sees it change; otherwise (the watcher, woken by the change itself) it must stand
+    /// still for `quiet` first.
+    pub fn new(first: Look, quiet: Duration, by_hand: bool) -> Writing {
         Writing {
             quiet,
             stamp: first.stamp,
-            since: first.at,
+            since: if by_hand {
+                SystemTime::UNIX_EPOCH
+            } else {
+                first.at
+            },
         }
     }
 
@@ -168,16 +175,18 @@ pub enum Steady<T> {
 }
 
 /// Reads a file once it is no longer being written (see the module doc), starting from the
-/// look `first` (the stat the walk took), waiting at most until `deadline`. `waiting` is called
-/// once, when the first wait begins (the caller says so at debug level).
+/// look `first` (the stat the walk took; `by_hand` as [`Writing::new`] takes it), waiting at
+/// most until `deadline`. `waiting` is called once, when the first wait begins (the caller says
+/// so at debug level).
 pub fn read_when_written<W: Watched>(
     file: &mut W,
     first: Look,
     quiet: Duration,
+    by_hand: bool,
     deadline: SystemTime,
     mut waiting: impl FnMut(),
 ) -> Result<Steady<W::Read>, W::Error> {
-    let mut writing = Writing::new(first, quiet);
+    let mut writing = Writing::new(first, quiet, by_hand);
     let mut now = first.at;
     let mut said = false;
     loop {
@@ -442,7 +451,7 @@ mod tests {
             if d.fire(t0 + ms(t)) {
                 let first = file.look();
                 let deadline = file.now() + settle;
-                match read_when_written(&mut file, first, quiet, deadline, || waited += 1) {
+                match read_when_written(&mut file, first, quiet, false, deadline, || waited += 1) {
                     Ok(Steady::Read(size)) => {
                         captured.push((file.now_ms, size));
                         in_step = Some(file.stamp_at(file.now_ms));
@@ -478,7 +487,7 @@ mod tests {
         file.now_ms = 2000;
         let first = file.look();
         let deadline = file.now() + ms(2000);
-        let got = read_when_written(&mut file, first, ms(150), deadline, || {}).unwrap();
+        let got = read_when_written(&mut file, first, ms(150), false, deadline, || {}).unwrap();
         assert!(matches!(got, Steady::StillWritten), "{got:?}");
         assert_eq!(file.reads, 0);
         assert!(file.now_ms >= 4000 && file.now_ms < 4100, "{}", file.now_ms);
@@ -490,7 +499,9 @@ mod tests {
         file.now_ms = 500;
         let first = file.look();
         let deadline = file.now() + ms(2000);
-        let got = read_when_written(&mut file, first, ms(150), deadline, || panic!("waited"));
+        let got = read_when_written(&mut file, first, ms(150), false, deadline, || {
+            panic!("waited")
+        });
         assert!(matches!(got, Ok(Steady::Read(CHUNK))));
         assert_eq!((file.reads, file.now_ms), (1, 501), "no wait, one read");
 
@@ -500,13 +511,37 @@ mod tests {
         file.now_ms = 500;
         let first = file.look();
         let deadline = file.now() + ms(2000);
-        let got = read_when_written(&mut file, first, ms(150), deadline, || {});
+        let got = read_when_written(&mut file, first, ms(150), false, deadline, || {});
         assert!(
             matches!(got, Ok(Steady::Read(n)) if n == 2 * CHUNK),
             "{got:?}"
         );
         assert_eq!(file.reads, 2);
         assert!(file.now_ms >= 651, "{}", file.now_ms);
+    }
+
+    #[test]
+    fn by_hand_a_fresh_file_is_read_at_once_unless_it_changes_under_the_read() {
+        // `fleetkey sync` 10 ms after a save: read at once, no wait.
+        let mut file = sim(vec![0]);
+        file.now_ms = 10;
+        let first = file.look();
+        let deadline = file.now() + ms(2000);
+        let got = read_when_written(&mut file, first, ms(150), true, deadline, || {
+            panic!("waited")
+        });
+        assert!(matches!(got, Ok(Steady::Read(CHUNK))));
+        assert_eq!(file.reads, 1);
+        // A write during the read still makes it wait and read again.
+        let mut file = sim(vec![0, 11]);
+        file.now_ms = 10;
+        let first = file.look();
+        let got = read_when_written(&mut file, first, ms(150), true, deadline, || {});
+        assert!(
+            matches!(got, Ok(Steady::Read(n)) if n == 2 * CHUNK),
+            "{got:?}"
+        );
+        assert_eq!(file.reads, 2);
     }
 
     #[test]
@@ -518,7 +553,7 @@ mod tests {
             mtime_ns: (1_800_000_010u64 * 1_000_000_000) as i64,
             ino: 1,
         };
-        let mut w = Writing::new(Look { at, stamp }, ms(150));
+        let mut w = Writing::new(Look { at, stamp }, ms(150), false);
         assert_eq!(w.look(Look { at, stamp }), Written::LookAt(at + ms(150)));
         assert_eq!(
             w.look(Look {

@@ -120,7 +120,8 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
         ..CycleRecord::default()
     };
     let mut hosts = None;
-    let result = run(machine, network, now, &mut rec, &mut hosts);
+    let by_hand = pace == collect::Pace::Now;
+    let result = run(machine, network, now, by_hand, &mut rec, &mut hosts);
     if result.is_ok() && !rec.refused.is_empty() {
         rec.result = CycleResult::Untrusted;
     }
@@ -148,11 +149,13 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
 }
 
 /// The cycle's steps, in order.
-/// `hosts` receives the forge's host branches when the cheap ref check listed them.
+/// `hosts` receives the forge's host branches when the cheap ref check listed them; `by_hand`:
+/// `fleetkey sync` (capture reads a fresh file at once unless it changes under the read).
 fn run(
     machine: &Machine,
     network: Network,
     now: i64,
+    by_hand: bool,
     rec: &mut CycleRecord,
     hosts: &mut Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<()> {
@@ -185,7 +188,7 @@ fn run(
         if let Err(e) = poke::adopt_wanted_address(machine, &repo) {
             crate::log::warn(&format!("cannot set this machine's address: {e}"));
         }
-        backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
+        backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec, by_hand)?
     } else {
         crate::log::info("this machine is not an active member of the fleet: nothing is captured");
         Default::default()
