@@ -98,7 +98,18 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     if chezmoi {
         let source = crate::sync::chezmoi::source_dir(&root);
         crate::sync::chezmoi::ensure_ignore(&source)?;
-        crate::sync::chezmoi::capture(&source, &machine.paths.home, &added, &Manifest::default())?;
+        let mut held_back = Vec::new();
+        crate::sync::chezmoi::capture(
+            &source,
+            &machine.paths.home,
+            &added,
+            &Manifest::default(),
+            capture::Patience::of(&fleet, true),
+            &mut held_back,
+        )?;
+        if let Some(first) = held_back.first() {
+            return Err(ErrorKind::Refused(format!("cannot seed the fleet: {first}")).into());
+        }
     }
     let mut upserts: Vec<(String, git2::Oid, bool)> = Vec::new();
     if !chezmoi {
@@ -131,6 +142,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             first_contact: capture::FirstContact::LocalWins,
             ignore: &plan.ignore,
             placeholders: &plan.placeholders,
+            patience: Some(capture::Patience::of(&plan.fleet, true)),
         };
         let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
         if let Some(first) = captured.held_back.first() {

@@ -101,6 +101,9 @@ pub struct Cycle<'a> {
     pub network: Network,
     /// When the cycle started (seconds since the epoch).
     pub now: i64,
+    /// `fleetkey sync` run by hand: capture reads a fresh file at once unless it changes under
+    /// the read.
+    pub by_hand: bool,
     /// The layer above.
     pub hooks: &'a dyn CycleHooks,
 }
@@ -178,6 +181,7 @@ fn cycle_inner(
         forge,
         network,
         now,
+        by_hand: pace == collect::Pace::Now,
         hooks,
     };
     let result = run(&cx, &mut rec, &mut hosts);
@@ -245,7 +249,7 @@ fn run(
         if let Err(e) = poke::adopt_wanted_address(machine, &repo) {
             crate::log::warn(&format!("cannot set this machine's address: {e}"));
         }
-        backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
+        backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec, cx.by_hand)?
     } else {
         crate::log::info("this machine is not an active member of the fleet: nothing is captured");
         Default::default()

@@ -1,6 +1,10 @@
 //! `fleetkey watch`: the daemon that runs a cycle after each settled change and pulls every
 //! `poll`, so one process keeps a machine in step.
 //!
+//! When: the adaptive settle of [`super::debounce`]: a cycle starts `quiet` (150 ms) after the
+//! last relevant event, and never later than `settle` (2 s) after the first one of a burst;
+//! the cycle's capture then waits (within `settle`) for any file still being written.
+//!
 //! Event flow (as watchexec does it): notify's callback only converts an event and `try_send`s
 //! it into one bounded channel; one loop consumes the channel. A full channel, a backend error
 //! or a backend "rescan" notice sets a flag that makes the next cycle a full rescan (every cycle
@@ -70,6 +74,7 @@ pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Res
     // The checked managed list: a refused entry is neither watched nor captured.
     let plan = Plan::for_machine(machine).map_err(Critical)?;
     let mut settle = plan.fleet.settle();
+    let mut quiet = plan.fleet.quiet();
     let mut poll = plan.fleet.poll();
     let mut managed_list = plan.managed;
     let mut ignore = plan.ignore;
@@ -82,7 +87,7 @@ pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Res
     .map_err(Critical)?;
     let mut manifest = Manifest::load(&machine.paths.state_dir);
     mark_ready(&machine.paths.state_dir);
-    let mut debounce = Debouncer::new(settle, settle * 10);
+    let mut debounce = Debouncer::new(quiet, settle);
     let mut backoff = Backoff::default();
     // Start with a full rescan (one cycle).
     let mut due_cycle = true;
@@ -95,7 +100,7 @@ pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Res
     let mut poke_at: Option<Instant> = None;
     let mut last_poke_cycle: Option<Instant> = None;
     crate::log::info(&format!(
-        "watching {} managed paths ({} directories), settle {settle:?}, poll {poll:?}",
+        "watching {} managed paths ({} directories), quiet {quiet:?}, settle {settle:?}, poll {poll:?}",
         managed_list.len(),
         watched.len()
     ));
@@ -130,8 +135,9 @@ pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Res
             manifest = Manifest::load(&machine.paths.state_dir);
             if let Ok(plan) = Plan::for_machine(machine) {
                 settle = plan.fleet.settle();
+                quiet = plan.fleet.quiet();
                 poll = plan.fleet.poll();
-                debounce = Debouncer::new(settle, settle * 10);
+                debounce = Debouncer::new(quiet, settle);
                 managed_list = plan.managed;
                 ignore = plan.ignore;
             }
