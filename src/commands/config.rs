@@ -64,9 +64,8 @@ pub enum Change {
 pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let key = settings::key(key)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let plan = sync::plan::Plan::for_machine(&machine)?;
     let before = settings::get(&plan.fleet, key);
     let new_values = match how {
@@ -105,7 +104,7 @@ pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<(
         .blob(fleet.file_text().as_bytes())
         .map_err(crate::error::Error::git("cannot store fleet.toml"))?;
     upserts.push((crate::config::FleetConfig::FILE.to_string(), toml, false));
-    if sync::commit::commit_changes(&repo, &upserts, &[], &message)?.is_none() {
+    if sync::commit::commit_changes(repo, &upserts, &[], &message)?.is_none() {
         outln!("fleetkey: {} is already {shown}", key.name)?;
         return Ok(());
     }
@@ -136,7 +135,8 @@ pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<(
         }
     }
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }

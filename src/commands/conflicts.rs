@@ -120,7 +120,11 @@ pub fn resolve(path: &str, keep: Keep) -> Result<()> {
             outln!("  removed {}", shown(r, &home))?;
         }
     }
-    let rec = sync::cycle_by_hand(&machine, sync::Network::CheapCheck)?;
+    let rec = sync::cycle_by_hand(
+        &machine,
+        sync::Network::CheapCheck,
+        &crate::agents::AgentHooks,
+    )?;
     outln!(
         "fleetkey: synced: {} captured, {} applied, {} conflicts{}",
         rec.captured,

@@ -85,9 +85,8 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
     }
     let rel = rel_of(&machine, path)?;
     let which = which(at, before)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let plan = sync::plan::Plan::for_machine(&machine)?;
     if plan.fleet.backend == crate::config::Backend::Chezmoi {
         return Err(Error::refused("`fleetkey restore` is the native backend's")
@@ -95,11 +94,11 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
     }
     let name = &machine.config.name;
     if managed_kind(&machine, &plan, repo.raw(), &rel)? == ManagedKind::Dir {
-        return restore_dir(&machine, &repo, &plan, &rel, &which, push);
+        return restore_dir(&mut change, plan, &rel, &which, push);
     }
     let version = history::find_version(repo.raw(), name, &rel, &which)?;
     let done = sync::restore::restore(
-        &repo,
+        repo,
         &plan,
         name,
         &rel,
@@ -117,7 +116,8 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
         outln!("  the version it replaced is kept as {}", c.copy.display())?;
     }
     if push {
-        sync::push_merging_upstream(&machine, &repo, &plan.fleet)?;
+        change.fleet = plan.fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -126,13 +126,14 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
 /// its version in that commit, each as `restore FILE` would put it back (a copy of what it
 /// replaces kept beside it). Files added since are left as they are, and named.
 fn restore_dir(
-    machine: &Machine,
-    repo: &crate::repo::FleetRepo,
-    plan: &sync::plan::Plan,
+    change: &mut sync::FleetChange,
+    plan: sync::plan::Plan,
     rel: &str,
     which: &history::Which,
     push: bool,
 ) -> Result<()> {
+    let machine = change.machine;
+    let repo = &change.repo;
     let name = &machine.config.name;
     let commit = history::find_commit(repo.raw(), which)?;
     let short = &commit.to_string()[..12];
@@ -149,7 +150,7 @@ fn restore_dir(
     for (file, version) in &files {
         let done = sync::restore::restore(
             repo,
-            plan,
+            &plan,
             name,
             file,
             version,
@@ -183,7 +184,8 @@ fn restore_dir(
         outln!("  ~/{f} did not exist then and is left as it is")?;
     }
     if push {
-        sync::push_merging_upstream(machine, repo, &plan.fleet)?;
+        change.fleet = plan.fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -206,9 +208,8 @@ fn which(at: Option<&str>, before: Option<&str>) -> Result<history::Which> {
 /// cycle checks it, in one commit (`NAME: restore fleet.toml from REV`), pushed. Without an
 /// option: the newest earlier version that differs from the current one and is valid.
 fn restore_fleet_toml(machine: &Machine, which: &history::Which, push: bool) -> Result<()> {
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    sync::recover(&repo, true)?;
+    let change = sync::FleetChange::begin(machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let raw = repo.raw();
     let at_commit = |oid: git2::Oid| -> Option<(git2::Oid, String)> {
         let tree = raw.find_commit(oid).ok()?.tree().ok()?;
@@ -253,7 +254,7 @@ fn restore_fleet_toml(machine: &Machine, which: &history::Which, push: bool) -> 
         return Ok(());
     }
     sync::commit::commit_changes(
-        &repo,
+        repo,
         &[(FLEET_TOML.to_string(), blob, false)],
         &[],
         &format!("{name}: restore fleet.toml from {short}"),
@@ -262,8 +263,7 @@ fn restore_fleet_toml(machine: &Machine, which: &history::Which, push: bool) -> 
         "fleetkey: fleet.toml is back to the version of {short}; every machine takes it on its next cycle"
     )?;
     if push {
-        let fleet = machine.fleet_config()?;
-        sync::push_merging_upstream(machine, &repo, &fleet)?;
+        change.publish()?;
     }
     Ok(())
 }

@@ -7,7 +7,6 @@
 use crate::output::outln;
 
 use crate::clock;
-use crate::config::FleetConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exposure;
 use crate::fault;
@@ -16,12 +15,11 @@ use crate::fleet::Machine;
 use crate::forge;
 use crate::identity::Identity;
 use crate::paths::Paths;
-use crate::repo::FleetRepo;
 use crate::roster::{self, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
-use crate::sync;
+use crate::sync::{self, Begin, FleetChange};
 
-use super::{prepare, read_revoked};
+use super::read_revoked;
 
 /// How `revoke` runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -110,7 +108,8 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
         ))
         .hint("to replace this machine's keys instead, run `fleetkey rotate --ssh`"));
     }
-    let (_lock, repo, fleet) = prepare(&machine)?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    let repo = &change.repo;
     let roster = Roster::load(repo.root())?;
     let member = match (roster.active(name), roster.pending(name)) {
         (Some(m), _) => m.clone(),
@@ -118,16 +117,16 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
         (None, None) if roster.is_revoked_name(name) && compromised => {
             // Revoked already (perhaps not as compromised, or the report was lost): the report
             // and the marks are what the user asks for now.
-            return report_again(&machine, &repo, &fleet, &roster, name, json);
+            return report_again(&change, &roster, name, json);
         }
         (None, None) if roster.is_revoked_name(name) => {
             crate::log::info(&format!("{name} is already revoked"));
-            return sync::push_merging_upstream(&machine, &repo, &fleet);
+            return change.publish();
         }
         (None, None) => {
             // A machine still waiting: drop its request.
-            let remote = &machine.config.remote;
-            if forge::remote_head(remote, &forge::pending_branch(name))?.is_some() {
+            let forge = change.forge();
+            if forge.remote_head(&forge::pending_branch(name))?.is_some() {
                 if opts.dry_run {
                     outln!(
                         "fleetkey: dry run; the enrollment request of {name} would be dropped. Nothing was changed."
@@ -135,7 +134,7 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
                     return Ok(());
                 }
                 confirm_revoke(name, opts.yes)?;
-                forge::delete_branch(repo.root(), remote, &forge::pending_branch(name))?;
+                forge.delete_branch(repo.root(), &forge::pending_branch(name))?;
                 outln!("fleetkey: dropped the enrollment request of {name}")?;
                 return Ok(());
             }
@@ -155,25 +154,9 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
         return print_revoke_plan(&roster, &member, compromised);
     }
     confirm_revoke(name, opts.yes)?;
-    let identity = Identity::load(&machine.paths.identity_file())?;
     let mut env = machine.secrets()?;
     let report = if compromised {
-        let mut recipients = vec![member.recipient.to_string()];
-        // Earlier identities of the same machine, retired by `rotate`, could read older files.
-        for r in &roster.revoked {
-            if let roster::RevokedKey::Age(a) = &r.key
-                && r.machine() == Some(name)
-            {
-                recipients.push(a.clone());
-            }
-        }
-        let report = exposure::report(
-            &repo,
-            name,
-            &recipients,
-            &identity,
-            &retired_identities(&machine.paths),
-        )?;
+        let report = exposure_of(&change, &roster, name, Some(&member))?;
         mark_exposed(&mut env, &report, name)?;
         Some(report)
     } else {
@@ -197,25 +180,14 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
     } else {
         layout::PENDING
     };
-    let key_files = [
-        layout::age_pub(dir, name),
-        layout::ssh_pub(dir, name),
-        layout::sign_pub(dir, name),
-        layout::poke_pub(dir, name),
-    ];
-    for f in &key_files {
-        let p = repo.root().join(f);
-        if p.exists() {
-            std::fs::remove_file(&p).map_err(Error::io("cannot remove", &p))?;
-        }
-    }
+    let key_files = remove_key_files(repo.root(), dir, name)?;
     fault::point("revoke:roster-written");
     let roster = Roster::load(repo.root())?;
     SecretsFile::new(repo.root()).store(&env, &roster)?;
     fault::point("revoke:encrypted");
     let mut changed: Vec<&str> = key_files.iter().map(String::as_str).collect();
     changed.extend([layout::REVOKED, CIPHERTEXT, RECIPIENTS]);
-    repo.commit_paths(
+    change.commit(
         &changed,
         &format!("{me}: revoke {name} ({reason}); secrets re-encrypted"),
     )?;
@@ -228,9 +200,9 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
             roster.active.len()
         )?;
     }
-    sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    change.publish()?;
     // This machine stops admitting the revoked key now, not at its next cycle.
-    if let Err(e) = sync::backend::merge_authorized_keys(&machine, &repo) {
+    if let Err(e) = sync::backend::merge_authorized_keys(&machine, repo) {
         crate::log::warn(&format!(
             "authorized_keys was not merged: {}{}",
             crate::error::chain(&e),
@@ -269,38 +241,16 @@ fn poke_remaining_peers(machine: &Machine) -> Result<()> {
 /// `revoke NAME --compromised` for a machine already revoked: the exposure report over every
 /// age key NAME ever had (from keys/revoked), and the "needs a new value" marks on the secrets
 /// still present, committed and pushed when they changed.
-fn report_again(
-    machine: &Machine,
-    repo: &FleetRepo,
-    fleet: &FleetConfig,
-    roster: &Roster,
-    name: &str,
-    json: bool,
-) -> Result<()> {
-    let recipients: Vec<String> = roster
-        .revoked
-        .iter()
-        .filter(|r| r.machine() == Some(name))
-        .filter_map(|r| match &r.key {
-            roster::RevokedKey::Age(a) => Some(a.clone()),
-            _ => None,
-        })
-        .collect();
-    let identity = Identity::load(&machine.paths.identity_file())?;
-    let report = exposure::report(
-        repo,
-        name,
-        &recipients,
-        &identity,
-        &retired_identities(&machine.paths),
-    )?;
+fn report_again(change: &FleetChange, roster: &Roster, name: &str, json: bool) -> Result<()> {
+    let (machine, repo) = (change.machine, &change.repo);
+    let report = exposure_of(change, roster, name, None)?;
     let mut env = machine.secrets()?;
     let before = env.to_text();
     mark_exposed(&mut env, &report, name)?;
     if env.to_text() != before {
         SecretsFile::new(repo.root()).store(&env, roster)?;
         let me = &machine.config.name;
-        repo.commit_paths(
+        change.commit(
             &[CIPHERTEXT, RECIPIENTS],
             &format!("{me}: mark the secrets exposed to {name}"),
         )?;
@@ -309,11 +259,45 @@ fn report_again(
         outln!("fleetkey: {name} was already revoked; here is what its keys could read.")?;
     }
     print_report(&report, json, true)?;
-    sync::push_merging_upstream(machine, repo, fleet)
+    change.publish()
 }
 
-/// Marks as needing a new value each secret whose value in force is one `name`'s keys could
-/// read; a value replaced since (after the revocation, say) is left alone.
+/// The exposure report of `name`: what every age key it had could read in the fleet's history
+/// (its active one, `member`'s, when it still has one, and the earlier ones `rotate` retired,
+/// listed in keys/revoked).
+fn exposure_of(
+    change: &FleetChange,
+    roster: &Roster,
+    name: &str,
+    member: Option<&roster::Member>,
+) -> Result<exposure::Report> {
+    let machine = change.machine;
+    let mut recipients: Vec<String> = member
+        .map(|m| m.recipient.to_string())
+        .into_iter()
+        .collect();
+    recipients.extend(
+        roster
+            .revoked
+            .iter()
+            .filter(|r| r.machine() == Some(name))
+            .filter_map(|r| match &r.key {
+                roster::RevokedKey::Age(a) => Some(a.clone()),
+                _ => None,
+            }),
+    );
+    let identity = Identity::load(&machine.paths.identity_file())?;
+    exposure::report(
+        &change.repo,
+        name,
+        &recipients,
+        &identity,
+        &retired_identities(&machine.paths),
+    )
+}
+
+/// Marks each secret of `report` still present in `env` as needing a new value (exposed to
+/// `name`, today).
 fn mark_exposed(
     env: &mut crate::envfile::EnvFile,
     report: &exposure::Report,
@@ -321,6 +305,8 @@ fn mark_exposed(
 ) -> Result<()> {
     let today = clock::date(clock::now_unix());
     for exposed in &report.secrets {
+        // Only a value the key could read: one replaced since (after the revocation, say) is
+        // left alone.
         let readable = env
             .get(&exposed.key)
             .is_some_and(|v| report.could_read(&exposed.key, v));
@@ -330,6 +316,24 @@ fn mark_exposed(
         }
     }
     Ok(())
+}
+
+/// Removes `name`'s key files from `dir` (keys/ or keys/pending/) of the clone at `root`;
+/// returns their paths, for the commit.
+fn remove_key_files(root: &std::path::Path, dir: &str, name: &str) -> Result<[String; 4]> {
+    let key_files = [
+        layout::age_pub(dir, name),
+        layout::ssh_pub(dir, name),
+        layout::sign_pub(dir, name),
+        layout::poke_pub(dir, name),
+    ];
+    for f in &key_files {
+        let p = root.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(Error::io("cannot remove", &p))?;
+        }
+    }
+    Ok(key_files)
 }
 
 /// The identities this machine retired by `rotate` (see [`Paths::retired_dir`]); one that

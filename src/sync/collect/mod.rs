@@ -38,8 +38,8 @@ use crate::error::Result;
 use crate::files;
 use crate::fleet::Machine;
 
-use super::Network;
 use super::state::CycleRecord;
+use super::{Cycle, Network};
 
 /// The state file of this step (`~/.local/state/fleetkey/collect.json`).
 pub const STATE_FILE: &str = "collect.json";
@@ -122,20 +122,19 @@ pub enum Pace {
 /// `hosts` is the forge's host branches when the cheap ref check listed them. Never fails the
 /// cycle: what goes wrong is held back in `rec` and logged.
 pub fn step(
-    machine: &Machine,
-    network: Network,
+    cx: &Cycle,
     pace: Pace,
-    now: i64,
     rec: &mut CycleRecord,
     hosts: Option<BTreeMap<String, String>>,
 ) {
+    let machine = cx.machine;
     // Offline there is no forge; a revoked machine's branch would only be ignored by all.
-    if network == Network::Offline || machine.revocation().is_some() {
+    if cx.network == Network::Offline || machine.revocation().is_some() {
         return;
     }
     let mut state = CollectState::load(&machine.paths.state_dir);
     let before = serde_json::to_vec(&state).ok();
-    let outcome = run(machine, pace, now, rec, hosts, &mut state);
+    let outcome = run(cx, pace, rec, hosts, &mut state);
     match outcome {
         Ok(()) => {}
         // The cycle failed already and says why; this step only tried its best.
@@ -157,18 +156,18 @@ pub fn step(
 }
 
 fn run(
-    machine: &Machine,
+    cx: &Cycle,
     pace: Pace,
-    now: i64,
     rec: &mut CycleRecord,
     hosts: Option<BTreeMap<String, String>>,
     state: &mut CollectState,
 ) -> Result<()> {
+    let (machine, forge) = (cx.machine, cx.forge);
     let repo = machine.repo()?;
     let fleet = machine.fleet_config()?;
     let mut hosts = match hosts {
         Some(h) => h,
-        None => crate::forge::remote_refs(&machine.config.remote, None)?.hosts,
+        None => forge.remote_refs(None)?.hosts,
     };
     let mine = &machine.config.name;
     // A machine that is not an active member publishes nothing: the others would ignore it.
@@ -176,10 +175,9 @@ fn run(
         let forge_has = hosts.get(mine).cloned();
         let limit_per_poll = pace == Pace::PerPoll;
         if let Some(commit) = publish::publish_if_due(
-            machine,
+            cx,
             &repo,
             &fleet,
-            now,
             rec,
             state,
             forge_has.as_deref(),
@@ -188,8 +186,8 @@ fn run(
             hosts.insert(mine.clone(), commit);
         }
     }
-    gather::gather(machine, &repo, &hosts, state)?;
-    state.gathered = now;
+    gather::gather(machine, forge, &repo, &hosts, state)?;
+    state.gathered = cx.now;
     Ok(())
 }
 
@@ -197,7 +195,8 @@ fn run(
 /// After `rotate` retired the old signing key, the others would otherwise ignore the branch
 /// (signed by a revoked key) until this machine's next cycle. The last cycle is published as
 /// it was recorded.
-pub fn republish(machine: &Machine) -> Result<()> {
+pub fn republish(cx: &Cycle) -> Result<()> {
+    let machine = cx.machine;
     let state_dir = &machine.paths.state_dir;
     let mut state = CollectState::load(state_dir);
     let mut rec = CycleRecord::load(state_dir).unwrap_or_default();
@@ -205,10 +204,7 @@ pub fn republish(machine: &Machine) -> Result<()> {
     state.digest = None;
     let repo = machine.repo()?;
     let fleet = machine.fleet_config()?;
-    let now = crate::clock::now_unix();
-    publish::publish_if_due(
-        machine, &repo, &fleet, now, &mut rec, &mut state, None, false,
-    )?;
+    publish::publish_if_due(cx, &repo, &fleet, &mut rec, &mut state, None, false)?;
     state.save(state_dir)
 }
 
