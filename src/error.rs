@@ -254,16 +254,15 @@ pub enum ErrorKind {
     },
     /// This machine was revoked from the fleet: its keys read no secret and sign nothing the
     /// fleet accepts.
-    #[error("this machine was revoked from the fleet on {}", revoked_when(.0))]
-    Revoked(crate::roster::Revocation),
-}
-
-/// `DATE (by NAME)`, or the date alone when history does not say who.
-fn revoked_when(r: &crate::roster::Revocation) -> String {
-    match &r.by {
-        Some(by) => format!("{} (by {by})", r.date),
-        None => r.date.clone(),
-    }
+    #[error("this machine was revoked from the fleet on {date}{}", by.as_ref().map(|b| format!(" (by {b})")).unwrap_or_default())]
+    Revoked {
+        /// This machine's name.
+        name: String,
+        /// When (YYYY-MM-DD, as keys/revoked records it).
+        date: String,
+        /// The machine that revoked it, when history says.
+        by: Option<String>,
+    },
 }
 
 /// An error as a command ends with it: its [`ErrorKind`] and, beside it, an optional "try
@@ -377,9 +376,9 @@ impl ErrorKind {
                 Some(format!("run `chmod go-rwx {}`", path.display()))
             }
             ErrorKind::Locked { .. } => Some("wait for it to finish and try again".into()),
-            ErrorKind::Revoked(r) => Some(format!(
+            ErrorKind::Revoked { name, .. } => Some(format!(
                 "its keys no longer read the secrets and its commits are refused; to bring it back, set it up under a new name: move ~/.config/fleetkey and ~/.local/share/fleetkey aside, run `fleetkey enroll NEWNAME --remote URL` and approve it on a member ({} cannot come back)",
-                r.name
+                name
             )),
             ErrorKind::Decrypt {
                 source: age::DecryptError::NoMatchingKeys,

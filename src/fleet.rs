@@ -72,7 +72,7 @@ impl Machine {
     /// fleet revoked is told so instead: what its clone still holds is no longer the fleet's.
     pub fn secrets(&self) -> Result<EnvFile> {
         if let Some(r) = self.revocation() {
-            return Err(crate::error::ErrorKind::Revoked(r).into());
+            return Err(r.into());
         }
         let file = SecretsFile::new(&self.config.repo);
         let mut ids = self.identities()?.into_iter();

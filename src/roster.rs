@@ -159,6 +159,17 @@ impl Roster {
     }
 }
 
+impl From<Revocation> for crate::error::Error {
+    fn from(r: Revocation) -> crate::error::Error {
+        ErrorKind::Revoked {
+            name: r.name,
+            date: r.date,
+            by: r.by,
+        }
+        .into()
+    }
+}
+
 /// How a machine left the fleet: when, and which machine revoked it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {

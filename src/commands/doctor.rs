@@ -264,7 +264,7 @@ fn roster_check(machine: &Machine, out: &mut Vec<Check>) {
     match Roster::load(&machine.config.repo) {
         _ if revoked.is_some() => {
             let r = revoked.expect("checked");
-            let e = crate::error::Error::from(crate::error::ErrorKind::Revoked(r));
+            let e = crate::error::Error::from(r);
             out.push(check(
                 "roster",
                 Verdict::Fail,

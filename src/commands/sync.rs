@@ -91,7 +91,7 @@ pub fn pull(every: Option<&str>) -> Result<()> {
                     e.kind(),
                     ErrorKind::NotInitialized { .. }
                         | ErrorKind::Config { .. }
-                        | ErrorKind::Revoked(_)
+                        | ErrorKind::Revoked { .. }
                 ) =>
             {
                 return Err(e);

@@ -61,7 +61,7 @@ use std::time::Instant;
 
 use crate::clock;
 use crate::config::FleetConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::fleet::Machine;
 use crate::forge::Forge;
 
@@ -358,7 +358,7 @@ fn run(
     // A machine the fleet threw out is told so, and so is one that lost the key to the secrets:
     // the cycle did what it could (captured, applied), but it is not "synced".
     if let Some(r) = machine.revocation() {
-        return Err(ErrorKind::Revoked(r).into());
+        return Err(r.into());
     }
     if let Some(e) = identity_err
         && repo.root().join(crate::secrets::CIPHERTEXT).exists()
