@@ -57,10 +57,9 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, true)?;
     refuse_ignored(&machine, &wanted)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
-    let mut fleet = machine.fleet_config()?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
+    let mut fleet = change.fleet.clone();
     let existing = managed::parse_list(&fleet.sync.paths)?;
     let root = machine.config.repo.clone();
     let mut added: Vec<Managed> = Vec::new();
@@ -188,7 +187,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             .blob(fleet.file_text().as_bytes())
             .map_err(Error::git("cannot store fleet.toml"))?;
         upserts.push((FleetConfig::FILE.to_string(), toml, false));
-        crate::sync::commit::commit_changes(&repo, &upserts, &[], &message)?;
+        crate::sync::commit::commit_changes(repo, &upserts, &[], &message)?;
     }
     manifest.save(&machine.paths.state_dir)?;
     outln!(
@@ -197,7 +196,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         live.len()
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -226,10 +226,9 @@ fn existing_and(existing: &[Managed], added: &[Managed]) -> Vec<Managed> {
 pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, false)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
-    let mut fleet = machine.fleet_config()?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
+    let mut fleet = change.fleet.clone();
     let mut removed = Vec::new();
     for m in &wanted {
         let before = fleet.sync.paths.len();
@@ -268,7 +267,7 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
         .blob(fleet.file_text().as_bytes())
         .map_err(Error::git("cannot store fleet.toml"))?;
     crate::sync::commit::commit_changes(
-        &repo,
+        repo,
         &[(FleetConfig::FILE.to_string(), toml, false)],
         &removals,
         &format!("{name}: untrack {}", shown.join(", ")),
@@ -283,7 +282,8 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
         shown.join(", ")
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -295,9 +295,8 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, true)?;
     refuse_ignored(&machine, &wanted)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let plan = sync::plan::Plan::for_machine(&machine)?;
     if plan.fleet.backend == crate::config::Backend::Chezmoi {
         return Err(Error::refused(
@@ -332,7 +331,7 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
         upserts.push((FleetConfig::FILE.to_string(), toml, false));
     }
     let message = format!("{name}: track --here {} ({name} only)", shown.join(", "));
-    crate::sync::commit::commit_changes(&repo, &upserts, &[], &message)?;
+    crate::sync::commit::commit_changes(repo, &upserts, &[], &message)?;
     manifest.save(&machine.paths.state_dir)?;
     outln!(
         "fleetkey: {} is now this machine's own ({}/); its edits stay on {name}",
@@ -340,7 +339,8 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
         sync::tree::host_dir(name)
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -350,9 +350,8 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
 pub fn untrack_here(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, false)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let fleet = machine.fleet_config()?;
     let name = &machine.config.name;
     let head = sync::commit::head_tree(repo.raw())?;
@@ -372,13 +371,14 @@ pub fn untrack_here(inputs: &[String], push: bool) -> Result<()> {
         return Ok(());
     }
     let message = format!("{name}: untrack --here {}", shown.join(", "));
-    crate::sync::commit::commit_changes(&repo, &[], &removals, &message)?;
+    crate::sync::commit::commit_changes(repo, &[], &removals, &message)?;
     outln!(
         "fleetkey: {} follows the fleet's version again from the next cycle (this machine's stays in history: `fleetkey log`)",
         shown.join(", ")
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }

@@ -263,11 +263,7 @@ impl Backoff {
     }
 }
 
-/// A number in [0, 1) from the operating system's random source, for jitter.
-pub fn jitter_unit() -> f64 {
-    use rand_core::RngCore;
-    f64::from(rand_core::OsRng.next_u32()) / (f64::from(u32::MAX) + 1.0)
-}
+pub use crate::clock::jitter_unit;
 
 #[cfg(test)]
 mod tests {

@@ -64,7 +64,7 @@ enum Msg {
 }
 
 /// Runs the watcher until a critical error.
-pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
+pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Result<(), Critical> {
     let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
     let overflow = Arc::new(AtomicBool::new(false));
     let mut watcher = make_watcher(tx.clone(), overflow.clone()).map_err(Critical)?;
@@ -121,7 +121,6 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
         }
         if due_cycle {
             due_cycle = false;
-            retry_at = None;
             poke_at = None;
             if poked {
                 last_poke_cycle = Some(now);
@@ -131,45 +130,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             } else {
                 Network::CheapCheck
             };
-            match cycle(machine, network) {
-                Ok(rec) => {
-                    backoff.succeed();
-                    for r in &rec.refused {
-                        crate::log::warn(&format!(
-                            "the forge holds a commit that is not authentic: {} (claims {}): {}; nothing from it was applied (exit status 3 for `fleetkey sync`)",
-                            r.commit, r.machine, r.why
-                        ));
-                    }
-                    if rec.pushed {
-                        // In the background: the pokes never delay or fail the cycle.
-                        super::poke::poke_in_background(machine);
-                    }
-                    if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
-                        crate::log::info(&format!(
-                            "cycle: {} captured, {} applied, {} conflicts{}",
-                            rec.captured,
-                            rec.applied,
-                            rec.conflicts,
-                            if rec.pushed { ", pushed" } else { "" }
-                        ));
-                    }
-                }
-                Err(e) if e.is_unreachable() => {
-                    let delay = backoff.fail(jitter_unit());
-                    crate::log::warn(&format!("{e}; retrying in {}s", delay.as_secs()));
-                    retry_at = Some(Instant::now() + delay);
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::Locked { .. }) => {
-                    crate::log::debug(&format!("{e}; retrying after settle"));
-                    retry_at = Some(Instant::now() + settle);
-                }
-                Err(e) => {
-                    crate::log::warn(&format!("cycle failed: {e}"));
-                    if let Some(a) = e.advice() {
-                        crate::log::warn(&format!("  hint: {a}"));
-                    }
-                }
-            }
+            retry_at = watched_cycle(machine, network, hooks, &mut backoff, settle);
             // The list, settings and watches may have changed with what was applied.
             manifest = Manifest::load(&machine.paths.state_dir);
             if let Ok(plan) = Plan::for_machine(machine) {
@@ -219,6 +180,59 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Critical(Error::refused("the file watcher stopped")));
             }
+        }
+    }
+}
+
+/// Runs one cycle for the watcher and logs what it did (pokes the peers in the background
+/// after a push); returns when to try again, after a cycle that found the forge unreachable
+/// (with backoff) or the lock held (after `settle`).
+fn watched_cycle(
+    machine: &Machine,
+    network: Network,
+    hooks: &dyn super::CycleHooks,
+    backoff: &mut Backoff,
+    settle: Duration,
+) -> Option<Instant> {
+    match cycle(machine, network, hooks) {
+        Ok(rec) => {
+            backoff.succeed();
+            for r in &rec.refused {
+                crate::log::warn(&format!(
+                    "the forge holds a commit that is not authentic: {} (claims {}): {}; nothing from it was applied (exit status 3 for `fleetkey sync`)",
+                    r.commit, r.machine, r.why
+                ));
+            }
+            if rec.pushed {
+                // In the background: the pokes never delay or fail the cycle.
+                super::poke::poke_in_background(machine);
+            }
+            if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
+                crate::log::info(&format!(
+                    "cycle: {} captured, {} applied, {} conflicts{}",
+                    rec.captured,
+                    rec.applied,
+                    rec.conflicts,
+                    if rec.pushed { ", pushed" } else { "" }
+                ));
+            }
+            None
+        }
+        Err(e) if e.is_unreachable() => {
+            let delay = backoff.fail(jitter_unit());
+            crate::log::warn(&format!("{e}; retrying in {}s", delay.as_secs()));
+            Some(Instant::now() + delay)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::Locked { .. }) => {
+            crate::log::debug(&format!("{e}; retrying after settle"));
+            Some(Instant::now() + settle)
+        }
+        Err(e) => {
+            crate::log::warn(&format!("cycle failed: {e}"));
+            if let Some(a) = e.advice() {
+                crate::log::warn(&format!("  hint: {a}"));
+            }
+            None
         }
     }
 }
