@@ -425,6 +425,10 @@ pub enum SecretsCmd {
     Set {
         /// The secret's name: letters, digits and '_', not starting with a digit.
         key: String,
+        /// Never given: a value on the command line is refused with an explanation (other
+        /// users can read a command line, and shells keep it in their history).
+        #[arg(hide = true, value_name = "VALUE", allow_hyphen_values = true)]
+        value_in_argv: Vec<String>,
         /// Commit locally only; the change goes out with the next sync.
         #[arg(long)]
         no_push: bool,

@@ -121,6 +121,10 @@ pub enum ErrorKind {
     /// A secret name is invalid or absent.
     #[error("{0}")]
     Secret(String),
+    /// The command line asks for something fleetkey never does (exit status 2, as clap's own
+    /// usage errors).
+    #[error("{0}")]
+    Usage(String),
     /// A local git operation failed.
     #[error("git: {context}")]
     Git {
@@ -348,6 +352,7 @@ impl Error {
             ErrorKind::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
             ErrorKind::Exec { .. } => 126,
             ErrorKind::Untrusted { .. } => EXIT_UNTRUSTED,
+            ErrorKind::Usage(_) => 2,
             _ => 1,
         }
     }

@@ -211,9 +211,16 @@ fn secrets(action: SecretsCmd) -> Result<()> {
     match action {
         SecretsCmd::Set {
             key,
+            value_in_argv,
             no_push,
             allow_empty,
-        } => commands::secrets::set(&key, !no_push, allow_empty),
+        } => {
+            if !value_in_argv.is_empty() {
+                drop(zeroize::Zeroizing::new(value_in_argv));
+                return Err(commands::secrets::value_in_argv(&key));
+            }
+            commands::secrets::set(&key, !no_push, allow_empty)
+        }
         SecretsCmd::Conflicts { show } => commands::secrets::conflicts(show),
         SecretsCmd::Resolve { key, keep, no_push } => {
             commands::secrets::resolve(&key, keep, !no_push)

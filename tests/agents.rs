@@ -465,3 +465,39 @@ fn a_sync_that_brings_a_new_poll_reloads_exactly_the_puller() {
     // A cycle with nothing new runs no platform command.
     assert!(r.sync().is_empty());
 }
+
+#[test]
+fn uninstall_names_the_calls_that_failed_instead_of_saying_it_ran_them() {
+    let r = Recorded::new("linux");
+    r.agents(&["install"]);
+    let out =
+        r.m.cmd(["agents", "uninstall"])
+            .env("FLEETKEY_AGENTS_PLATFORM", "linux")
+            .env(
+                "FLEETKEY_AGENTS_RUNNER",
+                format!("record:{}", r.log.display()),
+            )
+            .env(
+                "FLEETKEY_AGENTS_FAIL",
+                "systemctl --user disable --now fleetkey-watch",
+            )
+            .output()
+            .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let home = r.m.home.display().to_string();
+    assert_eq!(
+        stdout.replace(&home, "[HOME]"),
+        "failed: systemctl --user disable --now fleetkey-watch.service\n\
+         ran systemctl --user disable --now fleetkey-pull.timer\n\
+         ran systemctl --user daemon-reload\n\
+         removed [HOME]/.config/systemd/user/fleetkey-watch.service\n\
+         removed [HOME]/.config/systemd/user/fleetkey-pull.service\n\
+         removed [HOME]/.config/systemd/user/fleetkey-pull.timer\n",
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("fleetkey: error: 1 service manager call(s) failed, so the agents may still be running: `systemctl --user disable --now fleetkey-watch.service`"),
+        "{stderr}"
+    );
+}

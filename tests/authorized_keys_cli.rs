@@ -180,3 +180,31 @@ fn without_keys_it_reads_the_fleet_repo_of_this_machine() {
     let out = m.ok_with_stdin(&["authorized-keys"], b"# mine\n");
     assert_eq!(out, format!("# mine\n{} fleetkey=alpha\n", own.trim()));
 }
+
+#[test]
+fn check_says_which_added_key_logs_in_and_which_only_pokes() {
+    let fleet = crate::util::fleet::Fleet::new(
+        crate::util::forge::Transport::GitDaemon,
+        &["alpha", "beta"],
+    );
+    // Every member has published its poke key and every clone holds the others'.
+    fleet.settle(2);
+    let a = fleet.n(0);
+    let target = a.dir.path().join("authorized_keys_check");
+    std::fs::write(&target, "").unwrap();
+    let check = a.run(&["authorized-keys", "--check", target.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    let said = String::from_utf8_lossy(&check.stdout);
+    let lines: Vec<&str> = said.lines().collect();
+    let with = |s: &str| lines.iter().filter(|l| l.contains(s)).count();
+    assert_eq!(with("(beta, login key) at line"), 1, "{said}");
+    assert_eq!(
+        with("(beta, poke key: may only run `fleetkey poke`) at line"),
+        1,
+        "{said}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with("would add     SHA256:")),
+        "{said}"
+    );
+}

@@ -148,7 +148,15 @@ fn exec_passes_the_secrets_in_the_environment_only() {
 fn a_value_never_comes_from_argv() {
     let m = machine("alpha");
     let err = m.fails(&["secrets", "set", "K", "value"], 2);
-    assert!(err.contains("unexpected argument"), "{err}");
+    assert!(
+        err.starts_with("fleetkey: error: secrets set takes no value on the command line"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("value\n") && !err.contains("`value`"),
+        "{err}"
+    );
+    assert_eq!(m.ok(&["secrets", "list"]), "", "nothing was set");
 }
 
 #[test]

@@ -1100,3 +1100,23 @@ fn a_broken_fleet_toml_is_said_once_per_cycle_and_restore_fleet_toml_heals_it() 
             .contains("recipent")
     );
 }
+
+#[test]
+fn secrets_edit_says_which_keys_changed_and_where_they_went() {
+    let mut a = Machine::new();
+    a.ok(&["init", "--name", "a"]);
+    a.ok_with_stdin(&["secrets", "set", "A"], b"1\n");
+    a.ok_with_stdin(&["secrets", "set", "B"], b"2\n");
+    let editor = editor_writing(&a, b"# mine\nA=10\nC=3\n");
+    a.set_env("EDITOR", &editor);
+    assert_eq!(
+        a.ok(&["secrets", "edit"]),
+        "fleetkey: secrets edited (added C; changed A; removed B): encrypted to 1 machine (a) and pushed\n"
+    );
+    std::fs::write(a.dir.path().join("edited"), b"# mine, again\nA=10\nC=3\n").unwrap();
+    assert_eq!(
+        a.ok(&["secrets", "edit"]),
+        "fleetkey: secrets edited (comments and layout only): encrypted to 1 machine (a) and pushed\n"
+    );
+    assert_eq!(a.ok(&["secrets", "list"]), "A\nC\n");
+}

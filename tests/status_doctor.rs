@@ -123,7 +123,7 @@ fn doctor_passes_a_healthy_machine_and_names_the_fix_for_each_problem() {
         "{text}"
     );
     assert!(
-        text.contains("FAIL  forge") && text.contains("unreachable"),
+        text.contains("FAIL  forge") && text.contains("there is no repository at"),
         "{text}"
     );
 }

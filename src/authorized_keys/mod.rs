@@ -191,8 +191,10 @@ impl Change {
 /// Why a line was added or removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ChangeReason {
-    /// An active fleet key that no line listed was appended.
+    /// An active fleet login key that no line listed was appended.
     FleetKeyAdded,
+    /// A peer's poke key (restricted to `fleetkey poke`) that no line listed was appended.
+    PokeKeyAdded,
     /// The line's key is revoked (whatever its options, comment or owner).
     Revoked,
     /// A line fleetkey wrote for a machine that no longer has that key active: the machine
@@ -204,6 +206,7 @@ impl fmt::Display for ChangeReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::FleetKeyAdded => "fleet key added",
+            Self::PokeKeyAdded => "poke key added",
             Self::Revoked => "revoked",
             Self::LeftFleet => "left the fleet",
         })
@@ -317,7 +320,11 @@ pub fn merge(current: &[u8], roster: &Roster<'_>) -> Result<Merge, Error> {
             line: 0, // numbered below, once the kept lines have been counted
             machine: Some(fleet.machine.to_owned()),
             key: fleet.key.key_data().clone(),
-            why: ChangeReason::FleetKeyAdded,
+            why: if fleet.options.is_some() {
+                ChangeReason::PokeKeyAdded
+            } else {
+                ChangeReason::FleetKeyAdded
+            },
         });
     }
     if !added.is_empty() {

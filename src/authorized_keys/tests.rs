@@ -240,7 +240,7 @@ fn removed_report(merged: &Merge) -> Vec<String> {
             let why = match c.why {
                 ChangeReason::Revoked => "revoked",
                 ChangeReason::LeftFleet => "left-fleet",
-                ChangeReason::FleetKeyAdded => "added",
+                ChangeReason::FleetKeyAdded | ChangeReason::PokeKeyAdded => "added",
             };
             match &c.machine {
                 Some(machine) => format!("{} {why} {machine}", c.line),

@@ -88,7 +88,13 @@ pub fn uninstall(dry_run: bool) -> Result<()> {
     };
     let mut text = String::new();
     for cmd in &report.commands {
-        text.push_str(&format!("{run} {cmd}\n"));
+        // A call the service manager refused is not "ran": the error below lists why.
+        let failed = report
+            .failed
+            .iter()
+            .any(|f| f.starts_with(&format!("`{cmd}`")));
+        let verb = if failed { "failed:" } else { run };
+        text.push_str(&format!("{verb} {cmd}\n"));
     }
     for path in &report.removed {
         text.push_str(&format!("{remove} {}\n", path.display()));

@@ -106,8 +106,12 @@ fn report(merged: &Merge, path: &Path, dry_run: bool) -> Result<()> {
         out.push_str(&format!("{}: up to date\n", path.display()));
     }
     for c in &merged.added {
+        let kind = match c.why {
+            authorized_keys::ChangeReason::PokeKeyAdded => "poke key: may only run `fleetkey poke`",
+            _ => "login key",
+        };
         out.push_str(&format!(
-            "{verb}add     {} ({}) at line {}\n",
+            "{verb}add     {} ({}, {kind}) at line {}\n",
             c.fingerprint(),
             c.machine.as_deref().unwrap_or("?"),
             c.line

@@ -89,6 +89,24 @@ fn identity_check(machine: &Machine) -> Check {
     }
 }
 
+/// The forge row when the forge does not answer: what git's failure means (no repository,
+/// unreachable, refused), then what to do, one clause each: never a hint inside parentheses.
+fn forge_failure(remote: &str, e: &crate::error::Error) -> String {
+    // One row: git's own words (the error's later lines) are for `fleetkey sync` to show.
+    let what = e.to_string().lines().next().unwrap_or_default().to_string();
+    let what = if what.contains(remote) {
+        what
+    } else {
+        format!("{remote}: {what}")
+    };
+    match e.advice() {
+        Some(advice) => format!("{what}; {advice}"),
+        None => {
+            format!("{what}; check the URL in config.toml, your network and `ssh -T` to the host")
+        }
+    }
+}
+
 /// Whether config.toml's `remote` and fleet.toml's `forge` (set by `fleetkey remote set`)
 /// agree, and how to make them agree when they do not.
 pub fn forge_agreement(remote: &str, fleet_forge: Option<&str>) -> Check {
@@ -240,20 +258,23 @@ fn agents_git_check(out: &mut Vec<Check>) {
 /// The forge answers and holds a fleet branch.
 fn forge_check(machine: &Machine, out: &mut Vec<Check>) {
     match machine.forge().has_any_branch() {
-        Ok(true) => out.push(check("forge", Verdict::Ok, format!("{} answers", machine.config.remote))),
+        Ok(true) => out.push(check(
+            "forge",
+            Verdict::Ok,
+            format!("{} answers", machine.config.remote),
+        )),
         Ok(false) => out.push(check(
             "forge",
             Verdict::Fail,
-            format!("{} has no fleet branch: push one with `fleetkey sync`", machine.config.remote),
+            format!(
+                "{} has no fleet branch: push one with `fleetkey sync`",
+                machine.config.remote
+            ),
         )),
         Err(e) => out.push(check(
             "forge",
             Verdict::Fail,
-            format!(
-                "{} is unreachable ({}); check the URL in config.toml, your network and `ssh -T` to the host",
-                machine.config.remote,
-                e.advice().unwrap_or_default()
-            ),
+            forge_failure(&machine.config.remote, &e),
         )),
     }
 }

@@ -47,6 +47,41 @@ pub fn prepare(machine: &Machine) -> Result<Prepared<'_>> {
     })
 }
 
+/// Where a change of the secrets went, for the line `set`, `unset` and `edit` print:
+/// `encrypted to 2 machines (alpha, beta) and pushed`.
+fn went_to(roster: &Roster, push: bool) -> String {
+    let names: Vec<&str> = roster.active.iter().map(|m| m.name.as_str()).collect();
+    let machines = match names.len() {
+        1 => "1 machine".to_string(),
+        n => format!("{n} machines"),
+    };
+    let to = format!("encrypted to {machines} ({})", names.join(", "));
+    if push {
+        format!("{to} and pushed")
+    } else {
+        format!("{to}, committed here; it goes out with the next sync")
+    }
+}
+
+/// The error for a key this machine's copy of the secrets does not hold: when that copy is
+/// from, and how to get a newer one.
+fn no_such_key(machine: &Machine, key: &str) -> Error {
+    let as_of = match crate::sync::state::CycleRecord::load(&machine.paths.state_dir) {
+        Some(rec) if rec.result == crate::sync::state::CycleResult::Ok => {
+            format!("as of its last sync, {}", rec.started)
+        }
+        Some(rec) => format!(
+            "its last sync, {}, ended {}: the copy may be older",
+            rec.started, rec.result
+        ),
+        None => "this machine has not synced yet".to_string(),
+    };
+    ErrorKind::Secret(format!(
+        "no secret named {key} in this machine's copy of the secrets ({as_of})"
+    ))
+    .hint("`fleetkey sync` fetches the fleet's latest secrets; `fleetkey secrets list` shows the names this copy holds")
+}
+
 /// Re-encrypts `env` to the roster, commits the ciphertext and its recipient list together, and
 /// publishes when `push` is set.
 pub fn save_prepared(prepared: Prepared, env: &EnvFile, what: &str, push: bool) -> Result<()> {
@@ -68,9 +103,7 @@ pub fn get(key: &str) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
     let env = load(&machine)?;
-    let value = env
-        .get(key)
-        .ok_or_else(|| ErrorKind::Secret(format!("no secret named {key}")))?;
+    let value = env.get(key).ok_or_else(|| no_such_key(&machine, key))?;
     let mut line = Zeroizing::new(Vec::with_capacity(value.len() + 1));
     line.extend_from_slice(value.as_bytes());
     line.push(b'\n');
@@ -100,6 +133,17 @@ pub fn list() -> Result<()> {
     output::stdout(text.as_bytes())
 }
 
+/// The refusal of `secrets set KEY VALUE`: a value is never taken from argv (exit status 2, a
+/// usage error).
+pub fn value_in_argv(key: &str) -> Error {
+    ErrorKind::Usage(
+        "secrets set takes no value on the command line: other users can read a command line (ps), and shells keep it in their history".into(),
+    )
+    .hint(format!(
+        "run `fleetkey secrets set {key}` on a terminal and type the value at the prompt, or give it on stdin: `fleetkey secrets set {key} < FILE`, `pbpaste | fleetkey secrets set {key}`"
+    ))
+}
+
 /// `secrets set KEY`: the value from stdin, or prompted twice on a terminal. An empty value is
 /// refused unless `allow_empty` (an empty stdin is far more often a broken pipe than a wish).
 pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
@@ -116,16 +160,25 @@ pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
             "check the command that feeds stdin; to set an empty value on purpose, run `fleetkey secrets set {key} --allow-empty`"
         )));
     }
+    let existed = env.contains_key(key);
     let changed = env
         .set(key, &value)
         .map_err(|e| ErrorKind::Secret(e.to_string()))?;
     // Setting a value settles any concurrent edit kept aside for the key.
     let settled = env.clear_conflicts(key);
     if !changed.is_changed() && settled == 0 {
-        crate::log::info(&format!("{key} already has that value; nothing to do"));
+        outln!("fleetkey: {key} already has that value; nothing changed")?;
         return Ok(());
     }
-    save_prepared(prepared, &env, &format!("set {key}"), push)
+    let went = went_to(&prepared.roster, push);
+    save_prepared(prepared, &env, &format!("set {key}"), push)?;
+    let what = match (existed, changed.is_changed()) {
+        (false, _) => "added",
+        (true, true) => "changed",
+        (true, false) => "kept; its conflict is settled",
+    };
+    outln!("fleetkey: {key} {what}: {went}")?;
+    Ok(())
 }
 
 /// `secrets unset KEY`.
@@ -137,9 +190,12 @@ pub fn unset(key: &str, push: bool) -> Result<()> {
     // A conflict record of the key goes with it (it holds a value of the key).
     let settled = env.clear_conflicts(key);
     if !env.unset(key) && settled == 0 {
-        return Err(ErrorKind::Secret(format!("no secret named {key}")).into());
+        return Err(no_such_key(&machine, key));
     }
-    save_prepared(prepared, &env, &format!("unset {key}"), push)
+    let went = went_to(&prepared.roster, push);
+    save_prepared(prepared, &env, &format!("unset {key}"), push)?;
+    outln!("fleetkey: {key} removed: {went}")?;
+    Ok(())
 }
 
 /// `secrets conflicts [--show]`: each value kept aside by a merge, with the key, the machine
@@ -327,7 +383,13 @@ pub fn edit() -> Result<()> {
         match check_edited(&after)
             .and_then(|()| crate::envfile::parse(&after).map_err(|e| e.to_string()))
         {
-            Ok(new_env) => return save_prepared(prepared, &new_env, "edit", true),
+            Ok(new_env) => {
+                let went = went_to(&prepared.roster, true);
+                let changes = edit_summary(&env, &new_env);
+                save_prepared(prepared, &new_env, "edit", true)?;
+                outln!("fleetkey: secrets edited ({changes}): {went}")?;
+                return Ok(());
+            }
             Err(e) => {
                 crate::log::warn(&format!("the edited file is malformed: {e}"));
                 if !std::io::stdin().is_terminal() {
@@ -344,6 +406,41 @@ pub fn edit() -> Result<()> {
                 }
             }
         }
+    }
+}
+
+/// What an edit changed, by key name (never a value): `added A; changed B, C; removed D`, or
+/// `comments and layout only`.
+fn edit_summary(before: &EnvFile, after: &EnvFile) -> String {
+    let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    for key in after.keys() {
+        match before.get(key) {
+            None => added.push(key),
+            Some(old)
+                if !bool::from(
+                    old.as_bytes()
+                        .ct_eq(after.get(key).unwrap_or("").as_bytes()),
+                ) =>
+            {
+                changed.push(key)
+            }
+            Some(_) => {}
+        }
+    }
+    for key in before.keys() {
+        if !after.contains_key(key) {
+            removed.push(key);
+        }
+    }
+    let parts: Vec<String> = [("added", added), ("changed", changed), ("removed", removed)]
+        .into_iter()
+        .filter(|(_, keys)| !keys.is_empty())
+        .map(|(what, keys)| format!("{what} {}", keys.join(", ")))
+        .collect();
+    if parts.is_empty() {
+        "comments and layout only".to_string()
+    } else {
+        parts.join("; ")
     }
 }
 
