@@ -123,6 +123,11 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         let plan = sync::plan::Plan::new(&machine, fleet.clone());
         let home = plan.open_home()?;
         let skip = plan.never_captured(&machine.paths.state_dir);
+        // The fleet secrets' values become their placeholders, as in every cycle.
+        let placeholders = plan
+            .placeholders
+            .clone()
+            .with_secrets(sync::plan::secret_values(&machine));
         let scope = capture::Scope {
             home: &home,
             confinement: &plan.confinement,
@@ -131,7 +136,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             machine: &machine.config.name,
             first_contact: capture::FirstContact::LocalWins,
             ignore: &plan.ignore,
-            placeholders: &plan.placeholders,
+            placeholders: &placeholders,
+            allow_tokens: &plan.allow_tokens,
         };
         let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
         if let Some(first) = captured.held_back.first() {

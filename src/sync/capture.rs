@@ -208,8 +208,11 @@ pub struct Scope<'a> {
     pub first_contact: FirstContact,
     /// Files never synced (see [`super::ignore`]).
     pub ignore: &'a IgnoreRules,
-    /// How the live content becomes the repo's (home-path placeholders).
+    /// How the live content becomes the repo's (home-path and secret placeholders).
     pub placeholders: &'a Placeholders,
+    /// Files captured even when they hold what looks like a credential (`[sync]
+    /// allow_tokens`).
+    pub allow_tokens: &'a [Managed],
 }
 
 /// Captures the local changes of the managed files against `head` (the clone's HEAD tree).
@@ -270,6 +273,10 @@ pub fn capture(
         let exec = meta.permissions().mode() & 0o111 != 0;
         // The repo's form: this machine's home path as the placeholder (text files only).
         let bytes = scope.placeholders.to_repo(rel, &bytes).into_owned();
+        if let Some(why) = never_uploaded(scope.placeholders, scope.allow_tokens, rel, &bytes) {
+            out.held_back.push(format!("~/{rel} not captured: {why}"));
+            continue;
+        }
         let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
             .map_err(Error::git("cannot hash a file"))?;
         let known = manifest.files.get(rel).cloned();
@@ -334,4 +341,31 @@ pub fn capture(
         manifest.files.remove(&rel);
     }
     Ok(out)
+}
+
+/// Why the repo form `bytes` of `rel` must not leave this machine, if it must not: it still
+/// holds a fleet secret's value (a binary or `[sync] literal` file, never transformed), or
+/// something that looks like a credential and is no fleet secret (unless `[sync]
+/// allow_tokens` lists the file). Names the key, or the kind and line; never the value.
+pub fn never_uploaded(
+    placeholders: &Placeholders,
+    allow_tokens: &[Managed],
+    rel: &str,
+    bytes: &[u8],
+) -> Option<String> {
+    if let Some(key) = placeholders.leaked_secret(bytes) {
+        return Some(format!(
+            "it holds the value of the fleet secret {key}, and a binary or [sync] literal file is never given placeholders; remove the value from the file"
+        ));
+    }
+    if allow_tokens.iter().any(|m| m.covers(rel)) {
+        return None;
+    }
+    let found = crate::tokens::scan(bytes);
+    (!found.is_empty()).then(|| {
+        format!(
+            "it holds what looks like a credential ({}); move it into the fleet secrets with `fleetkey secrets adopt ~/{rel}`, or list the file in [sync] allow_tokens",
+            crate::tokens::describe(&found)
+        )
+    })
 }

@@ -61,6 +61,12 @@ pub const KEYS: &[Key] = &[
         about: "managed paths synced byte for byte, without the home-path placeholder",
     },
     Key {
+        name: "allow_tokens",
+        toml: "sync.allow_tokens",
+        list: true,
+        about: "managed paths captured even when they hold what looks like a token",
+    },
+    Key {
         name: "private",
         toml: "sync.private",
         list: true,
@@ -102,6 +108,7 @@ pub fn get(fleet: &FleetConfig, key: Key) -> Vec<String> {
         "ignore" => s.ignore.clone(),
         "literal" => s.literal.clone(),
         "private" => s.private.clone(),
+        "allow_tokens" => s.allow_tokens.clone(),
         "materialize" => fleet.secrets.materialize.iter().cloned().collect(),
         "authorized_keys" => vec![fleet.authorized_keys.path.clone()],
         _ => Vec::new(),
@@ -154,16 +161,16 @@ pub fn set(
             }
             out.sync.ignore = dedup(values);
         }
-        "literal" | "private" => {
+        "literal" | "private" | "allow_tokens" => {
             for v in values {
                 confinement
                     .check_entry(v)
                     .map_err(|r| bad(format!("{r}")))?;
             }
-            if key.name == "literal" {
-                out.sync.literal = dedup(values);
-            } else {
-                out.sync.private = dedup(values);
+            match key.name {
+                "literal" => out.sync.literal = dedup(values),
+                "private" => out.sync.private = dedup(values),
+                _ => out.sync.allow_tokens = dedup(values),
             }
         }
         "materialize" => {
