@@ -169,7 +169,7 @@ pub fn publish_if_due(
                     if !fleet.collect.encrypt
                         && let Some(why) = never_published(secrets(), &c.bytes)
                     {
-                        held_back.push(format!("[collect] ~/{rel} not published: {why}"));
+                        held_back.push(format!("[collect] {rel} not published: {why}"));
                         continue;
                     }
                     git2::Oid::hash_object(git2::ObjectType::Blob, &c.bytes)
@@ -332,7 +332,7 @@ fn commit_branch(
             && let Some(why) = never_published(secrets, &content.bytes)
         {
             return Err(Error::refused(format!(
-                "~/{rel} changed while being published and is not published: {why}"
+                "{rel} changed while being published and is not published: {why}"
             )));
         }
         let (dir, bytes) = match &roster {
