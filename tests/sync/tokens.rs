@@ -323,13 +323,12 @@ fn forty_fake_tokens_are_held_back_by_kind_and_line_and_forty_look_alikes_are_ca
         );
     }
     assert_eq!(held.len(), tokens.len(), "{held:#?}");
-    for i in 0..plain.len() {
+    for (i, line) in plain.iter().enumerate() {
         assert!(
             a.repo()
                 .join(format!("home/.config/corpus/plain-{i:02}"))
                 .exists(),
-            "look-alike {i} was not captured: {:?}",
-            plain[i]
+            "look-alike {i} was not captured: {line:?}"
         );
     }
     // status and doctor list them too (by kind and line, never the token).
