@@ -3,8 +3,9 @@
 //! Each credential-looking value capture finds in PATH ([`crate::tokens::scan`] over the
 //! file's repo form, so values that already are fleet secrets are placeholders and not found
 //! again) becomes a fleet secret; the secrets are re-encrypted and committed, and a cycle then
-//! captures the file, whose token is now `{{fleetkey.secret.NAME}}` in the fleet's copy. The
-//! live file is not written: it keeps working as it is.
+//! captures the file, whose token is now `{{fleetkey.secret.NAME}}` in the fleet's copy (a file
+//! not managed yet is left for `fleetkey track`, which then stores it so). The live file is not
+//! written: it keeps working as it is.
 //!
 //! Names: `--key NAME` for a file with one token; else the name the line assigns the token to
 //! when it is an environment-style name (`export GITHUB_TOKEN=…` → `GITHUB_TOKEN`), else the
@@ -42,10 +43,7 @@ pub fn adopt(path: &str, key: Option<&str>, push: bool) -> Result<()> {
     let rel = sync::managed::normalize(path, &machine.paths.home, &cwd)?;
     let _lock = machine.lock()?;
     let plan = sync::plan::Plan::for_machine(&machine)?;
-    if !plan.managed.iter().any(|m| m.covers(&rel)) {
-        return Err(Error::refused(format!("~/{rel} is not a managed file"))
-            .hint(format!("track it first: `fleetkey track ~/{rel}` (it is held back until its tokens are adopted)")));
-    }
+    let managed = plan.managed.iter().any(|m| m.covers(&rel));
     let checked = plan
         .confinement
         .check_rel(&rel)
@@ -85,7 +83,7 @@ pub fn adopt(path: &str, key: Option<&str>, push: bool) -> Result<()> {
         prepared,
         &env,
         &format!("adopt {} from ~/{rel}", names.join(", ")),
-        false,
+        push && !managed,
     )?;
     drop(env);
     for a in &adopted {
@@ -96,6 +94,12 @@ pub fn adopt(path: &str, key: Option<&str>, push: bool) -> Result<()> {
             a.key,
             if a.new { "" } else { " (already stored)" }
         )?;
+    }
+    if !managed {
+        outln!(
+            "fleetkey: ~/{rel} is not managed yet: `fleetkey track ~/{rel}` now stores it with placeholders where the tokens were"
+        )?;
+        return Ok(());
     }
     if !push {
         outln!("fleetkey: the next sync captures ~/{rel} with placeholders where the tokens were")?;
