@@ -476,6 +476,17 @@ pub enum SecretsCmd {
         #[arg(short = 'o', long = "out", value_name = "OUT")]
         output: Option<PathBuf>,
     },
+    /// List what looks like a credential in files, as capture would hold them back.
+    ///
+    /// One line per finding, `PATH:LINE: KIND` (never the value); exits 1 when anything is
+    /// found, 0 otherwise, so a hook or a script can ask before a file is tracked. Reads stdin
+    /// when no PATH is given. The formats: GitHub, GitLab, Slack, AWS, Google, Stripe, OpenAI,
+    /// Anthropic, npm and PyPI tokens, private keys, JSON Web Tokens, URLs with a password.
+    Scan {
+        /// The files to scan (default: stdin).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Move the tokens of a held-back file into the secrets, leaving placeholders.
     ///
     /// Each credential-looking value that capture found in PATH (a managed file) becomes a

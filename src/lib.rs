@@ -181,6 +181,7 @@ fn dispatch(args: Args) -> Result<i32> {
                 };
                 return commands::secrets::exec(&command, masking);
             }
+            SecretsCmd::Scan { paths } => return commands::secrets::scan(&paths),
             SecretsCmd::Inject { input, output } => {
                 commands::secrets::inject(input.as_deref(), output.as_deref())
             }

@@ -363,6 +363,37 @@ pub fn exec(command: &[std::ffi::OsString], masking: Masking) -> Result<i32> {
         .unwrap_or(1))
 }
 
+/// Largest file `scan` reads.
+const SCAN_LIMIT: u64 = 1 << 30;
+
+/// `secrets scan [PATH…]`: `PATH:LINE: KIND` for each credential-looking value; returns 1 when
+/// anything was found.
+pub fn scan(paths: &[std::path::PathBuf]) -> Result<i32> {
+    let mut found_any = false;
+    let mut report = |name: &str, bytes: &[u8]| -> Result<()> {
+        let mut text = String::new();
+        for f in crate::tokens::scan(bytes) {
+            text.push_str(&format!("{name}:{}: {}\n", f.line, f.kind));
+            found_any = true;
+        }
+        output::stdout(text.as_bytes())
+    };
+    if paths.is_empty() {
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::io::stdin()
+            .lock()
+            .take(SCAN_LIMIT)
+            .read_to_end(&mut bytes)
+            .map_err(Error::io("cannot read", std::path::Path::new("stdin")))?;
+        report("stdin", &bytes)?;
+    }
+    for path in paths {
+        let bytes = Zeroizing::new(crate::files::read_limited(path, SCAN_LIMIT)?);
+        report(&path.display().to_string(), &bytes)?;
+    }
+    Ok(i32::from(found_any))
+}
+
 /// Largest template `inject` reads.
 const TEMPLATE_LIMIT: u64 = 16 << 20;
 

@@ -219,7 +219,7 @@ pub fn apply(
             && e.oid == src.oid.to_string()
             && e.exec == src.exec
             && e.stat == Some(Stat::of(m))
-            && !(cx.recheck_secrets && holds_secret_placeholder(repo, src.oid))
+            && !(cx.recheck_secrets && super::capture::holds_placeholder(repo, src.oid))
         {
             continue;
         }
@@ -371,13 +371,6 @@ pub fn apply(
         }
     }
     Ok(out)
-}
-
-/// Whether the blob `oid` holds a secret placeholder.
-fn holds_secret_placeholder(repo: &git2::Repository, oid: git2::Oid) -> bool {
-    let prefix = super::placeholder::SECRET_PREFIX.as_bytes();
-    repo.find_blob(oid)
-        .is_ok_and(|b| b.content().windows(prefix.len()).any(|w| w == prefix))
 }
 
 /// Writes the decrypted secrets to `target` (`[secrets] materialize`, checked by the plan):

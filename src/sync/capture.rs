@@ -21,7 +21,11 @@
 //!   stray `rm` on one machine from deleting a dotfile on every machine.
 //!
 //! A private-looking file ([`crate::private::detect`]: keys and credentials, by path or by
-//! content) is never captured, whatever the managed list says. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
+//! content) is never captured, whatever the managed list says. Nor is a file whose repo form
+//! still holds a fleet secret's value, or something that looks like a credential
+//! ([`crate::tokens`]; unless `[sync] allow_tokens` lists it): it is held back, named by kind
+//! and line ([`never_uploaded`]). A fleet secret's value becomes its placeholder first
+//! ([`super::placeholder`]), so a secret is never mistaken for a stray token. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
 //! managed directory are never captured, nor are ignored files ([`super::ignore`]). What is
 //! stored, hashed and compared with the manifest is the repo's form of the content (this
 //! machine's home path as a placeholder, [`super::placeholder`]), so "in step" means the same
@@ -284,6 +288,17 @@ pub fn capture(
         let st_owned = tree::lookup(head, machine, rel);
         let st = st_owned.as_ref();
         let same_as_stored = st.is_some_and(|s| s.oid == oid && s.exec == exec);
+        // Secrets unreadable here, and the fleet's copy has placeholders: the live file may
+        // hold values apply wrote earlier, which this machine can no longer recognise.
+        if !same_as_stored
+            && scope.placeholders.secrets().is_unreadable()
+            && st.is_some_and(|s| holds_placeholder(repo, s.oid))
+        {
+            out.held_back.push(format!(
+                "~/{rel} not captured: the fleet's copy has secret placeholders and this machine cannot read the fleet secrets now (see `fleetkey doctor`)"
+            ));
+            continue;
+        }
         if same_as_stored || known.as_ref().is_some_and(in_step) {
             let entry = manifest.files.entry(rel.clone()).or_insert(Entry {
                 oid: oid.to_string(),
@@ -341,6 +356,13 @@ pub fn capture(
         manifest.files.remove(&rel);
     }
     Ok(out)
+}
+
+/// Whether the blob `oid` holds a secret placeholder.
+pub fn holds_placeholder(repo: &git2::Repository, oid: git2::Oid) -> bool {
+    let prefix = super::placeholder::SECRET_PREFIX.as_bytes();
+    repo.find_blob(oid)
+        .is_ok_and(|b| b.content().windows(prefix.len()).any(|w| w == prefix))
 }
 
 /// Why the repo form `bytes` of `rel` must not leave this machine, if it must not: it still

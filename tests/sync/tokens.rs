@@ -552,3 +552,29 @@ fn planted_placeholders_never_carry_a_value_to_the_forge() {
     );
     assert_nowhere_on_the_forge(&fleet, &[&secret, &long]);
 }
+
+/// A machine that can no longer read the secrets (its identity became group-readable, so it
+/// is refused) cannot tell the values in its live files: an edit of a file whose fleet copy has
+/// placeholders is held back, not captured with the value.
+#[test]
+fn a_machine_that_cannot_read_the_secrets_holds_back_files_with_placeholders() {
+    let fleet = Fleet::new(Transport::GitDaemon, &["alice", "bob"]);
+    fleet.settle(1);
+    let (a, b) = (fleet.n(0), fleet.n(1));
+    let value = fake(950, ALNUM, 32);
+    a.ok_with_stdin(&["secrets", "set", "API_KEY"], value.as_bytes());
+    a.write(".apirc", format!("key={value}\n").as_bytes());
+    a.ok(&["track", "~/.apirc"]);
+    b.sync();
+    assert_eq!(b.text(".apirc"), format!("key={value}\n"));
+    std::fs::set_permissions(b.identity(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    b.write(".apirc", format!("key={value}\nmore=1\n").as_bytes());
+    b.run(&["sync"]);
+    assert!(
+        held_back(b).iter().any(|h| h
+            == "~/.apirc not captured: the fleet's copy has secret placeholders and this machine cannot read the fleet secrets now (see `fleetkey doctor`)"),
+        "{:?}",
+        held_back(b)
+    );
+    assert_nowhere_on_the_forge(&fleet, &[&value]);
+}

@@ -108,6 +108,11 @@ impl SecretValues {
         self.values.is_empty()
     }
 
+    /// Whether the fleet has secrets that this machine cannot read.
+    pub fn is_unreadable(&self) -> bool {
+        self.fingerprint.ends_with(" unreadable")
+    }
+
     /// The id of the ciphertext these values came from ("" when none was read).
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -118,7 +123,7 @@ impl SecretValues {
         if let Some((_, why)) = self.skipped.iter().find(|(k, _)| k == key) {
             return format!("the value of {key} is not substituted ({why})");
         }
-        if self.fingerprint.ends_with(" unreadable") {
+        if self.is_unreadable() {
             return "this machine cannot read the fleet secrets".into();
         }
         if self.fingerprint.is_empty() {
