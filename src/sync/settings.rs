@@ -225,7 +225,9 @@ pub fn restore_for_transform(
             let blob = repo
                 .find_blob(oid)
                 .map_err(Error::git("cannot read a stored file"))?;
-            let live = old.to_live(&rel, blob.content());
+            // The live form without the secrets' values: a file that becomes literal keeps
+            // its placeholders as text, never a value in plain.
+            let live = old.to_shown(&rel, blob.content());
             let stored = new.to_repo(&rel, &live);
             if stored.as_ref() == blob.content() {
                 continue;

@@ -396,6 +396,12 @@ fn secrets_adopt_turns_a_held_back_file_into_a_synced_one() {
         b.ok(&["secrets", "get", "NPM_AUTH_TOKEN"]),
         format!("{npm}\n")
     );
+    // Made literal later (stored byte for byte): the fleet's copy keeps the placeholders as
+    // text; the values stay off the forge.
+    a.ok(&["config", "set", "literal", "~/.config/app/env"]);
+    a.sync();
+    b.sync();
+    a.sync();
     assert_nowhere_on_the_forge(&fleet, &[&gh, &npm]);
 }
 

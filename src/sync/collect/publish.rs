@@ -212,7 +212,8 @@ pub fn publish_if_due(
     status.written = now;
     status.written_at = crate::clock::rfc3339(now);
     status.agents = agent_states(machine, fleet);
-    let commit = commit_branch(machine, repo, fleet, &home, &files, &status, secrets())?;
+    let plain = (!fleet.collect.encrypt && !files.is_empty()).then(secrets);
+    let commit = commit_branch(machine, repo, fleet, &home, &files, &status, plain)?;
     let branch = forge::host_branch(&machine.config.name);
     let local = format!("refs/heads/{branch}");
     match forge::push_to(
@@ -299,7 +300,8 @@ fn agent_states(machine: &Machine, fleet: &FleetConfig) -> Vec<AgentState> {
 }
 
 /// Writes the branch's one commit (no parent, signed) with `status.json` and the files, read
-/// again now (sealed to the roster when `[collect] encrypt` is on).
+/// again now (sealed to the roster when `[collect] encrypt` is on; else checked against
+/// `plain`, the fleet secrets, and for tokens).
 fn commit_branch(
     machine: &Machine,
     repo: &FleetRepo,
@@ -307,7 +309,7 @@ fn commit_branch(
     home: &HomeDir,
     files: &[(HomeRel, u64, String)],
     status: &HostStatus,
-    secrets: &SecretValues,
+    plain: Option<&SecretValues>,
 ) -> Result<git2::Oid> {
     let raw = repo.raw();
     let git = || Error::git("cannot write the host branch");
@@ -328,7 +330,7 @@ fn commit_branch(
     for (rel, _, _) in files {
         let content = home.read_file(rel, limits::COLLECT_FILE)?;
         // Checked when its stamp moved; again here, as it may have changed since.
-        if roster.is_none()
+        if let Some(secrets) = plain
             && let Some(why) = never_published(secrets, &content.bytes)
         {
             return Err(Error::refused(format!(
