@@ -114,9 +114,9 @@ pub enum ErrorKind {
     SecretsGrammar {
         /// The ciphertext file.
         path: PathBuf,
-        /// The grammar error: line numbers only.
+        /// The grammar error (an `envfile::ParseError`): line numbers only.
         #[source]
-        source: crate::envfile::ParseError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A secret name is invalid or absent.
     #[error("{0}")]
@@ -180,6 +180,17 @@ pub enum ErrorKind {
         /// What git said.
         stderr: String,
     },
+    /// Another git holds a ref lock in the fleet clone (a spurious failure: retried, see
+    /// `crate::forge::retry`).
+    #[error(
+        "git failed talking to the forge {remote}: another git holds a lock in the fleet clone"
+    )]
+    RefLocked {
+        /// The remote URL.
+        remote: String,
+        /// What git said.
+        stderr: String,
+    },
     /// A `git` command talking to the forge failed in a way fleetkey does not recognise.
     #[error("git failed talking to the forge {remote}")]
     ForgeFailed {
@@ -223,9 +234,24 @@ pub enum ErrorKind {
         /// How many commits were refused for a reason of their own.
         refused: usize,
     },
-    /// The authorized_keys merge or a keys file was refused.
-    #[error(transparent)]
-    AuthorizedKeys(crate::authorized_keys::Error),
+    /// The trust state (`trust.json`) exists but cannot be read or parsed. fleetkey never starts
+    /// afresh over it: that would forget the revoked keys and the last verified forge tip.
+    #[error("{path} (this machine's trust state) is damaged: {problem}")]
+    TrustStateDamaged {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        problem: String,
+    },
+    /// The authorized_keys merge or a keys file was refused (an `authorized_keys::Error`,
+    /// which converts into this one where it is defined).
+    #[error("{error}")]
+    AuthorizedKeys {
+        /// The refusal.
+        error: Box<dyn std::error::Error + Send + Sync>,
+        /// Its one-line hint.
+        hint: &'static str,
+    },
 }
 
 /// An error as a command ends with it: its [`ErrorKind`] and, beside it, an optional "try
@@ -295,6 +321,7 @@ impl Error {
                 | ErrorKind::PushDeclined { .. }
                 | ErrorKind::GitConfig { .. }
                 | ErrorKind::ForgeFailed { .. }
+                | ErrorKind::RefLocked { .. }
         )
     }
 
@@ -329,7 +356,7 @@ impl ErrorKind {
     /// The built-in advice for this kind of error.
     fn advice(&self) -> Option<String> {
         match self {
-            ErrorKind::AuthorizedKeys(e) => Some(e.hint().to_string()),
+            ErrorKind::AuthorizedKeys { hint, .. } => Some(hint.to_string()),
             ErrorKind::NotInitialized { .. } => Some(
                 "run `fleetkey init` to start a fleet, or `fleetkey enroll NAME --remote URL` to join one"
                     .into(),
@@ -383,9 +410,17 @@ impl ErrorKind {
                 "fix or move {file}: `git config --list` shows the same error until it is fixed{}",
                 git_said(stderr)
             )),
+            ErrorKind::RefLocked { stderr, .. } => Some(format!(
+                "wait for the other git to finish and run the command again; if none is running, remove the `.lock` file git names{}",
+                git_said(stderr)
+            )),
             ErrorKind::ForgeFailed { stderr, .. } => Some(format!(
                 "run the same git command in a shell to see more{}",
                 git_said(stderr)
+            )),
+            ErrorKind::TrustStateDamaged { path, .. } => Some(format!(
+                "restore {} from a backup; or, once `fleetkey verify` on another member shows the forge holds every commit you know of (no rewind), move it aside: the next cycle verifies the whole history again from the trust root",
+                path.display()
             )),
             ErrorKind::Untrusted { .. } => Some(
                 "`fleetkey status` names each refused commit; once you know what happened, `fleetkey forge repair` puts the last authentic state back on the forge"
@@ -425,12 +460,6 @@ impl From<ErrorKind> for Error {
             kind: Box::new(kind),
             hint: None,
         }
-    }
-}
-
-impl From<crate::authorized_keys::Error> for Error {
-    fn from(e: crate::authorized_keys::Error) -> Error {
-        ErrorKind::AuthorizedKeys(e).into()
     }
 }
 

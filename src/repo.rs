@@ -37,6 +37,11 @@ impl FleetRepo {
         self
     }
 
+    /// Signs this clone's next commits with `signer`.
+    pub fn set_signer(&mut self, signer: Signer) {
+        self.signer = Some(signer);
+    }
+
     /// Who signs this clone's commits; an error when this machine has no signing key.
     pub fn signer(&self) -> Result<&Signer> {
         self.signer.as_ref().ok_or_else(|| {
@@ -220,9 +225,7 @@ impl FleetRepo {
 
     /// The commit `refs/remotes/origin/BRANCH` points to.
     pub fn remote_tracking(&self, branch: &str) -> Option<git2::Oid> {
-        self.repo
-            .refname_to_id(&format!("refs/remotes/origin/{branch}"))
-            .ok()
+        self.repo.refname_to_id(&tracking_ref(branch)).ok()
     }
 
     /// Points `origin` at `url`, adding it when missing, and makes the current branch track it.
@@ -274,4 +277,9 @@ impl FleetRepo {
             .ok()
             .and_then(|r| r.url().ok().map(str::to_string))
     }
+}
+
+/// The remote-tracking ref of `branch`: `refs/remotes/origin/BRANCH`.
+pub fn tracking_ref(branch: &str) -> String {
+    format!("refs/remotes/origin/{branch}")
 }

@@ -10,20 +10,21 @@
 //! Must never: admit keys nobody confirmed, or read more than a small key file from the
 //! request.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::fault;
 use crate::files;
 use crate::fleet::Machine;
-use crate::forge;
+use crate::forge::{self, Forge};
 use crate::output::outln;
 use crate::roster::{self, Member, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
 use crate::signing::{self, Signer};
-use crate::{fault, sync};
+use crate::sync::{Begin, FleetChange};
 
-use super::lifecycle::{prepare, print_fingerprints, print_key};
+use super::lifecycle::{print_fingerprints, print_key};
 
 /// Largest key file read from a request.
 const KEY_LIMIT: usize = 64 * 1024;
@@ -141,8 +142,8 @@ pub fn read_request(repo: &git2::Repository, oid: git2::Oid, name: &str) -> Resu
 }
 
 /// The machines waiting for approval: the forge's `fleetkey/pending/*` branches.
-pub fn pending_names(remote: &str) -> Result<Vec<String>> {
-    let mut names = forge::list_branches(remote, "fleetkey/pending/")?;
+pub fn pending_names(forge: &Forge) -> Result<Vec<String>> {
+    let mut names = forge.list_branches("fleetkey/pending/")?;
     names.retain(|n| roster::check_name(n).is_ok());
     names.sort();
     Ok(names)
@@ -152,17 +153,17 @@ pub fn pending_names(remote: &str) -> Result<Vec<String>> {
 pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
     roster::check_name(name)?;
     let machine = Machine::load()?;
-    let (_lock, repo, fleet) = prepare(&machine)?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    let (repo, forge) = (&change.repo, change.forge());
     let roster = Roster::load(repo.root())?;
     let me = &machine.config.name;
-    let remote = &machine.config.remote;
     let branch = forge::pending_branch(name);
-    let found = forge::fetch_branch_to(repo.root(), remote, &branch, &local_ref(name))?;
+    let found = forge.fetch_branch_to(repo.root(), &branch, &local_ref(name))?;
     if roster.active(name).is_some() {
         crate::log::info(&format!("{name} is already approved"));
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.publish()?;
         if found {
-            drop_request(&repo, remote, name);
+            drop_request(forge, repo, name);
         }
         return Ok(());
     }
@@ -240,7 +241,7 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
     touched.push(CIPHERTEXT.into());
     touched.push(RECIPIENTS.into());
     let refs: Vec<&str> = touched.iter().map(String::as_str).collect();
-    repo.commit_paths(
+    change.commit(
         &refs,
         &format!(
             "{me}: approve {name}; secrets re-encrypted to {} machines",
@@ -252,15 +253,15 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
         "fleetkey: approved {name}; the secrets are encrypted to {} machines",
         roster.active.len()
     )?;
-    sync::push_merging_upstream(&machine, &repo, &fleet)?;
-    drop_request(&repo, remote, name);
+    change.publish()?;
+    drop_request(forge, repo, name);
     Ok(())
 }
 
 /// Deletes the request's side branch on the forge and its local copy; a failure is a warning
 /// (the branch is harmless once the keys are in the roster).
-fn drop_request(repo: &crate::repo::FleetRepo, remote: &str, name: &str) {
-    if let Err(e) = forge::delete_branch(repo.root(), remote, &forge::pending_branch(name)) {
+fn drop_request(forge: &Forge, repo: &crate::repo::FleetRepo, name: &str) {
+    if let Err(e) = forge.delete_branch(repo.root(), &forge::pending_branch(name)) {
         crate::log::warn(&format!("cannot delete the request branch of {name}: {e}"));
     }
     if let Ok(mut r) = repo.raw().find_reference(&local_ref(name)) {
@@ -282,21 +283,14 @@ fn confirm(member: &Member, fingerprint: Option<&str>) -> Result<()> {
         ))
         .hint("compare the fingerprints `fleetkey enroll` printed on the new machine, then run `fleetkey approve NAME --fingerprint SHA256:…`"));
     }
-    let mut err = std::io::stderr();
-    let _ = write!(
-        err,
-        "Do these match what `fleetkey enroll` printed on {}? Approve it? [y/N] ",
+    let question = format!(
+        "Do these match what `fleetkey enroll` printed on {}? Approve it? [y/N]",
         member.name
     );
-    let _ = err.flush();
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(Error::io("cannot read the answer from", Path::new("stdin")))?;
-    match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => Err(ErrorKind::Refused(format!("{} was not approved", member.name)).into()),
+    if crate::output::ask_yes(&question)? {
+        Ok(())
+    } else {
+        Err(ErrorKind::Refused(format!("{} was not approved", member.name)).into())
     }
 }
 

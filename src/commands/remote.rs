@@ -13,10 +13,8 @@ pub fn set(url: &str) -> Result<()> {
         outln!("fleetkey: the fleet is already on {url}")?;
         return Ok(());
     }
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    sync::recover(&repo, true)?;
-    let moved = sync::forge_move::move_fleet(&machine, &repo, url)?;
+    let change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let moved = sync::forge_move::move_fleet(&change, url)?;
     outln!("fleetkey: the fleet moved from {} to {url}", moved.old)?;
     outln!("  every machine switches on its next cycle")?;
     match &moved.old_told {

@@ -114,6 +114,7 @@ pub fn preview(
         ignore: &plan.ignore,
         placeholders: &plan.placeholders,
         allow_tokens: &plan.allow_tokens,
+        patience: None,
     };
     let captured = capture::capture(repo, head, &scope, &mut scratch)?;
     let host = format!("{}/", tree::host_dir(machine));

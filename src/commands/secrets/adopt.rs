@@ -41,7 +41,8 @@ pub fn adopt(path: &str, key: Option<&str>, push: bool) -> Result<()> {
         std::path::Path::new("."),
     ))?;
     let rel = sync::managed::normalize(path, &machine.paths.home, &cwd)?;
-    let _lock = machine.lock()?;
+    // Begins the fleet change (the lock, a repaired clone) before anything is read.
+    let prepared = super::prepare(&machine)?;
     let plan = sync::plan::Plan::for_machine(&machine)?;
     let managed = plan.managed.iter().any(|m| m.covers(&rel));
     let checked = plan
@@ -56,7 +57,6 @@ pub fn adopt(path: &str, key: Option<&str>, push: bool) -> Result<()> {
         outln!("fleetkey: ~/{rel} holds nothing that looks like a token; nothing to adopt")?;
         return Ok(());
     }
-    let prepared = super::prepare(&machine)?;
     let mut env = super::load(&machine)?;
     let adopted = name_tokens(&bytes, &found, key, &env)?;
     let mut names = Vec::new();
@@ -79,7 +79,6 @@ pub fn adopt(path: &str, key: Option<&str>, push: bool) -> Result<()> {
         }
     }
     super::save_prepared(
-        &machine,
         prepared,
         &env,
         &format!("adopt {} from ~/{rel}", names.join(", ")),
@@ -105,9 +104,10 @@ pub fn adopt(path: &str, key: Option<&str>, push: bool) -> Result<()> {
         outln!("fleetkey: the next sync captures ~/{rel} with placeholders where the tokens were")?;
         return Ok(());
     }
-    // The same cycle as `fleetkey sync`: it captures the file with its placeholders, pushes
-    // the secrets and the file together, and applies.
-    let rec = sync::cycle_locked(&machine, sync::Network::Full)?;
+    // The same cycle as `fleetkey sync` (the change above has let go of the lock): it
+    // captures the file with its placeholders, pushes the secrets and the file together, and
+    // applies.
+    let rec = sync::cycle_by_hand(&machine, sync::Network::Full, &crate::agents::AgentHooks)?;
     if let Some(h) = rec
         .held_back
         .iter()

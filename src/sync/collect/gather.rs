@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::confine::{self, DirMode, HomeDir};
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
-use crate::forge;
+use crate::forge::{self, Forge};
 use crate::limits;
 use crate::repo::FleetRepo;
 use crate::roster::Roster;
@@ -59,19 +59,21 @@ fn local_hosts(raw: &git2::Repository) -> BTreeMap<String, String> {
 /// `collected/` in step with the active members' verified branches.
 pub fn gather(
     machine: &Machine,
+    forge: &Forge,
     repo: &FleetRepo,
     forge_hosts: &BTreeMap<String, String>,
     state: &mut CollectState,
 ) -> Result<()> {
     let raw = repo.raw();
     if local_hosts(raw) != *forge_hosts {
-        forge::fetch_hosts(repo.root(), &machine.config.remote)?;
+        forge.fetch_hosts(repo.root())?;
     }
     let roster = Roster::load(&machine.config.repo)?;
-    let revoked = crate::trust::pinned_root(&machine.config)
-        .and_then(|root| crate::trust::TrustState::load(raw, &machine.paths.state_dir, root))
-        .map(|t| t.revoked)
-        .unwrap_or_default();
+    // A damaged trust state is an error here too (fail closed), never an empty revoked set.
+    let revoked = match crate::trust::pinned_root(&machine.config) {
+        Ok(root) => crate::trust::TrustState::load(raw, &machine.paths.state_dir, root)?.revoked,
+        Err(_) => Default::default(),
+    };
     let dir = collected_dir(machine);
     if dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
         return Err(Error::refused(format!(
