@@ -41,6 +41,7 @@ pub(crate) mod repo;
 pub(crate) mod roster;
 pub(crate) mod secrets;
 pub(crate) mod signing;
+pub(crate) mod tokens;
 pub(crate) mod trust;
 // This machine as a member, and its setup.
 pub(crate) mod fleet;
@@ -159,6 +160,25 @@ fn dispatch(args: Args) -> Result<i32> {
                 dry_run,
             },
         ),
+        // `exec` and `scan` return their own exit code.
+        Cmd::Secrets {
+            action:
+                SecretsCmd::Exec {
+                    command,
+                    mask,
+                    no_mask,
+                },
+        } => {
+            let masking = match (mask, no_mask) {
+                (true, _) => commands::secrets::Masking::Always,
+                (_, true) => commands::secrets::Masking::Never,
+                _ => commands::secrets::Masking::Auto,
+            };
+            return commands::secrets::exec(&command, masking);
+        }
+        Cmd::Secrets {
+            action: SecretsCmd::Scan { paths },
+        } => return commands::secrets::scan(&paths),
         Cmd::Secrets { action } => secrets(action),
         Cmd::Track {
             paths,
@@ -230,7 +250,15 @@ fn secrets(action: SecretsCmd) -> Result<()> {
         SecretsCmd::Unset { key, no_push } => commands::secrets::unset(&key, !no_push),
         SecretsCmd::Edit => commands::secrets::edit(),
         SecretsCmd::Export { format } => commands::secrets::export(format),
-        SecretsCmd::Exec { command } => commands::secrets::exec(&command),
+        SecretsCmd::Inject { input, output } => {
+            commands::secrets::inject(input.as_deref(), output.as_deref())
+        }
+        SecretsCmd::Adopt { path, key, no_push } => {
+            commands::secrets::adopt(&path, key.as_deref(), !no_push)
+        }
+        SecretsCmd::Exec { .. } | SecretsCmd::Scan { .. } => {
+            unreachable!("dispatched with their exit codes")
+        }
     }
 }
 
