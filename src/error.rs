@@ -223,6 +223,19 @@ pub enum ErrorKind {
         /// How many commits were refused for a reason of their own.
         refused: usize,
     },
+    /// A history to be trusted from its founding commit holds a commit that is not authentic
+    /// (`enroll` verifies before it pins anything).
+    #[error(
+        "the forge's history does not verify: commit {commit} (claims {machine}) is refused: {why}; nothing was trusted"
+    )]
+    NotAuthentic {
+        /// The refused commit.
+        commit: String,
+        /// The machine it claims.
+        machine: String,
+        /// Why it is refused.
+        why: String,
+    },
     /// The authorized_keys merge or a keys file was refused.
     #[error(transparent)]
     AuthorizedKeys(crate::authorized_keys::Error),
@@ -309,7 +322,7 @@ impl Error {
             ErrorKind::ForgeUnreachable { .. } => EXIT_TEMPFAIL,
             ErrorKind::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
             ErrorKind::Exec { .. } => 126,
-            ErrorKind::Untrusted { .. } => EXIT_UNTRUSTED,
+            ErrorKind::Untrusted { .. } | ErrorKind::NotAuthentic { .. } => EXIT_UNTRUSTED,
             _ => 1,
         }
     }

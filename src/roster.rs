@@ -119,6 +119,12 @@ pub mod layout {
     pub fn poke_pub(dir: &str, name: &str) -> String {
         format!("{dir}/{name}.poke.pub")
     }
+
+    /// `keys/NAME.proof`: the machine's own signature binding its name and keys to the fleet
+    /// (see [`crate::enrollment`]).
+    pub fn proof(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.proof")
+    }
 }
 
 impl Roster {
@@ -400,6 +406,58 @@ pub fn read_ssh_keys(path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
 /// Parses SSH public key lines as sshd reads them; `path` names the file in errors.
 pub fn parse_ssh_keys(text: &str, path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
     Ok(crate::authorized_keys::parse_public_keys(text, path)?)
+}
+
+/// The key lines of a key file's text: neither blank nor `#` comments, with their line numbers.
+fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// Parses a key file that must hold exactly one SSH public key line; `path` names it in errors.
+pub fn parse_one_key(text: &str, path: &Path) -> Result<ssh_key::PublicKey> {
+    let mut lines = key_lines(text);
+    let Some((no, line)) = lines.next() else {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: 0,
+            problem: "no key in the file".into(),
+        }
+        .into());
+    };
+    if let Some((extra, _)) = lines.next() {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: extra,
+            problem: "a second key; a key file holds exactly one".into(),
+        }
+        .into());
+    }
+    parse_ssh_line(line, path, no)
+}
+
+/// Parses a recipient file that must hold exactly one age recipient; `path` names it in errors.
+pub fn parse_one_recipient(text: &str, path: &Path) -> Result<age::x25519::Recipient> {
+    let mut lines = key_lines(text);
+    let Some((no, line)) = lines.next() else {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: 0,
+            problem: "no recipient in the file".into(),
+        }
+        .into());
+    };
+    if let Some((extra, _)) = lines.next() {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: extra,
+            problem: "more than one recipient; a machine has exactly one".into(),
+        }
+        .into());
+    }
+    parse_recipient(line, path, no)
 }
 
 fn parse_ssh_line(line: &str, path: &Path, line_no: usize) -> Result<ssh_key::PublicKey> {

@@ -318,14 +318,8 @@ impl PokeFleet {
                 "--address",
                 &new.address(port),
             ]);
-            let said = format!("fleetkey approve {} --fingerprint ", new.machine);
-            let fp = out
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(said.as_str()))
-                .unwrap_or_else(|| panic!("enroll did not say how to approve it:\n{out}"))
-                .trim()
-                .to_string();
-            users[i - 1].ok(&["approve", &new.machine, "--fingerprint", &fp]);
+            let code = crate::util::code_in(&out, &new.machine);
+            users[i - 1].ok(&["approve", &new.machine, "--code", &code]);
             new.ok(&["sync"]);
         }
         // Two rounds: each machine publishes its poke key and address, then every machine

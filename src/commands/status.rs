@@ -60,6 +60,9 @@ pub struct MachineStatus {
     pub remote: String,
     /// `identity.txt.next` is left by a `rotate` that did not finish.
     pub unfinished_rotation: bool,
+    /// While this machine waits for approval: the enrollment code `enroll` printed, which a
+    /// member gives to `fleetkey approve NAME --code`.
+    pub enrollment_code: Option<String>,
 }
 
 /// The roster.
@@ -282,6 +285,7 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             ssh_fingerprints,
             remote: machine.config.remote.clone(),
             unfinished_rotation: machine.paths.next_identity_file().exists(),
+            enrollment_code: me.is_none().then(|| enrollment_code(machine)).flatten(),
         },
         fleet: FleetStatus {
             active: roster.active.iter().map(|m| m.name.clone()).collect(),
@@ -337,6 +341,18 @@ pub fn run(json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The enrollment code kept by `enroll` (see [`crate::commands::lifecycle::ENROLLMENT_CODE`]).
+fn enrollment_code(machine: &Machine) -> Option<String> {
+    let path = machine
+        .paths
+        .state_dir
+        .join(crate::commands::lifecycle::ENROLLMENT_CODE);
+    crate::files::read_text(&path, 256)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
 fn render(s: &Status) -> String {
     let mut out = String::new();
     let m = &s.machine;
@@ -350,6 +366,12 @@ fn render(s: &Status) -> String {
     out.push_str(&format!("  forge  {}\n", m.remote));
     if m.unfinished_rotation {
         out.push_str("  ROTATION UNFINISHED: identity.txt.next is left by a `fleetkey rotate` that was interrupted; run `fleetkey rotate` again to finish it\n");
+    }
+    if let Some(code) = &m.enrollment_code {
+        out.push_str(&format!(
+            "  enrollment code: {code}   (waiting for approval: on a member, `fleetkey approve {} --code {code}`)\n",
+            m.name
+        ));
     }
     if let Some(fp) = &s.trust.signing_key {
         out.push_str(&format!("  sign   {fp}\n"));
