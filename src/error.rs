@@ -236,6 +236,15 @@ pub enum ErrorKind {
         /// Why it is refused.
         why: String,
     },
+    /// The trust state (`trust.json`) exists but cannot be read or parsed. fleetkey never starts
+    /// afresh over it: that would forget the revoked keys and the last verified forge tip.
+    #[error("{path} (this machine's trust state) is damaged: {problem}")]
+    TrustStateDamaged {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        problem: String,
+    },
     /// The authorized_keys merge or a keys file was refused.
     #[error(transparent)]
     AuthorizedKeys(crate::authorized_keys::Error),
@@ -399,6 +408,10 @@ impl ErrorKind {
             ErrorKind::ForgeFailed { stderr, .. } => Some(format!(
                 "run the same git command in a shell to see more{}",
                 git_said(stderr)
+            )),
+            ErrorKind::TrustStateDamaged { path, .. } => Some(format!(
+                "restore {} from a backup; or, once `fleetkey verify` on another member shows the forge holds every commit you know of (no rewind), move it aside: the next cycle verifies the whole history again from the trust root",
+                path.display()
             )),
             ErrorKind::Untrusted { .. } => Some(
                 "`fleetkey status` names each refused commit; once you know what happened, `fleetkey forge repair` puts the last authentic state back on the forge"

@@ -408,6 +408,26 @@ pub fn fetch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
     }
 }
 
+/// `git fetch` of `branch`, retried (3 times, 300 ms apart) when another git holds a ref lock:
+/// a git left running by a killed fleetkey that [`reap_orphan`] did not know about.
+pub fn fetch_retrying(repo: &Path, remote: &str, branch: &str) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match fetch(repo, remote, branch) {
+            Err(e)
+                if tries < 3
+                    && matches!(e.kind(), ErrorKind::ForgeFailed { stderr, .. } | ErrorKind::ForgeUnreachable { stderr, .. }
+                        if stderr.contains("cannot lock ref") || stderr.contains(".lock'")) =>
+            {
+                tries += 1;
+                crate::log::debug("another git holds a ref lock; retrying the fetch");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Pushes the local `branch` to `origin`. A rejection (the forge moved on) is
 /// [`PushOutcome::Rejected`], never success; any other failure is an error that says what went
 /// wrong (unreachable, no such repository, credentials, push declined, git's configuration).

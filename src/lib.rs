@@ -44,6 +44,7 @@ pub(crate) mod signing;
 pub(crate) mod trust;
 // This machine as a member, and its setup.
 pub(crate) mod fleet;
+pub(crate) mod gate;
 pub(crate) mod setup;
 // The sync cycle (capture, exchange with the forge, apply), then the background agents.
 pub(crate) mod agents;

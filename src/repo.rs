@@ -220,9 +220,7 @@ impl FleetRepo {
 
     /// The commit `refs/remotes/origin/BRANCH` points to.
     pub fn remote_tracking(&self, branch: &str) -> Option<git2::Oid> {
-        self.repo
-            .refname_to_id(&format!("refs/remotes/origin/{branch}"))
-            .ok()
+        self.repo.refname_to_id(&tracking_ref(branch)).ok()
     }
 
     /// Points `origin` at `url`, adding it when missing, and makes the current branch track it.
@@ -274,4 +272,9 @@ impl FleetRepo {
             .ok()
             .and_then(|r| r.url().ok().map(str::to_string))
     }
+}
+
+/// The remote-tracking ref of `branch`: `refs/remotes/origin/BRANCH`.
+pub fn tracking_ref(branch: &str) -> String {
+    format!("refs/remotes/origin/{branch}")
 }

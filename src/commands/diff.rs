@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
 use crate::output::outln;
-use crate::sync::{self, exchange, managed, preview};
+use crate::sync::{self, managed, preview};
 
 /// `fleetkey diff`.
 pub fn run(paths: &[String], offline: bool) -> Result<()> {
@@ -29,7 +29,7 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
     let branch = plan.fleet.sync.branch.clone();
     let mut note = None;
     if !offline {
-        match exchange::fetch_retrying(&repo, &machine.config.remote, &branch) {
+        match crate::forge::fetch_retrying(repo.root(), &machine.config.remote, &branch) {
             Ok(()) => {}
             Err(e) if e.is_unreachable() => {
                 note = Some(format!(
@@ -41,7 +41,7 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
     }
     let raw = repo.raw();
     let tracking = sync::integrate::tracking_ref(&branch);
-    let refused = exchange::refuse_tree(&machine, raw, &tracking)?;
+    let refused = crate::gate::refuse_tree(&machine, raw, &tracking)?;
     let head = sync::commit::head_tree(raw)?;
     let (head_id, theirs) = (repo.head(), repo.remote_tracking(&branch));
     let trees = match (head_id, theirs, &refused) {
@@ -87,8 +87,11 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
             text.push_str(&preview::render_change(c, "fleet", "here")?);
         }
     }
-    if let Some(why) = &refused {
-        text.push_str(&format!("incoming: nothing applied: {why}\n"));
+    if let Some(refused) = &refused {
+        text.push_str(&format!(
+            "incoming: nothing applied: {}\n",
+            crate::gate::tree_held_back(refused)
+        ));
     } else if p.incoming.is_empty() {
         text.push_str("incoming: nothing from the forge\n");
     } else {

@@ -23,7 +23,7 @@ use crate::fleet::Machine;
 use crate::forge::{self, PushOutcome};
 use crate::output::outln;
 use crate::roster::Roster;
-use crate::sync::{exchange, integrate, state::CycleRecord};
+use crate::sync::{integrate, state::CycleRecord};
 use crate::trust::{self, TrustState, Verdict, Verifier};
 
 /// `fleetkey verify [--allowed-signers]`.
@@ -58,7 +58,7 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
             .extend(fresh.revoked_blobs.iter().cloned());
         saved.save(&machine.paths.state_dir)?;
     }
-    let forge_refused = match exchange::fetch_verified(&machine, &repo, branch) {
+    let forge_refused = match crate::gate::fetch_verified(&machine, &repo, branch) {
         Ok(r) => Some(r),
         Err(e) if e.is_unreachable() => {
             crate::log::warn(&format!("{e}; checking the clone only"));
@@ -136,7 +136,7 @@ pub fn repair(yes: bool) -> Result<()> {
     let fleet = machine.fleet_config()?;
     let branch = fleet.sync.branch.clone();
     let remote = machine.config.remote.clone();
-    let refused = exchange::fetch_verified(&machine, &repo, &branch)?;
+    let refused = crate::gate::fetch_verified(&machine, &repo, &branch)?;
     let raw = repo.raw();
     if refused.is_empty() {
         outln!("fleetkey: the forge's {branch} holds only authentic commits; nothing to repair")?;

@@ -8,13 +8,13 @@
 
 use crate::clock;
 use crate::config::FleetConfig;
-use crate::confine;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::fleet::Machine;
 use crate::forge::{self, PushOutcome};
+use crate::gate::{self, may_push, refuse_tree, verify_tracking};
 use crate::identity::Identity;
 use crate::repo::FleetRepo;
-use crate::trust::{self, Refusal, TrustState, Verdict};
+use crate::trust::Refusal;
 
 use super::{Network, backend, integrate};
 
@@ -34,9 +34,9 @@ pub struct Exchanged {
     pub refused: Vec<Refusal>,
     /// This machine is not (or no longer) an active member: nothing was pushed.
     pub not_member: bool,
-    /// Why the forge's (authentic) commit was not taken because of what its tree holds
-    /// (nothing of it was integrated or pushed on top of).
-    pub tree_refused: Option<String>,
+    /// The forge's (authentic) commit not taken because of what its tree holds (nothing of it
+    /// was integrated or pushed on top of): a [`crate::trust::Reason::Tree`].
+    pub tree_refused: Option<Refusal>,
     /// The forge's host branches (NAME → commit), when the cheap check listed them.
     pub hosts: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -77,7 +77,7 @@ pub fn exchange(
                 head == known
             };
             if !skip_fetch {
-                fetch_retrying(repo, remote, branch)?;
+                forge::fetch_retrying(repo.root(), remote, branch)?;
             }
             // Verify what the forge holds BEFORE integrating anything from it.
             let refused = verify_tracking(machine, repo, branch)?;
@@ -87,8 +87,8 @@ pub fn exchange(
             }
             // Even an authentic commit may come from a compromised member: its tree is
             // checked before anything of it reaches the clone.
-            if let Some(why) = refuse_tree(machine, raw, &tracking)? {
-                out.tree_refused = Some(why);
+            if let Some(refusal) = refuse_tree(machine, raw, &tracking)? {
+                out.tree_refused = Some(refusal);
                 return Ok(out);
             }
             let done = integrate::integrate(
@@ -139,155 +139,6 @@ pub fn exchange(
         "the forge {remote} kept moving: {PUSH_TRIES} pushes in a row were rejected; your commits are kept"
     ))
     .hint("run `fleetkey sync` again"))
-}
-
-/// The state file holding the last forge commit whose tree passed [`confine::check_tree`] (so
-/// an unchanged forge is not walked again every cycle).
-pub const TREE_CHECKED: &str = "tree-checked";
-
-/// Checks the tree of the forge's commit at `tracking` before anything of it is used: only
-/// regular files and directories, no `.git`, `.gitmodules`, `.gitattributes` (a symlink
-/// checked out into the clone could redirect a write, or reach the clone's own `.git`).
-/// Returns why it is refused, or `None`.
-pub fn refuse_tree(
-    machine: &Machine,
-    raw: &git2::Repository,
-    tracking: &str,
-) -> Result<Option<String>> {
-    let Ok(tip) = raw.refname_to_id(tracking) else {
-        return Ok(None);
-    };
-    let marker = machine.paths.state_dir.join(TREE_CHECKED);
-    let tip_hex = tip.to_string();
-    if std::fs::read_to_string(&marker).is_ok_and(|t| t.trim() == tip_hex) {
-        return Ok(None);
-    }
-    let tree = raw
-        .find_commit(tip)
-        .and_then(|c| c.tree())
-        .map_err(Error::git("cannot read the forge's commit"))?;
-    match confine::check_tree(raw, &tree) {
-        Ok(()) => {
-            let _ = crate::files::write_atomic(&marker, format!("{tip_hex}\n").as_bytes(), 0o600);
-            Ok(None)
-        }
-        Err(violations) => {
-            let shown: Vec<String> = violations.iter().take(3).map(ToString::to_string).collect();
-            let more = violations.len().saturating_sub(3);
-            Ok(Some(format!(
-                "the forge's commit {} is refused: {}{}; this machine keeps its last state and its own commits until a commit without them arrives",
-                &tip_hex[..12],
-                shown.join("; "),
-                if more > 0 {
-                    format!(" (+{more} more)")
-                } else {
-                    String::new()
-                }
-            )))
-        }
-    }
-}
-
-/// Whether this machine's commits may go to the forge: its signing key is active in HEAD's
-/// roster (a pending machine, or one revoked, pushes nothing: members would refuse it).
-pub fn may_push(repo: &FleetRepo) -> Result<bool> {
-    let signer = repo.signer()?;
-    Ok(trust::signs_for(
-        repo.raw(),
-        &signer.name,
-        signer.key().public(),
-    ))
-}
-
-/// Fetches the forge's branch and verifies it; see [`verify_tracking`].
-pub fn fetch_verified(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<Vec<Refusal>> {
-    fetch_retrying(repo, &machine.config.remote, branch)?;
-    verify_tracking(machine, repo, branch)
-}
-
-/// Verifies `origin/BRANCH` (just fetched) against this machine's trust state. When it is not
-/// authentic, the refused tip is kept under [`trust::REFUSED_TIP_REF`] and `origin/BRANCH` is
-/// put back on the last authentic tip, so nothing downstream (integrate, fast-forward, status)
-/// ever sees the refused commits; the refusals are returned.
-pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<Vec<Refusal>> {
-    let raw = repo.raw();
-    let tracking = integrate::tracking_ref(branch);
-    let Ok(tip) = raw.refname_to_id(&tracking) else {
-        return Ok(Vec::new());
-    };
-    let root = trust::pinned_root(&machine.config)?;
-    let state_dir = &machine.paths.state_dir;
-    let mut state = TrustState::load(raw, state_dir, root)?;
-    let before = state.clone();
-    let mut verifier = trust::Verifier::new(raw);
-    let verdict = verifier.verify(&mut state, tip, true)?;
-    if state != before || !state_dir.join(trust::STATE_FILE).exists() {
-        state.save(state_dir)?;
-    }
-    match verdict {
-        Verdict::Authentic { checked } => {
-            if checked > 0 {
-                crate::log::debug(&format!("verified {checked} new commits of the forge"));
-            }
-            if let Ok(mut r) = raw.find_reference(trust::REFUSED_TIP_REF) {
-                let _ = r.delete();
-            }
-            Ok(Vec::new())
-        }
-        Verdict::Refused(refused) => {
-            raw.reference(
-                trust::REFUSED_TIP_REF,
-                tip,
-                true,
-                "fleetkey: refused forge tip",
-            )
-            .map_err(Error::git("cannot keep the refused forge tip"))?;
-            // Honest commits members made before the refused ones are kept; nothing after.
-            let newest = state.tips.first().and_then(|t| git2::Oid::from_str(t).ok());
-            let good = verifier
-                .best_authentic
-                .or(newest)
-                .or(state.last_authentic());
-            match good {
-                Some(good) if raw.find_commit(good).is_ok() => {
-                    raw.reference(&tracking, good, true, "fleetkey: last authentic forge tip")
-                        .map_err(Error::git("cannot reset the forge's tracking ref"))?;
-                }
-                _ => {
-                    if let Ok(mut r) = raw.find_reference(&tracking) {
-                        let _ = r.delete();
-                    }
-                }
-            }
-            for r in &refused {
-                crate::log::warn(&format!(
-                    "refused commit {} (claims {}): {}",
-                    r.commit, r.machine, r.why
-                ));
-            }
-            Ok(refused)
-        }
-    }
-}
-
-/// `git fetch`, retried (3 times, 300 ms apart) when another git holds a ref lock: a git left
-/// running by a killed fleetkey that [`forge::reap_orphan`] did not know about.
-pub fn fetch_retrying(repo: &FleetRepo, remote: &str, branch: &str) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        match forge::fetch(repo.root(), remote, branch) {
-            Err(e)
-                if tries < 3
-                    && matches!(e.kind(), ErrorKind::ForgeFailed { stderr, .. } | ErrorKind::ForgeUnreachable { stderr, .. }
-                        if stderr.contains("cannot lock ref") || stderr.contains(".lock'")) =>
-            {
-                tries += 1;
-                crate::log::debug("another git holds a ref lock; retrying the fetch");
-                std::thread::sleep(std::time::Duration::from_millis(300));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// `e` (a forge failure) with a hint that says how many commits made here wait to go out, so
@@ -352,9 +203,10 @@ pub fn push_merging_upstream(
             "this machine is not an active member of the fleet; its commits stay local",
         );
     }
-    if let Some(why) = &x.tree_refused {
+    if let Some(refused) = &x.tree_refused {
         crate::log::warn(&format!(
-            "{why}; your change is committed here and goes out once the forge is healed"
+            "{}; your change is committed here and goes out once the forge is healed",
+            gate::tree_held_back(refused)
         ));
     }
     // The fleet moved to another forge meanwhile: the change goes there.

@@ -17,6 +17,7 @@
 //! After the merge, when the roster (`keys/*.age.pub`) differs from `secrets.recipients`, the
 //! secrets are re-encrypted to the roster in the same merge commit.
 
+pub use crate::repo::tracking_ref;
 use std::path::Path;
 
 use crate::config::{Backend, FleetConfig};
@@ -47,11 +48,6 @@ pub struct Integrated {
     pub lost: Vec<LostFile>,
     /// Other conflicts resolved (secrets keys kept aside, roster files, …), for the record.
     pub other_conflicts: usize,
-}
-
-/// The remote-tracking ref of `branch`.
-pub fn tracking_ref(branch: &str) -> String {
-    format!("refs/remotes/origin/{branch}")
 }
 
 /// Merges `origin/BRANCH` into HEAD. `identity` decrypts the secrets for a per-key merge.

@@ -175,7 +175,7 @@ fn run(
     let mut manifest = Manifest::load(state_dir);
     // A machine that is not an active member (waiting for approval, or revoked) captures
     // nothing: members would refuse its commits.
-    let member = exchange::may_push(&repo)?;
+    let member = crate::gate::may_push(&repo)?;
     let missing = if member {
         // A member that has not published its poke key yet (new, or from before pokes) does
         // so now; a failure only means peers cannot poke it yet.
@@ -199,7 +199,8 @@ fn run(
         _ => {
             let at = clock::rfc3339(now);
             let mut record = |x: exchange::Exchanged| {
-                rec.held_back.extend(x.tree_refused);
+                rec.held_back
+                    .extend(x.tree_refused.as_ref().map(crate::gate::tree_held_back));
                 rec.pushed |= x.pushed;
                 rec.refused.extend(x.refused);
                 rec.conflicts += x.other_conflicts;

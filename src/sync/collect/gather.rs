@@ -68,10 +68,11 @@ pub fn gather(
         forge::fetch_hosts(repo.root(), &machine.config.remote)?;
     }
     let roster = Roster::load(&machine.config.repo)?;
-    let revoked = crate::trust::pinned_root(&machine.config)
-        .and_then(|root| crate::trust::TrustState::load(raw, &machine.paths.state_dir, root))
-        .map(|t| t.revoked)
-        .unwrap_or_default();
+    // A damaged trust state is an error here too (fail closed), never an empty revoked set.
+    let revoked = match crate::trust::pinned_root(&machine.config) {
+        Ok(root) => crate::trust::TrustState::load(raw, &machine.paths.state_dir, root)?.revoked,
+        Err(_) => Default::default(),
+    };
     let dir = collected_dir(machine);
     if dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
         return Err(Error::refused(format!(

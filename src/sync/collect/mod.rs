@@ -167,7 +167,7 @@ fn run(
     };
     let mine = &machine.config.name;
     // A machine that is not an active member publishes nothing: the others would ignore it.
-    if super::exchange::may_push(&repo)? {
+    if crate::gate::may_push(&repo)? {
         let forge_has = hosts.get(mine).cloned();
         let limit_per_poll = pace == Pace::PerPoll;
         if let Some(commit) = publish::publish_if_due(
