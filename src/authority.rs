@@ -23,6 +23,88 @@ use crate::enrollment::Statement;
 use crate::limits;
 use crate::roster::{self, check_name};
 
+/// What a machine may change (see the README, "Roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Receives everything; changes only its own key files (by `rotate`), its own
+    /// `hosts/NAME/` and its host branch.
+    Receiver,
+    /// Dotfiles, settings, secrets, its own `hosts/NAME/`, its own key files by `rotate`.
+    Member,
+    /// Approve, revoke, change roles, `forge` and the policy, and all a member may do.
+    Admin,
+}
+
+impl Role {
+    /// The word in `keys/NAME.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Receiver => "receiver",
+        }
+    }
+
+    /// Reads the word of `keys/NAME.role` (one line, surrounding blanks ignored).
+    pub fn parse(text: &str) -> Option<Role> {
+        match text.trim() {
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            "receiver" => Some(Role::Receiver),
+            _ => None,
+        }
+    }
+
+    /// What the role may do, in one line (the approve prompt and `role --help` show it).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Role::Admin => "approve, revoke, change roles and the forge, and all a member may do",
+            Role::Member => {
+                "dotfiles, settings, secrets and its own hosts/NAME/; no roster changes"
+            }
+            Role::Receiver => {
+                "receives everything; changes only its own keys (rotate) and hosts/NAME/ (servers)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: admin, member or receiver"))
+    }
+}
+
+/// `name`'s role in the clone at `root` (`keys/NAME.role`; none, or unreadable: admin, as for
+/// a machine from before roles, whose authentic roster verification already checked).
+pub fn role_in(root: &Path, name: &str) -> Role {
+    let path = root.join(roster::layout::role(roster::layout::KEYS, name));
+    crate::files::read_text(&path, 64)
+        .ok()
+        .and_then(|t| Role::parse(&t))
+        .unwrap_or(Role::Admin)
+}
+
+/// Refuses a command that only an admin may run, when this machine (`me`, in the clone at
+/// `root`) is not one: its commit would be refused by every machine.
+pub fn require_admin(root: &Path, me: &str, what: &str) -> crate::error::Result<()> {
+    let role = role_in(root, me);
+    if role == Role::Admin {
+        return Ok(());
+    }
+    Err(crate::error::ErrorKind::Refused(format!(
+        "only an admin may {what}; {me} is a {role}"
+    ))
+    .hint("run it on an admin machine (`fleetkey status` lists each machine's role), or ask an admin to run `fleetkey role NAME admin`"))
+}
+
 /// One machine's keys in a tree.
 #[derive(Debug, Clone, Default)]
 pub struct TreeMember {
@@ -36,6 +118,15 @@ pub struct TreeMember {
     pub poke: Option<ssh_key::PublicKey>,
     /// Its enrollment proof's text.
     pub proof: Option<String>,
+    /// Its role file (`keys/NAME.role`); none: a machine from before roles, an admin.
+    pub role: Option<Role>,
+}
+
+impl TreeMember {
+    /// Its role: the role file's, or admin for a machine from before roles.
+    pub fn role(&self) -> Role {
+        self.role.unwrap_or(Role::Admin)
+    }
 }
 
 /// The roster of one `keys/` tree.
@@ -136,13 +227,20 @@ pub fn read_tree(repo: &git2::Repository, tree: Option<git2::Oid>) -> Result<Tre
             }
             continue;
         }
-        let kinds = [".age.pub", ".ssh.pub", ".sign.pub", ".poke.pub", ".proof"];
+        let kinds = [
+            ".age.pub",
+            ".ssh.pub",
+            ".sign.pub",
+            ".poke.pub",
+            ".proof",
+            ".role",
+        ];
         let Some((name, kind)) = kinds
             .iter()
             .find_map(|k| file.strip_suffix(k).map(|n| (n, *k)))
         else {
             return Err(format!(
-                "{path} is not NAME.age.pub, NAME.ssh.pub, NAME.sign.pub, NAME.poke.pub, NAME.proof or revoked"
+                "{path} is not NAME.age.pub, NAME.ssh.pub, NAME.sign.pub, NAME.poke.pub, NAME.proof, NAME.role or revoked"
             ));
         };
         if check_name(name).is_err() {
@@ -169,6 +267,12 @@ pub fn read_tree(repo: &git2::Repository, tree: Option<git2::Oid>) -> Result<Tre
                     ));
                 }
                 slot.sign = keys;
+            }
+            ".role" => {
+                slot.role =
+                    Some(Role::parse(text).ok_or_else(|| {
+                        format!("{path} is not one of admin, member or receiver")
+                    })?);
             }
             _ => slot.proof = Some(text.to_string()),
         }
@@ -225,6 +329,128 @@ pub fn read_tree(repo: &git2::Repository, tree: Option<git2::Oid>) -> Result<Tre
         }
     }
     Ok(roster)
+}
+
+/// Whether the machine `signer`, with `role` in the parent's roster, may make the change from
+/// `parent` to `tree` at `path` (a path the commit changes). `Err` says why not.
+pub fn may_change(
+    repo: &git2::Repository,
+    signer: &str,
+    role: Role,
+    path: &str,
+    parent: &git2::Tree<'_>,
+    tree: &git2::Tree<'_>,
+) -> Result<(), String> {
+    let read = |t: &git2::Tree<'_>| -> Option<Vec<u8>> {
+        let e = t.get_path(Path::new(path)).ok()?;
+        repo.find_blob(e.id()).ok().map(|b| b.content().to_vec())
+    };
+    let outside = |what: &str| Err(format!("{signer} ({role}) may not change {path}: {what}"));
+    if role == Role::Admin {
+        return Ok(());
+    }
+    if let Some(file) = path.strip_prefix("keys/") {
+        let own = [".age.pub", ".ssh.pub", ".sign.pub", ".poke.pub"]
+            .iter()
+            .any(|k| file.strip_suffix(k) == Some(signer));
+        if own {
+            // Its own keys, signed with its current key (the signer is checked against the
+            // parent's roster before this): a rotate.
+            return Ok(());
+        }
+        if file == "revoked" {
+            // A rotate retires its old keys: lines are only ever added.
+            let old = read(parent).unwrap_or_default();
+            let new = read(tree).unwrap_or_default();
+            let old = String::from_utf8_lossy(&old);
+            let new = String::from_utf8_lossy(&new);
+            let kept: std::collections::BTreeSet<&str> = new.lines().map(str::trim).collect();
+            if old
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .all(|l| kept.contains(l))
+            {
+                return Ok(());
+            }
+            return outside("only an admin removes a line from keys/revoked");
+        }
+        return outside("only an admin changes another machine's keys, roles or proofs");
+    }
+    if let Some(rest) = path.strip_prefix("hosts/") {
+        return if rest.split('/').next() == Some(signer) {
+            Ok(())
+        } else {
+            outside("a machine changes only its own hosts/NAME/")
+        };
+    }
+    if path == crate::config::FleetConfig::FILE {
+        let table = |t: &git2::Tree<'_>| -> Option<toml::Table> {
+            read(t)
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|t| t.parse().ok())
+        };
+        let (old, new) = (
+            table(parent).unwrap_or_default(),
+            table(tree).unwrap_or_default(),
+        );
+        if role == Role::Member {
+            return if old.get("forge") == new.get("forge") {
+                Ok(())
+            } else {
+                outside("only an admin moves the fleet's forge")
+            };
+        }
+        // A receiver may set only its own [hosts.NAME] table.
+        let without_own = |mut t: toml::Table| {
+            if let Some(toml::Value::Table(hosts)) = t.get_mut("hosts") {
+                hosts.remove(signer);
+            }
+            t
+        };
+        return if without_own(old) == without_own(new) {
+            Ok(())
+        } else {
+            outside("a receiver changes only its own [hosts.NAME] settings")
+        };
+    }
+    match role {
+        Role::Receiver => outside("a receiver changes nothing the fleet shares"),
+        _ => Ok(()),
+    }
+}
+
+/// The paths `commit` changes: for one parent, every path that differs from it; for a merge,
+/// every path whose result matches no parent.
+pub fn changed_paths(
+    repo: &git2::Repository,
+    commit: &git2::Commit<'_>,
+) -> Result<BTreeSet<String>, String> {
+    let tree = commit
+        .tree()
+        .map_err(|_| "its tree cannot be read".to_string())?;
+    let mut result: Option<BTreeSet<String>> = None;
+    for parent in commit.parents() {
+        let ptree = parent
+            .tree()
+            .map_err(|_| "a parent's tree cannot be read".to_string())?;
+        let diff = repo
+            .diff_tree_to_tree(Some(&ptree), Some(&tree), None)
+            .map_err(|_| "its changes cannot be read".to_string())?;
+        let mut paths = BTreeSet::new();
+        for d in diff.deltas() {
+            for f in [d.old_file(), d.new_file()] {
+                if let Some(p) = f.path().and_then(Path::to_str) {
+                    paths.insert(p.to_string());
+                }
+            }
+        }
+        result = Some(match result {
+            None => paths,
+            Some(prev) => prev.intersection(&paths).cloned().collect(),
+        });
+    }
+    Ok(result.unwrap_or_default())
 }
 
 #[cfg(test)]

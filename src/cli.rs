@@ -83,6 +83,18 @@ pub enum Cmd {
         /// is not a terminal (on a terminal it is typed). `--fingerprint` is an old alias.
         #[arg(long, value_name = "CODE", alias = "fingerprint")]
         code: Option<String>,
+        /// What the new machine may change: `admin` (approve, revoke, roles, the forge, and all
+        /// a member may do), `member` (dotfiles, settings, secrets, its own hosts/NAME/) or
+        /// `receiver` (receives everything, changes only its own keys and hosts/NAME/: servers).
+        #[arg(long, value_name = "ROLE", default_value = "member")]
+        role: crate::authority::Role,
+    },
+    /// Change a machine's role: admin, member or receiver (admin only).
+    Role {
+        /// The machine.
+        name: String,
+        /// Its new role: `admin`, `member` or `receiver` (see `approve --role`).
+        role: crate::authority::Role,
     },
     /// Set up this machine from a bundle made by `fleetkey enroll NAME --bundle FILE`.
     Join {

@@ -128,7 +128,10 @@ fn dispatch(args: Args) -> Result<i32> {
                 (None, None) => unreachable!("clap requires --remote or --bundle"),
             }
         }
-        Cmd::Approve { name, code } => commands::approve::approve(&name, code.as_deref()),
+        Cmd::Approve { name, code, role } => {
+            commands::approve::approve(&name, code.as_deref(), role)
+        }
+        Cmd::Role { name, role } => commands::approve::set_role(&name, role),
         Cmd::Join {
             file,
             remote,

@@ -120,6 +120,11 @@ pub mod layout {
         format!("{dir}/{name}.poke.pub")
     }
 
+    /// `keys/NAME.role`: `admin`, `member` or `receiver` (see [`crate::authority::Role`]).
+    pub fn role(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.role")
+    }
+
     /// `keys/NAME.proof`: the machine's own signature binding its name and keys to the fleet
     /// (see [`crate::enrollment`]).
     pub fn proof(dir: &str, name: &str) -> String {

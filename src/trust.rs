@@ -120,6 +120,8 @@ pub enum Reason {
         /// The key's SHA256 fingerprint, or `an age recipient`.
         key: String,
     },
+    /// The commit changes a path outside its signer's role (see [`crate::authority`]).
+    Unauthorized(String),
     /// The commit admits `machine` with a `keys/NAME.proof` that does not bind its keys.
     ProofDoesNotHold {
         /// The machine admitted.
@@ -167,6 +169,7 @@ impl std::fmt::Display for Reason {
                 Ok(())
             }
             Reason::InvalidRoster(problem) => write!(f, "its roster is invalid: {problem}"),
+            Reason::Unauthorized(why) => write!(f, "outside its signer's authority: {why}"),
             Reason::RevokedKeyBack { machine, key } => write!(
                 f,
                 "it makes a revoked key of {machine} ({key}) active again; a revoked key never comes back"
@@ -635,18 +638,54 @@ impl<'r> Verifier<'r> {
             return Err(Reason::RevokedKey { fingerprint: fp });
         }
         // The key must be an active member's in EVERY parent's roster.
+        let mut signer = String::new();
         for parent in commit.parents() {
-            if !self.signers_of(&parent).contains_key(&fp) {
-                return Err(Reason::NotAMember {
-                    fingerprint: fp,
-                    parent: parent.id().to_string(),
-                });
+            match self.signers_of(&parent).get(&fp) {
+                Some(name) => signer = name.clone(),
+                None => {
+                    return Err(Reason::NotAMember {
+                        fingerprint: fp,
+                        parent: parent.id().to_string(),
+                    });
+                }
             }
         }
-        match self.roster_refusal(state, commit) {
-            Some(reason) => Err(reason),
-            None => Ok(()),
+        if let Some(reason) = self.roster_refusal(state, commit) {
+            return Err(reason);
         }
+        self.authorize(commit, &signer)
+    }
+
+    /// Whether every path `commit` changes is within its signer's role in each parent's roster
+    /// (see [`crate::authority::may_change`]).
+    fn authorize(
+        &mut self,
+        commit: &git2::Commit<'_>,
+        signer: &str,
+    ) -> std::result::Result<(), Reason> {
+        let repo = self.repo;
+        let paths = authority::changed_paths(repo, commit).map_err(Reason::InvalidRoster)?;
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let tree = commit.tree().map_err(|_| Reason::Missing)?;
+        for parent in commit.parents() {
+            let role = match &*self.roster_of(&parent) {
+                Ok(r) => r.members.get(signer).map(|m| m.role()),
+                Err(_) => None,
+            }
+            .unwrap_or(authority::Role::Receiver);
+            if role == authority::Role::Admin {
+                continue;
+            }
+            let ptree = parent.tree().map_err(|_| Reason::Missing)?;
+            for path in &paths {
+                if let Err(why) = authority::may_change(repo, signer, role, path, &ptree, &tree) {
+                    return Err(Reason::Unauthorized(why));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -219,7 +219,7 @@ fn a_pending_request_rewritten_on_the_forge_admits_nothing() {
     f.beta.ok(&["sync"]);
     assert_eq!(f.beta.ok(&["secrets", "get", "TOKEN"]), "honest-2\n");
     let delta = Machine::new();
-    admit(&f.beta, &delta, "delta", &url);
+    admit(&f.alpha, &delta, "delta", &url);
     assert_eq!(delta.ok(&["secrets", "get", "TOKEN"]), "honest-2\n");
     // Everything fleetkey committed still verifies with stock git.
     let signers = f.alpha.ok(&["verify", "--allowed-signers"]);
@@ -451,4 +451,170 @@ fn revoked_keys_stay_out_of_enroll_and_of_every_commit() {
         .ok_with_stdin(&["secrets", "set", "TOKEN"], b"honest-3\n");
     f.beta.ok(&["sync"]);
     assert_eq!(f.beta.ok(&["secrets", "get", "TOKEN"]), "honest-3\n");
+}
+
+/// The role `m`'s status gives machine `name`.
+fn role_of(m: &Machine, name: &str) -> String {
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "--json"])).unwrap();
+    status["fleet"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no role for {name}: {status}"))["role"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `m` syncs and refuses the forge's tip, which is `bad`, as outside its signer's authority.
+fn refuses_unauthorized(m: &Machine, bad: &str, why: &str) {
+    let out = m.run(&["sync"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "--json"])).unwrap();
+    let refused = status["trust"]["refused"].as_array().unwrap();
+    assert!(
+        refused.iter().any(|r| r["commit"] == bad
+            && r["why"]
+                .as_str()
+                .unwrap()
+                .contains("outside its signer's authority")
+            && r["why"].as_str().unwrap().contains(why)),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_member_changes_no_other_machines_keys_nor_the_forge_and_an_admin_role_change_reaches_all() {
+    let f = fleet();
+    assert_eq!(role_of(&f.alpha, "alpha"), "admin");
+    assert_eq!(role_of(&f.alpha, "beta"), "member");
+    // beta (a member) plants its own second key in alpha's signing-key file, by stock git.
+    let clone = attacker_clone(&f, "main", "plant-sign");
+    let (_, planted) = attacker_key(&clone.join("../mallory-s"), "sign");
+    let p = clone.join("keys/alpha.sign.pub");
+    let mut t = std::fs::read_to_string(&p).unwrap();
+    t.push_str(&format!("{planted}\n"));
+    std::fs::write(&p, t).unwrap();
+    git_commit(&clone, &signing_config(&f.beta), "beta", "beta: keys");
+    git_push(&clone, "HEAD:refs/heads/main");
+    let bad = git_out(&clone, &["rev-parse", "HEAD"]).trim().to_string();
+    refuses_unauthorized(&f.alpha, &bad, "keys/alpha.sign.pub");
+    f.alpha.ok(&["forge", "repair", "--yes"]);
+    // beta moves the forge in fleet.toml.
+    let clone = attacker_clone(&f, "main", "move-forge");
+    let p = clone.join("fleet.toml");
+    let t = std::fs::read_to_string(&p).unwrap();
+    let moved: String = t
+        .lines()
+        .map(|l| {
+            if l.starts_with("forge") {
+                "forge = \"git://127.0.0.1:1/evil.git\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let moved = if moved.contains("forge =") {
+        moved
+    } else {
+        format!("forge = \"git://127.0.0.1:1/evil.git\"\n{moved}")
+    };
+    std::fs::write(&p, moved).unwrap();
+    git_commit(&clone, &signing_config(&f.beta), "beta", "beta: forge");
+    git_push(&clone, "HEAD:refs/heads/main");
+    let bad = git_out(&clone, &["rev-parse", "HEAD"]).trim().to_string();
+    refuses_unauthorized(&f.alpha, &bad, "only an admin moves the fleet's forge");
+    f.alpha.ok(&["forge", "repair", "--yes"]);
+    // fleetkey itself refuses admin acts on a member, before committing anything.
+    f.beta.ok(&["sync"]);
+    let err = f.beta.fails(&["revoke", "alpha"], 1);
+    assert!(
+        err.contains("only an admin may revoke a machine; beta is a member"),
+        "{err}"
+    );
+    let err = f.beta.fails(&["role", "beta", "admin"], 1);
+    assert!(err.contains("only an admin may change a role"), "{err}");
+    // beta's honest work as a member goes on: a dotfile it tracks reaches alpha.
+    std::fs::write(f.beta.home.join(".gitconfig"), "[user]\n\tname = b\n").unwrap();
+    f.beta.ok(&["track", "~/.gitconfig"]);
+    f.alpha.ok(&["sync"]);
+    assert_eq!(
+        std::fs::read_to_string(f.alpha.home.join(".gitconfig")).unwrap(),
+        "[user]\n\tname = b\n"
+    );
+    // alpha makes beta an admin: every machine sees it, and beta may now approve.
+    f.alpha.ok(&["role", "beta", "admin"]);
+    f.beta.ok(&["sync"]);
+    assert_eq!(role_of(&f.beta, "beta"), "admin");
+    let gamma = Machine::new();
+    admit(&f.beta, &gamma, "gamma", &f.forge.url());
+    assert_eq!(role_of(&gamma, "gamma"), "member");
+    // The last admin is never demoted.
+    f.alpha.ok(&["sync"]);
+    f.alpha.ok(&["role", "beta", "member"]);
+    let err = f.alpha.fails(&["role", "alpha", "member"], 1);
+    assert!(err.contains("last admin"), "{err}");
+}
+
+#[test]
+fn a_receiver_receives_everything_and_its_dotfile_commit_is_refused() {
+    let f = fleet();
+    let url = f.forge.url();
+    std::fs::write(f.alpha.home.join(".zshrc"), "export A=1\n").unwrap();
+    f.alpha.ok(&["track", "~/.zshrc"]);
+    let server = Machine::new();
+    let out = server.ok(&["enroll", "server", "--remote", &url]);
+    f.alpha.ok(&[
+        "approve",
+        "server",
+        "--code",
+        &code_in(&out, "server"),
+        "--role",
+        "receiver",
+    ]);
+    server.ok(&["sync"]);
+    assert_eq!(role_of(&server, "server"), "receiver");
+    assert_eq!(server.ok(&["secrets", "get", "TOKEN"]), "honest-1\n");
+    assert_eq!(
+        std::fs::read_to_string(server.home.join(".zshrc")).unwrap(),
+        "export A=1\n"
+    );
+    // A local edit on the receiver is not captured: nothing goes to the forge.
+    let forge_before = f.forge.head();
+    std::fs::write(server.home.join(".zshrc"), "export EVIL=1\n").unwrap();
+    server.ok(&["sync"]);
+    assert_eq!(
+        f.forge.head(),
+        forge_before,
+        "a receiver pushes nothing shared"
+    );
+    // A compromised receiver pushes a .zshrc with stock git and its own key: refused.
+    let clone = attacker_clone(&f, "main", "receiver-zshrc");
+    std::fs::write(clone.join("home/.zshrc"), "export EVIL=1\n").unwrap();
+    git_commit(&clone, &signing_config(&server), "server", "server: zshrc");
+    git_push(&clone, "HEAD:refs/heads/main");
+    let bad = git_out(&clone, &["rev-parse", "HEAD"]).trim().to_string();
+    refuses_unauthorized(
+        &f.alpha,
+        &bad,
+        "a receiver changes nothing the fleet shares",
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.alpha.home.join(".zshrc")).unwrap(),
+        "export A=1\n"
+    );
+    f.alpha.ok(&["forge", "repair", "--yes"]);
+    // The honest machines go on, and an admin's role change reaches every machine.
+    f.alpha.ok(&["role", "server", "member"]);
+    f.beta.ok(&["sync"]);
+    server.ok(&["sync"]);
+    assert_eq!(role_of(&f.beta, "server"), "member");
+    assert_eq!(role_of(&server, "server"), "member");
 }

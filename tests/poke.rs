@@ -319,7 +319,7 @@ impl PokeFleet {
                 &new.address(port),
             ]);
             let code = crate::util::code_in(&out, &new.machine);
-            users[i - 1].ok(&["approve", &new.machine, "--code", &code]);
+            users[i - 1].ok(&["approve", &new.machine, "--code", &code, "--role", "admin"]);
             new.ok(&["sync"]);
         }
         // Two rounds: each machine publishes its poke key and address, then every machine

@@ -38,7 +38,14 @@ fn fleet() -> Fleet {
 /// syncs.
 fn enroll(member: &Machine, new: &Machine, name: &str, url: &str) {
     let out = new.ok(&["enroll", name, "--remote", url]);
-    member.ok(&["approve", name, "--code", &code_in(&out, name)]);
+    member.ok(&[
+        "approve",
+        name,
+        "--code",
+        &code_in(&out, name),
+        "--role",
+        "admin",
+    ]);
     new.ok(&["sync"]);
     member.ok(&["sync"]);
 }

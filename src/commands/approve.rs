@@ -16,6 +16,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use crate::authority::Role;
 use crate::enrollment::{self, Statement};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files;
@@ -200,13 +201,14 @@ pub fn pending_names(remote: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `approve NAME [--code CODE]`.
-pub fn approve(name: &str, code: Option<&str>) -> Result<()> {
+/// `approve NAME [--code CODE] [--role ROLE]`.
+pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
     roster::check_name(name)?;
     let machine = Machine::load()?;
     let (_lock, repo, fleet) = prepare(&machine)?;
     let roster = Roster::load(repo.root())?;
     let me = &machine.config.name;
+    crate::authority::require_admin(repo.root(), me, "approve a machine")?;
     let remote = &machine.config.remote;
     let branch = forge::pending_branch(name);
     let found = forge::fetch_branch_to(repo.root(), remote, &branch, &local_ref(name))?;
@@ -259,6 +261,7 @@ pub fn approve(name: &str, code: Option<&str>) -> Result<()> {
     for key in &pending.poke {
         outln!("  poke key:        {}", signing::fingerprint(key))?;
     }
+    outln!("  role:            {role} ({})", role.describe())?;
     if let Err(problem) = statement.check(&request.proof) {
         forget();
         return Err(ErrorKind::Refused(format!(
@@ -266,7 +269,7 @@ pub fn approve(name: &str, code: Option<&str>) -> Result<()> {
         ))
         .hint("the request was changed on the forge after the new machine made it: run `fleetkey enroll NAME --remote URL` again there"));
     }
-    confirm(name, &statement.code(), code).inspect_err(|_| forget())?;
+    confirm(name, role, &statement.code(), code).inspect_err(|_| forget())?;
 
     let env = machine.secrets()?;
     let line =
@@ -287,6 +290,7 @@ pub fn approve(name: &str, code: Option<&str>) -> Result<()> {
         ),
         (layout::poke_pub(layout::KEYS, name), line(&pending.poke[0])),
         (layout::proof(layout::KEYS, name), request.proof.clone()),
+        (layout::role(layout::KEYS, name), format!("{role}\n")),
     ] {
         files::write_atomic(&repo.root().join(&path), text.as_bytes(), 0o644)?;
         touched.push(path);
@@ -301,18 +305,64 @@ pub fn approve(name: &str, code: Option<&str>) -> Result<()> {
     repo.commit_paths(
         &refs,
         &format!(
-            "{me}: approve {name}; secrets re-encrypted to {} machines",
+            "{me}: approve {name} as {role}; secrets re-encrypted to {} machines",
             roster.active.len()
         ),
     )?;
     fault::point("approve:committed");
     outln!(
-        "fleetkey: approved {name}; the secrets are encrypted to {} machines",
+        "fleetkey: approved {name} as {role}; the secrets are encrypted to {} machines",
         roster.active.len()
     )?;
     sync::push_merging_upstream(&machine, &repo, &fleet)?;
     drop_request(&repo, remote, name);
     Ok(())
+}
+
+/// `role NAME ROLE`: an admin changes an active machine's role (`keys/NAME.role`), in one
+/// signed commit. The last admin is never demoted: the fleet would have no one to approve or
+/// revoke.
+pub fn set_role(name: &str, role: Role) -> Result<()> {
+    roster::check_name(name)?;
+    let machine = Machine::load()?;
+    let (_lock, repo, fleet) = prepare(&machine)?;
+    let me = &machine.config.name;
+    crate::authority::require_admin(repo.root(), me, "change a role")?;
+    let roster = Roster::load(repo.root())?;
+    if roster.active(name).is_none() {
+        return Err(
+            ErrorKind::Refused(format!("{name} is not an active machine of this fleet"))
+                .hint("`fleetkey status` lists the machines"),
+        );
+    }
+    let current = crate::authority::role_in(repo.root(), name);
+    if current == role {
+        outln!("fleetkey: {name} is already {role}")?;
+        return Ok(());
+    }
+    let admins = roster
+        .active
+        .iter()
+        .filter(|m| crate::authority::role_in(repo.root(), &m.name) == Role::Admin)
+        .count();
+    if current == Role::Admin && admins <= 1 {
+        return Err(ErrorKind::Refused(format!(
+            "{name} is the fleet's last admin; a fleet without an admin can approve and revoke no one"
+        ))
+        .hint("make another machine admin first: `fleetkey role OTHER admin`"));
+    }
+    let path = layout::role(layout::KEYS, name);
+    files::write_atomic(
+        &repo.root().join(&path),
+        format!("{role}\n").as_bytes(),
+        0o644,
+    )?;
+    repo.commit_paths(
+        &[&path],
+        &format!("{me}: {name} becomes {role} (was {current})"),
+    )?;
+    outln!("fleetkey: {name} is now {role}: {}", role.describe())?;
+    sync::push_merging_upstream(&machine, &repo, &fleet)
 }
 
 /// Refuses a request that holds a key of `roster`'s revoked set: a revoked key never comes back.
@@ -351,7 +401,7 @@ fn drop_request(repo: &crate::repo::FleetRepo, remote: &str, name: &str) {
 
 /// The ceremony: the enrollment code `enroll` printed on the new machine must be given, by
 /// `--code` or typed on a terminal; an SSH fingerprint alone is no code.
-fn confirm(name: &str, expected: &str, code: Option<&str>) -> Result<()> {
+fn confirm(name: &str, role: Role, expected: &str, code: Option<&str>) -> Result<()> {
     let where_hint = "`fleetkey enroll` printed the line `enrollment code: …` on the new machine; `fleetkey status` there shows it again";
     let typed = match code {
         Some(c) => c.to_string(),
@@ -366,6 +416,13 @@ fn confirm(name: &str, expected: &str, code: Option<&str>) -> Result<()> {
                 )));
             }
             let mut err = std::io::stderr();
+            let _ = writeln!(
+                err,
+                "{name} is approved as {role} (`--role` changes it). The roles:"
+            );
+            for r in [Role::Admin, Role::Member, Role::Receiver] {
+                let _ = writeln!(err, "  {:<9} {}", r.as_str(), r.describe());
+            }
             let _ = write!(
                 err,
                 "Type the enrollment code that `fleetkey enroll` printed on {name} (empty: approve nothing): "

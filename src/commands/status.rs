@@ -70,6 +70,9 @@ pub struct MachineStatus {
 pub struct FleetStatus {
     /// Active machines.
     pub active: Vec<String>,
+    /// Each active machine's role (admin, member or receiver), by name; a machine from before
+    /// roles is an admin until an admin changes it.
+    pub roles: Vec<RoleStatus>,
     /// Machines waiting for approval.
     pub pending: Vec<String>,
     /// Revoked machines (from the notes in keys/revoked), with date and reason.
@@ -79,6 +82,17 @@ pub struct FleetStatus {
     /// Each active machine that has an address: where peers poke it, and how this machine's
     /// last poke of it went.
     pub addresses: Vec<AddressStatus>,
+}
+
+/// One machine's role.
+#[derive(Debug, Serialize)]
+pub struct RoleStatus {
+    /// The machine.
+    pub name: String,
+    /// `admin`, `member` or `receiver`.
+    pub role: String,
+    /// It has no role file: a machine from before roles, an admin until an admin changes it.
+    pub from_before_roles: bool,
 }
 
 /// One machine's address and this machine's last poke of it.
@@ -289,6 +303,21 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         },
         fleet: FleetStatus {
             active: roster.active.iter().map(|m| m.name.clone()).collect(),
+            roles: roster
+                .active
+                .iter()
+                .map(|m| RoleStatus {
+                    name: m.name.clone(),
+                    role: crate::authority::role_in(repo.root(), &m.name).to_string(),
+                    from_before_roles: !repo
+                        .root()
+                        .join(crate::roster::layout::role(
+                            crate::roster::layout::KEYS,
+                            &m.name,
+                        ))
+                        .exists(),
+                })
+                .collect(),
             pending,
             revoked,
             retired_keys,
@@ -392,8 +421,26 @@ fn render(s: &Status) -> String {
     out.push_str(&format!(
         "fleet    {} active: {}\n",
         s.fleet.active.len(),
-        s.fleet.active.join(", ")
+        s.fleet
+            .roles
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.role))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
+    let legacy: Vec<&str> = s
+        .fleet
+        .roles
+        .iter()
+        .filter(|r| r.from_before_roles)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !legacy.is_empty() {
+        out.push_str(&format!(
+            "  from before roles, admin until changed: {}   (a server only receives: `fleetkey role NAME receiver`)\n",
+            legacy.join(", ")
+        ));
+    }
     if !s.fleet.pending.is_empty() {
         out.push_str(&format!(
             "  pending approval: {}   (fleetkey approve NAME)\n",

@@ -185,7 +185,15 @@ fn run(
         if let Err(e) = poke::adopt_wanted_address(machine, &repo) {
             crate::log::warn(&format!("cannot set this machine's address: {e}"));
         }
-        backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
+        if crate::authority::role_in(repo.root(), &machine.config.name)
+            == crate::authority::Role::Receiver
+        {
+            // A receiver changes nothing the fleet shares: members would refuse its commits.
+            crate::log::info("this machine only receives (role receiver): nothing is captured");
+            Default::default()
+        } else {
+            backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
+        }
     } else {
         crate::log::info("this machine is not an active member of the fleet: nothing is captured");
         Default::default()

@@ -68,7 +68,8 @@ impl Fleet {
 /// enroll printed; `new` syncs.
 pub fn join(member: &Machine, new: &Machine, remote: &str) {
     let code = enroll(new, remote);
-    member.ok(&["approve", &new.name, "--code", &code]);
+    // Each machine approves the next: every one is an admin, as machines were before roles.
+    member.ok(&["approve", &new.name, "--code", &code, "--role", "admin"]);
     new.sync();
 }
 

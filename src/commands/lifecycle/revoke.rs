@@ -35,6 +35,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         .hint("to replace this machine's keys instead, run `fleetkey rotate --ssh`"));
     }
     let (_lock, repo, fleet) = prepare(&machine)?;
+    crate::authority::require_admin(repo.root(), &machine.config.name, "revoke a machine")?;
     let roster = Roster::load(repo.root())?;
     let member = match (roster.active(name), roster.pending(name)) {
         (Some(m), _) => m.clone(),
@@ -122,6 +123,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         layout::sign_pub(dir, name),
         layout::poke_pub(dir, name),
         layout::proof(dir, name),
+        layout::role(dir, name),
     ];
     for f in &key_files {
         let p = repo.root().join(f);

@@ -30,6 +30,15 @@ use super::{prepare, read_revoked};
 pub fn rotate(ssh: bool) -> Result<()> {
     let machine = Machine::load()?;
     let (_lock, repo, fleet) = prepare(&machine)?;
+    if crate::authority::role_in(repo.root(), &machine.config.name)
+        == crate::authority::Role::Receiver
+    {
+        return Err(ErrorKind::Refused(format!(
+            "{} is a receiver: its rotate re-encrypts the secrets, which only an admin or member may change",
+            machine.config.name
+        ))
+        .hint("on an admin, run `fleetkey role NAME member`; rotate here; then `fleetkey role NAME receiver` again"));
+    }
     let me = machine.config.name.clone();
     let next_path = machine.paths.next_identity_file();
     let next = if next_path.exists() {
