@@ -546,19 +546,23 @@ pub fn remote_refs(url: &str, branch: Option<&str>) -> Result<RemoteRefs> {
     ))
 }
 
-/// Fetches every host branch into [`HOSTS_REFS`] in one `git fetch`, dropping local refs
-/// whose branch left the forge (`--prune`).
-pub fn fetch_hosts(repo: &Path, remote: &str) -> Result<()> {
+/// Fetches the host branches of `names` (the active members' that the forge holds) into
+/// [`HOSTS_REFS`] in one `git fetch`, one refspec each: no other branch is downloaded.
+pub fn fetch_hosts(repo: &Path, remote: &str, names: &[&str]) -> Result<()> {
     let mut cmd = git(Some(repo));
     cmd.args([
         "fetch",
         "--quiet",
         "--no-tags",
-        "--prune",
         "--no-write-fetch-head",
         "origin",
-        &format!("+refs/heads/{}*:{HOSTS_REFS}*", host_branch("")),
     ]);
+    for name in names {
+        cmd.arg(format!(
+            "+refs/heads/{}:{HOSTS_REFS}{name}",
+            host_branch(name)
+        ));
+    }
     let (_, out) = run(cmd)?;
     if out.status.success() {
         Ok(())

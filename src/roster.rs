@@ -224,20 +224,65 @@ impl FleetKeys {
 }
 
 /// The absolute path of the running fleetkey binary, as a poke line's forced command runs it;
-/// `None` (with a warning) when it cannot be written there.
+/// `None` (with a warning) when it cannot be written there, or when another user could replace
+/// it (see [`poke_command_problem`]).
 pub fn poke_command() -> Option<String> {
+    match poke_command_checked() {
+        Ok(text) => Some(text),
+        Err(problem) => {
+            crate::log::warn(&format!("peers cannot poke this machine: {problem}"));
+            None
+        }
+    }
+}
+
+/// Why the running binary cannot be a poke line's forced command, if so (`doctor` shows it).
+pub fn poke_command_problem() -> Option<String> {
+    poke_command_checked().err()
+}
+
+fn poke_command_checked() -> std::result::Result<String, String> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
-        .ok()?;
-    let text = exe.to_str()?.to_string();
-    if crate::authorized_keys::poke_command_ok(&text) {
-        Some(text)
-    } else {
-        crate::log::warn(
-            "the fleetkey binary's path holds a quote, backslash or control character: peers cannot poke this machine",
+        .map_err(|e| format!("cannot find the fleetkey binary ({e})"))?;
+    let text = exe
+        .to_str()
+        .ok_or("the fleetkey binary's path is not UTF-8")?
+        .to_string();
+    if !crate::authorized_keys::poke_command_ok(&text) {
+        return Err(
+            "the fleetkey binary's path holds a backslash or a control character: install it under a plain path (e.g. ~/.local/bin)"
+                .into(),
         );
-        None
     }
+    if let Some(dir) = writable_by_others(&exe) {
+        return Err(format!(
+            "{} can be written by other users, who could replace fleetkey and run commands as you when a peer pokes: install fleetkey where only you (or root) can write, e.g. ~/.local/bin, or `chmod go-w {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(text)
+}
+
+/// The first of `exe` and its directories (up to `/`) that a user other than its owner can
+/// write, or that belongs to another user who is not root.
+pub fn writable_by_others(exe: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::getuid().as_raw();
+    let mut at = Some(exe);
+    while let Some(p) = at {
+        let meta = fs::metadata(p).ok()?;
+        let sticky = meta.mode() & 0o1000 != 0 && meta.is_dir();
+        let shared = meta.mode() & 0o022 != 0;
+        if (shared && !sticky) || (meta.uid() != me && meta.uid() != 0) {
+            return Some(p.to_path_buf());
+        }
+        // A sticky, world-writable directory (/tmp): others cannot replace what is in it, but
+        // they can when its owner is not us or root (checked above).
+        at = p.parent();
+    }
+    None
 }
 
 /// What the authorized_keys merge needs, read without touching age recipients (this runs on

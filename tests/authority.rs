@@ -618,3 +618,44 @@ fn a_receiver_receives_everything_and_its_dotfile_commit_is_refused() {
     assert_eq!(role_of(&f.beta, "server"), "member");
     assert_eq!(role_of(&server, "server"), "member");
 }
+
+#[test]
+fn a_commit_made_before_approval_is_replayed_never_pushed_as_it_is() {
+    let f = fleet();
+    let url = f.forge.url();
+    let gamma = Machine::new();
+    let out = gamma.ok(&["enroll", "gamma", "--remote", &url]);
+    f.alpha
+        .ok(&["approve", "gamma", "--code", &code_in(&out, "gamma")]);
+    // Approved a moment ago, gamma tracks a file before its first sync: the commit is made on
+    // the pre-approval base, where gamma is no member yet.
+    std::fs::write(gamma.home.join(".vimrc"), "set nu\n").unwrap();
+    gamma.ok(&["track", "~/.vimrc"]);
+    gamma.ok(&["sync"]);
+    // Every other machine accepts what gamma pushed: the fleet does not freeze.
+    f.alpha.ok(&["sync"]);
+    f.beta.ok(&["sync"]);
+    assert_eq!(
+        std::fs::read_to_string(f.beta.home.join(".vimrc")).unwrap(),
+        "set nu\n"
+    );
+    let log = git_out(&f.alpha.repo(), &["log", "-1", "--format=%s", "HEAD"]);
+    assert!(
+        git_out(&f.alpha.repo(), &["log", "--format=%s"]).contains("gamma: replay"),
+        "{log}"
+    );
+    // And stock git still verifies the replayed commit.
+    let signers = f.alpha.ok(&["verify", "--allowed-signers"]);
+    let allowed = f.alpha.tmp().join("allowed_signers");
+    std::fs::write(&allowed, signers).unwrap();
+    let replayed = git_out(
+        &f.alpha.repo(),
+        &["log", "--format=%H", "--grep=gamma: replay", "-1"],
+    );
+    run_program(Command::new("git").arg("-C").arg(f.alpha.repo()).args([
+        "-c",
+        &format!("gpg.ssh.allowedSignersFile={}", allowed.display()),
+        "verify-commit",
+        replayed.trim(),
+    ]));
+}

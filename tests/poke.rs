@@ -416,9 +416,11 @@ fn a_save_reaches_a_poked_peer_at_once_and_a_poke_key_runs_nothing_else() {
     fleet.set_poll("1h");
     let b_keys = fleet.users[1].text(".ssh/authorized_keys");
     assert!(
-        b_keys.lines().any(|l| l.starts_with("restrict,command=\"/")
-            && l.contains(" poke\" ssh-ed25519 ")
-            && l.ends_with(" fleetkey-poke=a")),
+        b_keys
+            .lines()
+            .any(|l| l.starts_with("restrict,command=\"'/")
+                && l.contains(" poke\" ssh-ed25519 ")
+                && l.ends_with(" fleetkey-poke=a")),
         "b admits a's poke key only for the poke:\n{b_keys}"
     );
     // sshd's PATH for a session does not hold fleetkey: the forced command's absolute path is

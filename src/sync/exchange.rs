@@ -117,6 +117,9 @@ pub fn exchange(
         if matches!(super::forge_move::follow_target(machine), Ok(Some(_))) {
             return Ok(out);
         }
+        // Never push what the fleet would refuse (checked with the same verifier).
+        gate::replay_refused_own_commits(machine, repo, branch)?;
+        let head = repo.head();
         match forge::push(repo.root(), remote, branch)? {
             PushOutcome::Pushed => {
                 // git updates the tracking ref itself; make sure of it for a URL remote.
