@@ -453,6 +453,116 @@ pub fn changed_paths(
     Ok(result.unwrap_or_default())
 }
 
+/// One act a machine did as admin, found in the history, with the command that undoes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AdminAct {
+    /// The commit (hex).
+    pub commit: String,
+    /// Its date (RFC 3339).
+    pub date: String,
+    /// What it did, in words.
+    pub act: String,
+    /// The command that undoes it.
+    pub undo: String,
+}
+
+/// Every admission, role change and forge change in the history reachable from `head` that
+/// `name` signed (with a key listed as `keys/NAME.sign.pub` in the commit's parent), oldest
+/// first. Merges are integration, not acts: they are skipped.
+pub fn admin_acts(repo: &git2::Repository, head: git2::Oid, name: &str) -> Vec<AdminAct> {
+    let mut out = Vec::new();
+    let Ok(mut walk) = repo.revwalk() else {
+        return out;
+    };
+    let _ = walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE);
+    if walk.push(head).is_err() {
+        return out;
+    }
+    let sign_path = roster::layout::sign_pub(roster::layout::KEYS, name);
+    let text_at = |tree: &git2::Tree<'_>, path: &str| -> Option<String> {
+        let e = tree.get_path(Path::new(path)).ok()?;
+        let b = repo.find_blob(e.id()).ok()?;
+        Some(String::from_utf8_lossy(b.content()).into_owned())
+    };
+    for oid in walk.flatten() {
+        let Ok(commit) = repo.find_commit(oid) else {
+            continue;
+        };
+        if commit.parent_count() != 1 {
+            continue;
+        }
+        let Ok(key) = crate::signing::verified_signer(repo, oid) else {
+            continue;
+        };
+        let (Ok(parent), Ok(tree)) = (commit.parent(0).and_then(|p| p.tree()), commit.tree())
+        else {
+            continue;
+        };
+        let fp = crate::signing::fingerprint(&key);
+        let signed_by_name = text_at(&parent, &sign_path).is_some_and(|t| {
+            roster::parse_ssh_keys(&t, Path::new(&sign_path))
+                .unwrap_or_default()
+                .iter()
+                .any(|k| crate::signing::fingerprint(k) == fp)
+        });
+        if !signed_by_name {
+            continue;
+        }
+        let date = crate::clock::rfc3339(commit.time().seconds());
+        let mut act = |what: String, undo: String| {
+            out.push(AdminAct {
+                commit: oid.to_string(),
+                date: date.clone(),
+                act: what,
+                undo,
+            })
+        };
+        let (Ok(before), Ok(after)) = (
+            read_tree(repo, keys_of(&parent)),
+            read_tree(repo, keys_of(&tree)),
+        ) else {
+            continue;
+        };
+        for (other, m) in &after.members {
+            match before.members.get(other) {
+                None => act(
+                    format!("admitted {other} as {}", m.role()),
+                    format!("fleetkey revoke {other}"),
+                ),
+                Some(b) if b.role() != m.role() => act(
+                    format!("changed {other}'s role from {} to {}", b.role(), m.role()),
+                    format!("fleetkey role {other} {}", b.role()),
+                ),
+                Some(_) => {}
+            }
+        }
+        let forge_of = |t: &git2::Tree<'_>| {
+            text_at(t, crate::config::FleetConfig::FILE)
+                .and_then(|t| t.parse::<toml::Table>().ok())
+                .and_then(|t| t.get("forge").and_then(|f| f.as_str().map(str::to_string)))
+        };
+        let (old, new) = (forge_of(&parent), forge_of(&tree));
+        if old != new {
+            act(
+                format!(
+                    "moved the forge from {} to {}",
+                    old.as_deref().unwrap_or("(none)"),
+                    new.as_deref().unwrap_or("(none)")
+                ),
+                match &old {
+                    Some(url) => format!("fleetkey remote set {url}"),
+                    None => "fleetkey remote set URL (the forge you trust)".into(),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn keys_of(tree: &git2::Tree<'_>) -> Option<git2::Oid> {
+    tree.get_name("keys").map(|e| e.id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,9 @@ pub struct Report {
     pub unreadable: Vec<String>,
     /// How many distinct ciphertexts readable by the key were examined.
     pub ciphertexts: usize,
+    /// What the machine did as admin (machines it admitted, role and forge changes), oldest
+    /// first, each with the command that undoes it.
+    pub admin_acts: Vec<crate::authority::AdminAct>,
 }
 
 /// Walks every commit reachable from HEAD and reports what `recipients` (the revoked machine's
@@ -162,6 +165,7 @@ pub fn report(
             .collect(),
         unreadable,
         ciphertexts: jobs.len(),
+        admin_acts: crate::authority::admin_acts(git, head, machine),
     })
 }
 

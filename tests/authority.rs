@@ -659,3 +659,93 @@ fn a_commit_made_before_approval_is_replayed_never_pushed_as_it_is() {
         replayed.trim(),
     ]));
 }
+
+#[test]
+fn the_lost_identity_hint_leads_back_into_the_fleet_with_fresh_keys() {
+    let f = fleet();
+    let url = f.forge.url();
+    let old_ssh = git_out(&f.alpha.repo(), &["show", "HEAD:keys/beta.ssh.pub"]);
+    let old_sign = git_out(&f.alpha.repo(), &["show", "HEAD:keys/beta.sign.pub"]);
+    std::fs::remove_file(f.beta.identity()).unwrap();
+    let err = f.beta.fails(&["secrets", "get", "TOKEN"], 1);
+    assert!(
+        err.contains("move ~/.config/fleetkey/config.toml and the clone")
+            && err.contains("fleetkey enroll NEWNAME --remote URL")
+            && err.contains("fleetkey revoke OLDNAME"),
+        "{err}"
+    );
+    // The hint, step by step.
+    let aside = f.beta.dir.path().join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    std::fs::rename(
+        f.beta.home.join(".config/fleetkey/config.toml"),
+        aside.join("config.toml"),
+    )
+    .unwrap();
+    std::fs::rename(f.beta.repo(), aside.join("fleet")).unwrap();
+    let out = f.beta.ok(&["enroll", "beta2", "--remote", &url]);
+    assert!(
+        out.contains("signing_key is already a member's key in this fleet")
+            && out.contains("is already a member's key in this fleet; made a new login key"),
+        "{out}"
+    );
+    f.alpha.ok(&["sync"]);
+    f.alpha
+        .ok(&["approve", "beta2", "--code", &code_in(&out, "beta2")]);
+    f.alpha.ok(&["revoke", "beta"]);
+    f.beta.ok(&["sync"]);
+    assert_eq!(f.beta.ok(&["secrets", "get", "TOKEN"]), "honest-1\n");
+    let new_ssh = git_out(&f.alpha.repo(), &["show", "HEAD:keys/beta2.ssh.pub"]);
+    let new_sign = git_out(&f.alpha.repo(), &["show", "HEAD:keys/beta2.sign.pub"]);
+    let key = |l: &str| l.split_whitespace().nth(1).map(str::to_string);
+    assert_ne!(key(&new_ssh), key(&old_ssh));
+    assert_ne!(key(&new_sign), key(&old_sign));
+    // beta2 works as a member after the old name's revocation: its edits reach alpha.
+    f.beta
+        .ok_with_stdin(&["secrets", "set", "TOKEN"], b"from-beta2\n");
+    f.alpha.ok(&["sync"]);
+    assert_eq!(f.alpha.ok(&["secrets", "get", "TOKEN"]), "from-beta2\n");
+}
+
+#[test]
+fn the_compromise_report_lists_every_admin_act_with_its_undo() {
+    let f = fleet();
+    let url = f.forge.url();
+    f.alpha.ok(&["role", "beta", "admin"]);
+    f.beta.ok(&["sync"]);
+    // beta, now admin, admits gamma and makes it a receiver.
+    let gamma = Machine::new();
+    admit(&f.beta, &gamma, "gamma", &url);
+    f.beta.ok(&["role", "gamma", "receiver"]);
+    f.alpha.ok(&["sync"]);
+    let out = f.alpha.ok(&["revoke", "beta", "--compromised", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let acts = report["admin_acts"].as_array().unwrap();
+    let pairs: Vec<(String, String)> = acts
+        .iter()
+        .map(|a| {
+            (
+                a["act"].as_str().unwrap().to_string(),
+                a["undo"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            (
+                "admitted gamma as member".to_string(),
+                "fleetkey revoke gamma".to_string()
+            ),
+            (
+                "changed gamma's role from member to receiver".to_string(),
+                "fleetkey role gamma member".to_string()
+            ),
+        ],
+        "{report:#}"
+    );
+    // The undo commands work as printed.
+    f.alpha.ok(&["role", "gamma", "member"]);
+    f.alpha.ok(&["revoke", "gamma"]);
+    f.alpha.ok(&["status"]);
+}

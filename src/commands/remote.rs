@@ -15,6 +15,7 @@ pub fn set(url: &str) -> Result<()> {
     }
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
+    crate::authority::require_admin(repo.root(), &machine.config.name, "move the fleet's forge")?;
     sync::recover(&repo, true)?;
     let moved = sync::forge_move::move_fleet(&machine, &repo, url)?;
     outln!("fleetkey: the fleet moved from {} to {url}", moved.old)?;

@@ -280,6 +280,20 @@ fn print_report(report: &exposure::Report, json: bool, again: bool) -> Result<()
         )?;
         outln!("then run `fleetkey secrets set KEY`.")?;
     }
+    if !report.admin_acts.is_empty() {
+        outln!(
+            "As an admin, {} did this; undo what you did not ask for:",
+            report.machine
+        )?;
+        for a in &report.admin_acts {
+            outln!(
+                "  {} {}: {}",
+                &a.date[..10.min(a.date.len())],
+                a.act,
+                a.undo
+            )?;
+        }
+    }
     if let (Some(first), Some(last)) = (report.unreadable.last(), report.unreadable.first()) {
         outln!(
             "The report is INCOMPLETE: {} version(s) of the secrets file that {} could read cannot be read here (from {first} to {last}): this machine was not a member then, or rotated its key before fleetkey kept retired identities. Names only those versions held are missing above; run `fleetkey revoke {} --compromised` on a machine that was a member then for them.",
