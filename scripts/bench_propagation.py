@@ -6,7 +6,11 @@ Machines are real local users (useradd; removed at the end, even on failure) so 
 on 127.0.0.1 gives each its own HOME, as a peer's sshd does. The forge is ssh:// on that sshd
 (a forge user holding a bare repo), so the watchers' ref checks use the multiplexed connection.
 
-  defaults, poked      A saves -> B's live file changes; settle 2 s, poll 15 s, B has an address
+  defaults, poked      A saves -> B's live file changes; quiet 150 ms, settle 2 s, poll 15 s,
+                       B has an address; rename-saves with random pauses (0.5-3 s) between them
+  quiet 2 s, poked     the same with quiet = settle = 2 s (the fixed settle before quiet existed)
+  burst                A writes 1,000 new files into a managed directory at once (as a checkout
+                       does) -> B has them all; how many commits A made for them (goal: one)
   defaults, poll only  the same with B's address cleared
   old defaults         settle 2 s, poll 60 s, no addresses
   revocation           `revoke cN` on A returns -> B's authorized_keys lacks cN's key (B poked),
@@ -15,8 +19,9 @@ on 127.0.0.1 gives each its own HOME, as a peer's sshd does. The forge is ssh://
                        (sshd's "Accepted publickey" lines for the forge user) over the window,
                        and the same without multiplexing and poll 60 s
 
-Parameters (environment): BENCH_PROP_EDITS (20), BENCH_PROP_EDITS_OLD (20), BENCH_REVOKES (10),
-BENCH_REVOKES_OLD (5), BENCH_IDLE_SECS (600). Must run as root.
+Parameters (environment): BENCH_PROP_EDITS (20), BENCH_PROP_EDITS_POLL (BENCH_PROP_EDITS),
+BENCH_PROP_EDITS_OLD (20), BENCH_REVOKES (10), BENCH_REVOKES_OLD (5), BENCH_IDLE_SECS (600).
+Must run as root.
 """
 
 import json
@@ -31,6 +36,7 @@ import time
 
 BIN = sys.argv[1]
 EDITS = int(os.environ.get("BENCH_PROP_EDITS", "20"))
+EDITS_POLL = int(os.environ.get("BENCH_PROP_EDITS_POLL", str(EDITS)))
 EDITS_OLD = int(os.environ.get("BENCH_PROP_EDITS_OLD", "20"))
 REVOKES = int(os.environ.get("BENCH_REVOKES", "10"))
 REVOKES_OLD = int(os.environ.get("BENCH_REVOKES_OLD", "5"))
@@ -180,7 +186,11 @@ def main():
     for _ in range(2):
         a.fk("sync"), b.fk("sync")
     a.write(".zshrc", "v0\n")
-    a.fk("track", f"{a.home}/.zshrc")
+    os.makedirs(f"{a.home}/.config/burst", exist_ok=True)
+    a.write(".config/burst/seed", "seed\n")
+    for d in (f"{a.home}/.config", f"{a.home}/.config/burst"):
+        os.chown(d, a.uid, a.gid)
+    a.fk("track", f"{a.home}/.zshrc", f"{a.home}/.config/burst/")
     b.fk("sync")
 
     def set_poll(poll):
@@ -217,9 +227,45 @@ def main():
         print(results[-1], flush=True)
 
     propagation("propagation defaults, B poked", EDITS, 3.0)
+    a.fk("config", "set", "quiet", "2s")
+    b.fk("sync")
+    propagation("propagation quiet 2 s, B poked", EDITS, 3.0)
+    a.fk("config", "set", "quiet", "150ms")
+    b.fk("sync")
+
+    def burst(label, count):
+        clone = f"{a.home}/.local/share/fleetkey/fleet"
+        git = lambda *args: subprocess.run(["git", "-C", clone, *args], env=a.env(), user=a.uid, group=a.gid,
+                                           extra_groups=[], check=True, capture_output=True, text=True).stdout
+        head = lambda: git("rev-parse", "HEAD").strip()
+        wa, wb = a.watch(), b.watch()
+        try:
+            before = head()
+            t0 = time.monotonic()
+            for i in range(count):
+                path = f"{a.home}/.config/burst/f{i:04}"
+                with open(path, "w") as f:
+                    f.write(f"file {i}\n")
+                os.chown(path, a.uid, a.gid)
+            wrote = time.monotonic() - t0
+            while not all(os.path.exists(f"{b.home}/.config/burst/f{i:04}") for i in (0, count - 1)) \
+                    or len(os.listdir(f"{b.home}/.config/burst")) < count + 1:
+                if time.monotonic() - t0 > 180:
+                    raise SystemExit(f"{label}: B never got every file")
+                time.sleep(0.02)
+            took = time.monotonic() - t0
+        finally:
+            stop(wa), stop(wb)
+        subjects = git("log", "--format=%s", f"{before}..HEAD").splitlines()
+        mine = [x for x in subjects if x.startswith("a: sync")]
+        results.append(f"{label:<34} {len(mine)} commit(s) from A for {count} files written in "
+                       f"{wrote:.2f} s; all on B after {took:.2f} s")
+        print(results[-1], flush=True)
+
+    burst("burst of 1,000 files, B poked", 1000)
     b.fk("address", "clear")
     a.fk("sync")
-    propagation("propagation defaults, poll only", EDITS, 15.0)
+    propagation("propagation defaults, poll only", EDITS_POLL, 15.0)
     a.fk("address", "clear")
     b.fk("sync")
     set_poll("60s")

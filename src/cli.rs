@@ -268,6 +268,10 @@ pub enum Cmd {
         every: Option<String>,
     },
     /// The watcher daemon: a cycle after each settled change, and a pull every `poll`.
+    ///
+    /// A cycle starts `quiet` (default 150ms) after the last change to a managed file, but never
+    /// later than `settle` (default 2s) after the first change of a burst; a file still being
+    /// written is captured once it stands still (`fleetkey config set quiet|settle DURATION`).
     Watch,
     /// Ask this machine's running watcher to pull now; a no-op when none runs.
     ///
@@ -330,14 +334,14 @@ pub enum RemoteCmd {
 pub enum ConfigCmd {
     /// Print KEY's value (one line per entry of a list), or every setting.
     Get {
-        /// poll, settle, paths, ignore, literal, private, materialize or authorized_keys.
+        /// poll, quiet, settle, paths, ignore, literal, private, materialize or authorized_keys.
         key: Option<String>,
     },
     /// Set KEY for the whole fleet: checked as every cycle checks it, committed and pushed.
     ///
     /// A list (ignore, literal, private) takes every value it should hold, or none to clear it.
     Set {
-        /// poll, settle, ignore, literal, private, materialize or authorized_keys.
+        /// poll, quiet, settle, ignore, literal, private, materialize or authorized_keys.
         key: String,
         /// The new value (durations with a unit: 5s, 2m; paths as ~/REL or ~/REL/).
         #[arg(value_name = "VALUE", allow_hyphen_values = true)]

@@ -103,6 +103,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A number in [0, 1) from the operating system's random source, for jitter.
+pub fn jitter_unit() -> f64 {
+    use rand_core::RngCore;
+    f64::from(rand_core::OsRng.next_u32()) / (f64::from(u32::MAX) + 1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

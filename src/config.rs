@@ -1,8 +1,9 @@
 //! The two configuration files: this machine's `config.toml` and the fleet's `fleet.toml`.
 //!
 //! Owns: their schema, defaults and validation. An unknown key anywhere is an error naming the
-//! file, the line and the key (chezmoi users lose hours to `recipent`); `settle` and `poll` are
-//! bounded ([`crate::limits::SETTLE`], [`crate::limits::POLL`]). Must never: write either file
+//! file, the line and the key (chezmoi users lose hours to `recipent`); `quiet`, `settle` and
+//! `poll` are bounded ([`crate::limits::QUIET`], [`crate::limits::SETTLE`],
+//! [`crate::limits::POLL`]). Must never: write either file
 //! non-atomically, or quote a file's content in an error (a TOML error names the line, the
 //! column and the key; the line itself may be a secret that a symlink or a typo brought in).
 
@@ -161,7 +162,13 @@ pub struct SyncConfig {
     /// The managed list: the contract of what syncs.
     #[serde(default)]
     pub paths: Vec<String>,
-    /// Quiet time after the last change before a commit.
+    /// How long the watcher waits after the last change before a cycle starts (bounded by
+    /// [`limits::QUIET`]). Left out of fleet.toml while it is the default, so a fleet.toml
+    /// written by this version still reads on machines that predate the setting.
+    #[serde(default = "default_quiet", skip_serializing_if = "is_default_quiet")]
+    pub quiet: String,
+    /// The longest the watcher waits after the first change of a burst while changes keep
+    /// coming, and the longest a cycle waits for a file still being written.
     #[serde(default = "default_settle")]
     pub settle: String,
     /// How often the puller checks the forge.
@@ -187,6 +194,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             paths: Vec::new(),
+            quiet: default_quiet(),
             settle: default_settle(),
             poll: default_poll(),
             branch: default_branch(),
@@ -266,6 +274,12 @@ pub fn merge_hosts(
     out
 }
 
+fn default_quiet() -> String {
+    "150ms".into()
+}
+fn is_default_quiet(quiet: &String) -> bool {
+    *quiet == default_quiet()
+}
 fn default_settle() -> String {
     "2s".into()
 }
@@ -296,6 +310,7 @@ impl FleetConfig {
     /// Checks the values that serde cannot: durations (bounded) and the branch name.
     pub fn validate(&self, path: &Path) -> Result<()> {
         for (bounds, value) in [
+            (limits::QUIET, &self.sync.quiet),
             (limits::SETTLE, &self.sync.settle),
             (limits::POLL, &self.sync.poll),
         ] {
@@ -363,6 +378,15 @@ impl FleetConfig {
         parse_bounded(&self.sync.settle, limits::SETTLE)
             .or_else(|_| parse_bounded(&default_settle(), limits::SETTLE))
             .unwrap_or(limits::SETTLE.min)
+    }
+
+    /// The quiet time, never longer than [`FleetConfig::settle`] (the upper bound wins). Never
+    /// panics: a value that [`FleetConfig::validate`] would refuse gives the default.
+    pub fn quiet(&self) -> Duration {
+        parse_bounded(&self.sync.quiet, limits::QUIET)
+            .or_else(|_| parse_bounded(&default_quiet(), limits::QUIET))
+            .unwrap_or(limits::QUIET.min)
+            .min(self.settle())
     }
 
     /// The poll interval. Never panics: a value that [`FleetConfig::validate`] would refuse
@@ -671,6 +695,47 @@ mod tests {
             assert!(err.contains(key), "{err}");
             assert!(err.contains(range), "{err}");
         }
+    }
+
+    #[test]
+    fn quiet_is_bounded_defaults_to_150ms_and_never_outlasts_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |sync: &str| {
+            std::fs::write(dir.path().join("fleet.toml"), format!("[sync]\n{sync}")).unwrap();
+            FleetConfig::load(dir.path())
+        };
+        let cfg = load("").unwrap();
+        assert_eq!(cfg.quiet(), Duration::from_millis(150));
+        assert_eq!(cfg.settle(), Duration::from_secs(2));
+        assert!(
+            !cfg.to_toml().contains("quiet"),
+            "the default stays out of fleet.toml, so older versions still read it"
+        );
+        assert_eq!(
+            load("quiet = \"10ms\"\n").unwrap().quiet(),
+            Duration::from_millis(10)
+        );
+        let cfg = load("quiet = \"5s\"\nsettle = \"1s\"\n").unwrap();
+        assert_eq!(
+            cfg.quiet(),
+            Duration::from_secs(1),
+            "settle is the upper bound"
+        );
+        assert!(cfg.to_toml().contains("quiet = \"5s\""));
+        for bad in ["9ms", "5001ms", "1m", "150"] {
+            let err = load(&format!("quiet = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("fleet.toml"), "{err}");
+            assert!(err.contains("sync.quiet"), "{err}");
+            assert!(
+                err.contains("allowed: 10ms to 5s") || err.contains("bare number"),
+                "{err}"
+            );
+        }
+        let mut cfg = FleetConfig::default();
+        cfg.sync.quiet = "18446744073709551615s".into();
+        assert_eq!(cfg.quiet(), Duration::from_millis(150));
     }
 
     #[test]

@@ -114,9 +114,9 @@ pub enum ErrorKind {
     SecretsGrammar {
         /// The ciphertext file.
         path: PathBuf,
-        /// The grammar error: line numbers only.
+        /// The grammar error (an `envfile::ParseError`): line numbers only.
         #[source]
-        source: crate::envfile::ParseError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A secret name is invalid or absent.
     #[error("{0}")]
@@ -177,6 +177,17 @@ pub enum ErrorKind {
     GitConfig {
         /// The configuration file git named.
         file: String,
+        /// What git said.
+        stderr: String,
+    },
+    /// Another git holds a ref lock in the fleet clone (a spurious failure: retried, see
+    /// `crate::forge::retry`).
+    #[error(
+        "git failed talking to the forge {remote}: another git holds a lock in the fleet clone"
+    )]
+    RefLocked {
+        /// The remote URL.
+        remote: String,
         /// What git said.
         stderr: String,
     },
@@ -245,9 +256,15 @@ pub enum ErrorKind {
         /// What is wrong with it (never its content).
         problem: String,
     },
-    /// The authorized_keys merge or a keys file was refused.
-    #[error(transparent)]
-    AuthorizedKeys(crate::authorized_keys::Error),
+    /// The authorized_keys merge or a keys file was refused (an `authorized_keys::Error`,
+    /// which converts into this one where it is defined).
+    #[error("{error}")]
+    AuthorizedKeys {
+        /// The refusal.
+        error: Box<dyn std::error::Error + Send + Sync>,
+        /// Its one-line hint.
+        hint: &'static str,
+    },
 }
 
 /// An error as a command ends with it: its [`ErrorKind`] and, beside it, an optional "try
@@ -317,6 +334,7 @@ impl Error {
                 | ErrorKind::PushDeclined { .. }
                 | ErrorKind::GitConfig { .. }
                 | ErrorKind::ForgeFailed { .. }
+                | ErrorKind::RefLocked { .. }
         )
     }
 
@@ -351,7 +369,7 @@ impl ErrorKind {
     /// The built-in advice for this kind of error.
     fn advice(&self) -> Option<String> {
         match self {
-            ErrorKind::AuthorizedKeys(e) => Some(e.hint().to_string()),
+            ErrorKind::AuthorizedKeys { hint, .. } => Some(hint.to_string()),
             ErrorKind::NotInitialized { .. } => Some(
                 "run `fleetkey init` to start a fleet, or `fleetkey enroll NAME --remote URL` to join one"
                     .into(),
@@ -405,6 +423,10 @@ impl ErrorKind {
                 "fix or move {file}: `git config --list` shows the same error until it is fixed{}",
                 git_said(stderr)
             )),
+            ErrorKind::RefLocked { stderr, .. } => Some(format!(
+                "wait for the other git to finish and run the command again; if none is running, remove the `.lock` file git names{}",
+                git_said(stderr)
+            )),
             ErrorKind::ForgeFailed { stderr, .. } => Some(format!(
                 "run the same git command in a shell to see more{}",
                 git_said(stderr)
@@ -451,12 +473,6 @@ impl From<ErrorKind> for Error {
             kind: Box::new(kind),
             hint: None,
         }
-    }
-}
-
-impl From<crate::authorized_keys::Error> for Error {
-    fn from(e: crate::authorized_keys::Error) -> Error {
-        ErrorKind::AuthorizedKeys(e).into()
     }
 }
 

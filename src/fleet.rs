@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::{FleetConfig, MachineConfig};
 use crate::envfile::EnvFile;
 use crate::error::Result;
-use crate::forge;
+use crate::forge::Forge;
 use crate::identity::Identity;
 use crate::lock::Lock;
 use crate::paths::Paths;
@@ -180,14 +180,28 @@ impl Machine {
         }
     }
 
-    /// Takes the cycle lock, waiting for a running cycle; then deals with a `git` child that a
-    /// killed holder left running ([`forge::reap_orphan`]).
-    pub fn lock(&self) -> Result<Lock> {
-        let lock = Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)?;
-        forge::record_children_in(self.paths.state_dir.join("git-child"));
-        forge::multiplex(&self.paths.state_dir, &self.config.remote);
-        forge::reap_orphan();
-        crate::secrets::sweep_stale_edits(&self.paths.state_dir);
-        Ok(lock)
+    /// The forge config.toml names now, as this machine reaches it (multiplexed over a
+    /// ControlMaster socket of its own in the state directory); it records no `git` child: for
+    /// commands that read the forge without the lock.
+    pub fn forge(&self) -> Forge {
+        Forge::new(&self.config.remote, &self.paths.state_dir)
     }
+
+    /// Takes the cycle lock, waiting for a running cycle; then deals with a `git` child that a
+    /// killed holder left running ([`Forge::reap_orphan`]). The forge it returns records each
+    /// `git` child while it runs (see [`Forge::recording_children`]).
+    pub fn lock(&self) -> Result<Locked> {
+        let lock = Lock::acquire(&self.paths.lock_file(), LOCK_WAIT)?;
+        let forge = self.forge().recording_children();
+        forge.reap_orphan();
+        crate::secrets::sweep_stale_edits(&self.paths.state_dir);
+        Ok(Locked { _lock: lock, forge })
+    }
+}
+
+/// The cycle lock, held until this is dropped, and the forge as its holder reaches it.
+pub struct Locked {
+    _lock: Lock,
+    /// The forge of config.toml when the lock was taken, recording its `git` children.
+    pub forge: Forge,
 }

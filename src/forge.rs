@@ -1,6 +1,15 @@
 //! Talking to the forge through the `git` command line: clone, fetch, push and the cheap ref
 //! check the puller makes.
 //!
+//! The forge is a value, [`Forge`]: its URL and, for a machine that is set up, its state
+//! directory. Everything a run needs comes from the value it is called on: the ssh
+//! ControlPath is derived from THIS forge's URL, the running `git` child is recorded only by
+//! the forge [`crate::fleet::Machine::lock`] made (under the cycle lock), and a forge move makes
+//! a new value ([`Forge::moved_to`]); no process-wide state, so a watcher that follows a move
+//! never talks to the old forge through the old connection. Every run has hooks off
+//! (`core.hooksPath` pointed at an empty directory): the user's global hooks never run on
+//! fleetkey's clone. Transient failures are retried by one rule ([`retry`]).
+//!
 //! Network work goes through `git` rather than libgit2 so that it honours `~/.ssh/config`, ssh
 //! agents and credential helpers exactly as the user's own git does. Every run gets an explicit
 //! argument list (no shell), stdin closed, prompts disabled (`GIT_TERMINAL_PROMPT=0`, ssh in
@@ -14,6 +23,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::{ErrorKind, Result};
+
+pub mod retry;
 
 /// What a push did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,26 +45,33 @@ const KEPT_ENV: &[&str] = &[
     "no_proxy",
 ];
 
-/// A `git` command with the cleaned environment, run in `dir` when given.
+/// Where hooks are looked for when a forge has no state directory: no file can be found under
+/// it, so no hook runs.
+const NO_HOOKS_FALLBACK: &str = "/dev/null";
+
+/// The `git` command for a forge whose ssh master socket is `control_path`, with hooks looked
+/// for in `hooks` (an empty directory).
 ///
 /// The ssh command git runs for ssh forges, in order of precedence:
 /// 1. the user's own `GIT_SSH_COMMAND`, unchanged;
 /// 2. the user's own `core.sshCommand` (git config), unchanged: fleetkey sets nothing;
-/// 3. otherwise `ssh -o BatchMode=yes`, plus, once [`multiplex`] named a ControlMaster socket,
+/// 3. otherwise `ssh -o BatchMode=yes`, plus, for a forge with a ControlMaster socket,
 ///    `-o ControlMaster=auto -o ControlPersist=… -o ControlPath=…`, so the poll's ref check
 ///    costs one round trip over a connection kept open, not a new handshake. Everything else
 ///    (host aliases, users, keys, ProxyJump) still comes from `~/.ssh/config`: options on the
 ///    command line only win over the same options there.
-pub fn git(dir: Option<&Path>) -> Command {
+fn git_for(dir: Option<&Path>, control_path: Option<&str>, hooks: &Path) -> Command {
     let mut cmd = crate::child::command("git", KEPT_ENV);
     if std::env::var_os("GIT_SSH_COMMAND").is_none() && !user_ssh_command() {
-        cmd.env("GIT_SSH_COMMAND", default_ssh_command());
+        cmd.env("GIT_SSH_COMMAND", ssh_command(control_path));
     }
     cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "")
         .env("SSH_ASKPASS", "")
         .env("LC_ALL", "C")
         .stdin(Stdio::null());
+    cmd.arg("-c")
+        .arg(format!("core.hooksPath={}", hooks.display()));
     if let Some(dir) = dir {
         cmd.arg("-C").arg(dir);
     }
@@ -76,17 +94,6 @@ pub const CONTROL_PERSIST: Duration = Duration::from_secs(300);
 /// Longest ControlPath used: ssh adds a 17-byte suffix while it sets the socket up, and a unix
 /// socket path holds at most 104 bytes on macOS (108 on Linux).
 const CONTROL_PATH_MAX: usize = 104 - 17 - 1;
-
-/// The ControlMaster socket for the forge, once [`multiplex`] set it.
-static CONTROL_PATH: OnceLock<Option<String>> = OnceLock::new();
-
-/// Multiplexes this process's ssh connections to the forge `remote` (ssh:// or `user@host:`
-/// forms only) over a ControlMaster socket in `state_dir`, named by a hash of the remote so
-/// that a moved forge never reuses the old connection. Skipped (git connects as usual) when
-/// the path would be too long for a unix socket or holds characters that need quoting.
-pub fn multiplex(state_dir: &Path, remote: &str) {
-    let _ = CONTROL_PATH.set(control_path(state_dir, remote));
-}
 
 /// The ControlPath for `remote` under `state_dir`, when it can be one.
 pub fn control_path(state_dir: &Path, remote: &str) -> Option<String> {
@@ -126,9 +133,10 @@ pub fn is_ssh_remote(remote: &str) -> bool {
     }
 }
 
-/// The ssh command fleetkey gives git when the user set none.
-pub fn default_ssh_command() -> String {
-    match CONTROL_PATH.get().cloned().flatten() {
+/// The ssh command fleetkey gives git when the user set none, multiplexed over
+/// `control_path` when there is one.
+pub fn ssh_command(control_path: Option<&str>) -> String {
+    match control_path {
         Some(path) => format!(
             "ssh -o BatchMode=yes -o ControlMaster=auto -o ControlPersist={} -o ControlPath={path}",
             CONTROL_PERSIST.as_secs()
@@ -151,17 +159,8 @@ fn user_ssh_command() -> bool {
     })
 }
 
-/// Where the running `git` child is recorded (set once the cycle lock is held).
-static CHILD_RECORD: OnceLock<PathBuf> = OnceLock::new();
-
-/// Records each `git` child's process id in `path` while it runs, so that when fleetkey is
-/// killed (SIGKILL) mid-fetch or mid-push, the next holder of the lock finds the orphaned `git`
-/// and waits for it (or stops it) before touching the clone: [`reap_orphan`].
-pub fn record_children_in(path: PathBuf) {
-    let _ = CHILD_RECORD.set(path);
-}
-
-fn run(mut cmd: Command) -> Result<(String, Output)> {
+/// Runs `cmd`, recording its process id in `record` (when given) while it runs.
+fn run(mut cmd: Command, record: Option<&Path>) -> Result<(String, Output)> {
     let line = describe(&cmd);
     crate::log::debug(&format!("running {line}"));
     let spawn_err = |source| ErrorKind::Spawn {
@@ -173,7 +172,6 @@ fn run(mut cmd: Command) -> Result<(String, Output)> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn_err)?;
-    let record = CHILD_RECORD.get();
     if let Some(path) = record {
         // A plain write, not an atomic one: this must be done within microseconds of the spawn
         // (a kill in between leaves an orphan nobody knows about), and a torn record only
@@ -209,14 +207,11 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// After taking the lock: if a killed fleetkey left its `git` child running (see
-/// [`record_children_in`]), wait up to 10 s for it to finish, then stop it (SIGTERM, which makes
-/// git remove its own lock files, then SIGKILL). A recorded id now used by another process (a
-/// different start time) is left alone.
-pub fn reap_orphan() {
-    let Some(path) = CHILD_RECORD.get() else {
-        return;
-    };
+/// After taking the lock: if a killed fleetkey left its `git` child running (recorded in
+/// `path`, see [`Forge::recording_children`]), wait up to 10 s for it to finish, then stop it
+/// (SIGTERM, which makes git remove its own lock files, then SIGKILL). A recorded id now used by
+/// another process (a different start time) is left alone.
+fn reap_orphan(path: &Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
@@ -278,6 +273,7 @@ fn failure(remote: &str, out: &Output, doing: Doing) -> crate::error::Error {
         Class::NoRepository => ErrorKind::ForgeNoRepository { remote, stderr },
         Class::Auth => ErrorKind::ForgeAuth { remote, stderr },
         Class::Declined => ErrorKind::PushDeclined { remote, stderr },
+        Class::RefLocked => ErrorKind::RefLocked { remote, stderr },
         Class::Other => ErrorKind::ForgeFailed { remote, stderr },
     }
     .into()
@@ -288,6 +284,8 @@ fn failure(remote: &str, out: &Output, doing: Doing) -> crate::error::Error {
 enum Class {
     /// A malformed git configuration file (its path).
     Config(String),
+    /// Another git holds a ref lock in the local clone: spurious, see [`retry`].
+    RefLocked,
     /// No answer from the host: transient, retry later.
     Unreachable,
     /// The host answered but has no such repository (or hides it).
@@ -312,6 +310,13 @@ fn classify(stderr: &str, doing: Doing) -> Class {
             .map(|(_, f)| f.trim().to_string())
             .unwrap_or_else(|| "(git did not say which)".to_string());
         return Class::Config(file);
+    }
+    // A lock file in the local clone ("Unable to create '….lock': File exists"); while reading,
+    // every "cannot lock ref" is local (a push's is the forge's, a lost race).
+    if (has(&["Unable to create '"]) && has(&[".lock': File exists"]))
+        || (doing == Doing::Reading && has(&["cannot lock ref"]))
+    {
+        return Class::RefLocked;
     }
     if has(&[
         "hook declined",
@@ -373,82 +378,6 @@ fn classify(stderr: &str, doing: Doing) -> Class {
     Class::Other
 }
 
-/// Clones `url` into `dest` (which must not exist), checking out `branch` or the forge's
-/// default branch.
-pub fn clone(url: &str, dest: &Path, branch: Option<&str>) -> Result<()> {
-    let mut cmd = git(None);
-    cmd.args(["clone", "--quiet"]);
-    if let Some(b) = branch {
-        cmd.args(["--branch", b]);
-    }
-    cmd.args(["--", url]).arg(dest);
-    let (_, out) = run(cmd)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failure(url, &out, Doing::Reading))
-    }
-}
-
-/// Fetches `branch` from `origin` into `refs/remotes/origin/BRANCH`.
-pub fn fetch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
-    let mut cmd = git(Some(repo));
-    cmd.args([
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "origin",
-        &format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"),
-    ]);
-    let (_, out) = run(cmd)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failure(remote, &out, Doing::Reading))
-    }
-}
-
-/// `git fetch` of `branch`, retried (3 times, 300 ms apart) when another git holds a ref lock:
-/// a git left running by a killed fleetkey that [`reap_orphan`] did not know about.
-pub fn fetch_retrying(repo: &Path, remote: &str, branch: &str) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        match fetch(repo, remote, branch) {
-            Err(e)
-                if tries < 3
-                    && matches!(e.kind(), ErrorKind::ForgeFailed { stderr, .. } | ErrorKind::ForgeUnreachable { stderr, .. }
-                        if stderr.contains("cannot lock ref") || stderr.contains(".lock'")) =>
-            {
-                tries += 1;
-                crate::log::debug("another git holds a ref lock; retrying the fetch");
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Pushes the local `branch` to `origin`. A rejection (the forge moved on) is
-/// [`PushOutcome::Rejected`], never success; any other failure is an error that says what went
-/// wrong (unreachable, no such repository, credentials, push declined, git's configuration).
-pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<PushOutcome> {
-    push_branch(repo, "origin", remote, branch)
-}
-
-/// Pushes `refs/heads/BRANCH` to `target` (`origin` or a URL); `shown` names the forge in
-/// errors.
-fn push_branch(repo: &Path, target: &str, shown: &str, branch: &str) -> Result<PushOutcome> {
-    let mut cmd = git(Some(repo));
-    cmd.args([
-        "push",
-        "--porcelain",
-        target,
-        &format!("refs/heads/{branch}:refs/heads/{branch}"),
-    ]);
-    let (_, out) = run(cmd)?;
-    push_outcome(&out, shown)
-}
-
 /// What a `git push --porcelain` did: pushed, rejected because the forge moved on (fetch and
 /// try again), or an error saying what went wrong (`shown` names the forge).
 fn push_outcome(out: &Output, shown: &str) -> Result<PushOutcome> {
@@ -473,24 +402,6 @@ fn push_outcome(out: &Output, shown: &str) -> Result<PushOutcome> {
         return Ok(PushOutcome::Pushed);
     }
     Err(failure(shown, out, Doing::Pushing))
-}
-
-/// The commit `branch` points to on the forge, without fetching (`git ls-remote`): `None` when
-/// the branch does not exist there.
-pub fn remote_head(url: &str, branch: &str) -> Result<Option<String>> {
-    let mut cmd = git(None);
-    cmd.args(["ls-remote", "--", url, &format!("refs/heads/{branch}")]);
-    let (_, out) = run(cmd)?;
-    if !out.status.success() {
-        return Err(failure(url, &out, Doing::Reading));
-    }
-    let wanted = format!("refs/heads/{branch}");
-    // ls-remote matches a pattern against the tail of each ref: keep the exact name only.
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .find(|(_, name)| *name == wanted)
-        .map(|(oid, _)| oid.trim().to_string()))
 }
 
 /// Where each machine publishes its status and collected files: `fleetkey/host/NAME`.
@@ -527,113 +438,9 @@ pub fn parse_remote_refs(stdout: &str, branch: Option<&str>) -> RemoteRefs {
     refs
 }
 
-/// The fleet branch (when `branch` is given) and every host branch on the forge, in ONE
-/// `git ls-remote`: the puller's cheap check and the gathering's share it.
-pub fn remote_refs(url: &str, branch: Option<&str>) -> Result<RemoteRefs> {
-    let mut cmd = git(None);
-    cmd.args(["ls-remote", "--", url]);
-    if let Some(b) = branch {
-        cmd.arg(format!("refs/heads/{b}"));
-    }
-    cmd.arg(format!("refs/heads/{}*", host_branch("")));
-    let (_, out) = run(cmd)?;
-    if !out.status.success() {
-        return Err(failure(url, &out, Doing::Reading));
-    }
-    Ok(parse_remote_refs(
-        &String::from_utf8_lossy(&out.stdout),
-        branch,
-    ))
-}
-
-/// Fetches the host branches of `names` (the active members' that the forge holds) into
-/// [`HOSTS_REFS`] in one `git fetch`, one refspec each: no other branch is downloaded.
-pub fn fetch_hosts(repo: &Path, remote: &str, names: &[&str]) -> Result<()> {
-    let mut cmd = git(Some(repo));
-    cmd.args([
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--no-write-fetch-head",
-        "origin",
-    ]);
-    for name in names {
-        cmd.arg(format!(
-            "+refs/heads/{}:{HOSTS_REFS}{name}",
-            host_branch(name)
-        ));
-    }
-    let (_, out) = run(cmd)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failure(remote, &out, Doing::Reading))
-    }
-}
-
-/// Whether the forge at `url` already has any branch.
-pub fn has_any_branch(url: &str) -> Result<bool> {
-    let mut cmd = git(None);
-    cmd.args(["ls-remote", "--heads", "--", url]);
-    let (_, out) = run(cmd)?;
-    if !out.status.success() {
-        return Err(failure(url, &out, Doing::Reading));
-    }
-    Ok(!out.stdout.is_empty())
-}
-
 /// The branch a machine's enrollment request waits on: `fleetkey/pending/NAME`.
 pub fn pending_branch(name: &str) -> String {
     format!("fleetkey/pending/{name}")
-}
-
-/// Pushes `src` (a commit id or local ref) to `refs/heads/DST_BRANCH` on `origin`. With
-/// `lease`, the forge's branch must still point at that commit (`--force-with-lease`); with
-/// `force`, it is replaced whatever it holds.
-pub fn push_to(
-    repo: &Path,
-    remote: &str,
-    src: &str,
-    dst_branch: &str,
-    lease: Option<&str>,
-    force: bool,
-) -> Result<PushOutcome> {
-    let mut cmd = git(Some(repo));
-    cmd.args(["push", "--porcelain"]);
-    if let Some(expect) = lease {
-        cmd.arg(format!(
-            "--force-with-lease=refs/heads/{dst_branch}:{expect}"
-        ));
-    }
-    let plus = if force { "+" } else { "" };
-    cmd.args(["origin", &format!("{plus}{src}:refs/heads/{dst_branch}")]);
-    let (_, out) = run(cmd)?;
-    push_outcome(&out, remote)
-}
-
-/// Deletes `refs/heads/BRANCH` on `origin`.
-pub fn delete_branch(repo: &Path, remote: &str, branch: &str) -> Result<()> {
-    let mut cmd = git(Some(repo));
-    cmd.args([
-        "push",
-        "--quiet",
-        "origin",
-        &format!(":refs/heads/{branch}"),
-    ]);
-    let (_, out) = run(cmd)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failure(remote, &out, Doing::Pushing))
-    }
-}
-
-/// Pushes the local `branch` to the forge at `url` (not `origin`): how `remote set` copies the
-/// fleet to its new forge and leaves its last commit on the old one. Outcomes as [`push`].
-pub fn push_url(repo: &Path, url: &str, branch: &str) -> Result<PushOutcome> {
-    check_url(url)
-        .map_err(|why| crate::error::Error::refused(format!("forge URL refused: {why}")))?;
-    push_branch(repo, url, url, branch)
 }
 
 /// Why `url` cannot be a forge, if it cannot. Allowed: `ssh://`, `git://`, `https://`,
@@ -668,42 +475,326 @@ pub fn check_url(url: &str) -> std::result::Result<(), &'static str> {
     }
 }
 
-/// Fetches `refs/heads/BRANCH` from `origin` into the local ref `dst`; `false` when the forge
-/// has no such branch.
-pub fn fetch_branch_to(repo: &Path, remote: &str, branch: &str, dst: &str) -> Result<bool> {
-    if remote_head(remote, branch)?.is_none() {
-        return Ok(false);
-    }
-    let mut cmd = git(Some(repo));
-    cmd.args([
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "origin",
-        &format!("+refs/heads/{branch}:{dst}"),
-    ]);
-    let (_, out) = run(cmd)?;
-    if out.status.success() {
-        Ok(true)
-    } else {
-        Err(failure(remote, &out, Doing::Reading))
-    }
+/// The forge one command or cycle talks to: its URL and, for a machine that is set up, the
+/// state directory that holds this forge's ssh master socket and the empty hooks directory.
+///
+/// Made by [`crate::fleet::Machine::lock`] (which also records the running `git` child, see
+/// [`Forge::recording_children`]) or [`crate::fleet::Machine::forge`]; [`Forge::at`] for a URL
+/// before this machine is set up. A forge move makes a new value ([`Forge::moved_to`]).
+/// Operations in the clone go to its `origin`, which [`crate::repo::FleetRepo::set_origin`]
+/// keeps at this URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forge {
+    remote: String,
+    state_dir: Option<PathBuf>,
+    record_children: bool,
 }
 
-/// The branches under `refs/heads/PREFIX` on the forge, without the prefix (`git ls-remote`).
-pub fn list_branches(url: &str, prefix: &str) -> Result<Vec<String>> {
-    let mut cmd = git(None);
-    cmd.args(["ls-remote", "--heads", "--", url]);
-    let (_, out) = run(cmd)?;
-    if !out.status.success() {
-        return Err(failure(url, &out, Doing::Reading));
+impl Forge {
+    /// The forge at `remote` for a machine that is not set up yet: not multiplexed, hooks off
+    /// through `/dev/null`, no child recorded.
+    pub fn at(remote: &str) -> Forge {
+        Forge {
+            remote: remote.to_string(),
+            state_dir: None,
+            record_children: false,
+        }
     }
-    let full = format!("refs/heads/{prefix}");
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter_map(|r| r.strip_prefix(&full).map(str::to_string))
-        .collect())
+
+    /// The forge at `remote` for a machine whose state directory is `state_dir`: its ssh
+    /// connections multiplexed over a ControlMaster socket there, named after `remote`.
+    pub fn new(remote: &str, state_dir: &Path) -> Forge {
+        Forge {
+            remote: remote.to_string(),
+            state_dir: Some(state_dir.to_path_buf()),
+            record_children: false,
+        }
+    }
+
+    /// This forge, recording each `git` child's process id in the state directory while it
+    /// runs, so that when fleetkey is killed (SIGKILL) mid-fetch or mid-push, the next holder of
+    /// the lock finds the orphaned `git` and waits for it (or stops it) before touching the
+    /// clone. Only the holder of the cycle lock records ([`crate::fleet::Machine::lock`]).
+    pub fn recording_children(mut self) -> Forge {
+        self.record_children = self.state_dir.is_some();
+        self
+    }
+
+    /// The same machine's forge after the fleet moved to `url`: a new value, with its own
+    /// ControlPath (the old forge's connection is never reused).
+    pub fn moved_to(&self, url: &str) -> Forge {
+        Forge {
+            remote: url.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The URL.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// The ControlMaster socket of this forge's ssh connections, when it has one (see
+    /// [`control_path`]).
+    pub fn control_path(&self) -> Option<String> {
+        control_path(self.state_dir.as_deref()?, &self.remote)
+    }
+
+    /// Where the running `git` child is recorded, when this forge records it.
+    fn child_record(&self) -> Option<PathBuf> {
+        let dir = self.state_dir.as_ref().filter(|_| self.record_children)?;
+        Some(dir.join("git-child"))
+    }
+
+    /// The empty directory `core.hooksPath` points at (created when missing), or `/dev/null`.
+    fn hooks_dir(&self) -> PathBuf {
+        let Some(dir) = &self.state_dir else {
+            return PathBuf::from(NO_HOOKS_FALLBACK);
+        };
+        let hooks = dir.join("no-hooks");
+        let made = crate::files::ensure_private_dir(dir)
+            .and_then(|()| crate::files::ensure_private_dir(&hooks));
+        match made {
+            Ok(()) => hooks,
+            Err(e) => {
+                crate::log::debug(&format!("hooks off through /dev/null: {e}"));
+                PathBuf::from(NO_HOOKS_FALLBACK)
+            }
+        }
+    }
+
+    /// A `git` command for this forge (see [`git_for`]), run in `dir` when given.
+    pub fn git(&self, dir: Option<&Path>) -> Command {
+        git_for(dir, self.control_path().as_deref(), &self.hooks_dir())
+    }
+
+    /// Runs `cmd`, recording the child when this forge does.
+    fn run(&self, cmd: Command) -> Result<Output> {
+        run(cmd, self.child_record().as_deref()).map(|(_, out)| out)
+    }
+
+    /// After taking the lock: deals with a `git` child that a killed holder left running.
+    pub fn reap_orphan(&self) {
+        if let Some(path) = self.child_record() {
+            reap_orphan(&path);
+        }
+    }
+
+    /// Clones the forge into `dest` (which must not exist), checking out `branch` or the
+    /// forge's default branch.
+    pub fn clone_into(&self, dest: &Path, branch: Option<&str>) -> Result<()> {
+        let mut cmd = self.git(None);
+        cmd.args(["clone", "--quiet"]);
+        if let Some(b) = branch {
+            cmd.args(["--branch", b]);
+        }
+        cmd.args(["--", &self.remote]).arg(dest);
+        let out = self.run(cmd)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(failure(&self.remote, &out, Doing::Reading))
+        }
+    }
+
+    /// Fetches `branch` from `origin` into `refs/remotes/origin/BRANCH`, retried by the
+    /// [`retry`] rule.
+    pub fn fetch(&self, repo: &Path, branch: &str) -> Result<()> {
+        retry::RULE.run("fetch", || {
+            let mut cmd = self.git(Some(repo));
+            cmd.args([
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "origin",
+                &format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"),
+            ]);
+            let out = self.run(cmd)?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(failure(&self.remote, &out, Doing::Reading))
+            }
+        })
+    }
+
+    /// Pushes the local `branch` to `origin`, retried by the [`retry`] rule. A rejection (the
+    /// forge moved on) is [`PushOutcome::Rejected`], never success; any other failure is an
+    /// error that says what went wrong (unreachable, no such repository, credentials, push
+    /// declined, git's configuration).
+    pub fn push(&self, repo: &Path, branch: &str) -> Result<PushOutcome> {
+        self.push_branch(repo, "origin", branch)
+    }
+
+    /// Pushes the local `branch` to THIS forge's URL (not `origin`): how `remote set` copies
+    /// the fleet to its new forge and leaves its last commit on the old one. Outcomes as
+    /// [`Forge::push`].
+    pub fn push_to_url(&self, repo: &Path, branch: &str) -> Result<PushOutcome> {
+        check_url(&self.remote)
+            .map_err(|why| crate::error::Error::refused(format!("forge URL refused: {why}")))?;
+        self.push_branch(repo, &self.remote, branch)
+    }
+
+    /// Pushes `refs/heads/BRANCH` to `target` (`origin` or this forge's URL).
+    fn push_branch(&self, repo: &Path, target: &str, branch: &str) -> Result<PushOutcome> {
+        retry::RULE.run("push", || {
+            let mut cmd = self.git(Some(repo));
+            cmd.args([
+                "push",
+                "--porcelain",
+                target,
+                &format!("refs/heads/{branch}:refs/heads/{branch}"),
+            ]);
+            let out = self.run(cmd)?;
+            push_outcome(&out, &self.remote)
+        })
+    }
+
+    /// Pushes `src` (a commit id or local ref) to `refs/heads/DST_BRANCH` on `origin`. With
+    /// `lease`, the forge's branch must still point at that commit (`--force-with-lease`);
+    /// with `force`, it is replaced whatever it holds.
+    pub fn push_to(
+        &self,
+        repo: &Path,
+        src: &str,
+        dst_branch: &str,
+        lease: Option<&str>,
+        force: bool,
+    ) -> Result<PushOutcome> {
+        let mut cmd = self.git(Some(repo));
+        cmd.args(["push", "--porcelain"]);
+        if let Some(expect) = lease {
+            cmd.arg(format!(
+                "--force-with-lease=refs/heads/{dst_branch}:{expect}"
+            ));
+        }
+        let plus = if force { "+" } else { "" };
+        cmd.args(["origin", &format!("{plus}{src}:refs/heads/{dst_branch}")]);
+        let out = self.run(cmd)?;
+        push_outcome(&out, &self.remote)
+    }
+
+    /// Deletes `refs/heads/BRANCH` on `origin`.
+    pub fn delete_branch(&self, repo: &Path, branch: &str) -> Result<()> {
+        let mut cmd = self.git(Some(repo));
+        cmd.args([
+            "push",
+            "--quiet",
+            "origin",
+            &format!(":refs/heads/{branch}"),
+        ]);
+        let out = self.run(cmd)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(failure(&self.remote, &out, Doing::Pushing))
+        }
+    }
+
+    /// `git ls-remote URL PATTERNS…`, retried by the [`retry`] rule: its stdout.
+    fn ls_remote(&self, args: &[&str]) -> Result<String> {
+        retry::RULE.run("ls-remote", || {
+            let mut cmd = self.git(None);
+            cmd.arg("ls-remote");
+            cmd.args(args.iter().take_while(|a| a.starts_with('-')));
+            cmd.args(["--", &self.remote]);
+            cmd.args(args.iter().skip_while(|a| a.starts_with('-')));
+            let out = self.run(cmd)?;
+            if !out.status.success() {
+                return Err(failure(&self.remote, &out, Doing::Reading));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+    }
+
+    /// The commit `branch` points to on the forge, without fetching (`git ls-remote`): `None`
+    /// when the branch does not exist there.
+    pub fn remote_head(&self, branch: &str) -> Result<Option<String>> {
+        let wanted = format!("refs/heads/{branch}");
+        let stdout = self.ls_remote(&[&wanted])?;
+        // ls-remote matches a pattern against the tail of each ref: keep the exact name only.
+        Ok(stdout
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .find(|(_, name)| *name == wanted)
+            .map(|(oid, _)| oid.trim().to_string()))
+    }
+
+    /// The fleet branch (when `branch` is given) and every host branch on the forge, in ONE
+    /// `git ls-remote`: the puller's cheap check and the gathering's share it.
+    pub fn remote_refs(&self, branch: Option<&str>) -> Result<RemoteRefs> {
+        let fleet = branch.map(|b| format!("refs/heads/{b}"));
+        let hosts = format!("refs/heads/{}*", host_branch(""));
+        let patterns: Vec<&str> = fleet
+            .iter()
+            .map(String::as_str)
+            .chain([hosts.as_str()])
+            .collect();
+        Ok(parse_remote_refs(&self.ls_remote(&patterns)?, branch))
+    }
+
+    /// Fetches the host branches of `names` (the active members' that the forge holds) into
+    /// [`HOSTS_REFS`] in one `git fetch`, one refspec each: no other branch is downloaded.
+    pub fn fetch_hosts(&self, repo: &Path, names: &[&str]) -> Result<()> {
+        let mut cmd = self.git(Some(repo));
+        cmd.args([
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "origin",
+        ]);
+        for name in names {
+            cmd.arg(format!(
+                "+refs/heads/{}:{HOSTS_REFS}{name}",
+                host_branch(name)
+            ));
+        }
+        let out = self.run(cmd)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(failure(&self.remote, &out, Doing::Reading))
+        }
+    }
+
+    /// Whether the forge already has any branch.
+    pub fn has_any_branch(&self) -> Result<bool> {
+        Ok(!self.ls_remote(&["--heads"])?.is_empty())
+    }
+
+    /// Fetches `refs/heads/BRANCH` from `origin` into the local ref `dst`; `false` when the
+    /// forge has no such branch.
+    pub fn fetch_branch_to(&self, repo: &Path, branch: &str, dst: &str) -> Result<bool> {
+        if self.remote_head(branch)?.is_none() {
+            return Ok(false);
+        }
+        let mut cmd = self.git(Some(repo));
+        cmd.args([
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "origin",
+            &format!("+refs/heads/{branch}:{dst}"),
+        ]);
+        let out = self.run(cmd)?;
+        if out.status.success() {
+            Ok(true)
+        } else {
+            Err(failure(&self.remote, &out, Doing::Reading))
+        }
+    }
+
+    /// The branches under `refs/heads/PREFIX` on the forge, without the prefix.
+    pub fn list_branches(&self, prefix: &str) -> Result<Vec<String>> {
+        let full = format!("refs/heads/{prefix}");
+        Ok(self
+            .ls_remote(&["--heads"])?
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter_map(|r| r.strip_prefix(&full).map(str::to_string))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -749,7 +840,7 @@ mod tests {
 
     #[test]
     fn the_child_environment_keeps_only_what_git_needs() {
-        let cmd = git(Some(Path::new("/tmp")));
+        let cmd = Forge::at("/srv/fleet.git").git(Some(Path::new("/tmp")));
         let envs: Vec<_> = cmd
             .get_envs()
             .map(|(k, _)| k.to_string_lossy().into_owned())
@@ -757,7 +848,11 @@ mod tests {
         assert!(envs.contains(&"GIT_TERMINAL_PROMPT".to_string()));
         assert!(envs.iter().all(|k| !k.starts_with("GIT_")
             || ["GIT_TERMINAL_PROMPT", "GIT_ASKPASS", "GIT_SSH_COMMAND"].contains(&k.as_str())));
-        assert_eq!(describe(&cmd), "git -C /tmp");
+        assert_eq!(
+            describe(&cmd),
+            "git -c core.hooksPath=/dev/null -C /tmp",
+            "hooks off"
+        );
     }
 
     #[test]
@@ -833,6 +928,11 @@ mod tests {
                 "remote: error: cannot lock ref 'refs/heads/main': is at 1 but expected 2",
                 Pushing,
                 Class::Other,
+            ),
+            (
+                "error: cannot lock ref 'refs/remotes/origin/main': Unable to create '/c/.git/refs/remotes/origin/main.lock': File exists.",
+                Reading,
+                Class::RefLocked,
             ),
             ("fatal: something new", Reading, Class::Other),
         ];

@@ -14,7 +14,7 @@
 use crate::confine;
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
-use crate::forge;
+use crate::forge::Forge;
 use crate::repo::{FleetRepo, tracking_ref};
 use crate::trust::{self, Reason, Refusal, TrustState, Verdict};
 
@@ -26,8 +26,13 @@ pub const TREE_CHECKED: &str = "tree-checked";
 const VIOLATIONS_SHOWN: usize = 3;
 
 /// Fetches the forge's branch and verifies it; see [`verify_tracking`].
-pub fn fetch_verified(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<Vec<Refusal>> {
-    forge::fetch_retrying(repo.root(), &machine.config.remote, branch)?;
+pub fn fetch_verified(
+    machine: &Machine,
+    forge: &Forge,
+    repo: &FleetRepo,
+    branch: &str,
+) -> Result<Vec<Refusal>> {
+    forge.fetch(repo.root(), branch)?;
     verify_tracking(machine, repo, branch)
 }
 

@@ -18,6 +18,8 @@ pub(crate) mod error;
 pub(crate) mod fault;
 pub(crate) mod files;
 pub mod harden;
+#[cfg(test)]
+mod layers;
 pub(crate) mod limits;
 pub(crate) mod lock;
 pub(crate) mod log;
@@ -46,9 +48,11 @@ pub(crate) mod trust;
 pub(crate) mod fleet;
 pub(crate) mod gate;
 pub(crate) mod setup;
-// The sync cycle (capture, exchange with the forge, apply), then the background agents.
-pub(crate) mod agents;
+// The sync cycle (capture, exchange with the forge, apply).
 pub(crate) mod sync;
+// The background agents (launchd, systemd, notifications): the cycle reaches them only through
+// the hooks a command gives it (`sync::CycleHooks`).
+pub(crate) mod agents;
 // The top: the command line and one module per command.
 pub(crate) mod cli;
 pub(crate) mod commands;
@@ -92,10 +96,7 @@ fn dispatch(args: Args) -> Result<i32> {
             backend,
             address,
         } => {
-            let address = address
-                .as_deref()
-                .map(commands::address::parse)
-                .transpose()?;
+            let address = parse_address(address.as_deref())?;
             commands::init::run(commands::init::InitOptions {
                 name,
                 remote,
@@ -110,10 +111,7 @@ fn dispatch(args: Args) -> Result<i32> {
             passphrase_file,
             address,
         } => {
-            let address = address
-                .as_deref()
-                .map(commands::address::parse)
-                .transpose()?;
+            let address = parse_address(address.as_deref())?;
             match (remote, bundle) {
                 (_, Some(file)) => {
                     if address.is_some() {
@@ -138,10 +136,7 @@ fn dispatch(args: Args) -> Result<i32> {
             passphrase_file,
             address,
         } => {
-            let address = address
-                .as_deref()
-                .map(commands::address::parse)
-                .transpose()?;
+            let address = parse_address(address.as_deref())?;
             commands::lifecycle::join(&file, &remote, passphrase_file.as_deref())
                 .and_then(|()| want_address(address.as_ref()))
         }
@@ -157,23 +152,7 @@ fn dispatch(args: Args) -> Result<i32> {
             compromised,
             json,
         } => commands::lifecycle::revoke(&name, compromised, json),
-        Cmd::Secrets { action } => match action {
-            SecretsCmd::Set {
-                key,
-                no_push,
-                allow_empty,
-            } => commands::secrets::set(&key, !no_push, allow_empty),
-            SecretsCmd::Conflicts { show } => commands::secrets::conflicts(show),
-            SecretsCmd::Resolve { key, keep, no_push } => {
-                commands::secrets::resolve(&key, keep, !no_push)
-            }
-            SecretsCmd::Get { key } => commands::secrets::get(&key),
-            SecretsCmd::List => commands::secrets::list(),
-            SecretsCmd::Unset { key, no_push } => commands::secrets::unset(&key, !no_push),
-            SecretsCmd::Edit => commands::secrets::edit(),
-            SecretsCmd::Export { format } => commands::secrets::export(format),
-            SecretsCmd::Exec { command } => commands::secrets::exec(&command),
-        },
+        Cmd::Secrets { action } => secrets(action),
         Cmd::Track {
             paths,
             here: false,
@@ -205,35 +184,76 @@ fn dispatch(args: Args) -> Result<i32> {
         Cmd::Remote {
             action: RemoteCmd::Set { url },
         } => commands::remote::set(&url),
-        Cmd::Config { action } => match action {
-            ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
-            ConfigCmd::Set {
-                key,
-                values,
-                no_push,
-            } => commands::config::set(&key, &values, !no_push),
-        },
+        Cmd::Config { action } => config(action),
         Cmd::Sync { offline } => commands::sync::sync(offline),
         Cmd::Pull { every } => commands::sync::pull(every.as_deref()),
         Cmd::Watch => commands::sync::watch(),
         Cmd::Poke => commands::address::poke(),
-        Cmd::Address { action } => match action {
-            AddressCmd::Set {
-                destination,
-                no_push,
-            } => commands::address::set(Some(&destination), !no_push),
-            AddressCmd::Clear { no_push } => commands::address::set(None, !no_push),
-        },
-        Cmd::Agents { action } => match action {
-            AgentsCmd::Install { dry_run } => commands::agents::install(dry_run),
-            AgentsCmd::Uninstall { dry_run } => commands::agents::uninstall(dry_run),
-            AgentsCmd::Status { json } => commands::agents::status(json),
-            AgentsCmd::Print { platform, out } => commands::agents::print(platform, out.as_deref()),
-        },
+        Cmd::Address { action } => address(action),
+        Cmd::Agents { action } => agents(action),
         Cmd::Completions { shell } => commands::manual::completions(shell),
         Cmd::Man { out } => commands::manual::man(out.as_deref()),
     };
     done.map(|()| 0)
+}
+
+/// `fleetkey secrets …`.
+fn secrets(action: SecretsCmd) -> Result<()> {
+    match action {
+        SecretsCmd::Set {
+            key,
+            no_push,
+            allow_empty,
+        } => commands::secrets::set(&key, !no_push, allow_empty),
+        SecretsCmd::Conflicts { show } => commands::secrets::conflicts(show),
+        SecretsCmd::Resolve { key, keep, no_push } => {
+            commands::secrets::resolve(&key, keep, !no_push)
+        }
+        SecretsCmd::Get { key } => commands::secrets::get(&key),
+        SecretsCmd::List => commands::secrets::list(),
+        SecretsCmd::Unset { key, no_push } => commands::secrets::unset(&key, !no_push),
+        SecretsCmd::Edit => commands::secrets::edit(),
+        SecretsCmd::Export { format } => commands::secrets::export(format),
+        SecretsCmd::Exec { command } => commands::secrets::exec(&command),
+    }
+}
+
+/// `fleetkey config …`.
+fn config(action: ConfigCmd) -> Result<()> {
+    match action {
+        ConfigCmd::Get { key } => commands::config::get(key.as_deref()),
+        ConfigCmd::Set {
+            key,
+            values,
+            no_push,
+        } => commands::config::set(&key, &values, !no_push),
+    }
+}
+
+/// `fleetkey address …`.
+fn address(action: AddressCmd) -> Result<()> {
+    match action {
+        AddressCmd::Set {
+            destination,
+            no_push,
+        } => commands::address::set(Some(&destination), !no_push),
+        AddressCmd::Clear { no_push } => commands::address::set(None, !no_push),
+    }
+}
+
+/// `fleetkey agents …`.
+fn agents(action: AgentsCmd) -> Result<()> {
+    match action {
+        AgentsCmd::Install { dry_run } => commands::agents::install(dry_run),
+        AgentsCmd::Uninstall { dry_run } => commands::agents::uninstall(dry_run),
+        AgentsCmd::Status { json } => commands::agents::status(json),
+        AgentsCmd::Print { platform, out } => commands::agents::print(platform, out.as_deref()),
+    }
+}
+
+/// `--address DEST` of `init`, `enroll` and `join`, checked before anything is done.
+fn parse_address(address: Option<&str>) -> Result<Option<address::Address>> {
+    address.map(commands::address::parse).transpose()
 }
 
 /// `--address` of `init`, `enroll` and `join`: kept for this machine's first cycle as a member

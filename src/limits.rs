@@ -212,9 +212,20 @@ impl Bounds {
     }
 }
 
-/// `[sync] settle`: the quiet time after the last change before the watcher commits. Under
-/// 100 ms an editor's save (write, rename, chmod) becomes several commits; over a minute the
-/// watcher no longer feels live.
+/// `[sync] quiet`: how long the watcher waits after the last change before a cycle starts.
+/// Editors save in a burst of a few milliseconds (write a temp file, rename it), so 10 ms still
+/// makes one save one commit; over 5 s the watcher no longer feels live (`settle` is for
+/// longer bursts).
+pub const QUIET: Bounds = Bounds {
+    key: "sync.quiet",
+    min: Duration::from_millis(10),
+    max: Duration::from_secs(5),
+};
+
+/// `[sync] settle`: the longest the watcher waits after the first change of a burst while
+/// changes keep coming (and the longest a cycle waits for a file still being written), so a
+/// busy directory still commits regularly. Under 100 ms a tool rewriting many files becomes
+/// many commits; over a minute the watcher no longer feels live.
 pub const SETTLE: Bounds = Bounds {
     key: "sync.settle",
     min: Duration::from_millis(100),

@@ -36,6 +36,27 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
+/// Asks `question` (ending in `[y/N]`) on stderr and reads one line from stdin: whether the
+/// answer is "y" or "yes". The caller has checked that stdin is a terminal.
+pub fn ask_yes(question: &str) -> crate::error::Result<bool> {
+    use std::io::{BufRead, Write as _};
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question} ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(crate::error::Error::io(
+            "cannot read the answer from",
+            std::path::Path::new("stdin"),
+        ))?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,11 @@ impl FleetRepo {
         self
     }
 
+    /// Signs this clone's next commits with `signer`.
+    pub fn set_signer(&mut self, signer: Signer) {
+        self.signer = Some(signer);
+    }
+
     /// Who signs this clone's commits; an error when this machine has no signing key.
     pub fn signer(&self) -> Result<&Signer> {
         self.signer.as_ref().ok_or_else(|| {

@@ -179,6 +179,9 @@ pub struct FleetKeys {
     pub revoked: Vec<ssh_key::PublicKey>,
     /// The poke keys of the active machines other than this one.
     pub poke: Vec<crate::authorized_keys::FleetKey>,
+    /// The forced command of the poke lines ([`poke_command`]); without it no poke line is
+    /// written.
+    pub poke_command: Option<String>,
 }
 
 /// The roster of the `keys/` directory `keys_dir`, as the merge on machine `me` takes it (its
@@ -205,20 +208,25 @@ pub fn fleet_keys(keys_dir: &Path, me: Option<&str>) -> Result<FleetKeys> {
         active: flat(roster.active),
         revoked: roster.revoked,
         poke: flat(poke),
+        poke_command: poke_command(),
     })
 }
 
 impl FleetKeys {
     /// The merge's view of these keys; `command` is this machine's fleetkey path for the poke
     /// lines (`None` leaves the poke lines out, and removes any fleetkey wrote before).
-    pub fn roster<'a>(&'a self, command: Option<&'a str>) -> crate::authorized_keys::Roster<'a> {
+    /// The roster every authorized_keys merge takes (the cycle's and `authorized-keys`').
+    pub fn roster(&self) -> crate::authorized_keys::Roster<'_> {
         crate::authorized_keys::Roster {
             active: &self.active,
             revoked: &self.revoked,
-            poke: command.map(|command| crate::authorized_keys::Poke {
-                keys: &self.poke,
-                command,
-            }),
+            poke: self
+                .poke_command
+                .as_deref()
+                .map(|command| crate::authorized_keys::Poke {
+                    keys: &self.poke,
+                    command,
+                }),
         }
     }
 }
@@ -583,15 +591,21 @@ pub fn parse_revoked(text: &str, path: &Path) -> Result<Vec<Revoked>> {
 pub fn revocation_lines(member: &Member, date: &str, reason: &str) -> String {
     let note = format!("# {} {date} {reason}", member.name);
     let mut text = format!("{}\n{note}\n", member.recipient);
-    for key in &member.ssh_keys {
-        let line = key.to_openssh().expect("a parsed key encodes");
-        text.push_str(&format!("{line}\n{note}\n"));
-    }
-    for key in member.signing.iter().chain(&member.poke) {
-        let line = key.to_openssh().expect("a parsed key encodes");
-        text.push_str(&format!("{line}\n{note}\n"));
+    for key in member
+        .ssh_keys
+        .iter()
+        .chain(&member.signing)
+        .chain(&member.poke)
+    {
+        text.push_str(&format!("{}\n{note}\n", key_line(key)));
     }
     text
+}
+
+/// `key` as its OpenSSH public key line (`TYPE BASE64 [COMMENT]`). A key parsed from text or
+/// made by ssh-key always encodes.
+pub fn key_line(key: &ssh_key::PublicKey) -> String {
+    key.to_openssh().expect("a parsed key encodes")
 }
 
 #[cfg(test)]

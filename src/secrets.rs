@@ -494,12 +494,7 @@ pub fn parse_plaintext(plaintext: &[u8], path: &Path) -> Result<EnvFile> {
             path.display()
         ))
     })?;
-    crate::envfile::parse(text).map_err(|source| {
-        Error::from(ErrorKind::SecretsGrammar {
-            path: path.to_path_buf(),
-            source,
-        })
-    })
+    crate::envfile::parse(text).map_err(|e| e.in_file(path))
 }
 
 /// Checks a secret name against `[A-Za-z_][A-Za-z0-9_]*`.

@@ -10,6 +10,9 @@
 //!   hostile address is refused before it reaches ssh.
 //! - With B's address unreachable, B catches up at its poll.
 //! - `revoke c` on A pokes B, whose authorized_keys loses C's key without waiting for a poll.
+//! - A watcher over an ssh:// forge, reached through fleetkey's own multiplexed ssh command (the
+//!   user's ~/.ssh/config, no GIT_SSH_COMMAND), follows `remote set` to a second ssh forge: its
+//!   next cycle reaches the new forge over a connection of its own, not the old forge's.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -568,4 +571,139 @@ fn revoke_pokes_the_remaining_peers_and_they_drop_the_key_at_once() {
     );
     // c's poke key left b's authorized_keys too.
     assert!(!b.text(".ssh/authorized_keys").contains("fleetkey-poke=c"));
+}
+
+/// Gives `user` what a person reaching these ssh forges has: each forge's account key and host
+/// key in their own ~/.ssh (config and known_hosts), strict host key checking on. No
+/// GIT_SSH_COMMAND: fleetkey's own ssh command (multiplexed) is what git runs.
+fn reach_ssh_forges(user: &User, forges: &[&Forge]) {
+    let ssh = user.path(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let mut config = String::from(
+        "Host 127.0.0.1\n  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n",
+    );
+    let mut known = String::new();
+    let mut files = vec![ssh.join("config"), ssh.join("known_hosts")];
+    for (i, f) in forges.iter().enumerate() {
+        let key = ssh.join(format!("forge{i}_key"));
+        std::fs::copy(f.client_key.as_ref().unwrap(), &key).unwrap();
+        config.push_str(&format!("  IdentityFile {}\n", key.display()));
+        let host = std::fs::read_to_string(f.dir.path().join("host_key.pub")).unwrap();
+        let host: Vec<&str> = host.split_whitespace().take(2).collect();
+        known.push_str(&format!("[127.0.0.1]:{} {}\n", f.port, host.join(" ")));
+        files.push(key);
+    }
+    std::fs::write(ssh.join("config"), config).unwrap();
+    std::fs::write(ssh.join("known_hosts"), known).unwrap();
+    for p in files.iter().chain([&ssh]) {
+        std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid)).unwrap();
+        let mode = if p == &ssh { 0o700 } else { 0o600 };
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+}
+
+/// Makes `forge` serve its own repository only (a forced command that refuses any other
+/// path), so a session that reaches it while meaning another forge fails instead of being
+/// served from the same disk.
+fn serve_only_itself(forge: &Forge) {
+    let only = forge.dir.path().join("only-here.sh");
+    let bare = forge.bare();
+    std::fs::write(
+        &only,
+        format!(
+            "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  *\"'{}'\") exec sh -c \"$SSH_ORIGINAL_COMMAND\" ;;\nesac\necho \"this forge serves only {}\" >&2\nexit 1\n",
+            bare.display(),
+            bare.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&only, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let public =
+        std::fs::read_to_string(forge.client_key.as_ref().unwrap().with_extension("pub")).unwrap();
+    std::fs::write(
+        forge.dir.path().join("authorized_keys"),
+        format!("command=\"{}\" {public}", only.display()),
+    )
+    .unwrap();
+}
+
+/// The ControlMaster sockets fleetkey made in `user`'s state directory.
+fn control_sockets(user: &User) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(user.state())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("cm-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_watcher_over_ssh_follows_remote_set_to_another_ssh_forge_and_its_next_cycle_reaches_it() {
+    require_root();
+    let one = Forge::start(Transport::Ssh);
+    let two = Forge::start(Transport::Ssh);
+    serve_only_itself(&one);
+    let mut a = User::create("a");
+    reach_ssh_forges(&a, &[&one, &two]);
+    a.ok(&["init", "--name", "a", "--remote", &one.url()]);
+    a.write(".zshrc", "one\n");
+    a.ok(&["track", "~/.zshrc"]);
+    a.start_watcher();
+    // The watcher talks to forge one over a multiplexed connection of fleetkey's own.
+    wait_for(
+        STEP,
+        || format!("no ControlMaster socket for forge one:\n{}", a.log()),
+        || (control_sockets(&a).len() == 1).then_some(()),
+    );
+    let first = control_sockets(&a);
+
+    let out = a.ok(&["remote", "set", &two.url()]);
+    assert!(out.contains("the fleet moved"), "{out}");
+    a.write(".zshrc", "two\n");
+    // The watcher's next cycle follows the move and pushes the save to forge two; through forge
+    // one's connection it would be refused (forge one serves only its own repository).
+    wait_for(
+        Duration::from_secs(40),
+        || {
+            format!(
+                "the save never reached forge two\nwatcher:\n{}\nforge two's main: {:?}",
+                a.log(),
+                Command::new("git")
+                    .arg("-C")
+                    .arg(two.bare())
+                    .args(["show", "main:home/.zshrc"])
+                    .output()
+            )
+        },
+        || {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(two.bare())
+                .args(["show", "main:home/.zshrc"])
+                .output()
+                .ok()?;
+            (out.stdout == b"two\n").then_some(())
+        },
+    );
+    let sockets = control_sockets(&a);
+    assert_eq!(
+        sockets.len(),
+        2,
+        "forge two has a connection of its own: {sockets:?}"
+    );
+    assert!(sockets.contains(&first[0]), "{sockets:?}");
+    let config = a.text(".config/fleetkey/config.toml");
+    assert!(config.contains(&two.url()), "{config}");
+    // Nothing of the save went to forge one after the move.
+    let on_one = Command::new("git")
+        .arg("-C")
+        .arg(one.bare())
+        .args(["show", "main:home/.zshrc"])
+        .output()
+        .unwrap();
+    assert_eq!(on_one.stdout, b"one\n");
 }

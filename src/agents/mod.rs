@@ -15,7 +15,9 @@
 //! Must never: run a shell, write a file non-atomically, reload an agent whose files did not
 //! change, or (in [`install_if_changed`]) install an agent the user has not installed.
 
+mod hooks;
 mod launchd;
+pub mod notify;
 mod render;
 mod runner;
 mod systemd;
@@ -31,6 +33,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::paths::Paths;
 
+pub use hooks::AgentHooks;
 pub use render::{AgentFile, RenderInput, agents_dir, log_dir, render, system_path};
 pub use runner::{RunOutput, Runner, runner_from_env};
 

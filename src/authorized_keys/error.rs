@@ -100,6 +100,16 @@ pub enum Error {
     EmptyOutput,
 }
 
+impl From<Error> for crate::error::Error {
+    fn from(e: Error) -> crate::error::Error {
+        crate::error::ErrorKind::AuthorizedKeys {
+            hint: e.hint(),
+            error: Box::new(e),
+        }
+        .into()
+    }
+}
+
 impl Error {
     /// A one-line suggestion of what to do about the error.
     pub fn hint(&self) -> &'static str {

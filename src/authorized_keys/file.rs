@@ -23,13 +23,12 @@ pub fn merge_into_file(roster: &Roster<'_>, path: &Path) -> Result<Merge> {
     log_warnings(&merged);
     // sshd's StrictModes ignores an authorized_keys that others may write (every key in it,
     // so nobody logs in): a file fleetkey keeps is rewritten 0600, saying so.
-    let loose = loose_mode(path);
+    let loose = std::fs::symlink_metadata(path)
+        .ok()
+        .and_then(|m| loose_mode(&m));
     if merged.changed() || loose.is_some() {
         if let Some(mode) = loose {
-            crate::log::warn(&format!(
-                "{} was mode {mode:o} (writable by others, or not yours), which sshd's StrictModes refuses for every key in it; rewrote it 0600",
-                path.display()
-            ));
+            warn_loose(path, mode);
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
@@ -43,12 +42,19 @@ pub fn merge_into_file(roster: &Roster<'_>, path: &Path) -> Result<Merge> {
 
 /// The mode of `path` when group or others may write it or it is not owned by this user (what
 /// sshd's StrictModes refuses); `None` when it is fine or missing.
-fn loose_mode(path: &Path) -> Option<u32> {
+pub fn loose_mode(meta: &std::fs::Metadata) -> Option<u32> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = std::fs::symlink_metadata(path).ok()?;
     let mode = meta.permissions().mode() & 0o7777;
     let mine = meta.uid() == rustix::process::geteuid().as_raw();
     (meta.is_file() && (mode & 0o022 != 0 || !mine)).then_some(mode)
+}
+
+/// Says that `path`, mode `mode`, is rewritten 0600 (see [`loose_mode`]).
+pub fn warn_loose(path: &Path, mode: u32) {
+    crate::log::warn(&format!(
+        "{} was mode {mode:o} (writable by others, or not yours), which sshd's StrictModes refuses for every key in it; rewrote it 0600",
+        path.display()
+    ));
 }
 
 /// The hint for an authorized_keys that is a symlink (shared by sync, `authorized-keys

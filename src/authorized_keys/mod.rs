@@ -88,7 +88,9 @@ use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, PublicKey};
 
 pub use error::Error;
-pub use file::{INPUT_LIMIT, log_warnings, merge_into_file, read_target, symlink_hint};
+pub use file::{
+    INPUT_LIMIT, log_warnings, loose_mode, merge_into_file, read_target, symlink_hint, warn_loose,
+};
 pub use public_keys::parse_public_keys;
 
 use index::{Index, Listed, Verdict, judge};

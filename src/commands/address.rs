@@ -27,10 +27,8 @@ pub fn parse(text: &str) -> Result<Address> {
 pub fn set(destination: Option<&str>, push: bool) -> Result<()> {
     let address = destination.map(parse).transpose()?;
     let machine = Machine::load()?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    sync::recover(&repo, true)?;
-    let mut fleet = machine.fleet_config()?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let mut fleet = change.fleet.clone();
     let name = machine.config.name.clone();
     if fleet.address(&name) == address {
         outln!("fleetkey: nothing to change")?;
@@ -46,14 +44,15 @@ pub fn set(destination: Option<&str>, push: bool) -> Result<()> {
         Some(a) => format!("{name}: set its address to {a}"),
         None => format!("{name}: clear its address"),
     };
-    repo.commit_paths(&[FleetConfig::FILE], &message)?;
+    change.commit(&[FleetConfig::FILE], &message)?;
     let _ = std::fs::remove_file(machine.paths.state_dir.join(WANTED));
     match &address {
         Some(a) => outln!("fleetkey: peers poke {name} at {a} after each push")?,
         None => outln!("fleetkey: peers no longer poke {name}; it still polls")?,
     }
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }

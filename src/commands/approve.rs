@@ -19,16 +19,17 @@ use std::path::{Path, PathBuf};
 use crate::authority::Role;
 use crate::enrollment::{self, Statement};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fault;
 use crate::files;
 use crate::fleet::Machine;
-use crate::forge;
+use crate::forge::{self, Forge};
 use crate::output::outln;
 use crate::roster::{self, Member, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
 use crate::signing::{self, Signer};
-use crate::{fault, sync};
+use crate::sync::{Begin, FleetChange};
 
-use super::lifecycle::{prepare, print_key};
+use super::lifecycle::print_key;
 
 /// Largest key file read from a request.
 const KEY_LIMIT: usize = 64 * 1024;
@@ -194,8 +195,8 @@ pub fn read_request(repo: &git2::Repository, oid: git2::Oid, name: &str) -> Resu
 }
 
 /// The machines waiting for approval: the forge's `fleetkey/pending/*` branches.
-pub fn pending_names(remote: &str) -> Result<Vec<String>> {
-    let mut names = forge::list_branches(remote, "fleetkey/pending/")?;
+pub fn pending_names(forge: &Forge) -> Result<Vec<String>> {
+    let mut names = forge.list_branches("fleetkey/pending/")?;
     names.retain(|n| roster::check_name(n).is_ok());
     names.sort();
     Ok(names)
@@ -205,18 +206,18 @@ pub fn pending_names(remote: &str) -> Result<Vec<String>> {
 pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
     roster::check_name(name)?;
     let machine = Machine::load()?;
-    let (_lock, repo, fleet) = prepare(&machine)?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    let (repo, forge) = (&change.repo, change.forge());
     let roster = Roster::load(repo.root())?;
     let me = &machine.config.name;
     crate::authority::require_admin(repo.root(), me, "approve a machine")?;
-    let remote = &machine.config.remote;
     let branch = forge::pending_branch(name);
-    let found = forge::fetch_branch_to(repo.root(), remote, &branch, &local_ref(name))?;
+    let found = forge.fetch_branch_to(repo.root(), &branch, &local_ref(name))?;
     if roster.active(name).is_some() {
         crate::log::info(&format!("{name} is already approved"));
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.publish()?;
         if found {
-            drop_request(&repo, remote, name);
+            drop_request(forge, repo, name);
         }
         return Ok(());
     }
@@ -302,7 +303,7 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
     touched.push(CIPHERTEXT.into());
     touched.push(RECIPIENTS.into());
     let refs: Vec<&str> = touched.iter().map(String::as_str).collect();
-    repo.commit_paths(
+    change.commit(
         &refs,
         &format!(
             "{me}: approve {name} as {role}; secrets re-encrypted to {} machines",
@@ -314,8 +315,8 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
         "fleetkey: approved {name} as {role}; the secrets are encrypted to {} machines",
         roster.active.len()
     )?;
-    sync::push_merging_upstream(&machine, &repo, &fleet)?;
-    drop_request(&repo, remote, name);
+    change.publish()?;
+    drop_request(forge, repo, name);
     Ok(())
 }
 
@@ -325,7 +326,8 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
 pub fn set_role(name: &str, role: Role) -> Result<()> {
     roster::check_name(name)?;
     let machine = Machine::load()?;
-    let (_lock, repo, fleet) = prepare(&machine)?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    let repo = &change.repo;
     let me = &machine.config.name;
     crate::authority::require_admin(repo.root(), me, "change a role")?;
     let roster = Roster::load(repo.root())?;
@@ -357,12 +359,12 @@ pub fn set_role(name: &str, role: Role) -> Result<()> {
         format!("{role}\n").as_bytes(),
         0o644,
     )?;
-    repo.commit_paths(
+    change.commit(
         &[&path],
         &format!("{me}: {name} becomes {role} (was {current})"),
     )?;
     outln!("fleetkey: {name} is now {role}: {}", role.describe())?;
-    sync::push_merging_upstream(&machine, &repo, &fleet)
+    change.publish()
 }
 
 /// Refuses a request that holds a key of `roster`'s revoked set: a revoked key never comes back.
@@ -390,8 +392,8 @@ fn refuse_revoked_keys(roster: &Roster, member: &Member) -> Result<()> {
 
 /// Deletes the request's side branch on the forge and its local copy; a failure is a warning
 /// (the branch is harmless once the keys are in the roster).
-fn drop_request(repo: &crate::repo::FleetRepo, remote: &str, name: &str) {
-    if let Err(e) = forge::delete_branch(repo.root(), remote, &forge::pending_branch(name)) {
+fn drop_request(forge: &Forge, repo: &crate::repo::FleetRepo, name: &str) {
+    if let Err(e) = forge.delete_branch(repo.root(), &forge::pending_branch(name)) {
         crate::log::warn(&format!("cannot delete the request branch of {name}: {e}"));
     }
     if let Ok(mut r) = repo.raw().find_reference(&local_ref(name)) {

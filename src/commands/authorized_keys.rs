@@ -46,8 +46,7 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
         },
     };
     let keys = fleet_keys(&keys_dir, me.as_deref())?;
-    let command = crate::roster::poke_command();
-    let roster = keys.roster(command.as_deref());
+    let roster = keys.roster();
     if let Mode::Apply(path) = &mode {
         let merged = merge_into_file(&roster, path)?;
         report(&merged, path, false)?;

@@ -42,9 +42,8 @@ pub fn get(key: Option<&str>) -> Result<()> {
 pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let key = settings::key(key)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let plan = sync::plan::Plan::for_machine(&machine)?;
     let fleet = settings::set(&plan.fleet, key, values, &plan.confinement)?;
     let name = &machine.config.name;
@@ -70,7 +69,7 @@ pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
         .blob(fleet.file_text().as_bytes())
         .map_err(crate::error::Error::git("cannot store fleet.toml"))?;
     upserts.push((crate::config::FleetConfig::FILE.to_string(), toml, false));
-    if sync::commit::commit_changes(&repo, &upserts, &[], &message)?.is_none() {
+    if sync::commit::commit_changes(repo, &upserts, &[], &message)?.is_none() {
         outln!("fleetkey: {} is already {shown}", key.name)?;
         return Ok(());
     }
@@ -86,7 +85,8 @@ pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
         key.name
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
         .iter()
         .map(|p| managed::normalize(p, &machine.paths.home, &cwd))
         .collect::<Result<_>>()?;
-    let _lock = machine.lock()?;
+    let locked = machine.lock()?;
     let repo = machine.repo()?;
     sync::recover(&repo, false)?;
     let plan = sync::plan::Plan::for_machine(&machine)?;
@@ -29,7 +29,7 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
     let branch = plan.fleet.sync.branch.clone();
     let mut note = None;
     if !offline {
-        match crate::forge::fetch_retrying(repo.root(), &machine.config.remote, &branch) {
+        match locked.forge.fetch(repo.root(), &branch) {
             Ok(()) => {}
             Err(e) if e.is_unreachable() => {
                 note = Some(format!(

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::fleet::Machine;
-use crate::forge;
 use crate::roster::Roster;
 
 /// How a check came out.
@@ -119,23 +118,53 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
     let settings = machine.fleet_settings();
     let fleet = settings.as_ref().map(|s| s.config.clone());
     if let Ok(f) = &fleet {
-        let ak = paths.expand(&f.authorized_keys.path);
-        let link = std::fs::symlink_metadata(&ak).is_ok_and(|m| m.file_type().is_symlink());
-        if link {
-            out.push(check(
-                "authorized_keys",
-                Verdict::Fail,
-                format!(
-                    "{} is a symbolic link: sync refuses to merge into it; {}",
-                    ak.display(),
-                    crate::authorized_keys::symlink_hint(&ak)
-                ),
-            ));
-        } else if ak.exists() {
-            out.push(permissions("authorized_keys", &ak, false, "600"));
-        }
+        authorized_keys_check(machine, f, &mut out);
     }
-    match &settings {
+    fleet_toml_check(&settings, &mut out);
+    git_check(&mut out);
+    agents_git_check(&mut out);
+    if let Ok(f) = &fleet {
+        out.extend(agent_checks(machine, f));
+    }
+    forge_check(machine, &mut out);
+    if let Ok(f) = &fleet {
+        out.push(forge_agreement(&machine.config.remote, f.forge.as_deref()));
+    }
+    out.extend(peer_checks(machine));
+    roster_check(machine, &mut out);
+    out.push(trust_check(machine));
+    secrets_check(machine, &mut out);
+    if machine.config.backend == crate::config::Backend::Chezmoi {
+        out.push(chezmoi_autocommit(&paths.home));
+    }
+    fleet_checks(machine, &mut out);
+    held_back_checks(machine, &mut out);
+    out
+}
+
+/// The authorized_keys file: not a symlink, mode 600.
+fn authorized_keys_check(machine: &Machine, f: &crate::config::FleetConfig, out: &mut Vec<Check>) {
+    let paths = &machine.paths;
+    let ak = paths.expand(&f.authorized_keys.path);
+    let link = std::fs::symlink_metadata(&ak).is_ok_and(|m| m.file_type().is_symlink());
+    if link {
+        out.push(check(
+            "authorized_keys",
+            Verdict::Fail,
+            format!(
+                "{} is a symbolic link: sync refuses to merge into it; {}",
+                ak.display(),
+                crate::authorized_keys::symlink_hint(&ak)
+            ),
+        ));
+    } else if ak.exists() {
+        out.push(permissions("authorized_keys", &ak, false, "600"));
+    }
+}
+
+/// fleet.toml: valid, or held back (the last valid one in force).
+fn fleet_toml_check(settings: &Result<crate::fleet::InForce>, out: &mut Vec<Check>) {
+    match settings {
         Ok(s) if s.held_back.is_some() => out.push(check(
             "fleet.toml",
             Verdict::Fail,
@@ -147,6 +176,10 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         Ok(_) => out.push(check("fleet.toml", Verdict::Ok, "valid")),
         Err(e) => out.push(check("fleet.toml", Verdict::Fail, crate::error::chain(e))),
     }
+}
+
+/// git on this PATH, and its configuration readable.
+fn git_check(out: &mut Vec<Check>) {
     match std::process::Command::new("git").arg("--version").output() {
         Ok(o) if o.status.success() => out.push(check(
             "git",
@@ -170,6 +203,10 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             "git is not on PATH: install it (apt-get install git, or xcode-select --install)",
         )),
     }
+}
+
+/// git on the PATH the background agents run with.
+fn agents_git_check(out: &mut Vec<Check>) {
     match crate::agents::Platform::current() {
         Ok(platform) => {
             let dirs = crate::agents::system_path(platform);
@@ -192,10 +229,11 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         }
         Err(e) => out.push(check("agents", Verdict::Warn, e.to_string())),
     }
-    if let Ok(f) = &fleet {
-        out.extend(agent_checks(machine, f));
-    }
-    match forge::has_any_branch(&machine.config.remote) {
+}
+
+/// The forge answers and holds a fleet branch.
+fn forge_check(machine: &Machine, out: &mut Vec<Check>) {
+    match machine.forge().has_any_branch() {
         Ok(true) => out.push(check("forge", Verdict::Ok, format!("{} answers", machine.config.remote))),
         Ok(false) => out.push(check(
             "forge",
@@ -212,20 +250,19 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             ),
         )),
     }
-    if let Ok(f) = &fleet {
-        out.push(forge_agreement(&machine.config.remote, f.forge.as_deref()));
-    }
-    out.extend(peer_checks(machine));
+}
+
+/// This machine in the roster: active, waiting for approval, or gone.
+fn roster_check(machine: &Machine, out: &mut Vec<Check>) {
     match Roster::load(&machine.config.repo) {
         Ok(r) if r.active(&machine.config.name).is_some() => {
             out.push(check("roster", Verdict::Ok, format!("{} is active", machine.config.name)))
         }
         Ok(r)
             if !r.is_revoked_name(&machine.config.name)
-                && crate::forge::remote_head(
-                    &machine.config.remote,
-                    &crate::forge::pending_branch(&machine.config.name),
-                )
+                && machine
+                    .forge()
+                    .remote_head(&crate::forge::pending_branch(&machine.config.name))
                 .ok()
                 .flatten()
                 .is_some() =>
@@ -246,7 +283,10 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         )),
         Err(e) => out.push(check("roster", Verdict::Fail, format!("{e}"))),
     }
-    out.push(trust_check(machine));
+}
+
+/// The secrets decrypt here.
+fn secrets_check(machine: &Machine, out: &mut Vec<Check>) {
     match machine.secrets() {
         Ok(env) => out.push(check(
             "secrets",
@@ -259,9 +299,10 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             format!("{e}; {}", e.advice().unwrap_or_default()),
         )),
     }
-    if machine.config.backend == crate::config::Backend::Chezmoi {
-        out.push(chezmoi_autocommit(&paths.home));
-    }
+}
+
+/// Every machine reported recently (from the host branches).
+fn fleet_checks(machine: &Machine, out: &mut Vec<Check>) {
     if let Ok(view) = crate::commands::fleet::gather(machine) {
         let warnings = crate::commands::fleet::doctor_warnings(&view);
         if warnings.is_empty() {
@@ -275,6 +316,11 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             out.push(check("fleet", Verdict::Warn, w));
         }
     }
+}
+
+/// What the last cycle held back.
+fn held_back_checks(machine: &Machine, out: &mut Vec<Check>) {
+    let paths = &machine.paths;
     let held_back = crate::sync::state::CycleRecord::load(&paths.state_dir)
         .map(|c| c.held_back)
         .unwrap_or_default();
@@ -289,7 +335,6 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
             ));
         }
     }
-    out
 }
 
 /// Each peer with an address: a real poke (harmless: it only makes that peer pull), with the

@@ -57,9 +57,8 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
         }
         (None, None) => history::Which::Previous,
     };
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let plan = sync::plan::Plan::for_machine(&machine)?;
     if plan.fleet.backend == crate::config::Backend::Chezmoi {
         return Err(Error::refused("`fleetkey restore` is the native backend's")
@@ -68,7 +67,7 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
     let name = &machine.config.name;
     let version = history::find_version(repo.raw(), name, &rel, &which)?;
     let done = sync::restore::restore(
-        &repo,
+        repo,
         &plan,
         name,
         &rel,
@@ -86,7 +85,8 @@ pub fn restore(path: &str, at: Option<&str>, before: Option<&str>, push: bool) -
         outln!("  the version it replaced is kept as {}", c.copy.display())?;
     }
     if push {
-        sync::push_merging_upstream(&machine, &repo, &plan.fleet)?;
+        change.fleet = plan.fleet;
+        change.publish()?;
     }
     Ok(())
 }

@@ -67,7 +67,9 @@ pub fn run(opts: InitOptions) -> Result<()> {
     let branch = FleetConfig::default().sync.branch;
     let forge_exists = !embedded || paths.embedded_forge().exists();
     if forge_exists
-        && forge::has_any_branch(&remote).map_err(|e| e.hint_before("nothing was set up"))?
+        && forge::Forge::at(&remote)
+            .has_any_branch()
+            .map_err(|e| e.hint_before("nothing was set up"))?
     {
         return Err(ErrorKind::AlreadyInitialized {
             what: format!("the forge {remote} already holds a fleet"),
@@ -98,9 +100,11 @@ pub fn run(opts: InitOptions) -> Result<()> {
     let founding = repo
         .commit_all(&["."], &format!("{name}: start the fleet"))?
         .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
-    match forge::push(&root, &remote, &branch).map_err(|e| {
-        e.hint_before("nothing was set up (the keys made here are reused by the next try)")
-    })? {
+    match forge::Forge::at(&remote)
+        .push(&root, &branch)
+        .map_err(|e| {
+            e.hint_before("nothing was set up (the keys made here are reused by the next try)")
+        })? {
         forge::PushOutcome::Pushed => {}
         forge::PushOutcome::Rejected => {
             return Err(ErrorKind::AlreadyInitialized {
@@ -249,7 +253,7 @@ fn run_chezmoi(
             &format!("{name}: start the fleet in this chezmoi source"),
         )?
         .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
-    match forge::push(&root, &remote, &branch)? {
+    match forge::Forge::at(&remote).push(&root, &branch)? {
         forge::PushOutcome::Pushed => {}
         forge::PushOutcome::Rejected => {
             return Err(ErrorKind::Refused(format!(

@@ -13,11 +13,13 @@ pub fn set(url: &str) -> Result<()> {
         outln!("fleetkey: the fleet is already on {url}")?;
         return Ok(());
     }
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::authority::require_admin(repo.root(), &machine.config.name, "move the fleet's forge")?;
-    sync::recover(&repo, true)?;
-    let moved = sync::forge_move::move_fleet(&machine, &repo, url)?;
+    let change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    crate::authority::require_admin(
+        change.repo.root(),
+        &machine.config.name,
+        "move the fleet's forge",
+    )?;
+    let moved = sync::forge_move::move_fleet(&change, url)?;
     outln!("fleetkey: the fleet moved from {} to {url}", moved.old)?;
     outln!("  every machine switches on its next cycle")?;
     match &moved.old_told {

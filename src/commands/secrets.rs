@@ -10,14 +10,13 @@ use std::process::Command;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::config::FleetConfig;
 use crate::envfile::EnvFile;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
 use crate::output::{self, outln};
 use crate::roster::Roster;
 use crate::secrets::{CIPHERTEXT, ExportFormat, Keep, RECIPIENTS, Sealer, SecretsFile, check_key};
-use crate::sync;
+use crate::sync::{Begin, FleetChange};
 
 /// Largest value `set` reads from stdin.
 const VALUE_LIMIT: u64 = 1 << 20;
@@ -26,50 +25,40 @@ fn load(machine: &Machine) -> Result<EnvFile> {
     machine.secrets()
 }
 
-/// What a change of the secrets needs besides the new text, read (and the encryption to the
-/// roster started) before the secrets are decrypted, so the key wrapping overlaps the rest.
-pub struct Prepared {
-    fleet: FleetConfig,
+/// A change of the secrets under way: the fleet change begun (lock, repair, fleet.toml), the
+/// roster read and the encryption to it started before the secrets are decrypted, so the key
+/// wrapping overlaps the rest. Everything that can fail on bad input is read here, before
+/// anything is written.
+pub struct Prepared<'m> {
+    change: FleetChange<'m>,
     roster: Roster,
     sealer: Sealer,
 }
 
-/// Reads fleet.toml and the roster and starts the encryption to the roster. Everything that can
-/// fail on bad input is read here, before anything is written.
-pub fn prepare(machine: &Machine) -> Result<Prepared> {
-    let fleet = machine.fleet_config()?;
-    let roster = Roster::load(&machine.config.repo)?;
+/// Begins the change ([`Begin::AsIs`]), reads the roster and starts the encryption to it.
+pub fn prepare(machine: &Machine) -> Result<Prepared<'_>> {
+    let change = FleetChange::begin(machine, Begin::AsIs)?;
+    let roster = Roster::load(change.repo.root())?;
     let sealer = Sealer::for_roster(&roster)?;
     Ok(Prepared {
-        fleet,
+        change,
         roster,
         sealer,
     })
 }
 
 /// Re-encrypts `env` to the roster, commits the ciphertext and its recipient list together, and
-/// pushes when `push` is set.
-pub fn save_and_publish(machine: &Machine, env: &EnvFile, what: &str, push: bool) -> Result<()> {
-    save_prepared(machine, prepare(machine)?, env, what, push)
-}
-
-/// Like [`save_and_publish`], with the encryption already under way.
-pub fn save_prepared(
-    machine: &Machine,
-    prepared: Prepared,
-    env: &EnvFile,
-    what: &str,
-    push: bool,
-) -> Result<()> {
-    let repo = machine.repo()?;
-    SecretsFile::new(&machine.config.repo).store_sealed(env, &prepared.roster, prepared.sealer)?;
-    let name = &machine.config.name;
-    repo.commit_paths(
+/// publishes when `push` is set.
+pub fn save_prepared(prepared: Prepared, env: &EnvFile, what: &str, push: bool) -> Result<()> {
+    let change = &prepared.change;
+    SecretsFile::new(change.repo.root()).store_sealed(env, &prepared.roster, prepared.sealer)?;
+    let name = &change.machine.config.name;
+    change.commit(
         &[CIPHERTEXT, RECIPIENTS],
         &format!("{name}: secrets: {what}"),
     )?;
     if push {
-        sync::push_merging_upstream(machine, &repo, &prepared.fleet)?;
+        change.publish()?;
     }
     Ok(())
 }
@@ -117,7 +106,6 @@ pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
     let value = read_value(key)?;
-    let _lock = machine.lock()?;
     let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
     if value.is_empty() && !allow_empty {
@@ -137,14 +125,13 @@ pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
         crate::log::info(&format!("{key} already has that value; nothing to do"));
         return Ok(());
     }
-    save_prepared(&machine, prepared, &env, &format!("set {key}"), push)
+    save_prepared(prepared, &env, &format!("set {key}"), push)
 }
 
 /// `secrets unset KEY`.
 pub fn unset(key: &str, push: bool) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
-    let _lock = machine.lock()?;
     let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
     // A conflict record of the key goes with it (it holds a value of the key).
@@ -152,7 +139,7 @@ pub fn unset(key: &str, push: bool) -> Result<()> {
     if !env.unset(key) && settled == 0 {
         return Err(ErrorKind::Secret(format!("no secret named {key}")).into());
     }
-    save_prepared(&machine, prepared, &env, &format!("unset {key}"), push)
+    save_prepared(prepared, &env, &format!("unset {key}"), push)
 }
 
 /// `secrets conflicts [--show]`: each value kept aside by a merge, with the key, the machine
@@ -210,7 +197,6 @@ fn shown(value: &str) -> Zeroizing<String> {
 pub fn resolve(key: &str, keep: Keep, push: bool) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
-    let _lock = machine.lock()?;
     let prepared = prepare(&machine)?;
     let mut env = load(&machine)?;
     let records: Vec<_> = env
@@ -242,7 +228,7 @@ pub fn resolve(key: &str, keep: Keep, push: bool) -> Result<()> {
         Keep::Ours => "the value kept aside",
         Keep::Theirs => "the value in force",
     };
-    save_prepared(&machine, prepared, &env, &format!("resolve {key}"), push)?;
+    save_prepared(prepared, &env, &format!("resolve {key}"), push)?;
     outln!("fleetkey: {key}: kept {what}; the conflict is settled")?;
     Ok(())
 }
@@ -293,7 +279,7 @@ pub fn exec(command: &[std::ffi::OsString]) -> Result<()> {
 /// on error. A result that does not parse is offered for another edit on a terminal.
 pub fn edit() -> Result<()> {
     let machine = Machine::load()?;
-    let _lock = machine.lock()?;
+    let prepared = prepare(&machine)?;
     let env = load(&machine)?;
     let before = env.to_text();
     let dir = private_scratch_dir(&machine)?;
@@ -341,7 +327,7 @@ pub fn edit() -> Result<()> {
         match check_edited(&after)
             .and_then(|()| crate::envfile::parse(&after).map_err(|e| e.to_string()))
         {
-            Ok(new_env) => return save_and_publish(&machine, &new_env, "edit", true),
+            Ok(new_env) => return save_prepared(prepared, &new_env, "edit", true),
             Err(e) => {
                 crate::log::warn(&format!("the edited file is malformed: {e}"));
                 if !std::io::stdin().is_terminal() {

@@ -175,7 +175,7 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         })
         .unwrap_or_default();
 
-    let pending = match crate::commands::approve::pending_names(&machine.config.remote) {
+    let pending = match crate::commands::approve::pending_names(&machine.forge()) {
         Ok(names) => names,
         Err(e) => {
             crate::log::warn(&format!("cannot list pending enrollments: {e}"));
@@ -195,26 +195,7 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             .unwrap_or_default(),
     };
 
-    // A revoked key of a machine that is still active was rotated away: a retired key, not a
-    // revoked machine.
-    let is_active = |r: &crate::roster::Revoked| {
-        r.machine()
-            .is_some_and(|n| roster.active.iter().any(|m| m.name == n))
-    };
-    let mut revoked: Vec<String> = roster
-        .revoked
-        .iter()
-        .filter(|r| matches!(r.key, RevokedKey::Age(_)) && !is_active(r))
-        .map(|r| r.note.clone())
-        .collect();
-    revoked.dedup();
-    let mut retired_keys: Vec<String> = roster
-        .revoked
-        .iter()
-        .filter(|r| matches!(r.key, RevokedKey::Age(_)) && is_active(r))
-        .map(|r| r.note.clone())
-        .collect();
-    retired_keys.dedup();
+    let (revoked, retired_keys) = revoked_notes(&roster);
     // git writes FETCH_HEAD on every fetch: its time is the time of the last one.
     let last_fetch = std::fs::metadata(repo.raw().path().join("FETCH_HEAD"))
         .and_then(|m| m.modified())
@@ -235,61 +216,9 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         _ => (0, 0),
     };
 
-    let file = SecretsFile::new(&machine.config.repo);
-    let recorded = file.recorded_recipients().unwrap_or_default();
-    let stale_recipients = recorded != roster.recipient_lines();
-    let secrets = match machine.secrets() {
-        Ok(env) => SecretsStatus {
-            count: Some(env.len()),
-            error: None,
-            needs_new_value: env
-                .stale()
-                .into_iter()
-                .map(|s| NeedsNewValue {
-                    key: s.key,
-                    since: s.since,
-                    reason: s.reason,
-                })
-                .collect(),
-            conflicts: env
-                .conflicts()
-                .into_iter()
-                .map(|c| SecretConflict {
-                    key: c.key.clone(),
-                    from: c.from.clone(),
-                    at: c.at.clone(),
-                })
-                .collect(),
-            stale_recipients,
-        },
-        Err(e) => SecretsStatus {
-            count: None,
-            error: Some(e.to_string()),
-            needs_new_value: Vec::new(),
-            conflicts: Vec::new(),
-            stale_recipients,
-        },
-    };
+    let secrets = secrets_status(machine, &roster);
 
-    let pokes = crate::sync::poke::load_state(&machine.paths.state_dir);
-    let addresses = match machine.fleet_config() {
-        Ok(fleet) => roster
-            .active
-            .iter()
-            .filter_map(|m| {
-                let address = fleet.address(&m.name)?;
-                Some(AddressStatus {
-                    name: m.name.clone(),
-                    address: address.to_string(),
-                    last_poke: pokes
-                        .get(&m.name)
-                        .filter(|p| p.address == address.as_str())
-                        .cloned(),
-                })
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let addresses = addresses(machine, &roster);
 
     Ok(Status {
         machine: MachineStatus {
@@ -353,6 +282,93 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             .ok()
             .map(|v| crate::commands::fleet::summary(&v)),
     })
+}
+
+/// The secrets as this machine reads them.
+fn secrets_status(machine: &Machine, roster: &Roster) -> SecretsStatus {
+    let file = SecretsFile::new(&machine.config.repo);
+    let recorded = file.recorded_recipients().unwrap_or_default();
+    let stale_recipients = recorded != roster.recipient_lines();
+    match machine.secrets() {
+        Ok(env) => SecretsStatus {
+            count: Some(env.len()),
+            error: None,
+            needs_new_value: env
+                .stale()
+                .into_iter()
+                .map(|s| NeedsNewValue {
+                    key: s.key,
+                    since: s.since,
+                    reason: s.reason,
+                })
+                .collect(),
+            conflicts: env
+                .conflicts()
+                .into_iter()
+                .map(|c| SecretConflict {
+                    key: c.key.clone(),
+                    from: c.from.clone(),
+                    at: c.at.clone(),
+                })
+                .collect(),
+            stale_recipients,
+        },
+        Err(e) => SecretsStatus {
+            count: None,
+            error: Some(e.to_string()),
+            needs_new_value: Vec::new(),
+            conflicts: Vec::new(),
+            stale_recipients,
+        },
+    }
+}
+
+/// The active machines that have an address, with the last poke of each.
+fn addresses(machine: &Machine, roster: &Roster) -> Vec<AddressStatus> {
+    let pokes = crate::sync::poke::load_state(&machine.paths.state_dir);
+    match machine.fleet_config() {
+        Ok(fleet) => roster
+            .active
+            .iter()
+            .filter_map(|m| {
+                let address = fleet.address(&m.name)?;
+                Some(AddressStatus {
+                    name: m.name.clone(),
+                    address: address.to_string(),
+                    last_poke: pokes
+                        .get(&m.name)
+                        .filter(|p| p.address == address.as_str())
+                        .cloned(),
+                })
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The notes of the revoked machines and of the keys active machines rotated away.
+fn revoked_notes(roster: &Roster) -> (Vec<String>, Vec<String>) {
+    // A revoked key of a machine that is still active was rotated away: a retired key, not a
+    // revoked machine.
+    let is_active = |r: &crate::roster::Revoked| {
+        r.machine()
+            .is_some_and(|n| roster.active.iter().any(|m| m.name == n))
+    };
+    let mut revoked: Vec<String> = roster
+        .revoked
+        .iter()
+        .filter(|r| matches!(r.key, RevokedKey::Age(_)) && !is_active(r))
+        .map(|r| r.note.clone())
+        .collect();
+    revoked.dedup();
+    let mut retired_keys: Vec<String> = roster
+        .revoked
+        .iter()
+        .filter(|r| matches!(r.key, RevokedKey::Age(_)) && is_active(r))
+        .map(|r| r.note.clone())
+        .collect();
+    retired_keys.dedup();
+    (revoked, retired_keys)
 }
 
 /// `fleetkey status [--json]`.

@@ -1,6 +1,7 @@
 //! `fleetkey sync`, `pull [--every DURATION]` and `watch`: thin shells over
 //! [`crate::sync`].
 
+use crate::agents::AgentHooks;
 use crate::output::outln;
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ pub fn sync(offline: bool) -> Result<()> {
         } else {
             Network::CheapCheck
         },
+        &AgentHooks,
     )?;
     report(&rec)?;
     untrusted(&rec)
@@ -60,7 +62,7 @@ pub fn sync(offline: bool) -> Result<()> {
 pub fn pull(every: Option<&str>) -> Result<()> {
     let machine = Machine::load()?;
     let Some(every) = every else {
-        let rec = sync::cycle(&machine, Network::CheapCheck)?;
+        let rec = sync::cycle(&machine, Network::CheapCheck, &AgentHooks)?;
         report(&rec)?;
         return untrusted(&rec);
     };
@@ -71,7 +73,7 @@ pub fn pull(every: Option<&str>) -> Result<()> {
     }
     let mut backoff = sync::debounce::Backoff::default();
     loop {
-        let wait = match sync::cycle(&machine, Network::CheapCheck) {
+        let wait = match sync::cycle(&machine, Network::CheapCheck, &AgentHooks) {
             Ok(rec) => {
                 if let Err(e) = untrusted(&rec) {
                     crate::log::warn(&format!("{e}"));
@@ -104,7 +106,7 @@ pub fn pull(every: Option<&str>) -> Result<()> {
 /// `fleetkey watch`: the daemon.
 pub fn watch() -> Result<()> {
     let machine = Machine::load()?;
-    match sync::watch::run(&machine) {
+    match sync::watch::run(&machine, &AgentHooks) {
         Ok(()) => Ok(()),
         Err(sync::watch::Critical(e)) => Err(e),
     }

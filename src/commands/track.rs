@@ -57,10 +57,9 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, true)?;
     refuse_ignored(&machine, &wanted)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
-    let mut fleet = machine.fleet_config()?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
+    let mut fleet = change.fleet.clone();
     let existing = managed::parse_list(&fleet.sync.paths)?;
     let root = machine.config.repo.clone();
     let mut added: Vec<Managed> = Vec::new();
@@ -99,7 +98,18 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     if chezmoi {
         let source = crate::sync::chezmoi::source_dir(&root);
         crate::sync::chezmoi::ensure_ignore(&source)?;
-        crate::sync::chezmoi::capture(&source, &machine.paths.home, &added, &Manifest::default())?;
+        let mut held_back = Vec::new();
+        crate::sync::chezmoi::capture(
+            &source,
+            &machine.paths.home,
+            &added,
+            &Manifest::default(),
+            capture::Patience::of(&fleet, true),
+            &mut held_back,
+        )?;
+        if let Some(first) = held_back.first() {
+            return Err(ErrorKind::Refused(format!("cannot seed the fleet: {first}")).into());
+        }
     }
     let mut upserts: Vec<(String, git2::Oid, bool)> = Vec::new();
     if !chezmoi {
@@ -132,6 +142,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             first_contact: capture::FirstContact::LocalWins,
             ignore: &plan.ignore,
             placeholders: &plan.placeholders,
+            patience: Some(capture::Patience::of(&plan.fleet, true)),
         };
         let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
         if let Some(first) = captured.held_back.first() {
@@ -176,7 +187,7 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             .blob(fleet.file_text().as_bytes())
             .map_err(Error::git("cannot store fleet.toml"))?;
         upserts.push((FleetConfig::FILE.to_string(), toml, false));
-        crate::sync::commit::commit_changes(&repo, &upserts, &[], &message)?;
+        crate::sync::commit::commit_changes(repo, &upserts, &[], &message)?;
     }
     manifest.save(&machine.paths.state_dir)?;
     outln!(
@@ -185,7 +196,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         live.len()
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -214,10 +226,9 @@ fn existing_and(existing: &[Managed], added: &[Managed]) -> Vec<Managed> {
 pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, false)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
-    let mut fleet = machine.fleet_config()?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
+    let mut fleet = change.fleet.clone();
     let mut removed = Vec::new();
     for m in &wanted {
         let before = fleet.sync.paths.len();
@@ -256,7 +267,7 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
         .blob(fleet.file_text().as_bytes())
         .map_err(Error::git("cannot store fleet.toml"))?;
     crate::sync::commit::commit_changes(
-        &repo,
+        repo,
         &[(FleetConfig::FILE.to_string(), toml, false)],
         &removals,
         &format!("{name}: untrack {}", shown.join(", ")),
@@ -271,7 +282,8 @@ pub fn untrack(inputs: &[String], push: bool) -> Result<()> {
         shown.join(", ")
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -283,9 +295,8 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, true)?;
     refuse_ignored(&machine, &wanted)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let plan = sync::plan::Plan::for_machine(&machine)?;
     if plan.fleet.backend == crate::config::Backend::Chezmoi {
         return Err(Error::refused(
@@ -320,7 +331,7 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
         upserts.push((FleetConfig::FILE.to_string(), toml, false));
     }
     let message = format!("{name}: track --here {} ({name} only)", shown.join(", "));
-    crate::sync::commit::commit_changes(&repo, &upserts, &[], &message)?;
+    crate::sync::commit::commit_changes(repo, &upserts, &[], &message)?;
     manifest.save(&machine.paths.state_dir)?;
     outln!(
         "fleetkey: {} is now this machine's own ({}/); its edits stay on {name}",
@@ -328,7 +339,8 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
         sync::tree::host_dir(name)
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }
@@ -338,9 +350,8 @@ pub fn track_here(inputs: &[String], push: bool) -> Result<()> {
 pub fn untrack_here(inputs: &[String], push: bool) -> Result<()> {
     let machine = Machine::load()?;
     let wanted = resolve(&machine, inputs, false)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    crate::sync::recover(&repo, true)?;
+    let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    let repo = &change.repo;
     let fleet = machine.fleet_config()?;
     let name = &machine.config.name;
     let head = sync::commit::head_tree(repo.raw())?;
@@ -360,13 +371,14 @@ pub fn untrack_here(inputs: &[String], push: bool) -> Result<()> {
         return Ok(());
     }
     let message = format!("{name}: untrack --here {}", shown.join(", "));
-    crate::sync::commit::commit_changes(&repo, &[], &removals, &message)?;
+    crate::sync::commit::commit_changes(repo, &[], &removals, &message)?;
     outln!(
         "fleetkey: {} follows the fleet's version again from the next cycle (this machine's stays in history: `fleetkey log`)",
         shown.join(", ")
     )?;
     if push {
-        sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        change.fleet = fleet;
+        change.publish()?;
     }
     Ok(())
 }

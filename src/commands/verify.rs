@@ -14,13 +14,12 @@
 //! Must never: push over a forge tip it did not refuse (the lease), or repair without the
 //! user's say-so (a "yes" on a terminal, `--yes` otherwise).
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::io::IsTerminal;
 
 use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
-use crate::forge::{self, PushOutcome};
+use crate::forge::PushOutcome;
 use crate::output::outln;
 use crate::roster::Roster;
 use crate::sync::{integrate, state::CycleRecord};
@@ -33,7 +32,7 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
         return print_allowed_signers(&machine);
     }
     let root = trust::pinned_root(&machine.config)?;
-    let _lock = machine.lock()?;
+    let locked = machine.lock()?;
     let repo = machine.repo()?;
     let fleet = machine.fleet_config()?;
     let branch = &fleet.sync.branch;
@@ -58,7 +57,7 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
             .extend(fresh.revoked_blobs.iter().cloned());
         saved.save(&machine.paths.state_dir)?;
     }
-    let forge_refused = match crate::gate::fetch_verified(&machine, &repo, branch) {
+    let forge_refused = match crate::gate::fetch_verified(&machine, &locked.forge, &repo, branch) {
         Ok(r) => Some(r),
         Err(e) if e.is_unreachable() => {
             crate::log::warn(&format!("{e}; checking the clone only"));
@@ -131,12 +130,10 @@ fn print_allowed_signers(machine: &Machine) -> Result<()> {
 pub fn repair(yes: bool) -> Result<()> {
     let machine = Machine::load()?;
     let root = trust::pinned_root(&machine.config)?;
-    let _lock = machine.lock()?;
-    let repo = machine.repo()?;
-    let fleet = machine.fleet_config()?;
-    let branch = fleet.sync.branch.clone();
-    let remote = machine.config.remote.clone();
-    let refused = crate::gate::fetch_verified(&machine, &repo, &branch)?;
+    let change = crate::sync::FleetChange::begin(&machine, crate::sync::Begin::AsIs)?;
+    let (repo, forge) = (&change.repo, change.forge());
+    let branch = change.fleet.sync.branch.clone();
+    let refused = crate::gate::fetch_verified(&machine, forge, repo, &branch)?;
     let raw = repo.raw();
     if refused.is_empty() {
         outln!("fleetkey: the forge's {branch} holds only authentic commits; nothing to repair")?;
@@ -204,16 +201,15 @@ pub fn repair(yes: bool) -> Result<()> {
         &machine.config.name,
         identity.as_ref(),
         &clock::rfc3339(clock::now_unix()),
-        fleet.backend,
+        change.fleet.backend,
         repo.signer()?,
     )?;
-    crate::sync::backend::keep_lost(&machine, &repo, &done.lost, clock::now_unix())?;
+    crate::sync::backend::keep_lost(&machine, repo, &done.lost, clock::now_unix())?;
     let head = repo
         .head()
         .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
-    match forge::push_to(
+    match forge.push_to(
         repo.root(),
-        &remote,
         &format!("refs/heads/{branch}"),
         &branch,
         Some(&bad.to_string()),
@@ -268,16 +264,9 @@ fn confirm(yes: bool) -> Result<()> {
         )
         .hint("read the list above, then run `fleetkey forge repair --yes`"));
     }
-    let mut err = std::io::stderr();
-    let _ = write!(err, "Repair the forge? [y/N] ");
-    let _ = err.flush();
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(Error::io("cannot read the answer from", Path::new("stdin")))?;
-    match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => Err(ErrorKind::Refused("the forge was not repaired".into()).into()),
+    if crate::output::ask_yes("Repair the forge? [y/N]")? {
+        Ok(())
+    } else {
+        Err(ErrorKind::Refused("the forge was not repaired".into()).into())
     }
 }

@@ -148,6 +148,21 @@ pub struct Stamp {
     pub ino: u64,
 }
 
+impl Stamp {
+    /// The stamp of `meta` (an `fstat` of an open file, or a walk's stat).
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            size: meta.size(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ino: meta.ino(),
+        }
+    }
+}
+
 /// A step of a walk, for tests that change the tree while a walk runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {

@@ -83,6 +83,17 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// This parse error of the decrypted secrets file `path` as the error a command ends with
+    /// (it converts into [`crate::error::Error`], which never names this type).
+    pub fn in_file(self, path: &std::path::Path) -> crate::error::Error {
+        crate::error::ErrorKind::SecretsGrammar {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
+        .into()
+    }
+
+    #[cfg(test)]
     /// The 1-based line where the offending entry or directive starts.
     pub fn line(&self) -> usize {
         match *self {

@@ -38,7 +38,7 @@
 //! are wiped on drop, including every intermediate buffer: growth copies into a fresh zeroizing
 //! allocation instead of letting `String` reallocate and free an unwiped one. Nothing here has a
 //! `Debug` or `Display` that shows a value or a line: `Debug` lists key names, and a
-//! [`ParseError`] carries line numbers and, for a duplicate, the (valid) key name only.
+//! `ParseError` (in `error.rs`) carries line numbers and, for a duplicate, the (valid) key name only.
 //!
 //! [`Zeroizing`]: zeroize::Zeroizing
 //!
@@ -59,7 +59,6 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use error::ParseError;
 pub use merge::merge3;
 pub use model::EnvFile;
 pub use parse::parse;

@@ -3,6 +3,7 @@
 
 use super::directive::Stale;
 use super::encode::push_escaped;
+use super::error::ParseError;
 use super::error::{DirectiveError, KeyError};
 use super::model::Changed;
 use super::parse::is_valid_key;

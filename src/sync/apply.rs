@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::confine::{Confinement, DirMode, HomeDir, HomeRel};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::limits;
 
@@ -417,19 +417,34 @@ pub fn authorized_keys(
     })?;
     let keys = repo_root.join(crate::roster::layout::KEYS);
     let keys = crate::roster::fleet_keys(&keys, Some(me))?;
-    let command = crate::roster::poke_command();
-    let roster = keys.roster(command.as_deref());
-    match crate::authorized_keys::merge_into_file(&roster, &path) {
-        Ok(merged) => Ok(merged.changed()),
-        // A fleet with no SSH key yet leaves the file alone; nothing to merge.
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::AuthorizedKeys(crate::authorized_keys::Error::NoActiveFleetKey)
-            ) =>
-        {
-            Ok(false)
+    let roster = keys.roster();
+    // Read and written through `home` like every other file in $HOME (no symlink followed).
+    let limit = crate::limits::Limit {
+        what: "authorized_keys",
+        bytes: crate::authorized_keys::INPUT_LIMIT,
+    };
+    let (current, loose) = match home.read_file(rel, limit) {
+        Ok(c) => {
+            let loose = crate::authorized_keys::loose_mode(&c.metadata);
+            (c.bytes, loose)
         }
-        Err(e) => Err(e),
+        Err(e) if e.is_not_found() => (Vec::new(), None),
+        Err(e) => return Err(e.into()),
+    };
+    let merged = match crate::authorized_keys::merge(&current, &roster) {
+        Ok(m) => m,
+        // A fleet with no SSH key yet leaves the file alone; nothing to merge.
+        Err(crate::authorized_keys::Error::NoActiveFleetKey) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    crate::authorized_keys::log_warnings(&merged);
+    // sshd's StrictModes ignores an authorized_keys that others may write (every key in it,
+    // so nobody logs in): a file fleetkey keeps is rewritten 0600, saying so.
+    if merged.changed() || loose.is_some() {
+        if let Some(mode) = loose {
+            crate::authorized_keys::warn_loose(&path, mode);
+        }
+        home.write_file(rel, &merged.output, 0o600, crate::confine::DirMode::Private)?;
     }
+    Ok(merged.changed())
 }

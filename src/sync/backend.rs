@@ -22,13 +22,15 @@ use super::{apply, capture, chezmoi, integrate, tree};
 
 /// Captures every managed path of `plan` (the last valid fleet.toml) into the clone and
 /// commits what changed. Returns the managed files that are missing on disk (apply looks at
-/// them even when the tree did not change).
+/// them even when the tree did not change). `by_hand`: `fleetkey sync` (see
+/// [`capture::Patience::by_hand`]).
 pub fn capture_and_commit(
     machine: &Machine,
     repo: &FleetRepo,
     plan: &Plan,
     manifest: &mut Manifest,
     rec: &mut CycleRecord,
+    by_hand: bool,
 ) -> Result<Vec<String>> {
     let name = machine.config.name.as_str();
     match plan.fleet.backend {
@@ -36,7 +38,14 @@ pub fn capture_and_commit(
             let source = chezmoi::source_dir(repo.root());
             chezmoi::warn_auto_git(&machine.paths);
             let ignore_changed = chezmoi::ensure_ignore(&source)?;
-            let added = chezmoi::capture(&source, &machine.paths.home, &plan.managed, manifest)?;
+            let added = chezmoi::capture(
+                &source,
+                &machine.paths.home,
+                &plan.managed,
+                manifest,
+                capture::Patience::of(&plan.fleet, by_hand),
+                &mut rec.held_back,
+            )?;
             if added > 0 || ignore_changed {
                 let message = format!("{name}: sync {added} paths (chezmoi add)");
                 if repo.commit_all(&["."], &message)?.is_some() {
@@ -60,6 +69,7 @@ pub fn capture_and_commit(
                 first_contact: capture::FirstContact::FleetWins,
                 ignore: &plan.ignore,
                 placeholders: &plan.placeholders,
+                patience: Some(capture::Patience::of(&plan.fleet, by_hand)),
             };
             let captured = capture::capture(raw, &head, &scope, manifest)?;
             rec.held_back.extend(captured.held_back.iter().cloned());

@@ -31,10 +31,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::confine::{Confinement, HomeDir};
+use std::time::{Duration, SystemTime};
+
+use crate::confine::walk::Contents;
+use crate::confine::{Confinement, HomeDir, HomeRel, Stamp, WalkError};
 use crate::error::{Error, Result};
 use crate::limits;
 
+use super::debounce::{Look, Steady, Watched, read_when_written};
 use super::ignore::IgnoreRules;
 use super::managed::{self, Managed};
 use super::placeholder::Placeholders;
@@ -191,6 +195,58 @@ fn walk_dir(
     }
 }
 
+/// How long capture waits for a file still being written (the rules:
+/// [`super::debounce::read_when_written`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// A file is done once its size, modification time and inode stood still this long
+    /// (`[sync] quiet`).
+    pub quiet: Duration,
+    /// The longest one capture waits, for all its files together (`[sync] settle`).
+    pub settle: Duration,
+    /// A command run by hand (`sync`, `track`): a file is read at once unless it changes
+    /// while capture looks at it. The watcher and the puller also wait for a file changed
+    /// less than `quiet` ago.
+    pub by_hand: bool,
+}
+
+impl Patience {
+    /// The patience `fleet` asks for.
+    pub fn of(fleet: &crate::config::FleetConfig, by_hand: bool) -> Patience {
+        Patience {
+            quiet: fleet.quiet(),
+            settle: fleet.settle(),
+            by_hand,
+        }
+    }
+}
+
+/// A live file followed by [`read_when_written`]: the real clock, the real file.
+struct LiveFile<'a> {
+    home: &'a HomeDir,
+    rel: &'a HomeRel,
+}
+
+impl Watched for LiveFile<'_> {
+    type Read = Contents;
+    type Error = WalkError;
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+    fn stamp(&mut self) -> std::result::Result<Stamp, WalkError> {
+        self.home.stamp(self.rel)
+    }
+    fn read(&mut self) -> std::result::Result<(Contents, Stamp, Stamp), WalkError> {
+        let contents = self.home.read_file(self.rel, limits::MANAGED_FILE)?;
+        let opened = Stamp::of(&contents.metadata);
+        let after = self.home.stamp(self.rel)?;
+        Ok((contents, opened, after))
+    }
+}
+
 /// What one capture reads, and how.
 pub struct Scope<'a> {
     /// `$HOME`, open: every file is read through it (never through a symlink).
@@ -210,6 +266,9 @@ pub struct Scope<'a> {
     pub ignore: &'a IgnoreRules,
     /// How the live content becomes the repo's (home-path placeholders).
     pub placeholders: &'a Placeholders,
+    /// How long to wait for a file still being written; `None` reads every file as it is
+    /// (what `diff` shows).
+    pub patience: Option<Patience>,
 }
 
 /// Captures the local changes of the managed files against `head` (the clone's HEAD tree).
@@ -226,6 +285,7 @@ pub fn capture(
     let home = scope.home.path();
     let (machine, managed, first_contact) = (scope.machine, scope.managed, scope.first_contact);
     let live = live_files(home, managed, scope.ignore);
+    let started = SystemTime::now();
     let mut out = Captured::default();
     let mut total: u64 = 0;
     for (rel, meta) in &live {
@@ -245,8 +305,40 @@ pub fn capture(
             ));
             continue;
         }
-        let contents = match scope.home.read_file(&checked, limits::MANAGED_FILE) {
-            Ok(c) => c,
+        let read = match scope.patience {
+            Some(p) => read_when_written(
+                &mut LiveFile {
+                    home: scope.home,
+                    rel: &checked,
+                },
+                Look {
+                    at: SystemTime::now(),
+                    stamp: Stamp::of(meta),
+                },
+                p.quiet,
+                p.by_hand,
+                started + p.settle,
+                || {
+                    crate::log::debug(&format!(
+                        "~/{rel} is still being written: waiting until it stands still for {:?} (at most {:?})",
+                        p.quiet, p.settle
+                    ))
+                },
+            ),
+            None => scope
+                .home
+                .read_file(&checked, limits::MANAGED_FILE)
+                .map(Steady::Read),
+        };
+        let contents = match read {
+            Ok(Steady::Read(c)) => c,
+            Ok(Steady::StillWritten) => {
+                let settle = scope.patience.map(|p| p.settle).unwrap_or_default();
+                out.held_back.push(format!(
+                    "~/{rel} not captured: it was still being written after {settle:?}; the cycle after it stands still captures it"
+                ));
+                continue;
+            }
             Err(e) => {
                 out.held_back.push(format!("~/{rel} not captured: {e}"));
                 continue;

@@ -234,13 +234,40 @@ pub fn capture(
     home: &Path,
     managed: &[Managed],
     manifest: &Manifest,
+    patience: super::capture::Patience,
+    held_back: &mut Vec<String>,
 ) -> Result<usize> {
     let live = super::capture::live_files(home, managed, &super::ignore::IgnoreRules::default());
-    let changed: Vec<PathBuf> = live
+    let started = std::time::SystemTime::now();
+    let mut changed: Vec<PathBuf> = Vec::new();
+    for (rel, meta) in live
         .iter()
         .filter(|(rel, meta)| !manifest.unchanged(rel, meta))
-        .map(|(rel, _)| home.join(rel))
-        .collect();
+    {
+        // chezmoi reads the file itself: it is handed over only once nobody writes it.
+        let path = home.join(rel);
+        let first = super::debounce::Look {
+            at: std::time::SystemTime::now(),
+            stamp: crate::confine::Stamp::of(meta),
+        };
+        let steady = super::debounce::read_when_written(
+            &mut PathStamps(&path),
+            first,
+            patience.quiet,
+            patience.by_hand,
+            started + patience.settle,
+            || crate::log::debug(&format!("~/{rel} is still being written: waiting")),
+        );
+        match steady {
+            Ok(super::debounce::Steady::Read(())) => changed.push(path),
+            Ok(super::debounce::Steady::StillWritten) => held_back.push(format!(
+                "~/{rel} not captured: it was still being written after {:?}; the cycle after it stands still captures it",
+                patience.settle
+            )),
+            // Gone or unreadable: chezmoi is not asked about it.
+            Err(_) => {}
+        }
+    }
     if changed.is_empty() {
         return Ok(0);
     }
@@ -248,6 +275,27 @@ pub fn capture(
     args.extend(changed.iter().map(|p| p.as_os_str()));
     run(source, &args)?;
     Ok(changed.len())
+}
+
+/// A live file chezmoi is about to read, followed by its stamps alone (chezmoi reads it).
+struct PathStamps<'a>(&'a Path);
+
+impl super::debounce::Watched for PathStamps<'_> {
+    type Read = ();
+    type Error = std::io::Error;
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+    fn sleep(&mut self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
+    fn stamp(&mut self) -> std::io::Result<crate::confine::Stamp> {
+        std::fs::symlink_metadata(self.0).map(|m| crate::confine::Stamp::of(&m))
+    }
+    fn read(&mut self) -> std::io::Result<((), crate::confine::Stamp, crate::confine::Stamp)> {
+        let stamp = self.stamp()?;
+        Ok(((), stamp, stamp))
+    }
 }
 
 /// Applies: `chezmoi apply --force --no-tty`, then records the managed files' stats.

@@ -6,17 +6,16 @@
 //! disk (integration happens in memory, see [`super::integrate`]), or report a rejected push as
 //! success.
 
-use crate::clock;
 use crate::config::FleetConfig;
 use crate::error::{ErrorKind, Result};
 use crate::fleet::Machine;
-use crate::forge::{self, PushOutcome};
+use crate::forge::{Forge, PushOutcome};
 use crate::gate::{self, may_push, refuse_tree, verify_tracking};
 use crate::identity::Identity;
 use crate::repo::FleetRepo;
 use crate::trust::Refusal;
 
-use super::{Network, backend, integrate};
+use super::{Network, integrate};
 
 /// How many times a rejected push is retried after integrating again.
 pub const PUSH_TRIES: usize = 5;
@@ -39,11 +38,54 @@ pub struct Exchanged {
     pub tree_refused: Option<Refusal>,
     /// The forge's host branches (NAME → commit), when the cheap check listed them.
     pub hosts: Option<std::collections::BTreeMap<String, String>>,
+    /// The forge the integrated fleet.toml moves the fleet to, when it names another one:
+    /// nothing more went to this forge (the caller follows the move, see
+    /// [`super::forge_move::follow`]).
+    pub moved_to: Option<String>,
+    /// Why the `forge` the integrated fleet.toml names is not followed, when it is refused.
+    pub move_refused: Option<String>,
 }
 
-/// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times.
+/// The forge the clone's fleet.toml moves the fleet to, if it names one other than `forge`;
+/// `Err(report)` for a URL that fails [`crate::forge::check_url`] (not followed).
+pub fn forge_named(repo: &FleetRepo, forge: &Forge) -> std::result::Result<Option<String>, String> {
+    let Ok(fleet) = FleetConfig::load(repo.root()) else {
+        return Ok(None);
+    };
+    match fleet.forge {
+        Some(url) if url != forge.remote() => match crate::forge::check_url(&url) {
+            Ok(()) => Ok(Some(url)),
+            Err(why) => Err(format!(
+                "fleet.toml: forge is refused ({why}); this machine stays on its forge"
+            )),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Fetch, integrate, push; again on a rejected push, at most [`PUSH_TRIES`] times. Returns
+/// what it saw, a forge move included (the caller decides what to do about it).
 pub fn exchange(
     machine: &Machine,
+    forge: &Forge,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    identity: Option<&Identity>,
+    at: &str,
+    network: Network,
+) -> Result<Exchanged> {
+    let mut out = exchange_with(machine, forge, repo, fleet, identity, at, network)?;
+    match forge_named(repo, forge) {
+        Ok(moved) => out.moved_to = moved,
+        Err(report) => out.move_refused = Some(report),
+    }
+    Ok(out)
+}
+
+/// The loop of [`exchange`].
+fn exchange_with(
+    machine: &Machine,
+    forge: &Forge,
     repo: &FleetRepo,
     fleet: &FleetConfig,
     identity: Option<&Identity>,
@@ -52,7 +94,7 @@ pub fn exchange(
 ) -> Result<Exchanged> {
     let branch = fleet.sync.branch.as_str();
     let raw = repo.raw();
-    let remote = &machine.config.remote;
+    let remote = forge.remote();
     let tracking = integrate::tracking_ref(branch);
     let mut out = Exchanged::default();
     for attempt in 0..PUSH_TRIES {
@@ -68,7 +110,7 @@ pub fn exchange(
         if !ahead {
             let skip_fetch = attempt == 0 && network == Network::CheapCheck && known.is_some() && {
                 // One ls-remote for the fleet branch and the host branches (gathering).
-                let refs = forge::remote_refs(remote, Some(branch))?;
+                let refs = forge.remote_refs(Some(branch))?;
                 let head = refs
                     .head
                     .as_deref()
@@ -77,7 +119,7 @@ pub fn exchange(
                 head == known
             };
             if !skip_fetch {
-                forge::fetch_retrying(repo.root(), remote, branch)?;
+                forge.fetch(repo.root(), branch)?;
             }
             // Verify what the forge holds BEFORE integrating anything from it.
             let refused = verify_tracking(machine, repo, branch)?;
@@ -114,13 +156,13 @@ pub fn exchange(
         }
         // The fleet moved to another forge: nothing more goes to this one, whose last commit
         // says where the fleet went (the cycle follows the move next).
-        if matches!(super::forge_move::follow_target(machine), Ok(Some(_))) {
+        if matches!(forge_named(repo, forge), Ok(Some(_))) {
             return Ok(out);
         }
         // Never push what the fleet would refuse (checked with the same verifier).
         gate::replay_refused_own_commits(machine, repo, branch)?;
         let head = repo.head();
-        match forge::push(repo.root(), remote, branch)? {
+        match forge.push(repo.root(), branch)? {
             PushOutcome::Pushed => {
                 // git updates the tracking ref itself; make sure of it for a URL remote.
                 if let Some(h) = head {
@@ -165,66 +207,4 @@ pub fn with_waiting_hint(
         1 => "1 commit made here is kept and goes out with the next `fleetkey sync`".to_string(),
         n => format!("{n} commits made here are kept and go out with the next `fleetkey sync`"),
     })
-}
-
-/// Pushes the clone's new commits (those a command such as `secrets set`, `track` or `approve`
-/// just made, holding the lock). When the forge has moved on, this FETCHES its commits, MERGES
-/// them in memory and pushes again; managed files whose local side lost that merge get their
-/// conflict copies in `$HOME` now (a later cycle could not tell them from files in step). The
-/// rest of what the merge brought is applied by the next cycle, after it has captured.
-pub fn push_merging_upstream(
-    machine: &Machine,
-    repo: &FleetRepo,
-    fleet: &FleetConfig,
-) -> Result<()> {
-    let identity = machine.identity().ok();
-    let now = clock::now_unix();
-    let x = exchange(
-        machine,
-        repo,
-        fleet,
-        identity.as_ref(),
-        &clock::rfc3339(now),
-        Network::Full,
-    )
-    .map_err(|e| {
-        if e.is_forge_failure() {
-            with_waiting_hint(e, repo, &fleet.sync.branch)
-        } else {
-            e
-        }
-    })?;
-    backend::keep_lost(machine, repo, &x.lost, now)?;
-    if !x.refused.is_empty() {
-        return Err(ErrorKind::Untrusted {
-            refused: x.refused.len(),
-        }
-        .into());
-    }
-    if x.not_member {
-        crate::log::warn(
-            "this machine is not an active member of the fleet; its commits stay local",
-        );
-    }
-    if let Some(refused) = &x.tree_refused {
-        crate::log::warn(&format!(
-            "{}; your change is committed here and goes out once the forge is healed",
-            gate::tree_held_back(refused)
-        ));
-    }
-    // The fleet moved to another forge meanwhile: the change goes there.
-    let followed = super::forge_move::follow(
-        machine,
-        repo,
-        fleet,
-        identity.as_ref(),
-        &clock::rfc3339(now),
-    )?;
-    if let Some(why) = followed.held_back {
-        crate::log::warn(&why);
-    }
-    if let Some(more) = followed.exchanged {
-        backend::keep_lost(machine, repo, &more.lost, now)?;
-    }
-    Ok(())
 }

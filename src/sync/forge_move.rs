@@ -18,26 +18,8 @@
 use crate::config::FleetConfig;
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
-use crate::forge::{self, PushOutcome};
+use crate::forge::{self, Forge, PushOutcome};
 use crate::repo::FleetRepo;
-
-/// The forge the integrated fleet.toml moves this machine to, if it names one that differs
-/// from config.toml's `remote`. A URL that fails the check is returned as `Err(report)` and
-/// not followed.
-pub fn follow_target(machine: &Machine) -> std::result::Result<Option<String>, String> {
-    let Ok(fleet) = FleetConfig::load(&machine.config.repo) else {
-        return Ok(None);
-    };
-    match fleet.forge {
-        Some(url) if url != machine.config.remote => match forge::check_url(&url) {
-            Ok(()) => Ok(Some(url)),
-            Err(why) => Err(format!(
-                "fleet.toml: forge is refused ({why}); this machine stays on its forge"
-            )),
-        },
-        _ => Ok(None),
-    }
-}
 
 /// What [`follow`] did.
 #[derive(Debug, Default)]
@@ -49,32 +31,39 @@ pub struct Followed {
     pub held_back: Option<String>,
 }
 
-/// The cycle's step after the exchange: when the integrated fleet.toml names another forge,
-/// switch to it and exchange with it; a `forge` that fails the check is only reported, and
-/// the machine stays.
+/// The step after an exchange that saw the integrated fleet.toml name another forge: switch
+/// to it (a new [`Forge`]) and exchange with it; a `forge` that fails the check is only
+/// reported, and the machine stays.
 pub fn follow(
     machine: &Machine,
+    forge: &Forge,
     repo: &FleetRepo,
     fleet: &FleetConfig,
     identity: Option<&crate::identity::Identity>,
     at: &str,
+    seen: &super::exchange::Exchanged,
 ) -> Result<Followed> {
-    match follow_target(machine) {
-        Ok(None) => Ok(Followed::default()),
-        Err(report) => Ok(Followed {
-            held_back: Some(report),
-            ..Followed::default()
-        }),
-        Ok(Some(url)) => {
-            let moved = switch(machine, repo, &url)?;
-            let x =
-                super::exchange::exchange(&moved, repo, fleet, identity, at, super::Network::Full)?;
-            Ok(Followed {
-                exchanged: Some(x),
-                held_back: None,
-            })
-        }
-    }
+    let Some(url) = &seen.moved_to else {
+        return Ok(Followed {
+            exchanged: None,
+            held_back: seen.move_refused.clone(),
+        });
+    };
+    let moved = switch(machine, repo, url)?;
+    let new_forge = forge.moved_to(url);
+    let x = super::exchange::exchange(
+        &moved,
+        &new_forge,
+        repo,
+        fleet,
+        identity,
+        at,
+        super::Network::Full,
+    )?;
+    Ok(Followed {
+        exchanged: Some(x),
+        held_back: None,
+    })
 }
 
 /// Points this machine at `url`: `origin` in the clone, then `remote` in config.toml (atomic).
@@ -95,8 +84,9 @@ pub fn switch(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Machine>
 }
 
 /// Pushes the branch to `url` and checks that the forge's branch is now this clone's HEAD.
-pub fn copy_to(repo: &FleetRepo, url: &str, branch: &str) -> Result<()> {
-    match forge::push_url(repo.root(), url, branch)? {
+pub fn copy_to(repo: &FleetRepo, to: &Forge, branch: &str) -> Result<()> {
+    let url = to.remote();
+    match to.push_to_url(repo.root(), branch)? {
         PushOutcome::Pushed => {}
         PushOutcome::Rejected => {
             return Err(Error::refused(format!(
@@ -106,7 +96,7 @@ pub fn copy_to(repo: &FleetRepo, url: &str, branch: &str) -> Result<()> {
         }
     }
     let head = repo.head().map(|h| h.to_string());
-    let arrived = forge::remote_head(url, branch)?;
+    let arrived = to.remote_head(branch)?;
     if arrived.is_none() || arrived != head {
         return Err(Error::refused(format!(
             "the push to {url} did not arrive: its {branch} is {}, not {}",
@@ -129,13 +119,15 @@ pub struct Moved {
 /// `fleetkey remote set URL`, under the lock: in step with the old forge (when it answers),
 /// the `forge = URL` commit, the whole branch to the new forge (checked), this machine
 /// switched, and the same commit left on the old forge.
-pub fn move_fleet(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Moved> {
+pub fn move_fleet(change: &super::change::FleetChange, url: &str) -> Result<Moved> {
     forge::check_url(url).map_err(|why| Error::refused(format!("forge URL refused: {why}")))?;
+    let (machine, repo, old_forge) = (change.machine, &change.repo, change.forge());
+    let new_forge = old_forge.moved_to(url);
     let old = machine.config.remote.clone();
     let name = &machine.config.name;
-    let fleet = machine.fleet_config()?;
+    let fleet = &change.fleet;
     let branch = fleet.sync.branch.clone();
-    let old_reachable = match super::push_merging_upstream(machine, repo, &fleet) {
+    let old_reachable = match change.publish() {
         Ok(()) => true,
         Err(e) if e.is_unreachable() => {
             crate::log::warn(&format!(
@@ -148,8 +140,8 @@ pub fn move_fleet(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Move
     let mut moved = machine.fleet_config()?;
     moved.forge = Some(url.to_string());
     super::commit::commit_fleet_toml(repo, &moved, &format!("{name}: remote set {url}"))?;
-    match forge::remote_head(url, &branch)? {
-        None => copy_to(repo, url, &branch)?,
+    match new_forge.remote_head(&branch)? {
+        None => copy_to(repo, &new_forge, &branch)?,
         Some(h) if Some(h.as_str()) == repo.head().map(|o| o.to_string()).as_deref() => {}
         Some(_) => {
             // The new forge already holds the fleet (another member moved it): join it there.
@@ -161,8 +153,8 @@ pub fn move_fleet(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Move
                     ..machine.config.clone()
                 },
             };
-            let joined = super::push_merging_upstream(&there, repo, &moved)
-                .and_then(|()| copy_to(repo, url, &branch));
+            let joined = super::change::publish(&there, &new_forge, repo, &moved)
+                .and_then(|()| copy_to(repo, &new_forge, &branch));
             if let Err(e) = joined {
                 repo.set_origin(&old)?;
                 return Err(e);
@@ -171,7 +163,7 @@ pub fn move_fleet(machine: &Machine, repo: &FleetRepo, url: &str) -> Result<Move
     }
     let _ = switch(machine, repo, url)?;
     let old_told = if old_reachable {
-        match forge::push_url(repo.root(), &old, &branch) {
+        match old_forge.push_to_url(repo.root(), &branch) {
             Ok(PushOutcome::Pushed) => Ok(()),
             Ok(PushOutcome::Rejected) => Err("it moved on meanwhile".to_string()),
             Err(e) => Err(e.to_string()),

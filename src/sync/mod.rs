@@ -33,6 +33,7 @@
 pub mod apply;
 pub mod backend;
 pub mod capture;
+pub mod change;
 pub mod chezmoi;
 pub mod collect;
 pub mod commit;
@@ -44,7 +45,6 @@ pub mod history;
 pub mod ignore;
 pub mod integrate;
 pub mod managed;
-pub mod notify;
 pub mod overrides;
 pub mod placeholder;
 pub mod plan;
@@ -63,13 +63,50 @@ use crate::clock;
 use crate::config::FleetConfig;
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
+use crate::forge::Forge;
 
-pub use exchange::push_merging_upstream;
+pub use change::{Begin, FleetChange};
 pub use recover::recover;
 use state::{CycleRecord, CycleResult, Manifest};
 
 /// The state file present while a cycle runs (see [`recover`]).
 pub const UNFINISHED: &str = "cycle-unfinished";
+
+/// What a cycle hands to the layer above it (the background agents: desktop notifications,
+/// agent files), given by the command that runs the cycle, so that the cycle never imports
+/// `agents`. Each call is best effort: it never fails or delays the cycle.
+pub trait CycleHooks {
+    /// The cycle made conflict copies (`notify = true` in config.toml): tell the user.
+    fn conflict_copies(&self, machine: &Machine, copies: &[state::ConflictRecord]);
+    /// The cycle is done; `before` is the fleet.toml it started with (a new one may change
+    /// the agents).
+    fn cycle_done(&self, machine: &Machine, before: &FleetConfig);
+    /// The agents as a cycle can tell without asking the service manager, for the host
+    /// status this machine publishes.
+    fn agent_states(
+        &self,
+        machine: &Machine,
+        fleet: &FleetConfig,
+    ) -> Vec<collect::status::AgentState>;
+}
+
+/// One cycle's context, made once per cycle: this machine (its config.toml as it is now), the
+/// forge it reaches, how it talks to it, the time, and the hooks of the layer above.
+pub struct Cycle<'a> {
+    /// This machine.
+    pub machine: &'a Machine,
+    /// The forge, as the holder of the lock reaches it.
+    pub forge: &'a Forge,
+    /// How this cycle talks to the forge.
+    pub network: Network,
+    /// When the cycle started (seconds since the epoch).
+    pub now: i64,
+    /// `fleetkey sync` run by hand: capture reads a fresh file at once unless it changes under
+    /// the read.
+    pub by_hand: bool,
+    /// The layer above.
+    pub hooks: &'a dyn CycleHooks,
+}
 
 /// How a cycle talks to the forge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,24 +120,35 @@ pub enum Network {
 }
 
 /// Runs one cycle under the lock and records it in the state directory.
-pub fn cycle(machine: &Machine, network: Network) -> Result<CycleRecord> {
-    let _lock = machine.lock()?;
-    cycle_locked(machine, network)
+pub fn cycle(machine: &Machine, network: Network, hooks: &dyn CycleHooks) -> Result<CycleRecord> {
+    let locked = machine.lock()?;
+    cycle_inner(
+        machine,
+        &locked.forge,
+        network,
+        collect::Pace::PerPoll,
+        hooks,
+    )
 }
 
 /// Like [`cycle`], for `fleetkey sync` run by hand: this machine's host branch is published
 /// at once when its content changed, not at most once per `poll` as from the agents.
-pub fn cycle_by_hand(machine: &Machine, network: Network) -> Result<CycleRecord> {
-    let _lock = machine.lock()?;
-    cycle_inner(machine, network, collect::Pace::Now)
+pub fn cycle_by_hand(
+    machine: &Machine,
+    network: Network,
+    hooks: &dyn CycleHooks,
+) -> Result<CycleRecord> {
+    let locked = machine.lock()?;
+    cycle_inner(machine, &locked.forge, network, collect::Pace::Now, hooks)
 }
 
-/// One cycle; the caller holds the lock.
-pub fn cycle_locked(machine: &Machine, network: Network) -> Result<CycleRecord> {
-    cycle_inner(machine, network, collect::Pace::PerPoll)
-}
-
-fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Result<CycleRecord> {
+fn cycle_inner(
+    machine: &Machine,
+    forge: &Forge,
+    network: Network,
+    pace: collect::Pace,
+    hooks: &dyn CycleHooks,
+) -> Result<CycleRecord> {
     // config.toml as it is now: an earlier cycle of this process may have followed a forge move.
     let fresh;
     let machine = match crate::config::MachineConfig::load(&machine.paths.config_file()) {
@@ -113,6 +161,14 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
         }
         _ => machine,
     };
+    // The forge of config.toml as it is now: a move makes a new one (and a new connection).
+    let moved;
+    let forge = if forge.remote() == machine.config.remote {
+        forge
+    } else {
+        moved = forge.moved_to(&machine.config.remote);
+        &moved
+    };
     let started = Instant::now();
     let now = clock::now_unix();
     let mut rec = CycleRecord {
@@ -120,7 +176,15 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
         ..CycleRecord::default()
     };
     let mut hosts = None;
-    let result = run(machine, network, now, &mut rec, &mut hosts);
+    let cx = Cycle {
+        machine,
+        forge,
+        network,
+        now,
+        by_hand: pace == collect::Pace::Now,
+        hooks,
+    };
+    let result = run(&cx, &mut rec, &mut hosts);
     if result.is_ok() && !rec.refused.is_empty() {
         rec.result = CycleResult::Untrusted;
     }
@@ -135,7 +199,7 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
     // Publishing and gathering need the forge: not after an offline cycle. After a failed
     // one they still try (the others see the failure), quietly: the cycle's error says it.
     if !matches!(rec.result, CycleResult::Offline) {
-        collect::step(machine, network, pace, now, &mut rec, hosts);
+        collect::step(&cx, pace, &mut rec, hosts);
     }
     rec.duration_ms = started.elapsed().as_millis() as u64;
     for h in &rec.held_back {
@@ -150,12 +214,12 @@ fn cycle_inner(machine: &Machine, network: Network, pace: collect::Pace) -> Resu
 /// The cycle's steps, in order.
 /// `hosts` receives the forge's host branches when the cheap ref check listed them.
 fn run(
-    machine: &Machine,
-    network: Network,
-    now: i64,
+    cx: &Cycle,
     rec: &mut CycleRecord,
     hosts: &mut Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<()> {
+    let (machine, forge, network, now, hooks) =
+        (cx.machine, cx.forge, cx.network, cx.now, cx.hooks);
     let state_dir = &machine.paths.state_dir;
     // A machine set up before signed history has nothing to check the forge against.
     crate::trust::pinned_root(&machine.config)?;
@@ -192,7 +256,7 @@ fn run(
             crate::log::info("this machine only receives (role receiver): nothing is captured");
             Default::default()
         } else {
-            backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec)?
+            backend::capture_and_commit(machine, &repo, &plan, &mut manifest, rec, cx.by_hand)?
         }
     } else {
         crate::log::info("this machine is not an active member of the fleet: nothing is captured");
@@ -217,11 +281,24 @@ fn run(
                     *hosts = x.hosts;
                 }
             };
-            // Then, when the fleet moved to another forge, the same with the new one.
-            match exchange::exchange(machine, &repo, &fleet, identity.as_ref(), &at, network)
-                .map(&mut record)
-                .and_then(|()| forge_move::follow(machine, &repo, &fleet, identity.as_ref(), &at))
-            {
+            // The exchange says what it saw; when the integrated fleet.toml moved the fleet to
+            // another forge, the cycle follows it and exchanges with the new one.
+            let exchanged = exchange::exchange(
+                machine,
+                forge,
+                &repo,
+                &fleet,
+                identity.as_ref(),
+                &at,
+                network,
+            )
+            .and_then(|x| {
+                let followed =
+                    forge_move::follow(machine, forge, &repo, &fleet, identity.as_ref(), &at, &x);
+                record(x);
+                followed
+            });
+            match exchanged {
                 Ok(followed) => {
                     followed.exchanged.map(record);
                     rec.held_back.extend(followed.held_back);
@@ -247,47 +324,14 @@ fn run(
     rec.applied = applied.changed;
     rec.held_back.extend(applied.held_back);
     rec.conflicts += applied.conflicts.len();
-    if machine.config.notify
-        && !applied.conflicts.is_empty()
-        && let (Ok(platform), Ok(runner)) = (
-            crate::agents::Platform::current(),
-            crate::agents::runner_from_env(),
-        )
-    {
-        notify::conflict_copies(
-            runner.as_ref(),
-            platform,
-            &applied.conflicts,
-            &machine.paths.home,
-        );
+    if machine.config.notify && !applied.conflicts.is_empty() {
+        hooks.conflict_copies(machine, &applied.conflicts);
     }
     rec.head = repo.head().map(|o| o.to_string());
-    refresh_agents(machine, &fleet);
+    hooks.cycle_done(machine, &fleet);
     let _ = std::fs::remove_file(&marker);
     match offline {
         Some(e) => Err(exchange::with_waiting_hint(e, &repo, &fleet.sync.branch)),
         None => Ok(()),
-    }
-}
-
-/// Re-runs the agents' install-if-changed when the cycle brought a new fleet.toml (a new `poll`
-/// reaches every machine's puller) or an earlier reload is still owed. Agents the user did not
-/// install stay uninstalled; a failure is a warning, never a failed cycle.
-fn refresh_agents(machine: &Machine, before: &FleetConfig) {
-    let after = match machine.fleet_config() {
-        Ok(f) => f,
-        Err(_) => return,
-    };
-    let owed = machine.paths.state_dir.join("agents.pending").exists();
-    if &after == before && !owed {
-        return;
-    }
-    match crate::agents::install_if_changed(&machine.paths, &after) {
-        Ok(report) if report.changed() => crate::log::info(&format!(
-            "agents updated for the new fleet.toml: {:?}",
-            report.reloaded
-        )),
-        Ok(_) => {}
-        Err(e) => crate::log::warn(&format!("cannot update the background agents: {e}")),
     }
 }

@@ -113,6 +113,7 @@ pub fn preview(
         first_contact: capture::FirstContact::FleetWins,
         ignore: &plan.ignore,
         placeholders: &plan.placeholders,
+        patience: None,
     };
     let captured = capture::capture(repo, head, &scope, &mut scratch)?;
     let host = format!("{}/", tree::host_dir(machine));

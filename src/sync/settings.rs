@@ -37,10 +37,16 @@ pub const KEYS: &[Key] = &[
         about: "how often every machine checks the forge (5s to 24h)",
     },
     Key {
+        name: "quiet",
+        toml: "sync.quiet",
+        list: false,
+        about: "how long the watcher waits after the last change before a cycle (10ms to 5s)",
+    },
+    Key {
         name: "settle",
         toml: "sync.settle",
         list: false,
-        about: "quiet time after a change before the watcher commits (100ms to 1m)",
+        about: "the longest the watcher waits after the first change of a burst (100ms to 1m)",
     },
     Key {
         name: "paths",
@@ -97,6 +103,7 @@ pub fn get(fleet: &FleetConfig, key: Key) -> Vec<String> {
     let s = &fleet.sync;
     match key.name {
         "poll" => vec![s.poll.clone()],
+        "quiet" => vec![s.quiet.clone()],
         "settle" => vec![s.settle.clone()],
         "paths" => s.paths.clone(),
         "ignore" => s.ignore.clone(),
@@ -126,19 +133,15 @@ pub fn set(
     };
     let mut out = fleet.clone();
     match key.name {
-        "poll" | "settle" => {
-            let bounds = if key.name == "poll" {
-                limits::POLL
-            } else {
-                limits::SETTLE
+        "poll" | "quiet" | "settle" => {
+            let (bounds, field) = match key.name {
+                "poll" => (limits::POLL, &mut out.sync.poll),
+                "quiet" => (limits::QUIET, &mut out.sync.quiet),
+                _ => (limits::SETTLE, &mut out.sync.settle),
             };
             let v = one()?;
             parse_bounded(v, bounds).map_err(bad)?;
-            if key.name == "poll" {
-                out.sync.poll = v.clone();
-            } else {
-                out.sync.settle = v.clone();
-            }
+            *field = v.clone();
         }
         "paths" => {
             return Err(
@@ -276,6 +279,15 @@ mod tests {
             let e = set(&f, poll, &[bad.into()], &c).unwrap_err().to_string();
             assert!(e.starts_with("poll cannot be set: "), "{bad}: {e}");
             assert!(e.contains("allowed: 5s to 24h"), "{bad}: {e}");
+        }
+        let quiet = key("quiet").unwrap();
+        assert_eq!(
+            set(&f, quiet, &["10ms".into()], &c).unwrap().sync.quiet,
+            "10ms"
+        );
+        for bad in ["9ms", "6s", "150"] {
+            let e = set(&f, quiet, &[bad.into()], &c).unwrap_err().to_string();
+            assert!(e.contains("allowed: 10ms to 5s"), "{bad}: {e}");
         }
         let settle = key("sync.settle").unwrap();
         assert!(set(&f, settle, &["50ms".into()], &c).is_err());

@@ -1,6 +1,10 @@
 //! `fleetkey watch`: the daemon that runs a cycle after each settled change and pulls every
 //! `poll`, so one process keeps a machine in step.
 //!
+//! When: the adaptive settle of [`super::debounce`]: a cycle starts `quiet` (150 ms) after the
+//! last relevant event, and never later than `settle` (2 s) after the first one of a burst;
+//! the cycle's capture then waits (within `settle`) for any file still being written.
+//!
 //! Event flow (as watchexec does it): notify's callback only converts an event and `try_send`s
 //! it into one bounded channel; one loop consumes the channel. A full channel, a backend error
 //! or a backend "rescan" notice sets a flag that makes the next cycle a full rescan (every cycle
@@ -60,7 +64,7 @@ enum Msg {
 }
 
 /// Runs the watcher until a critical error.
-pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
+pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Result<(), Critical> {
     let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
     let overflow = Arc::new(AtomicBool::new(false));
     let mut watcher = make_watcher(tx.clone(), overflow.clone()).map_err(Critical)?;
@@ -70,6 +74,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     // The checked managed list: a refused entry is neither watched nor captured.
     let plan = Plan::for_machine(machine).map_err(Critical)?;
     let mut settle = plan.fleet.settle();
+    let mut quiet = plan.fleet.quiet();
     let mut poll = plan.fleet.poll();
     let mut managed_list = plan.managed;
     let mut ignore = plan.ignore;
@@ -82,7 +87,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     .map_err(Critical)?;
     let mut manifest = Manifest::load(&machine.paths.state_dir);
     mark_ready(&machine.paths.state_dir);
-    let mut debounce = Debouncer::new(settle, settle * 10);
+    let mut debounce = Debouncer::new(quiet, settle);
     let mut backoff = Backoff::default();
     // Start with a full rescan (one cycle).
     let mut due_cycle = true;
@@ -95,7 +100,7 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
     let mut poke_at: Option<Instant> = None;
     let mut last_poke_cycle: Option<Instant> = None;
     crate::log::info(&format!(
-        "watching {} managed paths ({} directories), settle {settle:?}, poll {poll:?}",
+        "watching {} managed paths ({} directories), quiet {quiet:?}, settle {settle:?}, poll {poll:?}",
         managed_list.len(),
         watched.len()
     ));
@@ -116,7 +121,6 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
         }
         if due_cycle {
             due_cycle = false;
-            retry_at = None;
             poke_at = None;
             if poked {
                 last_poke_cycle = Some(now);
@@ -126,51 +130,14 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             } else {
                 Network::CheapCheck
             };
-            match cycle(machine, network) {
-                Ok(rec) => {
-                    backoff.succeed();
-                    for r in &rec.refused {
-                        crate::log::warn(&format!(
-                            "the forge holds a commit that is not authentic: {} (claims {}): {}; nothing from it was applied (exit status 3 for `fleetkey sync`)",
-                            r.commit, r.machine, r.why
-                        ));
-                    }
-                    if rec.pushed {
-                        // In the background: the pokes never delay or fail the cycle.
-                        super::poke::poke_in_background(machine);
-                    }
-                    if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
-                        crate::log::info(&format!(
-                            "cycle: {} captured, {} applied, {} conflicts{}",
-                            rec.captured,
-                            rec.applied,
-                            rec.conflicts,
-                            if rec.pushed { ", pushed" } else { "" }
-                        ));
-                    }
-                }
-                Err(e) if e.is_unreachable() => {
-                    let delay = backoff.fail(jitter_unit());
-                    crate::log::warn(&format!("{e}; retrying in {}s", delay.as_secs()));
-                    retry_at = Some(Instant::now() + delay);
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::Locked { .. }) => {
-                    crate::log::debug(&format!("{e}; retrying after settle"));
-                    retry_at = Some(Instant::now() + settle);
-                }
-                Err(e) => {
-                    crate::log::warn(&format!("cycle failed: {e}"));
-                    if let Some(a) = e.advice() {
-                        crate::log::warn(&format!("  hint: {a}"));
-                    }
-                }
-            }
+            retry_at = watched_cycle(machine, network, hooks, &mut backoff, settle);
             // The list, settings and watches may have changed with what was applied.
             manifest = Manifest::load(&machine.paths.state_dir);
             if let Ok(plan) = Plan::for_machine(machine) {
                 settle = plan.fleet.settle();
+                quiet = plan.fleet.quiet();
                 poll = plan.fleet.poll();
-                debounce = Debouncer::new(settle, settle * 10);
+                debounce = Debouncer::new(quiet, settle);
                 managed_list = plan.managed;
                 ignore = plan.ignore;
             }
@@ -213,6 +180,59 @@ pub fn run(machine: &Machine) -> std::result::Result<(), Critical> {
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Critical(Error::refused("the file watcher stopped")));
             }
+        }
+    }
+}
+
+/// Runs one cycle for the watcher and logs what it did (pokes the peers in the background
+/// after a push); returns when to try again, after a cycle that found the forge unreachable
+/// (with backoff) or the lock held (after `settle`).
+fn watched_cycle(
+    machine: &Machine,
+    network: Network,
+    hooks: &dyn super::CycleHooks,
+    backoff: &mut Backoff,
+    settle: Duration,
+) -> Option<Instant> {
+    match cycle(machine, network, hooks) {
+        Ok(rec) => {
+            backoff.succeed();
+            for r in &rec.refused {
+                crate::log::warn(&format!(
+                    "the forge holds a commit that is not authentic: {} (claims {}): {}; nothing from it was applied (exit status 3 for `fleetkey sync`)",
+                    r.commit, r.machine, r.why
+                ));
+            }
+            if rec.pushed {
+                // In the background: the pokes never delay or fail the cycle.
+                super::poke::poke_in_background(machine);
+            }
+            if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
+                crate::log::info(&format!(
+                    "cycle: {} captured, {} applied, {} conflicts{}",
+                    rec.captured,
+                    rec.applied,
+                    rec.conflicts,
+                    if rec.pushed { ", pushed" } else { "" }
+                ));
+            }
+            None
+        }
+        Err(e) if e.is_unreachable() => {
+            let delay = backoff.fail(jitter_unit());
+            crate::log::warn(&format!("{e}; retrying in {}s", delay.as_secs()));
+            Some(Instant::now() + delay)
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::Locked { .. }) => {
+            crate::log::debug(&format!("{e}; retrying after settle"));
+            Some(Instant::now() + settle)
+        }
+        Err(e) => {
+            crate::log::warn(&format!("cycle failed: {e}"));
+            if let Some(a) = e.advice() {
+                crate::log::warn(&format!("  hint: {a}"));
+            }
+            None
         }
     }
 }

@@ -317,3 +317,69 @@ fn sync_over_git_daemon_merges_edits_and_keeps_both_sides_of_conflicts() {
 fn sync_over_sshd_merges_edits_and_keeps_both_sides_of_conflicts() {
     scenario(Transport::Ssh);
 }
+
+#[test]
+fn the_users_global_git_hooks_never_run_on_fleetkeys_clone() {
+    use crate::util::forge::Forge;
+    let forge = Forge::start(Transport::GitDaemon);
+    let url = forge.url();
+    let (a, b) = (Machine::named("alpha"), Machine::named("beta"));
+    // The user's global git config points every repository at hooks that record each run.
+    let hooks = a.dir.path().join("user-hooks");
+    let marker = a.dir.path().join("hooks-ran");
+    std::fs::create_dir_all(&hooks).unwrap();
+    for hook in [
+        "pre-commit",
+        "post-checkout",
+        "post-merge",
+        "pre-push",
+        "reference-transaction",
+    ] {
+        let path = hooks.join(hook);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho {hook} >> {}\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for m in [&a, &b] {
+        std::fs::write(
+            m.home.join(".gitconfig"),
+            format!("[core]\n\thooksPath = {}\n", hooks.display()),
+        )
+        .unwrap();
+    }
+    // Clone (init, enroll), push (track, secrets set, approve), fetch (sync).
+    a.ok(&["init", "--name", "alpha", "--remote", &url]);
+    std::fs::write(a.home.join(".zshrc"), "one\n").unwrap();
+    a.ok(&["track", "~/.zshrc"]);
+    a.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t\n");
+    let out = b.ok(&["enroll", "beta", "--remote", &url]);
+    a.ok(&[
+        "approve",
+        "beta",
+        "--code",
+        &crate::util::code_in(&out, "beta"),
+    ]);
+    b.ok(&["sync"]);
+    std::fs::write(b.home.join(".zshrc"), "two\n").unwrap();
+    b.ok(&["sync"]);
+    a.ok(&["sync"]);
+    assert_eq!(std::fs::read(a.home.join(".zshrc")).unwrap(), b"two\n");
+    assert!(
+        !marker.exists(),
+        "a global hook ran on fleetkey's clone: {}",
+        std::fs::read_to_string(&marker).unwrap_or_default()
+    );
+    // The same hooks do run for the user's own git (so the check above can fail).
+    run_program(
+        Command::new("git")
+            .env("HOME", &a.home)
+            .args(["clone", "--quiet", "--"])
+            .arg(&url)
+            .arg(a.dir.path().join("by-hand")),
+    );
+    let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert!(ran.contains("post-checkout"), "{ran:?}");
+}

@@ -217,3 +217,58 @@ fn the_watcher_keeps_commits_while_the_forge_is_down_and_backs_off_until_it_retu
     assert_eq!(b.text(".zshrc"), "saved while the forge is down\n");
     a.assert_clean_repo();
 }
+
+#[test]
+fn the_watcher_never_captures_a_file_still_being_written() {
+    // A download grows a managed file in place for about 3 s, well past `settle` (1 s): the
+    // cycle that `settle` starts must wait for it (or hold it back), never commit half of it.
+    let fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
+    let a = fleet.n(0);
+    a.write(".config/app/seed", b"seed\n");
+    a.ok(&["track", "~/.config/app/"]);
+    set_timing(&fleet, "1s", "5s");
+    a.ok(&["config", "set", "quiet", "1s"]);
+    let wa = Watcher::start(a);
+
+    let chunks = 150;
+    let mut file = std::fs::File::create(a.path(".config/app/download.bin")).unwrap();
+    for _ in 0..chunks {
+        std::io::Write::write_all(&mut file, &[b'x'; 4096]).unwrap();
+        // The writer's pace (20 ms between writes), not a wait for the watcher.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(file);
+    let whole = (chunks * 4096).to_string();
+
+    let forge = fleet.forge.bare();
+    let stored = "main:home/.config/app/download.bin";
+    wait_for(
+        Duration::from_secs(30),
+        || format!("the download never reached the forge\n{}", wa.log()),
+        || {
+            let out = std::process::Command::new("git")
+                .args(["-C", forge.to_str().unwrap(), "cat-file", "-s", stored])
+                .output()
+                .unwrap();
+            (String::from_utf8_lossy(&out.stdout).trim() == whole).then_some(())
+        },
+    );
+    let versions = git_out(
+        &forge,
+        &[
+            "log",
+            "--format=%h %s",
+            "main",
+            "--",
+            "home/.config/app/download.bin",
+        ],
+    );
+    assert_eq!(
+        versions.lines().count(),
+        1,
+        "the file was captured before it was whole:\n{versions}\n{}",
+        wa.log()
+    );
+    drop(wa);
+    a.assert_clean_repo();
+}

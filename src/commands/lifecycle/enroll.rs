@@ -16,7 +16,7 @@ use crate::enrollment::Statement;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::fleet::Machine;
-use crate::forge::{self, PushOutcome};
+use crate::forge::{self, Forge, PushOutcome};
 use crate::identity::{self, Identity};
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
@@ -24,10 +24,10 @@ use crate::roster::{self, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
 use crate::setup::{check_not_set_up, machine_keys, settle_in, staging_dir};
 use crate::signing::{Signer, SigningKey};
-use crate::sync;
+use crate::sync::{Begin, FleetChange};
 use crate::trust::{self, TrustState, Verdict, Verifier};
 
-use super::{clone_fleet, prepare, print_fingerprints};
+use super::{clone_fleet, print_fingerprints};
 
 /// The state file holding the enrollment code of this machine's request, for `status` while
 /// it waits for approval.
@@ -100,9 +100,8 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
             proof: &proof,
         },
     )?;
-    match forge::push_to(
+    match Forge::at(remote).push_to(
         &root,
-        remote,
         &request.to_string(),
         &forge::pending_branch(name),
         None,
@@ -314,7 +313,8 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
         .hint("write it outside the clone, e.g. `--bundle ~/NAME.bundle`"));
     }
     let passphrase = bundle::passphrase(passphrase_file, true)?;
-    let (_lock, repo, fleet) = prepare(&machine)?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    let repo = &change.repo;
     let roster = Roster::load(repo.root())?;
     if roster.active(name).is_some() || roster.pending(name).is_some() {
         return Err(ErrorKind::Refused(format!("the name {name} is taken in this fleet")).into());
@@ -354,7 +354,7 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
     let roster = Roster::load(repo.root())?;
     SecretsFile::new(repo.root()).store(&env, &roster)?;
     let me = &machine.config.name;
-    repo.commit_paths(
+    change.commit(
         &[&age_path, &ssh_path, &sign_path, CIPHERTEXT, RECIPIENTS],
         &format!("{me}: enroll and approve {name} (bundle)"),
     )?;
@@ -369,5 +369,5 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
         file.display(),
         machine.config.remote
     )?;
-    sync::push_merging_upstream(&machine, &repo, &fleet)
+    change.publish()
 }

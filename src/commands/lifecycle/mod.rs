@@ -20,11 +20,8 @@ use std::path::Path;
 use crate::config::FleetConfig;
 use crate::error::{ErrorKind, Result};
 use crate::files;
-use crate::fleet::Machine;
-use crate::forge;
-use crate::repo::FleetRepo;
+use crate::forge::Forge;
 use crate::roster::{self, layout};
-use crate::secrets::{CIPHERTEXT, RECIPIENTS};
 
 pub mod enroll;
 pub mod join;
@@ -36,20 +33,18 @@ pub use join::join;
 pub use revoke::revoke;
 pub use rotate::rotate;
 
-/// fleetkey's own files in the repo, restored from HEAD before a lifecycle command.
-pub(crate) const OWN_FILES: &[&str] = &["keys", CIPHERTEXT, RECIPIENTS];
-
 /// Clones the fleet branch explicitly (`main`, the branch `init` creates): a bare repository
 /// whose HEAD names another branch (`master`, a forge's default) would otherwise give an empty
 /// checkout. A forge without that branch is cloned at its default branch.
 pub(crate) fn clone_fleet(remote: &str, root: &std::path::Path) -> Result<()> {
     let branch = FleetConfig::default().sync.branch;
-    match forge::clone(remote, root, Some(&branch)) {
+    let forge = Forge::at(remote);
+    match forge.clone_into(root, Some(&branch)) {
         Err(e)
             if matches!(e.kind(), ErrorKind::ForgeFailed { stderr, .. }
                 if stderr.contains("not found in upstream")) =>
         {
-            forge::clone(remote, root, None)
+            forge.clone_into(root, None)
         }
         other => other,
     }
@@ -79,36 +74,6 @@ pub(crate) fn print_key(label: &str, key: &ssh_key::PublicKey) -> Result<()> {
         outln!("  {line}")?;
     }
     Ok(())
-}
-
-/// Loads the machine, takes the lock, brings the clone up to the forge's branch when that is a
-/// fast-forward, and puts fleetkey's own files back as HEAD has them.
-pub(crate) fn prepare(machine: &Machine) -> Result<(crate::lock::Lock, FleetRepo, FleetConfig)> {
-    let lock = machine.lock()?;
-    let repo = machine.repo()?;
-    repo.restore_paths(OWN_FILES)?;
-    let fleet = machine.fleet_config()?;
-    match crate::gate::fetch_verified(machine, &repo, &fleet.sync.branch) {
-        Ok(refused) => {
-            if !refused.is_empty() {
-                crate::log::warn(&format!(
-                    "the forge holds {} commits that are not authentic; working from the last authentic state",
-                    refused.len()
-                ));
-            }
-            if let Some(target) = repo.remote_tracking(&fleet.sync.branch) {
-                repo.fast_forward(target)?;
-            }
-        }
-        Err(e) if e.is_unreachable() => {
-            crate::log::warn(&format!(
-                "{e}; working from the last fetch{}",
-                e.advice().map(|a| format!(" ({a})")).unwrap_or_default()
-            ));
-        }
-        Err(e) => return Err(e),
-    }
-    Ok((lock, repo, fleet))
 }
 
 /// The text of keys/revoked in `root` (its header when there is none yet), ending in a newline.

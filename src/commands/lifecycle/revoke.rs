@@ -7,7 +7,6 @@
 use crate::output::outln;
 
 use crate::clock;
-use crate::config::FleetConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exposure;
 use crate::fault;
@@ -16,12 +15,11 @@ use crate::fleet::Machine;
 use crate::forge;
 use crate::identity::Identity;
 use crate::paths::Paths;
-use crate::repo::FleetRepo;
 use crate::roster::{self, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
-use crate::sync;
+use crate::sync::{self, Begin, FleetChange};
 
-use super::{prepare, read_revoked};
+use super::read_revoked;
 
 /// `revoke NAME [--compromised] [--json]`.
 pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
@@ -34,7 +32,8 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         ))
         .hint("to replace this machine's keys instead, run `fleetkey rotate --ssh`"));
     }
-    let (_lock, repo, fleet) = prepare(&machine)?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    let repo = &change.repo;
     crate::authority::require_admin(repo.root(), &machine.config.name, "revoke a machine")?;
     let roster = Roster::load(repo.root())?;
     let member = match (roster.active(name), roster.pending(name)) {
@@ -43,17 +42,17 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         (None, None) if roster.is_revoked_name(name) && compromised => {
             // Revoked already (perhaps not as compromised, or the report was lost): the report
             // and the marks are what the user asks for now.
-            return report_again(&machine, &repo, &fleet, &roster, name, json);
+            return report_again(&change, &roster, name, json);
         }
         (None, None) if roster.is_revoked_name(name) => {
             crate::log::info(&format!("{name} is already revoked"));
-            return sync::push_merging_upstream(&machine, &repo, &fleet);
+            return change.publish();
         }
         (None, None) => {
             // A machine still waiting: drop its request.
-            let remote = &machine.config.remote;
-            if forge::remote_head(remote, &forge::pending_branch(name))?.is_some() {
-                forge::delete_branch(repo.root(), remote, &forge::pending_branch(name))?;
+            let forge = change.forge();
+            if forge.remote_head(&forge::pending_branch(name))?.is_some() {
+                forge.delete_branch(repo.root(), &forge::pending_branch(name))?;
                 outln!("fleetkey: dropped the enrollment request of {name}")?;
                 return Ok(());
             }
@@ -69,32 +68,10 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
         ))
         .into());
     }
-    let identity = Identity::load(&machine.paths.identity_file())?;
     let mut env = machine.secrets()?;
     let report = if compromised {
-        let mut recipients = vec![member.recipient.to_string()];
-        // Earlier identities of the same machine, retired by `rotate`, could read older files.
-        for r in &roster.revoked {
-            if let roster::RevokedKey::Age(a) = &r.key
-                && r.machine() == Some(name)
-            {
-                recipients.push(a.clone());
-            }
-        }
-        let report = exposure::report(
-            &repo,
-            name,
-            &recipients,
-            &identity,
-            &retired_identities(&machine.paths),
-        )?;
-        let today = clock::date(clock::now_unix());
-        for exposed in &report.secrets {
-            if env.contains_key(&exposed.key) {
-                env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
-                    .map_err(|e| ErrorKind::Secret(e.to_string()))?;
-            }
-        }
+        let report = exposure_of(&change, &roster, name, Some(&member))?;
+        mark_exposed(&mut env, &report, name)?;
         Some(report)
     } else {
         None
@@ -117,27 +94,14 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
     } else {
         layout::PENDING
     };
-    let key_files = [
-        layout::age_pub(dir, name),
-        layout::ssh_pub(dir, name),
-        layout::sign_pub(dir, name),
-        layout::poke_pub(dir, name),
-        layout::proof(dir, name),
-        layout::role(dir, name),
-    ];
-    for f in &key_files {
-        let p = repo.root().join(f);
-        if p.exists() {
-            std::fs::remove_file(&p).map_err(Error::io("cannot remove", &p))?;
-        }
-    }
+    let key_files = remove_key_files(repo.root(), dir, name)?;
     fault::point("revoke:roster-written");
     let roster = Roster::load(repo.root())?;
     SecretsFile::new(repo.root()).store(&env, &roster)?;
     fault::point("revoke:encrypted");
     let mut changed: Vec<&str> = key_files.iter().map(String::as_str).collect();
     changed.extend([layout::REVOKED, CIPHERTEXT, RECIPIENTS]);
-    repo.commit_paths(
+    change.commit(
         &changed,
         &format!("{me}: revoke {name} ({reason}); secrets re-encrypted"),
     )?;
@@ -150,7 +114,7 @@ pub fn revoke(name: &str, compromised: bool, json: bool) -> Result<()> {
             roster.active.len()
         )?;
     }
-    sync::push_merging_upstream(&machine, &repo, &fleet)?;
+    change.publish()?;
     poke_remaining_peers(&machine)
 }
 
@@ -183,44 +147,16 @@ fn poke_remaining_peers(machine: &Machine) -> Result<()> {
 /// `revoke NAME --compromised` for a machine already revoked: the exposure report over every
 /// age key NAME ever had (from keys/revoked), and the "needs a new value" marks on the secrets
 /// still present, committed and pushed when they changed.
-fn report_again(
-    machine: &Machine,
-    repo: &FleetRepo,
-    fleet: &FleetConfig,
-    roster: &Roster,
-    name: &str,
-    json: bool,
-) -> Result<()> {
-    let recipients: Vec<String> = roster
-        .revoked
-        .iter()
-        .filter(|r| r.machine() == Some(name))
-        .filter_map(|r| match &r.key {
-            roster::RevokedKey::Age(a) => Some(a.clone()),
-            _ => None,
-        })
-        .collect();
-    let identity = Identity::load(&machine.paths.identity_file())?;
-    let report = exposure::report(
-        repo,
-        name,
-        &recipients,
-        &identity,
-        &retired_identities(&machine.paths),
-    )?;
+fn report_again(change: &FleetChange, roster: &Roster, name: &str, json: bool) -> Result<()> {
+    let (machine, repo) = (change.machine, &change.repo);
+    let report = exposure_of(change, roster, name, None)?;
     let mut env = machine.secrets()?;
     let before = env.to_text();
-    let today = clock::date(clock::now_unix());
-    for exposed in &report.secrets {
-        if env.contains_key(&exposed.key) {
-            env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
-                .map_err(|e| ErrorKind::Secret(e.to_string()))?;
-        }
-    }
+    mark_exposed(&mut env, &report, name)?;
     if env.to_text() != before {
         SecretsFile::new(repo.root()).store(&env, roster)?;
         let me = &machine.config.name;
-        repo.commit_paths(
+        change.commit(
             &[CIPHERTEXT, RECIPIENTS],
             &format!("{me}: mark the secrets exposed to {name}"),
         )?;
@@ -229,7 +165,78 @@ fn report_again(
         outln!("fleetkey: {name} was already revoked; here is what its keys could read.")?;
     }
     print_report(&report, json, true)?;
-    sync::push_merging_upstream(machine, repo, fleet)
+    change.publish()
+}
+
+/// The exposure report of `name`: what every age key it had could read in the fleet's history
+/// (its active one, `member`'s, when it still has one, and the earlier ones `rotate` retired,
+/// listed in keys/revoked).
+fn exposure_of(
+    change: &FleetChange,
+    roster: &Roster,
+    name: &str,
+    member: Option<&roster::Member>,
+) -> Result<exposure::Report> {
+    let machine = change.machine;
+    let mut recipients: Vec<String> = member
+        .map(|m| m.recipient.to_string())
+        .into_iter()
+        .collect();
+    recipients.extend(
+        roster
+            .revoked
+            .iter()
+            .filter(|r| r.machine() == Some(name))
+            .filter_map(|r| match &r.key {
+                roster::RevokedKey::Age(a) => Some(a.clone()),
+                _ => None,
+            }),
+    );
+    let identity = Identity::load(&machine.paths.identity_file())?;
+    exposure::report(
+        &change.repo,
+        name,
+        &recipients,
+        &identity,
+        &retired_identities(&machine.paths),
+    )
+}
+
+/// Marks each secret of `report` still present in `env` as needing a new value (exposed to
+/// `name`, today).
+fn mark_exposed(
+    env: &mut crate::envfile::EnvFile,
+    report: &exposure::Report,
+    name: &str,
+) -> Result<()> {
+    let today = clock::date(clock::now_unix());
+    for exposed in &report.secrets {
+        if env.contains_key(&exposed.key) {
+            env.mark_stale(&exposed.key, &today, &format!("exposed to {name}"))
+                .map_err(|e| ErrorKind::Secret(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `name`'s key files from `dir` (keys/ or keys/pending/) of the clone at `root`;
+/// returns their paths, for the commit.
+fn remove_key_files(root: &std::path::Path, dir: &str, name: &str) -> Result<[String; 6]> {
+    let key_files = [
+        layout::age_pub(dir, name),
+        layout::ssh_pub(dir, name),
+        layout::sign_pub(dir, name),
+        layout::poke_pub(dir, name),
+        layout::proof(dir, name),
+        layout::role(dir, name),
+    ];
+    for f in &key_files {
+        let p = root.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(Error::io("cannot remove", &p))?;
+        }
+    }
+    Ok(key_files)
 }
 
 /// The identities this machine retired by `rotate` (see [`Paths::retired_dir`]); one that

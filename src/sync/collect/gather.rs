@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::confine::{self, DirMode, HomeDir};
 use crate::error::{Error, Result};
 use crate::fleet::Machine;
-use crate::forge;
+use crate::forge::{self, Forge};
 use crate::limits;
 use crate::repo::FleetRepo;
 use crate::roster::Roster;
@@ -59,6 +59,7 @@ fn local_hosts(raw: &git2::Repository) -> BTreeMap<String, String> {
 /// `collected/` in step with the active members' verified branches.
 pub fn gather(
     machine: &Machine,
+    forge: &Forge,
     repo: &FleetRepo,
     forge_hosts: &BTreeMap<String, String>,
     state: &mut CollectState,
@@ -80,7 +81,7 @@ pub fn gather(
     }
     if local_hosts(raw) != members && !members.is_empty() {
         let names: Vec<&str> = members.keys().map(String::as_str).collect();
-        forge::fetch_hosts(repo.root(), &machine.config.remote, &names)?;
+        forge.fetch_hosts(repo.root(), &names)?;
     }
     // Other branches are reported (a revoked machine's quietly skipped), never fetched.
     let not_members: Vec<String> = forge_hosts

@@ -38,8 +38,8 @@ use crate::error::Result;
 use crate::files;
 use crate::fleet::Machine;
 
-use super::Network;
 use super::state::CycleRecord;
+use super::{Cycle, Network};
 
 /// The state file of this step (`~/.local/state/fleetkey/collect.json`).
 pub const STATE_FILE: &str = "collect.json";
@@ -118,19 +118,18 @@ pub enum Pace {
 /// `hosts` is the forge's host branches when the cheap ref check listed them. Never fails the
 /// cycle: what goes wrong is held back in `rec` and logged.
 pub fn step(
-    machine: &Machine,
-    network: Network,
+    cx: &Cycle,
     pace: Pace,
-    now: i64,
     rec: &mut CycleRecord,
     hosts: Option<BTreeMap<String, String>>,
 ) {
-    if network == Network::Offline {
+    let machine = cx.machine;
+    if cx.network == Network::Offline {
         return;
     }
     let mut state = CollectState::load(&machine.paths.state_dir);
     let before = serde_json::to_vec(&state).ok();
-    let outcome = run(machine, pace, now, rec, hosts, &mut state);
+    let outcome = run(cx, pace, rec, hosts, &mut state);
     match outcome {
         Ok(()) => {}
         // The cycle failed already and says why; this step only tried its best.
@@ -152,18 +151,18 @@ pub fn step(
 }
 
 fn run(
-    machine: &Machine,
+    cx: &Cycle,
     pace: Pace,
-    now: i64,
     rec: &mut CycleRecord,
     hosts: Option<BTreeMap<String, String>>,
     state: &mut CollectState,
 ) -> Result<()> {
+    let (machine, forge) = (cx.machine, cx.forge);
     let repo = machine.repo()?;
     let fleet = machine.fleet_config()?;
     let mut hosts = match hosts {
         Some(h) => h,
-        None => crate::forge::remote_refs(&machine.config.remote, None)?.hosts,
+        None => forge.remote_refs(None)?.hosts,
     };
     let mine = &machine.config.name;
     // A machine that is not an active member publishes nothing: the others would ignore it.
@@ -171,10 +170,9 @@ fn run(
         let forge_has = hosts.get(mine).cloned();
         let limit_per_poll = pace == Pace::PerPoll;
         if let Some(commit) = publish::publish_if_due(
-            machine,
+            cx,
             &repo,
             &fleet,
-            now,
             rec,
             state,
             forge_has.as_deref(),
@@ -183,7 +181,7 @@ fn run(
             hosts.insert(mine.clone(), commit);
         }
     }
-    gather::gather(machine, &repo, &hosts, state)
+    gather::gather(machine, forge, &repo, &hosts, state)
 }
 
 /// The machines as `fleet` shows them: this machine's last published status and every other

@@ -15,9 +15,10 @@ use crate::fleet::Machine;
 use crate::forge::{self, PushOutcome};
 use crate::limits;
 use crate::repo::FleetRepo;
+use crate::sync::Cycle;
 use crate::sync::state::CycleRecord;
 
-use super::status::{AgentState, HostStatus, LastCycle, PublishedFile};
+use super::status::{HostStatus, LastCycle, PublishedFile};
 use super::{CollectState, HEARTBEAT};
 
 /// The files of `[collect] paths` that pass confinement; what is refused is held back.
@@ -122,17 +123,16 @@ fn digest(status: &HostStatus, encrypt: bool) -> String {
 /// `limit_per_poll`, its last publication is at least one `poll` old), or when the forge's
 /// branch (`forge_has`) is not the commit this machine published last. Returns the commit
 /// pushed.
-#[allow(clippy::too_many_arguments)]
 pub fn publish_if_due(
-    machine: &Machine,
+    cx: &Cycle,
     repo: &FleetRepo,
     fleet: &FleetConfig,
-    now: i64,
     rec: &mut CycleRecord,
     state: &mut CollectState,
     forge_has: Option<&str>,
     limit_per_poll: bool,
 ) -> Result<Option<String>> {
+    let (machine, forge, now) = (cx.machine, cx.forge, cx.now);
     let mut held_back = Vec::new();
     let paths = collected_paths(machine, fleet, &mut held_back);
     let home = HomeDir::open(&machine.paths.home)?;
@@ -199,18 +199,11 @@ pub fn publish_if_due(
     }
     status.written = now;
     status.written_at = crate::clock::rfc3339(now);
-    status.agents = agent_states(machine, fleet);
+    status.agents = cx.hooks.agent_states(machine, fleet);
     let commit = commit_branch(machine, repo, fleet, &home, &files, &status)?;
     let branch = forge::host_branch(&machine.config.name);
     let local = format!("refs/heads/{branch}");
-    match forge::push_to(
-        repo.root(),
-        &machine.config.remote,
-        &local,
-        &branch,
-        None,
-        true,
-    )? {
+    match forge.push_to(repo.root(), &local, &branch, None, true)? {
         PushOutcome::Pushed => {}
         PushOutcome::Rejected => {
             return Err(Error::refused(format!(
@@ -231,40 +224,6 @@ pub fn publish_if_due(
     state.status = Some(status);
     crate::log::info(&format!("published {branch}"));
     Ok(Some(oid))
-}
-
-/// The agents as a cycle can tell without asking the service manager (no command runs): their
-/// files installed, and for the watcher whether the process that marked itself ready
-/// (`watch-ready`) still runs.
-fn agent_states(machine: &Machine, fleet: &FleetConfig) -> Vec<AgentState> {
-    let watcher_runs =
-        std::fs::read_to_string(machine.paths.state_dir.join(crate::sync::watch::READY_FILE))
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-            .map(|pid| rustix::process::test_kill_process(pid).is_ok());
-    crate::agents::current_file_status(&machine.paths, fleet)
-        .map(|list| {
-            list.into_iter()
-                .map(|a| {
-                    let agent = serde_json::to_value(a.agent)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    let loaded = if agent == "watch" {
-                        Some(watcher_runs.unwrap_or(false))
-                    } else {
-                        None
-                    };
-                    AgentState {
-                        agent,
-                        installed: a.installed,
-                        loaded,
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Writes the branch's one commit (no parent, signed) with `status.json` and the files, read

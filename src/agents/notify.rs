@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
-use crate::agents::{Platform, Runner};
+use crate::sync::state::ConflictRecord;
 
-use super::state::ConflictRecord;
+use super::{Platform, Runner};
 
 /// The program and arguments that show `title` and `body` on `platform`; `None` on Linux when
 /// `notify-send` is not on `path_var`.
