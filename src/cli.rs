@@ -77,10 +77,24 @@ pub enum Cmd {
     Approve {
         /// The pending machine.
         name: String,
-        /// Approve without asking when this matches its SSH or signing-key SHA256 fingerprint
-        /// (or its age recipient); required when stdin is not a terminal.
-        #[arg(long, value_name = "FP")]
-        fingerprint: Option<String>,
+        /// The enrollment code `fleetkey enroll` printed on the new machine (the line
+        /// `enrollment code: …`; `fleetkey status` there shows it again). It binds the name and
+        /// all four keys of the request; an SSH fingerprint alone is refused. Required when stdin
+        /// is not a terminal (on a terminal it is typed). `--fingerprint` is an old alias.
+        #[arg(long, value_name = "CODE", alias = "fingerprint")]
+        code: Option<String>,
+        /// What the new machine may change: `admin` (approve, revoke, roles, the forge, and all
+        /// a member may do), `member` (dotfiles, settings, secrets, its own hosts/NAME/) or
+        /// `receiver` (receives everything, changes only its own keys and hosts/NAME/: servers).
+        #[arg(long, value_name = "ROLE", default_value = "member")]
+        role: crate::authority::Role,
+    },
+    /// Change a machine's role: admin, member or receiver (admin only).
+    Role {
+        /// The machine.
+        name: String,
+        /// Its new role: `admin`, `member` or `receiver` (see `approve --role`).
+        role: crate::authority::Role,
     },
     /// Set up this machine from a bundle made by `fleetkey enroll NAME --bundle FILE`.
     Join {

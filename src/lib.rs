@@ -28,10 +28,12 @@ pub(crate) mod paths;
 // The fleet's data: settings, keys and the roster, the secrets and their grammar, the
 // authorized_keys merge, the clone.
 pub(crate) mod address;
+pub(crate) mod authority;
 pub(crate) mod authorized_keys;
 pub(crate) mod bundle;
 pub(crate) mod config;
 pub(crate) mod confine;
+pub(crate) mod enrollment;
 pub(crate) mod envfile;
 pub(crate) mod exposure;
 pub(crate) mod forge;
@@ -125,9 +127,10 @@ fn dispatch(args: Args) -> Result<i32> {
                 (None, None) => unreachable!("clap requires --remote or --bundle"),
             }
         }
-        Cmd::Approve { name, fingerprint } => {
-            commands::approve::approve(&name, fingerprint.as_deref())
+        Cmd::Approve { name, code, role } => {
+            commands::approve::approve(&name, code.as_deref(), role)
         }
+        Cmd::Role { name, role } => commands::approve::set_role(&name, role),
         Cmd::Join {
             file,
             remote,
