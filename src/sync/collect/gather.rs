@@ -283,12 +283,14 @@ fn materialise(
             status.machine
         ));
     }
-    // A replay of an older signed commit would take the collected files back in time.
+    // A replay of an older signed commit would take the collected files back in time. The
+    // same second is allowed: `written` counts whole seconds, and a machine may publish twice
+    // within one (both commits are its own and equally recent).
     if let Some(g) = before
-        && status.written <= g.status.written
+        && status.written < g.status.written
     {
         return Err(format!(
-            "its status was written at {} ({}), not after the one gathered before ({}): an older commit replayed",
+            "its status was written at {} ({}), before the one gathered before ({}): an older commit replayed",
             status.written_at, status.written, g.status.written
         ));
     }
