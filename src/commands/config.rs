@@ -45,6 +45,14 @@ pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
     let _lock = machine.lock()?;
     let repo = machine.repo()?;
     sync::recover(&repo, true)?;
+    if key.name == "ssh_from" {
+        // Every machine would refuse a member's commit that changes it.
+        crate::authority::require_admin(
+            repo.root(),
+            &machine.config.name,
+            "change whose login keys the fleet admits (ssh_from)",
+        )?;
+    }
     let plan = sync::plan::Plan::for_machine(&machine)?;
     let fleet = settings::set(&plan.fleet, key, values, &plan.confinement)?;
     let name = &machine.config.name;
@@ -87,6 +95,10 @@ pub fn set(key: &str, values: &[String], push: bool) -> Result<()> {
     )?;
     if push {
         sync::push_merging_upstream(&machine, &repo, &fleet)?;
+        if key.name == "ssh_from" {
+            // Every authorized_keys follows at once on the online peers, as after a revoke.
+            crate::commands::lifecycle::revoke::poke_remaining_peers(&machine)?;
+        }
     }
     Ok(())
 }

@@ -139,6 +139,7 @@ pub fn apply_head(
             &machine.config.name,
             &home,
             plan.authorized_keys.as_ref(),
+            &plan.fleet.authorized_keys.from,
         ) {
             applied.held_back.push(format!(
                 "authorized_keys was not merged: {}{}",

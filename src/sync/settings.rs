@@ -78,6 +78,12 @@ pub const KEYS: &[Key] = &[
         list: false,
         about: "the authorized_keys file the fleet's SSH keys are merged into",
     },
+    Key {
+        name: "ssh_from",
+        toml: "authorized_keys.from",
+        list: true,
+        about: "whose login keys every machine admits: roles (admin, member, receiver) and machine names (admin only)",
+    },
 ];
 
 /// The key called `name` (`poll` or `sync.poll`).
@@ -104,6 +110,7 @@ pub fn get(fleet: &FleetConfig, key: Key) -> Vec<String> {
         "private" => s.private.clone(),
         "materialize" => fleet.secrets.materialize.iter().cloned().collect(),
         "authorized_keys" => vec![fleet.authorized_keys.path.clone()],
+        "ssh_from" => fleet.authorized_keys.from.clone(),
         _ => Vec::new(),
     }
 }
@@ -185,6 +192,10 @@ pub fn set(
                 .check_file_entry(v)
                 .map_err(|r| bad(format!("{r}")))?;
             out.authorized_keys.path = v.clone();
+        }
+        "ssh_from" => {
+            crate::access::check_from(values).map_err(bad)?;
+            out.authorized_keys.from = dedup(values);
         }
         _ => return Err(bad("unknown setting".into())),
     }
