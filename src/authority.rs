@@ -409,6 +409,11 @@ pub fn may_change(
         let without_own = |mut t: toml::Table| {
             if let Some(toml::Value::Table(hosts)) = t.get_mut("hosts") {
                 hosts.remove(signer);
+                // Its own table was the only one: the first address a receiver sets (or the
+                // last it clears) adds or drops `[hosts]` itself.
+                if hosts.is_empty() {
+                    t.remove("hosts");
+                }
             }
             t
         };
