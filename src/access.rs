@@ -90,7 +90,7 @@ impl std::fmt::Display for Access {
 pub fn access(from: &[String], name: &str, role: Role) -> Access {
     if from.iter().any(|f| f == role.as_str()) {
         Access::ByRole(role)
-    } else if from.iter().any(|f| f == name) {
+    } else if from.iter().any(|f| f == name && Role::parse(f).is_none()) {
         Access::ByName(role)
     } else {
         Access::LeftOut(role)

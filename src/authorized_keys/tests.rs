@@ -240,6 +240,7 @@ fn removed_report(merged: &Merge) -> Vec<String> {
             let why = match c.why {
                 ChangeReason::Revoked => "revoked",
                 ChangeReason::LeftFleet => "left-fleet",
+                ChangeReason::NotAdmitted => "not-admitted",
                 ChangeReason::FleetKeyAdded => "added",
             };
             match &c.machine {
