@@ -395,16 +395,25 @@ pub fn may_change(
             table(tree).unwrap_or_default(),
         );
         if role == Role::Member {
-            return if old.get("forge") == new.get("forge") {
-                Ok(())
-            } else {
-                outside("only an admin moves the fleet's forge")
-            };
+            if old.get("forge") != new.get("forge") {
+                return outside("only an admin moves the fleet's forge");
+            }
+            if login_from(&old) != login_from(&new) {
+                return outside(
+                    "only an admin changes whose login keys the fleet admits ([authorized_keys] from)",
+                );
+            }
+            return Ok(());
         }
         // A receiver may set only its own [hosts.NAME] table.
         let without_own = |mut t: toml::Table| {
             if let Some(toml::Value::Table(hosts)) = t.get_mut("hosts") {
                 hosts.remove(signer);
+                // Its own table was the only one: the first address a receiver sets (or the
+                // last it clears) adds or drops `[hosts]` itself.
+                if hosts.is_empty() {
+                    t.remove("hosts");
+                }
             }
             t
         };
@@ -417,6 +426,20 @@ pub fn may_change(
     match role {
         Role::Receiver => outside("a receiver changes nothing the fleet shares"),
         _ => Ok(()),
+    }
+}
+
+/// `[authorized_keys] from` of a fleet.toml's table, the default when it is not set: a member's
+/// commit that writes the default out explicitly changes nothing.
+fn login_from(table: &toml::Table) -> toml::Value {
+    match table.get("authorized_keys").and_then(|t| t.get("from")) {
+        Some(v) => v.clone(),
+        None => toml::Value::Array(
+            crate::access::default_from()
+                .into_iter()
+                .map(toml::Value::String)
+                .collect(),
+        ),
     }
 }
 

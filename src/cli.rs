@@ -146,7 +146,8 @@ pub enum Cmd {
         /// Merge into PATH itself: atomic, mode 0600, a symlinked target refused.
         #[arg(long, value_name = "PATH", conflicts_with = "check")]
         apply: Option<PathBuf>,
-        /// Say what a merge would add and remove; exit 1 when the file would change.
+        /// Say what a merge would add and remove, and why each fleet login key is admitted or
+        /// left out (its role and `[authorized_keys] from`); exit 1 when the file would change.
         #[arg(long, value_name = "PATH", num_args = 0..=1)]
         check: Option<Option<PathBuf>>,
         /// Read the roster from this keys/ directory instead of the fleet repo.
@@ -355,17 +356,19 @@ pub enum RemoteCmd {
 pub enum ConfigCmd {
     /// Print KEY's value (one line per entry of a list), or every setting.
     Get {
-        /// poll, quiet, settle, paths, ignore, literal, private, materialize, materialize_format,
-        /// authorized_keys or forge.
+        /// poll, quiet, settle, paths, ignore, literal, allow_tokens, private, materialize,
+        /// materialize_format, authorized_keys, ssh_from or forge.
         key: Option<String>,
     },
     /// Set KEY for the whole fleet: checked as every cycle checks it, committed and pushed.
     ///
-    /// A list (ignore, literal, private) takes every value it should hold, or none to clear it;
-    /// what it replaced is printed. `config add` and `config remove` change one entry.
+    /// A list (ignore, literal, allow_tokens, private, ssh_from) takes every value it should
+    /// hold, or none to clear it; what it replaced is printed. `config add` and `config remove`
+    /// change one entry. ssh_from (`[authorized_keys] from`: whose login keys every machine
+    /// admits, roles and machine names, default `admin member`) is an admin's to change.
     Set {
-        /// poll, quiet, settle, ignore, literal, private, materialize, materialize_format (env or sh)
-        /// or authorized_keys.
+        /// poll, quiet, settle, ignore, literal, allow_tokens, private, materialize,
+        /// materialize_format (env or sh), authorized_keys or ssh_from.
         key: String,
         /// The new value (durations with a unit: 5s, 2m; paths as ~/REL or ~/REL/).
         #[arg(value_name = "VALUE", allow_hyphen_values = true)]

@@ -250,12 +250,20 @@ pub struct AuthorizedKeysConfig {
     /// The file the native backend merges fleet keys into.
     #[serde(default = "default_authorized_keys")]
     pub path: String,
+    /// Whose login keys every machine admits: roles (`admin`, `member`, `receiver`) and
+    /// machine names (see [`crate::access`]). Poke keys are admitted whatever this says.
+    #[serde(
+        default = "crate::access::default_from",
+        skip_serializing_if = "crate::access::is_default_from"
+    )]
+    pub from: Vec<String>,
 }
 
 impl Default for AuthorizedKeysConfig {
     fn default() -> Self {
         AuthorizedKeysConfig {
             path: default_authorized_keys(),
+            from: crate::access::default_from(),
         }
     }
 }
@@ -342,6 +350,13 @@ impl FleetConfig {
             }
             .into());
         }
+        crate::access::check_from(&self.authorized_keys.from).map_err(|problem| {
+            Error::from(ErrorKind::ConfigValue {
+                path: path.to_path_buf(),
+                key: "authorized_keys.from".into(),
+                problem,
+            })
+        })?;
         for (name, host) in &self.hosts {
             let key = |what: &str| format!("hosts.{what}");
             crate::roster::check_name(name).map_err(|_| ErrorKind::ConfigValue {

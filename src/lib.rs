@@ -27,6 +27,7 @@ pub(crate) mod output;
 pub(crate) mod paths;
 // The fleet's data: settings, keys and the roster, the secrets and their grammar, the
 // authorized_keys merge, the clone.
+pub(crate) mod access;
 pub(crate) mod address;
 pub(crate) mod authority;
 pub(crate) mod authorized_keys;

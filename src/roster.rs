@@ -261,20 +261,27 @@ pub fn revocation(repo: &git2::Repository, at: git2::Oid, name: &str) -> Option<
 /// The roster of the `keys/` directory `keys_dir`, as the merge takes it.
 #[derive(Debug, Clone, Default)]
 pub struct FleetKeys {
-    /// Active login keys with their machines.
+    /// The login keys `[authorized_keys] from` admits, with their machines.
     pub active: Vec<crate::authorized_keys::FleetKey>,
+    /// The login keys of active machines `from` leaves out: a line fleetkey wrote for one goes.
+    pub left_out: Vec<crate::authorized_keys::FleetKey>,
     /// Revoked keys.
     pub revoked: Vec<ssh_key::PublicKey>,
-    /// The poke keys of the active machines other than this one.
+    /// The poke keys of the active machines other than this one (every role: pokes are not
+    /// logins).
     pub poke: Vec<crate::authorized_keys::FleetKey>,
     /// The forced command of the poke lines ([`poke_command`]); without it no poke line is
     /// written.
     pub poke_command: Option<String>,
+    /// Each active machine with a login key, by name, and why its key is admitted or left out.
+    pub access: Vec<(String, crate::access::Access)>,
 }
 
-/// The roster of the `keys/` directory `keys_dir`, as the merge on machine `me` takes it (its
-/// own poke key is left out: a machine never pokes itself).
-pub fn fleet_keys(keys_dir: &Path, me: Option<&str>) -> Result<FleetKeys> {
+/// The roster of the `keys/` directory `keys_dir`, as the merge on machine `me` takes it: the
+/// login keys of the machines `from` (`[authorized_keys] from`) admits, the others left out
+/// (see [`crate::access`]); every other member's poke key (its own is left out: a machine
+/// never pokes itself).
+pub fn fleet_keys(keys_dir: &Path, me: Option<&str>, from: &[String]) -> Result<FleetKeys> {
     let roster = SshRoster::load(keys_dir)?;
     let flat = |list: Vec<(String, Vec<ssh_key::PublicKey>)>| {
         list.into_iter()
@@ -292,11 +299,29 @@ pub fn fleet_keys(keys_dir: &Path, me: Option<&str>) -> Result<FleetKeys> {
         .into_iter()
         .filter(|(machine, _)| Some(machine.as_str()) != me)
         .collect();
+    let mut access = Vec::new();
+    let (mut admitted, mut left_out) = (Vec::new(), Vec::new());
+    for (machine, keys) in roster.active {
+        let role = roster
+            .roles
+            .get(&machine)
+            .copied()
+            .unwrap_or(crate::authority::Role::Admin);
+        let a = crate::access::access(from, &machine, role);
+        access.push((machine.clone(), a));
+        if a.admitted() {
+            admitted.push((machine, keys));
+        } else {
+            left_out.push((machine, keys));
+        }
+    }
     Ok(FleetKeys {
-        active: flat(roster.active),
+        active: flat(admitted),
+        left_out: flat(left_out),
         revoked: roster.revoked,
         poke: flat(poke),
         poke_command: poke_command(),
+        access,
     })
 }
 
@@ -307,6 +332,7 @@ impl FleetKeys {
     pub fn roster(&self) -> crate::authorized_keys::Roster<'_> {
         crate::authorized_keys::Roster {
             active: &self.active,
+            left_out: &self.left_out,
             revoked: &self.revoked,
             poke: self
                 .poke_command
@@ -391,6 +417,9 @@ pub struct SshRoster {
     pub poke: Vec<(String, Vec<ssh_key::PublicKey>)>,
     /// Revoked SSH keys.
     pub revoked: Vec<ssh_key::PublicKey>,
+    /// The roles of the machines with a role file (`keys/NAME.role`); a machine without one
+    /// is from before roles, an admin.
+    pub roles: BTreeMap<String, crate::authority::Role>,
 }
 
 impl SshRoster {
@@ -398,7 +427,11 @@ impl SshRoster {
     pub fn load(keys_dir: &Path) -> Result<SshRoster> {
         let mut active = Vec::new();
         let mut poke = Vec::new();
+        let mut roles = BTreeMap::new();
         for (name, files) in member_files(keys_dir)? {
+            if let Some(path) = &files.role {
+                roles.insert(name.clone(), read_role(path)?);
+            }
             if let Some(ssh) = files.ssh {
                 active.push((name.clone(), read_ssh_keys(&ssh)?));
             }
@@ -418,8 +451,23 @@ impl SshRoster {
             active,
             poke,
             revoked,
+            roles,
         })
     }
+}
+
+/// Reads a role file (`keys/NAME.role`): one of `admin`, `member`, `receiver`; anything else
+/// is an error naming the file (never quoting it).
+fn read_role(path: &Path) -> Result<crate::authority::Role> {
+    let text = files::read_regular_text(path, limits::KEY_FILE)?;
+    crate::authority::Role::parse(&text).ok_or_else(|| {
+        ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: 1,
+            problem: "not one of admin, member or receiver".into(),
+        }
+        .into()
+    })
 }
 
 /// The text of the `secrets.recipients` file for `lines`.
@@ -435,6 +483,7 @@ struct MemberFiles {
     ssh: Option<PathBuf>,
     sign: Option<PathBuf>,
     poke: Option<PathBuf>,
+    role: Option<PathBuf>,
 }
 
 fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
@@ -458,6 +507,8 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
             (n, 2)
         } else if let Some(n) = file_name.strip_suffix(".poke.pub") {
             (n, 3)
+        } else if let Some(n) = file_name.strip_suffix(".role") {
+            (n, 4)
         } else {
             continue;
         };
@@ -465,8 +516,8 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
         check_name(name).map_err(|_| ErrorKind::BadRoster {
             path: path.clone(),
             line: 0,
-            problem: "the file name is not NAME.age.pub, NAME.ssh.pub, NAME.sign.pub or \
-                      NAME.poke.pub with a valid machine name"
+            problem: "the file name is not NAME.age.pub, NAME.ssh.pub, NAME.sign.pub, \
+                      NAME.poke.pub or NAME.role with a valid machine name"
                 .into(),
         })?;
         let slot = members.entry(name.to_string()).or_default();
@@ -474,7 +525,8 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
             0 => slot.age = Some(path),
             1 => slot.ssh = Some(path),
             2 => slot.sign = Some(path),
-            _ => slot.poke = Some(path),
+            3 => slot.poke = Some(path),
+            _ => slot.role = Some(path),
         }
     }
     Ok(members)
@@ -483,6 +535,14 @@ fn member_files(dir: &Path) -> Result<BTreeMap<String, MemberFiles>> {
 fn load_members(dir: &Path) -> Result<Vec<Member>> {
     let mut out = Vec::new();
     for (name, files) in member_files(dir)? {
+        if files.age.is_none()
+            && files.ssh.is_none()
+            && files.sign.is_none()
+            && files.poke.is_none()
+        {
+            // A role file alone (verification refuses such a roster): no machine to load.
+            continue;
+        }
         let Some(age_path) = files.age else {
             return Err(ErrorKind::BadRoster {
                 path: dir.join(format!("{name}.age.pub")),

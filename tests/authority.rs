@@ -751,3 +751,83 @@ fn the_compromise_report_lists_every_admin_act_with_its_undo() {
     f.alpha.ok(&["revoke", "gamma", "--yes"]);
     f.alpha.ok(&["status"]);
 }
+
+#[test]
+fn only_an_admin_changes_whose_login_keys_the_fleet_admits() {
+    let f = fleet();
+    assert_eq!(role_of(&f.beta, "beta"), "member");
+    // `config set ssh_from` on a member is refused before anything is committed.
+    let err = f.beta.fails(
+        &["config", "set", "ssh_from", "admin", "member", "receiver"],
+        1,
+    );
+    assert!(
+        err.contains("only an admin may change whose login keys the fleet admits (ssh_from); beta is a member"),
+        "{err}"
+    );
+    // A compromised member pushes the change with stock git and its own key: refused.
+    let clone = attacker_clone(&f, "main", "member-from");
+    let toml = clone.join("fleet.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let fixed = text.replace(
+        "[authorized_keys]\n",
+        "[authorized_keys]\nfrom = [\"admin\", \"member\", \"receiver\"]\n",
+    );
+    assert_ne!(
+        fixed, text,
+        "fleet.toml has an [authorized_keys] table:\n{text}"
+    );
+    std::fs::write(&toml, fixed).unwrap();
+    git_commit(&clone, &signing_config(&f.beta), "beta", "beta: ssh_from");
+    git_push(&clone, "HEAD:refs/heads/main");
+    let bad = git_out(&clone, &["rev-parse", "HEAD"]).trim().to_string();
+    refuses_unauthorized(
+        &f.alpha,
+        &bad,
+        "only an admin changes whose login keys the fleet admits ([authorized_keys] from)",
+    );
+    assert_eq!(
+        f.alpha.ok(&["config", "get", "ssh_from"]),
+        "admin\nmember\n"
+    );
+    f.alpha.ok(&["forge", "repair", "--yes"]);
+    // A member writing the default out explicitly changes nothing: accepted.
+    let clone = attacker_clone(&f, "main", "member-default");
+    let toml = clone.join("fleet.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace(
+            "[authorized_keys]\n",
+            "[authorized_keys]\nfrom = [\"admin\", \"member\"]\n",
+        ),
+    )
+    .unwrap();
+    git_commit(
+        &clone,
+        &signing_config(&f.beta),
+        "beta",
+        "beta: the default",
+    );
+    git_push(&clone, "HEAD:refs/heads/main");
+    f.alpha.ok(&["sync"]);
+    // The admin changes it: every machine takes it.
+    f.alpha
+        .ok(&["config", "set", "ssh_from", "admin", "member", "backup-box"]);
+    f.beta.ok(&["sync"]);
+    assert_eq!(
+        f.beta.ok(&["config", "get", "authorized_keys.from"]),
+        "admin\nmember\nbackup-box\n"
+    );
+    // A bad entry is named by key and position, never quoted.
+    let err = f
+        .alpha
+        .fails(&["config", "set", "ssh_from", "admin", "Not_A_Name"], 1);
+    assert!(
+        err.contains("ssh_from cannot be set")
+            && err
+                .contains("entry 2 is neither a role (admin, member, receiver) nor a machine name")
+            && !err.contains("Not_A_Name"),
+        "{err}"
+    );
+}

@@ -27,7 +27,7 @@ use crate::util::{bin, require, run_program, wait_for};
 /// How long a setup step (a watcher's start, a cycle) may take.
 const STEP: Duration = Duration::from_secs(20);
 
-fn require_root() {
+pub(crate) fn require_root() {
     let uid = String::from_utf8(run_program(Command::new("id").arg("-u"))).unwrap();
     assert_eq!(
         uid.trim(),
@@ -41,12 +41,12 @@ fn require_root() {
 
 /// A local user made for one test: a machine with its own HOME. Removed when dropped, with
 /// every process the test started as it.
-struct User {
-    name: String,
-    machine: String,
+pub(crate) struct User {
+    pub(crate) name: String,
+    pub(crate) machine: String,
     uid: u32,
     gid: u32,
-    home: PathBuf,
+    pub(crate) home: PathBuf,
     watcher: Option<(Child, PathBuf)>,
 }
 
@@ -87,7 +87,7 @@ impl User {
 
     /// A command run as this user, with only what a login gives: HOME, USER, a PATH without
     /// fleetkey's directory.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("HOME", &self.home)
@@ -101,11 +101,11 @@ impl User {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(bin()).args(args).output().unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -119,7 +119,7 @@ impl User {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.home.join(rel)
     }
 
@@ -135,7 +135,7 @@ impl User {
         std::fs::rename(&tmp, self.path(rel)).unwrap();
     }
 
-    fn text(&self, rel: &str) -> String {
+    pub(crate) fn text(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap_or_default()
     }
 
@@ -160,7 +160,7 @@ impl User {
 
     /// Starts `fleetkey watch` (debug log) and waits until its watches and poke socket are in
     /// place and its start-up cycle finished.
-    fn start_watcher(&mut self) {
+    pub(crate) fn start_watcher(&mut self) {
         let ready = self.state().join("watch-ready");
         let _ = std::fs::remove_file(&ready);
         let log = std::env::temp_dir().join(format!("{}-watch.log", self.name));
@@ -198,7 +198,7 @@ impl User {
         );
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.watcher
             .as_ref()
             .map(|(_, log)| std::fs::read_to_string(log).unwrap_or_default())
@@ -285,14 +285,22 @@ impl Sshd {
 
 /// A fleet of real users around a git daemon forge, every machine with an address on one
 /// sshd, each admitting the others' poke keys.
-struct PokeFleet {
-    users: Vec<User>,
+pub(crate) struct PokeFleet {
+    pub(crate) users: Vec<User>,
     sshd: Sshd,
     _forge: Forge,
 }
 
 impl PokeFleet {
     fn new(names: &[&str]) -> PokeFleet {
+        let roles: Vec<(&str, &str)> = names.iter().map(|n| (*n, "admin")).collect();
+        PokeFleet::with_roles(&roles)
+    }
+
+    /// [`PokeFleet::new`] with each machine's role: the first is the founder (an admin); each
+    /// other is approved with its role by the last admin before it.
+    pub(crate) fn with_roles(machines: &[(&str, &str)]) -> PokeFleet {
+        let names: Vec<&str> = machines.iter().map(|(n, _)| *n).collect();
         require_root();
         let forge = Forge::start(Transport::GitDaemon);
         let url = forge.url();
@@ -322,7 +330,15 @@ impl PokeFleet {
                 &new.address(port),
             ]);
             let code = crate::util::code_in(&out, &new.machine);
-            users[i - 1].ok(&["approve", &new.machine, "--code", &code, "--role", "admin"]);
+            let approver = (0..i).rev().find(|&j| machines[j].1 == "admin").unwrap();
+            users[approver].ok(&[
+                "approve",
+                &new.machine,
+                "--code",
+                &code,
+                "--role",
+                machines[i].1,
+            ]);
             new.ok(&["sync"]);
         }
         // Two rounds: each machine publishes its poke key and address, then every machine
@@ -375,7 +391,7 @@ impl PokeFleet {
         }
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.sshd.server.port
     }
 
@@ -391,7 +407,14 @@ impl PokeFleet {
 }
 
 /// ssh as `from` with `key` to `to`'s account, asking to run `command`.
-fn ssh_as(from: &User, key: &Path, to: &User, port: u16, extra: &[&str], command: &str) -> Output {
+pub(crate) fn ssh_as(
+    from: &User,
+    key: &Path,
+    to: &User,
+    port: u16,
+    extra: &[&str],
+    command: &str,
+) -> Output {
     from.command(require("ssh", "openssh-client"))
         .args([
             "-o",

@@ -14,6 +14,7 @@ mod lifecycle;
 mod messages;
 mod poke;
 mod snapshots;
+mod ssh_roles;
 mod sshd;
 mod status_doctor;
 mod sync;

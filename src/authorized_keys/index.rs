@@ -52,11 +52,13 @@ pub(super) struct Index<'r> {
     active_by_blob: HashMap<Vec<u8>, usize>,
     /// Key blob → revoked key.
     revoked: HashMap<Vec<u8>, Revoked<'r>>,
+    /// Key blobs of the login keys `from` leaves out.
+    left_out: std::collections::HashSet<Vec<u8>>,
 }
 
 impl<'r> Index<'r> {
     pub(super) fn new(roster: &Roster<'r>) -> Result<Self, Error> {
-        if roster.active.is_empty() {
+        if roster.active.is_empty() && roster.left_out.is_empty() {
             return Err(Error::NoActiveFleetKey);
         }
 
@@ -145,10 +147,25 @@ impl<'r> Index<'r> {
             active_by_blob.insert(fleet.blob.clone(), at);
         }
 
+        let mut left_out = std::collections::HashSet::with_capacity(roster.left_out.len());
+        for fleet in roster.left_out {
+            let blob = fleet.key.to_bytes().map_err(|_| Error::UnencodableKey {
+                owner: format!("machine {}", fleet.machine),
+            })?;
+            if revoked.contains_key(&blob) {
+                return Err(Error::RevokedKeyIsActive {
+                    fingerprint: fingerprint(fleet.key.key_data()),
+                    machine: fleet.machine.clone(),
+                });
+            }
+            left_out.insert(blob);
+        }
+
         Ok(Self {
             active,
             active_by_blob,
             revoked,
+            left_out,
         })
     }
 }
@@ -216,7 +233,12 @@ pub(super) fn judge(line: &[u8], index: &Index<'_>, blob: &mut Vec<u8>) -> Verdi
         && let Ok(key) = PublicKey::from_bytes(blob)
         && key.algorithm().as_str() == kind.blob
     {
-        return Verdict::Remove(ChangeReason::LeftFleet, owner(), key.key_data().clone());
+        let why = if index.left_out.contains(blob.as_slice()) {
+            ChangeReason::NotAdmitted
+        } else {
+            ChangeReason::LeftFleet
+        };
+        return Verdict::Remove(why, owner(), key.key_data().clone());
     }
     Verdict::Keep
 }

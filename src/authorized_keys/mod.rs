@@ -40,8 +40,9 @@
 //! # The merge
 //! - A line whose key is revoked is removed, whatever its options or comment.
 //! - fleetkey's own lines end their comment with the token `fleetkey=NAME`. Such a line is kept in
-//!   place, byte for byte, while machine NAME still has that exact key active; otherwise (the
-//!   machine left, rotated its key, or was renamed) it is removed.
+//!   place, byte for byte, while machine NAME still has that exact key active and admitted;
+//!   otherwise (the machine left, rotated its key, was renamed, or `[authorized_keys] from`
+//!   no longer admits its role: [`Roster::left_out`]) it is removed.
 //! - Every active fleet key that no kept line lists as a plain (non-CA) entry is appended as
 //!   `TYPE BASE64 [COMMENT] fleetkey=NAME`, ordered by machine name then key text, with the file's
 //!   line ending.
@@ -107,8 +108,13 @@ pub struct FleetKey {
 /// What the merge is given: the active fleet keys and the revoked keys.
 #[derive(Clone, Copy, Debug)]
 pub struct Roster<'a> {
-    /// Keys every machine must accept (from `keys/*.ssh.pub`). A machine may have several.
+    /// Keys every machine must accept (from `keys/*.ssh.pub`, those `[authorized_keys] from`
+    /// admits). A machine may have several.
     pub active: &'a [FleetKey],
+    /// Login keys of active machines that `[authorized_keys] from` leaves out (see
+    /// [`crate::access`]): a line fleetkey wrote for one is removed ([`ChangeReason::NotAdmitted`]);
+    /// a line the user wrote is kept.
+    pub left_out: &'a [FleetKey],
     /// Keys no machine may accept (the SSH lines of `keys/revoked`).
     pub revoked: &'a [PublicKey],
     /// The other machines' poke keys, admitted only to run the poke (see [`Poke`]).
@@ -205,6 +211,9 @@ pub enum ChangeReason {
     /// A line fleetkey wrote for a machine that no longer has that key active: the machine
     /// left the fleet, rotated its key, or was renamed.
     LeftFleet,
+    /// A line fleetkey wrote for an active machine whose login key `[authorized_keys] from`
+    /// no longer admits (its role changed, or `from` did).
+    NotAdmitted,
 }
 
 impl fmt::Display for ChangeReason {
@@ -214,6 +223,7 @@ impl fmt::Display for ChangeReason {
             Self::PokeKeyAdded => "poke key added",
             Self::Revoked => "revoked",
             Self::LeftFleet => "left the fleet",
+            Self::NotAdmitted => "not admitted by [authorized_keys] from",
         })
     }
 }
@@ -236,7 +246,8 @@ pub struct Warning {
 /// Merge the roster into the current `authorized_keys` (see the module docs for the rules).
 ///
 /// `current` is the file's bytes, empty when it does not exist yet. Returns `Err`, and the
-/// caller must then print nothing, when the roster has no active key or is inconsistent.
+/// caller must then print nothing, when the roster has no active login key (admitted or left
+/// out) or is inconsistent.
 pub fn merge(current: &[u8], roster: &Roster<'_>) -> Result<Merge, Error> {
     let index = Index::new(roster)?;
     let mut output = Vec::with_capacity(current.len() + 128 * index.active.len());

@@ -240,6 +240,7 @@ fn removed_report(merged: &Merge) -> Vec<String> {
             let why = match c.why {
                 ChangeReason::Revoked => "revoked",
                 ChangeReason::LeftFleet => "left-fleet",
+                ChangeReason::NotAdmitted => "not-admitted",
                 ChangeReason::FleetKeyAdded | ChangeReason::PokeKeyAdded => "added",
             };
             match &c.machine {
@@ -280,6 +281,7 @@ fn run_case(path: &Path) -> Result<(), String> {
         Err(e) => return Err(format!("the roster does not parse: {e}")),
     };
     let roster = Roster {
+        left_out: &[],
         active: &active,
         revoked: &revoked,
         poke: None,
@@ -681,6 +683,7 @@ fn an_inconsistent_roster_is_refused() {
     ];
     for (active, revoked, message) in cases {
         let roster = Roster {
+            left_out: &[],
             active: &active,
             revoked: if revoked.is_empty() {
                 no_revoked
@@ -707,6 +710,7 @@ fn a_key_listed_twice_for_one_machine_is_written_once() {
     let merged = merge(
         b"",
         &Roster {
+            left_out: &[],
             active: &active,
             revoked: &[],
             poke: None,
@@ -739,6 +743,7 @@ fn fleet_key_comments_are_trimmed_and_never_break_a_line() {
         let merged = merge(
             b"",
             &Roster {
+                left_out: &[],
                 active: &active,
                 revoked: &[],
                 poke: None,
@@ -761,6 +766,7 @@ fn changes_carry_fingerprints() {
     let merged = merge(
         input.as_bytes(),
         &Roster {
+            left_out: &[],
             active: &active,
             revoked: &[thief],
             poke: None,
@@ -827,6 +833,7 @@ fn a_thousand_line_file_with_two_hundred_fleet_keys() {
         input.push('\n');
     }
     let roster = Roster {
+        left_out: &[],
         active: &active,
         revoked: &revoked,
         poke: None,
@@ -1130,7 +1137,7 @@ proptest! {
         final_newline in any::<bool>(),
     ) {
         let (active, revoked) = build_roster(&roles);
-        let roster = Roster { active: &active, revoked: &revoked, poke: None };
+        let roster = Roster { active: &active, left_out: &[], revoked: &revoked, poke: None };
         let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
         let mut input = Vec::new();
         let mut fates = Vec::new();
@@ -1165,7 +1172,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_and_are_kept(input in vec(any::<u8>(), 0..4096)) {
         let (active, revoked) = fixed_roster();
-        let roster = Roster { active: &active, revoked: &revoked, poke: None };
+        let roster = Roster { active: &active, left_out: &[], revoked: &revoked, poke: None };
         let merged = merge(&input, &roster).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // Random bytes never hold a readable revoked key or a fleetkey line: nothing goes.
         prop_assert!(merged.removed.is_empty());
@@ -1185,7 +1192,7 @@ proptest! {
         ];
         let input: String = pieces.into_iter().map(|i| fragments[i]).collect();
         let (active, revoked) = fixed_roster();
-        let roster = Roster { active: &active, revoked: &revoked, poke: None };
+        let roster = Roster { active: &active, left_out: &[], revoked: &revoked, poke: None };
         let merged = merge(input.as_bytes(), &roster).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(!merged.output.is_empty());
         assert_keeps_unremoved_lines(input.as_bytes(), &merged)?;
@@ -1206,6 +1213,7 @@ fn poke_keys_are_written_restricted_and_follow_the_roster() {
     let active = [fleet("laptop", "laptop-ed25519")];
     let poke = [fleet("desktop", "desktop-ed25519")];
     let roster = |command, poke: &'static [FleetKey], revoked: &'static [PublicKey]| Roster {
+        left_out: &[],
         active: Box::leak(Box::new(active.clone())),
         revoked,
         poke: Some(Poke {

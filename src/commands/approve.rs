@@ -364,7 +364,10 @@ pub fn set_role(name: &str, role: Role) -> Result<()> {
         &format!("{me}: {name} becomes {role} (was {current})"),
     )?;
     outln!("fleetkey: {name} is now {role}: {}", role.describe())?;
-    change.publish()
+    change.publish()?;
+    // Whose login keys every authorized_keys admits follows the role (`[authorized_keys] from`):
+    // a poke brings it to the online peers at once, as after a revocation.
+    crate::commands::lifecycle::revoke::poke_remaining_peers(&machine)
 }
 
 /// Refuses a request that holds a key of `roster`'s revoked set: a revoked key never comes back.

@@ -4,7 +4,8 @@
 //! not exist yet) and prints the whole new file on stdout. On any error, or when the fleet has no
 //! active SSH key, it prints nothing and exits non-zero: chezmoi deletes a target whose `modify_`
 //! output is empty. `--apply PATH` writes the file itself (atomically, 0600, refusing a symlink);
-//! `--check [PATH]` only says what would change.
+//! `--check [PATH]` says what would change, and why each fleet login key is admitted or left
+//! out (`[authorized_keys] from`, see [`crate::access`]).
 //!
 //! This runs on every `chezmoi apply`, `diff` and `status`, so it reads only the roster's SSH
 //! files and the input: no identity, no secrets, no git.
@@ -45,7 +46,13 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
                 .join(crate::roster::layout::KEYS),
         },
     };
-    let keys = fleet_keys(&keys_dir, me.as_deref())?;
+    // Whose login keys go in: the fleet.toml in force; with `--keys DIR` and no setup, the
+    // default (admins and members).
+    let from = match &machine {
+        Some(m) => m.fleet_config()?.authorized_keys.from,
+        None => crate::access::default_from(),
+    };
+    let keys = fleet_keys(&keys_dir, me.as_deref(), &from)?;
     let roster = keys.roster();
     if let Mode::Apply(path) = &mode {
         let merged = merge_into_file(&roster, path)?;
@@ -87,6 +94,7 @@ pub fn run(mode: Mode, keys: Option<&Path>) -> Result<i32> {
             let merged = authorized_keys::merge(&current, &roster)?;
             log_warnings(&merged);
             report(&merged, &path, true)?;
+            crate::output::stdout(explain(&keys, &from).as_bytes())?;
             Ok(if merged.changed() { 1 } else { 0 })
         }
     }
@@ -97,6 +105,39 @@ pub fn default_target() -> Result<PathBuf> {
     let machine = Machine::load()?;
     let fleet = machine.fleet_config()?;
     Ok(machine.paths.expand(&fleet.authorized_keys.path))
+}
+
+/// Why each fleet login key is admitted or left out, and whose poke keys are admitted.
+pub fn explain(keys: &crate::roster::FleetKeys, from: &[String]) -> String {
+    let mut out = format!(
+        "login keys from: {}   ([authorized_keys] from)\n",
+        crate::access::show_from(from)
+    );
+    let width = keys.access.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+    for (machine, access) in &keys.access {
+        let list = if access.admitted() {
+            &keys.active
+        } else {
+            &keys.left_out
+        };
+        for k in list.iter().filter(|k| &k.machine == machine) {
+            out.push_str(&format!(
+                "  {machine:<width$}  {}  {access}\n",
+                crate::signing::fingerprint(&k.key)
+            ));
+        }
+    }
+    let mut pokes: Vec<&str> = keys.poke.iter().map(|k| k.machine.as_str()).collect();
+    pokes.dedup();
+    out.push_str(&format!(
+        "poke keys (only `fleetkey poke`, every role): {}\n",
+        if pokes.is_empty() {
+            "none".to_string()
+        } else {
+            pokes.join(", ")
+        }
+    ));
+    out
 }
 
 fn report(merged: &Merge, path: &Path, dry_run: bool) -> Result<()> {

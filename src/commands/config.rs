@@ -66,6 +66,14 @@ pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<(
     let key = settings::key(key)?;
     let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
     let repo = &change.repo;
+    if key.name == "ssh_from" {
+        // Every machine would refuse a member's commit that changes it.
+        crate::authority::require_admin(
+            repo.root(),
+            &machine.config.name,
+            "change whose login keys the fleet admits (ssh_from)",
+        )?;
+    }
     let plan = sync::plan::Plan::for_machine(&machine)?;
     let before = settings::get(&plan.fleet, key);
     let new_values = match how {
@@ -140,6 +148,10 @@ pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<(
     if push {
         change.fleet = fleet;
         change.publish()?;
+        if key.name == "ssh_from" {
+            // Every authorized_keys follows at once on the online peers, as after a revoke.
+            crate::commands::lifecycle::revoke::poke_remaining_peers(&machine)?;
+        }
     }
     Ok(())
 }

@@ -82,6 +82,36 @@ pub struct FleetStatus {
     /// Each active machine that has an address: where peers poke it, and how this machine's
     /// last poke of it went.
     pub addresses: Vec<AddressStatus>,
+    /// Whose login keys this machine's authorized_keys admits, and why (none when the roster's
+    /// SSH files cannot be read).
+    pub ssh_access: Option<SshAccessStatus>,
+}
+
+/// Whose keys the authorized_keys merge admits here (see [`crate::access`]).
+#[derive(Debug, Serialize)]
+pub struct SshAccessStatus {
+    /// `[authorized_keys] from`: roles and machine names.
+    pub from: Vec<String>,
+    /// Each active machine's login key: admitted or left out, and why.
+    pub login: Vec<LoginKeyStatus>,
+    /// The machines whose poke key is admitted (only to run `fleetkey poke`; every role).
+    pub poke: Vec<String>,
+    /// The text `status` shows (the same as `authorized-keys --check`).
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// One machine's login key in the authorized_keys merge.
+#[derive(Debug, Serialize)]
+pub struct LoginKeyStatus {
+    /// The machine.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// Whether its login key goes into authorized_keys.
+    pub admitted: bool,
+    /// Why, in words.
+    pub why: String,
 }
 
 /// One machine's role.
@@ -220,6 +250,33 @@ pub fn gather(machine: &Machine) -> Result<Status> {
 
     let addresses = addresses(machine, &roster);
 
+    let ssh_access = machine.fleet_config().ok().and_then(|fleet| {
+        let from = fleet.authorized_keys.from;
+        let keys = crate::roster::fleet_keys(
+            &repo.root().join(crate::roster::layout::KEYS),
+            Some(&machine.config.name),
+            &from,
+        )
+        .ok()?;
+        let mut poke: Vec<String> = keys.poke.iter().map(|k| k.machine.clone()).collect();
+        poke.dedup();
+        Some(SshAccessStatus {
+            login: keys
+                .access
+                .iter()
+                .map(|(name, a)| LoginKeyStatus {
+                    name: name.clone(),
+                    role: a.role().to_string(),
+                    admitted: a.admitted(),
+                    why: a.to_string(),
+                })
+                .collect(),
+            poke,
+            text: crate::commands::authorized_keys::explain(&keys, &from),
+            from,
+        })
+    });
+
     Ok(Status {
         machine: MachineStatus {
             name: machine.config.name.clone(),
@@ -251,6 +308,7 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             revoked,
             retired_keys,
             addresses,
+            ssh_access,
         },
         sync: SyncStatus {
             ahead,
@@ -486,6 +544,16 @@ fn render(s: &Status) -> String {
             ),
         };
         out.push_str(&format!("  {} at {}: {poke}\n", a.name, a.address));
+    }
+    if let Some(access) = &s.fleet.ssh_access {
+        out.push_str("ssh      ");
+        for (i, line) in access.text.lines().enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     out.push_str(&format!(
         "sync     {} ahead, {} behind the forge {}\n",

@@ -407,12 +407,15 @@ pub fn materialize_secrets(
 /// The one call site of the authorized_keys merge in a cycle (native backend): merges the fleet's
 /// SSH keys into `target` (`[authorized_keys] path`, checked by the plan) after every apply, so
 /// an approved machine's key arrives and a revoked one leaves. A fleet with no SSH key yet
-/// leaves the file alone; a path through a symlink is refused. Returns whether the file changed.
+/// leaves the file alone; a path through a symlink is refused. Only the login keys `from`
+/// (`[authorized_keys] from`) admits go in (see [`crate::access`]), so a role change reaches
+/// the file on the next cycle. Returns whether the file changed.
 pub fn authorized_keys(
     repo_root: &Path,
     me: &str,
     home: &HomeDir,
     target: Option<&HomeRel>,
+    from: &[String],
 ) -> Result<bool> {
     let Some(rel) = target else {
         return Ok(false);
@@ -428,7 +431,7 @@ pub fn authorized_keys(
         }
     })?;
     let keys = repo_root.join(crate::roster::layout::KEYS);
-    let keys = crate::roster::fleet_keys(&keys, Some(me))?;
+    let keys = crate::roster::fleet_keys(&keys, Some(me), from)?;
     let roster = keys.roster();
     // Read and written through `home` like every other file in $HOME (no symlink followed).
     let limit = crate::limits::Limit {

@@ -151,6 +151,7 @@ pub fn apply_head(
             &machine.config.name,
             &home,
             plan.authorized_keys.as_ref(),
+            &plan.fleet.authorized_keys.from,
         ) {
             applied.held_back.push(format!(
                 "authorized_keys was not merged: {}{}",
@@ -181,6 +182,7 @@ pub fn merge_authorized_keys(machine: &Machine, repo: &FleetRepo) -> Result<bool
         &machine.config.name,
         &home,
         plan.authorized_keys.as_ref(),
+        &plan.fleet.authorized_keys.from,
     )
 }
 

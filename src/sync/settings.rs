@@ -97,6 +97,12 @@ pub const KEYS: &[Key] = &[
         about: "the authorized_keys file the fleet's SSH keys are merged into",
     },
     Key {
+        name: "ssh_from",
+        toml: "authorized_keys.from",
+        list: true,
+        about: "whose login keys every machine admits: roles (admin, member, receiver) and machine names (admin only)",
+    },
+    Key {
         name: "forge",
         toml: "forge",
         list: false,
@@ -215,6 +221,7 @@ pub fn get(fleet: &FleetConfig, key: Key) -> Vec<String> {
             crate::config::MaterializeFormat::Sh => "sh".to_string(),
         }],
         "authorized_keys" => vec![fleet.authorized_keys.path.clone()],
+        "ssh_from" => fleet.authorized_keys.from.clone(),
         "forge" => fleet.forge.iter().cloned().collect(),
         _ => Vec::new(),
     }
@@ -300,6 +307,10 @@ pub fn set(
                 .check_file_entry(v)
                 .map_err(|r| bad(format!("{r}")))?;
             out.authorized_keys.path = v.clone();
+        }
+        "ssh_from" => {
+            crate::access::check_from(values).map_err(bad)?;
+            out.authorized_keys.from = dedup(values);
         }
         "forge" => {
             return Err(bad(

@@ -213,9 +213,10 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
     poke_remaining_peers(&machine)
 }
 
-/// After a revocation is on the forge, pokes every remaining peer that has an address, so each
-/// online machine drops the revoked key within seconds instead of at its next poll.
-fn poke_remaining_peers(machine: &Machine) -> Result<()> {
+/// After a revocation (or a change of whose login keys the fleet admits: a role, `ssh_from`)
+/// is on the forge, pokes every remaining peer that has an address, so each online machine's
+/// authorized_keys follows within seconds instead of at its next poll.
+pub fn poke_remaining_peers(machine: &Machine) -> Result<()> {
     let peers = sync::poke::peers(machine);
     if peers.is_empty() {
         return Ok(());
