@@ -203,8 +203,14 @@ fn check_says_which_added_key_logs_in_and_which_only_pokes() {
         1,
         "{said}"
     );
+    // Every change is one `would add` line; after them, why each fleet key is there.
     assert!(
-        lines.iter().all(|l| l.starts_with("would add     SHA256:")),
+        lines
+            .iter()
+            .filter(|l| l.contains(" at line "))
+            .all(|l| l.starts_with("would add     SHA256:")),
         "{said}"
     );
+    assert_eq!(with("would add"), 3, "{said}");
+    assert_eq!(with("login keys from: admin, member"), 1, "{said}");
 }
