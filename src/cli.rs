@@ -77,10 +77,24 @@ pub enum Cmd {
     Approve {
         /// The pending machine.
         name: String,
-        /// Approve without asking when this matches its SSH or signing-key SHA256 fingerprint
-        /// (or its age recipient); required when stdin is not a terminal.
-        #[arg(long, value_name = "FP")]
-        fingerprint: Option<String>,
+        /// The enrollment code `fleetkey enroll` printed on the new machine (the line
+        /// `enrollment code: …`; `fleetkey status` there shows it again). It binds the name and
+        /// all four keys of the request; an SSH fingerprint alone is refused. Required when stdin
+        /// is not a terminal (on a terminal it is typed). `--fingerprint` is an old alias.
+        #[arg(long, value_name = "CODE", alias = "fingerprint")]
+        code: Option<String>,
+        /// What the new machine may change: `admin` (approve, revoke, roles, the forge, and all
+        /// a member may do), `member` (dotfiles, settings, secrets, its own hosts/NAME/) or
+        /// `receiver` (receives everything, changes only its own keys and hosts/NAME/: servers).
+        #[arg(long, value_name = "ROLE", default_value = "member")]
+        role: crate::authority::Role,
+    },
+    /// Change a machine's role: admin, member or receiver (admin only).
+    Role {
+        /// The machine.
+        name: String,
+        /// Its new role: `admin`, `member` or `receiver` (see `approve --role`).
+        role: crate::authority::Role,
     },
     /// Set up this machine from a bundle made by `fleetkey enroll NAME --bundle FILE`.
     Join {
@@ -490,9 +504,19 @@ pub enum SecretsCmd {
     },
     /// Run a command with the secrets in its environment.
     ///
-    /// fleetkey replaces itself with CMD, so the exit status is CMD's; when CMD cannot be run
-    /// it exits 127 (not found) or 126 (not executable), as shells do.
+    /// The exit status is CMD's (128 + N when signal N ended it); when CMD cannot be run it
+    /// exits 127 (not found) or 126 (not executable), as shells do. Secret values that CMD
+    /// writes to its stdout or stderr are replaced by `<concealed by fleetkey>` when that
+    /// stream is not a terminal (a pipe, a file, a CI log), or always with --mask; a value
+    /// split across two writes is masked too. Values shorter than 4 bytes are not masked.
+    /// With --no-mask (or both streams on a terminal) fleetkey replaces itself with CMD.
     Exec {
+        /// Mask secret values on both streams, terminal or not.
+        #[arg(long, conflicts_with = "no_mask")]
+        mask: bool,
+        /// Never mask: CMD writes to the streams directly.
+        #[arg(long)]
+        no_mask: bool,
         /// The command and its arguments.
         #[arg(
             trailing_var_arg = true,
@@ -501,6 +525,48 @@ pub enum SecretsCmd {
             value_name = "CMD"
         )]
         command: Vec<OsString>,
+    },
+    /// Render `{{fleetkey.secret.KEY}}` references in a template.
+    ///
+    /// Reads the template from stdin (or -i FILE) and writes it with every reference replaced
+    /// by the secret's value to stdout (or -o FILE, written 0600 atomically, never through a
+    /// symlink). A reference to a key the secrets do not hold is an error naming it, and
+    /// nothing is written. `{{fleetkey.lit}}` stands for a literal `{{fleetkey.`.
+    Inject {
+        /// The template (default: stdin).
+        #[arg(short = 'i', long = "in", value_name = "TEMPLATE")]
+        input: Option<PathBuf>,
+        /// Where the result goes (default: stdout).
+        #[arg(short = 'o', long = "out", value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// List what looks like a credential in files, as capture would hold them back.
+    ///
+    /// One line per finding, `PATH:LINE: KIND` (never the value); exits 1 when anything is
+    /// found, 0 otherwise, so a hook or a script can ask before a file is tracked. Reads stdin
+    /// when no PATH is given. The formats: GitHub, GitLab, Slack, AWS, Google, Stripe, OpenAI,
+    /// Anthropic, npm and PyPI tokens, private keys, JSON Web Tokens, URLs with a password.
+    Scan {
+        /// The files to scan (default: stdin).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Move the tokens of a held-back file into the secrets, leaving placeholders.
+    ///
+    /// Each credential-looking value that capture found in PATH (a managed file) becomes a
+    /// fleet secret, under a name proposed from the file and the kind of token (or --key NAME
+    /// when there is one token); the secrets are re-encrypted and pushed, and the next cycle
+    /// captures the file with `{{fleetkey.secret.NAME}}` where the token was. The live file is
+    /// not changed: it keeps working.
+    Adopt {
+        /// The file, as `~/PATH` or a path under $HOME.
+        path: String,
+        /// The secret's name, when the file holds one token.
+        #[arg(long, value_name = "NAME")]
+        key: Option<String>,
+        /// Commit locally only; the change goes out with the next sync.
+        #[arg(long)]
+        no_push: bool,
     },
 }
 
@@ -537,7 +603,7 @@ mod tests {
             Args::try_parse_from(["fleetkey", "secrets", "exec", "--", "env", "-i"]).unwrap();
         match args.command {
             Cmd::Secrets {
-                action: SecretsCmd::Exec { command },
+                action: SecretsCmd::Exec { command, .. },
             } => assert_eq!(command, ["env", "-i"]),
             other => panic!("{other:?}"),
         }

@@ -188,6 +188,11 @@ pub struct SyncConfig {
     /// ([`crate::sync::placeholder`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub literal: Vec<String>,
+    /// Managed paths captured even when they hold what looks like a credential ([`crate::tokens`]):
+    /// the per-file opt-out of token detection. A fleet secret's value is still replaced by
+    /// its placeholder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_tokens: Vec<String>,
 }
 
 impl Default for SyncConfig {
@@ -201,6 +206,7 @@ impl Default for SyncConfig {
             private: Vec::new(),
             ignore: Vec::new(),
             literal: Vec::new(),
+            allow_tokens: Vec::new(),
         }
     }
 }

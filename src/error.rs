@@ -238,6 +238,19 @@ pub enum ErrorKind {
         /// How many commits were refused for a reason of their own.
         refused: usize,
     },
+    /// A history to be trusted from its founding commit holds a commit that is not authentic
+    /// (`enroll` verifies before it pins anything).
+    #[error(
+        "the forge's history does not verify: commit {commit} (claims {machine}) is refused: {why}; nothing was trusted"
+    )]
+    NotAuthentic {
+        /// The refused commit.
+        commit: String,
+        /// The machine it claims.
+        machine: String,
+        /// Why it is refused.
+        why: String,
+    },
     /// The trust state (`trust.json`) exists but cannot be read or parsed. fleetkey never starts
     /// afresh over it: that would forget the revoked keys and the last verified forge tip.
     #[error("{path} (this machine's trust state) is damaged: {problem}")]
@@ -351,7 +364,7 @@ impl Error {
             ErrorKind::ForgeUnreachable { .. } => EXIT_TEMPFAIL,
             ErrorKind::Exec { error, .. } if error.kind() == io::ErrorKind::NotFound => 127,
             ErrorKind::Exec { .. } => 126,
-            ErrorKind::Untrusted { .. } => EXIT_UNTRUSTED,
+            ErrorKind::Untrusted { .. } | ErrorKind::NotAuthentic { .. } => EXIT_UNTRUSTED,
             ErrorKind::Usage(_) => 2,
             _ => 1,
         }

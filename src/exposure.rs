@@ -59,6 +59,9 @@ pub struct Report {
     pub unreadable: Vec<String>,
     /// How many distinct ciphertexts readable by the key were examined.
     pub ciphertexts: usize,
+    /// What the machine did as admin (machines it admitted, role and forge changes), oldest
+    /// first, each with the command that undoes it.
+    pub admin_acts: Vec<crate::authority::AdminAct>,
     /// The values the key could read, by name (never serialized).
     #[serde(skip)]
     pub values: ReadValues,
@@ -205,6 +208,7 @@ pub fn report(
         unreadable,
         ciphertexts: jobs.len(),
         values: ReadValues(values),
+        admin_acts: crate::authority::admin_acts(git, head, machine),
     })
 }
 

@@ -738,19 +738,23 @@ impl Forge {
         Ok(parse_remote_refs(&self.ls_remote(&patterns)?, branch))
     }
 
-    /// Fetches every host branch into [`HOSTS_REFS`] in one `git fetch`, dropping local refs
-    /// whose branch left the forge (`--prune`).
-    pub fn fetch_hosts(&self, repo: &Path) -> Result<()> {
+    /// Fetches the host branches of `names` (the active members' that the forge holds) into
+    /// [`HOSTS_REFS`] in one `git fetch`, one refspec each: no other branch is downloaded.
+    pub fn fetch_hosts(&self, repo: &Path, names: &[&str]) -> Result<()> {
         let mut cmd = self.git(Some(repo));
         cmd.args([
             "fetch",
             "--quiet",
             "--no-tags",
-            "--prune",
             "--no-write-fetch-head",
             "origin",
-            &format!("+refs/heads/{}*:{HOSTS_REFS}*", host_branch("")),
         ]);
+        for name in names {
+            cmd.arg(format!(
+                "+refs/heads/{}:{HOSTS_REFS}{name}",
+                host_branch(name)
+            ));
+        }
         let out = self.run(cmd)?;
         if out.status.success() {
             Ok(())

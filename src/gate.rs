@@ -152,6 +152,96 @@ pub fn tree_held_back(refusal: &Refusal) -> String {
     )
 }
 
+/// Before a push: checks this machine's own new commits (HEAD over the fleet's tip) with the
+/// same verifier every other machine runs, on a copy of the trust state (nothing is saved).
+/// A history the fleet would refuse (a commit made before this machine was a member, or before
+/// its rotate took effect, merged since) is replaced by ONE commit on top of the fleet's tip
+/// holding the same tree, signed with this machine's current key, so the push never freezes
+/// the fleet; when even that would be refused, nothing is pushed and the commits stay local.
+pub fn replay_refused_own_commits(machine: &Machine, repo: &FleetRepo, branch: &str) -> Result<()> {
+    let raw = repo.raw();
+    let Some(head) = repo.head() else {
+        return Ok(());
+    };
+    let Ok(tip) = raw.refname_to_id(&tracking_ref(branch)) else {
+        return Ok(());
+    };
+    if head == tip
+        || !raw
+            .graph_descendant_of(head, tip)
+            .map_err(Error::git("cannot compare histories"))?
+    {
+        return Ok(());
+    }
+    let root = trust::pinned_root(&machine.config)?;
+    let state_dir = &machine.paths.state_dir;
+    let refusal = |oid: git2::Oid| -> Result<Option<Refusal>> {
+        let mut state = TrustState::load(raw, state_dir, root)?;
+        Ok(
+            match trust::Verifier::new(raw).verify(&mut state, oid, false)? {
+                Verdict::Authentic { .. } => None,
+                Verdict::Refused(mut r) => Some(r.remove(0)),
+            },
+        )
+    };
+    let Some(first) = refusal(head)? else {
+        return Ok(());
+    };
+    let mut walk = raw
+        .revwalk()
+        .map_err(Error::git("cannot walk the history"))?;
+    walk.push(head)
+        .and_then(|()| walk.hide(tip))
+        .map_err(Error::git("cannot walk the history"))?;
+    let mut subjects = Vec::new();
+    for oid in walk {
+        let oid = oid.map_err(Error::git("cannot walk the history"))?;
+        let commit = raw
+            .find_commit(oid)
+            .map_err(Error::git("cannot read a commit"))?;
+        if commit.parent_count() == 1 {
+            subjects.push(format!(
+                "- {}",
+                commit.summary().ok().flatten().unwrap_or_default()
+            ));
+        }
+    }
+    subjects.reverse();
+    let me = &machine.config.name;
+    let tree = raw
+        .find_commit(head)
+        .and_then(|c| c.tree())
+        .map_err(Error::git("cannot read a tree"))?;
+    let parent = raw
+        .find_commit(tip)
+        .map_err(Error::git("cannot read the fleet's tip"))?;
+    let message = format!(
+        "{me}: replay {} commits made before the fleet could accept them\n\n{}",
+        subjects.len(),
+        subjects.join("\n")
+    );
+    crate::log::info(&format!(
+        "this machine's new commits would be refused by the fleet ({}): replayed onto the fleet's tip and signed again",
+        first.why
+    ));
+    let replayed = crate::signing::commit(
+        raw,
+        repo.signer()?,
+        Some("HEAD"),
+        &message,
+        &tree,
+        &[&parent],
+    )?;
+    if let Some(r) = refusal(replayed)? {
+        return Err(crate::error::ErrorKind::Refused(format!(
+            "this machine's commits would be refused by the fleet ({}); nothing was pushed and they stay here",
+            r.why
+        ))
+        .hint("`fleetkey status` shows this machine's role; an admin can change it with `fleetkey role NAME ROLE`"));
+    }
+    Ok(())
+}
+
 /// Whether this machine's commits may go to the forge: its signing key is active in HEAD's
 /// roster (a pending machine, or one revoked, pushes nothing: members would refuse it).
 pub fn may_push(repo: &FleetRepo) -> Result<bool> {

@@ -83,7 +83,7 @@ impl Identity {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }
             .hint(format!(
-                "this machine's age identity is gone, so it cannot read the secrets. Restore {} from a backup if you have one; otherwise join again under a new name: move ~/.config/fleetkey/config.toml and the clone (~/.local/share/fleetkey/fleet) aside, run `fleetkey enroll NEWNAME --remote URL` (or `fleetkey join FILE --remote URL` with a bundle a member made by `fleetkey enroll NEWNAME --bundle FILE`), and revoke the old name from a member: `fleetkey revoke OLDNAME`",
+                "this machine's age identity is gone, so it cannot read the secrets. Restore {} from a backup if you have one; otherwise join again under a new name: move ~/.config/fleetkey/config.toml and the clone (~/.local/share/fleetkey/fleet) aside, run `fleetkey enroll NEWNAME --remote URL` (it sets the old keys aside and makes fresh ones), approve it on an admin with the code it prints, then revoke the old name there: `fleetkey revoke OLDNAME`",
                 path.display()
             )));
         }

@@ -28,10 +28,12 @@ pub(crate) mod paths;
 // The fleet's data: settings, keys and the roster, the secrets and their grammar, the
 // authorized_keys merge, the clone.
 pub(crate) mod address;
+pub(crate) mod authority;
 pub(crate) mod authorized_keys;
 pub(crate) mod bundle;
 pub(crate) mod config;
 pub(crate) mod confine;
+pub(crate) mod enrollment;
 pub(crate) mod envfile;
 pub(crate) mod exposure;
 pub(crate) mod forge;
@@ -41,6 +43,7 @@ pub(crate) mod repo;
 pub(crate) mod roster;
 pub(crate) mod secrets;
 pub(crate) mod signing;
+pub(crate) mod tokens;
 pub(crate) mod trust;
 // This machine as a member, and its setup.
 pub(crate) mod fleet;
@@ -124,9 +127,10 @@ fn dispatch(args: Args) -> Result<i32> {
                 (None, None) => unreachable!("clap requires --remote or --bundle"),
             }
         }
-        Cmd::Approve { name, fingerprint } => {
-            commands::approve::approve(&name, fingerprint.as_deref())
+        Cmd::Approve { name, code, role } => {
+            commands::approve::approve(&name, code.as_deref(), role)
         }
+        Cmd::Role { name, role } => commands::approve::set_role(&name, role),
         Cmd::Join {
             file,
             remote,
@@ -159,6 +163,25 @@ fn dispatch(args: Args) -> Result<i32> {
                 dry_run,
             },
         ),
+        // `exec` and `scan` return their own exit code.
+        Cmd::Secrets {
+            action:
+                SecretsCmd::Exec {
+                    command,
+                    mask,
+                    no_mask,
+                },
+        } => {
+            let masking = match (mask, no_mask) {
+                (true, _) => commands::secrets::Masking::Always,
+                (_, true) => commands::secrets::Masking::Never,
+                _ => commands::secrets::Masking::Auto,
+            };
+            return commands::secrets::exec(&command, masking);
+        }
+        Cmd::Secrets {
+            action: SecretsCmd::Scan { paths },
+        } => return commands::secrets::scan(&paths),
         Cmd::Secrets { action } => secrets(action),
         Cmd::Track {
             paths,
@@ -230,7 +253,15 @@ fn secrets(action: SecretsCmd) -> Result<()> {
         SecretsCmd::Unset { key, no_push } => commands::secrets::unset(&key, !no_push),
         SecretsCmd::Edit => commands::secrets::edit(),
         SecretsCmd::Export { format } => commands::secrets::export(format),
-        SecretsCmd::Exec { command } => commands::secrets::exec(&command),
+        SecretsCmd::Inject { input, output } => {
+            commands::secrets::inject(input.as_deref(), output.as_deref())
+        }
+        SecretsCmd::Adopt { path, key, no_push } => {
+            commands::secrets::adopt(&path, key.as_deref(), !no_push)
+        }
+        SecretsCmd::Exec { .. } | SecretsCmd::Scan { .. } => {
+            unreachable!("dispatched with their exit codes")
+        }
     }
 }
 

@@ -119,6 +119,17 @@ pub mod layout {
     pub fn poke_pub(dir: &str, name: &str) -> String {
         format!("{dir}/{name}.poke.pub")
     }
+
+    /// `keys/NAME.role`: `admin`, `member` or `receiver` (see [`crate::authority::Role`]).
+    pub fn role(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.role")
+    }
+
+    /// `keys/NAME.proof`: the machine's own signature binding its name and keys to the fleet
+    /// (see [`crate::enrollment`]).
+    pub fn proof(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}.proof")
+    }
 }
 
 impl Roster {
@@ -309,20 +320,65 @@ impl FleetKeys {
 }
 
 /// The absolute path of the running fleetkey binary, as a poke line's forced command runs it;
-/// `None` (with a warning) when it cannot be written there.
+/// `None` (with a warning) when it cannot be written there, or when another user could replace
+/// it (see [`poke_command_problem`]).
 pub fn poke_command() -> Option<String> {
+    match poke_command_checked() {
+        Ok(text) => Some(text),
+        Err(problem) => {
+            crate::log::warn(&format!("peers cannot poke this machine: {problem}"));
+            None
+        }
+    }
+}
+
+/// Why the running binary cannot be a poke line's forced command, if so (`doctor` shows it).
+pub fn poke_command_problem() -> Option<String> {
+    poke_command_checked().err()
+}
+
+fn poke_command_checked() -> std::result::Result<String, String> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
-        .ok()?;
-    let text = exe.to_str()?.to_string();
-    if crate::authorized_keys::poke_command_ok(&text) {
-        Some(text)
-    } else {
-        crate::log::warn(
-            "the fleetkey binary's path holds a quote, backslash or control character: peers cannot poke this machine",
+        .map_err(|e| format!("cannot find the fleetkey binary ({e})"))?;
+    let text = exe
+        .to_str()
+        .ok_or("the fleetkey binary's path is not UTF-8")?
+        .to_string();
+    if !crate::authorized_keys::poke_command_ok(&text) {
+        return Err(
+            "the fleetkey binary's path holds a backslash or a control character: install it under a plain path (e.g. ~/.local/bin)"
+                .into(),
         );
-        None
     }
+    if let Some(dir) = writable_by_others(&exe) {
+        return Err(format!(
+            "{} can be written by other users, who could replace fleetkey and run commands as you when a peer pokes: install fleetkey where only you (or root) can write, e.g. ~/.local/bin, or `chmod go-w {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(text)
+}
+
+/// The first of `exe` and its directories (up to `/`) that a user other than its owner can
+/// write, or that belongs to another user who is not root.
+pub fn writable_by_others(exe: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::getuid().as_raw();
+    let mut at = Some(exe);
+    while let Some(p) = at {
+        let meta = fs::metadata(p).ok()?;
+        let sticky = meta.mode() & 0o1000 != 0 && meta.is_dir();
+        let shared = meta.mode() & 0o022 != 0;
+        if (shared && !sticky) || (meta.uid() != me && meta.uid() != 0) {
+            return Some(p.to_path_buf());
+        }
+        // A sticky, world-writable directory (/tmp): others cannot replace what is in it, but
+        // they can when its owner is not us or root (checked above).
+        at = p.parent();
+    }
+    None
 }
 
 /// What the authorized_keys merge needs, read without touching age recipients (this runs on
@@ -496,6 +552,58 @@ pub fn read_ssh_keys(path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
 /// Parses SSH public key lines as sshd reads them; `path` names the file in errors.
 pub fn parse_ssh_keys(text: &str, path: &Path) -> Result<Vec<ssh_key::PublicKey>> {
     Ok(crate::authorized_keys::parse_public_keys(text, path)?)
+}
+
+/// The key lines of a key file's text: neither blank nor `#` comments, with their line numbers.
+fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// Parses a key file that must hold exactly one SSH public key line; `path` names it in errors.
+pub fn parse_one_key(text: &str, path: &Path) -> Result<ssh_key::PublicKey> {
+    let mut lines = key_lines(text);
+    let Some((no, line)) = lines.next() else {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: 0,
+            problem: "no key in the file".into(),
+        }
+        .into());
+    };
+    if let Some((extra, _)) = lines.next() {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: extra,
+            problem: "a second key; a key file holds exactly one".into(),
+        }
+        .into());
+    }
+    parse_ssh_line(line, path, no)
+}
+
+/// Parses a recipient file that must hold exactly one age recipient; `path` names it in errors.
+pub fn parse_one_recipient(text: &str, path: &Path) -> Result<age::x25519::Recipient> {
+    let mut lines = key_lines(text);
+    let Some((no, line)) = lines.next() else {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: 0,
+            problem: "no recipient in the file".into(),
+        }
+        .into());
+    };
+    if let Some((extra, _)) = lines.next() {
+        return Err(ErrorKind::BadRoster {
+            path: path.to_path_buf(),
+            line: extra,
+            problem: "more than one recipient; a machine has exactly one".into(),
+        }
+        .into());
+    }
+    parse_recipient(line, path, no)
 }
 
 fn parse_ssh_line(line: &str, path: &Path, line_no: usize) -> Result<ssh_key::PublicKey> {

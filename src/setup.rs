@@ -47,6 +47,12 @@ pub fn write_first_roster(
     for (path, line) in keys {
         files::write_atomic(&root.join(path), format!("{line}\n").as_bytes(), 0o644)?;
     }
+    // The founder is the fleet's first admin.
+    files::write_atomic(
+        &root.join(layout::role(layout::KEYS, name)),
+        b"admin\n",
+        0o644,
+    )?;
     files::write_atomic(
         &root.join(layout::REVOKED),
         roster::REVOKED_HEADER.as_bytes(),

@@ -124,9 +124,14 @@ impl SigningKey {
 
     /// Signs `msg` as `ssh-keygen -Y sign -n git` does; returns the armored signature.
     pub fn sign(&self, msg: &[u8]) -> Result<String> {
+        self.sign_for(NAMESPACE, msg)
+    }
+
+    /// Signs `msg` as `ssh-keygen -Y sign -n NAMESPACE` does; returns the armored signature.
+    pub fn sign_for(&self, namespace: &str, msg: &[u8]) -> Result<String> {
         let sig = self
             .key
-            .sign(NAMESPACE, ssh_key::HashAlg::Sha512, msg)
+            .sign(namespace, ssh_key::HashAlg::Sha512, msg)
             .map_err(|e| ErrorKind::Refused(format!("cannot sign: {e}")))?;
         sig.to_pem(ssh_key::LineEnding::LF)
             .map_err(|e| ErrorKind::Refused(format!("cannot encode a signature: {e}")).into())

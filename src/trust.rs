@@ -25,6 +25,7 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::authority::{self, TreeRoster};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::signing::{self, SignatureProblem};
@@ -109,6 +110,25 @@ pub enum Reason {
         /// How many more there are.
         more: usize,
     },
+    /// The commit's tree holds an invalid roster (see [`crate::authority`]): the problem,
+    /// naming the file, never its content.
+    InvalidRoster(String),
+    /// The commit makes a key of this machine's revoked set active again.
+    RevokedKeyBack {
+        /// The machine that would hold it.
+        machine: String,
+        /// The key's SHA256 fingerprint, or `an age recipient`.
+        key: String,
+    },
+    /// The commit changes a path outside its signer's role (see [`crate::authority`]).
+    Unauthorized(String),
+    /// The commit admits `machine` with a `keys/NAME.proof` that does not bind its keys.
+    ProofDoesNotHold {
+        /// The machine admitted.
+        machine: String,
+        /// What is wrong with the proof.
+        problem: crate::enrollment::ProofProblem,
+    },
     /// A refusal read back from a record written earlier, as it was shown then.
     Recorded(String),
 }
@@ -148,6 +168,16 @@ impl std::fmt::Display for Reason {
                 }
                 Ok(())
             }
+            Reason::InvalidRoster(problem) => write!(f, "its roster is invalid: {problem}"),
+            Reason::Unauthorized(why) => write!(f, "outside its signer's authority: {why}"),
+            Reason::RevokedKeyBack { machine, key } => write!(
+                f,
+                "it makes a revoked key of {machine} ({key}) active again; a revoked key never comes back"
+            ),
+            Reason::ProofDoesNotHold { machine, problem } => write!(
+                f,
+                "it admits {machine} with keys/{machine}.proof that does not hold: {problem}"
+            ),
             Reason::Recorded(text) => f.write_str(text),
         }
     }
@@ -178,7 +208,8 @@ pub struct TrustState {
     /// The last forge tip verified (a later tip must contain it).
     #[serde(default)]
     pub forge_tip: Option<String>,
-    /// SHA256 fingerprints of every key listed in `keys/revoked` of an authentic commit.
+    /// SHA256 fingerprints of every SSH-type key, and every age recipient, listed in
+    /// `keys/revoked` of an authentic commit.
     #[serde(default)]
     pub revoked: BTreeSet<String>,
     /// `keys/revoked` blobs already read into `revoked`.
@@ -276,7 +307,14 @@ impl TrustState {
             let text = String::from_utf8_lossy(blob.content());
             for line in text.lines() {
                 let line = line.trim();
-                if line.is_empty() || line.starts_with('#') || line.starts_with("age1") {
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                if line.starts_with("age1") {
+                    // Age recipients are kept as themselves (no fingerprint can look alike).
+                    if let Some(r) = line.split('#').next() {
+                        self.revoked.insert(r.trim().to_string());
+                    }
                     continue;
                 }
                 if let Some(fp) = key_fingerprint(line) {
@@ -319,6 +357,8 @@ pub enum Verdict {
 pub struct Verifier<'r> {
     repo: &'r git2::Repository,
     members: HashMap<git2::Oid, Rc<HashMap<String, String>>>,
+    rosters: HashMap<Option<git2::Oid>, Rc<std::result::Result<TreeRoster, String>>>,
+    founding: Option<String>,
     /// After a refused [`Verifier::verify`]: the newest authentic commit among the new ones
     /// (honest work that members made before the refused commits), if any.
     pub best_authentic: Option<git2::Oid>,
@@ -330,6 +370,8 @@ impl<'r> Verifier<'r> {
         Verifier {
             repo,
             members: HashMap::new(),
+            rosters: HashMap::new(),
+            founding: None,
             best_authentic: None,
         }
     }
@@ -374,6 +416,96 @@ impl<'r> Verifier<'r> {
         let map = Rc::new(map);
         self.members.insert(id, map.clone());
         map
+    }
+
+    /// The roster of `commit`'s tree, checked whole (see [`crate::authority`]).
+    fn roster_of(
+        &mut self,
+        commit: &git2::Commit<'_>,
+    ) -> Rc<std::result::Result<TreeRoster, String>> {
+        let keys = commit
+            .tree()
+            .ok()
+            .and_then(|t| t.get_name("keys").map(|e| e.id()));
+        if let Some(r) = self.rosters.get(&keys) {
+            return r.clone();
+        }
+        let r = Rc::new(authority::read_tree(self.repo, keys));
+        self.rosters.insert(keys, r.clone());
+        r
+    }
+
+    /// The fleet's founding commit as seen from `root` (computed once).
+    fn founding(&mut self, root: &str) -> String {
+        if let Some(f) = &self.founding {
+            return f.clone();
+        }
+        let f = git2::Oid::from_str(root)
+            .ok()
+            .and_then(|r| founding_commit(self.repo, r).ok())
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| root.to_string());
+        self.founding = Some(f.clone());
+        f
+    }
+
+    /// Why `commit`'s roster may not follow its parents' (already authentic) ones: an invalid
+    /// roster, a key of the revoked set made active again, or a machine admitted without a
+    /// proof that binds its keys.
+    fn roster_refusal(&mut self, state: &TrustState, commit: &git2::Commit<'_>) -> Option<Reason> {
+        let mine = self.roster_of(commit);
+        let roster = match &*mine {
+            Err(problem) => return Some(Reason::InvalidRoster(problem.clone())),
+            Ok(r) => r,
+        };
+        let parents: Vec<Rc<std::result::Result<TreeRoster, String>>> =
+            commit.parents().map(|p| self.roster_of(&p)).collect();
+        let in_every_parent = |pred: &dyn Fn(&TreeRoster) -> bool| {
+            parents.iter().all(|p| p.as_ref().as_ref().is_ok_and(pred))
+        };
+        for (fp, name) in roster.active_fingerprints() {
+            if state.revoked.contains(&fp)
+                && !in_every_parent(&|r| r.active_fingerprints().contains_key(&fp))
+            {
+                return Some(Reason::RevokedKeyBack {
+                    machine: name,
+                    key: fp,
+                });
+            }
+        }
+        for (name, m) in &roster.members {
+            if let Some(age) = &m.age
+                && state.revoked.contains(age)
+                && !in_every_parent(&|r| {
+                    r.members.get(name).and_then(|p| p.age.as_ref()) == Some(age)
+                })
+            {
+                return Some(Reason::RevokedKeyBack {
+                    machine: name.clone(),
+                    key: "an age recipient".into(),
+                });
+            }
+        }
+        let root = state.root.clone();
+        for (name, m) in &roster.members {
+            if in_every_parent(&|r| r.members.contains_key(name)) {
+                continue;
+            }
+            // A new machine: a proof, when it carries one, must bind exactly these keys.
+            let Some(proof) = &m.proof else { continue };
+            let fleet = self.founding(&root);
+            let checked = roster
+                .statement(&fleet, name)
+                .ok_or(crate::enrollment::ProofProblem::OtherStatement)
+                .and_then(|st| st.check(proof));
+            if let Err(problem) = checked {
+                return Some(Reason::ProofDoesNotHold {
+                    machine: name.clone(),
+                    problem,
+                });
+            }
+        }
+        None
     }
 
     /// Verifies `tip` against `state` (updating it: verified tips, revoked keys). With
@@ -506,12 +638,51 @@ impl<'r> Verifier<'r> {
             return Err(Reason::RevokedKey { fingerprint: fp });
         }
         // The key must be an active member's in EVERY parent's roster.
+        let mut signer = String::new();
         for parent in commit.parents() {
-            if !self.signers_of(&parent).contains_key(&fp) {
-                return Err(Reason::NotAMember {
-                    fingerprint: fp,
-                    parent: parent.id().to_string(),
-                });
+            match self.signers_of(&parent).get(&fp) {
+                Some(name) => signer = name.clone(),
+                None => {
+                    return Err(Reason::NotAMember {
+                        fingerprint: fp,
+                        parent: parent.id().to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(reason) = self.roster_refusal(state, commit) {
+            return Err(reason);
+        }
+        self.authorize(commit, &signer)
+    }
+
+    /// Whether every path `commit` changes is within its signer's role in each parent's roster
+    /// (see [`crate::authority::may_change`]).
+    fn authorize(
+        &mut self,
+        commit: &git2::Commit<'_>,
+        signer: &str,
+    ) -> std::result::Result<(), Reason> {
+        let repo = self.repo;
+        let paths = authority::changed_paths(repo, commit).map_err(Reason::InvalidRoster)?;
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let tree = commit.tree().map_err(|_| Reason::Missing)?;
+        for parent in commit.parents() {
+            let role = match &*self.roster_of(&parent) {
+                Ok(r) => r.members.get(signer).map(|m| m.role()),
+                Err(_) => None,
+            }
+            .unwrap_or(authority::Role::Receiver);
+            if role == authority::Role::Admin {
+                continue;
+            }
+            let ptree = parent.tree().map_err(|_| Reason::Missing)?;
+            for path in &paths {
+                if let Err(why) = authority::may_change(repo, signer, role, path, &ptree, &tree) {
+                    return Err(Reason::Unauthorized(why));
+                }
             }
         }
         Ok(())
@@ -551,6 +722,16 @@ pub fn claimed_machine(repo: &git2::Repository, oid: git2::Oid) -> String {
 /// The fleet's fingerprint: its founding commit (the root of the history) and the founder's
 /// signing-key fingerprint, as `enroll` prints it and `status` shows it on every member.
 pub fn fleet_fingerprint(repo: &git2::Repository, from: git2::Oid) -> Result<String> {
+    let (oid, key) = founding(repo, from)?;
+    Ok(format!("{oid} {}", signing::fingerprint(&key)))
+}
+
+/// The fleet's founding commit, seen from `from`: the first commit fleetkey signed.
+pub fn founding_commit(repo: &git2::Repository, from: git2::Oid) -> Result<git2::Oid> {
+    Ok(founding(repo, from)?.0)
+}
+
+fn founding(repo: &git2::Repository, from: git2::Oid) -> Result<(git2::Oid, ssh_key::PublicKey)> {
     let mut walk = repo
         .revwalk()
         .map_err(Error::git("cannot walk the history"))?;
@@ -563,7 +744,7 @@ pub fn fleet_fingerprint(repo: &git2::Repository, from: git2::Oid) -> Result<Str
     for oid in walk {
         let oid = oid.map_err(Error::git("cannot walk the history"))?;
         if let Ok(key) = signing::verified_signer(repo, oid) {
-            return Ok(format!("{oid} {}", signing::fingerprint(&key)));
+            return Ok((oid, key));
         }
     }
     Err(ErrorKind::Refused(
@@ -627,10 +808,50 @@ mod tests {
         repo: git2::Repository,
     }
 
+    /// A machine's age recipient and SSH key line, the same for a name all through a test.
+    fn other_keys(name: &str) -> (String, String) {
+        use std::sync::Mutex;
+        static KEYS: Mutex<Vec<(String, String, String)>> = Mutex::new(Vec::new());
+        let mut keys = KEYS.lock().unwrap();
+        if let Some((_, a, s)) = keys.iter().find(|(n, _, _)| n == name) {
+            return (a.clone(), s.clone());
+        }
+        let age = crate::identity::Identity::generate()
+            .recipient()
+            .to_string();
+        let ssh = SigningKey::generate(name).unwrap().public_line();
+        keys.push((name.to_string(), age.clone(), ssh.clone()));
+        (age, ssh)
+    }
+
+    /// A tree of `files`; each machine with a `keys/NAME.sign.pub` also gets its age and SSH
+    /// key files (a valid roster), unless `files` gives them.
     fn tree_with(repo: &git2::Repository, files: &[(&str, &str)]) -> git2::Oid {
         let mut keys = repo.treebuilder(None).unwrap();
         let mut top = repo.treebuilder(None).unwrap();
-        for (path, text) in files {
+        let mut all: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        for (path, _) in files {
+            let Some(name) = path
+                .strip_prefix("keys/")
+                .and_then(|n| n.strip_suffix(".sign.pub"))
+            else {
+                continue;
+            };
+            let (age, ssh) = other_keys(name);
+            for (p, t) in [
+                (format!("keys/{name}.age.pub"), age),
+                (format!("keys/{name}.ssh.pub"), ssh),
+            ] {
+                if !all.iter().any(|(x, _)| *x == p) {
+                    all.push((p, format!("{t}\n")));
+                }
+            }
+        }
+        for (path, text) in &all {
+            let (path, text) = (path.as_str(), text.as_str());
             let blob = repo.blob(text.as_bytes()).unwrap();
             match path.strip_prefix("keys/") {
                 Some(name) => keys.insert(name, blob, 0o100644).unwrap(),
@@ -783,6 +1004,73 @@ mod tests {
             matches!(r[0].why, Reason::RevokedKey { .. }),
             "{}",
             r[0].why
+        );
+    }
+
+    #[test]
+    fn an_invalid_roster_or_a_revoked_key_made_active_again_is_refused() {
+        let f = fleet();
+        let a = signer("a");
+        let b = signer("b");
+        let a_pub = a.key().public_line();
+        let b_pub = b.key().public_line();
+        let root = commit(&f.repo, &a, &[("keys/a.sign.pub", &a_pub)], &[]);
+        let fresh = || TrustState {
+            root: root.to_string(),
+            ..Default::default()
+        };
+        let refused = |state: &mut TrustState, tip| match Verifier::new(&f.repo)
+            .verify(state, tip, false)
+            .unwrap()
+        {
+            Verdict::Refused(r) => r[0].why.clone(),
+            v => panic!("must be refused: {v:?}"),
+        };
+        // Two SSH keys in one file.
+        let (_, a_ssh) = other_keys("a");
+        let two = format!("{a_ssh}\n{b_pub}\n");
+        let bad = commit(
+            &f.repo,
+            &a,
+            &[("keys/a.sign.pub", &a_pub), ("keys/a.ssh.pub", &two)],
+            &[root],
+        );
+        let why = refused(&mut fresh(), bad);
+        assert!(
+            matches!(&why, Reason::InvalidRoster(p) if p.contains("keys/a.ssh.pub line 2")),
+            "{why}"
+        );
+        // b admitted, revoked, then added again under another name by a.
+        let with_b = commit(
+            &f.repo,
+            &a,
+            &[("keys/a.sign.pub", &a_pub), ("keys/b.sign.pub", &b_pub)],
+            &[root],
+        );
+        let revoked = format!("{b_pub}\n# b 2026-01-01 lost\n");
+        let revoke = commit(
+            &f.repo,
+            &a,
+            &[("keys/a.sign.pub", &a_pub), ("keys/revoked", &revoked)],
+            &[with_b],
+        );
+        let mut state = fresh();
+        assert!(matches!(
+            Verifier::new(&f.repo)
+                .verify(&mut state, revoke, false)
+                .unwrap(),
+            Verdict::Authentic { .. }
+        ));
+        let back = commit(
+            &f.repo,
+            &a,
+            &[("keys/a.sign.pub", &a_pub), ("keys/c.sign.pub", &b_pub)],
+            &[revoke],
+        );
+        let why = refused(&mut state, back);
+        assert!(
+            matches!(&why, Reason::RevokedKeyBack { machine, .. } if machine == "c"),
+            "{why}"
         );
     }
 

@@ -475,3 +475,49 @@ fn after_rotate_the_others_take_the_host_branch_signed_with_the_new_key() {
         "{view:#}"
     );
 }
+
+#[test]
+fn an_older_host_commit_replayed_is_refused_and_files_never_go_back_in_time() {
+    let f = fleet(false);
+    let (a, b) = (f.n(0), f.n(1));
+    let old = git_out(
+        &f.forge.bare(),
+        &["rev-parse", "refs/heads/fleetkey/host/b"],
+    )
+    .trim()
+    .to_string();
+    // b publishes a newer file; a gathers it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    b.write(DATA, &content("b", 9));
+    b.sync();
+    a.sync();
+    assert!(std::fs::read(collected(a, "b")).unwrap() == content("b", 9));
+    // A forge writer puts b's older (authentically signed) commit back on its branch.
+    run_program(Command::new("git").arg("-C").arg(f.forge.bare()).args([
+        "update-ref",
+        "refs/heads/fleetkey/host/b",
+        &old,
+    ]));
+    a.sync();
+    assert!(
+        std::fs::read(collected(a, "b")).unwrap() == content("b", 9),
+        "the collected file went back in time"
+    );
+    let held = a.last_cycle().unwrap()["held_back"].to_string();
+    assert!(
+        held.contains("fleetkey/host/b") && held.contains("an older commit replayed"),
+        "{held}"
+    );
+    // A branch of no member is never fetched at all.
+    run_program(Command::new("git").arg("-C").arg(f.forge.bare()).args([
+        "update-ref",
+        "refs/heads/fleetkey/host/stranger",
+        &old,
+    ]));
+    a.sync();
+    let fetched = git_out(&a.repo(), &["for-each-ref", "refs/fleetkey/hosts/"]);
+    assert!(!fetched.contains("stranger"), "{fetched}");
+    assert!(fleet_json(a, None)["ignored"].to_string().contains(
+        "fleetkey/host/stranger: no active machine has this name; ignored (not fetched)"
+    ));
+}

@@ -140,8 +140,19 @@ fn set_unset_and_export_keep_comments_and_read_back_through_sh() {
 fn exec_passes_the_secrets_in_the_environment_only() {
     let m = machine("alpha");
     m.ok_with_stdin(&["secrets", "set", "TOKEN"], b"s3cr3t\n");
-    let out = m.ok(&["secrets", "exec", "--", "sh", "-c", "printf %s \"$TOKEN\""]);
+    // Unmasked on request; what the command writes to a pipe is masked by default.
+    let out = m.ok(&[
+        "secrets",
+        "exec",
+        "--no-mask",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$TOKEN\"",
+    ]);
     assert_eq!(out, "s3cr3t");
+    let out = m.ok(&["secrets", "exec", "--", "sh", "-c", "printf %s \"$TOKEN\""]);
+    assert_eq!(out, "<concealed by fleetkey>");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::fleet::join;
-use crate::util::{Machine, age_decrypt, run_program, signing_fingerprint, snapshot};
+use crate::util::{Machine, age_decrypt, code_in, enrollment_code, run_program, snapshot};
 
 /// Brings `m` up to the forge: one sync cycle.
 fn pull(m: &Machine) {
@@ -52,7 +52,7 @@ fn an_approved_machine_reads_the_secrets_and_a_pending_one_cannot() {
     assert!(err.contains("cannot decrypt"), "{err}");
 
     pull(&alpha);
-    alpha.ok(&["approve", "beta", "--fingerprint", &fp]);
+    alpha.ok(&["approve", "beta", "--code", &code_in(&out, "beta")]);
     pull(&beta);
     assert_eq!(beta.ok(&["secrets", "get", "TOKEN"]), "t-1\n");
     assert!(age_decrypts(
@@ -118,19 +118,25 @@ fn a_wrong_fingerprint_or_a_tampered_pending_key_approves_nothing() {
     pull(&alpha);
     let before = fleet_state(&alpha);
     let err = alpha.fails(
-        &[
-            "approve",
-            "beta",
-            "--fingerprint",
-            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        ],
+        &["approve", "beta", "--code", "0000-0000-0000-0000-0000"],
         1,
     );
     assert!(err.contains("does not match"), "{err}");
     assert_eq!(before, fleet_state(&alpha), "nothing may be approved");
-    // Without a terminal and without --fingerprint, nothing is approved either.
+    // The SSH fingerprint enroll printed is no code: one key says nothing of the others.
+    let err = alpha.fails(
+        &["approve", "beta", "--fingerprint", &beta.ssh_fingerprint()],
+        1,
+    );
+    assert!(
+        err.contains("a key's fingerprint does not approve beta")
+            && err.contains("enrollment code: "),
+        "{err}"
+    );
+    assert_eq!(before, fleet_state(&alpha), "nothing may be approved");
+    // Without a terminal and without --code, nothing is approved either.
     let err = alpha.fails(&["approve", "beta"], 1);
-    assert!(err.contains("needs --fingerprint"), "{err}");
+    assert!(err.contains("needs --code"), "{err}");
     assert_eq!(before, fleet_state(&alpha), "nothing may be approved");
 
     // Someone with push access swaps the pending recipient for garbage on the request branch.
@@ -168,8 +174,8 @@ fn a_wrong_fingerprint_or_a_tampered_pending_key_approves_nothing() {
         "HEAD:refs/heads/fleetkey/pending/beta",
     ]));
     let before = fleet_state(&alpha);
-    let fp = signing_fingerprint(&beta);
-    let err = alpha.fails(&["approve", "beta", "--fingerprint", &fp], 1);
+    let code = enrollment_code(&beta);
+    let err = alpha.fails(&["approve", "beta", "--code", &code], 1);
     assert!(err.contains("keys/pending/beta.age.pub line 1"), "{err}");
     assert_eq!(before, fleet_state(&alpha), "nothing may be approved");
 }
@@ -453,15 +459,15 @@ fn approve_killed_at_every_step_leaves_a_consistent_fleet_and_completes_on_rerun
         alpha.ok_with_stdin(&["secrets", "set", "K"], b"v\n");
         let beta = Machine::new();
         beta.ok(&["enroll", "beta", "--remote", &forge_of(&alpha)]);
-        let fp = signing_fingerprint(&beta);
-        alpha.killed_at(&["approve", "beta", "--fingerprint", &fp], point);
+        let fp = enrollment_code(&beta);
+        alpha.killed_at(&["approve", "beta", "--code", &fp], point);
         assert_eq!(
             alpha.ok(&["secrets", "get", "K"]),
             "v\n",
             "after a crash at {point}"
         );
         every_commit_agrees(&alpha.repo());
-        alpha.ok(&["approve", "beta", "--fingerprint", &fp]);
+        alpha.ok(&["approve", "beta", "--code", &fp]);
         every_commit_agrees(&alpha.repo());
         pull(&beta);
         assert_eq!(

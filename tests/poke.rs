@@ -321,14 +321,8 @@ impl PokeFleet {
                 "--address",
                 &new.address(port),
             ]);
-            let said = format!("fleetkey approve {} --fingerprint ", new.machine);
-            let fp = out
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(said.as_str()))
-                .unwrap_or_else(|| panic!("enroll did not say how to approve it:\n{out}"))
-                .trim()
-                .to_string();
-            users[i - 1].ok(&["approve", &new.machine, "--fingerprint", &fp]);
+            let code = crate::util::code_in(&out, &new.machine);
+            users[i - 1].ok(&["approve", &new.machine, "--code", &code, "--role", "admin"]);
             new.ok(&["sync"]);
         }
         // Two rounds: each machine publishes its poke key and address, then every machine
@@ -425,9 +419,11 @@ fn a_save_reaches_a_poked_peer_at_once_and_a_poke_key_runs_nothing_else() {
     fleet.set_poll("1h");
     let b_keys = fleet.users[1].text(".ssh/authorized_keys");
     assert!(
-        b_keys.lines().any(|l| l.starts_with("restrict,command=\"/")
-            && l.contains(" poke\" ssh-ed25519 ")
-            && l.ends_with(" fleetkey-poke=a")),
+        b_keys
+            .lines()
+            .any(|l| l.starts_with("restrict,command=\"'/")
+                && l.contains(" poke\" ssh-ed25519 ")
+                && l.ends_with(" fleetkey-poke=a")),
         "b admits a's poke key only for the poke:\n{b_keys}"
     );
     // sshd's PATH for a session does not hold fleetkey: the forced command's absolute path is

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::util::{Machine, contains, signing_fingerprint};
+use crate::util::{Machine, contains, enrollment_code};
 
 const CANARY: &[u8] = b"CANARY-status-0b9e2f";
 
@@ -17,20 +17,10 @@ fn status_json_shows_pending_revoked_conflicts_and_exposed_secrets_but_no_value(
     // beta stays; carol is revoked as compromised; gamma waits for approval.
     let beta = Machine::new();
     beta.ok(&["enroll", "beta", "--remote", &forge]);
-    alpha.ok(&[
-        "approve",
-        "beta",
-        "--fingerprint",
-        &signing_fingerprint(&beta),
-    ]);
+    alpha.ok(&["approve", "beta", "--code", &enrollment_code(&beta)]);
     let carol = Machine::new();
     carol.ok(&["enroll", "carol", "--remote", &forge]);
-    alpha.ok(&[
-        "approve",
-        "carol",
-        "--fingerprint",
-        &signing_fingerprint(&carol),
-    ]);
+    alpha.ok(&["approve", "carol", "--code", &enrollment_code(&carol)]);
     alpha.ok(&["revoke", "carol", "--yes", "--compromised"]);
     let gamma = Machine::new();
     gamma.ok(&["enroll", "gamma", "--remote", &forge]);

@@ -5,6 +5,7 @@ mod util;
 
 mod adversarial;
 mod agents;
+mod authority;
 mod authorized_keys_cli;
 mod chezmoi_init;
 mod collect;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use crate::util::forge::{Forge, Transport};
 use crate::util::git_out;
-use crate::util::{Machine, require, run_program, signing_config, signing_fingerprint};
+use crate::util::{Machine, code_in, require, run_program, signing_config, signing_fingerprint};
 
 /// Two honest members (alpha, beta) on a git daemon forge, with a tracked ~/.zshrc and a secret.
 struct Fleet {
@@ -34,10 +34,18 @@ fn fleet() -> Fleet {
     Fleet { forge, alpha, beta }
 }
 
-/// `new` enrolls as `name`, `member` approves it by its signing fingerprint, `new` syncs.
+/// `new` enrolls as `name`, `member` approves it by the enrollment code enroll printed, `new`
+/// syncs.
 fn enroll(member: &Machine, new: &Machine, name: &str, url: &str) {
-    new.ok(&["enroll", name, "--remote", url]);
-    member.ok(&["approve", name, "--fingerprint", &signing_fingerprint(new)]);
+    let out = new.ok(&["enroll", name, "--remote", url]);
+    member.ok(&[
+        "approve",
+        name,
+        "--code",
+        &code_in(&out, name),
+        "--role",
+        "admin",
+    ]);
     new.ok(&["sync"]);
     member.ok(&["sync"]);
 }
@@ -502,7 +510,7 @@ fn stock_git_verifies_every_kind_of_fleetkey_commit_and_fleetkey_accepts_stock_g
 }
 
 #[test]
-fn approve_on_a_terminal_shows_the_fingerprints_and_takes_a_yes_and_a_no_approves_nothing() {
+fn approve_on_a_terminal_shows_every_key_and_takes_the_typed_code_and_nothing_else() {
     let script = require("script", "bsdutils");
     let forge = Forge::start(Transport::GitDaemon);
     let url = forge.url();
@@ -516,6 +524,8 @@ fn approve_on_a_terminal_shows_the_fingerprints_and_takes_a_yes_and_a_no_approve
     assert!(enrolled.contains(fleet_fp), "{enrolled}\n{fleet_fp}");
     assert_eq!(status["fleet"]["pending"], serde_json::json!(["beta"]));
     let fp = signing_fingerprint(&beta);
+    let code = crate::util::enrollment_code(&beta);
+    assert_eq!(code, code_in(&enrolled, "beta"));
     let on_pty = |answer: &str| {
         let mut cmd = alpha.cmd(Vec::<&str>::new());
         let line = format!("{} approve beta", crate::util::bin().display());
@@ -541,12 +551,18 @@ fn approve_on_a_terminal_shows_the_fingerprints_and_takes_a_yes_and_a_no_approve
             .unwrap();
         child.wait_with_output().unwrap()
     };
-    let no = on_pty("\n");
-    let text = String::from_utf8_lossy(&no.stdout).into_owned();
-    assert!(!no.status.success(), "the default is no: {text}");
-    assert!(text.contains(&fp) && text.contains("[SHA256]"), "{text}");
-    assert!(!alpha.repo().join("keys/beta.sign.pub").exists());
-    let yes = on_pty("yes\n");
+    for refused in ["\n", "yes\n", &format!("{fp}\n")] {
+        let no = on_pty(refused);
+        let text = String::from_utf8_lossy(&no.stdout).into_owned();
+        assert!(!no.status.success(), "{refused:?} approves nothing: {text}");
+        assert!(
+            text.contains(&fp) && text.contains("[SHA256]") && text.contains("poke key:"),
+            "every key is shown: {text}"
+        );
+        assert!(text.contains("Type the enrollment code"), "{text}");
+        assert!(!alpha.repo().join("keys/beta.sign.pub").exists());
+    }
+    let yes = on_pty(&format!("{}\n", code.to_lowercase()));
     let text = String::from_utf8_lossy(&yes.stdout).into_owned();
     assert!(yes.status.success(), "{text}");
     assert!(text.contains("approved beta"), "{text}");

@@ -131,18 +131,23 @@ pub struct Poke<'a> {
     pub command: &'a str,
 }
 
-/// The options of a poke line for the fleetkey binary at `command`.
+/// The options of a poke line for the fleetkey binary at `command`. sshd runs the forced
+/// command through the user's login shell (`SHELL -c`), so the path is single-quoted for the
+/// shell (a `'` inside as `'\''`, which sh, bash, zsh and fish all read back), and a `"` is
+/// escaped for the `command="…"` option itself.
 pub fn poke_options(command: &str) -> String {
-    format!("restrict,command=\"{command} poke\"")
+    let shell = format!("'{}' poke", command.replace('\'', "'\\''"));
+    format!("restrict,command=\"{}\"", shell.replace('"', "\\\""))
 }
 
-/// Whether `command` can be written inside a `command="…"` option: absolute, and no quote,
-/// backslash, whitespace other than a plain space, or control character.
+/// Whether `command` can be written inside a `command="…"` option, quoted for every shell:
+/// absolute, and no backslash (fish reads one inside single quotes), whitespace other than a
+/// plain space, or control character.
 pub fn poke_command_ok(command: &str) -> bool {
     command.starts_with('/')
         && !command
             .chars()
-            .any(|c| c == '"' || c == '\\' || c.is_control() || (c.is_whitespace() && c != ' '))
+            .any(|c| c == '\\' || c.is_control() || (c.is_whitespace() && c != ' '))
 }
 
 /// The result of a merge: the whole new file and what changed.

@@ -1224,7 +1224,7 @@ fn poke_keys_are_written_restricted_and_follow_the_roster() {
     );
     assert!(
         text.ends_with(&format!(
-            "restrict,command=\"/usr/local/bin/fleetkey poke\" {desktop} fleetkey-poke=desktop\n"
+            "restrict,command=\"'/usr/local/bin/fleetkey' poke\" {desktop} fleetkey-poke=desktop\n"
         )),
         "{text}"
     );
@@ -1239,7 +1239,7 @@ fn poke_keys_are_written_restricted_and_follow_the_roster() {
     .unwrap();
     let moved_text = String::from_utf8(moved.output.clone()).unwrap();
     assert!(!moved_text.contains("/usr/local/bin"), "{moved_text}");
-    assert!(moved_text.contains("command=\"/opt/homebrew/bin/fleetkey poke\""));
+    assert!(moved_text.contains("command=\"'/opt/homebrew/bin/fleetkey' poke\""));
     assert_eq!(moved.removed.len(), 1);
 
     let gone = merge(&first.output, &roster("/usr/local/bin/fleetkey", &[], &[])).unwrap();
@@ -1253,7 +1253,7 @@ fn poke_keys_are_written_restricted_and_follow_the_roster() {
     assert_eq!(cut.removed[0].why, ChangeReason::Revoked);
     assert!(cut.output.starts_with(user));
 
-    for bad in ["fleetkey", "/a\"b", "/a\\b", "/a\nb"] {
+    for bad in ["fleetkey", "/a\\b", "/a\nb", "/a\tb"] {
         assert!(
             matches!(
                 merge(
@@ -1263,6 +1263,39 @@ fn poke_keys_are_written_restricted_and_follow_the_roster() {
                 Err(Error::InvalidPokeCommand)
             ),
             "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn a_poke_line_runs_a_binary_whose_path_has_spaces_and_quotes_in_every_shell() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("my tools/it's \"here\"");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let bin = bin_dir.join("fleet key");
+    std::fs::write(&bin, "#!/bin/sh\necho \"ran $1\"\n").unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let command = bin.to_str().unwrap();
+    assert!(poke_command_ok(command));
+    assert!(!poke_command_ok("/a\\b/fleetkey"));
+    let options = poke_options(command);
+    // What sshd hands the shell: the option's value with `\"` read back as `"`.
+    let value = options
+        .strip_prefix("restrict,command=\"")
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap()
+        .replace("\\\"", "\"");
+    for shell in ["sh", "bash", "zsh", "fish"] {
+        let out = std::process::Command::new(shell)
+            .args(["-c", &value])
+            .output()
+            .unwrap_or_else(|e| panic!("{shell} is needed (apt-get install {shell}): {e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "ran poke\n",
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

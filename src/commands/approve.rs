@@ -1,18 +1,23 @@
-//! `approve NAME [--fingerprint FP]` and the enrollment request it reads.
+//! `approve NAME [--code CODE]` and the enrollment request it reads.
 //!
 //! A request is one commit on the side branch `fleetkey/pending/NAME`, made by `enroll` on top
-//! of the fleet tip it fetched, adding `keys/pending/NAME.{age,ssh,sign}.pub`. It is untrusted
-//! data: anyone with forge access can write that branch. So `approve` shows every fingerprint
-//! (with randomart) and admits the keys only when the user confirmed them: on a terminal by a
-//! "yes" (default no), otherwise by `--fingerprint` matching one of them. It then commits the
-//! keys to the fleet branch (signed), pushes, and deletes the side branch.
+//! of the fleet tip it fetched, adding `keys/pending/NAME.{age,ssh,sign,poke}.pub` (one key a
+//! file) and `keys/pending/NAME.proof` (see [`crate::enrollment`]). It is untrusted data:
+//! anyone with forge access can write that branch. So `approve` shows every key, checks the
+//! proof against the key files, and admits the keys only when the enrollment code the user
+//! gives (typed on a terminal, else `--code`) is the one the statement of these keys makes. It
+//! then commits the keys and the proof to the fleet branch (signed), pushes, and deletes the
+//! side branch.
 //!
-//! Must never: admit keys nobody confirmed, or read more than a small key file from the
-//! request.
+//! Owns: reading and checking a request. Must never: admit keys nobody confirmed by their code,
+//! admit a revoked key, take one key's fingerprint for the whole request, or read more than a
+//! small key file from the request.
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use crate::authority::Role;
+use crate::enrollment::{self, Statement};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault;
 use crate::files;
@@ -24,7 +29,7 @@ use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
 use crate::signing::{self, Signer};
 use crate::sync::{Begin, FleetChange};
 
-use super::lifecycle::{print_fingerprints, print_key};
+use super::lifecycle::print_key;
 
 /// Largest key file read from a request.
 const KEY_LIMIT: usize = 64 * 1024;
@@ -34,15 +39,26 @@ fn local_ref(name: &str) -> String {
     format!("refs/fleetkey/pending/{name}")
 }
 
-/// Makes the request commit: `base`'s tree plus `keys/pending/NAME.*`, signed by the new
-/// machine's own key (not a member's: members never treat it as fleet history).
+/// The public half of a request: what `enroll` puts on the side branch, one key a file.
+pub struct RequestKeys<'a> {
+    /// The age recipient (`age1…`).
+    pub recipient: &'a str,
+    /// The SSH login key line.
+    pub ssh_line: &'a str,
+    /// The poke key line.
+    pub poke_line: &'a str,
+    /// The proof file's text (see [`crate::enrollment`]).
+    pub proof: &'a str,
+}
+
+/// Makes the request commit: `base`'s tree plus `keys/pending/NAME.*` (one key a file) and
+/// `keys/pending/NAME.proof`, signed by the new machine's own key (not a member's: members
+/// never treat it as fleet history).
 pub fn request_commit(
     repo: &git2::Repository,
     base: git2::Oid,
     signer: &Signer,
-    recipient: &str,
-    ssh_line: &str,
-    sign_line: &str,
+    keys: &RequestKeys<'_>,
 ) -> Result<git2::Oid> {
     let name = &signer.name;
     let base = repo
@@ -50,13 +66,28 @@ pub fn request_commit(
         .map_err(Error::git("cannot read the fleet's tip"))?;
     let base_tree = base.tree().map_err(Error::git("cannot read a tree"))?;
     let mut b = git2::build::TreeUpdateBuilder::new();
-    for (path, line) in [
-        (layout::age_pub(layout::PENDING, name), recipient),
-        (layout::ssh_pub(layout::PENDING, name), ssh_line),
-        (layout::sign_pub(layout::PENDING, name), sign_line),
+    let sign_line = signer.key().public_line();
+    for (path, text) in [
+        (
+            layout::age_pub(layout::PENDING, name),
+            format!("{}\n", keys.recipient),
+        ),
+        (
+            layout::ssh_pub(layout::PENDING, name),
+            format!("{}\n", keys.ssh_line.trim()),
+        ),
+        (
+            layout::sign_pub(layout::PENDING, name),
+            format!("{sign_line}\n"),
+        ),
+        (
+            layout::poke_pub(layout::PENDING, name),
+            format!("{}\n", keys.poke_line.trim()),
+        ),
+        (layout::proof(layout::PENDING, name), keys.proof.to_string()),
     ] {
         let blob = repo
-            .blob(format!("{line}\n").as_bytes())
+            .blob(text.as_bytes())
             .map_err(Error::git("cannot store a key"))?;
         b.upsert(path.as_str(), blob, git2::FileMode::Blob);
     }
@@ -76,9 +107,33 @@ pub fn request_commit(
     )
 }
 
-/// Reads the request for `name` from commit `oid` (its files are checked as the roster's are:
-/// every error names the file and line, never the content).
-pub fn read_request(repo: &git2::Repository, oid: git2::Oid, name: &str) -> Result<Member> {
+/// A request as read from its side branch: the keys (one a file) and the proof's text.
+pub struct Request {
+    /// The machine and its keys.
+    pub member: Member,
+    /// The text of `NAME.proof`.
+    pub proof: String,
+}
+
+impl Request {
+    /// The statement these keys make in the fleet founded by `fleet`.
+    pub fn statement(&self, fleet: &str) -> Statement {
+        let m = &self.member;
+        Statement::new(
+            fleet,
+            &m.name,
+            &m.recipient.to_string(),
+            &m.ssh_keys[0],
+            &m.signing[0],
+            &m.poke[0],
+        )
+    }
+}
+
+/// Reads the request for `name` from commit `oid`: each key file must hold exactly one key (its
+/// files are checked as the roster's are: every error names the file and line, never the
+/// content), and the proof must be there.
+pub fn read_request(repo: &git2::Repository, oid: git2::Oid, name: &str) -> Result<Request> {
     let tree = repo
         .find_commit(oid)
         .and_then(|c| c.tree())
@@ -100,44 +155,42 @@ pub fn read_request(repo: &git2::Repository, oid: git2::Oid, name: &str) -> Resu
         Ok(Some((text, PathBuf::from(path))))
     };
     let missing = |what: &str| {
-        Error::refused(format!(
+        ErrorKind::Refused(format!(
             "the enrollment request of {name} has no {what}; nothing was approved"
         ))
+        .hint("the request was made by an older fleetkey or tampered with: run `fleetkey enroll NAME --remote URL` again on the new machine")
     };
     let (age_text, age_path) =
         read(&layout::age_pub(layout::PENDING, name))?.ok_or_else(|| missing("age recipient"))?;
-    let line = age_text
-        .lines()
-        .position(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
-        .ok_or_else(|| missing("age recipient"))?;
-    let recipient = crate::identity::parse_recipient(
-        age_text.lines().nth(line).unwrap_or_default(),
-        &age_path,
-        line + 1,
-    )?;
-    let ssh_keys = match read(&layout::ssh_pub(layout::PENDING, name))? {
-        Some((text, path)) => roster::parse_ssh_keys(&text, &path)?,
-        None => Vec::new(),
+    let recipient = roster::parse_one_recipient(&age_text, &age_path)?;
+    let ssh_key = |path: String, what: &str| -> Result<ssh_key::PublicKey> {
+        let (text, path) = read(&path)?.ok_or_else(|| missing(what))?;
+        roster::parse_one_key(&text, &path)
     };
-    let (sign_text, sign_path) =
-        read(&layout::sign_pub(layout::PENDING, name))?.ok_or_else(|| missing("signing key"))?;
-    let signing = roster::parse_ssh_keys(&sign_text, &sign_path)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| missing("signing key"))?;
-    if signing.algorithm() != ssh_key::Algorithm::Ed25519 {
-        return Err(Error::refused(format!(
-            "{}: the signing key is not ed25519; nothing was approved",
-            sign_path.display()
-        )));
+    let ssh = ssh_key(layout::ssh_pub(layout::PENDING, name), "SSH key")?;
+    let signing = ssh_key(layout::sign_pub(layout::PENDING, name), "signing key")?;
+    let poke = ssh_key(layout::poke_pub(layout::PENDING, name), "poke key")?;
+    for (key, path) in [
+        (&signing, layout::sign_pub(layout::PENDING, name)),
+        (&poke, layout::poke_pub(layout::PENDING, name)),
+    ] {
+        if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+            return Err(Error::refused(format!(
+                "{path}: the key is not ed25519; nothing was approved"
+            )));
+        }
     }
-    Ok(Member {
-        name: name.to_string(),
-        recipient,
-        ssh_keys,
-        signing: vec![signing],
-        // A new member publishes its poke key itself, with its first cycle as a member.
-        poke: Vec::new(),
+    let (proof, _) =
+        read(&layout::proof(layout::PENDING, name))?.ok_or_else(|| missing("proof"))?;
+    Ok(Request {
+        member: Member {
+            name: name.to_string(),
+            recipient,
+            ssh_keys: vec![ssh],
+            signing: vec![signing],
+            poke: vec![poke],
+        },
+        proof,
     })
 }
 
@@ -149,14 +202,15 @@ pub fn pending_names(forge: &Forge) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `approve NAME [--fingerprint FP]`.
-pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
+/// `approve NAME [--code CODE] [--role ROLE]`.
+pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
     roster::check_name(name)?;
     let machine = Machine::load()?;
     let change = FleetChange::begin(&machine, Begin::InStep)?;
     let (repo, forge) = (&change.repo, change.forge());
     let roster = Roster::load(repo.root())?;
     let me = &machine.config.name;
+    crate::authority::require_admin(repo.root(), me, "approve a machine")?;
     let branch = forge::pending_branch(name);
     let found = forge.fetch_branch_to(repo.root(), &branch, &local_ref(name))?;
     if roster.active(name).is_some() {
@@ -189,48 +243,56 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
             let _ = r.delete();
         }
     };
-    let pending = read_request(repo.raw(), oid, name).inspect_err(|_| forget())?;
+    let request = read_request(repo.raw(), oid, name).inspect_err(|_| forget())?;
+    let pending = &request.member;
+    refuse_revoked_keys(&roster, pending).inspect_err(|_| forget())?;
+    let head = repo
+        .head()
+        .ok_or_else(|| Error::refused("the clone has no fleet commit"))?;
+    let founding = crate::trust::founding_commit(repo.raw(), head)?;
+    let statement = request.statement(&founding.to_string());
     outln!("fleetkey: {name} asks to join the fleet with these keys:")?;
-    print_fingerprints(
-        &pending.recipient.to_string(),
-        &pending
-            .ssh_keys
-            .first()
-            .and_then(|k| k.to_openssh().ok())
-            .unwrap_or_default(),
-    )?;
-    for key in &pending.signing {
-        print_key("signing key", key)?;
+    outln!("  age recipient:   {}", pending.recipient)?;
+    for key in &pending.ssh_keys {
+        print_key("ssh fingerprint", key)?;
     }
-    confirm(&pending, fingerprint).inspect_err(|_| forget())?;
+    for key in &pending.signing {
+        outln!("  signing key:     {}", signing::fingerprint(key))?;
+    }
+    for key in &pending.poke {
+        outln!("  poke key:        {}", signing::fingerprint(key))?;
+    }
+    outln!("  role:            {role} ({})", role.describe())?;
+    if let Err(problem) = statement.check(&request.proof) {
+        forget();
+        return Err(ErrorKind::Refused(format!(
+            "the enrollment request of {name} is not proven: {problem}; nothing was approved"
+        ))
+        .hint("the request was changed on the forge after the new machine made it: run `fleetkey enroll NAME --remote URL` again there"));
+    }
+    confirm(name, role, &statement.code(), code).inspect_err(|_| forget())?;
 
     let env = machine.secrets()?;
-    let sign_line = pending
-        .signing
-        .first()
-        .and_then(|k| k.to_openssh().ok())
-        .unwrap_or_default();
-    let ssh_text: String = pending
-        .ssh_keys
-        .iter()
-        .filter_map(|k| k.to_openssh().ok())
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let line =
+        |k: &ssh_key::PublicKey| format!("{}\n", k.to_openssh().expect("a parsed key encodes"));
     let mut touched: Vec<String> = Vec::new();
     for (path, text) in [
         (
             layout::age_pub(layout::KEYS, name),
             format!("{}\n", pending.recipient),
         ),
-        (layout::ssh_pub(layout::KEYS, name), ssh_text),
+        (
+            layout::ssh_pub(layout::KEYS, name),
+            line(&pending.ssh_keys[0]),
+        ),
         (
             layout::sign_pub(layout::KEYS, name),
-            format!("{sign_line}\n"),
+            line(&pending.signing[0]),
         ),
+        (layout::poke_pub(layout::KEYS, name), line(&pending.poke[0])),
+        (layout::proof(layout::KEYS, name), request.proof.clone()),
+        (layout::role(layout::KEYS, name), format!("{role}\n")),
     ] {
-        if text.trim().is_empty() {
-            continue;
-        }
         files::write_atomic(&repo.root().join(&path), text.as_bytes(), 0o644)?;
         touched.push(path);
     }
@@ -244,18 +306,88 @@ pub fn approve(name: &str, fingerprint: Option<&str>) -> Result<()> {
     change.commit(
         &refs,
         &format!(
-            "{me}: approve {name}; secrets re-encrypted to {} machines",
+            "{me}: approve {name} as {role}; secrets re-encrypted to {} machines",
             roster.active.len()
         ),
     )?;
     fault::point("approve:committed");
     outln!(
-        "fleetkey: approved {name}; the secrets are encrypted to {} machines",
+        "fleetkey: approved {name} as {role}; the secrets are encrypted to {} machines",
         roster.active.len()
     )?;
     change.publish()?;
     drop_request(forge, repo, name);
     Ok(())
+}
+
+/// `role NAME ROLE`: an admin changes an active machine's role (`keys/NAME.role`), in one
+/// signed commit. The last admin is never demoted: the fleet would have no one to approve or
+/// revoke.
+pub fn set_role(name: &str, role: Role) -> Result<()> {
+    roster::check_name(name)?;
+    let machine = Machine::load()?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    let repo = &change.repo;
+    let me = &machine.config.name;
+    crate::authority::require_admin(repo.root(), me, "change a role")?;
+    let roster = Roster::load(repo.root())?;
+    if roster.active(name).is_none() {
+        return Err(
+            ErrorKind::Refused(format!("{name} is not an active machine of this fleet"))
+                .hint("`fleetkey status` lists the machines"),
+        );
+    }
+    let current = crate::authority::role_in(repo.root(), name);
+    if current == role {
+        outln!("fleetkey: {name} is already {role}")?;
+        return Ok(());
+    }
+    let admins = roster
+        .active
+        .iter()
+        .filter(|m| crate::authority::role_in(repo.root(), &m.name) == Role::Admin)
+        .count();
+    if current == Role::Admin && admins <= 1 {
+        return Err(ErrorKind::Refused(format!(
+            "{name} is the fleet's last admin; a fleet without an admin can approve and revoke no one"
+        ))
+        .hint("make another machine admin first: `fleetkey role OTHER admin`"));
+    }
+    let path = layout::role(layout::KEYS, name);
+    files::write_atomic(
+        &repo.root().join(&path),
+        format!("{role}\n").as_bytes(),
+        0o644,
+    )?;
+    change.commit(
+        &[&path],
+        &format!("{me}: {name} becomes {role} (was {current})"),
+    )?;
+    outln!("fleetkey: {name} is now {role}: {}", role.describe())?;
+    change.publish()
+}
+
+/// Refuses a request that holds a key of `roster`'s revoked set: a revoked key never comes back.
+fn refuse_revoked_keys(roster: &Roster, member: &Member) -> Result<()> {
+    let age = member.recipient.to_string();
+    let hit = roster.revoked.iter().find(|r| match &r.key {
+        roster::RevokedKey::Age(a) => *a == age,
+        roster::RevokedKey::Ssh(k) => member
+            .ssh_keys
+            .iter()
+            .chain(&member.signing)
+            .chain(&member.poke)
+            .any(|m| m.key_data() == k.key_data()),
+    });
+    match hit {
+        None => Ok(()),
+        Some(r) => Err(ErrorKind::Refused(format!(
+            "the enrollment request of {} holds a revoked key (revoked: {}); nothing was approved",
+            member.name,
+            r.note.trim()
+        ))
+        .hint("a revoked key never comes back: on the new machine, move the old keys aside and run `fleetkey enroll NAME --remote URL` again (it makes fresh keys); see docs/rotation.md")),
+    }
 }
 
 /// Deletes the request's side branch on the forge and its local copy; a failure is a warning
@@ -269,45 +401,59 @@ fn drop_request(forge: &Forge, repo: &crate::repo::FleetRepo, name: &str) {
     }
 }
 
-/// The ceremony: `--fingerprint` must match one of the request's keys; without it, a terminal
-/// must answer "yes"; without a terminal, nothing is approved.
-fn confirm(member: &Member, fingerprint: Option<&str>) -> Result<()> {
-    if let Some(fp) = fingerprint {
-        return check_fingerprint(member, fp);
-    }
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
+/// The ceremony: the enrollment code `enroll` printed on the new machine must be given, by
+/// `--code` or typed on a terminal; an SSH fingerprint alone is no code.
+fn confirm(name: &str, role: Role, expected: &str, code: Option<&str>) -> Result<()> {
+    let where_hint = "`fleetkey enroll` printed the line `enrollment code: …` on the new machine; `fleetkey status` there shows it again";
+    let typed = match code {
+        Some(c) => c.to_string(),
+        None => {
+            let stdin = std::io::stdin();
+            if !stdin.is_terminal() {
+                return Err(ErrorKind::Refused(format!(
+                    "approving {name} needs --code when stdin is not a terminal"
+                ))
+                .hint(format!(
+                    "{where_hint}; then run `fleetkey approve {name} --code CODE`"
+                )));
+            }
+            let mut err = std::io::stderr();
+            let _ = writeln!(
+                err,
+                "{name} is approved as {role} (`--role` changes it). The roles:"
+            );
+            for r in [Role::Admin, Role::Member, Role::Receiver] {
+                let _ = writeln!(err, "  {:<9} {}", r.as_str(), r.describe());
+            }
+            let _ = write!(
+                err,
+                "Type the enrollment code that `fleetkey enroll` printed on {name} (empty: approve nothing): "
+            );
+            let _ = err.flush();
+            let mut answer = String::new();
+            stdin
+                .lock()
+                .read_line(&mut answer)
+                .map_err(Error::io("cannot read the answer from", Path::new("stdin")))?;
+            if answer.trim().is_empty() {
+                return Err(ErrorKind::Refused(format!("{name} was not approved")).into());
+            }
+            answer
+        }
+    };
+    if enrollment::looks_like_fingerprint(&typed) {
         return Err(ErrorKind::Refused(format!(
-            "approving {} needs --fingerprint when stdin is not a terminal",
-            member.name
+            "a key's fingerprint does not approve {name}: one key says nothing of the others in the request; nothing was approved"
         ))
-        .hint("compare the fingerprints `fleetkey enroll` printed on the new machine, then run `fleetkey approve NAME --fingerprint SHA256:…`"));
+        .hint(format!("{where_hint}; give that code to `--code`")));
     }
-    let question = format!(
-        "Do these match what `fleetkey enroll` printed on {}? Approve it? [y/N]",
-        member.name
-    );
-    if crate::output::ask_yes(&question)? {
-        Ok(())
-    } else {
-        Err(ErrorKind::Refused(format!("{} was not approved", member.name)).into())
-    }
-}
-
-/// Whether `fp` is the SHA256 fingerprint of one of `member`'s SSH keys or its signing key, or
-/// its age recipient.
-fn check_fingerprint(member: &Member, fp: &str) -> Result<()> {
-    let fp = fp.trim();
-    let sha = |k: &ssh_key::PublicKey| k.fingerprint(ssh_key::HashAlg::Sha256).to_string() == fp;
-    let matches = member.ssh_keys.iter().any(sha)
-        || member.signing.iter().any(sha)
-        || member.recipient.to_string() == fp;
-    if matches {
+    if enrollment::code_matches(expected, &typed) {
         return Ok(());
     }
     Err(ErrorKind::Refused(format!(
-        "the fingerprint does not match {}'s pending keys; nothing was approved",
-        member.name
+        "the enrollment code does not match {name}'s request; nothing was approved"
     ))
-    .hint("compare the fingerprint `fleetkey enroll` printed on the new machine; a mismatch may mean the enrollment was tampered with"))
+    .hint(format!(
+        "{where_hint}; a mismatch may mean the request was tampered with on the forge"
+    )))
 }

@@ -89,7 +89,10 @@ pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<(
         Change::Remove => format!("{name}: config remove {} {}", key.name, values.join(" ")),
     };
     // A new literal list changes how stored files read: store them again in the same commit.
-    let new_plan = sync::plan::Plan::new(&machine, fleet.clone());
+    let mut new_plan = sync::plan::Plan::new(&machine, fleet.clone());
+    new_plan.placeholders = new_plan
+        .placeholders
+        .with_secrets(plan.placeholders.secrets().clone());
     let head = sync::commit::head_tree(repo.raw())?;
     let (mut upserts, rows) = sync::settings::restore_for_transform(
         repo.raw(),

@@ -142,6 +142,18 @@ pub fn checks(machine: &Machine) -> Vec<Check> {
         permissions("home directory", &paths.home, false, "go-w"),
         permissions("~/.ssh", &paths.ssh_dir(), false, "700"),
     ];
+    out.push(match crate::roster::poke_command_problem() {
+        None => check(
+            "poke line",
+            Verdict::Ok,
+            "peers may poke this machine's fleetkey",
+        ),
+        Some(problem) => check(
+            "poke line",
+            Verdict::Fail,
+            format!("no poke line is written: {problem}"),
+        ),
+    });
     let settings = machine.fleet_settings();
     let fleet = settings.as_ref().map(|s| s.config.clone());
     if let Ok(f) = &fleet {

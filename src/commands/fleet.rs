@@ -40,6 +40,8 @@ pub struct MachineLine {
     pub name: String,
     /// Whether it is the machine running this command.
     pub this_machine: bool,
+    /// Its role: admin, member or receiver.
+    pub role: String,
     /// `OS-ARCH`.
     pub platform: Option<String>,
     /// Its fleetkey version.
@@ -105,6 +107,7 @@ pub fn gather(machine: &Machine) -> Result<FleetView> {
             MachineLine {
                 name: m.name.clone(),
                 this_machine: m.name == machine.config.name,
+                role: crate::authority::role_in(&machine.config.repo, &m.name).to_string(),
                 platform: s.map(|s| s.platform.clone()),
                 fleetkey: s.map(|s| s.fleetkey.clone()),
                 last_seen: s.map(|s| s.written_at.clone()),
@@ -157,7 +160,7 @@ pub fn ago(secs: i64) -> String {
 
 fn render(v: &FleetView) -> String {
     let mut out = String::from(
-        "MACHINE          PLATFORM        FLEETKEY  LAST SEEN     CYCLE      BEHIND  AGENTS         CONFLICTS\n",
+        "MACHINE          ROLE     PLATFORM        FLEETKEY  LAST SEEN     CYCLE      BEHIND  AGENTS         CONFLICTS\n",
     );
     for m in &v.machines {
         let name = if m.this_machine {
@@ -182,8 +185,9 @@ fn render(v: &FleetView) -> String {
             .collect();
         let conflicts = m.conflicts.len() + m.secret_conflicts.len();
         out.push_str(&format!(
-            "{:<16} {:<15} {:<9} {:<13} {:<10} {:<7} {:<14} {}\n",
+            "{:<16} {:<8} {:<15} {:<9} {:<13} {:<10} {:<7} {:<14} {}\n",
             name,
+            m.role,
             m.platform.as_deref().unwrap_or("?"),
             m.fleetkey.as_deref().unwrap_or("?"),
             seen,

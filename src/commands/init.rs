@@ -238,6 +238,7 @@ fn run_chezmoi(
     let ssh_pub = layout::ssh_pub(layout::KEYS, name);
     let sign_pub = layout::sign_pub(layout::KEYS, name);
     let poke_pub = layout::poke_pub(layout::KEYS, name);
+    let role = layout::role(layout::KEYS, name);
     chezmoi::ensure_ignore(source)?;
     if needs_hook {
         chezmoi::install_modify_hook(source)?;
@@ -258,6 +259,7 @@ fn run_chezmoi(
                 &ssh_pub,
                 &sign_pub,
                 &poke_pub,
+                &role,
                 layout::REVOKED,
                 secrets::CIPHERTEXT,
                 secrets::RECIPIENTS,

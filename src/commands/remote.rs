@@ -14,6 +14,11 @@ pub fn set(url: &str) -> Result<()> {
         return Ok(());
     }
     let change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
+    crate::authority::require_admin(
+        change.repo.root(),
+        &machine.config.name,
+        "move the fleet's forge",
+    )?;
     let moved = sync::forge_move::move_fleet(&change, url)?;
     outln!("fleetkey: the fleet moved from {} to {url}", moved.old)?;
     outln!("  every machine switches on its next cycle")?;

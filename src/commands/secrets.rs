@@ -4,8 +4,14 @@
 //! terminal. Every change re-encrypts to the whole active roster, rewrites secrets.recipients,
 //! commits both in one commit and pushes.
 
+mod adopt;
+mod inject;
+mod mask;
+
+pub use adopt::adopt;
+
 use std::io::{IsTerminal, Read};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -178,6 +184,11 @@ pub fn set(key: &str, push: bool, allow_empty: bool) -> Result<()> {
         (true, false) => "kept; its conflict is settled",
     };
     outln!("fleetkey: {key} {what}: {went}")?;
+    if let Err(why) = crate::tokens::substitutable(value.as_bytes()) {
+        crate::log::info(&format!(
+            "{key}'s value is never replaced by {{{{fleetkey.secret.{key}}}}} in dotfiles: {why}"
+        ));
+    }
     Ok(())
 }
 
@@ -299,9 +310,22 @@ pub fn export(format: ExportFormat) -> Result<()> {
     output::stdout(text.as_bytes())
 }
 
-/// `secrets exec -- CMD ARGS…`: runs CMD with the secrets added to its environment; replaces
-/// this process, so its exit status is CMD's.
-pub fn exec(command: &[std::ffi::OsString]) -> Result<()> {
+/// Whether `secrets exec` masks the secret values in its command's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masking {
+    /// Mask what goes to a pipe or a file, not what goes to a terminal (the default).
+    Auto,
+    /// Mask both streams, terminal or not (`--mask`).
+    Always,
+    /// Never mask (`--no-mask`): fleetkey replaces itself with the command.
+    Never,
+}
+
+/// `secrets exec -- CMD ARGS…`: runs CMD with the secrets added to its environment and returns
+/// its exit code (128 + the signal's number when a signal ended it, as shells report it).
+/// Without masking on either stream, fleetkey replaces itself with CMD; with it, CMD's stdout
+/// and stderr go through a [`mask::Masker`] each.
+pub fn exec(command: &[std::ffi::OsString], masking: Masking) -> Result<i32> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| ErrorKind::Refused("secrets exec needs a command after --".into()))?;
@@ -318,13 +342,134 @@ pub fn exec(command: &[std::ffi::OsString]) -> Result<()> {
         }
         cmd.env(key, value);
     }
-    drop(env);
-    let err = std::os::unix::process::CommandExt::exec(&mut cmd);
-    Err(ErrorKind::Exec {
-        program: program.to_string_lossy().into_owned(),
-        error: err,
+    let mask_out = match masking {
+        Masking::Always => true,
+        Masking::Never => false,
+        Masking::Auto => !std::io::stdout().is_terminal(),
+    };
+    let mask_err = match masking {
+        Masking::Always => true,
+        Masking::Never => false,
+        Masking::Auto => !std::io::stderr().is_terminal(),
+    };
+    let spawn_error = |err: std::io::Error| -> Error {
+        ErrorKind::Exec {
+            program: program.to_string_lossy().into_owned(),
+            error: err,
+        }
+        .into()
+    };
+    if !mask_out && !mask_err {
+        drop(env);
+        return Err(spawn_error(std::os::unix::process::CommandExt::exec(
+            &mut cmd,
+        )));
     }
-    .into())
+    let masker = || mask::Masker::new(env.entries().map(|(_, v)| v.as_bytes()));
+    if mask_out {
+        cmd.stdout(Stdio::piped());
+    }
+    if mask_err {
+        cmd.stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(spawn_error)?;
+    let pumps: Vec<std::thread::JoinHandle<std::io::Result<()>>> = [
+        child.stdout.take().map(|out| {
+            let m = masker();
+            std::thread::spawn(move || mask::pump(out, std::io::stdout(), m))
+        }),
+        child.stderr.take().map(|err| {
+            let m = masker();
+            std::thread::spawn(move || mask::pump(err, std::io::stderr(), m))
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    drop(env);
+    let status = child
+        .wait()
+        .map_err(Error::io("cannot wait for", std::path::Path::new(program)))?;
+    for p in pumps {
+        // A reader that went away (a closed pipe downstream) is no failure of the command.
+        let _ = p.join();
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1))
+}
+
+/// Largest file `scan` reads.
+const SCAN_LIMIT: u64 = 1 << 30;
+
+/// `secrets scan [PATH…]`: `PATH:LINE: KIND` for each credential-looking value; returns 1 when
+/// anything was found.
+pub fn scan(paths: &[std::path::PathBuf]) -> Result<i32> {
+    let mut found_any = false;
+    let mut report = |name: &str, bytes: &[u8]| -> Result<()> {
+        let mut text = String::new();
+        for f in crate::tokens::scan(bytes) {
+            text.push_str(&format!("{name}:{}: {}\n", f.line, f.kind));
+            found_any = true;
+        }
+        output::stdout(text.as_bytes())
+    };
+    if paths.is_empty() {
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::io::stdin()
+            .lock()
+            .take(SCAN_LIMIT)
+            .read_to_end(&mut bytes)
+            .map_err(Error::io("cannot read", std::path::Path::new("stdin")))?;
+        report("stdin", &bytes)?;
+    }
+    for path in paths {
+        let bytes = Zeroizing::new(crate::files::read_limited(path, SCAN_LIMIT)?);
+        report(&path.display().to_string(), &bytes)?;
+    }
+    Ok(i32::from(found_any))
+}
+
+/// Largest template `inject` reads.
+const TEMPLATE_LIMIT: u64 = 16 << 20;
+
+/// `secrets inject [-i TEMPLATE] [-o OUT]`: renders the template's references; OUT is written
+/// 0600, atomically, never through a symlink, and only when every reference resolved.
+pub fn inject(input: Option<&std::path::Path>, output: Option<&std::path::Path>) -> Result<()> {
+    let template = Zeroizing::new(match input {
+        Some(path) => crate::files::read_limited(path, TEMPLATE_LIMIT)?,
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(TEMPLATE_LIMIT + 1)
+                .read_to_end(&mut bytes)
+                .map_err(Error::io(
+                    "cannot read the template from",
+                    std::path::Path::new("stdin"),
+                ))?;
+            if bytes.len() as u64 > TEMPLATE_LIMIT {
+                return Err(ErrorKind::Refused(format!(
+                    "the template on stdin is larger than {TEMPLATE_LIMIT} bytes"
+                ))
+                .into());
+            }
+            bytes
+        }
+    });
+    let machine = Machine::load()?;
+    let env = load(&machine)?;
+    let shown = input.map_or("stdin".to_string(), |p| p.display().to_string());
+    let rendered = inject::render(&template, &env).map_err(|e| {
+        ErrorKind::Secret(format!("{shown}: {e}; nothing was written"))
+            .hint("set each missing secret with `fleetkey secrets set KEY`, or fix the reference")
+    })?;
+    match output {
+        Some(path) => crate::files::write_private(path, &rendered),
+        None => output::stdout(&rendered),
+    }
 }
 
 /// `secrets edit`: decrypts into a 0600 file in a private 0700 directory, runs `$VISUAL` or

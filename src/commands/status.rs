@@ -60,6 +60,9 @@ pub struct MachineStatus {
     pub remote: String,
     /// `identity.txt.next` is left by a `rotate` that did not finish.
     pub unfinished_rotation: bool,
+    /// While this machine waits for approval: the enrollment code `enroll` printed, which a
+    /// member gives to `fleetkey approve NAME --code`.
+    pub enrollment_code: Option<String>,
 }
 
 /// The roster.
@@ -67,6 +70,9 @@ pub struct MachineStatus {
 pub struct FleetStatus {
     /// Active machines.
     pub active: Vec<String>,
+    /// Each active machine's role (admin, member or receiver), by name; a machine from before
+    /// roles is an admin until an admin changes it.
+    pub roles: Vec<RoleStatus>,
     /// Machines waiting for approval.
     pub pending: Vec<String>,
     /// Revoked machines (from the notes in keys/revoked), with date and reason.
@@ -76,6 +82,17 @@ pub struct FleetStatus {
     /// Each active machine that has an address: where peers poke it, and how this machine's
     /// last poke of it went.
     pub addresses: Vec<AddressStatus>,
+}
+
+/// One machine's role.
+#[derive(Debug, Serialize)]
+pub struct RoleStatus {
+    /// The machine.
+    pub name: String,
+    /// `admin`, `member` or `receiver`.
+    pub role: String,
+    /// It has no role file: a machine from before roles, an admin until an admin changes it.
+    pub from_before_roles: bool,
 }
 
 /// One machine's address and this machine's last poke of it.
@@ -211,9 +228,25 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             ssh_fingerprints,
             remote: machine.config.remote.clone(),
             unfinished_rotation: machine.paths.next_identity_file().exists(),
+            enrollment_code: me.is_none().then(|| enrollment_code(machine)).flatten(),
         },
         fleet: FleetStatus {
             active: roster.active.iter().map(|m| m.name.clone()).collect(),
+            roles: roster
+                .active
+                .iter()
+                .map(|m| RoleStatus {
+                    name: m.name.clone(),
+                    role: crate::authority::role_in(repo.root(), &m.name).to_string(),
+                    from_before_roles: !repo
+                        .root()
+                        .join(crate::roster::layout::role(
+                            crate::roster::layout::KEYS,
+                            &m.name,
+                        ))
+                        .exists(),
+                })
+                .collect(),
             pending,
             revoked,
             retired_keys,
@@ -353,6 +386,18 @@ pub fn run(json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The enrollment code kept by `enroll` (see [`crate::commands::lifecycle::ENROLLMENT_CODE`]).
+fn enrollment_code(machine: &Machine) -> Option<String> {
+    let path = machine
+        .paths
+        .state_dir
+        .join(crate::commands::lifecycle::ENROLLMENT_CODE);
+    crate::files::read_text(&path, 256)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
 fn render(s: &Status) -> String {
     let mut out = String::new();
     let m = &s.machine;
@@ -366,6 +411,12 @@ fn render(s: &Status) -> String {
     out.push_str(&format!("  forge  {}\n", m.remote));
     if m.unfinished_rotation {
         out.push_str("  ROTATION UNFINISHED: identity.txt.next is left by a `fleetkey rotate` that was interrupted; run `fleetkey rotate` again to finish it\n");
+    }
+    if let Some(code) = &m.enrollment_code {
+        out.push_str(&format!(
+            "  enrollment code: {code}   (waiting for approval: on a member, `fleetkey approve {} --code {code}`)\n",
+            m.name
+        ));
     }
     if let Some(fp) = &s.trust.signing_key {
         out.push_str(&format!("  sign   {fp}\n"));
@@ -386,8 +437,26 @@ fn render(s: &Status) -> String {
     out.push_str(&format!(
         "fleet    {} active: {}\n",
         s.fleet.active.len(),
-        s.fleet.active.join(", ")
+        s.fleet
+            .roles
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.role))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
+    let legacy: Vec<&str> = s
+        .fleet
+        .roles
+        .iter()
+        .filter(|r| r.from_before_roles)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !legacy.is_empty() {
+        out.push_str(&format!(
+            "  from before roles, admin until changed: {}   (a server only receives: `fleetkey role NAME receiver`)\n",
+            legacy.join(", ")
+        ));
+    }
     if !s.fleet.pending.is_empty() {
         out.push_str(&format!(
             "  pending approval: {}   (fleetkey approve NAME)\n",

@@ -133,6 +133,11 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         let plan = sync::plan::Plan::new(&machine, fleet.clone());
         let home = plan.open_home()?;
         let skip = plan.never_captured(&machine.paths.state_dir);
+        // The fleet secrets' values become their placeholders, as in every cycle.
+        let placeholders = plan
+            .placeholders
+            .clone()
+            .with_secrets(sync::plan::secret_values(&machine));
         let scope = capture::Scope {
             home: &home,
             confinement: &plan.confinement,
@@ -141,7 +146,8 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
             machine: &machine.config.name,
             first_contact: capture::FirstContact::LocalWins,
             ignore: &plan.ignore,
-            placeholders: &plan.placeholders,
+            placeholders: &placeholders,
+            allow_tokens: &plan.allow_tokens,
             patience: Some(capture::Patience::of(&plan.fleet, true)),
         };
         let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;

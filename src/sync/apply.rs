@@ -88,8 +88,11 @@ pub struct ApplyContext<'a> {
     pub private: &'a [Managed],
     /// Files never written nor removed.
     pub ignore: &'a IgnoreRules,
-    /// How the repo's content becomes the live file's (home-path placeholders).
+    /// How the repo's content becomes the live file's (home-path and secret placeholders).
     pub placeholders: &'a Placeholders,
+    /// The secrets (or whether they can be read) changed since the last full apply: a file
+    /// with a secret placeholder is written again even when nothing else changed.
+    pub recheck_secrets: bool,
     /// `YYYYMMDDTHHMMSSZ` for conflict copy names.
     pub stamp: &'a str,
     /// RFC 3339 time for records.
@@ -216,6 +219,7 @@ pub fn apply(
             && e.oid == src.oid.to_string()
             && e.exec == src.exec
             && e.stat == Some(Stat::of(m))
+            && !(cx.recheck_secrets && super::capture::holds_placeholder(repo, src.oid))
         {
             continue;
         }
@@ -232,12 +236,20 @@ pub fn apply(
         let blob = repo
             .find_blob(src.oid)
             .map_err(Error::git(format!("cannot read {}", src.repo_path)))?;
-        // What the live file holds: this machine's home path where the repo has the placeholder.
-        let wanted = cx.placeholders.to_live(rel, blob.content());
+        // What the live file holds: this machine's home path and the fleet secrets' values
+        // where the repo has their placeholders. A file given a secret is written private.
+        let decoded = cx.placeholders.to_live_checked(rel, blob.content());
+        for key in &decoded.unresolved {
+            out.held_back.push(format!(
+                "~/{rel}: the placeholder {{{{fleetkey.secret.{key}}}}} is left as it is: {}",
+                cx.placeholders.secrets().why_not(key)
+            ));
+        }
+        let wanted = decoded.bytes;
         let already_private = meta
             .as_ref()
             .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o077 == 0);
-        let private = is_private(rel, cx.private) || already_private;
+        let private = is_private(rel, cx.private) || already_private || decoded.substituted;
         let mode = match (private, src.exec) {
             (true, true) => 0o700,
             (true, false) => 0o600,

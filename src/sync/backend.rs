@@ -60,6 +60,7 @@ pub fn capture_and_commit(
             let head = head_tree(raw)?;
             let home = plan.open_home()?;
             let skip = plan.never_captured(&machine.paths.state_dir);
+            let placeholders = plan.placeholders_since(machine, raw, manifest.tree.as_deref());
             let scope = capture::Scope {
                 home: &home,
                 confinement: &plan.confinement,
@@ -68,7 +69,8 @@ pub fn capture_and_commit(
                 machine: name,
                 first_contact: capture::FirstContact::FleetWins,
                 ignore: &plan.ignore,
-                placeholders: &plan.placeholders,
+                placeholders: &placeholders,
+                allow_tokens: &plan.allow_tokens,
                 patience: Some(capture::Patience::of(&plan.fleet, by_hand)),
             };
             let captured = capture::capture(raw, &head, &scope, manifest)?;
@@ -240,13 +242,16 @@ fn apply_files(
     let head = head_tree(repo.raw())?;
     let name = machine.config.name.as_str();
     // Only what changed since the last full apply needs a look, unless the lists changed.
+    // The secrets' ciphertext id too: a changed secret rewrites the files that use it.
     let lists = format!(
-        "{:?} {:?} {:?} {:?}",
+        "{:?} {:?} {:?} {:?} {}",
         plan.fleet.sync.paths,
         plan.fleet.sync.private,
         plan.fleet.sync.ignore,
-        plan.fleet.sync.literal
+        plan.fleet.sync.literal,
+        plan.placeholders.secrets().fingerprint()
     );
+    let recheck_secrets = manifest.lists.as_ref() != Some(&lists);
     let scope: Option<BTreeSet<String>> = match reach {
         Reach::LostOnly => Some(lost_rels(lost, name).collect()),
         Reach::Head { missing } => match (&manifest.tree, &manifest.lists) {
@@ -269,6 +274,7 @@ fn apply_files(
         private: &plan.private,
         ignore: &plan.ignore,
         placeholders: &plan.placeholders,
+        recheck_secrets,
         stamp: &stamp,
         at: &at,
     };

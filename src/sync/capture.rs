@@ -21,7 +21,11 @@
 //!   stray `rm` on one machine from deleting a dotfile on every machine.
 //!
 //! A private-looking file ([`crate::private::detect`]: keys and credentials, by path or by
-//! content) is never captured, whatever the managed list says. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
+//! content) is never captured, whatever the managed list says. Nor is a file whose repo form
+//! still holds a fleet secret's value, or something that looks like a credential
+//! ([`crate::tokens`]; unless `[sync] allow_tokens` lists it): it is held back, named by kind
+//! and line ([`never_uploaded`]). A fleet secret's value becomes its placeholder first
+//! ([`super::placeholder`]), so a secret is never mistaken for a stray token. Symlinks, conflict copies (`*.conflict-NAME-STAMP`) and fleetkey's temp files inside a
 //! managed directory are never captured, nor are ignored files ([`super::ignore`]). What is
 //! stored, hashed and compared with the manifest is the repo's form of the content (this
 //! machine's home path as a placeholder, [`super::placeholder`]), so "in step" means the same
@@ -264,8 +268,11 @@ pub struct Scope<'a> {
     pub first_contact: FirstContact,
     /// Files never synced (see [`super::ignore`]).
     pub ignore: &'a IgnoreRules,
-    /// How the live content becomes the repo's (home-path placeholders).
+    /// How the live content becomes the repo's (home-path and secret placeholders).
     pub placeholders: &'a Placeholders,
+    /// Files captured even when they hold what looks like a credential (`[sync]
+    /// allow_tokens`).
+    pub allow_tokens: &'a [Managed],
     /// How long to wait for a file still being written; `None` reads every file as it is
     /// (what `diff` shows).
     pub patience: Option<Patience>,
@@ -425,6 +432,10 @@ pub fn capture(
         let exec = meta.permissions().mode() & 0o111 != 0;
         // The repo's form: this machine's home path as the placeholder (text files only).
         let bytes = scope.placeholders.to_repo(rel, &bytes).into_owned();
+        if let Some(why) = never_uploaded(scope.placeholders, scope.allow_tokens, rel, &bytes) {
+            out.held_back.push(format!("~/{rel} not captured: {why}"));
+            continue;
+        }
         let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
             .map_err(Error::git("cannot hash a file"))?;
         let known = manifest.files.get(rel).cloned();
@@ -432,6 +443,17 @@ pub fn capture(
         let st_owned = tree::lookup(head, machine, rel);
         let st = st_owned.as_ref();
         let same_as_stored = st.is_some_and(|s| s.oid == oid && s.exec == exec);
+        // Secrets unreadable here, and the fleet's copy has placeholders: the live file may
+        // hold values apply wrote earlier, which this machine can no longer recognise.
+        if !same_as_stored
+            && scope.placeholders.secrets().is_unreadable()
+            && st.is_some_and(|s| holds_placeholder(repo, s.oid))
+        {
+            out.held_back.push(format!(
+                "~/{rel} not captured: the fleet's copy has secret placeholders and this machine cannot read the fleet secrets now (see `fleetkey doctor`)"
+            ));
+            continue;
+        }
         if same_as_stored || known.as_ref().is_some_and(in_step) {
             let entry = manifest.files.entry(rel.clone()).or_insert(Entry {
                 oid: oid.to_string(),
@@ -502,4 +524,38 @@ pub fn capture(
         manifest.files.remove(&rel);
     }
     Ok(out)
+}
+
+/// Whether the blob `oid` holds a secret placeholder.
+pub fn holds_placeholder(repo: &git2::Repository, oid: git2::Oid) -> bool {
+    let prefix = super::placeholder::SECRET_PREFIX.as_bytes();
+    repo.find_blob(oid)
+        .is_ok_and(|b| b.content().windows(prefix.len()).any(|w| w == prefix))
+}
+
+/// Why the repo form `bytes` of `rel` must not leave this machine, if it must not: it still
+/// holds a fleet secret's value (a binary or `[sync] literal` file, never transformed), or
+/// something that looks like a credential and is no fleet secret (unless `[sync]
+/// allow_tokens` lists the file). Names the key, or the kind and line; never the value.
+pub fn never_uploaded(
+    placeholders: &Placeholders,
+    allow_tokens: &[Managed],
+    rel: &str,
+    bytes: &[u8],
+) -> Option<String> {
+    if let Some(key) = placeholders.leaked_secret(bytes) {
+        return Some(format!(
+            "it holds the value of the fleet secret {key}, and a binary or [sync] literal file is never given placeholders; remove the value from the file"
+        ));
+    }
+    if allow_tokens.iter().any(|m| m.covers(rel)) {
+        return None;
+    }
+    let found = crate::tokens::scan(bytes);
+    (!found.is_empty()).then(|| {
+        format!(
+            "it holds what looks like a credential ({}); move it into the fleet secrets with `fleetkey secrets adopt ~/{rel}`, or list the file in [sync] allow_tokens",
+            crate::tokens::describe(&found)
+        )
+    })
 }

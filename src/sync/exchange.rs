@@ -10,7 +10,7 @@ use crate::config::FleetConfig;
 use crate::error::{ErrorKind, Result};
 use crate::fleet::Machine;
 use crate::forge::{Forge, PushOutcome};
-use crate::gate::{may_push, refuse_tree, verify_tracking};
+use crate::gate::{self, may_push, refuse_tree, verify_tracking};
 use crate::identity::Identity;
 use crate::repo::FleetRepo;
 use crate::trust::Refusal;
@@ -167,6 +167,9 @@ fn exchange_with(
         if matches!(forge_named(repo, forge), Ok(Some(_))) {
             return Ok(out);
         }
+        // Never push what the fleet would refuse (checked with the same verifier).
+        gate::replay_refused_own_commits(machine, repo, branch)?;
+        let head = repo.head();
         match forge.push(repo.root(), branch)? {
             PushOutcome::Pushed => {
                 // git updates the tracking ref itself; make sure of it for a URL remote.

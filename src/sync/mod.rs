@@ -388,5 +388,12 @@ fn capture_as_member(
     if let Err(e) = poke::adopt_wanted_address(machine, repo) {
         crate::log::warn(&format!("cannot set this machine's address: {e}"));
     }
+    if crate::authority::role_in(repo.root(), &machine.config.name)
+        == crate::authority::Role::Receiver
+    {
+        // A receiver changes nothing the fleet shares: members would refuse its commits.
+        crate::log::info("this machine only receives (role receiver): nothing is captured");
+        return Ok(Vec::new());
+    }
     backend::capture_and_commit(machine, repo, plan, manifest, rec, cx.by_hand)
 }

@@ -53,6 +53,11 @@ pub fn make(
             continue;
         }
         let bytes = plan.placeholders.to_repo(&rel, &contents.bytes);
+        if let Some(why) =
+            super::capture::never_uploaded(&plan.placeholders, &plan.allow_tokens, &rel, &bytes)
+        {
+            return Err(Error::refused(format!("~/{rel} is not stored: {why}")));
+        }
         let exec = contents.metadata.permissions().mode() & 0o111 != 0;
         let blob = repo
             .blob(&bytes)

@@ -16,7 +16,7 @@ use crate::fleet::Machine;
 
 use super::ignore::IgnoreRules;
 use super::managed::{self, Managed};
-use super::placeholder::Placeholders;
+use super::placeholder::{Placeholders, SecretValues};
 
 /// The checked paths of one cycle.
 #[derive(Debug)]
@@ -35,8 +35,12 @@ pub struct Plan {
     pub authorized_keys: Option<HomeRel>,
     /// Files never synced: the built-in list and `[sync] ignore`.
     pub ignore: IgnoreRules,
-    /// The home-path transform (native backend; `[sync] literal` paths left out).
+    /// The home-path and secrets transform (native backend; `[sync] literal` paths left
+    /// out). [`Plan::new`] makes it without the secrets, [`Plan::for_machine`] with them.
     pub placeholders: Placeholders,
+    /// The `[sync] allow_tokens` list: files captured even when they hold what looks like a
+    /// credential.
+    pub allow_tokens: Vec<Managed>,
     /// Every refused entry, with why (for the cycle's report).
     pub held_back: Vec<String>,
 }
@@ -51,10 +55,13 @@ impl Plan {
             managed::parse_entries("sync.private", &fleet.sync.private, &confinement);
         let (literal, bad_literal) =
             managed::parse_entries("sync.literal", &fleet.sync.literal, &confinement);
+        let (allow_tokens, bad_allow) =
+            managed::parse_entries("sync.allow_tokens", &fleet.sync.allow_tokens, &confinement);
         let mut held_back: Vec<String> = bad_paths
             .iter()
             .chain(&bad_private)
             .chain(&bad_literal)
+            .chain(&bad_allow)
             .map(ToString::to_string)
             .collect();
         let (ignore, bad_ignore) = IgnoreRules::new(&fleet.sync.ignore);
@@ -90,6 +97,7 @@ impl Plan {
             authorized_keys,
             ignore,
             placeholders,
+            allow_tokens,
             held_back,
         }
     }
@@ -100,7 +108,41 @@ impl Plan {
         let settings = machine.fleet_settings()?;
         let mut plan = Plan::new(machine, settings.config);
         plan.held_back.splice(0..0, settings.held_back);
+        if plan.fleet.backend == Backend::Native {
+            let secrets = secret_values(machine);
+            plan.placeholders = std::mem::take(&mut plan.placeholders).with_secrets(secrets);
+        }
         Ok(plan)
+    }
+
+    /// The transform for a capture: [`Plan::placeholders`], plus the values the secrets had
+    /// in `applied` (the tree this machine last applied, from its manifest) where they changed
+    /// since, so a live file still holding a rotated value stores its placeholder, never the
+    /// old value.
+    pub fn placeholders_since(
+        &self,
+        machine: &Machine,
+        repo: &git2::Repository,
+        applied: Option<&str>,
+    ) -> Placeholders {
+        let current = self.placeholders.secrets().fingerprint();
+        let earlier = applied
+            .and_then(|id| git2::Oid::from_str(id).ok())
+            .and_then(|id| repo.find_tree(id).ok())
+            .and_then(|tree| tree.get_path(Path::new(crate::secrets::CIPHERTEXT)).ok())
+            .filter(|entry| !current.starts_with(&entry.id().to_string()))
+            .and_then(|entry| repo.find_blob(entry.id()).ok())
+            .and_then(|blob| {
+                let label = Path::new(crate::secrets::CIPHERTEXT);
+                machine.identities().ok()?.iter().find_map(|id| {
+                    let plain = crate::secrets::decrypt(blob.content(), id, label).ok()?;
+                    crate::secrets::parse_plaintext(&plain, label).ok()
+                })
+            });
+        match earlier {
+            Some(env) => self.placeholders.with_earlier_secrets(&env),
+            None => self.placeholders.clone(),
+        }
     }
 
     /// Files capture never reads whatever the managed list says: the ones fleetkey itself
@@ -165,4 +207,26 @@ pub enum ManagedKind {
     File,
     /// A directory with managed files under it.
     Dir,
+}
+
+/// The fleet secrets `machine` can read, for the placeholders: none (with the ciphertext's id,
+/// so apply notices when they become readable) when it cannot, nothing when the fleet has no
+/// secrets file.
+pub fn secret_values(machine: &Machine) -> SecretValues {
+    let path = crate::secrets::SecretsFile::new(&machine.config.repo).ciphertext_path();
+    let Ok(ciphertext) = std::fs::read(&path) else {
+        return SecretValues::default();
+    };
+    let fingerprint = git2::Oid::hash_object(git2::ObjectType::Blob, &ciphertext)
+        .map(|o| o.to_string())
+        .unwrap_or_default();
+    match machine.secrets() {
+        Ok(env) => SecretValues::new(&env, fingerprint),
+        Err(e) => {
+            crate::log::debug(&format!(
+                "the secrets cannot be read here, so no secret placeholder is filled in: {e}"
+            ));
+            SecretValues::unreadable(&fingerprint)
+        }
+    }
 }

@@ -113,6 +113,7 @@ pub fn preview(
         first_contact: capture::FirstContact::FleetWins,
         ignore: &plan.ignore,
         placeholders: &plan.placeholders,
+        allow_tokens: &plan.allow_tokens,
         patience: None,
     };
     let captured = capture::capture(repo, head, &scope, &mut scratch)?;
@@ -131,10 +132,10 @@ pub fn preview(
         let old = tree::blob_at(head, path)
             .map(read_blob)
             .transpose()?
-            .map(|b| plan.placeholders.to_live(&rel, &b).into_owned());
+            .map(|b| plan.placeholders.to_shown(&rel, &b).into_owned());
         let new = plan
             .placeholders
-            .to_live(&rel, &read_blob(*blob)?)
+            .to_shown(&rel, &read_blob(*blob)?)
             .into_owned();
         out.outgoing.push(Change {
             private: private(&rel, &new),
@@ -152,7 +153,7 @@ pub fn preview(
         let old = tree::blob_at(head, path)
             .map(read_blob)
             .transpose()?
-            .map(|b| plan.placeholders.to_live(&rel, &b).into_owned());
+            .map(|b| plan.placeholders.to_shown(&rel, &b).into_owned());
         out.outgoing.push(Change {
             private: old.as_deref().is_some_and(|b| private(&rel, b)),
             overridden: overridden.contains(&rel),
@@ -193,7 +194,7 @@ pub fn preview(
             let load = |s: Option<&tree::Stored>| -> Result<Option<Vec<u8>>> {
                 s.map(|s| read_blob(s.oid))
                     .transpose()
-                    .map(|o| o.map(|b| plan.placeholders.to_live(rel, &b).into_owned()))
+                    .map(|o| o.map(|b| plan.placeholders.to_shown(rel, &b).into_owned()))
             };
             let (old, new) = (load(b)?, load(a)?);
             let is_private = crate::private::by_path(rel).is_some()

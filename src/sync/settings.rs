@@ -67,6 +67,12 @@ pub const KEYS: &[Key] = &[
         about: "managed paths synced byte for byte, without the home-path placeholder",
     },
     Key {
+        name: "allow_tokens",
+        toml: "sync.allow_tokens",
+        list: true,
+        about: "managed paths captured even when they hold what looks like a token",
+    },
+    Key {
         name: "private",
         toml: "sync.private",
         list: true,
@@ -202,6 +208,7 @@ pub fn get(fleet: &FleetConfig, key: Key) -> Vec<String> {
         "ignore" => s.ignore.clone(),
         "literal" => s.literal.clone(),
         "private" => s.private.clone(),
+        "allow_tokens" => s.allow_tokens.clone(),
         "materialize" => fleet.secrets.materialize.iter().cloned().collect(),
         "materialize_format" => vec![match fleet.secrets.materialize_format {
             crate::config::MaterializeFormat::Env => "env".to_string(),
@@ -255,16 +262,16 @@ pub fn set(
             }
             out.sync.ignore = dedup(values);
         }
-        "literal" | "private" => {
+        "literal" | "private" | "allow_tokens" => {
             for v in values {
                 confinement
                     .check_entry(v)
                     .map_err(|r| bad(format!("{r}")))?;
             }
-            if key.name == "literal" {
-                out.sync.literal = dedup(values);
-            } else {
-                out.sync.private = dedup(values);
+            match key.name {
+                "literal" => out.sync.literal = dedup(values),
+                "private" => out.sync.private = dedup(values),
+                _ => out.sync.allow_tokens = dedup(values),
             }
         }
         "materialize" => {
@@ -332,7 +339,9 @@ pub fn restore_for_transform(
             let blob = repo
                 .find_blob(oid)
                 .map_err(Error::git("cannot read a stored file"))?;
-            let live = old.to_live(&rel, blob.content());
+            // The live form without the secrets' values: a file that becomes literal keeps
+            // its placeholders as text, never a value in plain.
+            let live = old.to_shown(&rel, blob.content());
             let stored = new.to_repo(&rel, &live);
             if stored.as_ref() == blob.content() {
                 continue;

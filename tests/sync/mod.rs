@@ -6,5 +6,6 @@ mod dotfiles;
 mod faults;
 mod paths;
 mod soak;
+mod tokens;
 mod transport;
 mod watch;

@@ -321,7 +321,6 @@ fn sync_over_sshd_merges_edits_and_keeps_both_sides_of_conflicts() {
 #[test]
 fn the_users_global_git_hooks_never_run_on_fleetkeys_clone() {
     use crate::util::forge::Forge;
-    use crate::util::signing_fingerprint;
     let forge = Forge::start(Transport::GitDaemon);
     let url = forge.url();
     let (a, b) = (Machine::named("alpha"), Machine::named("beta"));
@@ -356,8 +355,13 @@ fn the_users_global_git_hooks_never_run_on_fleetkeys_clone() {
     std::fs::write(a.home.join(".zshrc"), "one\n").unwrap();
     a.ok(&["track", "~/.zshrc"]);
     a.ok_with_stdin(&["secrets", "set", "TOKEN"], b"t\n");
-    b.ok(&["enroll", "beta", "--remote", &url]);
-    a.ok(&["approve", "beta", "--fingerprint", &signing_fingerprint(&b)]);
+    let out = b.ok(&["enroll", "beta", "--remote", &url]);
+    a.ok(&[
+        "approve",
+        "beta",
+        "--code",
+        &crate::util::code_in(&out, "beta"),
+    ]);
     b.ok(&["sync"]);
     std::fs::write(b.home.join(".zshrc"), "two\n").unwrap();
     b.ok(&["sync"]);

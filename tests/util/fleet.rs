@@ -1,6 +1,6 @@
 //! A fleet of simulated machines around a test forge, each made by the real commands: the
 //! first runs `init --name NAME --remote URL`; every other runs `enroll NAME --remote URL`, is
-//! approved with the fingerprint enroll printed by the member that joined before it, and syncs.
+//! approved with the enrollment code enroll printed by the member that joined before it, and syncs.
 //! So each machine has its own age identity and SSH key, and the roster lists them all.
 
 use super::Machine;
@@ -64,29 +64,18 @@ impl Fleet {
     }
 }
 
-/// `new` enrolls as `new.name` at `remote`; `member` approves it with the fingerprint enroll
-/// printed (checked against `ssh-keygen -l` of the key enroll made); `new` syncs.
+/// `new` enrolls as `new.name` at `remote`; `member` approves it with the enrollment code
+/// enroll printed; `new` syncs.
 pub fn join(member: &Machine, new: &Machine, remote: &str) {
-    let fp = enroll(new, remote);
-    member.ok(&["approve", &new.name, "--fingerprint", &fp]);
+    let code = enroll(new, remote);
+    // Each machine approves the next: every one is an admin, as machines were before roles.
+    member.ok(&["approve", &new.name, "--code", &code, "--role", "admin"]);
     new.sync();
 }
 
-/// `new` runs `enroll NAME --remote URL`; returns the SSH fingerprint enroll told the user to
-/// approve with, after checking it is the fingerprint of the key enroll made.
+/// `new` runs `enroll NAME --remote URL`; returns the enrollment code enroll printed (on its
+/// `enrollment code: ` line, and in the approve command it suggests).
 pub fn enroll(new: &Machine, remote: &str) -> String {
     let out = new.ok(&["enroll", &new.name, "--remote", remote]);
-    let said = format!("fleetkey approve {} --fingerprint ", new.name);
-    let fp = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(said.as_str()))
-        .unwrap_or_else(|| panic!("enroll did not say how to approve it:\n{out}"))
-        .trim()
-        .to_string();
-    assert_eq!(
-        fp,
-        new.ssh_fingerprint(),
-        "enroll printed another key's fingerprint:\n{out}"
-    );
-    fp
+    super::code_in(&out, &new.name)
 }

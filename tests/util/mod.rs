@@ -566,8 +566,35 @@ pub fn strict_modes_dir() -> tempfile::TempDir {
     );
 }
 
-/// The SHA256 fingerprint of `m`'s commit-signing key, as `ssh-keygen -lf` prints it: what
-/// `fleetkey approve NAME --fingerprint` takes.
+/// The enrollment code in `enroll`'s output `out` for machine `name`: the line
+/// `enrollment code: CODE`, which must also be the code of the approve command it suggests.
+pub fn code_in(out: &str, name: &str) -> String {
+    let code = out
+        .lines()
+        .find_map(|l| l.strip_prefix("enrollment code: "))
+        .unwrap_or_else(|| panic!("enroll printed no enrollment code:\n{out}"))
+        .trim()
+        .to_string();
+    let said = format!("fleetkey approve {name} --code {code}");
+    assert!(
+        out.lines().any(|l| l.trim() == said),
+        "enroll did not say how to approve it with its code:\n{out}"
+    );
+    code
+}
+
+/// The enrollment code of pending machine `m`, as `status --json` shows it there.
+pub fn enrollment_code(m: &Machine) -> String {
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "--json"])).unwrap();
+    status["machine"]["enrollment_code"]
+        .as_str()
+        .unwrap_or_else(|| {
+            panic!("status --json of a pending machine has no enrollment_code: {status}")
+        })
+        .to_string()
+}
+
+/// The SHA256 fingerprint of `m`'s commit-signing key, as `ssh-keygen -lf` prints it.
 pub fn signing_fingerprint(m: &Machine) -> String {
     let out = run_program(
         Command::new(require("ssh-keygen", "openssh-client"))

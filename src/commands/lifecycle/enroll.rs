@@ -9,27 +9,35 @@ use crate::output::outln;
 use std::path::Path;
 
 use crate::bundle::{self, Bundle};
+use crate::clock;
 use crate::commands::approve;
 use crate::config::FleetConfig;
+use crate::enrollment::Statement;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::fleet::Machine;
 use crate::forge::{self, Forge, PushOutcome};
-use crate::identity;
+use crate::identity::{self, Identity};
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
 use crate::roster::{self, Roster, layout};
 use crate::secrets::{CIPHERTEXT, RECIPIENTS, SecretsFile};
 use crate::setup::{check_not_set_up, machine_keys, settle_in, staging_dir};
-use crate::signing::Signer;
+use crate::signing::{Signer, SigningKey};
 use crate::sync::{Begin, FleetChange};
-use crate::trust;
+use crate::trust::{self, TrustState, Verdict, Verifier};
 
 use super::{clone_fleet, print_fingerprints};
 
-/// `enroll NAME --remote URL`, on the new machine: makes its keys and pushes its request (the
-/// public keys, signed by its new signing key) to the side branch `fleetkey/pending/NAME`. The
-/// fleet branch is not touched: this machine is not a member until someone approves it.
+/// The state file holding the enrollment code of this machine's request, for `status` while
+/// it waits for approval.
+pub const ENROLLMENT_CODE: &str = "enrollment-code";
+
+/// `enroll NAME --remote URL`, on the new machine: verifies the fetched history forward from
+/// its founding commit (the trust root it pins), makes its keys, and pushes its request (the
+/// public keys and the proof binding them, signed by its new signing key) to the side branch
+/// `fleetkey/pending/NAME`. The fleet branch is not touched: this machine is not a member until
+/// someone approves it.
 pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     roster::check_name(name)?;
     let paths = Paths::from_env()?;
@@ -45,6 +53,8 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         .ok_or_else(|| Error::refused(format!("the forge {remote} holds no fleet")))?;
     // Refuses a fleet made before signed history.
     let fleet_fp = trust::fleet_fingerprint(repo.raw(), fetched)?;
+    let founding = trust::founding_commit(repo.raw(), fetched)?;
+    verify_from_founding(repo.raw(), founding, fetched)?;
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
     if roster.active(name).is_some() {
@@ -59,16 +69,38 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         ))
         .hint("pick another name"));
     }
-    let (identity, ssh, signing) = machine_keys(&paths, name)?;
-    let sign_line = signing.public_line();
+    set_aside_known_keys(&paths, &roster)?;
+    let (identity, mut ssh, signing) = machine_keys(&paths, name)?;
+    let poke = crate::setup::poke_key(&paths, name)?;
+    if let Some(fresh) = fresh_ssh_key_if_known(&paths, &roster, &ssh, name)? {
+        ssh = fresh;
+    }
+    let ssh_key = ssh_key::PublicKey::from_openssh(ssh.public_line.trim()).map_err(|_| {
+        Error::refused(format!(
+            "{} is not an OpenSSH public key",
+            ssh.public_path.display()
+        ))
+    })?;
+    let statement = Statement::new(
+        &founding.to_string(),
+        name,
+        &identity.recipient().to_string(),
+        &ssh_key,
+        signing.public(),
+        poke.public(),
+    );
+    let proof = statement.prove(&signing)?;
     let sign_fp = signing.fingerprint();
     let request = approve::request_commit(
         repo.raw(),
         fetched,
         &Signer::new(name, signing),
-        &identity.recipient().to_string(),
-        &ssh.public_line,
-        &sign_line,
+        &approve::RequestKeys {
+            recipient: &identity.recipient().to_string(),
+            ssh_line: &ssh.public_line,
+            poke_line: &poke.public_line(),
+            proof: &proof,
+        },
     )?;
     match Forge::at(remote).push_to(
         &root,
@@ -86,25 +118,171 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
         }
     }
     drop(repo);
+    let code = statement.code();
+    files::ensure_private_dir(&paths.state_dir)?;
+    files::write_atomic(
+        &paths.state_dir.join(ENROLLMENT_CODE),
+        format!("{code}\n").as_bytes(),
+        0o600,
+    )?;
     settle_in(
         &paths,
         &root,
         name,
         fleet.backend,
         remote,
-        &fetched.to_string(),
+        &founding.to_string(),
     )?;
     outln!("fleetkey: {name} is enrolled and waits for approval.")?;
     print_fingerprints(&identity.recipient().to_string(), &ssh.public_line)?;
     outln!("  signing key:     {sign_fp}")?;
+    outln!("  poke key:        {}", poke.fingerprint())?;
     outln!("  fleet:           {fleet_fp}")?;
     outln!("Check that the fleet line matches `fleetkey status` on a member (this machine trusts")?;
-    outln!("commit {fetched} and what members sign after it).")?;
-    let fp = identity::ssh_fingerprint(&ssh.public_line).unwrap_or_default();
-    outln!("On a machine already in the fleet, compare these out of band, then run:")?;
-    outln!("  fleetkey approve {name} --fingerprint {fp}")?;
+    outln!("commit {founding} and what members signed after it, verified up to {fetched}).")?;
+    outln!("enrollment code: {code}")?;
+    outln!(
+        "On a machine already in the fleet, give it this code (it binds the name and all four keys):"
+    )?;
+    outln!("  fleetkey approve {name} --code {code}")?;
     outln!("and then here: fleetkey sync")?;
     Ok(())
+}
+
+/// Whether `roster` already knows `key` (SSH-type): a member's key, or a revoked one.
+fn known_key(roster: &Roster, key: &ssh_key::PublicKey) -> Option<&'static str> {
+    let data = key.key_data();
+    if roster.active.iter().any(|m| {
+        m.ssh_keys
+            .iter()
+            .chain(&m.signing)
+            .chain(&m.poke)
+            .any(|k| k.key_data() == data)
+    }) {
+        return Some("already a member's key");
+    }
+    roster
+        .revoked
+        .iter()
+        .any(|r| matches!(&r.key, roster::RevokedKey::Ssh(k) if k.key_data() == data))
+        .then_some("revoked")
+}
+
+/// Before `enroll` makes or reuses this machine's keys: an age identity, signing key or poke
+/// key that the fleet already knows (revoked, or a member's: a machine that lost its config and
+/// enrolls again) is moved aside (`FILE.known-STAMP`, never deleted), so a fresh one is made.
+/// A revoked key never comes back.
+fn set_aside_known_keys(paths: &Paths, roster: &Roster) -> Result<()> {
+    let stamp = clock::compact(clock::now_unix());
+    let aside = |path: &Path, why: &str| -> Result<()> {
+        let to = path.with_file_name(format!(
+            "{}.known-{stamp}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("key")
+        ));
+        std::fs::rename(path, &to).map_err(Error::io("cannot move aside", path))?;
+        outln!(
+            "fleetkey: {} is {why} in this fleet; it is kept as {} and a fresh key is made",
+            path.display(),
+            to.display()
+        )
+    };
+    let identity_path = paths.identity_file();
+    if identity_path.exists() {
+        let recipient = Identity::load(&identity_path)?.recipient().to_string();
+        let revoked = roster
+            .revoked
+            .iter()
+            .any(|r| matches!(&r.key, roster::RevokedKey::Age(a) if *a == recipient));
+        if revoked {
+            aside(&identity_path, "revoked")?;
+        } else if roster
+            .active
+            .iter()
+            .any(|m| m.recipient.to_string() == recipient)
+        {
+            aside(&identity_path, "already a member's key")?;
+        }
+    }
+    for path in [paths.signing_key_file(), paths.poke_key_file()] {
+        if path.exists()
+            && let Some(why) = known_key(roster, SigningKey::load(&path)?.public())
+        {
+            aside(&path, why)?;
+        }
+    }
+    Ok(())
+}
+
+/// When this machine's SSH login key is one the fleet already knows (revoked, or a member's),
+/// makes a new pair `~/.ssh/fleetkey_NAME_ed25519` (the user's own key is left alone) and says
+/// so; `None` when `ssh` may be used.
+fn fresh_ssh_key_if_known(
+    paths: &Paths,
+    roster: &Roster,
+    ssh: &identity::SshKey,
+    name: &str,
+) -> Result<Option<identity::SshKey>> {
+    let Ok(key) = ssh_key::PublicKey::from_openssh(ssh.public_line.trim()) else {
+        return Ok(None);
+    };
+    let Some(why) = known_key(roster, &key) else {
+        return Ok(None);
+    };
+    let dir = paths.ssh_dir();
+    let private = dir.join(format!("fleetkey_{name}_ed25519"));
+    let public = dir.join(format!("fleetkey_{name}_ed25519.pub"));
+    let line = if public.exists() {
+        files::read_text(&public, 16 * 1024)?.trim().to_string()
+    } else {
+        let (private_text, public_line) = identity::new_ssh_keypair(&format!("fleetkey@{name}"))?;
+        files::ensure_private_dir(&dir)?;
+        files::create_new_private(&private, private_text.as_bytes())?;
+        files::write_atomic(&public, format!("{public_line}\n").as_bytes(), 0o644)?;
+        public_line
+    };
+    if ssh_key::PublicKey::from_openssh(&line)
+        .ok()
+        .and_then(|k| known_key(roster, &k))
+        .is_some()
+    {
+        return Err(ErrorKind::Refused(format!(
+            "{} is a key this fleet already knows",
+            public.display()
+        ))
+        .hint("move it aside and run the same command again"));
+    }
+    outln!(
+        "fleetkey: your SSH key {} is {why} in this fleet; made a new login key {} for it (use it with `ssh -i` or an IdentityFile line)",
+        ssh.public_path.display(),
+        private.display()
+    )?;
+    Ok(Some(identity::SshKey {
+        public_line: line,
+        public_path: public,
+        created: true,
+    }))
+}
+
+/// Verifies every commit from the fleet's founding commit `founding` up to `tip` exactly as a
+/// member does; refuses (exit 3) a history that does not verify, before any of it is used.
+fn verify_from_founding(
+    repo: &git2::Repository,
+    founding: git2::Oid,
+    tip: git2::Oid,
+) -> Result<()> {
+    let mut state = TrustState::fresh(repo, founding);
+    match Verifier::new(repo).verify(&mut state, tip, true)? {
+        Verdict::Authentic { .. } => Ok(()),
+        Verdict::Refused(refusals) => {
+            let first = &refusals[0];
+            Err(ErrorKind::NotAuthentic {
+                commit: first.commit.clone(),
+                machine: first.machine.clone(),
+                why: first.why.to_string(),
+            }
+            .hint("the forge holds commits no member signed after the founding commit: ask a member to run `fleetkey forge repair`, then enroll again"))
+        }
+    }
 }
 
 /// `enroll NAME --bundle FILE`, on an enrolled machine: makes NAME's keys here, approves them at
@@ -150,10 +328,12 @@ pub fn enroll_bundle(name: &str, file: &Path, passphrase_file: Option<&Path>) ->
         .into());
     }
     let env = machine.secrets()?;
-    let root_commit = repo
+    let head = repo
         .head()
         .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
-    let new = Bundle::generate(name, &root_commit.to_string())?;
+    // The new machine pins the founding commit and verifies everything after it, as a member.
+    let founding = trust::founding_commit(repo.raw(), head)?;
+    let new = Bundle::generate(name, &founding.to_string())?;
     new.write(file, passphrase)?;
     let age_path = layout::age_pub(layout::KEYS, name);
     let ssh_path = layout::ssh_pub(layout::KEYS, name);

@@ -28,7 +28,7 @@ pub mod join;
 pub mod revoke;
 pub mod rotate;
 
-pub use enroll::{enroll_bundle, enroll_here};
+pub use enroll::{ENROLLMENT_CODE, enroll_bundle, enroll_here};
 pub use join::join;
 pub use revoke::{RevokeOptions, revoke};
 pub use rotate::rotate;

@@ -110,6 +110,7 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
     }
     let change = FleetChange::begin(&machine, Begin::InStep)?;
     let repo = &change.repo;
+    crate::authority::require_admin(repo.root(), &machine.config.name, "revoke a machine")?;
     let roster = Roster::load(repo.root())?;
     let member = match (roster.active(name), roster.pending(name)) {
         (Some(m), _) => m.clone(),
@@ -320,12 +321,14 @@ fn mark_exposed(
 
 /// Removes `name`'s key files from `dir` (keys/ or keys/pending/) of the clone at `root`;
 /// returns their paths, for the commit.
-fn remove_key_files(root: &std::path::Path, dir: &str, name: &str) -> Result<[String; 4]> {
+fn remove_key_files(root: &std::path::Path, dir: &str, name: &str) -> Result<[String; 6]> {
     let key_files = [
         layout::age_pub(dir, name),
         layout::ssh_pub(dir, name),
         layout::sign_pub(dir, name),
         layout::poke_pub(dir, name),
+        layout::proof(dir, name),
+        layout::role(dir, name),
     ];
     for f in &key_files {
         let p = root.join(f);
@@ -383,6 +386,20 @@ fn print_report(report: &exposure::Report, json: bool, again: bool) -> Result<()
             "Each one still present is marked as needing a new value: replace it at its source,"
         )?;
         outln!("then run `fleetkey secrets set KEY`.")?;
+    }
+    if !report.admin_acts.is_empty() {
+        outln!(
+            "As an admin, {} did this; undo what you did not ask for:",
+            report.machine
+        )?;
+        for a in &report.admin_acts {
+            outln!(
+                "  {} {}: {}",
+                &a.date[..10.min(a.date.len())],
+                a.act,
+                a.undo
+            )?;
+        }
     }
     if let (Some(first), Some(last)) = (report.unreadable.last(), report.unreadable.first()) {
         outln!(

@@ -28,6 +28,15 @@ use super::read_revoked;
 pub fn rotate(ssh: bool) -> Result<()> {
     let machine = Machine::load()?;
     let mut change = FleetChange::begin(&machine, Begin::InStep)?;
+    if crate::authority::role_in(change.repo.root(), &machine.config.name)
+        == crate::authority::Role::Receiver
+    {
+        return Err(ErrorKind::Refused(format!(
+            "{} is a receiver: its rotate re-encrypts the secrets, which only an admin or member may change",
+            machine.config.name
+        ))
+        .hint("on an admin, run `fleetkey role NAME member`; rotate here; then `fleetkey role NAME receiver` again"));
+    }
     let next = NextKeys::load_or_make(&machine)?;
     fault::point("rotate:identity-made");
     list_new_keys(&change, &next, ssh)?;

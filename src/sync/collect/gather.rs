@@ -65,10 +65,41 @@ pub fn gather(
     state: &mut CollectState,
 ) -> Result<()> {
     let raw = repo.raw();
-    if local_hosts(raw) != *forge_hosts {
-        forge.fetch_hosts(repo.root())?;
-    }
     let roster = Roster::load(&machine.config.repo)?;
+    // Only the active members' branches are fetched (one refspec each): a forge full of other
+    // branches costs nothing, and a non-member's branch is never downloaded.
+    let members: BTreeMap<String, String> = forge_hosts
+        .iter()
+        .filter(|(name, _)| roster.active(name).is_some())
+        .map(|(n, c)| (n.clone(), c.clone()))
+        .collect();
+    let local = local_hosts(raw);
+    for stale in local.keys().filter(|n| !members.contains_key(*n)) {
+        if let Ok(mut r) = raw.find_reference(&format!("{}{stale}", forge::HOSTS_REFS)) {
+            let _ = r.delete();
+        }
+    }
+    if local_hosts(raw) != members && !members.is_empty() {
+        let names: Vec<&str> = members.keys().map(String::as_str).collect();
+        forge.fetch_hosts(repo.root(), &names)?;
+    }
+    // Other branches are reported (a revoked machine's quietly skipped), never fetched.
+    let not_members: Vec<String> = forge_hosts
+        .keys()
+        .filter(|n| !members.contains_key(*n))
+        .filter(|n| crate::roster::check_name(n).is_err() || !roster.is_revoked_name(n))
+        .map(|n| {
+            let why = if crate::roster::check_name(n).is_err() {
+                "not a machine name"
+            } else {
+                "no active machine has this name"
+            };
+            format!(
+                "host branch {}: {why}; ignored (not fetched)",
+                forge::host_branch(n)
+            )
+        })
+        .collect();
     // A damaged trust state is an error here too (fail closed), never an empty revoked set.
     let revoked = match crate::trust::pinned_root(&machine.config) {
         Ok(root) => crate::trust::TrustState::load(raw, &machine.paths.state_dir, root)?.revoked,
@@ -81,7 +112,7 @@ pub fn gather(
             dir.display()
         )));
     }
-    let mut ignored = Vec::new();
+    let mut ignored = not_members;
     for (name, oid) in local_hosts(raw) {
         let report =
             |why: &str| format!("host branch {}: {why}; ignored", forge::host_branch(&name));
@@ -250,6 +281,17 @@ fn materialise(
         return Err(format!(
             "its status.json names another machine ({:?})",
             status.machine
+        ));
+    }
+    // A replay of an older signed commit would take the collected files back in time. The
+    // same second is allowed: `written` counts whole seconds, and a machine may publish twice
+    // within one (both commits are its own and equally recent).
+    if let Some(g) = before
+        && status.written < g.status.written
+    {
+        return Err(format!(
+            "its status was written at {} ({}), before the one gathered before ({}): an older commit replayed",
+            status.written_at, status.written, g.status.written
         ));
     }
     // Every blob below files/ (plain) and sealed/ (age): path → (blob, sealed).

@@ -16,6 +16,7 @@ use crate::forge::{self, PushOutcome};
 use crate::limits;
 use crate::repo::FleetRepo;
 use crate::sync::Cycle;
+use crate::sync::placeholder::SecretValues;
 use crate::sync::state::CycleRecord;
 
 use super::status::{HostStatus, LastCycle, PublishedFile};
@@ -136,6 +137,9 @@ pub fn publish_if_due(
     let mut held_back = Vec::new();
     let paths = collected_paths(machine, fleet, &mut held_back);
     let home = HomeDir::open(&machine.paths.home)?;
+    // The fleet secrets, read at most once, only when a collected file is.
+    let secret_values = std::cell::OnceCell::new();
+    let secrets = || secret_values.get_or_init(|| crate::sync::plan::secret_values(machine));
     // Stat each file; read (and hash) only those whose stamp moved.
     let mut files = Vec::new();
     let mut total: u64 = 0;
@@ -161,9 +165,17 @@ pub fn publish_if_due(
         let oid = match state.files.get(rel.as_str()) {
             Some((s, oid)) if *s == stamp => oid.clone(),
             _ => match home.read_file(rel, limits::COLLECT_FILE) {
-                Ok(c) => git2::Oid::hash_object(git2::ObjectType::Blob, &c.bytes)
-                    .map_err(Error::git("cannot hash a collected file"))?
-                    .to_string(),
+                Ok(c) => {
+                    if !fleet.collect.encrypt
+                        && let Some(why) = never_published(secrets(), &c.bytes)
+                    {
+                        held_back.push(format!("[collect] {rel} not published: {why}"));
+                        continue;
+                    }
+                    git2::Oid::hash_object(git2::ObjectType::Blob, &c.bytes)
+                        .map_err(Error::git("cannot hash a collected file"))?
+                        .to_string()
+                }
                 Err(e) => {
                     held_back.push(format!("[collect] {rel}: {e}"));
                     continue;
@@ -200,7 +212,8 @@ pub fn publish_if_due(
     status.written = now;
     status.written_at = crate::clock::rfc3339(now);
     status.agents = cx.hooks.agent_states(machine, fleet);
-    let commit = commit_branch(machine, repo, fleet, &home, &files, &status)?;
+    let plain = (!fleet.collect.encrypt && !files.is_empty()).then(secrets);
+    let commit = commit_branch(machine, repo, fleet, &home, &files, &status, plain)?;
     let branch = forge::host_branch(&machine.config.name);
     let local = format!("refs/heads/{branch}");
     match forge.push_to(repo.root(), &local, &branch, None, true)? {
@@ -226,8 +239,28 @@ pub fn publish_if_due(
     Ok(Some(oid))
 }
 
+/// Why a collected file must not be published in plain on the host branch, if it must not:
+/// it holds a fleet secret's value (apply may have written one into it) or something that
+/// looks like a credential. `[collect] encrypt` seals the files to the fleet instead.
+fn never_published(secrets: &SecretValues, bytes: &[u8]) -> Option<String> {
+    let hint = "set [collect] encrypt = true to publish it sealed to the fleet";
+    if let Some(key) = secrets.find_any(bytes) {
+        return Some(format!(
+            "it holds the value of the fleet secret {key}; {hint}"
+        ));
+    }
+    let found = crate::tokens::scan(bytes);
+    (!found.is_empty()).then(|| {
+        format!(
+            "it holds what looks like a credential ({}); {hint}",
+            crate::tokens::describe(&found)
+        )
+    })
+}
+
 /// Writes the branch's one commit (no parent, signed) with `status.json` and the files, read
-/// again now (sealed to the roster when `[collect] encrypt` is on).
+/// again now (sealed to the roster when `[collect] encrypt` is on; else checked against
+/// `plain`, the fleet secrets, and for tokens).
 fn commit_branch(
     machine: &Machine,
     repo: &FleetRepo,
@@ -235,6 +268,7 @@ fn commit_branch(
     home: &HomeDir,
     files: &[(HomeRel, u64, String)],
     status: &HostStatus,
+    plain: Option<&SecretValues>,
 ) -> Result<git2::Oid> {
     let raw = repo.raw();
     let git = || Error::git("cannot write the host branch");
@@ -254,6 +288,14 @@ fn commit_branch(
     };
     for (rel, _, _) in files {
         let content = home.read_file(rel, limits::COLLECT_FILE)?;
+        // Checked when its stamp moved; again here, as it may have changed since.
+        if let Some(secrets) = plain
+            && let Some(why) = never_published(secrets, &content.bytes)
+        {
+            return Err(Error::refused(format!(
+                "{rel} changed while being published and is not published: {why}"
+            )));
+        }
         let (dir, bytes) = match &roster {
             Some(roster) => (
                 "sealed",
