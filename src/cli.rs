@@ -463,12 +463,13 @@ pub enum SecretsCmd {
         #[arg(long)]
         show: bool,
     },
-    /// Settle KEY's conflict: keep the value in force (theirs) or the one kept aside (ours).
+    /// Settle KEY's conflict: keep the value in force or the one kept aside.
     Resolve {
         /// The secret's name.
         key: String,
-        /// `theirs` (alias `current`): the value in force, the edit that won the merge;
-        /// `ours` (alias `aside`): the value kept aside, the edit that lost.
+        /// `in-force`: the value in force, the edit that won the merge (the forge's);
+        /// `aside`: the value kept aside, the edit from the machine `secrets conflicts` names.
+        /// `theirs` and `ours` are accepted as the old spellings of `in-force` and `aside`.
         #[arg(long, value_enum)]
         keep: crate::secrets::Keep,
         /// Commit locally only; the change goes out with the next sync.

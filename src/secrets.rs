@@ -112,13 +112,14 @@ pub fn sweep_stale_edits(state_dir: &Path) -> Vec<PathBuf> {
 /// Which value `secrets resolve` keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Keep {
-    /// The value kept aside: the edit that lost the merge (the machine `secrets conflicts`
-    /// names).
-    #[value(alias = "aside")]
-    Ours,
-    /// The value in force: the edit that won the merge (the forge's).
-    #[value(alias = "current")]
-    Theirs,
+    /// The value kept aside: the edit that lost the merge, from the machine `secrets
+    /// conflicts` names (`ours`, the old spelling, is an alias).
+    #[value(alias = "ours")]
+    Aside,
+    /// The value in force: the edit that won the merge, the forge's (`theirs` and `current`
+    /// are aliases).
+    #[value(aliases = ["theirs", "current"])]
+    InForce,
 }
 
 /// The ciphertext, relative to the repo root.

@@ -217,7 +217,7 @@ fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("secret SHARED changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve SHARED --keep ours|theirs`)"),
+        err.contains("secret SHARED changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve SHARED --keep aside|in-force`)"),
         "{err}"
     );
     assert!(!err.contains("secrets.env.age changed here"), "{err}");
@@ -235,16 +235,10 @@ fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
         "{listed}"
     );
     let shown = alpha.ok(&["secrets", "conflicts", "--show"]);
-    assert!(
-        shown.contains("  in force (theirs):   from-beta\n"),
-        "{shown}"
-    );
-    assert!(
-        shown.contains("  kept aside (ours):   from-alpha\n"),
-        "{shown}"
-    );
+    assert!(shown.contains("  in force:   from-beta\n"), "{shown}");
+    assert!(shown.contains("  kept aside: from-alpha\n"), "{shown}");
 
-    let said = alpha.ok(&["secrets", "resolve", "SHARED", "--keep", "ours"]);
+    let said = alpha.ok(&["secrets", "resolve", "SHARED", "--keep", "aside"]);
     assert_eq!(
         said,
         "fleetkey: SHARED: kept the value kept aside; the conflict is settled\n"

@@ -12,6 +12,8 @@
 //!   `[DATE]` a date (YYYY-MM-DD), `[COMMIT]` a full commit id,
 //!   `[STAMP]` a conflict-copy stamp, `[N] ms` a duration.
 //!
+//! `env = { NAME = VALUE }` sets variables for the command (placeholders expanded).
+//!
 //! Setup steps (`[[setup]]`, in order; `on` names the machine, `alpha` by default, and the same
 //! placeholders may be used in paths and arguments): `run = [ARGS]` (fleetkey, must exit with
 //! `status`, 0 when absent; optional `stdin`), `git = [ARGS]` (git, must succeed), `chmod = PATH` with `mode = "644"`,
@@ -44,6 +46,9 @@ struct Case {
     stdin: Option<String>,
     /// The expected exit status.
     status: i32,
+    /// Environment variables for the command (values expanded like arguments).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
     /// Steps run first.
     #[serde(default)]
     setup: Vec<Step>,
@@ -243,7 +248,14 @@ fn run_case(name: &str, case: &Case) -> Actual {
     }
     let args: Vec<String> = case.args.iter().map(|a| ms.expand(a, &case.on)).collect();
     let stdin = case.stdin.clone().unwrap_or_default();
-    let out = output_with_stdin(ms.get(&case.on).cmd(&args), stdin.as_bytes());
+    let env: Vec<(String, String)> = case
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), ms.expand(v, &case.on)))
+        .collect();
+    let mut cmd = ms.get(&case.on).cmd(&args);
+    cmd.envs(env);
+    let out = output_with_stdin(cmd, stdin.as_bytes());
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     Actual {
         status: out.status.code().unwrap_or(-1),

@@ -337,20 +337,45 @@ fn roster_check(machine: &Machine, out: &mut Vec<Check>) {
     }
 }
 
-/// The secrets decrypt here.
+/// The secrets decrypt here, and none is marked as needing a new value (warn, naming the keys:
+/// a value a revoked machine could read is still in force until someone replaces it).
 fn secrets_check(machine: &Machine, out: &mut Vec<Check>) {
     match machine.secrets() {
-        Ok(env) => out.push(check(
-            "secrets",
-            Verdict::Ok,
-            format!("{} readable", env.len()),
-        )),
+        Ok(env) => {
+            let stale: Vec<String> = env.stale().into_iter().map(|s| s.key).collect();
+            if stale.is_empty() {
+                out.push(check(
+                    "secrets",
+                    Verdict::Ok,
+                    format!("{} readable", env.len()),
+                ));
+            } else {
+                out.push(check(
+                    "secrets",
+                    Verdict::Warn,
+                    stale_message(env.len(), &stale),
+                ));
+            }
+        }
         Err(e) => out.push(check(
             "secrets",
             Verdict::Fail,
             format!("{e}; {}", e.advice().unwrap_or_default()),
         )),
     }
+}
+
+/// The doctor line for readable secrets of which `stale` (keys, in file order) need new values.
+fn stale_message(readable: usize, stale: &[String]) -> String {
+    let (count, verb, them) = match stale.len() {
+        1 => ("1 secret".to_string(), "needs", "it"),
+        n => (format!("{n} secrets"), "need", "them"),
+    };
+    let first = &stale[0];
+    format!(
+        "{readable} readable, but {count} {verb} a new value (a revoked machine could read {them}): {}; give each a new value with `fleetkey secrets set KEY` (e.g. `fleetkey secrets set {first}`)",
+        stale.join(", ")
+    )
 }
 
 /// Every machine reported recently (from the host branches).

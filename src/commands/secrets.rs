@@ -234,17 +234,14 @@ pub fn conflicts(show: bool) -> Result<()> {
         ));
         if show {
             text.push_str(&format!(
-                "  in force (theirs):   {}\n",
+                "  in force:   {}\n",
                 env.get(&c.key).map(shown).unwrap_or_default().as_str()
             ));
-            text.push_str(&format!(
-                "  kept aside (ours):   {}\n",
-                shown(&c.value).as_str()
-            ));
+            text.push_str(&format!("  kept aside: {}\n", shown(&c.value).as_str()));
         }
     }
     text.push_str(
-        "settle each with `fleetkey secrets resolve KEY --keep ours|theirs` (or `secrets set KEY`)\n",
+        "settle each with `fleetkey secrets resolve KEY --keep aside|in-force` (or `secrets set KEY`)\n",
     );
     output::stdout(text.as_bytes())
 }
@@ -259,8 +256,8 @@ fn shown(value: &str) -> Zeroizing<String> {
     }
 }
 
-/// `secrets resolve KEY --keep ours|theirs`: settles a conflict of KEY, keeping the value in
-/// force (`theirs`) or the one kept aside (`ours`), and removes the conflict records.
+/// `secrets resolve KEY --keep aside|in-force`: settles a conflict of KEY, keeping the value in
+/// force (`in-force`) or the one kept aside (`aside`), and removes the conflict records.
 pub fn resolve(key: &str, keep: Keep, push: bool) -> Result<()> {
     check_key(key)?;
     let machine = Machine::load()?;
@@ -277,7 +274,7 @@ pub fn resolve(key: &str, keep: Keep, push: bool) -> Result<()> {
                 .hint("`fleetkey secrets conflicts` lists the keys that have one"),
         );
     }
-    if keep == Keep::Ours {
+    if keep == Keep::Aside {
         if records.len() > 1 {
             return Err(ErrorKind::Secret(format!(
                 "{key} has {} values kept aside; say which by setting it",
@@ -292,8 +289,8 @@ pub fn resolve(key: &str, keep: Keep, push: bool) -> Result<()> {
     }
     env.clear_conflicts(key);
     let what = match keep {
-        Keep::Ours => "the value kept aside",
-        Keep::Theirs => "the value in force",
+        Keep::Aside => "the value kept aside",
+        Keep::InForce => "the value in force",
     };
     save_prepared(prepared, &env, &format!("resolve {key}"), push)?;
     outln!("fleetkey: {key}: kept {what}; the conflict is settled")?;
@@ -536,13 +533,14 @@ pub fn edit() -> Result<()> {
                 return Ok(());
             }
             Err(e) => {
-                crate::log::warn(&format!("the edited file is malformed: {e}"));
+                // Off a terminal there is no second try: the error alone says it, once.
                 if !std::io::stdin().is_terminal() {
                     return Err(ErrorKind::Refused(format!(
                         "the edited secrets were malformed ({e}); nothing was changed"
                     ))
                     .into());
                 }
+                crate::log::warn(&format!("the edited file is malformed: {e}"));
                 if !confirm("edit again? [Y/n] ")? {
                     return Err(ErrorKind::Refused(
                         "the edited secrets were malformed; nothing was changed".into(),

@@ -37,15 +37,24 @@ pub enum ParseError {
         /// Line of the first definition.
         first: usize,
     },
-    /// A quoted value has no closing quote (single quotes must close on the same line).
+    /// A single-quoted value has no closing quote on its line (single quotes cannot span lines).
     #[error(
-        "line {line}: unterminated quoted value, no closing quote by line {at}; close the quote \
-         (a single-quoted value must close on its own line)"
+        "line {line}: unterminated single-quoted value, no closing `'` on the same line; close \
+         the quote on that line (a value that spans lines must be double-quoted)"
     )]
-    UnterminatedQuote {
+    UnterminatedSingleQuote {
+        /// Line of the entry.
+        line: usize,
+    },
+    /// A double-quoted value has no closing quote before the end of the file.
+    #[error(
+        "line {line}: unterminated double-quoted value, no closing `\"` by line {at}; close the \
+         quote (inside it, write a `\"` as \\\")"
+    )]
+    UnterminatedDoubleQuote {
         /// Line where the entry starts.
         line: usize,
-        /// Line where the file (or, for single quotes, the line) ended.
+        /// Line where the file ended.
         at: usize,
     },
     /// A double-quoted value holds a backslash escape other than `\n`, `\"` and `\\`.
@@ -100,7 +109,8 @@ impl ParseError {
             Self::BadKey { line }
             | Self::MissingEquals { line }
             | Self::DuplicateKey { line, .. }
-            | Self::UnterminatedQuote { line, .. }
+            | Self::UnterminatedSingleQuote { line }
+            | Self::UnterminatedDoubleQuote { line, .. }
             | Self::UnknownEscape { line, .. }
             | Self::TextAfterQuote { line, .. }
             | Self::BadDirective { line } => line,

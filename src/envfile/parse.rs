@@ -95,7 +95,7 @@ fn parse_item(text: &str, pos: usize, line: usize) -> Result<Parsed, ParseError>
             let close = inner
                 + text[inner..phys_end]
                     .find('\'')
-                    .ok_or(ParseError::UnterminatedQuote { line, at: line })?;
+                    .ok_or(ParseError::UnterminatedSingleQuote { line })?;
             expect_line_end(&text[close + 1..phys_end], line, line)?;
             (secret_copy(&text[inner..close]), next, line + 1)
         }
@@ -159,7 +159,7 @@ pub(super) enum ScanError {
 impl ScanError {
     fn into_parse_error(self, line: usize) -> ParseError {
         match self {
-            Self::Unterminated { newlines } => ParseError::UnterminatedQuote {
+            Self::Unterminated { newlines } => ParseError::UnterminatedDoubleQuote {
                 line,
                 at: line + newlines,
             },

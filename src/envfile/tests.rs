@@ -359,23 +359,23 @@ fn each_malformed_line_gives_its_error_and_line_number() {
         ),
         (
             "A=1\nB='open\n'\n",
-            ParseError::UnterminatedQuote { line: 2, at: 2 },
+            ParseError::UnterminatedSingleQuote { line: 2 },
         ),
         (
             "A='open\r\n",
-            ParseError::UnterminatedQuote { line: 1, at: 1 },
+            ParseError::UnterminatedSingleQuote { line: 1 },
         ),
         (
             "A=1\nB=\"open\nx\ny\n",
-            ParseError::UnterminatedQuote { line: 2, at: 4 },
+            ParseError::UnterminatedDoubleQuote { line: 2, at: 4 },
         ),
         (
             "B=\"open\nx",
-            ParseError::UnterminatedQuote { line: 1, at: 2 },
+            ParseError::UnterminatedDoubleQuote { line: 1, at: 2 },
         ),
         (
             "B=\"open\\",
-            ParseError::UnterminatedQuote { line: 1, at: 1 },
+            ParseError::UnterminatedDoubleQuote { line: 1, at: 1 },
         ),
         ("A=\"\\t\"\n", ParseError::UnknownEscape { line: 1, at: 1 }),
         (

@@ -167,7 +167,7 @@ pub fn integrate(
                     .collect();
                 for key in &kept {
                     crate::log::warn(&format!(
-                        "secret {key} changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve {key} --keep ours|theirs`)"
+                        "secret {key} changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve {key} --keep aside|in-force`)"
                     ));
                 }
                 done.other_conflicts += kept.len();
