@@ -53,6 +53,7 @@ pub mod preview;
 pub mod recover;
 pub mod restore;
 pub mod settings;
+pub mod setter;
 pub mod state;
 pub mod tree;
 pub mod watch;
