@@ -234,7 +234,10 @@ fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
         listed.starts_with("SHARED\tin force: set by beta at "),
         "{listed}"
     );
-    assert!(listed.contains("; aside: set by alpha (here) at "), "{listed}");
+    assert!(
+        listed.contains("; aside: set by alpha (here) at "),
+        "{listed}"
+    );
     assert!(
         !listed.contains("from-alpha") && !listed.contains("from-beta"),
         "{listed}"
@@ -318,11 +321,15 @@ fn a_secret_conflict_names_each_value_by_its_setter_and_set_time_on_both_machine
             shown.contains("\n  in force: from-beta\n  aside:    from-alpha\n"),
             "on {name}: {shown}"
         );
-        let status: serde_json::Value =
-            serde_json::from_str(&m.ok(&["status", "--json"])).unwrap();
+        let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "--json"])).unwrap();
         let c = &status["secrets"]["conflicts"][0];
         assert_eq!(
-            (&c["aside_by"], &c["aside_at"], &c["in_force_by"], &c["in_force_at"]),
+            (
+                &c["aside_by"],
+                &c["aside_at"],
+                &c["in_force_by"],
+                &c["in_force_at"]
+            ),
             (
                 &serde_json::json!("alpha"),
                 &serde_json::json!(alpha_set),
@@ -340,8 +347,18 @@ fn a_secret_conflict_names_each_value_by_its_setter_and_set_time_on_both_machine
     beta.ok(&["secrets", "resolve", "SHARED", "--keep", "aside"]);
     alpha.sync();
     for m in [&alpha, &beta] {
-        assert_eq!(m.ok(&["secrets", "get", "SHARED"]), "from-alpha\n", "{}", m.name);
-        assert_eq!(m.ok(&["secrets", "conflicts"]), "no conflicts\n", "{}", m.name);
+        assert_eq!(
+            m.ok(&["secrets", "get", "SHARED"]),
+            "from-alpha\n",
+            "{}",
+            m.name
+        );
+        assert_eq!(
+            m.ok(&["secrets", "conflicts"]),
+            "no conflicts\n",
+            "{}",
+            m.name
+        );
     }
 }
 
@@ -357,11 +374,7 @@ fn a_conflict_record_of_an_older_fleetkey_shows_its_setters_as_unknown() {
         "#!/bin/sh\nprintf '# fleetkey:conflict SHARED from=beta at=2024-05-01T10:00:00Z value=\"old\"\\n' >> \"$1\"\n",
     )
     .unwrap();
-    std::fs::set_permissions(
-        &editor,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = alpha
         .cmd(["secrets", "edit"])
         .env("EDITOR", &editor)

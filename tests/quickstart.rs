@@ -44,7 +44,11 @@ fn quick_start(readme: &str) -> Vec<Step> {
                 .and_then(|c| c.split(|ch: char| !ch.is_ascii_alphanumeric()).next())
                 .unwrap_or_else(|| panic!("a quick-start comment starts `on MACHINE`: {line}"));
             let mut words = command.split_whitespace();
-            assert_eq!(words.next(), Some("fleetkey"), "not a fleetkey command: {line}");
+            assert_eq!(
+                words.next(),
+                Some("fleetkey"),
+                "not a fleetkey command: {line}"
+            );
             Step {
                 on: on.to_string(),
                 args: words.map(String::from).collect(),

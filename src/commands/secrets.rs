@@ -250,7 +250,10 @@ pub fn describe_conflict(c: &Conflict, in_force: bool, here: &str) -> String {
     } else {
         "none (the key was removed)".to_string()
     };
-    let mut text = format!("in force: {in_force}; aside: {}", set_by(&c.origins.aside, here));
+    let mut text = format!(
+        "in force: {in_force}; aside: {}",
+        set_by(&c.origins.aside, here)
+    );
     if c.origins == Origins::default() {
         text.push_str(&format!(
             " (an older record: kept aside by a merge on {} at {})",

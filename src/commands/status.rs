@@ -630,10 +630,7 @@ fn render(s: &Status) -> String {
         ));
     }
     for c in &s.secrets.conflicts {
-        out.push_str(&format!(
-            "  CONFLICT: {} ({})\n",
-            c.key, c.text
-        ));
+        out.push_str(&format!("  CONFLICT: {} ({})\n", c.key, c.text));
     }
     for a in &s.agents {
         let state = match (a.installed, a.up_to_date, a.loaded) {

@@ -23,9 +23,9 @@ use super::encode::{push_escaped, strip_ending};
 use super::error::{DirectiveError, KeyError};
 use super::model::{EnvFile, Item};
 use super::parse::{decode_double, is_valid_key, scan_double};
-use super::secret::{SecretBuf, concat};
 #[cfg(test)]
 use super::secret::secret_copy;
+use super::secret::{SecretBuf, concat};
 
 /// Every comment line that starts with this is a fleetkey directive.
 const DIRECTIVE_PREFIX: &str = "# fleetkey:";
@@ -230,7 +230,10 @@ impl EnvFile {
     /// Appends a conflict record (in the `aside` form) unless an identical one exists; its
     /// key and merge fields already valid words, its setters made valid here.
     pub(super) fn push_conflict(&mut self, conflict: &Conflict) -> bool {
-        let word = |w: &Option<String>| w.as_deref().map_or_else(|| UNKNOWN.to_owned(), sanitize_word);
+        let word = |w: &Option<String>| {
+            w.as_deref()
+                .map_or_else(|| UNKNOWN.to_owned(), sanitize_word)
+        };
         let origins = &conflict.origins;
         let conflict = Conflict {
             origins: Origins {

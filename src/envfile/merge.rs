@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 
 use super::directive::{Conflict, Origins, is_directive, sanitize_word};
-use super::secret::secret_copy;
 use super::encode::{ending_of, strip_ending};
 use super::model::{EnvFile, Item};
 use super::secret::concat;
+use super::secret::secret_copy;
 
 impl EnvFile {
     /// Gives `key` the entry `from` has, bytes and all (its encoding kept), in place or, when

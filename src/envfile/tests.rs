@@ -790,7 +790,10 @@ fn merge_records_who_set_each_value_and_when() {
     let back = file(&text(&m)).conflicts();
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].origins, origins("A"));
-    assert_eq!((back[0].from.as_str(), back[0].at.as_str()), ("laptop", "2026-11-30T15:00:00Z"));
+    assert_eq!(
+        (back[0].from.as_str(), back[0].at.as_str()),
+        ("laptop", "2026-11-30T15:00:00Z")
+    );
     assert_eq!(back[0].value.as_str(), "ours");
 }
 
@@ -798,11 +801,17 @@ fn merge_records_who_set_each_value_and_when() {
 fn a_conflict_record_of_the_older_form_parses_with_its_setters_unknown() {
     let f = file("A=1\n# fleetkey:conflict A from=laptop at=2024-05-01T10:00:00Z value=\"old\"\n");
     let c = &f.conflicts()[0];
-    assert_eq!((c.key.as_str(), c.from.as_str(), c.at.as_str()), ("A", "laptop", "2024-05-01T10:00:00Z"));
+    assert_eq!(
+        (c.key.as_str(), c.from.as_str(), c.at.as_str()),
+        ("A", "laptop", "2024-05-01T10:00:00Z")
+    );
     assert_eq!(c.origins, Origins::default());
     assert_eq!(c.value.as_str(), "old");
     // Kept as it was written; a merge carries it on unchanged.
-    assert_eq!(text(&f), "A=1\n# fleetkey:conflict A from=laptop at=2024-05-01T10:00:00Z value=\"old\"\n");
+    assert_eq!(
+        text(&f),
+        "A=1\n# fleetkey:conflict A from=laptop at=2024-05-01T10:00:00Z value=\"old\"\n"
+    );
     let m = merged("A=1\n", &text(&f), "A=1\nB=2\n");
     assert_eq!(m.conflicts().len(), 1);
     assert_eq!(m.conflicts()[0].origins, Origins::default());
@@ -844,13 +853,19 @@ fn setter_names_are_made_one_word_and_an_unknown_one_stays_unknown() {
     assert_eq!(c.origins.aside.machine.as_deref(), Some("two_words"));
     assert_eq!(c.origins.aside.at, None);
     assert_eq!(c.origins.in_force, Setter::default());
-    assert_eq!(m.conflicts()[0].origins, c.origins, "what is kept is what reads back");
+    assert_eq!(
+        m.conflicts()[0].origins,
+        c.origins,
+        "what is kept is what reads back"
+    );
 }
 
 #[test]
 fn merging_the_same_edit_twice_records_the_conflict_once() {
     let (base, ours) = (file("A=1\n"), file("A=2\nB=1\n"));
-    let once = merge3(&base, &ours, &file("A=3\n"), "laptop", "t", &|_| Origins::default());
+    let once = merge3(&base, &ours, &file("A=3\n"), "laptop", "t", &|_| {
+        Origins::default()
+    });
     let twice = merge3(&base, &ours, &once, "laptop", "t", &|_| Origins::default());
     assert_eq!(twice.conflicts().len(), 1);
     assert_eq!(twice.get("A"), Some("3"));

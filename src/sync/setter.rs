@@ -97,11 +97,7 @@ impl<'r> History<'r> {
 
     /// `key`'s value at `commit` (`Some(None)`: absent there); `None` when that version cannot
     /// be read.
-    fn value(
-        &mut self,
-        commit: &git2::Commit<'_>,
-        key: &str,
-    ) -> Option<Option<Zeroizing<String>>> {
+    fn value(&mut self, commit: &git2::Commit<'_>, key: &str) -> Option<Option<Zeroizing<String>>> {
         let tree = commit.tree().ok()?;
         let blob = tree::blob_at(&tree, CIPHERTEXT);
         if !self.versions.contains_key(&blob) {
