@@ -120,3 +120,97 @@ impl<'r> History<'r> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository whose commits each hold the secrets `plain` encrypted to `to`, made by
+    /// `machine` at `secs` (a `Fleetkey-Machine` trailer, as fleetkey writes it).
+    struct Repo {
+        _dir: tempfile::TempDir,
+        repo: git2::Repository,
+    }
+
+    impl Repo {
+        fn new() -> Repo {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = git2::Repository::init(dir.path()).unwrap();
+            Repo { _dir: dir, repo }
+        }
+
+        fn commit(
+            &self,
+            parents: &[git2::Oid],
+            machine: &str,
+            secs: i64,
+            plain: &str,
+            to: &Identity,
+        ) -> git2::Oid {
+            let ct = secrets::encrypt(plain.as_bytes(), &[to.recipient()]).unwrap();
+            let blob = self.repo.blob(&ct).unwrap();
+            let mut tb = self.repo.treebuilder(None).unwrap();
+            tb.insert(CIPHERTEXT, blob, 0o100644).unwrap();
+            let tree = self.repo.find_tree(tb.write().unwrap()).unwrap();
+            let sig = git2::Signature::new("someone", "s@x", &git2::Time::new(secs, 0)).unwrap();
+            let parents: Vec<git2::Commit<'_>> = parents
+                .iter()
+                .map(|p| self.repo.find_commit(*p).unwrap())
+                .collect();
+            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+            let message = format!("{machine}: secrets\n\nFleetkey-Machine: {machine}\n");
+            self.repo
+                .commit(None, &sig, &sig, &message, &tree, &parents)
+                .unwrap()
+        }
+    }
+
+    fn known(machine: &str, secs: i64) -> Setter {
+        Setter {
+            machine: Some(machine.into()),
+            at: Some(crate::clock::rfc3339(secs)),
+        }
+    }
+
+    #[test]
+    fn the_setter_is_the_commit_that_gave_the_key_its_value_not_a_later_one() {
+        let id = Identity::generate();
+        let r = Repo::new();
+        let base = r.commit(&[], "alpha", 1_000, "A=1\n", &id);
+        // Ours: alpha sets A, then changes another key (A's value stays).
+        let o1 = r.commit(&[base], "alpha", 2_000, "A=ours\n", &id);
+        let o2 = r.commit(&[o1], "alpha", 3_000, "A=ours\nB=x\n", &id);
+        // Theirs: beta sets A; gamma re-encrypts the same text later (another blob).
+        let t1 = r.commit(&[base], "beta", 2_500, "A=theirs\n", &id);
+        let t2 = r.commit(&[t1], "gamma", 4_000, "A=theirs\n", &id);
+        let mut h = History::new(&r.repo, &id);
+        assert_eq!(h.setter(o2, base, "A"), known("alpha", 2_000));
+        assert_eq!(h.setter(t2, base, "A"), known("beta", 2_500));
+        assert_eq!(h.setter(o2, base, "B"), known("alpha", 3_000));
+    }
+
+    #[test]
+    fn through_a_merge_the_walk_follows_the_parent_that_holds_the_value() {
+        let id = Identity::generate();
+        let r = Repo::new();
+        let base = r.commit(&[], "alpha", 1_000, "A=1\n", &id);
+        let side = r.commit(&[base], "beta", 2_000, "A=1\nC=3\n", &id);
+        let set = r.commit(&[base], "gamma", 2_100, "A=2\n", &id);
+        let merged = r.commit(&[side, set], "beta", 3_000, "A=2\nC=3\n", &id);
+        let mut h = History::new(&r.repo, &id);
+        assert_eq!(h.setter(merged, base, "A"), known("gamma", 2_100));
+        // C came from the first parent, through the merge.
+        assert_eq!(h.setter(merged, base, "C"), known("beta", 2_000));
+    }
+
+    #[test]
+    fn a_version_this_machine_cannot_read_leaves_the_setter_unknown() {
+        let (id, other) = (Identity::generate(), Identity::generate());
+        let r = Repo::new();
+        let base = r.commit(&[], "alpha", 1_000, "A=1\n", &id);
+        let hidden = r.commit(&[base], "beta", 2_000, "A=2\n", &other);
+        let tip = r.commit(&[hidden], "beta", 3_000, "A=2\n", &id);
+        let mut h = History::new(&r.repo, &id);
+        assert_eq!(h.setter(tip, base, "A"), Setter::default());
+    }
+}
