@@ -13,6 +13,7 @@ mod init_and_secrets;
 mod lifecycle;
 mod messages;
 mod poke;
+mod quickstart;
 mod snapshots;
 mod ssh_roles;
 mod sshd;

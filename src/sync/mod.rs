@@ -52,6 +52,7 @@ pub mod poke;
 pub mod preview;
 pub mod recover;
 pub mod restore;
+pub mod setter;
 pub mod settings;
 pub mod state;
 pub mod tree;
