@@ -188,7 +188,9 @@ fn walk_dir(
         }
         let Ok(meta) = e.metadata() else { continue };
         let child = format!("{rel}/{name}");
-        if ignore.is_ignored(&child, meta.is_dir()) {
+        // Every directory above `child` was checked on the way down (an ignored one is not
+        // entered), so only `child` itself is matched here.
+        if ignore.is_ignored_in_walk(&child, meta.is_dir()) {
             continue;
         }
         if meta.is_dir() {

@@ -134,8 +134,10 @@ pub fn commit_changes(
         &[&parent],
     )?;
     // The working tree follows for the changed paths only (a long list: all of it).
+    // The paths are exact repo paths, never patterns: libgit2 then walks just them instead of
+    // every entry of the tree (and a name holding `*` or `[` means only itself).
     let mut co = git2::build::CheckoutBuilder::new();
-    co.force();
+    co.force().disable_pathspec_match(true);
     if upserts.len() + removals.len() <= 256 {
         for (path, _, _) in upserts {
             co.path(path.as_str());

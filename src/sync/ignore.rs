@@ -98,6 +98,16 @@ impl IgnoreRules {
             .matched_path_or_any_parents(rel, is_dir)
             .is_ignore()
     }
+
+    /// Whether `rel` is ignored by itself, for a walk that checked every directory above it
+    /// already (with [`IgnoreRules::is_ignored`] at its root, then this on the way down): the
+    /// same answer as `is_ignored` there, without matching each parent again for every file.
+    pub fn is_ignored_in_walk(&self, rel: &str, is_dir: bool) -> bool {
+        if rel.is_empty() || rel.starts_with('/') {
+            return false;
+        }
+        self.matcher.matched(rel, is_dir).is_ignore()
+    }
 }
 
 /// Why `pattern` cannot be an ignore rule (`config set` refuses it; a cycle skips it), if it
@@ -169,6 +179,55 @@ mod tests {
         assert!(rules.is_ignored(".config/app/cache/a/b", false));
         assert!(!rules.is_ignored("x/.config/app/cache/a", false));
         assert!(!rules.is_ignored(".config/app/cache", false), "dir-only");
+    }
+
+    #[test]
+    fn a_walk_that_checks_each_directory_on_the_way_down_agrees_with_the_full_check() {
+        let (rules, bad) = IgnoreRules::new(&[
+            "*.log".into(),
+            "!keep.log".into(),
+            ".config/app/cache/".into(),
+            "build".into(),
+            "!build/keep".into(),
+        ]);
+        assert!(bad.is_empty(), "{bad:?}");
+        // (path, is_dir) below the managed root `.config/app`, parents before children.
+        let tree = [
+            ("a", true),
+            ("a/run.log", false),
+            ("a/keep.log", false),
+            ("a/.DS_Store", false),
+            ("a/b.txt", false),
+            ("cache", true),
+            ("cache/x", false),
+            ("cache/sub", true),
+            ("cache/sub/y", false),
+            ("build", true),
+            ("build/keep", false),
+            ("build/out", false),
+            ("src", true),
+            ("src/build", false),
+            ("src/ok.rs", false),
+            ("logs.log", true),
+            ("logs.log/inner", false),
+        ];
+        let root = ".config/app";
+        assert!(!rules.is_ignored(root, true));
+        let mut ignored_dirs: Vec<String> = Vec::new();
+        for (rel, is_dir) in tree {
+            let path = format!("{root}/{rel}");
+            let full = rules.is_ignored(&path, is_dir);
+            // The walk never enters an ignored directory: what lies below one is ignored.
+            let walk = ignored_dirs
+                .iter()
+                .any(|d| path.starts_with(&format!("{d}/")))
+                || rules.is_ignored_in_walk(&path, is_dir);
+            assert_eq!(walk, full, "{path}");
+            if is_dir && walk {
+                ignored_dirs.push(path);
+            }
+        }
+        assert!(!ignored_dirs.is_empty(), "the tree has ignored directories");
     }
 
     #[test]
