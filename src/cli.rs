@@ -156,9 +156,10 @@ pub enum Cmd {
     },
     /// Check the fleet branch's signatures back to this machine's trust root.
     ///
-    /// With --allowed-signers, print the roster's signing keys as a git allowed_signers file
-    /// instead (principal = machine name), for `git -c gpg.ssh.allowedSignersFile=FILE
-    /// verify-commit`. Exits 3 when a commit is not authentic.
+    /// With --allowed-signers, print every signing key of the history as a git allowed_signers
+    /// file instead (principal = machine name; a rotated or revoked key valid until its last
+    /// commit fleetkey accepted), for `git -c gpg.ssh.allowedSignersFile=FILE verify-commit` or
+    /// `log --show-signature` over the whole branch. Exits 3 when a commit is not authentic.
     Verify {
         /// Print an allowed_signers file for stock git.
         #[arg(long)]

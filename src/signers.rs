@@ -57,11 +57,18 @@ pub fn windows(repo: &git2::Repository, head: git2::Oid, roster: &Roster) -> Res
     let mut state = TrustState::fresh(repo, founding);
     let mut verifier = Verifier::new(repo).recording();
     if let Verdict::Refused(refused) = verifier.verify(&mut state, head, false)? {
+        let first = &refused[0];
         return Err(ErrorKind::Refused(format!(
-            "the fleet branch is not authentic from its founding commit {founding} ({} commits refused); no allowed_signers file for it",
-            refused.len()
+            "the fleet branch does not verify from its founding commit: commit {} (claims {}) is refused: {}{}; no allowed_signers file was printed",
+            first.commit,
+            first.machine,
+            first.why,
+            match refused.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            }
         ))
-        .hint("`fleetkey verify` names the refused commits; `fleetkey forge repair` puts the authentic history back"));
+        .hint("`fleetkey verify` checks the clone and the forge; `fleetkey forge repair` puts the authentic history back on a tampered forge"));
     }
     let mut accepted = verifier.take_accepted();
     // The founding commit is the root of the walk, not walked: its signer is the founder,
