@@ -156,9 +156,10 @@ pub enum Cmd {
     },
     /// Check the fleet branch's signatures back to this machine's trust root.
     ///
-    /// With --allowed-signers, print the roster's signing keys as a git allowed_signers file
-    /// instead (principal = machine name), for `git -c gpg.ssh.allowedSignersFile=FILE
-    /// verify-commit`. Exits 3 when a commit is not authentic.
+    /// With --allowed-signers, print every signing key of the history as a git allowed_signers
+    /// file instead (principal = machine name; a rotated or revoked key valid until its last
+    /// commit fleetkey accepted), for `git -c gpg.ssh.allowedSignersFile=FILE verify-commit` or
+    /// `log --show-signature` over the whole branch. Exits 3 when a commit is not authentic.
     Verify {
         /// Print an allowed_signers file for stock git.
         #[arg(long)]
@@ -494,13 +495,15 @@ pub enum SecretsCmd {
     },
     /// Edit the decrypted file in $VISUAL or $EDITOR (a private temporary file).
     Edit,
-    /// Print every secret, as shell assignments or JSON.
+    /// Print every secret, as dotenv, for docker, as shell assignments or as JSON.
     ///
-    /// Which format fits: `--format sh` for `eval "$(fleetkey secrets export --format sh)"`
-    /// (bash, zsh, dash: exported, so programs started from the shell see them); `--format
-    /// fish` for `fleetkey secrets export --format fish | source`; `env` (the default) for
-    /// `set -a; . FILE` or shell variables that programs do not see; `json` for programs.
-    /// `fleetkey secrets exec -- CMD` passes them to one command without a shell.
+    /// Which format fits: `env` (the default) for a `.env` file that python-dotenv and Node's
+    /// dotenv read back exactly; `docker` for `docker run --env-file`; `--format sh` for `eval
+    /// "$(fleetkey secrets export --format sh)"` (bash, zsh, dash: exported, so programs started
+    /// from the shell see them); `--format fish` for `fleetkey secrets export --format fish |
+    /// source`; `json` for programs. A value a format cannot carry exactly (a multi-line value
+    /// for docker) is refused, naming the key, and nothing is printed. `fleetkey secrets exec --
+    /// CMD` passes the secrets to one command without a file.
     Export {
         /// The output format.
         #[arg(long, value_enum, default_value = "env")]

@@ -43,6 +43,7 @@ pub(crate) mod private;
 pub(crate) mod repo;
 pub(crate) mod roster;
 pub(crate) mod secrets;
+pub(crate) mod signers;
 pub(crate) mod signing;
 pub(crate) mod tokens;
 pub(crate) mod trust;

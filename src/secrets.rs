@@ -19,10 +19,14 @@ use crate::roster::{self, Roster};
 /// The output format of `secrets export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
-    /// `KEY='value'` lines: shell variables, not exported (`set -a; . FILE` exports them).
+    /// A dotenv file (`KEY='value'` lines) that python-dotenv and Node's dotenv read back
+    /// exactly; a value they would read differently is refused, naming the key.
     Env,
+    /// `KEY=value` lines for `docker run --env-file` (raw values; a multi-line value is
+    /// refused, naming the key).
+    Docker,
     /// `export KEY='value'` lines for `eval "$(fleetkey secrets export --format sh)"` in bash,
-    /// zsh or dash: child processes see them.
+    /// zsh or dash (or `set -a; . FILE`): child processes see them.
     Sh,
     /// `set -gx KEY 'value'` lines for fish: `fleetkey secrets export --format fish | source`.
     Fish,

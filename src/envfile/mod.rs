@@ -46,7 +46,8 @@
 //! # Parts
 //! `model.rs` holds [`EnvFile`] and its edits, `parse.rs` the grammar, `directive.rs` the
 //! `stale` and `aside`/`conflict` marks, `merge.rs` the three-way [`merge3`], `encode.rs` how values and
-//! exports are written, `secret.rs` the zeroizing buffer every plaintext goes through, and
+//! exports are written (the dotenv export refuses, naming the keys, what its readers would
+//! misread), `secret.rs` the zeroizing buffer every plaintext goes through, and
 //! `error.rs` what can go wrong.
 
 mod directive;

@@ -244,12 +244,100 @@ fn keys_and_entries_come_in_file_order() {
 // ---- exports
 
 #[test]
-fn export_env_writes_single_quoted_sh_assignments() {
+fn export_sh_writes_single_quoted_exported_assignments() {
     let mut f = file("# c\nA=plain\nB=\"it's\\nhere\"\n");
     f.add_conflict("A", "laptop", "2024-01-01T00:00:00Z", "lost")
         .unwrap();
-    assert_eq!(f.export_env().as_str(), "A='plain'\nB='it'\\''s\nhere'\n");
-    assert_eq!(EnvFile::new().export_env().as_str(), "");
+    assert_eq!(
+        f.export_sh().as_str(),
+        "export A='plain'\nexport B='it'\\''s\nhere'\n"
+    );
+    assert_eq!(EnvFile::new().export_sh().as_str(), "");
+}
+
+#[test]
+fn export_env_writes_dotenv_lines_in_the_first_form_both_readers_agree_on() {
+    let mut f = file("# c\nA=plain\nB=\"it's\\nhere\"\nC=\"both ' and \\\" \\\\x\"\nD=\n");
+    f.add_conflict("A", "laptop", "2024-01-01T00:00:00Z", "lost")
+        .unwrap();
+    assert_eq!(
+        f.export_env().unwrap().as_str(),
+        "A='plain'\nB=\"it's\\nhere\"\nC=both ' and \" \\x\nD=''\n"
+    );
+    assert_eq!(EnvFile::new().export_env().unwrap().as_str(), "");
+}
+
+#[test]
+fn dotenv_forms_follow_what_python_dotenv_and_node_dotenv_read() {
+    use super::encode::{DotenvForm::*, dotenv_form};
+    use super::error::Unwritable::*;
+    let cases: &[(
+        &str,
+        Result<super::encode::DotenvForm, super::error::Unwritable>,
+    )] = &[
+        ("", Ok(Single)),
+        ("plain", Ok(Single)),
+        ("a\nb", Ok(Single)),
+        ("  edges  ", Ok(Single)),
+        ("# not a comment", Ok(Single)),
+        ("C:\\path\\new", Ok(Single)),
+        ("$HOME ${X", Ok(Single)),
+        ("${A:b}", Ok(Single)),
+        ("\"double\"", Ok(Single)),
+        ("it's", Ok(Double)),
+        ("line\r\n", Ok(Double)),
+        ("it's a \\q", Ok(Double)),
+        ("ends in \\", Ok(Bare)),
+        ("a\\\\b", Ok(Bare)),
+        ("it's \"x\"", Ok(Bare)),
+        ("${HOME}", Err(Expands)),
+        ("x${A:-default}y", Err(Expands)),
+        ("it's \"x\" # y", Err(NoCommonQuoting)),
+        ("it's \"x\"\nmore", Err(NoCommonQuoting)),
+        (" it's \"x\"", Err(NoCommonQuoting)),
+        ("it's \"x\"\u{feff}", Err(NoCommonQuoting)),
+        ("'it' \"x\"", Err(NoCommonQuoting)),
+        ("it's \"x\"\u{2028}y", Err(NoCommonQuoting)),
+    ];
+    for (value, form) in cases {
+        assert_eq!(dotenv_form(value), *form, "{value:?}");
+    }
+}
+
+#[test]
+fn export_env_refuses_naming_every_key_it_cannot_write_and_never_a_value() {
+    let mut f = EnvFile::new();
+    f.set("OK", "fine").unwrap();
+    f.set("TEMPLATE", "${SECRET_VALUE}").unwrap();
+    f.set("MIXED", "it's \"SECRET_VALUE\" #").unwrap();
+    let err = f.export_env().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot export the secrets as dotenv (--format env): TEMPLATE holds ${…}, which \
+         python-dotenv expands; MIXED mixes quotes, backslashes, `#` or line breaks so that \
+         python-dotenv and Node's dotenv read it differently in every quoting; nothing was written"
+    );
+    assert!(!format!("{err} {err:?}").contains("SECRET_VALUE"));
+}
+
+#[test]
+fn export_docker_writes_raw_lines_and_refuses_a_line_break_by_key() {
+    let mut f = EnvFile::new();
+    f.set("A", " it's \"raw\" # $X \\n ").unwrap();
+    f.set("B", "").unwrap();
+    assert_eq!(
+        f.export_docker().unwrap().as_str(),
+        "A= it's \"raw\" # $X \\n \nB=\n"
+    );
+    f.set("PEM", "line\nline").unwrap();
+    f.set("CR", "a\rb").unwrap();
+    let err = f.export_docker().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot export the secrets as docker's --env-file (--format docker): PEM spans lines, \
+         and docker reads one line per variable; CR spans lines, and docker reads one line per \
+         variable; nothing was written"
+    );
 }
 
 #[test]
@@ -281,7 +369,7 @@ fn read_back_with_sh(values: &[String]) -> Vec<String> {
         .write(true)
         .create_new(true)
         .open(&path)
-        .and_then(|mut out| out.write_all(f.export_env().as_bytes()))
+        .and_then(|mut out| out.write_all(f.export_sh().as_bytes()))
         .unwrap();
     let vars: String = (0..values.len())
         .map(|i| format!(" \"$FKT_{i}\""))
@@ -303,7 +391,7 @@ fn read_back_with_sh(values: &[String]) -> Vec<String> {
 }
 
 #[test]
-fn export_env_is_read_back_exactly_by_sh() {
+fn export_sh_is_read_back_exactly_by_sh() {
     let values: Vec<String> = [
         "",
         "plain",
@@ -610,7 +698,7 @@ fn conflict_records_round_trip_and_are_never_exported() {
         ("A", "laptop", "2024-05-01T10:00:00Z")
     );
     assert_eq!(conflicts[0].value.as_str(), lost);
-    assert_eq!(back.export_env().as_str(), "A='kept'\n");
+    assert_eq!(back.export_env().unwrap().as_str(), "A='kept'\n");
     assert_eq!(back.keys().collect::<Vec<_>>(), ["A"]);
 
     assert_eq!(f.clear_conflicts("A"), 1);
@@ -677,7 +765,7 @@ fn merge_keeps_upstreams_value_and_records_ours_when_both_changed_a_key() {
     assert_eq!(conflicts[0].from, "laptop");
     assert_eq!(conflicts[0].at, "2024-05-01T10:00:00Z");
     assert_eq!(conflicts[0].value.as_str(), "ours");
-    assert_eq!(m.export_env().as_str(), "A='theirs'\nB='2'\n");
+    assert_eq!(m.export_env().unwrap().as_str(), "A='theirs'\nB='2'\n");
 }
 
 #[test]
@@ -1107,7 +1195,7 @@ proptest! {
     #![proptest_config(config(16))]
 
     #[test]
-    fn export_env_read_back_by_sh_gives_the_exact_values(
+    fn export_sh_read_back_by_sh_gives_the_exact_values(
         values in prop::collection::vec(any_value(), 1..6),
     ) {
         let values: Vec<String> = values.into_iter().map(|v| v.replace('\0', "0")).collect();
