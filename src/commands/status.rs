@@ -626,9 +626,16 @@ fn render(s: &Status) -> String {
         out.push_str(&format!("agent    {}: {state}\n", a.agent));
     }
     if s.secrets.stale_recipients {
-        out.push_str(
-            "  secrets.recipients differs from the roster: run `fleetkey sync` to re-encrypt\n",
-        );
+        let receiver = s
+            .fleet
+            .roles
+            .iter()
+            .any(|r| r.name == m.name && r.role == crate::authority::Role::Receiver.as_str());
+        out.push_str(if receiver {
+            "  secrets.recipients differs from the roster: the next sync of an admin or member re-encrypts them (this machine only receives)\n"
+        } else {
+            "  secrets.recipients differs from the roster: run `fleetkey sync` to re-encrypt\n"
+        });
     }
     out
 }
