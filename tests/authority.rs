@@ -676,12 +676,10 @@ fn recipient_of(identity: &Path) -> String {
         .to_string()
 }
 
-#[test]
-fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_identity() {
-    let f = fleet();
-    let url = f.forge.url();
+/// `server`, enrolled and approved by alpha as a receiver; it and beta synced.
+fn receiver(f: &Fleet) -> Machine {
     let server = Machine::new();
-    let out = server.ok(&["enroll", "server", "--remote", &url]);
+    let out = server.ok(&["enroll", "server", "--remote", &f.forge.url()]);
     f.alpha.ok(&[
         "approve",
         "server",
@@ -692,6 +690,13 @@ fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_
     ]);
     server.ok(&["sync"]);
     f.beta.ok(&["sync"]);
+    server
+}
+
+#[test]
+fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_identity() {
+    let f = fleet();
+    let server = receiver(&f);
     let old = recipient_of(&server.identity());
     let old_identity = std::fs::read(server.identity()).unwrap();
     let old_ssh = git_out(&f.alpha.repo(), &["show", "HEAD:keys/server.ssh.pub"]);
@@ -820,6 +825,42 @@ fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_
             "verify-commit",
             &c,
         ]));
+    }
+}
+
+#[test]
+fn a_receivers_rotate_killed_at_any_step_never_locks_it_out_and_ends_on_its_new_identity() {
+    for point in ["rotate:roster-written", "rotate:pushed", "rotate:retired"] {
+        let f = fleet();
+        let server = receiver(&f);
+        server.killed_at(&["rotate"], point);
+        assert_eq!(
+            server.ok(&["secrets", "get", "TOKEN"]),
+            "honest-1\n",
+            "locked out after a crash at {point}"
+        );
+        // A member's cycle in between never takes the half-done rotate for a finished one.
+        f.beta.ok(&["sync"]);
+        server.ok(&["sync"]);
+        assert_eq!(
+            server.ok(&["secrets", "get", "TOKEN"]),
+            "honest-1\n",
+            "{point}"
+        );
+        server.ok(&["rotate"]);
+        f.beta.ok(&["sync"]);
+        server.ok(&["sync"]);
+        f.alpha.ok(&["sync"]);
+        let waiting = server.identity().with_file_name("identity.txt.next");
+        assert!(!waiting.exists(), "{point}");
+        let new = git_out(&f.forge.bare(), &["show", "main:keys/server.age.pub"]);
+        assert_eq!(recipient_of(&server.identity()), new.trim(), "{point}");
+        assert_eq!(
+            crate::util::age_decrypt(&server.identity(), &server.repo().join("secrets.env.age"))
+                .as_deref(),
+            Some(&b"TOKEN=honest-1\n"[..]),
+            "{point}"
+        );
     }
 }
 
