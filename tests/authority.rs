@@ -746,9 +746,14 @@ fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_
     assert!(
         text.contains(
             "the next sync of an admin or member re-encrypts them (this machine only receives)"
-        ),
+        ) && text.contains("new identity waiting: this receiver's rotate is done")
+            && !text.contains("ROTATION UNFINISHED"),
         "{text}"
     );
+    let status: serde_json::Value =
+        serde_json::from_str(&server.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["machine"]["new_identity_waiting"], true);
+    assert_eq!(status["machine"]["unfinished_rotation"], false);
 
     // The next member cycle (a fast-forward onto the rotate) re-encrypts and pushes; every
     // machine accepts the receiver's commits and the member's.
@@ -773,6 +778,9 @@ fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_
     }
     // The receiver now reads the secrets with its new identity only: the old one is retired.
     assert!(!waiting.exists());
+    let status: serde_json::Value =
+        serde_json::from_str(&server.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["machine"]["new_identity_waiting"], false);
     assert_eq!(recipient_of(&server.identity()), new);
     let retired = server
         .identity()
