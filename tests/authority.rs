@@ -701,6 +701,10 @@ fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_
     let old_identity = std::fs::read(server.identity()).unwrap();
     let old_ssh = git_out(&f.alpha.repo(), &["show", "HEAD:keys/server.ssh.pub"]);
     let old_sign = git_out(&f.alpha.repo(), &["show", "HEAD:keys/server.sign.pub"]);
+    let old_poke = git_out(&f.alpha.repo(), &["show", "HEAD:keys/server.poke.pub"]);
+    let body = |line: &str| line.split_whitespace().nth(1).unwrap().to_string();
+    f.alpha.ok(&["sync"]);
+    assert!(f.alpha.authorized_keys().contains(&body(&old_poke)));
 
     // The receiver rotates: only its own key files change; the secrets stay as they are.
     let out = server.ok(&["rotate", "--ssh"]);
@@ -776,6 +780,14 @@ fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_
             "{status}"
         );
     }
+    // Its poke key was rotated too: the others admit the new one only.
+    let new_poke = git_out(&bare, &["show", "main:keys/server.poke.pub"]);
+    assert_ne!(body(&new_poke), body(&old_poke));
+    let admitted = f.alpha.authorized_keys();
+    assert!(
+        admitted.contains(&body(&new_poke)) && !admitted.contains(&body(&old_poke)),
+        "{admitted}"
+    );
     // The receiver now reads the secrets with its new identity only: the old one is retired.
     assert!(!waiting.exists());
     let status: serde_json::Value =
