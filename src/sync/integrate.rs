@@ -317,13 +317,17 @@ fn reencrypt_head(
     if tree.get_name(CIPHERTEXT).is_none() {
         return Ok(false);
     }
-    if !may_reencrypt(repo, &tree, machine) {
-        return Ok(false);
-    }
     let keys = tree.get_name(roster::layout::KEYS).map(|e| e.id());
     let Ok(roster) = crate::authority::read_tree(repo, keys) else {
         return Ok(false);
     };
+    if !roster
+        .members
+        .get(machine)
+        .is_some_and(|m| m.role() != crate::authority::Role::Receiver)
+    {
+        return Ok(false);
+    }
     let mut lines: Vec<String> = roster
         .members
         .values()
