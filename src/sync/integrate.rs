@@ -321,10 +321,10 @@ fn reencrypt_head(
     let Ok(roster) = crate::authority::read_tree(repo, keys) else {
         return Ok(false);
     };
-    if !roster
+    if roster
         .members
         .get(machine)
-        .is_some_and(|m| m.role() != crate::authority::Role::Receiver)
+        .is_none_or(|m| m.role() == crate::authority::Role::Receiver)
     {
         return Ok(false);
     }
