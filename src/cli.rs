@@ -111,6 +111,9 @@ pub enum Cmd {
         address: Option<String>,
     },
     /// Give this machine a new age identity (and a new SSH key with --ssh).
+    ///
+    /// On a receiver only its own key files change: the next admin or member sync re-encrypts
+    /// the secrets to the new identity, and the receiver keeps its old one until then.
     Rotate {
         /// Also replace ~/.ssh/id_ed25519; the old key is revoked fleet-wide.
         #[arg(long)]

@@ -108,6 +108,21 @@ impl Identity {
     }
 }
 
+/// Retires the identity at `current` for the one a `rotate` made at `next`: the old one is
+/// kept first under `retired_dir` (named by its recipient, so a re-run keeps one copy; only
+/// for reading the history it encrypted, which a `revoke --compromised` report needs), then
+/// `next` takes `current`'s place in one rename. Safe to interrupt at any point: until the
+/// rename both identities are where they were.
+pub fn retire_for_next(current: &Path, next: &Path, retired_dir: &Path, at: &str) -> Result<()> {
+    if let Ok(old) = Identity::load(current) {
+        let retired = retired_dir.join(format!("{}.txt", old.recipient()));
+        if !retired.exists() {
+            old.create(&retired, at)?;
+        }
+    }
+    std::fs::rename(next, current).map_err(Error::io("cannot retire the old identity at", current))
+}
+
 /// Parses an age recipient, naming the file and line on error.
 pub fn parse_recipient(text: &str, path: &Path, line: usize) -> Result<age::x25519::Recipient> {
     age::x25519::Recipient::from_str(text.trim()).map_err(|_| {

@@ -586,7 +586,8 @@ fn a_receiver_receives_everything_and_its_dotfile_commit_is_refused() {
         std::fs::read_to_string(server.home.join(".zshrc")).unwrap(),
         "export A=1\n"
     );
-    // A local edit on the receiver is not captured: nothing goes to the forge.
+    // A local edit on the receiver is not captured: nothing goes to the forge. It is kept
+    // aside as a conflict copy ("this machine only receives") and the fleet's version applied.
     let forge_before = f.forge.head();
     std::fs::write(server.home.join(".zshrc"), "export EVIL=1\n").unwrap();
     server.ok(&["sync"]);
@@ -595,6 +596,52 @@ fn a_receiver_receives_everything_and_its_dotfile_commit_is_refused() {
         forge_before,
         "a receiver pushes nothing shared"
     );
+    assert_eq!(
+        std::fs::read_to_string(server.home.join(".zshrc")).unwrap(),
+        "export A=1\n"
+    );
+    let copies = server.conflict_copies(".zshrc");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(
+        std::fs::read_to_string(&copies[0]).unwrap(),
+        "export EVIL=1\n"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&server.ok(&["status", "--json"])).unwrap();
+    let conflicts = status["sync"]["conflicts"].as_array().unwrap();
+    assert!(
+        conflicts.len() == 1
+            && conflicts[0]["reason"] == "this machine only receives"
+            && conflicts[0]["copy"] == copies[0].to_str().unwrap(),
+        "{conflicts:?}"
+    );
+    let text = server.ok(&["status"]);
+    assert!(
+        text.contains(&format!(
+            "CONFLICT: {} took the fleet's version; server's is kept in {} (this machine only receives)",
+            server.home.join(".zshrc").display(),
+            copies[0].display()
+        )),
+        "{text}"
+    );
+    // Keeping its own version would only make the next copy: refused, with what to do.
+    let err = server.fails(&["resolve", "~/.zshrc", "--keep", "here"], 1);
+    assert!(
+        err.contains("server only receives (role receiver)")
+            && err.contains("make the change on an admin or member machine"),
+        "{err}"
+    );
+    server.ok(&["resolve", "~/.zshrc", "--keep", "fleet"]);
+    assert!(server.conflict_copies(".zshrc").is_empty());
+    // An edit of the fleet's version reaches the receiver as usual, with no copy.
+    std::fs::write(f.alpha.home.join(".zshrc"), "export A=2\n").unwrap();
+    f.alpha.ok(&["sync"]);
+    server.ok(&["sync"]);
+    assert_eq!(
+        std::fs::read_to_string(server.home.join(".zshrc")).unwrap(),
+        "export A=2\n"
+    );
+    assert!(server.conflict_copies(".zshrc").is_empty());
     // A compromised receiver pushes a .zshrc with stock git and its own key: refused.
     let clone = attacker_clone(&f, "main", "receiver-zshrc");
     std::fs::write(clone.join("home/.zshrc"), "export EVIL=1\n").unwrap();
@@ -608,7 +655,7 @@ fn a_receiver_receives_everything_and_its_dotfile_commit_is_refused() {
     );
     assert_eq!(
         std::fs::read_to_string(f.alpha.home.join(".zshrc")).unwrap(),
-        "export A=1\n"
+        "export A=2\n"
     );
     f.alpha.ok(&["forge", "repair", "--yes"]);
     // The honest machines go on, and an admin's role change reaches every machine.
@@ -617,6 +664,278 @@ fn a_receiver_receives_everything_and_its_dotfile_commit_is_refused() {
     server.ok(&["sync"]);
     assert_eq!(role_of(&f.beta, "server"), "member");
     assert_eq!(role_of(&server, "server"), "member");
+}
+
+/// The recipient an identity file names (`# public key: …`).
+fn recipient_of(identity: &Path) -> String {
+    std::fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string()
+}
+
+/// `server`, enrolled and approved by alpha as a receiver; it and beta synced.
+fn receiver(f: &Fleet) -> Machine {
+    let server = Machine::new();
+    let out = server.ok(&["enroll", "server", "--remote", &f.forge.url()]);
+    f.alpha.ok(&[
+        "approve",
+        "server",
+        "--code",
+        &code_in(&out, "server"),
+        "--role",
+        "receiver",
+    ]);
+    server.ok(&["sync"]);
+    f.beta.ok(&["sync"]);
+    server
+}
+
+#[test]
+fn a_receivers_rotate_is_accepted_and_the_next_member_cycle_moves_it_to_its_new_identity() {
+    let f = fleet();
+    let server = receiver(&f);
+    let old = recipient_of(&server.identity());
+    let old_identity = std::fs::read(server.identity()).unwrap();
+    let old_ssh = git_out(&f.alpha.repo(), &["show", "HEAD:keys/server.ssh.pub"]);
+    let old_sign = git_out(&f.alpha.repo(), &["show", "HEAD:keys/server.sign.pub"]);
+    let old_poke = git_out(&f.alpha.repo(), &["show", "HEAD:keys/server.poke.pub"]);
+    let body = |line: &str| line.split_whitespace().nth(1).unwrap().to_string();
+    f.alpha.ok(&["sync"]);
+    assert!(f.alpha.authorized_keys().contains(&body(&old_poke)));
+
+    // The receiver rotates: only its own key files change; the secrets stay as they are.
+    let out = server.ok(&["rotate", "--ssh"]);
+    assert!(
+        out.contains("server only receives: the secrets are re-encrypted to its new identity by the next admin or member sync"),
+        "{out}"
+    );
+    let bare = f.forge.bare();
+    let new = git_out(&bare, &["show", "main:keys/server.age.pub"])
+        .trim()
+        .to_string();
+    assert_ne!(new, old);
+    let recipients = git_out(&bare, &["show", "main:secrets.recipients"]);
+    assert!(
+        recipients.contains(&old) && !recipients.contains(&new),
+        "{recipients}"
+    );
+    let changed = git_out(
+        &bare,
+        &["log", "--format=", "--name-only", "--author=server", "main"],
+    );
+    assert!(
+        !changed.contains("secrets.") && changed.contains("keys/server.sign.pub"),
+        "{changed}"
+    );
+    assert_ne!(
+        git_out(&bare, &["show", "main:keys/server.ssh.pub"]),
+        old_ssh
+    );
+    let revoked = git_out(&bare, &["show", "main:keys/revoked"]);
+    for key in [&old_ssh, &old_sign] {
+        assert!(
+            revoked.contains(key.split_whitespace().nth(1).unwrap()),
+            "{revoked}"
+        );
+    }
+    // It keeps its old identity (still the one the secrets are encrypted to) beside the new.
+    assert_eq!(std::fs::read(server.identity()).unwrap(), old_identity);
+    let waiting = server.identity().with_file_name("identity.txt.next");
+    assert_eq!(recipient_of(&waiting), new);
+    assert_eq!(server.ok(&["secrets", "get", "TOKEN"]), "honest-1\n");
+    let text = server.ok(&["status"]);
+    assert!(
+        text.contains(
+            "the next sync of an admin or member re-encrypts them (this machine only receives)"
+        ) && text.contains("new identity waiting: this receiver's rotate is done")
+            && !text.contains("ROTATION UNFINISHED"),
+        "{text}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&server.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["machine"]["new_identity_waiting"], true);
+    assert_eq!(status["machine"]["unfinished_rotation"], false);
+
+    // The next member cycle (a fast-forward onto the rotate) re-encrypts and pushes; every
+    // machine accepts the receiver's commits and the member's.
+    f.beta.ok(&["sync"]);
+    let recipients = git_out(&bare, &["show", "main:secrets.recipients"]);
+    assert!(
+        recipients.contains(&new) && !recipients.contains(&old),
+        "{recipients}"
+    );
+    assert!(
+        git_out(&bare, &["log", "-1", "--format=%s", "main"])
+            .contains("beta: re-encrypt the secrets to the roster's age keys")
+    );
+    for m in [&f.alpha, &f.beta, &server] {
+        m.ok(&["sync"]);
+        let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "--json"])).unwrap();
+        assert!(
+            status["trust"]["refused"].as_array().unwrap().is_empty()
+                && status["secrets"]["stale_recipients"] == false,
+            "{status}"
+        );
+    }
+    // Its poke key was rotated too: the others admit the new one only.
+    let new_poke = git_out(&bare, &["show", "main:keys/server.poke.pub"]);
+    assert_ne!(body(&new_poke), body(&old_poke));
+    let admitted = f.alpha.authorized_keys();
+    assert!(
+        admitted.contains(&body(&new_poke)) && !admitted.contains(&body(&old_poke)),
+        "{admitted}"
+    );
+    // The receiver now reads the secrets with its new identity only: the old one is retired.
+    assert!(!waiting.exists());
+    let status: serde_json::Value =
+        serde_json::from_str(&server.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["machine"]["new_identity_waiting"], false);
+    assert_eq!(recipient_of(&server.identity()), new);
+    let retired = server
+        .identity()
+        .with_file_name("retired")
+        .join(format!("{old}.txt"));
+    let secret_line = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        secret_line(&std::fs::read(&retired).unwrap()),
+        secret_line(&old_identity)
+    );
+    let ciphertext = server.repo().join("secrets.env.age");
+    assert!(crate::util::age_decrypt(&retired, &ciphertext).is_none());
+    assert_eq!(
+        crate::util::age_decrypt(&server.identity(), &ciphertext).unwrap(),
+        b"TOKEN=honest-1\n"
+    );
+    assert_eq!(server.ok(&["secrets", "get", "TOKEN"]), "honest-1\n");
+    // The honest machines go on: a new secret reaches the receiver.
+    f.alpha
+        .ok_with_stdin(&["secrets", "set", "TOKEN"], b"honest-2\n");
+    server.ok(&["sync"]);
+    assert_eq!(server.ok(&["secrets", "get", "TOKEN"]), "honest-2\n");
+    // And stock git verifies what the receiver signed with its new key (its poke key's
+    // rotation) and the member's re-encryption, with the roster's allowed_signers.
+    let allowed = f.alpha.tmp().join("allowed_signers");
+    std::fs::write(&allowed, f.alpha.ok(&["verify", "--allowed-signers"])).unwrap();
+    let last_of = |who: &str| {
+        git_out(
+            &bare,
+            &[
+                "log",
+                "-1",
+                "--format=%H",
+                &format!("--author={who}"),
+                "main",
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    for c in [last_of("server"), last_of("beta")] {
+        run_program(Command::new("git").arg("-C").arg(&bare).args([
+            "-c",
+            &format!("gpg.ssh.allowedSignersFile={}", allowed.display()),
+            "verify-commit",
+            &c,
+        ]));
+    }
+}
+
+#[test]
+fn a_receivers_rotate_killed_at_any_step_never_locks_it_out_and_ends_on_its_new_identity() {
+    for point in ["rotate:roster-written", "rotate:pushed", "rotate:retired"] {
+        let f = fleet();
+        let server = receiver(&f);
+        server.killed_at(&["rotate"], point);
+        assert_eq!(
+            server.ok(&["secrets", "get", "TOKEN"]),
+            "honest-1\n",
+            "locked out after a crash at {point}"
+        );
+        // A member's cycle in between never takes the half-done rotate for a finished one.
+        f.beta.ok(&["sync"]);
+        server.ok(&["sync"]);
+        assert_eq!(
+            server.ok(&["secrets", "get", "TOKEN"]),
+            "honest-1\n",
+            "{point}"
+        );
+        server.ok(&["rotate"]);
+        f.beta.ok(&["sync"]);
+        server.ok(&["sync"]);
+        f.alpha.ok(&["sync"]);
+        let waiting = server.identity().with_file_name("identity.txt.next");
+        assert!(!waiting.exists(), "{point}");
+        let new = git_out(&f.forge.bare(), &["show", "main:keys/server.age.pub"]);
+        assert_eq!(recipient_of(&server.identity()), new.trim(), "{point}");
+        assert_eq!(
+            crate::util::age_decrypt(&server.identity(), &server.repo().join("secrets.env.age"))
+                .as_deref(),
+            Some(&b"TOKEN=honest-1\n"[..]),
+            "{point}"
+        );
+    }
+}
+
+#[test]
+fn approve_refuses_a_request_holding_a_key_in_the_revoked_set() {
+    let f = fleet();
+    let url = f.forge.url();
+    // Two machines made from one image hold the same keys. One enrolls and waits; the other
+    // enrolls too (its keys are nobody's in the roster yet), is admitted, then revoked.
+    let dave = Machine::new();
+    let out = dave.ok(&["enroll", "dave", "--remote", &url]);
+    let dave_code = code_in(&out, "dave");
+    let twin = Machine::new();
+    for d in [".ssh", ".config", ".config/fleetkey"] {
+        std::fs::create_dir_all(twin.home.join(d)).unwrap();
+        std::fs::set_permissions(
+            twin.home.join(d),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+    }
+    for f in [
+        ".ssh/id_ed25519",
+        ".ssh/id_ed25519.pub",
+        ".config/fleetkey/signing_key",
+        ".config/fleetkey/identity.txt",
+    ] {
+        std::fs::copy(dave.home.join(f), twin.home.join(f)).unwrap();
+    }
+    let out = twin.ok(&["enroll", "twin", "--remote", &url]);
+    f.alpha
+        .ok(&["approve", "twin", "--code", &code_in(&out, "twin")]);
+    f.alpha.ok(&["revoke", "twin", "--yes"]);
+    let before = f.forge.head();
+    // dave's request holds keys now in the revoked set: approve refuses it, nothing changes.
+    let err = f.alpha.fails(&["approve", "dave", "--code", &dave_code], 1);
+    assert!(
+        err.contains("the enrollment request of dave holds a revoked key")
+            && err.contains("nothing was approved")
+            && err.contains("a revoked key never comes back"),
+        "{err}"
+    );
+    assert_eq!(f.forge.head(), before);
+    assert!(
+        !git_out(
+            &f.alpha.repo(),
+            &["ls-tree", "--name-only", "HEAD", "keys/"]
+        )
+        .contains("dave")
+    );
+    // The honest machines go on.
+    f.alpha
+        .ok_with_stdin(&["secrets", "set", "TOKEN"], b"honest-2\n");
+    f.beta.ok(&["sync"]);
+    assert_eq!(f.beta.ok(&["secrets", "get", "TOKEN"]), "honest-2\n");
 }
 
 #[test]

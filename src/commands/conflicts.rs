@@ -70,6 +70,16 @@ pub fn resolve(path: &str, keep: Keep) -> Result<()> {
     ))?;
     let rel = managed::normalize(path, &home, &cwd)?;
     let live = home.join(&rel);
+    if keep == Keep::Here
+        && crate::authority::role_in(&machine.config.repo, &machine.config.name)
+            == crate::authority::Role::Receiver
+    {
+        return Err(Error::refused(format!(
+            "{} only receives (role receiver): its version of ~/{rel} cannot go to the fleet, and the next sync would keep it aside again",
+            machine.config.name
+        ))
+        .hint("make the change on an admin or member machine (it reaches this one with the next sync), or settle with `--keep fleet`; `fleetkey status` lists each machine's role"));
+    }
     {
         let _lock = machine.lock()?;
         let state_dir = &machine.paths.state_dir;

@@ -60,6 +60,9 @@ pub struct MachineStatus {
     pub remote: String,
     /// `identity.txt.next` is left by a `rotate` that did not finish.
     pub unfinished_rotation: bool,
+    /// A receiver's `rotate` finished and its new identity (`identity.txt.next`) waits for an
+    /// admin or member to re-encrypt the secrets to it; the old one is kept until then.
+    pub new_identity_waiting: bool,
     /// While this machine waits for approval: the enrollment code `enroll` printed, which a
     /// member gives to `fleetkey approve NAME --code`.
     pub enrollment_code: Option<String>,
@@ -288,6 +291,13 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         })
     });
 
+    // A receiver's finished rotate (its signing key handed over) leaves the new identity
+    // waiting for the secrets to be re-encrypted to it: not an interrupted rotate.
+    let next_identity = machine.paths.next_identity_file().exists();
+    let identity_waiting = next_identity
+        && !machine.paths.next_signing_key_file().exists()
+        && crate::authority::role_in(repo.root(), &machine.config.name)
+            == crate::authority::Role::Receiver;
     Ok(Status {
         machine: MachineStatus {
             name: machine.config.name.clone(),
@@ -295,7 +305,8 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             age_recipient,
             ssh_fingerprints,
             remote: machine.config.remote.clone(),
-            unfinished_rotation: machine.paths.next_identity_file().exists(),
+            unfinished_rotation: next_identity && !identity_waiting,
+            new_identity_waiting: identity_waiting,
             enrollment_code: me.is_none().then(|| enrollment_code(machine)).flatten(),
         },
         fleet: FleetStatus {
@@ -490,6 +501,9 @@ fn render(s: &Status) -> String {
     if m.unfinished_rotation {
         out.push_str("  ROTATION UNFINISHED: identity.txt.next is left by a `fleetkey rotate` that was interrupted; run `fleetkey rotate` again to finish it\n");
     }
+    if m.new_identity_waiting {
+        out.push_str("  new identity waiting: this receiver's rotate is done; the next sync of an admin or member re-encrypts the secrets to identity.txt.next, and this machine keeps its old identity until then\n");
+    }
     if let Some(code) = &m.enrollment_code {
         out.push_str(&format!(
             "  enrollment code: {code}   (waiting for approval: on a member, `fleetkey approve {} --code {code}`)\n",
@@ -643,9 +657,16 @@ fn render(s: &Status) -> String {
         out.push_str(&format!("agent    {}: {state}\n", a.agent));
     }
     if s.secrets.stale_recipients {
-        out.push_str(
-            "  secrets.recipients differs from the roster: run `fleetkey sync` to re-encrypt\n",
-        );
+        let receiver = s
+            .fleet
+            .roles
+            .iter()
+            .any(|r| r.name == m.name && r.role == crate::authority::Role::Receiver.as_str());
+        out.push_str(if receiver {
+            "  secrets.recipients differs from the roster: the next sync of an admin or member re-encrypts them (this machine only receives)\n"
+        } else {
+            "  secrets.recipients differs from the roster: run `fleetkey sync` to re-encrypt\n"
+        });
     }
     out
 }

@@ -93,6 +93,10 @@ pub struct ApplyContext<'a> {
     /// The secrets (or whether they can be read) changed since the last full apply: a file
     /// with a secret placeholder is written again even when nothing else changed.
     pub recheck_secrets: bool,
+    /// This machine is a receiver: it captures nothing, so a live file edited here since it
+    /// was last in step is kept aside (reason "this machine only receives") and the fleet's
+    /// version applied.
+    pub receives_only: bool,
     /// `YYYYMMDDTHHMMSSZ` for conflict copy names.
     pub stamp: &'a str,
     /// RFC 3339 time for records.
@@ -291,6 +295,8 @@ pub fn apply(
                     };
                     let reason = if entry.is_none() {
                         ConflictReason::FirstContact
+                    } else if cx.receives_only {
+                        ConflictReason::ReceiverOnly
                     } else {
                         ConflictReason::ChangedDuringCycle
                     };

@@ -235,14 +235,24 @@ fn apply_files(
         stamp: &stamp,
         at: &at,
     };
+    let name = machine.config.name.as_str();
+    // A receiver captures nothing: every managed file is looked at, and an edit made here is
+    // kept aside before the fleet's version replaces it.
+    let receives_only =
+        crate::authority::role_in(repo.root(), name) == crate::authority::Role::Receiver;
     if plan.fleet.backend == Backend::Chezmoi {
         let run_apply = matches!(reach, Reach::Head { .. });
-        return apply_chezmoi(
+        let mut kept = Vec::new();
+        if receives_only && run_apply {
+            kept = keep_receiver_edits(home, plan, manifest, occasion)?;
+        }
+        let mut applied = apply_chezmoi(
             machine, repo, plan, home, lost, manifest, occasion, run_apply,
-        );
+        )?;
+        applied.conflicts.extend(kept);
+        return Ok(applied);
     }
     let head = head_tree(repo.raw())?;
-    let name = machine.config.name.as_str();
     // Only what changed since the last full apply needs a look, unless the lists changed.
     // The secrets' ciphertext id too: a changed secret rewrites the files that use it.
     let lists = format!(
@@ -256,6 +266,7 @@ fn apply_files(
     let recheck_secrets = manifest.lists.as_ref() != Some(&lists);
     let scope: Option<BTreeSet<String>> = match reach {
         Reach::LostOnly => Some(lost_rels(lost, name).collect()),
+        Reach::Head { .. } if receives_only => None,
         Reach::Head { missing } => match (&manifest.tree, &manifest.lists) {
             (Some(old), Some(l)) if *l == lists => git2::Oid::from_str(old)
                 .ok()
@@ -277,6 +288,7 @@ fn apply_files(
         ignore: &plan.ignore,
         placeholders: &plan.placeholders,
         recheck_secrets,
+        receives_only,
         stamp: &stamp,
         at: &at,
     };
@@ -286,6 +298,43 @@ fn apply_files(
         manifest.lists = Some(lists);
     }
     applied
+}
+
+/// A receiver with chezmoi: every managed live file edited since it was last in step (its
+/// stat and content differ from the manifest's) is kept aside as a conflict copy ("this machine
+/// only receives") before `chezmoi apply --force` replaces it.
+fn keep_receiver_edits(
+    home: &crate::confine::HomeDir,
+    plan: &Plan,
+    manifest: &Manifest,
+    occasion: Occasion<'_>,
+) -> Result<Vec<state::ConflictRecord>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut kept = Vec::new();
+    for (rel, entry) in &manifest.files {
+        let Ok(checked) = plan.confinement.check_rel(rel) else {
+            continue;
+        };
+        let Ok(live) = home.read_file(&checked, crate::limits::MANAGED_FILE) else {
+            continue;
+        };
+        if entry.stat == Some(state::Stat::of(&live.metadata))
+            || git2::Oid::hash_object(git2::ObjectType::Blob, &live.bytes)
+                .is_ok_and(|o| o.to_string() == entry.oid)
+        {
+            continue;
+        }
+        kept.push(keep_copy(
+            home,
+            &plan.confinement,
+            &checked,
+            &live.bytes,
+            live.metadata.permissions().mode() & 0o777,
+            ConflictReason::ReceiverOnly,
+            occasion,
+        )?);
+    }
+    Ok(kept)
 }
 
 /// The live paths (relative to `$HOME`) of files that lost a merge, from their repo paths under

@@ -103,6 +103,9 @@ pub fn keep_copy(
             "changed here and on another machine; the fleet's version wins".to_string()
         }
         ConflictReason::Restored => "an earlier version is restored".to_string(),
+        ConflictReason::ReceiverOnly => {
+            "this machine only receives (role receiver); the fleet's version is applied".to_string()
+        }
         other => format!("the fleet's version wins ({other})"),
     };
     crate::log::warn(&format!(

@@ -15,7 +15,9 @@
 //! - anything else (roster files, …): upstream wins; ours is logged.
 //!
 //! After the merge, when the roster (`keys/*.age.pub`) differs from `secrets.recipients`, the
-//! secrets are re-encrypted to the roster in the same merge commit.
+//! secrets are re-encrypted to the roster in the same merge commit. Without a merge (a
+//! fast-forward onto a receiver's `rotate`, which changes only its own keys), an admin or
+//! member re-encrypts them in a commit of its own on top.
 
 pub use crate::repo::tracking_ref;
 use std::path::Path;
@@ -51,7 +53,27 @@ pub struct Integrated {
 }
 
 /// Merges `origin/BRANCH` into HEAD. `identity` decrypts the secrets for a per-key merge.
+/// Then, when HEAD's secrets are not encrypted to its roster (a receiver's `rotate` lists a
+/// new key and leaves the secrets to an admin or member), an admin or member re-encrypts them
+/// in a commit of its own on top, which the exchange pushes; a receiver never does.
 pub fn integrate(
+    repo: &git2::Repository,
+    branch: &str,
+    machine: &str,
+    identity: Option<&Identity>,
+    at: &str,
+    backend: Backend,
+    signer: &crate::signing::Signer,
+) -> Result<Integrated> {
+    let mut done = merge_forge(repo, branch, machine, identity, at, backend, signer)?;
+    if reencrypt_head(repo, machine, identity, signer)? {
+        done.moved = true;
+    }
+    Ok(done)
+}
+
+/// The merge of [`integrate`].
+fn merge_forge(
     repo: &git2::Repository,
     branch: &str,
     machine: &str,
@@ -256,7 +278,11 @@ pub fn integrate(
     let mut tree_id = index
         .write_tree_to(repo)
         .map_err(Error::git("cannot write the merged tree"))?;
-    tree_id = reencrypt_if_needed(repo, tree_id, identity, secrets_merged)?;
+    // A receiver's merge never changes the secrets (the fleet would refuse it): an admin or
+    // member re-encrypts them.
+    if secrets_merged.is_some() || may_reencrypt(repo, &our_tree, machine) {
+        tree_id = reencrypt_if_needed(repo, tree_id, identity, secrets_merged)?;
+    }
     let tree = repo
         .find_tree(tree_id)
         .map_err(Error::git("cannot read a tree"))?;
@@ -287,6 +313,75 @@ pub fn set_by(setter: &crate::envfile::Setter) -> String {
         setter.machine.as_deref().unwrap_or("an unknown machine"),
         setter.at.as_deref().unwrap_or("an unknown time")
     )
+}
+
+/// Re-encrypts HEAD's secrets to HEAD's roster in a commit on top, when `secrets.recipients`
+/// differs from the roster's age keys and this machine, active in that roster, is an admin or
+/// a member (a receiver's commit changing the secrets would be refused). Returns whether it
+/// committed. The check reads git objects only, so a cycle with nothing to do stays cheap.
+fn reencrypt_head(
+    repo: &git2::Repository,
+    machine: &str,
+    identity: Option<&Identity>,
+    signer: &crate::signing::Signer,
+) -> Result<bool> {
+    let Some(head) = repo.head().ok().and_then(|h| h.target()) else {
+        return Ok(false);
+    };
+    let commit = repo
+        .find_commit(head)
+        .map_err(Error::git("cannot read HEAD"))?;
+    let tree = commit.tree().map_err(Error::git("cannot read HEAD"))?;
+    if tree.get_name(CIPHERTEXT).is_none() {
+        return Ok(false);
+    }
+    let keys = tree.get_name(roster::layout::KEYS).map(|e| e.id());
+    let Ok(roster) = crate::authority::read_tree(repo, keys) else {
+        return Ok(false);
+    };
+    if roster
+        .members
+        .get(machine)
+        .is_none_or(|m| m.role() == crate::authority::Role::Receiver)
+    {
+        return Ok(false);
+    }
+    let mut lines: Vec<String> = roster
+        .members
+        .values()
+        .filter_map(|m| m.age.clone())
+        .collect();
+    lines.sort();
+    lines.dedup();
+    let recorded = roster::recipients_file_text(&lines);
+    if lines.is_empty()
+        || tree::read_at(repo, &tree, RECIPIENTS).as_deref() == Some(recorded.as_bytes())
+    {
+        return Ok(false);
+    }
+    let new_tree = reencrypt_if_needed(repo, tree.id(), identity, None)?;
+    if new_tree == tree.id() {
+        return Ok(false);
+    }
+    let new_tree = repo
+        .find_tree(new_tree)
+        .map_err(Error::git("cannot read a tree"))?;
+    let message = format!("{machine}: re-encrypt the secrets to the roster's age keys");
+    let oid = crate::signing::commit(repo, signer, None, &message, &new_tree, &[&commit])?;
+    move_to(repo, oid)?;
+    crate::log::info("the roster's age keys changed: the secrets are re-encrypted to them");
+    Ok(true)
+}
+
+/// Whether `machine` may change the secrets by the roster of `tree`: it is active there, as an
+/// admin or a member.
+fn may_reencrypt(repo: &git2::Repository, tree: &git2::Tree<'_>, machine: &str) -> bool {
+    let keys = tree.get_name(roster::layout::KEYS).map(|e| e.id());
+    crate::authority::read_tree(repo, keys).is_ok_and(|r| {
+        r.members
+            .get(machine)
+            .is_some_and(|m| m.role() != crate::authority::Role::Receiver)
+    })
 }
 
 /// Decrypts the three versions of the secrets and merges them per key; a value kept aside is

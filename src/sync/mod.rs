@@ -4,12 +4,13 @@
 //! 2. repair what a killed command left ([`recover`]);
 //! 3. a member that has not yet published its poke key or the address `--address` asked for
 //!    commits them ([`poke`]); capture every managed path into the clone and commit it
-//!    ([`backend::capture_and_commit`]);
+//!    ([`backend::capture_and_commit`]); a receiver captures nothing;
 //! 4. fetch, integrate the forge's commits in memory, push; again on a rejected push
 //!    ([`exchange`]); when the integrated fleet.toml moved the fleet to another forge, the same
-//!    with the new one ([`forge_move`]);
-//! 5. apply the result to the live files, with conflict copies of what lost
-//!    ([`backend::apply_head`]);
+//!    with the new one ([`forge_move`]); a receiver whose rotate waits takes its new identity
+//!    once the secrets are encrypted to it ([`adopt`]);
+//! 5. apply the result to the live files, with conflict copies of what lost (on a receiver,
+//!    of every local edit too: "this machine only receives") ([`backend::apply_head`]);
 //! 6. publish this machine's status and collected files on its host branch when due, gather
 //!    the other machines' ([`collect`]; a failure there is held back, never fails the cycle);
 //! 7. record the cycle in the state directory ([`state`]), refresh the background agents when
@@ -30,6 +31,7 @@
 //! Must never: overwrite a live file holding an edit that is not captured or kept as a
 //! conflict copy.
 
+pub mod adopt;
 pub mod apply;
 pub mod backend;
 pub mod capture;
@@ -338,6 +340,21 @@ fn run(
     if !crate::gate::may_push(&repo)? && machine.revocation().is_none() {
         crate::log::info("this machine is not an active member of the fleet: nothing is captured");
     }
+    // A receiver's rotate waits for the fleet to re-encrypt the secrets to its new identity.
+    let (identity, identity_err) = match adopt::adopt_waiting_identity(machine, &repo) {
+        Ok(true) => match machine.identity() {
+            Ok(id) => (Some(id), None),
+            Err(e) => (None, Some(e)),
+        },
+        Ok(false) => (identity, identity_err),
+        Err(e) => {
+            rec.held_back.push(format!(
+                "this machine's new identity (from its rotate) is not in use yet: {}",
+                crate::error::chain(&e)
+            ));
+            (identity, identity_err)
+        }
+    };
     let applied = backend::apply_head(
         machine,
         &repo,

@@ -267,6 +267,10 @@ pub enum ConflictReason {
     /// `fleetkey restore` put an earlier version in its place.
     #[serde(rename = "replaced by restore")]
     Restored,
+    /// The file was edited on a receiver, which changes nothing the fleet shares: the edit is
+    /// kept aside and the fleet's version applied.
+    #[serde(rename = "this machine only receives")]
+    ReceiverOnly,
 }
 
 impl std::fmt::Display for ConflictReason {
@@ -276,6 +280,7 @@ impl std::fmt::Display for ConflictReason {
             ConflictReason::FirstContact => "first contact",
             ConflictReason::ChangedDuringCycle => "changed during the cycle",
             ConflictReason::Restored => "replaced by restore",
+            ConflictReason::ReceiverOnly => "this machine only receives",
         })
     }
 }
@@ -372,6 +377,7 @@ mod tests {
             ConflictReason::BothChanged,
             ConflictReason::FirstContact,
             ConflictReason::ChangedDuringCycle,
+            ConflictReason::ReceiverOnly,
         ] {
             let text = serde_json::to_string(&reason).unwrap();
             assert_eq!(text, format!("\"{reason}\""));

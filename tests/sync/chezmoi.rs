@@ -116,6 +116,33 @@ fn chezmoi_backend_runs_chezmoi_s_exact_commands_and_keeps_both_sides_of_a_confl
     assert_eq!(copies.len(), 1, "{copies:?}");
     assert_eq!(std::fs::read(&copies[0]).unwrap(), b"beta's version\n");
     assert!(argv_log(b).contains("target-path"), "{}", argv_log(b));
+
+    // beta becomes a receiver: it captures nothing, and its local edit is kept aside (reason
+    // "this machine only receives") before `chezmoi apply --force` puts the fleet's back.
+    with_fake(a, &["role", "beta", "receiver"]);
+    with_fake(b, &["sync"]);
+    let head = fleet.forge.head();
+    b.write(".zshrc", b"edited on a receiver\n");
+    with_fake(b, &["sync"]);
+    assert_eq!(b.text(".zshrc"), "alpha again\n");
+    assert_eq!(fleet.forge.head(), head);
+    let kept: Vec<_> = b
+        .conflict_copies(".zshrc")
+        .into_iter()
+        .filter(|c| std::fs::read(c).unwrap() == b"edited on a receiver\n")
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", b.conflict_copies(".zshrc"));
+    let status: serde_json::Value =
+        serde_json::from_str(&with_fake(b, &["status", "--json"])).unwrap();
+    assert!(
+        status["sync"]["conflicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["copy"] == kept[0].to_str().unwrap()
+                && c["reason"] == "this machine only receives"),
+        "{status}"
+    );
     for n in [a, b] {
         n.assert_clean_repo();
     }

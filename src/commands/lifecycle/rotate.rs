@@ -28,30 +28,35 @@ use super::read_revoked;
 pub fn rotate(ssh: bool) -> Result<()> {
     let machine = Machine::load()?;
     let mut change = FleetChange::begin(&machine, Begin::InStep)?;
-    if crate::authority::role_in(change.repo.root(), &machine.config.name)
-        == crate::authority::Role::Receiver
-    {
-        return Err(ErrorKind::Refused(format!(
-            "{} is a receiver: its rotate re-encrypts the secrets, which only an admin or member may change",
-            machine.config.name
-        ))
-        .hint("on an admin, run `fleetkey role NAME member`; rotate here; then `fleetkey role NAME receiver` again"));
-    }
+    // A receiver changes only its own key files: the secrets are re-encrypted to its new
+    // identity by the next admin or member cycle, and it keeps its old identity until then.
+    let receiver = crate::authority::role_in(change.repo.root(), &machine.config.name)
+        == crate::authority::Role::Receiver;
     let next = NextKeys::load_or_make(&machine)?;
     fault::point("rotate:identity-made");
-    list_new_keys(&change, &next, ssh)?;
+    list_new_keys(&change, &next, ssh, receiver)?;
     change.publish()?;
     fault::point("rotate:pushed");
     retire_old_signing_key(&change, &next)?;
     change.repo.set_signer(machine.signer()?);
     change.publish()?;
-    retire_here(&machine)?;
+    retire_signing_key_here(&machine)?;
+    if !receiver {
+        retire_identity_here(&machine)?;
+    }
     outln!(
         "fleetkey: {} has a new age identity: {}",
         machine.config.name,
         next.identity.recipient()
     )?;
     outln!("  signing key: {}", next.signing.fingerprint())?;
+    // A member's re-encryption may have come with the merges of this rotate already.
+    if receiver && !crate::sync::adopt::adopt_waiting_identity(&machine, &change.repo)? {
+        outln!(
+            "  {} only receives: the secrets are re-encrypted to its new identity by the next admin or member sync; it keeps its old identity until it can read them with the new one",
+            machine.config.name
+        )?;
+    }
     rotate_poke_key(&change)
 }
 
@@ -101,8 +106,10 @@ fn sign_text(keys: &[&ssh_key::PublicKey]) -> String {
 /// Step 1: the new identity, and the new signing key listed BESIDE the old one, in one commit
 /// signed by the old key (the one members know from its parent); with `ssh`, a new SSH key too.
 /// A merge this machine has to make before step 2 is pushed is signed by the old key, which
-/// both parents list. Nothing to do when a rotate interrupted later made it already.
-fn list_new_keys(change: &FleetChange, next: &NextKeys, ssh: bool) -> Result<()> {
+/// both parents list. Nothing to do when a rotate interrupted later made it already. A
+/// `receiver` commits only its key files (and the keys it retires): the secrets stay as they
+/// are, for an admin or member to re-encrypt.
+fn list_new_keys(change: &FleetChange, next: &NextKeys, ssh: bool, receiver: bool) -> Result<()> {
     let (machine, repo) = (change.machine, &change.repo);
     let me = &machine.config.name;
     let roster = Roster::load(repo.root())?;
@@ -116,7 +123,11 @@ fn list_new_keys(change: &FleetChange, next: &NextKeys, ssh: bool) -> Result<()>
         return Ok(());
     }
     let today = clock::date(clock::now_unix());
-    let env = machine.secrets()?;
+    let env = if receiver {
+        None
+    } else {
+        Some(machine.secrets()?)
+    };
     let age_path = layout::age_pub(layout::KEYS, me);
     let sign_path = layout::sign_pub(layout::KEYS, me);
     files::write_atomic(
@@ -160,21 +171,25 @@ fn list_new_keys(change: &FleetChange, next: &NextKeys, ssh: bool) -> Result<()>
         0o644,
     )?;
     fault::point("rotate:roster-written");
-    let roster = Roster::load(repo.root())?;
-    SecretsFile::new(repo.root()).store(&env, &roster)?;
-    fault::point("rotate:encrypted");
-    paths_changed.push(CIPHERTEXT.into());
-    paths_changed.push(RECIPIENTS.into());
+    if let Some(env) = env {
+        let roster = Roster::load(repo.root())?;
+        SecretsFile::new(repo.root()).store(&env, &roster)?;
+        fault::point("rotate:encrypted");
+        paths_changed.push(CIPHERTEXT.into());
+        paths_changed.push(RECIPIENTS.into());
+    }
     let refs: Vec<&str> = paths_changed.iter().map(String::as_str).collect();
     let what = if ssh {
         "age identity, signing key and SSH key"
     } else {
         "age identity and signing key"
     };
-    change.commit(
-        &refs,
-        &format!("{me}: rotate its {what}; secrets re-encrypted"),
-    )?;
+    let secrets = if receiver {
+        "the secrets are re-encrypted by the next admin or member sync"
+    } else {
+        "secrets re-encrypted"
+    };
+    change.commit(&refs, &format!("{me}: rotate its {what}; {secrets}"))?;
     fault::point("rotate:committed");
     Ok(())
 }
@@ -213,28 +228,8 @@ fn retire_old_signing_key(change: &FleetChange, next: &NextKeys) -> Result<()> {
     Ok(())
 }
 
-/// The new roster is on the forge: the old identity and signing key are replaced by the new
-/// ones here. The old identity is kept under retired/ (named by its recipient, so a re-run
-/// keeps one copy) for reading the history it encrypted, which a `revoke --compromised` report
-/// needs.
-fn retire_here(machine: &Machine) -> Result<()> {
-    if let Ok(old) = Identity::load(&machine.paths.identity_file()) {
-        let retired = machine
-            .paths
-            .retired_dir()
-            .join(format!("{}.txt", old.recipient()));
-        if !retired.exists() {
-            old.create(&retired, &clock::rfc3339(clock::now_unix()))?;
-        }
-    }
-    std::fs::rename(
-        machine.paths.next_identity_file(),
-        machine.paths.identity_file(),
-    )
-    .map_err(Error::io(
-        "cannot retire the old identity at",
-        &machine.paths.identity_file(),
-    ))?;
+/// The new roster is on the forge: the old signing key is replaced by the new one here.
+fn retire_signing_key_here(machine: &Machine) -> Result<()> {
     std::fs::rename(
         machine.paths.next_signing_key_file(),
         machine.paths.signing_key_file(),
@@ -243,6 +238,19 @@ fn retire_here(machine: &Machine) -> Result<()> {
         "cannot retire the old signing key at",
         &machine.paths.signing_key_file(),
     ))
+}
+
+/// The new roster and the secrets encrypted to it are on the forge: the old identity is
+/// replaced by the new one here (and kept under retired/, see [`identity::retire_for_next`]).
+/// A receiver's rotate leaves this to the cycle that first reads the secrets with the new
+/// identity ([`crate::sync::adopt`]).
+fn retire_identity_here(machine: &Machine) -> Result<()> {
+    identity::retire_for_next(
+        &machine.paths.identity_file(),
+        &machine.paths.next_identity_file(),
+        &machine.paths.retired_dir(),
+        &clock::rfc3339(clock::now_unix()),
+    )
 }
 
 /// Step 3 of `rotate`: a new poke key replaces the old, which goes to keys/revoked. The new key
