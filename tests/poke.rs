@@ -580,7 +580,7 @@ fn revoke_pokes_the_remaining_peers_and_they_drop_the_key_at_once() {
     let (a, b) = (&fleet.users[0], &fleet.users[1]);
     let revoked = Instant::now();
     let out = a.ok(&["revoke", "c", "--yes"]);
-    assert!(out.contains("poked 1 of 1 peers (b)"), "{out}");
+    assert!(out.contains("delivered to 1 of 1 peers (b)"), "{out}");
     wait_for(
         Duration::from_secs(10),
         || format!("b still admits c's key\n{}", b.log()),

@@ -204,8 +204,9 @@ fn watched_cycle(
                 ));
             }
             if rec.pushed {
-                // In the background: the pokes never delay or fail the cycle.
-                super::poke::poke_in_background(machine);
+                // In the background: the pokes never delay or fail the cycle. Each carries
+                // the commits just pushed.
+                super::poke::deliver_in_background(machine, rec.pushed_over);
             }
             if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
                 crate::log::info(&format!(

@@ -201,7 +201,9 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
             roster.active.len()
         )?;
     }
-    change.publish()?;
+    // Delivered to every remaining peer with an address, even when the forge refuses the push
+    // or cannot be reached.
+    let published = change.publish_and_deliver();
     // This machine stops admitting the revoked key now, not at its next cycle.
     if let Err(e) = sync::backend::merge_authorized_keys(&machine, repo) {
         crate::log::warn(&format!(
@@ -210,33 +212,49 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
             e.advice().map(|a| format!(" ({a})")).unwrap_or_default()
         ));
     }
-    poke_remaining_peers(&machine)
+    tell_delivery(&published.delivery)?;
+    published.pushed
 }
 
-/// After a revocation (or a change of whose login keys the fleet admits: a role, `ssh_from`)
-/// is on the forge, pokes every remaining peer that has an address, so each online machine's
-/// authorized_keys follows within seconds instead of at its next poll.
-pub fn poke_remaining_peers(machine: &Machine) -> Result<()> {
-    let peers = sync::poke::peers(machine);
-    if peers.is_empty() {
+/// After a revocation (or a change of whose login keys the fleet admits: a role, `ssh_from`):
+/// says which peers have the change now (they took the bundle their poke carried, whatever
+/// the forge does) and which get it from the forge: at once when the poke reached them, else
+/// at their next poll.
+pub fn tell_delivery(delivery: &sync::poke::Delivery) -> Result<()> {
+    if delivery.outcomes.is_empty() {
         return Ok(());
     }
-    let outcomes = sync::poke::poke_peers(machine, &peers);
-    let reached: Vec<&str> = outcomes
-        .iter()
-        .filter(|(_, r)| r.reached)
-        .map(|(n, _)| n.as_str())
+    let have = delivery.have_it();
+    let mut line = format!(
+        "fleetkey: delivered to {} of {} peers",
+        have.len(),
+        delivery.outcomes.len()
+    );
+    if !have.is_empty() {
+        line.push_str(&format!(" ({})", have.join(", ")));
+    }
+    let rest: Vec<String> = delivery
+        .from_forge()
+        .into_iter()
+        .map(|name| {
+            let reached = delivery.outcomes.get(name).is_some_and(|r| r.reached);
+            format!(
+                "{name} ({})",
+                if reached {
+                    "poked"
+                } else {
+                    "not reached: at its next poll"
+                }
+            )
+        })
         .collect();
-    outln!(
-        "fleetkey: poked {} of {} peers{}; the others apply it at their next poll",
-        reached.len(),
-        peers.len(),
-        if reached.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reached.join(", "))
-        }
-    )?;
+    if !rest.is_empty() {
+        line.push_str(&format!("; from the forge: {}", rest.join(", ")));
+    }
+    outln!("{line}")?;
+    if let Some(why) = &delivery.plain_because {
+        outln!("  nothing was carried: {why}")?;
+    }
     Ok(())
 }
 
