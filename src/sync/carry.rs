@@ -72,10 +72,11 @@ impl Outgoing {
 pub enum Made {
     /// A bundle within the limit.
     Bundle(Outgoing),
-    /// Nothing new over the base (or no base known): nothing to carry.
+    /// Nothing new over the base: nothing to carry, nobody to poke.
     Nothing,
-    /// The change is larger than [`limits::POKE_BUNDLE`]: left to the forge.
-    TooLarge(TooLarge),
+    /// No bundle, for the reason given (too large, no base known, git failed): the peers are
+    /// poked plainly and fetch from the forge.
+    Plain(String),
 }
 
 /// Bundles HEAD (the branch `refs/heads/BRANCH`) over `base`, in the state directory.
@@ -85,12 +86,15 @@ pub fn make(
     state_dir: &Path,
     branch: &str,
     base: Option<git2::Oid>,
-) -> Result<Made> {
-    let (Some(head), Some(base)) = (repo.head(), base) else {
-        return Ok(Made::Nothing);
+) -> Made {
+    let Some(head) = repo.head() else {
+        return Made::Nothing;
+    };
+    let Some(base) = base else {
+        return Made::Plain("no fleet commit fetched yet to build a bundle on".into());
     };
     if head == base {
-        return Ok(Made::Nothing);
+        return Made::Nothing;
     }
     let local = format!("refs/heads/{branch}");
     let on_branch = match repo.raw().head() {
@@ -98,11 +102,24 @@ pub fn make(
         Err(_) => None,
     };
     if on_branch.as_deref() != Some(local.as_str()) {
-        crate::log::debug(&format!(
-            "the clone is not on {local}: nothing carried to the peers"
-        ));
-        return Ok(Made::Nothing);
+        return Made::Plain(format!("the clone is not on {local}"));
     }
+    match create(forge, repo, state_dir, &local, head, base) {
+        Ok(Ok(bundle)) => Made::Bundle(bundle),
+        Ok(Err(too_large)) => Made::Plain(too_large.to_string()),
+        Err(e) => Made::Plain(format!("no bundle: {}", crate::error::chain(&e))),
+    }
+}
+
+/// `git bundle create` of `local` (at `head`) over `base`; the size checked.
+fn create(
+    forge: &Forge,
+    repo: &FleetRepo,
+    state_dir: &Path,
+    local: &str,
+    head: git2::Oid,
+    base: git2::Oid,
+) -> Result<std::result::Result<Outgoing, TooLarge>> {
     crate::files::ensure_private_dir(state_dir)?;
     let file = tempfile::Builder::new()
         .prefix(".fleetkey-bundle-")
@@ -112,11 +129,11 @@ pub fn make(
     let mut cmd = forge.git(Some(repo.root()));
     cmd.args(["bundle", "create", "--quiet"])
         .arg(&*file)
-        .args([local.as_str(), &format!("^{base}")]);
+        .args([local, &format!("^{base}")]);
     let out = run_git(cmd, "bundle")?;
     if !out.status.success() {
         return Err(Error::refused(format!(
-            "cannot bundle the new commits: {}",
+            "git bundle failed: {}",
             git_said(&out)
         )));
     }
@@ -124,9 +141,9 @@ pub fn make(
         .map_err(Error::io("cannot read", &file))?
         .len();
     if let Err(too_large) = limits::POKE_BUNDLE.check(bytes) {
-        return Ok(Made::TooLarge(too_large));
+        return Ok(Err(too_large));
     }
-    Ok(Made::Bundle(Outgoing {
+    Ok(Ok(Outgoing {
         file,
         tip: head,
         bytes,

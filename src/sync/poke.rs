@@ -264,7 +264,7 @@ impl Delivery {
 
     /// The peers that did not take it: they get the change from the forge (at once when the
     /// poke reached them, else at their next poll).
-    pub fn from_forge(&self) -> Vec<&str> {
+    pub fn left_to_the_forge(&self) -> Vec<&str> {
         self.outcomes
             .iter()
             .filter(|(_, r)| r.carried.is_none())
@@ -290,23 +290,15 @@ pub fn deliver(
     }
     let mut delivery = Delivery::default();
     let bundle = match carry::make(forge, repo, &machine.paths.state_dir, branch, base) {
-        Ok(Made::Nothing) => return delivery,
-        Ok(Made::Bundle(b)) => Some(b),
-        Ok(Made::TooLarge(t)) => {
-            delivery.plain_because = Some(format!("{t}; the peers fetch it from the forge"));
-            None
-        }
-        Err(e) => {
-            delivery.plain_because = Some(format!(
-                "no bundle: {}; the peers fetch it from the forge",
-                crate::error::chain(&e)
-            ));
+        Made::Nothing => return delivery,
+        Made::Bundle(b) => Some(b),
+        Made::Plain(why) => {
+            let why = format!("{why}; the peers fetch the change from the forge");
+            crate::log::info(&why);
+            delivery.plain_because = Some(why);
             None
         }
     };
-    if let Some(why) = &delivery.plain_because {
-        crate::log::info(why);
-    }
     if let Some(b) = &bundle {
         crate::log::debug(&format!(
             "each poke carries a bundle of {} up to {}",
@@ -330,23 +322,22 @@ pub fn deliver_in_background(machine: &Machine, base: Option<git2::Oid>) {
     let Ok(fleet) = machine.fleet_config() else {
         return;
     };
-    let bundle = match machine.repo().and_then(|repo| {
-        carry::make(
+    let made = match machine.repo() {
+        Ok(repo) => carry::make(
             &forge,
             &repo,
             &machine.paths.state_dir,
             &fleet.sync.branch,
             base,
-        )
-    }) {
-        Ok(Made::Bundle(b)) => Some(b),
-        Ok(Made::Nothing) => None,
-        Ok(Made::TooLarge(t)) => {
-            crate::log::info(&format!("{t}; the peers fetch it from the forge"));
-            None
-        }
-        Err(e) => {
-            crate::log::debug(&format!("no bundle for the peers: {e}"));
+        ),
+        Err(e) => Made::Plain(format!("no bundle: {e}")),
+    };
+    // The cycle pushed: the peers are poked whatever the bundle.
+    let bundle = match made {
+        Made::Bundle(b) => Some(b),
+        Made::Nothing => None,
+        Made::Plain(why) => {
+            crate::log::info(&format!("{why}; the peers fetch the change from the forge"));
             None
         }
     };

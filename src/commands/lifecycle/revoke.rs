@@ -234,7 +234,7 @@ pub fn tell_delivery(delivery: &sync::poke::Delivery) -> Result<()> {
         line.push_str(&format!(" ({})", have.join(", ")));
     }
     let rest: Vec<String> = delivery
-        .from_forge()
+        .left_to_the_forge()
         .into_iter()
         .map(|name| {
             let reached = delivery.outcomes.get(name).is_some_and(|r| r.reached);
