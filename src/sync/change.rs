@@ -170,7 +170,12 @@ fn publish_and_deliver(
     let branch = &fleet.sync.branch;
     // Pushed: over the forge's commit it went on; not pushed: over the last one fetched.
     let base = pushed_over.or_else(|| repo.remote_tracking(branch));
-    let delivery = super::poke::deliver(machine, forge, repo, branch, base);
+    // A machine that is not an active member has nothing the peers would take.
+    let delivery = if crate::gate::may_push(repo).unwrap_or(false) {
+        super::poke::deliver(machine, forge, repo, branch, base)
+    } else {
+        super::poke::Delivery::default()
+    };
     Published { pushed, delivery }
 }
 
