@@ -221,8 +221,16 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
 /// the forge does) and which get it from the forge: at once when the poke reached them, else
 /// at their next poll.
 pub fn tell_delivery(delivery: &sync::poke::Delivery) -> Result<()> {
+    for line in delivery_lines(delivery) {
+        outln!("{line}")?;
+    }
+    Ok(())
+}
+
+/// The lines [`tell_delivery`] prints (none when no peer has an address).
+fn delivery_lines(delivery: &sync::poke::Delivery) -> Vec<String> {
     if delivery.outcomes.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     let have = delivery.have_it();
     let mut line = format!(
@@ -251,11 +259,11 @@ pub fn tell_delivery(delivery: &sync::poke::Delivery) -> Result<()> {
     if !rest.is_empty() {
         line.push_str(&format!("; from the forge: {}", rest.join(", ")));
     }
-    outln!("{line}")?;
+    let mut lines = vec![line];
     if let Some(why) = &delivery.plain_because {
-        outln!("  nothing was carried: {why}")?;
+        lines.push(format!("  nothing was carried: {why}"));
     }
-    Ok(())
+    lines
 }
 
 /// `revoke NAME --compromised` for a machine already revoked: the exposure report over every
@@ -429,4 +437,47 @@ fn print_report(report: &exposure::Report, json: bool, again: bool) -> Result<()
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync::poke::{Delivery, PokeRecord};
+
+    fn record(reached: bool, carried: bool) -> PokeRecord {
+        PokeRecord {
+            address: "u@h".into(),
+            at: "2026-12-03T08:00:00Z".into(),
+            reached,
+            error: (!reached).then(|| "Connection refused".into()),
+            carried: carried.then(|| "ab12".into()),
+        }
+    }
+
+    #[test]
+    fn the_delivery_says_who_has_it_and_who_gets_it_from_the_forge() {
+        assert!(delivery_lines(&Delivery::default()).is_empty());
+        let mut d = Delivery::default();
+        d.outcomes.insert("b".into(), record(true, true));
+        d.outcomes.insert("c".into(), record(true, false));
+        d.outcomes.insert("d".into(), record(false, false));
+        assert_eq!(
+            delivery_lines(&d),
+            [
+                "fleetkey: delivered to 1 of 3 peers (b); from the forge: c (poked), d (not reached: at its next poll)"
+            ]
+        );
+        let mut d = Delivery {
+            plain_because: Some("5 MiB is larger than the limit".into()),
+            ..Delivery::default()
+        };
+        d.outcomes.insert("b".into(), record(true, false));
+        assert_eq!(
+            delivery_lines(&d),
+            [
+                "fleetkey: delivered to 0 of 1 peers; from the forge: b (poked)",
+                "  nothing was carried: 5 MiB is larger than the limit"
+            ]
+        );
+    }
 }
