@@ -8,6 +8,8 @@
 //!   change of a dotfile), too large, or on a stdin that never ends changes nothing, and then
 //!   still takes a good one at once.
 //! - A peer that lacks a bundle's base drops it, fetches from the forge and converges.
+//! - A change made while the forge is down (`secrets set`, exit 75) reaches a poked peer all
+//!   the same, and the forge once it is back.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -470,5 +472,53 @@ fn a_peer_missing_the_bundles_base_falls_back_to_the_forge_and_converges() {
         b.log()
     );
     assert_eq!(head_of(b), head_of(a));
+    assert_eq!(fleet.forge.head(), head_of(a));
+}
+
+#[test]
+fn a_change_made_while_the_forge_is_down_reaches_a_poked_peer_and_later_the_forge() {
+    let mut fleet = PokeFleet::new(&["a", "b"]);
+    fleet.set_poll("1h");
+    fleet.users[1].start_watcher();
+    fleet.forge.stop();
+    let (a, b) = (&fleet.users[0], &fleet.users[1]);
+    let value = "made-while-the-forge-is-down-42";
+    let mut child = a
+        .command(bin())
+        .args(["secrets", "set", "TOKEN"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{value}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "the forge is down: the change stays local ({out:?})"
+    );
+    wait_for(
+        Duration::from_secs(10),
+        || format!("b never read the new secret:\n{}", b.log()),
+        || {
+            let got = b.run(&["secrets", "get", "TOKEN"]);
+            (got.stdout == format!("{value}\n").as_bytes()).then_some(())
+        },
+    );
+    assert!(
+        b.log().contains("took a bundle a peer handed over"),
+        "{}",
+        b.log()
+    );
+    // Back online, the forge gets the change from either machine.
+    fleet.forge.resume();
+    let (a, _) = (&fleet.users[0], &fleet.users[1]);
+    a.ok(&["sync"]);
     assert_eq!(fleet.forge.head(), head_of(a));
 }
