@@ -456,11 +456,12 @@ pub enum SecretsCmd {
         #[arg(long)]
         allow_empty: bool,
     },
-    /// List the values kept aside by merges: key, the machine whose edit lost, and when.
+    /// List the values kept aside by merges: key, and who set each value and when.
     ///
     /// When two machines change one key before they sync, the forge's value is in force and
     /// the other is kept aside (inside the encryption) until `secrets resolve` or `secrets set`
-    /// settles it.
+    /// settles it. Each value is named by the machine that set it and the time it was set
+    /// there, so every machine shows the same lines.
     Conflicts {
         /// Also print the values (the one in force and the one kept aside).
         #[arg(long)]
@@ -470,8 +471,8 @@ pub enum SecretsCmd {
     Resolve {
         /// The secret's name.
         key: String,
-        /// `in-force`: the value in force, the edit that won the merge (the forge's);
-        /// `aside`: the value kept aside, the edit from the machine `secrets conflicts` names.
+        /// `in-force`: the value in force (the one that won the merge); `aside`: the value
+        /// kept aside. `secrets conflicts` names the machine that set each.
         /// `theirs` and `ours` are accepted as the old spellings of `in-force` and `aside`.
         #[arg(long, value_enum)]
         keep: crate::secrets::Keep,

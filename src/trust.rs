@@ -7,7 +7,8 @@
 //! - that key is not in this machine's revoked set (the union of `keys/revoked` over every
 //!   authentic commit this machine has seen, kept in the state directory, never shrinking),
 //! - and every parent is authentic, back to this machine's trust root (pinned in config.toml:
-//!   the founding commit for `init`, the bundle's for `join`, the tip `enroll` first fetched).
+//!   the founding commit: `init`'s own, the one the bundle carries for `join`, and for `enroll`
+//!   the founding commit of the history it cloned, verified forward from there).
 //!
 //! A forge tip that does not contain the last forge tip verified here (a rewind) is not
 //! authentic either, nor is one that does not descend from the trust root.

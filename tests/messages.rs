@@ -217,7 +217,11 @@ fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("secret SHARED changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve SHARED --keep aside|in-force`)"),
+        err.contains("secret SHARED changed here and on the forge: the value set by beta at "),
+        "{err}"
+    );
+    assert!(
+        err.contains(" is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve SHARED --keep aside|in-force`)"),
         "{err}"
     );
     assert!(!err.contains("secrets.env.age changed here"), "{err}");
@@ -227,7 +231,11 @@ fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
 
     let listed = alpha.ok(&["secrets", "conflicts"]);
     assert!(
-        listed.starts_with("SHARED\tkept aside: the value from alpha at "),
+        listed.starts_with("SHARED\tin force: set by beta at "),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("; aside: set by alpha (here) at "),
         "{listed}"
     );
     assert!(
@@ -235,8 +243,8 @@ fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
         "{listed}"
     );
     let shown = alpha.ok(&["secrets", "conflicts", "--show"]);
-    assert!(shown.contains("  in force:   from-beta\n"), "{shown}");
-    assert!(shown.contains("  kept aside: from-alpha\n"), "{shown}");
+    assert!(shown.contains("  in force: from-beta\n"), "{shown}");
+    assert!(shown.contains("  aside:    from-alpha\n"), "{shown}");
 
     let said = alpha.ok(&["secrets", "resolve", "SHARED", "--keep", "aside"]);
     assert_eq!(
@@ -249,6 +257,139 @@ fn a_secret_conflict_is_named_listed_and_resolved_and_leaves_no_record() {
     assert!(err.contains("SHARED has no conflict to resolve"), "{err}");
     beta.ok(&["sync"]);
     assert_eq!(beta.ok(&["secrets", "get", "SHARED"]), "from-alpha\n");
+}
+
+/// When `who` set SHARED, as the commit of its `secrets set` in `m`'s clone says (UTC, RFC 3339).
+fn set_time(m: &Machine, who: &str) -> String {
+    let out = Command::new("git")
+        .env("TZ", "UTC")
+        .arg("-C")
+        .arg(m.repo())
+        .args([
+            "log",
+            "-1",
+            "--date=format-local:%Y-%m-%dT%H:%M:%SZ",
+            "--format=%ad",
+            "--fixed-strings",
+        ])
+        .arg(format!("--grep={who}: secrets: set SHARED"))
+        .output()
+        .unwrap();
+    let time = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!time.is_empty(), "no commit of {who} setting SHARED");
+    time
+}
+
+#[test]
+fn a_secret_conflict_names_each_value_by_its_setter_and_set_time_on_both_machines() {
+    let (alpha, beta) = two_machines();
+    alpha.ok_with_stdin(&["secrets", "set", "SHARED", "--no-push"], b"from-alpha\n");
+    beta.ok_with_stdin(&["secrets", "set", "SHARED"], b"from-beta\n");
+    // alpha merges "two hours later": the skew moves fleetkey's clock (the merge's time), not
+    // the commit times git gives the two `secrets set`.
+    let out = alpha
+        .cmd(["sync"])
+        .env("FLEETKEY_CLOCK_SKEW", "7200")
+        .output()
+        .unwrap();
+    crate::util::assert_success(&out, &["sync"]);
+    beta.sync();
+    let (alpha_set, beta_set) = (set_time(&beta, "alpha"), set_time(&beta, "beta"));
+
+    for (m, name) in [(&alpha, "alpha"), (&beta, "beta")] {
+        let here = |who: &str| {
+            if who == name {
+                format!("{who} (here)")
+            } else {
+                who.to_string()
+            }
+        };
+        // The same on both machines: the value in force is beta's, the one aside alpha's,
+        // each with when it was set there.
+        assert_eq!(
+            m.ok(&["secrets", "conflicts"]),
+            format!(
+                "SHARED\tin force: set by {} at {beta_set}; aside: set by {} at {alpha_set}\n\
+                 settle each with `fleetkey secrets resolve KEY --keep aside|in-force` (or `secrets set KEY`)\n",
+                here("beta"),
+                here("alpha")
+            ),
+            "on {name}"
+        );
+        let shown = m.ok(&["secrets", "conflicts", "--show"]);
+        assert!(
+            shown.contains("\n  in force: from-beta\n  aside:    from-alpha\n"),
+            "on {name}: {shown}"
+        );
+        let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "--json"])).unwrap();
+        let c = &status["secrets"]["conflicts"][0];
+        assert_eq!(
+            (
+                &c["aside_by"],
+                &c["aside_at"],
+                &c["in_force_by"],
+                &c["in_force_at"]
+            ),
+            (
+                &serde_json::json!("alpha"),
+                &serde_json::json!(alpha_set),
+                &serde_json::json!("beta"),
+                &serde_json::json!(beta_set)
+            ),
+            "on {name}: {status}"
+        );
+        // The merge's own time is another: two hours after both values were set.
+        assert_ne!(c["at"], serde_json::json!(alpha_set), "{status}");
+        assert_ne!(c["at"], serde_json::json!(beta_set), "{status}");
+    }
+
+    // `aside` means the same value on the other machine: beta keeps alpha's.
+    beta.ok(&["secrets", "resolve", "SHARED", "--keep", "aside"]);
+    alpha.sync();
+    for m in [&alpha, &beta] {
+        assert_eq!(
+            m.ok(&["secrets", "get", "SHARED"]),
+            "from-alpha\n",
+            "{}",
+            m.name
+        );
+        assert_eq!(
+            m.ok(&["secrets", "conflicts"]),
+            "no conflicts\n",
+            "{}",
+            m.name
+        );
+    }
+}
+
+#[test]
+fn a_conflict_record_of_an_older_fleetkey_shows_its_setters_as_unknown() {
+    let alpha = Machine::new();
+    alpha.ok(&["init", "--name", "alpha"]);
+    alpha.ok_with_stdin(&["secrets", "set", "SHARED"], b"in-force\n");
+    // An older fleetkey wrote `# fleetkey:conflict KEY from= at= value=`: put one in by editing.
+    let editor = alpha.dir.path().join("add-old-record");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf '# fleetkey:conflict SHARED from=beta at=2024-05-01T10:00:00Z value=\"old\"\\n' >> \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = alpha
+        .cmd(["secrets", "edit"])
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    crate::util::assert_success(&out, &["secrets", "edit"]);
+    assert_eq!(
+        alpha.ok(&["secrets", "conflicts", "--show"]),
+        "SHARED\tin force: set by unknown; aside: set by unknown (an older record: kept aside by a merge on beta at 2024-05-01T10:00:00Z)\n\
+         \x20 in force: in-force\n\
+         \x20 aside:    old\n\
+         settle each with `fleetkey secrets resolve KEY --keep aside|in-force` (or `secrets set KEY`)\n"
+    );
+    alpha.ok(&["secrets", "resolve", "SHARED", "--keep", "aside"]);
+    assert_eq!(alpha.ok(&["secrets", "get", "SHARED"]), "old\n");
 }
 
 #[test]

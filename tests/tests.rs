@@ -14,6 +14,7 @@ mod init_and_secrets;
 mod lifecycle;
 mod messages;
 mod poke;
+mod quickstart;
 mod snapshots;
 mod ssh_roles;
 mod sshd;

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::envfile::EnvFile;
+use crate::envfile::{Conflict, EnvFile, Origins, Setter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Machine;
 use crate::output::{self, outln};
@@ -130,8 +130,8 @@ pub fn list() -> Result<()> {
         }
         for c in conflicts.iter().filter(|c| c.key == key) {
             text.push_str(&format!(
-                "\tCONFLICT (a value from {} at {} is kept aside)",
-                c.from, c.at
+                "\tCONFLICT ({})",
+                describe_conflict(c, true, &machine.config.name)
             ));
         }
         text.push('\n');
@@ -209,9 +209,9 @@ pub fn unset(key: &str, push: bool) -> Result<()> {
     Ok(())
 }
 
-/// `secrets conflicts [--show]`: each value kept aside by a merge, with the key, the machine
-/// whose edit lost and when; the values themselves (the one in force and the one kept aside)
-/// only with `show`.
+/// `secrets conflicts [--show]`: each value kept aside by a merge, with the key and both values
+/// named by the machine that set each and when it was set there (the same on every machine);
+/// the values themselves (the one in force and the one kept aside) only with `show`.
 pub fn conflicts(show: bool) -> Result<()> {
     let machine = Machine::load()?;
     let env = load(&machine)?;
@@ -222,28 +222,59 @@ pub fn conflicts(show: bool) -> Result<()> {
     let mut text = Zeroizing::new(String::new());
     for c in &conflicts {
         text.push_str(&format!(
-            "{}\tkept aside: the value from {} at {}; in force: {}\n",
+            "{}\t{}\n",
             c.key,
-            c.from,
-            c.at,
-            if env.contains_key(&c.key) {
-                "the forge's value"
-            } else {
-                "none (the key was removed)"
-            }
+            describe_conflict(c, env.contains_key(&c.key), &machine.config.name)
         ));
         if show {
             text.push_str(&format!(
-                "  in force:   {}\n",
+                "  in force: {}\n",
                 env.get(&c.key).map(shown).unwrap_or_default().as_str()
             ));
-            text.push_str(&format!("  kept aside: {}\n", shown(&c.value).as_str()));
+            text.push_str(&format!("  aside:    {}\n", shown(&c.value).as_str()));
         }
     }
     text.push_str(
         "settle each with `fleetkey secrets resolve KEY --keep aside|in-force` (or `secrets set KEY`)\n",
     );
     output::stdout(text.as_bytes())
+}
+
+/// One value kept aside, both values named by who set them and when:
+/// `in force: set by server at T2; aside: set by laptop (here) at T1`. `in_force` says whether
+/// the key still has a value. A record written by an older fleetkey knows neither setter: it
+/// says so, and names the merge that kept the value aside instead.
+pub fn describe_conflict(c: &Conflict, in_force: bool, here: &str) -> String {
+    let in_force = if in_force {
+        set_by(&c.origins.in_force, here)
+    } else {
+        "none (the key was removed)".to_string()
+    };
+    let mut text = format!(
+        "in force: {in_force}; aside: {}",
+        set_by(&c.origins.aside, here)
+    );
+    if c.origins == Origins::default() {
+        text.push_str(&format!(
+            " (an older record: kept aside by a merge on {} at {})",
+            c.from, c.at
+        ));
+    }
+    text
+}
+
+/// `set by M at T`, with `(here)` after this machine's name, and `unknown` for what is.
+fn set_by(setter: &Setter, here: &str) -> String {
+    let who = match setter.machine.as_deref() {
+        Some(m) if m == here => format!("{m} (here)"),
+        Some(m) => m.to_string(),
+        None => "unknown".to_string(),
+    };
+    match setter.at.as_deref() {
+        Some(at) => format!("set by {who} at {at}"),
+        None if setter.machine.is_none() => format!("set by {who}"),
+        None => format!("set by {who} at an unknown time"),
+    }
 }
 
 /// A value for `conflicts --show`: as it is when it is one printable line, else quoted with

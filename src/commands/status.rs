@@ -184,10 +184,21 @@ pub struct NeedsNewValue {
 pub struct SecretConflict {
     /// The secret's name.
     pub key: String,
-    /// The machine whose value lost.
+    /// The machine whose merge kept a value aside.
     pub from: String,
-    /// When.
+    /// When that merge happened.
     pub at: String,
+    /// The machine that set the value kept aside (`null`: unknown, a record of an older fleetkey).
+    pub aside_by: Option<String>,
+    /// When that value was set there (RFC 3339; `null`: unknown).
+    pub aside_at: Option<String>,
+    /// The machine that set the value in force (`null`: unknown).
+    pub in_force_by: Option<String>,
+    /// When that value was set there (RFC 3339; `null`: unknown).
+    pub in_force_at: Option<String>,
+    /// The line `status` prints: both values named by who set them.
+    #[serde(skip)]
+    pub text: String,
 }
 
 /// Gathers the status of this machine.
@@ -367,6 +378,15 @@ fn secrets_status(machine: &Machine, roster: &Roster) -> SecretsStatus {
                     key: c.key.clone(),
                     from: c.from.clone(),
                     at: c.at.clone(),
+                    aside_by: c.origins.aside.machine.clone(),
+                    aside_at: c.origins.aside.at.clone(),
+                    in_force_by: c.origins.in_force.machine.clone(),
+                    in_force_at: c.origins.in_force.at.clone(),
+                    text: super::secrets::describe_conflict(
+                        &c,
+                        env.contains_key(&c.key),
+                        &machine.config.name,
+                    ),
                 })
                 .collect(),
             stale_recipients,
@@ -610,10 +630,7 @@ fn render(s: &Status) -> String {
         ));
     }
     for c in &s.secrets.conflicts {
-        out.push_str(&format!(
-            "  CONFLICT: {} (a value from {} at {} is kept aside)\n",
-            c.key, c.from, c.at
-        ));
+        out.push_str(&format!("  CONFLICT: {} ({})\n", c.key, c.text));
     }
     for a in &s.agents {
         let state = match (a.installed, a.up_to_date, a.loaded) {

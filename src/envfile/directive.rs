@@ -1,6 +1,19 @@
-//! Owns fleetkey's directives, the `# fleetkey:stale` and `# fleetkey:conflict` comment lines:
-//! [`Stale`] and [`Conflict`], reading them, and the edits that mark, list and clear them.
-//! Must never: show a conflict's value in `Debug`, or write a field that would break its line.
+//! Owns fleetkey's directives, the `# fleetkey:stale` and `# fleetkey:aside` comment lines (and
+//! the older `# fleetkey:conflict`, still read): [`Stale`] and [`Conflict`], reading them, and
+//! the edits that mark, list and clear them. Must never: show a conflict's value in `Debug`, or
+//! write a field that would break its line.
+//!
+//! A value kept aside by a merge is written as
+//!
+//! ```text
+//! # fleetkey:aside KEY merged_by=M merged_at=T set_by=A set_at=T1 in_force_by=B in_force_at=T2 value="…"
+//! ```
+//!
+//! naming each of the two values by the machine that set it and when it was set there (`-`
+//! where that is unknown), and the merge that kept it aside. The older form,
+//! `# fleetkey:conflict KEY from=M at=T value="…"`, named only the merge; it still parses, with
+//! both setters unknown. A new directive name, not new fields, so that an older fleetkey reads a
+//! file holding the new records (as plain comments) instead of refusing it.
 
 use std::fmt;
 
@@ -10,7 +23,9 @@ use super::encode::{push_escaped, strip_ending};
 use super::error::{DirectiveError, KeyError};
 use super::model::{EnvFile, Item};
 use super::parse::{decode_double, is_valid_key, scan_double};
-use super::secret::{SecretBuf, concat, secret_copy};
+#[cfg(test)]
+use super::secret::secret_copy;
+use super::secret::{SecretBuf, concat};
 
 /// Every comment line that starts with this is a fleetkey directive.
 const DIRECTIVE_PREFIX: &str = "# fleetkey:";
@@ -27,18 +42,38 @@ pub struct Stale {
     pub reason: String,
 }
 
-/// A `# fleetkey:conflict KEY from=MACHINE at=TIME value="..."` directive: a concurrent edit of
-/// KEY that lost a merge, kept inside the encrypted file so no value is ever lost.
+/// Who set a value, and when it was set on that machine, as far as is known. Holds no secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Setter {
+    /// The machine that set it (a commit's `Fleetkey-Machine`); `None`: unknown.
+    pub machine: Option<String>,
+    /// When it was set there (RFC 3339, the time of that machine's commit); `None`: unknown.
+    pub at: Option<String>,
+}
+
+/// The setters of the two values of a conflict: the one kept aside and the one in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins {
+    /// Who set the value kept aside.
+    pub aside: Setter,
+    /// Who set the value that stayed in force.
+    pub in_force: Setter,
+}
+
+/// A value kept aside by a merge (`# fleetkey:aside …`, or the older `# fleetkey:conflict …`):
+/// a concurrent edit of KEY that lost, kept inside the encrypted file so no value is ever lost.
 ///
 /// `Debug` shows everything but the value.
 #[derive(Clone)]
 pub struct Conflict {
     /// The key both sides changed.
     pub key: String,
-    /// The machine whose edit lost.
+    /// The machine whose merge kept the value aside (the side that lost).
     pub from: String,
-    /// When the merge happened (one word, e.g. an RFC 3339 timestamp).
+    /// When that merge happened (one word, e.g. an RFC 3339 timestamp).
     pub at: String,
+    /// Who set the two values, and when; both unknown in a record of the older form.
+    pub origins: Origins,
     /// The losing value.
     pub value: Zeroizing<String>,
 }
@@ -49,6 +84,7 @@ impl fmt::Debug for Conflict {
             .field("key", &self.key)
             .field("from", &self.from)
             .field("at", &self.at)
+            .field("origins", &self.origins)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +94,7 @@ impl Conflict {
         self.key == other.key
             && self.from == other.from
             && self.at == other.at
+            && self.origins == other.origins
             && *self.value == *other.value
     }
 }
@@ -117,9 +154,9 @@ impl EnvFile {
             .collect()
     }
 
-    /// Records a concurrent edit of `key` that lost: appends
-    /// `# fleetkey:conflict KEY from=FROM at=AT value="VALUE"` (value escaped onto one line) at
-    /// the end of the file. An identical record is not added twice. Returns whether it was added.
+    /// Records a concurrent edit of `key` that lost: appends a `# fleetkey:aside KEY …` record
+    /// (value escaped onto one line, setters unknown) at the end of the file. An identical
+    /// record is not added twice. Returns whether it was added.
     #[cfg(test)]
     pub fn add_conflict(
         &mut self,
@@ -137,7 +174,13 @@ impl EnvFile {
         if !is_word(at) {
             return Err(DirectiveError::Word("at"));
         }
-        Ok(self.push_conflict(key, from, at, value))
+        Ok(self.push_conflict(&Conflict {
+            key: key.to_owned(),
+            from: from.to_owned(),
+            at: at.to_owned(),
+            origins: Origins::default(),
+            value: secret_copy(value),
+        }))
     }
 
     /// The conflict records, in file order.
@@ -184,34 +227,56 @@ impl EnvFile {
         }
     }
 
-    /// Appends a conflict record unless an identical one exists; fields already valid.
-    pub(super) fn push_conflict(&mut self, key: &str, from: &str, at: &str, value: &str) -> bool {
+    /// Appends a conflict record (in the `aside` form) unless an identical one exists; its
+    /// key and merge fields already valid words, its setters made valid here.
+    pub(super) fn push_conflict(&mut self, conflict: &Conflict) -> bool {
+        let word = |w: &Option<String>| {
+            w.as_deref()
+                .map_or_else(|| UNKNOWN.to_owned(), sanitize_word)
+        };
+        let origins = &conflict.origins;
         let conflict = Conflict {
-            key: key.to_owned(),
-            from: from.to_owned(),
-            at: at.to_owned(),
-            value: secret_copy(value),
+            origins: Origins {
+                aside: Setter {
+                    machine: parse_unknown(&word(&origins.aside.machine)),
+                    at: parse_unknown(&word(&origins.aside.at)),
+                },
+                in_force: Setter {
+                    machine: parse_unknown(&word(&origins.in_force.machine)),
+                    at: parse_unknown(&word(&origins.in_force.at)),
+                },
+            },
+            ..conflict.clone()
         };
         if self.has_conflict(&conflict) {
             return false;
         }
         let newline = self.newline();
+        let o = &conflict.origins;
+        let fields = [
+            (" merged_by=", conflict.from.clone()),
+            (" merged_at=", conflict.at.clone()),
+            (" set_by=", word(&o.aside.machine)),
+            (" set_at=", word(&o.aside.at)),
+            (" in_force_by=", word(&o.in_force.machine)),
+            (" in_force_at=", word(&o.in_force.at)),
+        ];
         let mut raw = SecretBuf::with_capacity(
-            DIRECTIVE_PREFIX.len() + 32 + key.len() + from.len() + at.len() + 2 * value.len(),
+            DIRECTIVE_PREFIX.len()
+                + 128
+                + conflict.key.len()
+                + fields.iter().map(|(_, v)| v.len()).sum::<usize>()
+                + 2 * conflict.value.len(),
         );
-        for part in [
-            DIRECTIVE_PREFIX,
-            "conflict ",
-            key,
-            " from=",
-            from,
-            " at=",
-            at,
-        ] {
-            raw.push_str(part);
+        raw.push_str(DIRECTIVE_PREFIX);
+        raw.push_str("aside ");
+        raw.push_str(&conflict.key);
+        for (name, value) in &fields {
+            raw.push_str(name);
+            raw.push_str(value);
         }
         raw.push_str(" value=\"");
-        push_escaped(&mut raw, value);
+        push_escaped(&mut raw, &conflict.value);
         raw.push_str("\"");
         raw.push_str(newline);
         self.append(Item::Conflict {
@@ -246,6 +311,9 @@ pub(super) fn parse_directive(content: &str) -> Result<Option<Directive>, ()> {
         "conflict" => parse_conflict(args)
             .map(|c| Some(Directive::Conflict(c)))
             .ok_or(()),
+        "aside" => parse_aside(args)
+            .map(|c| Some(Directive::Conflict(c)))
+            .ok_or(()),
         _ => Ok(None),
     }
 }
@@ -265,28 +333,83 @@ fn parse_stale(args: &str) -> Option<Stale> {
     })
 }
 
-/// `KEY from=WORD at=WORD value="ESCAPED"`
+/// The older form, `KEY from=WORD at=WORD value="ESCAPED"`: the merge only, setters unknown.
 fn parse_conflict(args: &str) -> Option<Conflict> {
     let (key, rest) = next_word(args)?;
-    let (from, rest) = next_word(rest)?;
-    let from = from.strip_prefix("from=")?;
-    let (at, rest) = next_word(rest)?;
-    let at = at.strip_prefix("at=")?;
+    let ([from, at], rest) = named_words(rest, ["from=", "at="])?;
+    let value = quoted_value(rest)?;
+    is_valid_key(key).then(|| Conflict {
+        key: key.to_owned(),
+        from: from.to_owned(),
+        at: at.to_owned(),
+        origins: Origins::default(),
+        value,
+    })
+}
+
+/// `KEY merged_by=W merged_at=W set_by=W set_at=W in_force_by=W in_force_at=W value="ESCAPED"`,
+/// each setter word `-` when unknown.
+fn parse_aside(args: &str) -> Option<Conflict> {
+    let (key, rest) = next_word(args)?;
+    let ([from, at, set_by, set_at, in_force_by, in_force_at], rest) = named_words(
+        rest,
+        [
+            "merged_by=",
+            "merged_at=",
+            "set_by=",
+            "set_at=",
+            "in_force_by=",
+            "in_force_at=",
+        ],
+    )?;
+    let value = quoted_value(rest)?;
+    is_valid_key(key).then(|| Conflict {
+        key: key.to_owned(),
+        from: from.to_owned(),
+        at: at.to_owned(),
+        origins: Origins {
+            aside: Setter {
+                machine: parse_unknown(set_by),
+                at: parse_unknown(set_at),
+            },
+            in_force: Setter {
+                machine: parse_unknown(in_force_by),
+                at: parse_unknown(in_force_at),
+            },
+        },
+        value,
+    })
+}
+
+/// How an unknown setter field is written.
+const UNKNOWN: &str = "-";
+
+fn parse_unknown(word: &str) -> Option<String> {
+    (word != UNKNOWN).then(|| word.to_owned())
+}
+
+/// The next `N` words, each `NAME=WORD` with the names in this order: the words, and the rest.
+fn named_words<'a, const N: usize>(
+    mut rest: &'a str,
+    names: [&str; N],
+) -> Option<([&'a str; N], &'a str)> {
+    let mut words = [""; N];
+    for (slot, name) in words.iter_mut().zip(names) {
+        let (word, after) = next_word(rest)?;
+        *slot = word.strip_prefix(name).filter(|w| is_word(w))?;
+        rest = after;
+    }
+    Some((words, rest))
+}
+
+/// ` value="ESCAPED"` ending the line: the decoded value.
+fn quoted_value(rest: &str) -> Option<Zeroizing<String>> {
     let quoted = rest
         .trim_start_matches([' ', '\t'])
         .strip_prefix("value=\"")?;
     let scanned = scan_double(quoted).ok()?;
-    let valid = is_valid_key(key)
-        && is_word(from)
-        && is_word(at)
-        && scanned.newlines == 0
-        && quoted.len() == scanned.close + 1;
-    valid.then(|| Conflict {
-        key: key.to_owned(),
-        from: from.to_owned(),
-        at: at.to_owned(),
-        value: decode_double(&quoted[..scanned.close]),
-    })
+    (scanned.newlines == 0 && quoted.len() == scanned.close + 1)
+        .then(|| decode_double(&quoted[..scanned.close]))
 }
 
 /// Splits off the next word (separated by spaces or tabs): `(word, rest)`.

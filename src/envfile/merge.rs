@@ -4,10 +4,11 @@
 
 use std::collections::HashSet;
 
-use super::directive::{is_directive, sanitize_word};
+use super::directive::{Conflict, Origins, is_directive, sanitize_word};
 use super::encode::{ending_of, strip_ending};
 use super::model::{EnvFile, Item};
 use super::secret::concat;
+use super::secret::secret_copy;
 
 impl EnvFile {
     /// Gives `key` the entry `from` has, bytes and all (its encoding kept), in place or, when
@@ -79,9 +80,10 @@ impl EnvFile {
 /// Directives are unioned three-way: a `stale` (one per key) or `conflict` record present on
 /// either side stays unless one side removed it since `base` (a `set`, an `unset`, a
 /// `clear_conflicts`); records we added are added (stale ones above their key's entry).
-/// New conflict records name `ours_name` as `from=` and `at` as `at=`, each with any
-/// whitespace or control character replaced by `_` (an empty one becomes `unknown`), and are
-/// not repeated when an identical record exists.
+/// New conflict records name `ours_name` as the merging machine and `at` as the merge's time,
+/// each with any whitespace or control character replaced by `_` (an empty one becomes
+/// `unknown`), and `origins(KEY)` as who set the value kept aside and the one in force (the
+/// caller reads that from history); they are not repeated when an identical record exists.
 ///
 /// When one side equals `base` (byte for byte) the result is the other side exactly.
 pub fn merge3(
@@ -90,6 +92,7 @@ pub fn merge3(
     theirs: &EnvFile,
     ours_name: &str,
     at: &str,
+    origins: &dyn Fn(&str) -> Origins,
 ) -> EnvFile {
     let (base_text, ours_text, theirs_text) = (base.to_text(), ours.to_text(), theirs.to_text());
     if ours_text == base_text || ours_text == theirs_text {
@@ -154,12 +157,18 @@ pub fn merge3(
     });
     for conflict in &ours_conflicts {
         if !base_conflicts.iter().any(|c| c.same_as(conflict)) {
-            out.push_conflict(&conflict.key, &conflict.from, &conflict.at, &conflict.value);
+            out.push_conflict(conflict);
         }
     }
     let (from, at) = (sanitize_word(ours_name), sanitize_word(at));
     for (key, value) in lost {
-        out.push_conflict(key, &from, &at, value);
+        out.push_conflict(&Conflict {
+            key: key.to_owned(),
+            from: from.clone(),
+            at: at.clone(),
+            origins: origins(key),
+            value: secret_copy(value),
+        });
     }
     out
 }

@@ -12,7 +12,8 @@
 //! real newlines inside double quotes are part of the value
 //! -----END PRIVATE KEY-----"
 //! # fleetkey:stale PLAIN since=2024-05-01 reason=revoked laptop (compromised)
-//! # fleetkey:conflict LITERAL from=laptop at=2024-05-01T10:00:00Z value="the losing value"
+//! # fleetkey:aside LITERAL merged_by=laptop merged_at=2024-05-01T10:00:00Z set_by=laptop set_at=2024-05-01T09:58:12Z in_force_by=server in_force_at=2024-05-01T09:59:40Z value="the losing value"
+//! # fleetkey:conflict LITERAL from=laptop at=2024-05-01T10:00:00Z value="the older form"
 //! ```
 //!
 //! - A key is `[A-Za-z_][A-Za-z0-9_]*`, starts at column 1 and is directly followed by `=`
@@ -26,9 +27,9 @@
 //!   Inside a multi-line double-quoted value a `\r\n` line break therefore reads as `\n`.
 //! - After a closing quote only that optional `\r` may follow on the line.
 //! - Comment lines that start with `# fleetkey:` are directives: fleetkey's metadata kept inside
-//!   the encrypted file, invisible to other readers of the format. `stale` and `conflict` are
-//!   parsed (see [`Stale`] and [`Conflict`]); a malformed one of those is an error, any other
-//!   `# fleetkey:` line is a plain comment.
+//!   the encrypted file, invisible to other readers of the format. `stale`, `aside` and the
+//!   older `conflict` are parsed (see [`Stale`] and [`Conflict`]); a malformed one of those is
+//!   an error, any other `# fleetkey:` line is a plain comment.
 //! - [`EnvFile::to_text`] of a parsed file is the parsed text, byte for byte, always.
 //!
 //! # What this module must never do
@@ -44,7 +45,7 @@
 //!
 //! # Parts
 //! `model.rs` holds [`EnvFile`] and its edits, `parse.rs` the grammar, `directive.rs` the
-//! `stale` and `conflict` marks, `merge.rs` the three-way [`merge3`], `encode.rs` how values and
+//! `stale` and `aside`/`conflict` marks, `merge.rs` the three-way [`merge3`], `encode.rs` how values and
 //! exports are written, `secret.rs` the zeroizing buffer every plaintext goes through, and
 //! `error.rs` what can go wrong.
 
@@ -59,6 +60,7 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
+pub use directive::{Conflict, Origins, Setter};
 pub use merge::merge3;
 pub use model::EnvFile;
 pub use parse::parse;

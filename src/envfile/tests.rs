@@ -595,8 +595,8 @@ fn conflict_records_round_trip_and_are_never_exported() {
     assert_eq!(
         text(&f),
         "A=kept\n\
-         # fleetkey:conflict A from=laptop at=2024-05-01T10:00:00Z value=\"multi\\nline \\\"quoted\\\" \\\\ value\"\n\
-         # fleetkey:conflict B from=desktop at=t2 value=\"other\"\n"
+         # fleetkey:aside A merged_by=laptop merged_at=2024-05-01T10:00:00Z set_by=- set_at=- in_force_by=- in_force_at=- value=\"multi\\nline \\\"quoted\\\" \\\\ value\"\n\
+         # fleetkey:aside B merged_by=desktop merged_at=t2 set_by=- set_at=- in_force_by=- in_force_at=- value=\"other\"\n"
     );
     let back = file(&text(&f));
     let conflicts = back.conflicts();
@@ -642,6 +642,7 @@ fn merged(base: &str, ours: &str, theirs: &str) -> EnvFile {
         &file(theirs),
         "laptop",
         "2024-05-01T10:00:00Z",
+        &|_| Origins::default(),
     )
 }
 
@@ -754,6 +755,7 @@ fn merge_sanitises_the_machine_name_and_time_of_new_records() {
         &file("A=3\n"),
         "my laptop",
         "",
+        &|_| Origins::default(),
     );
     let c = &m.conflicts()[0];
     assert_eq!((c.from.as_str(), c.at.as_str()), ("my_laptop", "unknown"));
@@ -761,10 +763,110 @@ fn merge_sanitises_the_machine_name_and_time_of_new_records() {
 }
 
 #[test]
+fn merge_records_who_set_each_value_and_when() {
+    let origins = |key: &str| Origins {
+        aside: Setter {
+            machine: Some(format!("laptop-{key}")),
+            at: Some("2026-11-30T14:02:00Z".into()),
+        },
+        in_force: Setter {
+            machine: Some("server".into()),
+            at: None,
+        },
+    };
+    let m = merge3(
+        &file("A=1\n"),
+        &file("A=ours\n"),
+        &file("A=theirs\n"),
+        "laptop",
+        "2026-11-30T15:00:00Z",
+        &origins,
+    );
+    assert_eq!(
+        text(&m),
+        "A=theirs\n# fleetkey:aside A merged_by=laptop merged_at=2026-11-30T15:00:00Z \
+         set_by=laptop-A set_at=2026-11-30T14:02:00Z in_force_by=server in_force_at=- value=\"ours\"\n"
+    );
+    let back = file(&text(&m)).conflicts();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].origins, origins("A"));
+    assert_eq!(
+        (back[0].from.as_str(), back[0].at.as_str()),
+        ("laptop", "2026-11-30T15:00:00Z")
+    );
+    assert_eq!(back[0].value.as_str(), "ours");
+}
+
+#[test]
+fn a_conflict_record_of_the_older_form_parses_with_its_setters_unknown() {
+    let f = file("A=1\n# fleetkey:conflict A from=laptop at=2024-05-01T10:00:00Z value=\"old\"\n");
+    let c = &f.conflicts()[0];
+    assert_eq!(
+        (c.key.as_str(), c.from.as_str(), c.at.as_str()),
+        ("A", "laptop", "2024-05-01T10:00:00Z")
+    );
+    assert_eq!(c.origins, Origins::default());
+    assert_eq!(c.value.as_str(), "old");
+    // Kept as it was written; a merge carries it on unchanged.
+    assert_eq!(
+        text(&f),
+        "A=1\n# fleetkey:conflict A from=laptop at=2024-05-01T10:00:00Z value=\"old\"\n"
+    );
+    let m = merged("A=1\n", &text(&f), "A=1\nB=2\n");
+    assert_eq!(m.conflicts().len(), 1);
+    assert_eq!(m.conflicts()[0].origins, Origins::default());
+}
+
+#[test]
+fn a_malformed_aside_record_is_an_error_with_its_line() {
+    for bad in [
+        "# fleetkey:aside A merged_by=m merged_at=t set_by=a set_at=t in_force_by=b value=\"x\"\n",
+        "# fleetkey:aside A merged_by=m merged_at=t set_at=t set_by=a in_force_by=b in_force_at=t value=\"x\"\n",
+        "# fleetkey:aside A merged_by=m merged_at=t set_by= set_at=t in_force_by=b in_force_at=t value=\"x\"\n",
+        "# fleetkey:aside A merged_by=m merged_at=t set_by=a set_at=t in_force_by=b in_force_at=t value=\"x\" more\n",
+    ] {
+        assert_eq!(
+            EnvFile::parse(&format!("A=1\n{bad}")).err(),
+            Some(ParseError::BadDirective { line: 2 }),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn setter_names_are_made_one_word_and_an_unknown_one_stays_unknown() {
+    let m = merge3(
+        &file("A=1\n"),
+        &file("A=2\n"),
+        &file("A=3\n"),
+        "m",
+        "t",
+        &|_| Origins {
+            aside: Setter {
+                machine: Some("two words".into()),
+                at: Some("-".into()),
+            },
+            in_force: Setter::default(),
+        },
+    );
+    let c = &file(&text(&m)).conflicts()[0];
+    assert_eq!(c.origins.aside.machine.as_deref(), Some("two_words"));
+    assert_eq!(c.origins.aside.at, None);
+    assert_eq!(c.origins.in_force, Setter::default());
+    assert_eq!(
+        m.conflicts()[0].origins,
+        c.origins,
+        "what is kept is what reads back"
+    );
+}
+
+#[test]
 fn merging_the_same_edit_twice_records_the_conflict_once() {
     let (base, ours) = (file("A=1\n"), file("A=2\nB=1\n"));
-    let once = merge3(&base, &ours, &file("A=3\n"), "laptop", "t");
-    let twice = merge3(&base, &ours, &once, "laptop", "t");
+    let once = merge3(&base, &ours, &file("A=3\n"), "laptop", "t", &|_| {
+        Origins::default()
+    });
+    let twice = merge3(&base, &ours, &once, "laptop", "t", &|_| Origins::default());
     assert_eq!(twice.conflicts().len(), 1);
     assert_eq!(twice.get("A"), Some("3"));
 }
@@ -974,7 +1076,7 @@ proptest! {
                 }
             }
         }
-        let m = merge3(&base, &ours, &theirs, "laptop", "t");
+        let m = merge3(&base, &ours, &theirs, "laptop", "t", &|_| Origins::default());
         let printed = m.to_text();
         let back = reparse(&printed)?;
         let reprinted = back.to_text();

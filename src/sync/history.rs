@@ -112,7 +112,7 @@ fn seen(tree: &git2::Tree<'_>, machine: &str, scope: Scope<'_>) -> Seen {
 
 /// The machine that made `commit`: its `Fleetkey-Machine` trailer (the author is often the
 /// user's own git identity, the same on every machine), else a `fleetkey (NAME)` author.
-fn made_by(commit: &git2::Commit<'_>) -> String {
+pub fn made_by(commit: &git2::Commit<'_>) -> String {
     if let Some(name) = commit.message().ok().and_then(crate::signing::machine_of) {
         return name.to_string();
     }

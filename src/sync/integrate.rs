@@ -179,22 +179,31 @@ pub fn integrate_from(
     // secrets.env.age: per key, inside the encryption.
     let mut secrets_merged: Option<EnvFile> = None;
     if changed_both(CIPHERTEXT) {
-        match identity
-            .map(|id| merge_secrets(repo, [&base_tree, &our_tree, &their_tree], id, machine, at))
-        {
+        match identity.map(|id| {
+            merge_secrets(
+                repo,
+                [&base_tree, &our_tree, &their_tree],
+                [base, ours, theirs],
+                id,
+                machine,
+                at,
+            )
+        }) {
             Some(Ok(env)) => {
                 // Name each key both sides changed: the forge's value is in force, this
                 // machine's is kept aside as a conflict record; every other key of both
                 // sides survives.
-                let kept: Vec<String> = env
+                let kept: Vec<crate::envfile::Conflict> = env
                     .conflicts()
                     .into_iter()
                     .filter(|c| c.from == machine && c.at == at)
-                    .map(|c| c.key)
                     .collect();
-                for key in &kept {
+                for c in &kept {
+                    let key = &c.key;
                     crate::log::warn(&format!(
-                        "secret {key} changed here and on the forge: the forge's value is in force and this machine's is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve {key} --keep aside|in-force`)"
+                        "secret {key} changed here and on the forge: the value {} is in force and the one {} is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve {key} --keep aside|in-force`)",
+                        set_by(&c.origins.in_force),
+                        set_by(&c.origins.aside),
                     ));
                 }
                 done.other_conflicts += kept.len();
@@ -301,10 +310,21 @@ pub fn integrate_from(
     Ok(done)
 }
 
-/// Decrypts the three versions of the secrets and merges them per key.
+/// "set by M at T", for a log line (what is unknown said so).
+pub fn set_by(setter: &crate::envfile::Setter) -> String {
+    format!(
+        "set by {} at {}",
+        setter.machine.as_deref().unwrap_or("an unknown machine"),
+        setter.at.as_deref().unwrap_or("an unknown time")
+    )
+}
+
+/// Decrypts the three versions of the secrets and merges them per key; a value kept aside is
+/// recorded with who set it and who set the one in force ([`super::setter`]).
 fn merge_secrets(
     repo: &git2::Repository,
     [base, ours, theirs]: [&git2::Tree<'_>; 3],
+    [base_id, ours_id, theirs_id]: [git2::Oid; 3],
     identity: &Identity,
     machine: &str,
     at: &str,
@@ -319,7 +339,15 @@ fn merge_secrets(
         }
     };
     let (b, o, t) = (load(base)?, load(ours)?, load(theirs)?);
-    Ok(crate::envfile::merge3(&b, &o, &t, machine, at))
+    let history = std::cell::RefCell::new(super::setter::History::new(repo, identity));
+    let origins = |key: &str| {
+        let mut h = history.borrow_mut();
+        crate::envfile::Origins {
+            aside: h.setter(ours_id, base_id, key),
+            in_force: h.setter(theirs_id, base_id, key),
+        }
+    };
+    Ok(crate::envfile::merge3(&b, &o, &t, machine, at, &origins))
 }
 
 /// Encrypts the secrets of `tree_id` (or `merged`, when the secrets were merged) to the roster

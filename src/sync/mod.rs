@@ -54,6 +54,7 @@ pub mod poke;
 pub mod preview;
 pub mod recover;
 pub mod restore;
+pub mod setter;
 pub mod settings;
 pub mod state;
 pub mod tree;
