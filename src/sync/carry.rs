@@ -130,7 +130,7 @@ fn create(
     cmd.args(["bundle", "create", "--quiet"])
         .arg(&*file)
         .args([local, &format!("^{base}")]);
-    let out = run_git(cmd, "bundle")?;
+    let out = run_git(cmd)?;
     if !out.status.success() {
         return Err(Error::refused(format!(
             "git bundle failed: {}",
@@ -343,7 +343,7 @@ fn take_one(
     // Its base must be here (git reads the header and checks the prerequisites).
     let mut verify = forge.git(Some(repo.root()));
     verify.args(["bundle", "verify", "--quiet"]).arg(file);
-    let out = run_git(verify, "bundle")?;
+    let out = run_git(verify)?;
     if !out.status.success() {
         return Ok(One::Dropped(format!(
             "its base is not here or it is damaged ({})",
@@ -354,10 +354,16 @@ fn take_one(
     let mut fetch = forge.git(Some(repo.root()));
     fetch
         .args(["-c", "transfer.fsckObjects=true", "-c", "gc.auto=0"])
-        .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
+        .args([
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+        ])
         .arg(file)
         .arg(format!("+refs/heads/{branch}:{QUARANTINE}"));
-    let out = run_git(fetch, "fetch")?;
+    let out = run_git(fetch)?;
     if !out.status.success() {
         return Ok(One::Dropped(format!(
             "git could not read it ({})",
@@ -404,9 +410,13 @@ fn take_one(
     Ok(One::Integrated(done))
 }
 
-/// Runs a local `git` (no network): `what` names it in an error.
-fn run_git(mut cmd: std::process::Command, what: &str) -> Result<Output> {
-    crate::log::debug(&format!("running git {what} on a bundle"));
+/// Runs a local `git` (no network), logging its argument list.
+fn run_git(mut cmd: std::process::Command) -> Result<Output> {
+    let line: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    crate::log::debug(&format!("running git {}", line.join(" ")));
     cmd.output().map_err(|source| {
         crate::error::ErrorKind::Spawn {
             program: "git".into(),
