@@ -299,10 +299,13 @@ pub enum Cmd {
     /// later than `settle` (default 2s) after the first change of a burst; a file still being
     /// written is captured once it stands still (`fleetkey config set quiet|settle DURATION`).
     Watch,
-    /// Ask this machine's running watcher to pull now; a no-op when none runs.
+    /// Take the bundle on stdin, if any, and ask this machine's running watcher to pull now.
     ///
     /// Peers run it over SSH after each push, through a forced command in authorized_keys that
-    /// admits their poke key for this and nothing else. It reads nothing from the client.
+    /// admits their poke key for this and nothing else. Stdin is empty (a plain poke) or a git
+    /// bundle of the peer's new commits (at most 4 MiB, read within 10 s), kept in the inbox
+    /// for the next cycle, which verifies it as it verifies a fetch. The command the client
+    /// asked for is ignored.
     Poke,
     /// Set or clear the SSH address peers poke this machine at (`[hosts.NAME] address`).
     Address {

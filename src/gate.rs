@@ -101,6 +101,35 @@ pub fn verify_tracking(machine: &Machine, repo: &FleetRepo, branch: &str) -> Res
     }
 }
 
+/// Verifies the commits at `refname` that a peer handed over (a bundle fetched into a
+/// quarantine ref, see [`crate::sync::carry`]) by the same rule and the same trust state as a
+/// forge fetch, then checks its tree as [`refuse_tree`] does. What it learns (authentic tips,
+/// revoked keys) is saved; nothing else moves: the forge's tracking ref, the refused-tip ref
+/// and the forge tip remembered stay as they are. Returns the refusals (empty: authentic, and
+/// its tree passed).
+pub fn verify_handed_over(
+    machine: &Machine,
+    repo: &FleetRepo,
+    refname: &str,
+) -> Result<Vec<Refusal>> {
+    let raw = repo.raw();
+    let tip = raw
+        .refname_to_id(refname)
+        .map_err(Error::git("cannot read the commits a peer handed over"))?;
+    let root = trust::pinned_root(&machine.config)?;
+    let state_dir = &machine.paths.state_dir;
+    let mut state = TrustState::load(raw, state_dir, root)?;
+    let before = state.clone();
+    let verdict = trust::Verifier::new(raw).verify(&mut state, tip, false)?;
+    if state != before {
+        state.save(state_dir)?;
+    }
+    if let Verdict::Refused(refused) = verdict {
+        return Ok(refused);
+    }
+    Ok(refuse_tree(machine, raw, refname)?.into_iter().collect())
+}
+
 /// Checks the tree of the forge's commit at `tracking` before anything of it is used: only
 /// regular files and directories, no `.git`, `.gitmodules`, `.gitattributes` (a symlink
 /// checked out into the clone could redirect a write, or reach the clone's own `.git`).

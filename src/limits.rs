@@ -193,6 +193,24 @@ pub const COMPONENT_BYTES: usize = 255;
 /// referenced over and over) before checkout would write it out.
 pub const TREE_ENTRIES: usize = 1_000_000;
 
+/// A git bundle a poke carries (the commits a peer just made, see [`crate::sync::carry`]). A
+/// revocation or a secrets change is a few KiB; a whole fleet's history rarely reaches 1 MiB.
+/// 4 MiB keeps what a poke key holder can make a machine store and unpack small; a larger
+/// change is left to the forge (the peer is poked plainly and fetches).
+pub const POKE_BUNDLE: Limit = Limit {
+    what: "a bundle carried by a poke",
+    bytes: 4 << 20,
+};
+
+/// How long `fleetkey poke` reads its stdin (the bundle) before it gives up: [`POKE_BUNDLE`]
+/// at about 3.4 Mbit/s. A sender that trickles or never closes holds one process for no
+/// longer than this.
+pub const POKE_READ: Duration = Duration::from_secs(10);
+
+/// The most bundles kept in the inbox for the next cycle: each peer's latest change and some
+/// more; the oldest is dropped first (a dropped bundle only means a fetch from the forge).
+pub const POKE_INBOX: usize = 8;
+
 /// The bounds of a duration setting: `key` names it in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {

@@ -44,8 +44,8 @@ pub(crate) fn require_root() {
 pub(crate) struct User {
     pub(crate) name: String,
     pub(crate) machine: String,
-    uid: u32,
-    gid: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     pub(crate) home: PathBuf,
     watcher: Option<(Child, PathBuf)>,
 }
@@ -123,12 +123,12 @@ impl User {
         self.home.join(rel)
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.home.join(".local/state/fleetkey")
     }
 
     /// Writes `rel` as this user would (owned by them).
-    fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let tmp = self.path(&format!("{rel}.tmp-save"));
         std::fs::write(&tmp, text).unwrap();
         std::os::unix::fs::chown(&tmp, Some(self.uid), Some(self.gid)).unwrap();
@@ -154,7 +154,7 @@ impl User {
         }
     }
 
-    fn address(&self, port: u16) -> String {
+    pub(crate) fn address(&self, port: u16) -> String {
         format!("ssh://{}@127.0.0.1:{port}", self.name)
     }
 
@@ -288,11 +288,11 @@ impl Sshd {
 pub(crate) struct PokeFleet {
     pub(crate) users: Vec<User>,
     sshd: Sshd,
-    _forge: Forge,
+    pub(crate) forge: Forge,
 }
 
 impl PokeFleet {
-    fn new(names: &[&str]) -> PokeFleet {
+    pub(crate) fn new(names: &[&str]) -> PokeFleet {
         let roles: Vec<(&str, &str)> = names.iter().map(|n| (*n, "admin")).collect();
         PokeFleet::with_roles(&roles)
     }
@@ -348,16 +348,12 @@ impl PokeFleet {
                 u.ok(&["sync"]);
             }
         }
-        PokeFleet {
-            users,
-            sshd,
-            _forge: forge,
-        }
+        PokeFleet { users, sshd, forge }
     }
 
     /// Sets the fleet's poll, committed by hand (signed) on the first machine, synced by all:
     /// with a poll of an hour, only a poke brings a change within the test's deadline.
-    fn set_poll(&self, poll: &str) {
+    pub(crate) fn set_poll(&self, poll: &str) {
         let a = &self.users[0];
         let clone = a.home.join(".local/share/fleetkey/fleet");
         let toml = clone.join("fleet.toml");
@@ -396,7 +392,7 @@ impl PokeFleet {
     }
 
     /// A shared file, tracked on the first machine and pulled by all.
-    fn track(&self, rel: &str, text: &str) {
+    pub(crate) fn track(&self, rel: &str, text: &str) {
         self.users[0].write(rel, text);
         self.users[0].ok(&["track", &format!("~/{rel}")]);
         for u in &self.users[1..] {
@@ -580,7 +576,7 @@ fn revoke_pokes_the_remaining_peers_and_they_drop_the_key_at_once() {
     let (a, b) = (&fleet.users[0], &fleet.users[1]);
     let revoked = Instant::now();
     let out = a.ok(&["revoke", "c", "--yes"]);
-    assert!(out.contains("poked 1 of 1 peers (b)"), "{out}");
+    assert!(out.contains("delivered to 1 of 1 peers (b)"), "{out}");
     wait_for(
         Duration::from_secs(10),
         || format!("b still admits c's key\n{}", b.log()),

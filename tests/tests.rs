@@ -7,6 +7,7 @@ mod adversarial;
 mod agents;
 mod authority;
 mod authorized_keys_cli;
+mod carry;
 mod chezmoi_init;
 mod collect;
 mod exports;

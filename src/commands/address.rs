@@ -10,6 +10,7 @@ use crate::address::Address;
 use crate::config::FleetConfig;
 use crate::error::{ErrorKind, Result};
 use crate::fleet::Machine;
+use crate::limits;
 use crate::output::outln;
 use crate::paths::Paths;
 use crate::sync;
@@ -67,17 +68,39 @@ pub fn want(paths: &Paths, address: &Address) -> Result<()> {
     )
 }
 
-/// `fleetkey poke`: wakes the running watcher, if any, and succeeds whatever happens: the
-/// caller is a peer's ssh, and a poke is only ever a hint. Reads nothing from the client
-/// (`SSH_ORIGINAL_COMMAND` and stdin are ignored).
+/// `fleetkey poke`: takes the bundle a peer's poke carries on stdin, if any, into the inbox
+/// (at most [`limits::POKE_BUNDLE`] bytes within [`limits::POKE_READ`], see
+/// [`sync::carry`]), then wakes the running watcher, if any, whose next cycle verifies it as a
+/// fetch. Empty stdin (or a terminal) is a plain poke. `SSH_ORIGINAL_COMMAND` is ignored.
+///
+/// The caller is a peer's ssh: the watcher is woken whatever happened to the bundle (a poke is
+/// at least a hint to fetch). Prints [`sync::carry::ACK`] when it took a bundle; fails, with
+/// nothing kept, when what came on stdin was too large, too slow or not a bundle.
 pub fn poke() -> Result<()> {
-    if let Ok(paths) = Paths::from_env() {
-        let woke = sync::poke::notify_watcher(&paths.state_dir);
-        crate::log::debug(if woke {
-            "poke: the watcher will pull now"
-        } else {
-            "poke: no watcher runs here"
-        });
+    use std::io::IsTerminal;
+    let paths = Paths::from_env()?;
+    let stdin = std::io::stdin();
+    let received = if stdin.is_terminal() {
+        Ok(None)
+    } else {
+        sync::carry::read_bounded(stdin, limits::POKE_BUNDLE, limits::POKE_READ)
+    };
+    let taken = match received {
+        Ok(Some(bytes)) => sync::carry::spool(&paths.state_dir, &bytes).map(Some),
+        Ok(None) => Ok(None),
+        Err(why) => Err(ErrorKind::Refused(format!(
+            "the bundle this poke carried was not taken: {why}"
+        ))
+        .into()),
+    };
+    let woke = sync::poke::notify_watcher(&paths.state_dir);
+    crate::log::debug(if woke {
+        "poke: the watcher will pull now"
+    } else {
+        "poke: no watcher runs here"
+    });
+    if taken?.is_some() {
+        outln!("{}", sync::carry::ACK)?;
     }
     Ok(())
 }

@@ -364,10 +364,11 @@ pub fn set_role(name: &str, role: Role) -> Result<()> {
         &format!("{me}: {name} becomes {role} (was {current})"),
     )?;
     outln!("fleetkey: {name} is now {role}: {}", role.describe())?;
-    change.publish()?;
     // Whose login keys every authorized_keys admits follows the role (`[authorized_keys] from`):
-    // a poke brings it to the online peers at once, as after a revocation.
-    crate::commands::lifecycle::revoke::poke_remaining_peers(&machine)
+    // the poke carries it to the online peers at once, as after a revocation.
+    let published = change.publish_and_deliver();
+    crate::commands::lifecycle::revoke::tell_delivery(&published.delivery)?;
+    published.pushed
 }
 
 /// Refuses a request that holds a key of `roster`'s revoked set: a revoked key never comes back.

@@ -147,11 +147,12 @@ pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<(
     }
     if push {
         change.fleet = fleet;
-        change.publish()?;
+        let published = change.publish_and_deliver();
         if key.name == "ssh_from" {
             // Every authorized_keys follows at once on the online peers, as after a revoke.
-            crate::commands::lifecycle::revoke::poke_remaining_peers(&machine)?;
+            crate::commands::lifecycle::revoke::tell_delivery(&published.delivery)?;
         }
+        published.pushed?;
     }
     Ok(())
 }

@@ -54,6 +54,13 @@ pub fn sync(offline: bool) -> Result<()> {
         &AgentHooks,
     )?;
     report(&rec)?;
+    if rec.pushed {
+        // What went out goes to the peers too, each poke carrying it.
+        let repo = machine.repo()?;
+        let fleet = machine.fleet_config()?;
+        let forge = crate::forge::Forge::new(&machine.config.remote, &machine.paths.state_dir);
+        sync::poke::deliver(&machine, &forge, &repo, &fleet.sync.branch, rec.pushed_over);
+    }
     untrusted(&rec)
 }
 

@@ -5,8 +5,9 @@
 //! reaches it), repairs what a killed command left as the [`Begin`] mode asks, opens the clone
 //! and reads fleet.toml once; [`FleetChange::commit`] commits the files the command wrote;
 //! [`FleetChange::publish`] pushes, merging what the forge gained meanwhile (the exchange of the
-//! cycle, verified by the gate), and follows a forge move. Pokes and peer delivery of a change
-//! belong here, in one place.
+//! cycle, verified by the gate), follows a forge move, and delivers the new commits to every
+//! peer with an address ([`super::poke::deliver`]), even when the forge refused the push or
+//! could not be reached: pokes and peer delivery of a change belong here, in one place.
 //!
 //! Owns: the start and the end of every fleet-changing command (`secrets`, `track`,
 //! `untrack`, `config set`, `address`, `history restore`, `remote set`, `approve`, `enroll
@@ -121,19 +122,70 @@ impl<'m> FleetChange<'m> {
     /// side lost that merge get their conflict copies in `$HOME` now (a later cycle could not
     /// tell them from files in step). The rest of what the merge brought is applied by the next
     /// cycle, after it has captured. A fleet that moved to another forge meanwhile is followed,
-    /// and the change goes there.
+    /// and the change goes there. Then the new commits are delivered to the peers, whatever
+    /// the forge did (see [`FleetChange::publish_and_deliver`]).
     pub fn publish(&self) -> Result<()> {
-        publish(self.machine, self.forge(), &self.repo, &self.fleet)
+        self.publish_and_deliver().pushed
+    }
+
+    /// [`FleetChange::publish`], also saying what the delivery to the peers did: for the
+    /// commands that tell the user which peers have the change (`revoke`, `role`, `config set
+    /// ssh_from`).
+    pub fn publish_and_deliver(&self) -> Published {
+        publish_and_deliver(self.machine, self.forge(), &self.repo, &self.fleet)
     }
 }
 
-/// [`FleetChange::publish`] for a clone and forge the caller holds under the lock (`remote
-/// set`, which publishes to the old forge and then to the new one).
+/// What publishing a change did.
+pub struct Published {
+    /// The push (and the follow of a forge move): an error when the change stayed here.
+    pub pushed: Result<()>,
+    /// The delivery of the new commits to the peers, done whatever the push did.
+    pub delivery: super::poke::Delivery,
+}
+
+/// The push of [`FleetChange::publish`] for a clone and forge the caller holds under the lock
+/// (`remote set`, which publishes to the old forge and then joins the new one). It delivers
+/// nothing to the peers: the change that holds the lock did when it published.
 pub fn publish(
     machine: &Machine,
     forge: &Forge,
     repo: &FleetRepo,
     fleet: &FleetConfig,
+) -> Result<()> {
+    push(machine, forge, repo, fleet, &mut None)
+}
+
+/// Pushes (see [`FleetChange::publish`]), then delivers HEAD over the last fleet commit
+/// fetched to the peers, even when the push failed: a forge that is down or holds commits that
+/// are not authentic cannot keep a change (a revocation above all) from a reachable peer.
+fn publish_and_deliver(
+    machine: &Machine,
+    forge: &Forge,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+) -> Published {
+    let mut pushed_over = None;
+    let pushed = push(machine, forge, repo, fleet, &mut pushed_over);
+    let branch = &fleet.sync.branch;
+    // Pushed: over the forge's commit it went on; not pushed: over the last one fetched.
+    let base = pushed_over.or_else(|| repo.remote_tracking(branch));
+    // A machine that is not an active member has nothing the peers would take.
+    let delivery = if crate::gate::may_push(repo).unwrap_or(false) {
+        super::poke::deliver(machine, forge, repo, branch, base)
+    } else {
+        super::poke::Delivery::default()
+    };
+    Published { pushed, delivery }
+}
+
+/// The push of [`publish`]; `pushed_over` receives the forge's commit the push went on.
+fn push(
+    machine: &Machine,
+    forge: &Forge,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    pushed_over: &mut Option<git2::Oid>,
 ) -> Result<()> {
     let identity = machine.identity().ok();
     let now = clock::now_unix();
@@ -154,6 +206,7 @@ pub fn publish(
             e
         }
     })?;
+    *pushed_over = x.pushed_over.filter(|_| x.pushed);
     backend::keep_lost(machine, repo, &x.lost, now)?;
     if !x.refused.is_empty() {
         return Err(ErrorKind::Untrusted {

@@ -25,6 +25,9 @@ pub const PUSH_TRIES: usize = 5;
 pub struct Exchanged {
     /// Whether our commits went out.
     pub pushed: bool,
+    /// The forge's commit the push went on top of (the last fleet commit fetched): what the
+    /// peers most likely hold, the base of the bundle a poke carries.
+    pub pushed_over: Option<git2::Oid>,
     /// Managed files whose local side lost a conflict.
     pub lost: Vec<integrate::LostFile>,
     /// Other conflicts resolved.
@@ -170,6 +173,7 @@ fn exchange_with(
         // Never push what the fleet would refuse (checked with the same verifier).
         gate::replay_refused_own_commits(machine, repo, branch)?;
         let head = repo.head();
+        let over = raw.refname_to_id(&tracking).ok();
         match forge.push(repo.root(), branch)? {
             PushOutcome::Pushed => {
                 // git updates the tracking ref itself; make sure of it for a URL remote.
@@ -177,6 +181,7 @@ fn exchange_with(
                     let _ = raw.reference(&tracking, h, true, "fleetkey: pushed");
                 }
                 out.pushed = true;
+                out.pushed_over = over;
                 crate::fault::point("sync:pushed");
                 return Ok(out);
             }

@@ -65,17 +65,45 @@ pub fn integrate(
     backend: Backend,
     signer: &crate::signing::Signer,
 ) -> Result<Integrated> {
-    let mut done = merge_forge(repo, branch, machine, identity, at, backend, signer)?;
+    let upstream = Upstream {
+        refname: &tracking_ref(branch),
+        whose: "the forge's",
+    };
+    integrate_from(&upstream, repo, machine, identity, at, backend, signer)
+}
+
+/// Where the commits to integrate are: a verified ref and, for the merge commit's message,
+/// whose changes they are ("the forge's", "a peer's").
+pub struct Upstream<'a> {
+    /// The ref (verified by the gate before this is called).
+    pub refname: &'a str,
+    /// Whose changes, for the message.
+    pub whose: &'a str,
+}
+
+/// Merges the commits at `upstream` into HEAD by the rules of [`integrate`], then re-encrypts
+/// the secrets on top when the roster asks for it: what a forge fetch and a bundle a peer
+/// handed over both go through.
+pub fn integrate_from(
+    upstream: &Upstream<'_>,
+    repo: &git2::Repository,
+    machine: &str,
+    identity: Option<&Identity>,
+    at: &str,
+    backend: Backend,
+    signer: &crate::signing::Signer,
+) -> Result<Integrated> {
+    let mut done = merge_upstream(upstream, repo, machine, identity, at, backend, signer)?;
     if reencrypt_head(repo, machine, identity, signer)? {
         done.moved = true;
     }
     Ok(done)
 }
 
-/// The merge of [`integrate`].
-fn merge_forge(
+/// The merge of [`integrate_from`].
+fn merge_upstream(
+    upstream: &Upstream<'_>,
     repo: &git2::Repository,
-    branch: &str,
     machine: &str,
     identity: Option<&Identity>,
     at: &str,
@@ -83,7 +111,7 @@ fn merge_forge(
     signer: &crate::signing::Signer,
 ) -> Result<Integrated> {
     let mut done = Integrated::default();
-    let Some(theirs) = repo.refname_to_id(&tracking_ref(branch)).ok() else {
+    let Some(theirs) = repo.refname_to_id(upstream.refname).ok() else {
         return Ok(done);
     };
     let ours = repo
@@ -296,9 +324,12 @@ fn merge_forge(
     ];
     let n = done.lost.len() + done.other_conflicts;
     let message = if n == 0 {
-        format!("{machine}: merge the forge's changes")
+        format!("{machine}: merge {} changes", upstream.whose)
     } else {
-        format!("{machine}: merge the forge's changes ({n} conflicts resolved, upstream wins)")
+        format!(
+            "{machine}: merge {} changes ({n} conflicts resolved, upstream wins)",
+            upstream.whose
+        )
     };
     let merge = crate::signing::commit(repo, signer, None, &message, &tree, &parents)?;
     move_to(repo, merge)?;

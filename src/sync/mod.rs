@@ -5,10 +5,11 @@
 //! 3. a member that has not yet published its poke key or the address `--address` asked for
 //!    commits them ([`poke`]); capture every managed path into the clone and commit it
 //!    ([`backend::capture_and_commit`]); a receiver captures nothing;
-//! 4. fetch, integrate the forge's commits in memory, push; again on a rejected push
-//!    ([`exchange`]); when the integrated fleet.toml moved the fleet to another forge, the same
-//!    with the new one ([`forge_move`]); a receiver whose rotate waits takes its new identity
-//!    once the secrets are encrypted to it ([`adopt`]);
+//! 4. take the bundles peers' pokes handed over: verify each as a fetch is verified, integrate
+//!    it ([`carry`]); then fetch, integrate the forge's commits in memory, push; again on a
+//!    rejected push ([`exchange`]); when the integrated fleet.toml moved the fleet to another
+//!    forge, the same with the new one ([`forge_move`]); a receiver whose rotate waits takes its
+//!    new identity once the secrets are encrypted to it ([`adopt`]);
 //! 5. apply the result to the live files, with conflict copies of what lost (on a receiver,
 //!    of every local edit too: "this machine only receives") ([`backend::apply_head`]);
 //! 6. publish this machine's status and collected files on its host branch when due, gather
@@ -35,6 +36,7 @@ pub mod adopt;
 pub mod apply;
 pub mod backend;
 pub mod capture;
+pub mod carry;
 pub mod change;
 pub mod chezmoi;
 pub mod collect;
@@ -261,6 +263,18 @@ fn run(
         Err(e) => (None, Some(e)),
     };
     let mut lost = Vec::new();
+    // What peers handed over with their pokes, verified as a fetch is, before the forge: a
+    // forge that is down or holds commits that are not authentic cannot keep it from here.
+    let taken = carry::take_inbox(
+        machine,
+        forge,
+        &repo,
+        &fleet,
+        identity.as_ref(),
+        &clock::rfc3339(now),
+    )?;
+    lost.extend(taken.lost);
+    rec.conflicts += taken.other_conflicts;
     let offline = match network {
         Network::Offline => None,
         _ => {
@@ -272,6 +286,9 @@ fn run(
                 rec.held_back
                     .extend(x.tree_refused.as_ref().map(crate::gate::tree_held_back));
                 rec.pushed |= x.pushed;
+                if x.pushed && rec.pushed_over.is_none() {
+                    rec.pushed_over = x.pushed_over;
+                }
                 rec.refused.extend(x.refused);
                 rec.conflicts += x.other_conflicts;
                 lost.extend(x.lost);

@@ -13,13 +13,22 @@
 //!   [`ATTEMPT`] and retried once; the outcome of each is logged at debug level and kept in
 //!   `pokes.json` in the state directory for `status`. The address was checked by
 //!   [`crate::address`] (it cannot be an ssh option) and follows `--`.
-//! - **Receiving** ([`notify_watcher`], [`Inbox`]): `fleetkey poke` sends one datagram to the
-//!   unix socket `poke.sock` in the state directory (0700, so only this user can) and exits 0;
-//!   the watcher's loop receives it as one more event and runs a cycle at once. It reads
-//!   nothing from the SSH client. With no watcher running it does nothing.
+//! - **Carrying** ([`deliver`]): after a push, and after every command that changes the fleet
+//!   even when the forge refused the push or could not be reached, the poke carries a git
+//!   bundle of the commits just made on its stdin ([`super::carry`]); a peer that took it
+//!   answers [`super::carry::ACK`], so the sender knows which peers have the change and which
+//!   get it from the forge. A change too large for [`crate::limits::POKE_BUNDLE`] is a plain
+//!   poke.
+//! - **Receiving** ([`notify_watcher`], [`Inbox`]): `fleetkey poke` reads a bundle from its
+//!   stdin into the inbox (bounded in size and time, see [`super::carry`]), sends one datagram
+//!   to the unix socket `poke.sock` in the state directory (0700, so only this user can) and
+//!   exits; the watcher's loop receives it as one more event and runs a cycle at once, which
+//!   verifies and integrates the bundle before it fetches. With no watcher running, the next
+//!   cycle takes the bundle.
 //!
 //! Must never: delay or fail a cycle (the sender runs beside it), let anything read from the
-//! forge reach ssh as an option, or let a poke do more than wake the watcher.
+//! forge reach ssh as an option, or let a poke do more than wake the watcher and hand it
+//! commits that its cycle verifies like any fetched from the forge.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
@@ -32,10 +41,13 @@ use serde::{Deserialize, Serialize};
 use crate::address::Address;
 use crate::error::Result;
 use crate::fleet::Machine;
+use crate::forge::Forge;
 use crate::paths::Paths;
 use crate::repo::FleetRepo;
 use crate::roster::{Roster, layout};
 use crate::signing::SigningKey;
+
+use super::carry::{self, Made, Outgoing};
 
 /// The watcher's socket in the state directory.
 pub const SOCKET: &str = "poke.sock";
@@ -137,6 +149,10 @@ pub struct PokeRecord {
     /// ssh's last error line, when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The commit whose bundle the peer took, when the poke carried one and the peer
+    /// answered that it took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<String>,
 }
 
 /// The last poke of each peer, by name (empty when none was recorded).
@@ -150,6 +166,15 @@ pub fn load_state(state_dir: &Path) -> BTreeMap<String, PokeRecord> {
 /// Pokes every peer in parallel (each retried once), records the outcomes in `pokes.json`, and
 /// returns them. Blocks for at most about twice [`ATTEMPT`].
 pub fn poke_peers(machine: &Machine, peers: &[Peer]) -> BTreeMap<String, PokeRecord> {
+    poke_peers_carrying(machine, peers, None)
+}
+
+/// [`poke_peers`], each poke carrying `bundle` on its stdin when given.
+pub fn poke_peers_carrying(
+    machine: &Machine,
+    peers: &[Peer],
+    bundle: Option<&Outgoing>,
+) -> BTreeMap<String, PokeRecord> {
     if peers.is_empty() {
         return BTreeMap::new();
     }
@@ -165,26 +190,37 @@ pub fn poke_peers(machine: &Machine, peers: &[Peer]) -> BTreeMap<String, PokeRec
         .cloned()
         .map(|peer| {
             let key = key.clone();
+            let carry = bundle.map(|b| (b.path().to_path_buf(), b.tip.to_string()));
             std::thread::spawn(move || {
-                let mut result = ssh_poke(&key, &peer.address);
+                let file = carry.as_ref().map(|(f, _)| f.as_path());
+                let mut result = ssh_poke(&key, &peer.address, file);
                 if let Err(e) = &result {
                     crate::log::debug(&format!("poke of {} failed ({e}); retrying", peer.name));
-                    result = ssh_poke(&key, &peer.address);
+                    result = ssh_poke(&key, &peer.address, file);
                 }
                 match &result {
-                    Ok(()) => {
-                        crate::log::debug(&format!("poked {} at {}", peer.name, peer.address))
-                    }
+                    Ok(took) => crate::log::debug(&format!(
+                        "poked {} at {}{}",
+                        peer.name,
+                        peer.address,
+                        match (took, &carry) {
+                            (true, _) => ": it took the bundle",
+                            (false, Some(_)) => ": it did not take the bundle",
+                            (false, None) => "",
+                        }
+                    )),
                     Err(e) => crate::log::debug(&format!(
                         "poke of {} at {} failed: {e}; its poll will catch up",
                         peer.name, peer.address
                     )),
                 }
+                let took = result.as_ref().is_ok_and(|took| *took);
                 let record = PokeRecord {
                     address: peer.address.to_string(),
                     at: crate::clock::rfc3339(crate::clock::now_unix()),
                     reached: result.is_ok(),
                     error: result.err(),
+                    carried: carry.filter(|_| took).map(|(_, tip)| tip),
                 };
                 (peer.name, record)
             })
@@ -205,15 +241,109 @@ pub fn poke_peers(machine: &Machine, peers: &[Peer]) -> BTreeMap<String, PokeRec
     outcomes
 }
 
-/// Pokes the peers on a thread of its own and returns at once: the cycle never waits for it.
-pub fn poke_in_background(machine: &Machine) {
+/// What delivering a change to the peers did.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// The commit the pokes carried, when they carried a bundle.
+    pub carried: Option<git2::Oid>,
+    /// Why the pokes carried nothing although there was a change (too large, git failed).
+    pub plain_because: Option<String>,
+    /// Each peer poked, by name.
+    pub outcomes: BTreeMap<String, PokeRecord>,
+}
+
+impl Delivery {
+    /// The peers that took the bundle: they have the change whatever the forge does.
+    pub fn have_it(&self) -> Vec<&str> {
+        self.outcomes
+            .iter()
+            .filter(|(_, r)| r.carried.is_some())
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// The peers that did not take it: they get the change from the forge (at once when the
+    /// poke reached them, else at their next poll).
+    pub fn left_to_the_forge(&self) -> Vec<&str> {
+        self.outcomes
+            .iter()
+            .filter(|(_, r)| r.carried.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
+
+/// Delivers this machine's new commits (HEAD over `base`, the last fleet commit it fetched)
+/// to every peer with an address: each poke carries their bundle, or is a plain poke when the
+/// bundle would be too large. Nothing new over `base`: nobody is poked. Blocks for at most
+/// about twice [`ATTEMPT`]; never fails (a problem is logged and recorded).
+pub fn deliver(
+    machine: &Machine,
+    forge: &Forge,
+    repo: &FleetRepo,
+    branch: &str,
+    base: Option<git2::Oid>,
+) -> Delivery {
+    let peers = peers(machine);
+    if peers.is_empty() {
+        return Delivery::default();
+    }
+    let mut delivery = Delivery::default();
+    let bundle = match carry::make(forge, repo, &machine.paths.state_dir, branch, base) {
+        Made::Nothing => return delivery,
+        Made::Bundle(b) => Some(b),
+        Made::Plain(why) => {
+            let why = format!("{why}; the peers fetch the change from the forge");
+            crate::log::info(&why);
+            delivery.plain_because = Some(why);
+            None
+        }
+    };
+    if let Some(b) = &bundle {
+        crate::log::debug(&format!(
+            "each poke carries a bundle of {} up to {}",
+            crate::limits::Size(b.bytes),
+            b.tip
+        ));
+    }
+    delivery.carried = bundle.as_ref().map(|b| b.tip);
+    delivery.outcomes = poke_peers_carrying(machine, &peers, bundle.as_ref());
+    delivery
+}
+
+/// [`deliver`] on a thread of its own, for the watcher after a cycle that pushed over `base`:
+/// the bundle is made now, the pokes run beside the next cycle, which never waits for them.
+pub fn deliver_in_background(machine: &Machine, base: Option<git2::Oid>) {
     let peers = peers(machine);
     if peers.is_empty() {
         return;
     }
+    let forge = Forge::new(&machine.config.remote, &machine.paths.state_dir);
+    let Ok(fleet) = machine.fleet_config() else {
+        return;
+    };
+    let made = match machine.repo() {
+        Ok(repo) => carry::make(
+            &forge,
+            &repo,
+            &machine.paths.state_dir,
+            &fleet.sync.branch,
+            base,
+        ),
+        Err(e) => Made::Plain(format!("no bundle: {e}")),
+    };
+    // The cycle pushed: the peers are poked whatever the bundle.
+    let bundle = match made {
+        Made::Bundle(b) => Some(b),
+        Made::Nothing => None,
+        Made::Plain(why) => {
+            crate::log::info(&format!("{why}; the peers fetch the change from the forge"));
+            None
+        }
+    };
     let machine = machine.clone();
     std::thread::spawn(move || {
-        poke_peers(&machine, &peers);
+        poke_peers_carrying(&machine, &peers, bundle.as_ref());
     });
 }
 
@@ -247,12 +377,22 @@ pub fn ssh_args(key: &Path, address: &Address) -> Vec<String> {
     args
 }
 
-/// One ssh attempt, bounded by [`ATTEMPT`]; the error is ssh's last stderr line.
-fn ssh_poke(key: &Path, address: &Address) -> std::result::Result<(), String> {
+/// One ssh attempt, bounded by [`ATTEMPT`], carrying `bundle` on stdin when given (else
+/// stdin is empty: a plain poke). Returns whether the peer took the bundle; the error is ssh's
+/// last stderr line.
+fn ssh_poke(
+    key: &Path,
+    address: &Address,
+    bundle: Option<&Path>,
+) -> std::result::Result<bool, String> {
     let mut cmd = crate::child::command("ssh", &[]);
     cmd.args(ssh_args(key, address))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(file) = bundle {
+        let file = std::fs::File::open(file).map_err(|e| format!("cannot read the bundle: {e}"))?;
+        cmd.stdin(file);
+    }
     let mut child = cmd.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
     let deadline = Instant::now() + ATTEMPT;
     loop {
@@ -271,7 +411,8 @@ fn ssh_poke(key: &Path, address: &Address) -> std::result::Result<(), String> {
         .wait_with_output()
         .map_err(|e| format!("cannot read ssh's output: {e}"))?;
     if out.status.success() {
-        return Ok(());
+        let said = String::from_utf8_lossy(&out.stdout);
+        return Ok(bundle.is_some() && said.lines().any(|l| l.trim() == carry::ACK));
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr

@@ -212,6 +212,10 @@ pub struct CycleRecord {
     pub conflicts: usize,
     /// Whether the forge took our commits in this cycle.
     pub pushed: bool,
+    /// The forge's commit the push went on (the base of the bundle the watcher's pokes carry);
+    /// not written to the file.
+    #[serde(skip)]
+    pub pushed_over: Option<git2::Oid>,
     /// The commit the clone is on afterwards.
     pub head: Option<String>,
     /// What the fleet repo asked for and this cycle did not do, each with why: an invalid

@@ -11,7 +11,9 @@
 //! captures by walking the managed paths, so a rescan is simply a cycle). The loop sleeps in
 //! `recv_timeout` until the next deadline (settle, poll, poke or retry): no busy polling. A
 //! peer's poke (a datagram on `poke.sock`, read by a thread of its own into the same channel)
-//! makes the next cycle fetch at once; pokes coalesce, at most one cycle per [`POKE_GAP`].
+//! makes the next cycle fetch at once; pokes coalesce, at most one cycle per [`POKE_GAP`]. When
+//! pokes handed over bundles ([`super::carry`]), a cycle without the network takes and applies
+//! them first, then the cycle that talks to the forge runs.
 //!
 //! What is watched: the DIRECTORIES holding managed paths (editors save by writing a temp file
 //! and renaming it over the original, which a watch on the file itself would miss): a managed
@@ -130,6 +132,9 @@ pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Res
             } else {
                 Network::CheapCheck
             };
+            if !super::carry::spooled(&machine.paths.state_dir).is_empty() {
+                apply_bundles_first(machine, hooks);
+            }
             retry_at = watched_cycle(machine, network, hooks, &mut backoff, settle);
             // The list, settings and watches may have changed with what was applied.
             manifest = Manifest::load(&machine.paths.state_dir);
@@ -204,8 +209,9 @@ fn watched_cycle(
                 ));
             }
             if rec.pushed {
-                // In the background: the pokes never delay or fail the cycle.
-                super::poke::poke_in_background(machine);
+                // In the background: the pokes never delay or fail the cycle. Each carries
+                // the commits just pushed.
+                super::poke::deliver_in_background(machine, rec.pushed_over);
             }
             if rec.captured + rec.applied + rec.conflicts > 0 || rec.pushed {
                 crate::log::info(&format!(
@@ -234,6 +240,20 @@ fn watched_cycle(
             }
             None
         }
+    }
+}
+
+/// Bundles peers' pokes handed over are taken and applied by a cycle without the network
+/// first, so a forge that is slow, down or stalling never stands between a verified change (a
+/// revocation above all) and the live files; the cycle that talks to the forge follows at
+/// once. A failure here is logged: that next cycle takes whatever is left.
+fn apply_bundles_first(machine: &Machine, hooks: &dyn super::CycleHooks) {
+    match cycle(machine, Network::Offline, hooks) {
+        Ok(rec) => crate::log::debug(&format!(
+            "bundles taken before the forge: {} applied",
+            rec.applied
+        )),
+        Err(e) => crate::log::debug(&format!("bundles not taken before the forge: {e}")),
     }
 }
 

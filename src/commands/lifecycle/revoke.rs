@@ -201,7 +201,9 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
             roster.active.len()
         )?;
     }
-    change.publish()?;
+    // Delivered to every remaining peer with an address, even when the forge refuses the push
+    // or cannot be reached.
+    let published = change.publish_and_deliver();
     // This machine stops admitting the revoked key now, not at its next cycle.
     if let Err(e) = sync::backend::merge_authorized_keys(&machine, repo) {
         crate::log::warn(&format!(
@@ -210,34 +212,58 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
             e.advice().map(|a| format!(" ({a})")).unwrap_or_default()
         ));
     }
-    poke_remaining_peers(&machine)
+    tell_delivery(&published.delivery)?;
+    published.pushed
 }
 
-/// After a revocation (or a change of whose login keys the fleet admits: a role, `ssh_from`)
-/// is on the forge, pokes every remaining peer that has an address, so each online machine's
-/// authorized_keys follows within seconds instead of at its next poll.
-pub fn poke_remaining_peers(machine: &Machine) -> Result<()> {
-    let peers = sync::poke::peers(machine);
-    if peers.is_empty() {
-        return Ok(());
+/// After a revocation (or a change of whose login keys the fleet admits: a role, `ssh_from`):
+/// says which peers have the change now (they took the bundle their poke carried, whatever
+/// the forge does) and which get it from the forge: at once when the poke reached them, else
+/// at their next poll.
+pub fn tell_delivery(delivery: &sync::poke::Delivery) -> Result<()> {
+    for line in delivery_lines(delivery) {
+        outln!("{line}")?;
     }
-    let outcomes = sync::poke::poke_peers(machine, &peers);
-    let reached: Vec<&str> = outcomes
-        .iter()
-        .filter(|(_, r)| r.reached)
-        .map(|(n, _)| n.as_str())
-        .collect();
-    outln!(
-        "fleetkey: poked {} of {} peers{}; the others apply it at their next poll",
-        reached.len(),
-        peers.len(),
-        if reached.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reached.join(", "))
-        }
-    )?;
     Ok(())
+}
+
+/// The lines [`tell_delivery`] prints (none when no peer has an address).
+fn delivery_lines(delivery: &sync::poke::Delivery) -> Vec<String> {
+    if delivery.outcomes.is_empty() {
+        return Vec::new();
+    }
+    let have = delivery.have_it();
+    let mut line = format!(
+        "fleetkey: delivered to {} of {} peers",
+        have.len(),
+        delivery.outcomes.len()
+    );
+    if !have.is_empty() {
+        line.push_str(&format!(" ({})", have.join(", ")));
+    }
+    let rest: Vec<String> = delivery
+        .left_to_the_forge()
+        .into_iter()
+        .map(|name| {
+            let reached = delivery.outcomes.get(name).is_some_and(|r| r.reached);
+            format!(
+                "{name} ({})",
+                if reached {
+                    "poked"
+                } else {
+                    "not reached: at its next poll"
+                }
+            )
+        })
+        .collect();
+    if !rest.is_empty() {
+        line.push_str(&format!("; from the forge: {}", rest.join(", ")));
+    }
+    let mut lines = vec![line];
+    if let Some(why) = &delivery.plain_because {
+        lines.push(format!("  nothing was carried: {why}"));
+    }
+    lines
 }
 
 /// `revoke NAME --compromised` for a machine already revoked: the exposure report over every
@@ -411,4 +437,47 @@ fn print_report(report: &exposure::Report, json: bool, again: bool) -> Result<()
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync::poke::{Delivery, PokeRecord};
+
+    fn record(reached: bool, carried: bool) -> PokeRecord {
+        PokeRecord {
+            address: "u@h".into(),
+            at: "2026-12-03T08:00:00Z".into(),
+            reached,
+            error: (!reached).then(|| "Connection refused".into()),
+            carried: carried.then(|| "ab12".into()),
+        }
+    }
+
+    #[test]
+    fn the_delivery_says_who_has_it_and_who_gets_it_from_the_forge() {
+        assert!(delivery_lines(&Delivery::default()).is_empty());
+        let mut d = Delivery::default();
+        d.outcomes.insert("b".into(), record(true, true));
+        d.outcomes.insert("c".into(), record(true, false));
+        d.outcomes.insert("d".into(), record(false, false));
+        assert_eq!(
+            delivery_lines(&d),
+            [
+                "fleetkey: delivered to 1 of 3 peers (b); from the forge: c (poked), d (not reached: at its next poll)"
+            ]
+        );
+        let mut d = Delivery {
+            plain_because: Some("5 MiB is larger than the limit".into()),
+            ..Delivery::default()
+        };
+        d.outcomes.insert("b".into(), record(true, false));
+        assert_eq!(
+            delivery_lines(&d),
+            [
+                "fleetkey: delivered to 0 of 1 peers; from the forge: b (poked)",
+                "  nothing was carried: 5 MiB is larger than the limit"
+            ]
+        );
+    }
 }
