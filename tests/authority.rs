@@ -95,12 +95,7 @@ fn attacker_recipient(dir: &Path) -> String {
             .arg(&identity)
             .stderr(std::process::Stdio::piped()),
     );
-    std::fs::read_to_string(&identity)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string()
+    recipient_of(&identity)
 }
 
 /// The commit the fleet branch of `m`'s clone is at.

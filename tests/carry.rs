@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::poke::{PokeFleet, User};
+use crate::poke::{PokeFleet, SSH_BATCH, User};
 use crate::util::{bin, require, run_program, wait_for};
 
 /// What `fleetkey poke` prints when it took a bundle.
@@ -69,16 +69,8 @@ fn ok_with_stdin(u: &User, args: &[&str], stdin: &[u8]) -> String {
 /// poke does (the forced command runs `fleetkey poke` whatever is asked for).
 fn poke_with(from: &User, to: &User, port: u16, stdin: Stdio) -> std::process::Child {
     from.command(require("ssh", "openssh-client"))
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=5",
-            "-T",
-            "-i",
-        ])
+        .args(SSH_BATCH)
+        .args(["-T", "-i"])
         .arg(from.path(".config/fleetkey/poke_key"))
         .args(["-p", &port.to_string(), "--"])
         .arg(format!("{}@127.0.0.1", to.name))

@@ -402,6 +402,16 @@ impl PokeFleet {
     }
 }
 
+/// The ssh options of every test connection: no prompt, only the key given, a short timeout.
+pub(crate) const SSH_BATCH: [&str; 6] = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "ConnectTimeout=5",
+];
+
 /// ssh as `from` with `key` to `to`'s account, asking to run `command`.
 pub(crate) fn ssh_as(
     from: &User,
@@ -412,14 +422,7 @@ pub(crate) fn ssh_as(
     command: &str,
 ) -> Output {
     from.command(require("ssh", "openssh-client"))
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=5",
-        ])
+        .args(SSH_BATCH)
         .args(extra)
         .arg("-i")
         .arg(key)
