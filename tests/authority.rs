@@ -22,6 +22,9 @@ fn fleet() -> Fleet {
     let url = forge.url();
     let alpha = Machine::new();
     alpha.ok(&["init", "--name", "alpha", "--remote", &url]);
+    // These tests watch each refusal and `forge repair`: the forge does not heal itself here
+    // (tests/heal.rs tests that it does).
+    alpha.ok(&["config", "set", "heal", "false"]);
     alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"honest-1\n");
     let beta = Machine::new();
     admit(&alpha, &beta, "beta", &url);

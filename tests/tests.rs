@@ -9,6 +9,7 @@ mod authority;
 mod authorized_keys_cli;
 mod chezmoi_init;
 mod collect;
+mod heal;
 mod init_and_secrets;
 mod lifecycle;
 mod messages;

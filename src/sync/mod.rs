@@ -6,7 +6,7 @@
 //!    commits them ([`poke`]); capture every managed path into the clone and commit it
 //!    ([`backend::capture_and_commit`]);
 //! 4. fetch, integrate the forge's commits in memory, push; again on a rejected push
-//!    ([`exchange`]); when the integrated fleet.toml moved the fleet to another forge, the same
+//!    ([`exchange`]); a forge holding commits that are not authentic is healed ([`heal`]); when the integrated fleet.toml moved the fleet to another forge, the same
 //!    with the new one ([`forge_move`]);
 //! 5. apply the result to the live files, with conflict copies of what lost
 //!    ([`backend::apply_head`]);
@@ -41,6 +41,7 @@ pub mod conflicts;
 pub mod debounce;
 pub mod exchange;
 pub mod forge_move;
+pub mod heal;
 pub mod history;
 pub mod ignore;
 pub mod integrate;
@@ -270,6 +271,12 @@ fn run(
                     .extend(x.tree_refused.as_ref().map(crate::gate::tree_held_back));
                 rec.pushed |= x.pushed;
                 rec.refused.extend(x.refused);
+                if x.healed.is_some() {
+                    rec.healed = x.healed;
+                }
+                if let Some(why) = x.not_healed {
+                    rec.not_healed = Some(why.to_string());
+                }
                 rec.conflicts += x.other_conflicts;
                 lost.extend(x.lost);
                 if x.hosts.is_some() {
