@@ -129,7 +129,7 @@ pub fn advice(url: &str, machine: &str, ssh_fingerprints: &[String]) -> Vec<Stri
     };
     let authorized_keys = |host: &str, user: &str| {
         format!(
-            "on {host}, delete the line of {key} from ~{user}/.ssh/authorized_keys (`ssh-keygen -lf ~/.ssh/authorized_keys` there lists each line's fingerprint; when {host} is a member of this fleet, its next cycle drops the key from the authorized_keys fleetkey merges)"
+            "delete the line of {key} from ~{user}/.ssh/authorized_keys on {host} (`ssh-keygen -lf ~/.ssh/authorized_keys` there lists each line's fingerprint; when {host} is a member of this fleet, its next cycle drops the key from the authorized_keys fleetkey merges)"
         )
     };
     match (r.kind, r.access) {
