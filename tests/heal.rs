@@ -157,6 +157,10 @@ fn after_a_junk_loop_stops_the_forge_is_authentic_again_within_one_poll() {
         },
     );
     let took = stopped.elapsed();
+    eprintln!(
+        "healed {took:?} after the loop stopped ({} junk commits, poll {poll:?})",
+        junk.len()
+    );
     assert!(
         took <= poll + Duration::from_secs(8),
         "healed {took:?} after the loop stopped"

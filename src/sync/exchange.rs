@@ -1,6 +1,9 @@
 //! The exchange with the forge: fetch, integrate, push; again on a rejected push, at most
 //! [`PUSH_TRIES`] times.
 //!
+//! A forge whose branch the gate refuses is healed here, in the same loop: the last authentic
+//! state goes back with a lease on the refused tip ([`super::heal`]).
+//!
 //! Owns: the only network steps of the cycle and of the commands that change the fleet (through
 //! [`crate::forge`], the `git` command line). Must never: leave a rebase or merge half done on
 //! disk (integration happens in memory, see [`super::integrate`]), or report a rejected push as

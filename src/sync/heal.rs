@@ -151,14 +151,22 @@ pub fn allowed(
     fleet: &FleetConfig,
     now: i64,
 ) -> std::result::Result<(), NotNow> {
+    limit(
+        fleet,
+        Healed::load(&machine.paths.state_dir).map(|h| h.at),
+        now,
+    )
+}
+
+/// The rule of [`allowed`], given when this machine last healed (`last`, seconds since the
+/// epoch).
+fn limit(fleet: &FleetConfig, last: Option<i64>, now: i64) -> std::result::Result<(), NotNow> {
     if !fleet.trust.heal {
         return Err(NotNow::Disabled);
     }
-    match Healed::load(&machine.paths.state_dir) {
+    match last {
         // A clock that went back counts as "long ago": it never blocks healing for hours.
-        Some(last) if (0..HEAL_EVERY).contains(&(now - last.at)) => {
-            Err(NotNow::TooSoon { ago: now - last.at })
-        }
+        Some(at) if (0..HEAL_EVERY).contains(&(now - at)) => Err(NotNow::TooSoon { ago: now - at }),
         _ => Ok(()),
     }
 }
@@ -344,5 +352,56 @@ pub fn clear_refusals(machine: &Machine) {
             rec.result = CycleResult::Ok;
         }
         let _ = rec.save(&machine.paths.state_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_heals_at_most_once_a_minute_unless_heal_is_off() {
+        let mut fleet = FleetConfig::default();
+        assert_eq!(limit(&fleet, None, 1_000), Ok(()));
+        assert_eq!(
+            limit(&fleet, Some(1_000), 1_059),
+            Err(NotNow::TooSoon { ago: 59 })
+        );
+        assert_eq!(limit(&fleet, Some(1_000), 1_060), Ok(()));
+        // A clock that went back never blocks healing.
+        assert_eq!(limit(&fleet, Some(5_000), 1_000), Ok(()));
+        fleet.trust.heal = false;
+        assert_eq!(limit(&fleet, None, 1_000), Err(NotNow::Disabled));
+        assert!(NotNow::Disabled.to_string().contains("forge repair"));
+    }
+
+    #[test]
+    fn heal_is_on_by_default_and_off_by_fleet_toml() {
+        let fleet: FleetConfig = toml::from_str("").unwrap();
+        assert!(fleet.trust.heal);
+        assert!(!fleet.to_toml().contains("[trust]"), "{}", fleet.to_toml());
+        let off: FleetConfig = toml::from_str("[trust]\nheal = false\n").unwrap();
+        assert!(!off.trust.heal);
+        assert!(off.to_toml().contains("heal = false"));
+    }
+
+    #[test]
+    fn a_heal_says_what_it_did_in_one_line() {
+        let h = Healed {
+            at: 0,
+            at_text: "2026-12-03T08:00:00Z".into(),
+            branch: "main".into(),
+            bad: "0123456789abcdef0123".into(),
+            head: "fedcba9876543210fedc".into(),
+            kept: "refs/fleetkey/refused/20261203T080000Z-0123456789ab".into(),
+            dropped: 3,
+            restored: 1,
+            rewound: false,
+            refused: Vec::new(),
+        };
+        assert_eq!(
+            h.line(),
+            "HEALED the forge at 2026-12-03T08:00:00Z: its main held commits that are not authentic (tip 0123456789ab); this machine pushed fedcba987654 back (1 commits restored, 3 dropped there, kept here under refs/fleetkey/refused/20261203T080000Z-0123456789ab)"
+        );
     }
 }
