@@ -292,6 +292,55 @@ fn a_rewound_forge_gets_back_the_commits_this_machine_verified() {
 }
 
 #[test]
+fn a_rewind_with_honest_work_on_top_loses_neither_side() {
+    let fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
+    let (alpha, beta) = (fleet.n(0), fleet.n(1));
+    fleet.settle(1);
+    // beta last saw `old`; alpha then pushes a commit beta has not seen.
+    let old = fleet.forge.head();
+    alpha.ok_with_stdin(&["secrets", "set", "ALPHA"], b"from-alpha\n");
+    let verified = fleet.forge.head();
+    // alpha's next cycle verifies the forge's tip: from here on the forge must contain it.
+    alpha.ok(&["sync"]);
+    // The forge is rewound to `old`: for beta that is the tip it verified, so beta builds on it.
+    let clone = attacker_clone(&fleet, "rewind-work");
+    run_program(Command::new("git").arg("-C").arg(&clone).args([
+        "push",
+        "--quiet",
+        "--force",
+        "origin",
+        &format!("{old}:refs/heads/main"),
+    ]));
+    beta.ok_with_stdin(&["secrets", "set", "BETA"], b"from-beta\n");
+    let honest = fleet.forge.head();
+    assert_ne!(honest, old);
+    // alpha finds its verified commit gone and heals: both commits end on the forge.
+    let out = alpha.ok(&["sync"]);
+    assert!(
+        out.contains("HEALED the forge") && out.contains("had lost commits this machine verified"),
+        "{out}"
+    );
+    let bare = fleet.forge.dir.path().join("fleet.git");
+    let head = fleet.forge.head();
+    assert!(
+        is_ancestor(&bare, &verified, &head),
+        "alpha's commit is back"
+    );
+    assert!(is_ancestor(&bare, &honest, &head), "beta's commit is kept");
+    let out = beta.ok(&["sync"]);
+    assert!(!out.contains("refused"), "{out}");
+    alpha.ok(&["sync"]);
+    for m in [alpha, beta] {
+        assert_eq!(m.ok(&["secrets", "get", "ALPHA"]), "from-alpha\n");
+        assert_eq!(m.ok(&["secrets", "get", "BETA"]), "from-beta\n");
+        assert_eq!(
+            git_out(&m.repo(), &["rev-parse", "HEAD"]),
+            fleet.forge.head()
+        );
+    }
+}
+
+#[test]
 fn healing_is_limited_to_once_a_minute_and_heal_false_turns_it_off() {
     let fleet = Fleet::new(Transport::GitDaemon, &["alpha", "beta"]);
     let (alpha, beta) = (fleet.n(0), fleet.n(1));
