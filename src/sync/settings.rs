@@ -106,7 +106,7 @@ pub const KEYS: &[Key] = &[
         name: "heal",
         toml: "trust.heal",
         list: false,
-        about: "whether a machine puts the last authentic state back on a forge that holds commits that are not authentic (true or false; at most once a minute)",
+        about: "whether a machine puts the last authentic state back on a forge that holds commits that are not authentic (true or false; at most once a minute; admin only)",
     },
     Key {
         name: "forge",
