@@ -14,7 +14,8 @@ on 127.0.0.1 gives each its own HOME, as a peer's sshd does. The forge is ssh://
   defaults, poll only  the same with B's address cleared
   old defaults         settle 2 s, poll 60 s, no addresses
   revocation           `revoke cN` on A returns -> B's authorized_keys lacks cN's key (B poked),
-                       and the same with the old defaults
+                       and the same with the old defaults, and with the forge spammed (an
+                       unsigned commit pushed on its branch every 0.5 s by the forge's own user)
   idle watcher         one watcher, default poll, ssh:// forge: CPU, RSS and SSH handshakes
                        (sshd's "Accepted publickey" lines for the forge user) over the window,
                        and the same without multiplexing and poll 60 s
@@ -32,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BIN = sys.argv[1]
@@ -178,8 +180,8 @@ def main():
 
     def join(new, member):
         out = new.fk("enroll", new.machine, "--remote", url, "--address", addr(new))
-        fp = re.search(r"fleetkey approve \S+ --fingerprint (\S+)", out).group(1)
-        member.fk("approve", new.machine, "--fingerprint", fp)
+        code = re.search(r"enrollment code: (\S+)", out).group(1)
+        member.fk("approve", new.machine, "--code", code)
         new.fk("sync")
 
     join(b, a)
@@ -271,12 +273,30 @@ def main():
     set_poll("60s")
     propagation("propagation old (poll 60 s)", EDITS_OLD, 60.0)
 
-    def revocations(label, count, poked):
+    def spam_loop(stop_event):
+        """An unsigned commit on the forge's branch every 0.5 s, by the forge's own user (a
+        leaked forge credential): each on top of whatever the branch holds."""
+        bare = f"{forge.home}/fleet.git"
+        while not stop_event.is_set():
+            as_forge = ["runuser", "-u", forge.name, "--", "git", "-C", bare]
+            branch = subprocess.run(as_forge + ["symbolic-ref", "HEAD"], capture_output=True, text=True).stdout.strip()
+            tip = subprocess.run(as_forge + ["rev-parse", "-q", "--verify", branch], capture_output=True, text=True).stdout.strip()
+            if tip:
+                tree = subprocess.run(as_forge + ["rev-parse", f"{tip}^{{tree}}"], capture_output=True, text=True).stdout.strip()
+                env = dict(os.environ, GIT_AUTHOR_NAME="x", GIT_AUTHOR_EMAIL="x@x",
+                           GIT_COMMITTER_NAME="x", GIT_COMMITTER_EMAIL="x@x")
+                junk = subprocess.run(as_forge + ["commit-tree", tree, "-p", tip, "-m", "junk"],
+                                      capture_output=True, text=True, env=env).stdout.strip()
+                if junk:
+                    subprocess.run(as_forge + ["update-ref", branch, junk, tip], capture_output=True)
+            stop_event.wait(0.5)
+
+    def revocations(label, count, poked, spam=False):
         wb = b.watch()
         lat = []
         try:
             for i in range(count):
-                c = User(f"c{i}{'o' if not poked else ''}")
+                c = User(f"c{i}{'o' if not poked else ''}{'s' if spam else ''}")
                 fkeys.append(c.ssh_setup(port, host_pub))
                 forge_admit()
                 join(c, a)
@@ -287,13 +307,29 @@ def main():
                     if time.monotonic() > deadline:
                         raise SystemExit(f"{label}: B never admitted {c.machine}")
                     time.sleep(0.05)
-                a.fk("revoke", c.machine)
+                stop_spam, spammer = threading.Event(), None
+                if spam:
+                    spammer = threading.Thread(target=spam_loop, args=(stop_spam,), daemon=True)
+                    spammer.start()
+                    time.sleep(1.2)
+                # With the forge spammed, revoke's own push is refused (exit 3): what counts
+                # is the peer, reached by the poke's bundle.
+                a.popen([BIN, "revoke", c.machine, "--yes"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
                 t0 = time.monotonic()
                 while key in b.read(".ssh/authorized_keys"):
                     if time.monotonic() - t0 > 180:
                         raise SystemExit(f"{label}: B kept {c.machine}'s key")
                     time.sleep(0.01)
                 lat.append(time.monotonic() - t0)
+                if spammer:
+                    stop_spam.set()
+                    spammer.join()
+                    # Bring the forge back to the fleet's state for the next round (a person's
+                    # `forge repair`; a fleetkey that heals the forge does it on its own).
+                    a.popen([BIN, "forge", "repair", "--yes"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL).wait()
+                    a.fk("sync"), b.fk("sync")
         finally:
             stop(wb)
         results.append(f"{label:<34} p50 {pct(lat, .5):6.2f} s  p95 {pct(lat, .95):6.2f} s  max {max(lat):6.2f} s  ({count} revokes)")
@@ -304,6 +340,7 @@ def main():
     b.fk("address", "set", addr(b))
     a.fk("sync")
     revocations("revocation defaults, B poked", REVOKES, True)
+    revocations("revocation, B poked, forge spammed", REVOKES, True, spam=True)
 
     def idle(label, extra_env):
         w = a.watch(extra_env)

@@ -403,6 +403,9 @@ pub fn may_change(
                     "only an admin changes whose login keys the fleet admits ([authorized_keys] from)",
                 );
             }
+            if old.get("trust") != new.get("trust") {
+                return outside("only an admin changes whether the forge heals itself ([trust])");
+            }
             return Ok(());
         }
         // A receiver may set only its own [hosts.NAME] table.

@@ -364,7 +364,7 @@ pub enum ConfigCmd {
     /// Print KEY's value (one line per entry of a list), or every setting.
     Get {
         /// poll, quiet, settle, paths, ignore, literal, allow_tokens, private, materialize,
-        /// materialize_format, authorized_keys, ssh_from or forge.
+        /// materialize_format, authorized_keys, ssh_from, heal or forge.
         key: Option<String>,
     },
     /// Set KEY for the whole fleet: checked as every cycle checks it, committed and pushed.
@@ -375,7 +375,7 @@ pub enum ConfigCmd {
     /// admits, roles and machine names, default `admin member`) is an admin's to change.
     Set {
         /// poll, quiet, settle, ignore, literal, allow_tokens, private, materialize,
-        /// materialize_format (env or sh), authorized_keys or ssh_from.
+        /// materialize_format (env or sh), authorized_keys, ssh_from or heal (true or false).
         key: String,
         /// The new value (durations with a unit: 5s, 2m; paths as ~/REL or ~/REL/).
         #[arg(value_name = "VALUE", allow_hyphen_values = true)]
@@ -649,7 +649,8 @@ pub enum ForgeCmd {
     ///
     /// Shows the commits the forge will lose, asks on a terminal, pushes with
     /// --force-with-lease against the refused tip, and keeps the refused commits under
-    /// refs/fleetkey/refused/ in the clone.
+    /// refs/fleetkey/refused/ in the clone. A cycle does the same by itself at most once a
+    /// minute unless `[trust] heal = false`; this is for a person, with no limit.
     Repair {
         /// Do not ask (required when stdin is not a terminal).
         #[arg(long)]

@@ -120,9 +120,43 @@ pub struct FleetConfig {
     /// What each machine publishes on its host branch for the others to gather.
     #[serde(default, skip_serializing_if = "CollectConfig::is_empty")]
     pub collect: CollectConfig,
+    /// What a machine does when the forge holds commits that are not authentic.
+    #[serde(default, skip_serializing_if = "TrustConfig::is_default")]
+    pub trust: TrustConfig,
     /// Per-machine settings (`[hosts.NAME]`), by machine name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, HostConfig>,
+}
+
+/// `[trust]` in fleet.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// A cycle that finds commits on the forge that are not authentic (or a forge that lost
+    /// commits this machine verified) puts the last authentic state back, at most once a
+    /// minute per machine (see `crate::sync::heal`). `false`: only `fleetkey forge repair`
+    /// does, when a person runs it.
+    #[serde(default = "default_heal")]
+    pub heal: bool,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            heal: default_heal(),
+        }
+    }
+}
+
+impl TrustConfig {
+    /// The defaults (the section is left out of the file).
+    pub fn is_default(&self) -> bool {
+        *self == TrustConfig::default()
+    }
+}
+
+fn default_heal() -> bool {
+    true
 }
 
 /// `[collect]` in fleet.toml: the files every machine publishes on its branch

@@ -62,6 +62,9 @@ pub struct Report {
     /// What the machine did as admin (machines it admitted, role and forge changes), oldest
     /// first, each with the command that undoes it.
     pub admin_acts: Vec<crate::authority::AdminAct>,
+    /// Which credential of the machine the forge may still accept and how to remove it (see
+    /// [`crate::forge::credential`]), one step a line; filled in by `revoke`.
+    pub forge_credential: Vec<String>,
     /// The values the key could read, by name (never serialized).
     #[serde(skip)]
     pub values: ReadValues,
@@ -209,6 +212,7 @@ pub fn report(
         ciphertexts: jobs.len(),
         values: ReadValues(values),
         admin_acts: crate::authority::admin_acts(git, head, machine),
+        forge_credential: Vec::new(),
     })
 }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{ErrorKind, Result};
 
+pub mod credential;
 pub mod retry;
 
 /// What a push did.

@@ -22,6 +22,9 @@ fn fleet() -> Fleet {
     let url = forge.url();
     let alpha = Machine::new();
     alpha.ok(&["init", "--name", "alpha", "--remote", &url]);
+    // These tests watch each refusal and `forge repair`: the forge does not heal itself here
+    // (tests/heal.rs tests that it does).
+    alpha.ok(&["config", "set", "heal", "false"]);
     alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"honest-1\n");
     let beta = Machine::new();
     admit(&alpha, &beta, "beta", &url);
@@ -536,6 +539,26 @@ fn a_member_changes_no_other_machines_keys_nor_the_forge_and_an_admin_role_chang
     );
     let err = f.beta.fails(&["role", "beta", "admin"], 1);
     assert!(err.contains("only an admin may change a role"), "{err}");
+    // Whether the forge heals itself is an admin's to change too ([trust] heal).
+    let err = f.beta.fails(&["config", "set", "heal", "true"], 1);
+    assert!(
+        err.contains("only an admin may change whether the forge heals itself"),
+        "{err}"
+    );
+    let clone = attacker_clone(&f, "main", "trust");
+    let p = clone.join("fleet.toml");
+    let t = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, t.replace("heal = false", "heal = true")).unwrap();
+    git_commit(&clone, &signing_config(&f.beta), "beta", "beta: heal");
+    git_push(&clone, "HEAD:refs/heads/main");
+    let bad = git_out(&clone, &["rev-parse", "HEAD"]).trim().to_string();
+    refuses_unauthorized(
+        &f.alpha,
+        &bad,
+        "only an admin changes whether the forge heals itself",
+    );
+    f.alpha.ok(&["forge", "repair", "--yes"]);
+    f.beta.ok(&["sync"]);
     // beta's honest work as a member goes on: a dotfile it tracks reaches alpha.
     std::fs::write(f.beta.home.join(".gitconfig"), "[user]\n\tname = b\n").unwrap();
     f.beta.ok(&["track", "~/.gitconfig"]);

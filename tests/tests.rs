@@ -11,6 +11,7 @@ mod carry;
 mod chezmoi_init;
 mod collect;
 mod exports;
+mod heal;
 mod init_and_secrets;
 mod lifecycle;
 mod messages;

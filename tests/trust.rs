@@ -26,6 +26,9 @@ fn fleet() -> Fleet {
     let url = forge.url();
     let alpha = Machine::new();
     alpha.ok(&["init", "--name", "alpha", "--remote", &url]);
+    // These tests watch each refusal and `forge repair`: the forge does not heal itself here
+    // (tests/heal.rs tests that it does).
+    alpha.ok(&["config", "set", "heal", "false"]);
     std::fs::write(alpha.home.join(".zshrc"), HONEST_ZSHRC).unwrap();
     alpha.ok(&["track", "~/.zshrc"]);
     alpha.ok_with_stdin(&["secrets", "set", "TOKEN"], b"honest-1\n");

@@ -74,6 +74,14 @@ pub fn change(how: Change, key: &str, values: &[String], push: bool) -> Result<(
             "change whose login keys the fleet admits (ssh_from)",
         )?;
     }
+    if key.name == "heal" {
+        // Every machine would refuse a member's commit that changes it.
+        crate::authority::require_admin(
+            repo.root(),
+            &machine.config.name,
+            "change whether the forge heals itself (heal)",
+        )?;
+    }
     let plan = sync::plan::Plan::for_machine(&machine)?;
     let before = settings::get(&plan.fleet, key);
     let new_values = match how {

@@ -503,17 +503,36 @@ fn trust_check(machine: &Machine) -> Check {
     let refused = crate::sync::state::CycleRecord::load(&machine.paths.state_dir)
         .map(|c| c.refused)
         .unwrap_or_default();
+    let healed =
+        crate::sync::heal::Healed::recent(&machine.paths.state_dir, crate::clock::now_unix());
     match refused.first() {
-        None => check(
-            "trust",
-            Verdict::Ok,
-            "the fleet's history is signed by its members".to_string(),
-        ),
+        None => match healed {
+            None => check(
+                "trust",
+                Verdict::Ok,
+                "the fleet's history is signed by its members".to_string(),
+            ),
+            Some(h) => check(
+                "trust",
+                Verdict::Warn,
+                format!(
+                    "this machine healed the forge at {}: its {} {} (kept under {}); someone can write to the forge without being a member: remove that credential at the forge (`fleetkey revoke` names a revoked machine's)",
+                    h.at_text,
+                    h.branch,
+                    if h.rewound {
+                        "had lost commits this machine verified"
+                    } else {
+                        "held commits that are not authentic"
+                    },
+                    h.kept
+                ),
+            ),
+        },
         Some(r) => check(
             "trust",
             Verdict::Fail,
             format!(
-                "the forge holds commits that are not authentic: {} (claims {}): {} ({} refused); nothing from them is applied. After checking, run `fleetkey forge repair`",
+                "the forge holds commits that are not authentic: {} (claims {}): {} ({} refused); nothing from them is applied. The next cycle heals the forge (at most once a minute, unless [trust] heal = false); after checking, `fleetkey forge repair` does it now",
                 r.commit,
                 r.machine,
                 r.why,

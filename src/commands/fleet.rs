@@ -64,6 +64,8 @@ pub struct MachineLine {
     pub secret_conflicts: Vec<String>,
     /// How many files it publishes.
     pub files: usize,
+    /// When it last healed the forge (RFC 3339), within the last week.
+    pub healed: Option<String>,
 }
 
 impl MachineLine {
@@ -120,6 +122,7 @@ pub fn gather(machine: &Machine) -> Result<FleetView> {
                 conflicts: s.map(|s| s.conflicts.clone()).unwrap_or_default(),
                 secret_conflicts: s.map(|s| s.secret_conflicts.clone()).unwrap_or_default(),
                 files: s.map_or(0, |s| s.files.len()),
+                healed: s.and_then(|s| s.healed.clone()),
             }
         })
         .collect();
@@ -222,6 +225,14 @@ fn render(v: &FleetView) -> String {
     for i in &v.ignored {
         out.push_str(&format!("IGNORED: {i}\n"));
     }
+    for m in &v.machines {
+        if let Some(at) = &m.healed {
+            out.push_str(&format!(
+                "HEALED: {} put the fleet branch back on the forge at {at}: the forge held commits that are not authentic (kept in {}'s clone under refs/fleetkey/refused/)\n",
+                m.name, m.name
+            ));
+        }
+    }
     out
 }
 
@@ -253,8 +264,14 @@ pub fn summary(v: &FleetView) -> String {
         Some(s) => format!(" (as of the last fetch, {} ago)", ago(s)),
         None => " (never fetched)".to_string(),
     };
+    let healed = names(&|m| m.healed.is_some());
+    let healed = if healed.is_empty() {
+        String::new()
+    } else {
+        format!(", the forge healed by {}", healed.join(", "))
+    };
     format!(
-        "{} reporting, {} silent{}, {} with conflicts{}, {} behind{}{}{fetched}",
+        "{} reporting, {} silent{}, {} with conflicts{}, {} behind{}{}{healed}{fetched}",
         others - silent.len(),
         silent.len(),
         list(&silent),

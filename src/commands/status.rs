@@ -43,6 +43,10 @@ pub struct TrustStatus {
     pub signing_key: Option<String>,
     /// Forge commits the last cycle refused as not authentic.
     pub refused: Vec<crate::trust::Refusal>,
+    /// Why the last cycle did not heal the forge it refused, when it did not.
+    pub not_healed: Option<String>,
+    /// The last time this machine healed the forge, within the last week.
+    pub healed: Option<crate::sync::heal::Healed>,
 }
 
 /// This machine's identity.
@@ -237,6 +241,14 @@ pub fn gather(machine: &Machine) -> Result<Status> {
             .as_ref()
             .map(|c| c.refused.clone())
             .unwrap_or_default(),
+        not_healed: last_cycle
+            .as_ref()
+            .filter(|c| !c.refused.is_empty())
+            .and_then(|c| c.not_healed.clone()),
+        healed: crate::sync::heal::Healed::recent(
+            &machine.paths.state_dir,
+            crate::clock::now_unix(),
+        ),
     };
 
     let (revoked, retired_keys) = revoked_notes(&roster);
@@ -524,7 +536,15 @@ fn render(s: &Status) -> String {
         ));
     }
     if !s.trust.refused.is_empty() {
-        out.push_str("  nothing from refused commits is applied; `fleetkey forge repair` restores the forge\n");
+        match &s.trust.not_healed {
+            Some(why) => out.push_str(&format!(
+                "  nothing from refused commits is applied; {why}\n"
+            )),
+            None => out.push_str("  nothing from refused commits is applied; the next cycle heals the forge (`fleetkey forge repair` does it now)\n"),
+        }
+    }
+    if let Some(h) = &s.trust.healed {
+        out.push_str(&format!("  {}\n", h.line()));
     }
     out.push_str(&format!(
         "fleet    {} active: {}\n",

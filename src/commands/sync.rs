@@ -19,6 +19,17 @@ fn report(rec: &sync::state::CycleRecord) -> Result<()> {
         if rec.pushed { ", pushed" } else { "" },
         rec.duration_ms
     )?;
+    if let Some(h) = &rec.healed {
+        for r in &h.refused {
+            outln!(
+                "fleetkey: refused commit {} (claims {}): {}",
+                r.commit,
+                r.machine,
+                r.why
+            )?;
+        }
+        outln!("fleetkey: {}", h.line())?;
+    }
     for r in &rec.refused {
         outln!(
             "fleetkey: refused commit {} (claims {}): {}",
@@ -26,6 +37,9 @@ fn report(rec: &sync::state::CycleRecord) -> Result<()> {
             r.machine,
             r.why
         )?;
+    }
+    if let Some(why) = &rec.not_healed {
+        outln!("fleetkey: {why}")?;
     }
     Ok(())
 }

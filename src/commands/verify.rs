@@ -23,7 +23,7 @@ use crate::fleet::Machine;
 use crate::forge::PushOutcome;
 use crate::output::outln;
 use crate::roster::Roster;
-use crate::sync::{integrate, state::CycleRecord};
+use crate::sync::{heal, integrate};
 use crate::trust::{self, TrustState, Verdict, Verifier};
 
 /// `fleetkey verify [--allowed-signers]`.
@@ -119,7 +119,8 @@ fn print_allowed_signers(machine: &Machine) -> Result<()> {
     crate::output::stdout(crate::signers::render(&windows)?.as_bytes())
 }
 
-/// `fleetkey forge repair [--yes]`.
+/// `fleetkey forge repair [--yes]`: the steps of [`heal`], asked for by a person (no limit,
+/// `[trust] heal` aside), after showing what the forge loses.
 pub fn repair(yes: bool) -> Result<()> {
     let machine = Machine::load()?;
     let root = trust::pinned_root(&machine.config)?;
@@ -130,36 +131,24 @@ pub fn repair(yes: bool) -> Result<()> {
     let raw = repo.raw();
     if refused.is_empty() {
         outln!("fleetkey: the forge's {branch} holds only authentic commits; nothing to repair")?;
-        clear_refusals(&machine);
+        heal::clear_refusals(&machine);
         return Ok(());
     }
     let bad = raw
         .refname_to_id(trust::REFUSED_TIP_REF)
         .map_err(Error::git("cannot find the refused forge tip"))?;
-    let tracking = integrate::tracking_ref(&branch);
-    let good = raw.refname_to_id(&tracking).ok();
-
-    // What the forge loses: commits reachable from the refused tip and from nothing kept.
-    let mut walk = raw
-        .revwalk()
-        .map_err(Error::git("cannot walk the history"))?;
-    walk.push(bad)
-        .map_err(Error::git("cannot walk the history"))?;
-    if let Some(g) = good {
-        let _ = walk.hide(g);
-    }
-    if let Some(h) = repo.head() {
-        let _ = walk.hide(h);
-    }
-    let _ = walk.hide(root);
-    let dropped: Vec<git2::Oid> = walk.filter_map(|o| o.ok()).collect();
+    // The honest part of the forge's branch stays: commits members made before the refused
+    // ones, or the whole of a rewound branch that is authentic.
+    heal::honest_base(&machine, repo, &branch, bad)?;
+    let dropped = heal::dropped(repo, &branch, root, bad)?;
     outln!("fleetkey: the forge's {branch} is at {bad}, which is not authentic:")?;
     for r in &refused {
         outln!("  refused {} (claims {}): {}", r.commit, r.machine, r.why)?;
     }
     outln!(
-        "Repair puts this machine's {branch} back on the forge and drops these {} commits there (kept here under refs/fleetkey/refused/):",
-        dropped.len()
+        "Repair puts this machine's {branch} back on the forge and drops these {} commits there (kept here under {}):",
+        dropped.len(),
+        heal::REFUSED_PREFIX
     )?;
     for oid in &dropped {
         let summary = raw
@@ -181,12 +170,7 @@ pub fn repair(yes: bool) -> Result<()> {
     confirm(yes)?;
 
     // Keep what we drop, then bring in the honest commits that came before the refused ones.
-    let keep = format!(
-        "refs/fleetkey/refused/{}",
-        clock::compact(clock::now_unix())
-    );
-    raw.reference(&keep, bad, true, "fleetkey: refused forge tip, kept")
-        .map_err(Error::git("cannot keep the refused commits"))?;
+    let keep = heal::keep_refused(raw, bad, clock::now_unix())?;
     let identity = machine.identity().ok();
     let done = integrate::integrate(
         raw,
@@ -216,33 +200,12 @@ pub fn repair(yes: bool) -> Result<()> {
             .hint("run `fleetkey forge repair` again"));
         }
     }
-    let _ = raw.reference(&tracking, head, true, "fleetkey: repaired");
-    // The repaired tip is this machine's own history: verify it and make it the forge tip.
-    let mut state = TrustState::load(raw, &machine.paths.state_dir, root)?;
-    if let Verdict::Authentic { .. } = Verifier::new(raw).verify(&mut state, head, true)? {
-        state.save(&machine.paths.state_dir)?;
-    }
-    if let Ok(mut r) = raw.find_reference(trust::REFUSED_TIP_REF) {
-        let _ = r.delete();
-    }
-    clear_refusals(&machine);
+    // The repaired tip is this machine's own history: verified, it becomes the forge tip.
+    heal::settle(&machine, repo, &branch, head)?;
     outln!(
         "fleetkey: repaired: the forge's {branch} is at {head}; the refused commits are kept under {keep}"
     )?;
     Ok(())
-}
-
-/// The last cycle's record without its refusals (the forge no longer holds them).
-fn clear_refusals(machine: &Machine) {
-    if let Some(mut rec) = CycleRecord::load(&machine.paths.state_dir)
-        && !rec.refused.is_empty()
-    {
-        rec.refused.clear();
-        if rec.result == crate::sync::state::CycleResult::Untrusted {
-            rec.result = crate::sync::state::CycleResult::Ok;
-        }
-        let _ = rec.save(&machine.paths.state_dir);
-    }
 }
 
 /// A "yes" on a terminal, or `--yes`.

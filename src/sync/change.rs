@@ -208,6 +208,12 @@ fn push(
     })?;
     *pushed_over = x.pushed_over.filter(|_| x.pushed);
     backend::keep_lost(machine, repo, &x.lost, now)?;
+    if let Some(h) = &x.healed {
+        crate::log::warn(&h.line());
+    }
+    if let Some(why) = &x.not_healed {
+        crate::log::warn(&why.to_string());
+    }
     if !x.refused.is_empty() {
         return Err(ErrorKind::Untrusted {
             refused: x.refused.len(),

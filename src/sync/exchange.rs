@@ -1,6 +1,9 @@
 //! The exchange with the forge: fetch, integrate, push; again on a rejected push, at most
 //! [`PUSH_TRIES`] times.
 //!
+//! A forge whose branch the gate refuses is healed here, in the same loop: the last authentic
+//! state goes back with a lease on the refused tip ([`super::heal`]).
+//!
 //! Owns: the only network steps of the cycle and of the commands that change the fleet (through
 //! [`crate::forge`], the `git` command line). Must never: leave a rebase or merge half done on
 //! disk (integration happens in memory, see [`super::integrate`]), or report a rejected push as
@@ -15,7 +18,7 @@ use crate::identity::Identity;
 use crate::repo::FleetRepo;
 use crate::trust::Refusal;
 
-use super::{Network, integrate};
+use super::{Network, heal, integrate};
 
 /// How many times a rejected push is retried after integrating again.
 pub const PUSH_TRIES: usize = 5;
@@ -47,6 +50,11 @@ pub struct Exchanged {
     pub moved_to: Option<String>,
     /// Why the `forge` the integrated fleet.toml names is not followed, when it is refused.
     pub move_refused: Option<String>,
+    /// The forge held commits that are not authentic (or had lost commits verified here) and
+    /// this exchange put the last authentic state back ([`super::heal`]).
+    pub healed: Option<heal::Healed>,
+    /// Why the forge's refused commits were not healed now, when they were not.
+    pub not_healed: Option<heal::NotNow>,
 }
 
 /// The forge the clone's fleet.toml moves the fleet to, if it names one other than `forge`;
@@ -100,6 +108,8 @@ fn exchange_with(
     let remote = forge.remote();
     let tracking = integrate::tracking_ref(branch);
     let mut out = Exchanged::default();
+    // A heal under way: the refused forge tip the push must replace.
+    let mut lease: Option<heal::Lease> = None;
     for attempt in 0..PUSH_TRIES {
         let known = raw.refname_to_id(&tracking).ok();
         // Only local commits on top of what we last saw of the forge: push straight away (one
@@ -126,9 +136,28 @@ fn exchange_with(
             }
             // Verify what the forge holds BEFORE integrating anything from it.
             let refused = verify_tracking(machine, repo, branch)?;
+            // What an earlier try saw is replaced by what this fetch brought.
+            lease = None;
+            out.refused.clear();
             if !refused.is_empty() {
-                out.refused = refused;
-                return Ok(out);
+                // The forge heals itself: the last authentic state goes back, with a lease on
+                // the refused tip (at most once a minute, unless `[trust] heal = false`).
+                let now = crate::clock::now_unix();
+                match heal::allowed(machine, fleet, now) {
+                    Ok(()) if may_push(repo)? => {
+                        lease = Some(heal::begin(machine, repo, branch, &refused, now)?);
+                        out.refused = refused;
+                    }
+                    Ok(()) => {
+                        out.refused = refused;
+                        return Ok(out);
+                    }
+                    Err(why) => {
+                        out.refused = refused;
+                        out.not_healed = Some(why);
+                        return Ok(out);
+                    }
+                }
             }
             // Even an authentic commit may come from a compromised member: its tree is
             // checked before anything of it reaches the clone.
@@ -158,7 +187,8 @@ fn exchange_with(
             crate::fault::point("sync:integrated");
         }
         let head = repo.head();
-        if head.is_none() || head == raw.refname_to_id(&tracking).ok() {
+        // Healing pushes even when nothing is new here: the forge holds the refused tip.
+        if head.is_none() || (lease.is_none() && head == raw.refname_to_id(&tracking).ok()) {
             return Ok(out);
         }
         if !may_push(repo)? {
@@ -174,7 +204,32 @@ fn exchange_with(
         gate::replay_refused_own_commits(machine, repo, branch)?;
         let head = repo.head();
         let over = raw.refname_to_id(&tracking).ok();
-        match forge.push(repo.root(), branch)? {
+        let pushed = match &lease {
+            Some(l) => forge.push_to(
+                repo.root(),
+                &format!("refs/heads/{branch}"),
+                branch,
+                Some(&l.bad.to_string()),
+                false,
+            )?,
+            None => forge.push(repo.root(), branch)?,
+        };
+        match pushed {
+            PushOutcome::Pushed if lease.is_some() => {
+                let l = lease.take().expect("a heal under way");
+                out.healed = Some(heal::finish(
+                    machine,
+                    repo,
+                    branch,
+                    l,
+                    crate::clock::now_unix(),
+                )?);
+                out.refused.clear();
+                out.pushed = true;
+                out.pushed_over = over;
+                crate::fault::point("sync:healed");
+                return Ok(out);
+            }
             PushOutcome::Pushed => {
                 // git updates the tracking ref itself; make sure of it for a URL remote.
                 if let Some(h) = head {
@@ -192,6 +247,14 @@ fn exchange_with(
                 ));
             }
         }
+    }
+    // Healing a forge that is rewritten faster than a heal takes: the refusals stand, and the
+    // next cycle tries again (peers still reach each other through pokes).
+    if lease.is_some() {
+        crate::log::warn(&format!(
+            "the forge {remote} moved during each of {PUSH_TRIES} tries to heal it; nothing was overwritten"
+        ));
+        return Ok(out);
     }
     Err(ErrorKind::Refused(format!(
         "the forge {remote} kept moving: {PUSH_TRIES} pushes in a row were rejected; your commits are kept"

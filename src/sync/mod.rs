@@ -7,9 +7,10 @@
 //!    ([`backend::capture_and_commit`]); a receiver captures nothing;
 //! 4. take the bundles peers' pokes handed over: verify each as a fetch is verified, integrate
 //!    it ([`carry`]); then fetch, integrate the forge's commits in memory, push; again on a
-//!    rejected push ([`exchange`]); when the integrated fleet.toml moved the fleet to another
-//!    forge, the same with the new one ([`forge_move`]); a receiver whose rotate waits takes its
-//!    new identity once the secrets are encrypted to it ([`adopt`]);
+//!    rejected push ([`exchange`]); a forge holding commits that are not authentic is healed
+//!    ([`heal`]); when the integrated fleet.toml moved the fleet to another forge, the same with
+//!    the new one ([`forge_move`]); a receiver whose rotate waits takes its new identity once
+//!    the secrets are encrypted to it ([`adopt`]);
 //! 5. apply the result to the live files, with conflict copies of what lost (on a receiver,
 //!    of every local edit too: "this machine only receives") ([`backend::apply_head`]);
 //! 6. publish this machine's status and collected files on its host branch when due, gather
@@ -45,6 +46,7 @@ pub mod conflicts;
 pub mod debounce;
 pub mod exchange;
 pub mod forge_move;
+pub mod heal;
 pub mod history;
 pub mod ignore;
 pub mod integrate;
@@ -290,6 +292,12 @@ fn run(
                     rec.pushed_over = x.pushed_over;
                 }
                 rec.refused.extend(x.refused);
+                if x.healed.is_some() {
+                    rec.healed = x.healed;
+                }
+                if let Some(why) = x.not_healed {
+                    rec.not_healed = Some(why.to_string());
+                }
                 rec.conflicts += x.other_conflicts;
                 lost.extend(x.lost);
                 if x.hosts.is_some() {

@@ -103,6 +103,12 @@ pub const KEYS: &[Key] = &[
         about: "whose login keys every machine admits: roles (admin, member, receiver) and machine names (admin only)",
     },
     Key {
+        name: "heal",
+        toml: "trust.heal",
+        list: false,
+        about: "whether a machine puts the last authentic state back on a forge that holds commits that are not authentic (true or false; at most once a minute; admin only)",
+    },
+    Key {
         name: "forge",
         toml: "forge",
         list: false,
@@ -222,6 +228,7 @@ pub fn get(fleet: &FleetConfig, key: Key) -> Vec<String> {
         }],
         "authorized_keys" => vec![fleet.authorized_keys.path.clone()],
         "ssh_from" => fleet.authorized_keys.from.clone(),
+        "heal" => vec![fleet.trust.heal.to_string()],
         "forge" => fleet.forge.iter().cloned().collect(),
         _ => Vec::new(),
     }
@@ -311,6 +318,13 @@ pub fn set(
         "ssh_from" => {
             crate::access::check_from(values).map_err(bad)?;
             out.authorized_keys.from = dedup(values);
+        }
+        "heal" => {
+            out.trust.heal = match one()?.as_str() {
+                "true" => true,
+                "false" => false,
+                other => return Err(bad(format!("{other:?} is neither true nor false"))),
+            };
         }
         "forge" => {
             return Err(bad(

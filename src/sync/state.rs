@@ -226,6 +226,13 @@ pub struct CycleRecord {
     /// Commits of the forge this cycle refused as not authentic (nothing from them applied).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<crate::trust::Refusal>,
+    /// The forge held refused commits and this cycle put the last authentic state back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healed: Option<super::heal::Healed>,
+    /// Why this cycle did not heal the refused commits it found (`[trust] heal = false`, or
+    /// the once-a-minute limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_healed: Option<String>,
 }
 
 impl CycleRecord {

@@ -208,6 +208,12 @@ fn watched_cycle(
                     r.commit, r.machine, r.why
                 ));
             }
+            if let Some(why) = &rec.not_healed {
+                crate::log::warn(why);
+            }
+            if let Some(h) = &rec.healed {
+                crate::log::warn(&h.line());
+            }
             if rec.pushed {
                 // In the background: the pokes never delay or fail the cycle. Each carries
                 // the commits just pushed.

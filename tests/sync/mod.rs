@@ -8,4 +8,4 @@ mod paths;
 mod soak;
 mod tokens;
 mod transport;
-mod watch;
+pub mod watch;

@@ -156,8 +156,10 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
     }
     confirm_revoke(name, opts.yes)?;
     let mut env = machine.secrets()?;
+    let credential = forge_credential(&machine, name, &member);
     let report = if compromised {
-        let report = exposure_of(&change, &roster, name, Some(&member))?;
+        let mut report = exposure_of(&change, &roster, name, Some(&member))?;
+        report.forge_credential = credential.clone();
         mark_exposed(&mut env, &report, name)?;
         Some(report)
     } else {
@@ -200,6 +202,9 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
             "fleetkey: revoked {name}; the secrets are re-encrypted to {} machines",
             roster.active.len()
         )?;
+        for line in &credential {
+            outln!("{line}")?;
+        }
     }
     // Delivered to every remaining peer with an address, even when the forge refuses the push
     // or cannot be reached.
@@ -214,6 +219,17 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
     }
     tell_delivery(&published.delivery)?;
     published.pushed
+}
+
+/// Which credential of `member` (being revoked) the forge may still accept, and how to remove
+/// it, one step a line (see [`crate::forge::credential`]).
+fn forge_credential(machine: &Machine, name: &str, member: &roster::Member) -> Vec<String> {
+    let fingerprints: Vec<String> = member
+        .ssh_keys
+        .iter()
+        .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
+        .collect();
+    crate::forge::credential::advice(&machine.config.remote, name, &fingerprints)
 }
 
 /// After a revocation (or a change of whose login keys the fleet admits: a role, `ssh_from`):
@@ -271,7 +287,8 @@ fn delivery_lines(delivery: &sync::poke::Delivery) -> Vec<String> {
 /// still present, committed and pushed when they changed.
 fn report_again(change: &FleetChange, roster: &Roster, name: &str, json: bool) -> Result<()> {
     let (machine, repo) = (change.machine, &change.repo);
-    let report = exposure_of(change, roster, name, None)?;
+    let mut report = exposure_of(change, roster, name, None)?;
+    report.forge_credential = crate::forge::credential::advice(&machine.config.remote, name, &[]);
     let mut env = machine.secrets()?;
     let before = env.to_text();
     mark_exposed(&mut env, &report, name)?;
@@ -427,6 +444,9 @@ fn print_report(report: &exposure::Report, json: bool, again: bool) -> Result<()
                 a.undo
             )?;
         }
+    }
+    for line in &report.forge_credential {
+        outln!("{line}")?;
     }
     if let (Some(first), Some(last)) = (report.unreadable.last(), report.unreadable.first()) {
         outln!(

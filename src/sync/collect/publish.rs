@@ -78,6 +78,11 @@ fn current_status(
         conflicts,
         secret_conflicts: secret_conflicts(machine, repo, state),
         files,
+        healed: crate::sync::heal::Healed::recent(
+            &machine.paths.state_dir,
+            crate::clock::now_unix(),
+        )
+        .map(|h| h.at_text),
     }
 }
 

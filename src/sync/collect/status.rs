@@ -49,6 +49,10 @@ pub struct HostStatus {
     /// The files it publishes.
     #[serde(default)]
     pub files: Vec<PublishedFile>,
+    /// When it last healed the forge (RFC 3339), within the last week (see
+    /// `crate::sync::heal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healed: Option<String>,
 }
 
 /// The last cycle of a machine.
@@ -119,6 +123,9 @@ impl HostStatus {
         }
         if let Some(a) = &mut self.applied {
             *a = printable(a, 64);
+        }
+        if let Some(h) = &mut self.healed {
+            *h = printable(h, 64);
         }
         self.agents.truncate(8);
         for a in &mut self.agents {
