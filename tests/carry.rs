@@ -256,10 +256,12 @@ fn revoke_reaches_an_addressable_peer_within_seconds_while_the_forge_is_spammed(
     let returned = Instant::now();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "the forge refuses the push (it holds commits that are not authentic):\n{stdout}\n{stderr}"
+    // The forge holds commits that are not authentic: the push is refused (exit 3), unless a
+    // machine healed the forge between two junk pushes and the revocation went on top (exit 0).
+    // Either way the peer must have it from the poke's bundle within seconds.
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "revoke during the spam:\n{stdout}\n{stderr}"
     );
     assert!(
         stdout.contains("delivered to 1 of 1 peers (b)"),
