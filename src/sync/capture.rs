@@ -408,7 +408,12 @@ impl Pass<'_> {
     /// ([`Pass::read_steady`]); the capture's total size; private by its content; the repo's
     /// form ([`Pass::repo_form`]); then how it compares with the stored and the manifest's
     /// versions ([`Pass::decide`]).
-    fn file(&mut self, rel: &String, meta: &std::fs::Metadata, manifest: &mut Manifest) -> Result<Flow> {
+    fn file(
+        &mut self,
+        rel: &String,
+        meta: &std::fs::Metadata,
+        manifest: &mut Manifest,
+    ) -> Result<Flow> {
         let scope = self.scope;
         // An unchanged file is not read, so not checked either (it was when it was captured).
         if manifest.unchanged(rel, meta) || scope.skip.contains(rel) {
@@ -504,7 +509,9 @@ impl Pass<'_> {
         let scope = self.scope;
         let bytes = scope.placeholders.to_repo(rel, bytes).into_owned();
         if let Some(why) = never_uploaded(scope.placeholders, scope.allow_tokens, rel, &bytes) {
-            self.out.held_back.push(format!("~/{rel} not captured: {why}"));
+            self.out
+                .held_back
+                .push(format!("~/{rel} not captured: {why}"));
             return None;
         }
         Some(bytes)
