@@ -343,11 +343,55 @@ fn keep_edited(
     out.keep(rel, kept)
 }
 
+/// Rule of the live form: what the live file holds is the stored file with this machine's
+/// home path and the fleet secrets' values where the repo has their placeholders; a
+/// placeholder that cannot be resolved is left as it is and reported. Returns the bytes and
+/// whether a secret was written into them (such a file is written private).
+fn live_form<'b>(
+    cx: &ApplyContext<'_>,
+    rel: &str,
+    stored: &'b [u8],
+    out: &mut Applied,
+) -> (std::borrow::Cow<'b, [u8]>, bool) {
+    let decoded = cx.placeholders.to_live_checked(rel, stored);
+    for key in &decoded.unresolved {
+        out.held_back.push(format!(
+            "~/{rel}: the placeholder {{{{fleetkey.secret.{key}}}}} is left as it is: {}",
+            cx.placeholders.secrets().why_not(key)
+        ));
+    }
+    (decoded.bytes, decoded.substituted)
+}
+
+/// Rule of writing: atomic, through `$HOME` opened without symlinks, with `mode`; the
+/// directories it makes are private (0700) for a private file or under `~/.ssh`. A failed
+/// write is held back and `false` returned.
+fn write_live(
+    cx: &ApplyContext<'_>,
+    rel: &str,
+    checked: &HomeRel,
+    (wanted, mode): (&[u8], u32),
+    private: bool,
+    out: &mut Applied,
+) -> bool {
+    let dirs = if private || rel.starts_with(".ssh/") {
+        DirMode::Private
+    } else {
+        DirMode::Shared
+    };
+    if let Err(e) = cx.home.write_file(checked, wanted, mode, dirs) {
+        out.hold_back(rel, &e.to_string());
+        return false;
+    }
+    out.changed += 1;
+    crate::fault::point("sync:applying");
+    true
+}
+
 /// One managed file, by the rules in this order: [`writable`]; a live symlink is never
-/// written through; [`in_step_by_stat`]; [`stored_blob`]; the live form (home path and secret
-/// values in place of their placeholders, an unresolved placeholder reported); [`mode_of`];
-/// a directory in the way is held back; a live file equal in content and mode is left alone;
-/// [`keep_edited`]; then the atomic write, and the manifest records what is now live.
+/// written through; [`in_step_by_stat`]; [`stored_blob`]; [`live_form`]; [`mode_of`]; a
+/// directory in the way is held back; a live file equal in content and mode is left alone;
+/// [`keep_edited`]; [`write_live`]; then the manifest records what is now live.
 fn apply_file(
     repo: &git2::Repository,
     cx: &ApplyContext<'_>,
@@ -375,20 +419,11 @@ fn apply_file(
     let Some(blob) = stored_blob(repo, rel, src, out)? else {
         return Ok(());
     };
-    // What the live file holds: this machine's home path and the fleet secrets' values
-    // where the repo has their placeholders. A file given a secret is written private.
-    let decoded = cx.placeholders.to_live_checked(rel, blob.content());
-    for key in &decoded.unresolved {
-        out.held_back.push(format!(
-            "~/{rel}: the placeholder {{{{fleetkey.secret.{key}}}}} is left as it is: {}",
-            cx.placeholders.secrets().why_not(key)
-        ));
-    }
-    let wanted = decoded.bytes;
+    let (wanted, substituted) = live_form(cx, rel, blob.content(), out);
     let already_private = meta
         .as_ref()
         .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o077 == 0);
-    let private = is_private(rel, cx.private) || already_private || decoded.substituted;
+    let private = is_private(rel, cx.private) || already_private || substituted;
     let mode = mode_of(private, src.exec);
     if meta.as_ref().is_some_and(|m| m.is_dir()) {
         out.hold_back(rel, "it is a directory here; not replacing it with a file");
@@ -416,17 +451,9 @@ fn apply_file(
         {
             return Ok(());
         }
-        let dirs = if private || rel.starts_with(".ssh/") {
-            DirMode::Private
-        } else {
-            DirMode::Shared
-        };
-        if let Err(e) = cx.home.write_file(&checked, &wanted, mode, dirs) {
-            out.hold_back(rel, &e.to_string());
+        if !write_live(cx, rel, &checked, (&wanted, mode), private, out) {
             return Ok(());
         }
-        out.changed += 1;
-        crate::fault::point("sync:applying");
     }
     let meta = std::fs::symlink_metadata(&live).map_err(Error::io("cannot inspect", &live))?;
     manifest.files.insert(
