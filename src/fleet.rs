@@ -146,21 +146,27 @@ impl Machine {
 
     /// Keeps a copy of the clone's fleet.toml in the state directory when it is valid (and
     /// differs from the copy): the one [`Machine::fleet_settings`] falls back on. Called by the
-    /// sync cycle under the lock, before it captures; reading commands never write it.
-    pub fn keep_valid_fleet(&self) {
-        let Ok(config) = FleetConfig::load(&self.config.repo) else {
-            return;
+    /// sync cycle under the lock, before it captures; reading commands never write it. Returns
+    /// the fleet.toml in force (as [`Machine::fleet_settings`] does), from the same one read of
+    /// the clone's file.
+    pub fn keep_valid_fleet(&self) -> Result<InForce> {
+        let config = match FleetConfig::load(&self.config.repo) {
+            Ok(config) => config,
+            Err(e) => return self.last_valid_fleet(e),
         };
         let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
         let text = config.to_toml();
-        if std::fs::read(&saved).ok().as_deref() == Some(text.as_bytes()) {
-            return;
+        if std::fs::read(&saved).ok().as_deref() != Some(text.as_bytes()) {
+            let kept = crate::files::ensure_private_dir(&self.paths.state_dir)
+                .and_then(|()| crate::files::write_atomic(&saved, text.as_bytes(), 0o600));
+            if let Err(e) = kept {
+                crate::log::warn(&format!("cannot keep a copy of fleet.toml: {e}"));
+            }
         }
-        let kept = crate::files::ensure_private_dir(&self.paths.state_dir)
-            .and_then(|()| crate::files::write_atomic(&saved, text.as_bytes(), 0o600));
-        if let Err(e) = kept {
-            crate::log::warn(&format!("cannot keep a copy of fleet.toml: {e}"));
-        }
+        Ok(InForce {
+            config,
+            held_back: None,
+        })
     }
 
     /// The fleet.toml in force, and why the clone's is not, when it is not.
@@ -171,39 +177,43 @@ impl Machine {
     /// caller can report what is held back. With no valid fleet.toml ever seen, the error
     /// stands.
     pub fn fleet_settings(&self) -> Result<InForce> {
-        let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
         match FleetConfig::load(&self.config.repo) {
             Ok(config) => Ok(InForce {
                 config,
                 held_back: None,
             }),
-            Err(e) => {
-                let fallback = std::fs::read_to_string(&saved)
-                    .ok()
-                    .and_then(|text| toml::from_str::<FleetConfig>(&text).ok())
-                    .filter(|c| c.validate(&saved).is_ok());
-                let Some(config) = fallback else {
-                    return Err(e);
-                };
-                // One line, whatever line breaks the parser's message holds.
-                let why: Vec<String> = crate::error::chain(&e)
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                let held_back = format!(
-                    "{}; the last valid fleet.toml stays in force until a valid one arrives: {FLEET_TOML_FIX}",
-                    why.join(" ")
-                );
-                // The same words as the cycle's own report, so a cycle says it once.
-                crate::log::warn_once_per_cycle(&format!("held back: {held_back}"));
-                Ok(InForce {
-                    config,
-                    held_back: Some(held_back),
-                })
-            }
+            Err(e) => self.last_valid_fleet(e),
         }
+    }
+
+    /// The last valid fleet.toml this machine kept, in force while the clone's is not valid
+    /// (`e` says why it is not); `e` itself when no valid one was ever kept.
+    fn last_valid_fleet(&self, e: crate::error::Error) -> Result<InForce> {
+        let saved = self.paths.state_dir.join(LAST_VALID_FLEET);
+        let fallback = std::fs::read_to_string(&saved)
+            .ok()
+            .and_then(|text| toml::from_str::<FleetConfig>(&text).ok())
+            .filter(|c| c.validate(&saved).is_ok());
+        let Some(config) = fallback else {
+            return Err(e);
+        };
+        // One line, whatever line breaks the parser's message holds.
+        let why: Vec<String> = crate::error::chain(&e)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        let held_back = format!(
+            "{}; the last valid fleet.toml stays in force until a valid one arrives: {FLEET_TOML_FIX}",
+            why.join(" ")
+        );
+        // The same words as the cycle's own report, so a cycle says it once.
+        crate::log::warn_once_per_cycle(&format!("held back: {held_back}"));
+        Ok(InForce {
+            config,
+            held_back: Some(held_back),
+        })
     }
 
     /// The forge config.toml names now, as this machine reaches it (multiplexed over a

@@ -69,16 +69,15 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
     };
     let manifest = sync::state::Manifest::load(&machine.paths.state_dir);
     let never = plan.never_captured(&machine.paths.state_dir);
-    let p = preview::preview(
-        raw,
-        &head,
-        trees.as_ref().map(|(b, t)| (b, t)),
-        &plan,
-        &machine.config.name,
-        &manifest,
-        &never,
-        &only,
-    )?;
+    let inputs = preview::Inputs {
+        repo: raw,
+        plan: &plan,
+        machine: &machine.config.name,
+        manifest: &manifest,
+        never: &never,
+        only: &only,
+    };
+    let p = preview::preview(&inputs, &head, trees.as_ref().map(|(b, t)| (b, t)))?;
     let mut text = String::new();
     if p.outgoing.is_empty() {
         text.push_str("outgoing: nothing to capture\n");

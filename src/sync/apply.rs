@@ -139,7 +139,29 @@ pub fn apply(
     manifest: &mut Manifest,
     scope: Option<&BTreeSet<String>>,
 ) -> Result<Applied> {
-    let home = cx.home.path();
+    let target = targets(repo, head, cx, scope)?;
+    let mut out = Applied::default();
+    // Conflict copies first: our side of every file that lost a merge. A live file whose copy
+    // could not be written must not be replaced.
+    let keep_live = lost_copies(repo, cx, &target, lost, &mut out)?;
+    for (rel, src) in &target {
+        if !keep_live.contains(rel) {
+            apply_file(repo, cx, rel, src, manifest, &mut out)?;
+        }
+    }
+    leftovers(cx, &target, scope, manifest, &mut out);
+    Ok(out)
+}
+
+/// Rule of reach: the files apply looks at are this machine's effective versions in `head`
+/// (its override, else `home/`) of every managed file, or of the managed files in `scope`;
+/// ignored files are never written.
+fn targets(
+    repo: &git2::Repository,
+    head: &git2::Tree<'_>,
+    cx: &ApplyContext<'_>,
+    scope: Option<&BTreeSet<String>>,
+) -> Result<BTreeMap<String, tree::Stored>> {
     let target: BTreeMap<String, tree::Stored> = match scope {
         None => tree::effective(repo, head, cx.machine, cx.managed)?,
         Some(rels) => rels
@@ -148,15 +170,23 @@ pub fn apply(
             .filter_map(|rel| tree::lookup(head, cx.machine, rel).map(|s| (rel.clone(), s)))
             .collect(),
     };
-    let target: BTreeMap<String, tree::Stored> = target
+    Ok(target
         .into_iter()
         .filter(|(rel, _)| !cx.ignore.is_ignored(rel, false))
-        .collect();
-    let mut out = Applied::default();
-    // Live files that must not be replaced: their conflict copy could not be written.
-    let mut keep_live: BTreeSet<String> = BTreeSet::new();
+        .collect())
+}
 
-    // Conflict copies first: our side of every file that lost a merge.
+/// Rule of lost merges: our side of every file that lost a merge, in the version this machine
+/// applies, is kept as a conflict copy beside the live file before it changes. Returns the
+/// live files whose copy could not be written: they stay as they are.
+fn lost_copies(
+    repo: &git2::Repository,
+    cx: &ApplyContext<'_>,
+    target: &BTreeMap<String, tree::Stored>,
+    lost: &[LostFile],
+    out: &mut Applied,
+) -> Result<BTreeSet<String>> {
+    let mut keep_live = BTreeSet::new();
     let host = tree::host_dir(cx.machine);
     for l in lost {
         let rel = l
@@ -169,7 +199,7 @@ pub fn apply(
             continue;
         }
         let Ok(checked) = cx.confinement.check_rel(rel) else {
-            continue; // never applied either (held back below)
+            continue; // never applied either (held back by apply_file)
         };
         let blob = repo
             .find_blob(l.ours)
@@ -192,152 +222,262 @@ pub fn apply(
             keep_live.insert(rel.to_string());
         }
     }
+    Ok(keep_live)
+}
 
-    for (rel, src) in &target {
-        if keep_live.contains(rel) {
-            continue;
+/// Rule of paths: a path that fails the confinement check, or where a key or credential lives,
+/// is never written from the fleet (held back); otherwise the checked path.
+fn writable(cx: &ApplyContext<'_>, rel: &str, out: &mut Applied) -> Option<HomeRel> {
+    let checked = match cx.confinement.check_rel(rel) {
+        Ok(c) => c,
+        Err(refusal) => {
+            out.hold_back(rel, &refusal.to_string());
+            return None;
         }
-        let checked = match cx.confinement.check_rel(rel) {
-            Ok(c) => c,
-            Err(refusal) => {
-                out.hold_back(rel, &refusal.to_string());
-                continue;
-            }
-        };
-        if let Some(kind) = crate::private::by_path(rel) {
-            out.hold_back(
-                rel,
-                &format!("it is where {kind} lives; fleetkey never writes one from the fleet"),
-            );
-            continue;
-        }
-        let live = home.join(rel);
-        let meta = std::fs::symlink_metadata(&live).ok();
-        if let Some(m) = &meta
-            && m.file_type().is_symlink()
-        {
-            out.hold_back(rel, "it is a symbolic link here; not writing through it");
-            continue;
-        }
-        if let (Some(m), Some(e)) = (&meta, manifest.files.get(rel))
-            && e.oid == src.oid.to_string()
-            && e.exec == src.exec
-            && e.stat == Some(Stat::of(m))
-            && !(cx.recheck_secrets && super::capture::holds_placeholder(repo, src.oid))
-        {
-            continue;
-        }
-        // The size from the object header, before the blob is loaded.
-        let size = repo
-            .odb()
-            .and_then(|odb| odb.read_header(src.oid))
-            .map_err(Error::git(format!("cannot read {}", src.repo_path)))?
-            .0;
-        if let Err(too_large) = limits::MANAGED_FILE.check(size as u64) {
-            out.hold_back(rel, &too_large.to_string());
-            continue;
-        }
-        let blob = repo
-            .find_blob(src.oid)
-            .map_err(Error::git(format!("cannot read {}", src.repo_path)))?;
-        // What the live file holds: this machine's home path and the fleet secrets' values
-        // where the repo has their placeholders. A file given a secret is written private.
-        let decoded = cx.placeholders.to_live_checked(rel, blob.content());
-        for key in &decoded.unresolved {
-            out.held_back.push(format!(
-                "~/{rel}: the placeholder {{{{fleetkey.secret.{key}}}}} is left as it is: {}",
-                cx.placeholders.secrets().why_not(key)
-            ));
-        }
-        let wanted = decoded.bytes;
-        let already_private = meta
-            .as_ref()
-            .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o077 == 0);
-        let private = is_private(rel, cx.private) || already_private || decoded.substituted;
-        let mode = match (private, src.exec) {
-            (true, true) => 0o700,
-            (true, false) => 0o600,
-            (false, true) => 0o755,
-            (false, false) => 0o644,
-        };
-        if meta.as_ref().is_some_and(|m| m.is_dir()) {
-            out.hold_back(rel, "it is a directory here; not replacing it with a file");
-            continue;
-        }
-        let current = meta
-            .as_ref()
-            .filter(|m| m.is_file())
-            .and_then(|_| cx.read_live(&checked));
-        let up_to_date = meta
-            .as_ref()
-            .is_some_and(|m| m.permissions().mode() & 0o777 == mode)
-            && current.as_deref() == Some(wanted.as_ref());
-        if !up_to_date {
-            // A live file that is not what this machine last had in step (first contact, or
-            // edited since capture) is kept aside before it is replaced.
-            if let Some(m) = meta.as_ref().filter(|m| m.is_file()) {
-                let entry = manifest.files.get(rel);
-                let in_step = entry.is_some_and(|e| {
-                    e.stat == Some(Stat::of(m))
-                        || current.as_ref().is_some_and(|b| {
-                            git2::Oid::hash_object(
-                                git2::ObjectType::Blob,
-                                &cx.placeholders.to_repo(rel, b),
-                            )
-                            .is_ok_and(|o| o.to_string() == e.oid)
-                        })
-                });
-                let differs = current.as_deref() != Some(wanted.as_ref());
-                if !in_step && differs {
-                    let Some(bytes) = current.as_deref() else {
-                        out.hold_back(rel, "it cannot be read here to keep a copy of it");
-                        continue;
-                    };
-                    let reason = if entry.is_none() {
-                        ConflictReason::FirstContact
-                    } else if cx.receives_only {
-                        ConflictReason::ReceiverOnly
-                    } else {
-                        ConflictReason::ChangedDuringCycle
-                    };
-                    let kept = keep_copy(
-                        cx.home,
-                        cx.confinement,
-                        &checked,
-                        bytes,
-                        m.permissions().mode() & 0o777,
-                        reason,
-                        cx.occasion(),
-                    );
-                    if !out.keep(rel, kept) {
-                        continue;
-                    }
-                }
-            }
-            let dirs = if private || rel.starts_with(".ssh/") {
-                DirMode::Private
-            } else {
-                DirMode::Shared
-            };
-            if let Err(e) = cx.home.write_file(&checked, &wanted, mode, dirs) {
-                out.hold_back(rel, &e.to_string());
-                continue;
-            }
-            out.changed += 1;
-            crate::fault::point("sync:applying");
-        }
-        let meta = std::fs::symlink_metadata(&live).map_err(Error::io("cannot inspect", &live))?;
-        manifest.files.insert(
-            rel.clone(),
-            Entry {
-                oid: src.oid.to_string(),
-                exec: src.exec,
-                stat: Some(Stat::of(&meta)),
-            },
+    };
+    if let Some(kind) = crate::private::by_path(rel) {
+        out.hold_back(
+            rel,
+            &format!("it is where {kind} lives; fleetkey never writes one from the fleet"),
         );
+        return None;
     }
+    Some(checked)
+}
 
-    // Files that left the fleet (inside a managed directory) or the managed list.
+/// Rule of the manifest: a live file whose stat is the one recorded when `src` was applied is
+/// in step and not read, unless the secrets changed and `src` holds a placeholder.
+fn in_step_by_stat(
+    repo: &git2::Repository,
+    cx: &ApplyContext<'_>,
+    src: &tree::Stored,
+    meta: &std::fs::Metadata,
+    entry: Option<&Entry>,
+) -> bool {
+    entry.is_some_and(|e| {
+        e.oid == src.oid.to_string()
+            && e.exec == src.exec
+            && e.stat == Some(Stat::of(meta))
+            && !(cx.recheck_secrets && super::capture::holds_placeholder(repo, src.oid))
+    })
+}
+
+/// Rule of size: the stored file, refused over the managed-file limit (checked from the object
+/// header, before the blob is loaded). `None` when it was held back.
+fn stored_blob<'r>(
+    repo: &'r git2::Repository,
+    rel: &str,
+    src: &tree::Stored,
+    out: &mut Applied,
+) -> Result<Option<git2::Blob<'r>>> {
+    let size = repo
+        .odb()
+        .and_then(|odb| odb.read_header(src.oid))
+        .map_err(Error::git(format!("cannot read {}", src.repo_path)))?
+        .0;
+    if let Err(too_large) = limits::MANAGED_FILE.check(size as u64) {
+        out.hold_back(rel, &too_large.to_string());
+        return Ok(None);
+    }
+    repo.find_blob(src.oid)
+        .map(Some)
+        .map_err(Error::git(format!("cannot read {}", src.repo_path)))
+}
+
+/// Rule of modes: private (0600, 0700 executable) under `~/.ssh`, in `[sync] private`, when
+/// the live file already is (no group/other bits) or when a secret was written into it;
+/// otherwise 0644/0755.
+fn mode_of(private: bool, exec: bool) -> u32 {
+    match (private, exec) {
+        (true, true) => 0o700,
+        (true, false) => 0o600,
+        (false, true) => 0o755,
+        (false, false) => 0o644,
+    }
+}
+
+/// Rule of edits here: a live file that is not what this machine last had in step (first
+/// contact, an edit made since capture, or any edit on a receiver) and differs from what is
+/// written is kept aside as a conflict copy first. Returns `false` when the live file must
+/// stay as it is (unreadable, or its copy could not be written).
+fn keep_edited(
+    cx: &ApplyContext<'_>,
+    rel: &str,
+    checked: &HomeRel,
+    live: (&std::fs::Metadata, Option<&[u8]>),
+    wanted: &[u8],
+    entry: Option<&Entry>,
+    out: &mut Applied,
+) -> bool {
+    let (meta, current) = live;
+    let in_step = entry.is_some_and(|e| {
+        e.stat == Some(Stat::of(meta))
+            || current.is_some_and(|b| {
+                git2::Oid::hash_object(git2::ObjectType::Blob, &cx.placeholders.to_repo(rel, b))
+                    .is_ok_and(|o| o.to_string() == e.oid)
+            })
+    });
+    if in_step || current == Some(wanted) {
+        return true;
+    }
+    let Some(bytes) = current else {
+        out.hold_back(rel, "it cannot be read here to keep a copy of it");
+        return false;
+    };
+    let reason = if entry.is_none() {
+        ConflictReason::FirstContact
+    } else if cx.receives_only {
+        ConflictReason::ReceiverOnly
+    } else {
+        ConflictReason::ChangedDuringCycle
+    };
+    let kept = keep_copy(
+        cx.home,
+        cx.confinement,
+        checked,
+        bytes,
+        meta.permissions().mode() & 0o777,
+        reason,
+        cx.occasion(),
+    );
+    out.keep(rel, kept)
+}
+
+/// Rule of the live form: what the live file holds is the stored file with this machine's
+/// home path and the fleet secrets' values where the repo has their placeholders; a
+/// placeholder that cannot be resolved is left as it is and reported. Returns the bytes and
+/// whether a secret was written into them (such a file is written private).
+fn live_form<'b>(
+    cx: &ApplyContext<'_>,
+    rel: &str,
+    stored: &'b [u8],
+    out: &mut Applied,
+) -> (std::borrow::Cow<'b, [u8]>, bool) {
+    let decoded = cx.placeholders.to_live_checked(rel, stored);
+    for key in &decoded.unresolved {
+        out.held_back.push(format!(
+            "~/{rel}: the placeholder {{{{fleetkey.secret.{key}}}}} is left as it is: {}",
+            cx.placeholders.secrets().why_not(key)
+        ));
+    }
+    (decoded.bytes, decoded.substituted)
+}
+
+/// Rule of writing: atomic, through `$HOME` opened without symlinks, with `mode`; the
+/// directories it makes are private (0700) for a private file or under `~/.ssh`. A failed
+/// write is held back and `false` returned.
+fn write_live(
+    cx: &ApplyContext<'_>,
+    rel: &str,
+    checked: &HomeRel,
+    (wanted, mode): (&[u8], u32),
+    private: bool,
+    out: &mut Applied,
+) -> bool {
+    let dirs = if private || rel.starts_with(".ssh/") {
+        DirMode::Private
+    } else {
+        DirMode::Shared
+    };
+    if let Err(e) = cx.home.write_file(checked, wanted, mode, dirs) {
+        out.hold_back(rel, &e.to_string());
+        return false;
+    }
+    out.changed += 1;
+    crate::fault::point("sync:applying");
+    true
+}
+
+/// One managed file, by the rules in this order: [`writable`]; a live symlink is never
+/// written through; [`in_step_by_stat`]; [`stored_blob`]; [`live_form`]; [`mode_of`]; a
+/// directory in the way is held back; a live file equal in content and mode is left alone;
+/// [`keep_edited`]; [`write_live`]; then the manifest records what is now live.
+fn apply_file(
+    repo: &git2::Repository,
+    cx: &ApplyContext<'_>,
+    rel: &String,
+    src: &tree::Stored,
+    manifest: &mut Manifest,
+    out: &mut Applied,
+) -> Result<()> {
+    let Some(checked) = writable(cx, rel, out) else {
+        return Ok(());
+    };
+    let live = cx.home.path().join(rel);
+    let meta = std::fs::symlink_metadata(&live).ok();
+    if let Some(m) = &meta
+        && m.file_type().is_symlink()
+    {
+        out.hold_back(rel, "it is a symbolic link here; not writing through it");
+        return Ok(());
+    }
+    if let Some(m) = &meta
+        && in_step_by_stat(repo, cx, src, m, manifest.files.get(rel))
+    {
+        return Ok(());
+    }
+    let Some(blob) = stored_blob(repo, rel, src, out)? else {
+        return Ok(());
+    };
+    let (wanted, substituted) = live_form(cx, rel, blob.content(), out);
+    let already_private = meta
+        .as_ref()
+        .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o077 == 0);
+    let private = is_private(rel, cx.private) || already_private || substituted;
+    let mode = mode_of(private, src.exec);
+    if meta.as_ref().is_some_and(|m| m.is_dir()) {
+        out.hold_back(rel, "it is a directory here; not replacing it with a file");
+        return Ok(());
+    }
+    let current = meta
+        .as_ref()
+        .filter(|m| m.is_file())
+        .and_then(|_| cx.read_live(&checked));
+    let up_to_date = meta
+        .as_ref()
+        .is_some_and(|m| m.permissions().mode() & 0o777 == mode)
+        && current.as_deref() == Some(wanted.as_ref());
+    if !up_to_date {
+        if let Some(m) = meta.as_ref().filter(|m| m.is_file())
+            && !keep_edited(
+                cx,
+                rel,
+                &checked,
+                (m, current.as_deref()),
+                &wanted,
+                manifest.files.get(rel),
+                out,
+            )
+        {
+            return Ok(());
+        }
+        if !write_live(cx, rel, &checked, (&wanted, mode), private, out) {
+            return Ok(());
+        }
+    }
+    let meta = std::fs::symlink_metadata(&live).map_err(Error::io("cannot inspect", &live))?;
+    manifest.files.insert(
+        rel.clone(),
+        Entry {
+            oid: src.oid.to_string(),
+            exec: src.exec,
+            stat: Some(Stat::of(&meta)),
+        },
+    );
+    Ok(())
+}
+
+/// Rule of leaving: a file the manifest knows that is no longer a target (in `scope`) leaves
+/// the manifest; its live file is removed only when it was inside a managed directory (not
+/// the directory's root, not an untracked path) and still holds what was applied.
+fn leftovers(
+    cx: &ApplyContext<'_>,
+    target: &BTreeMap<String, tree::Stored>,
+    scope: Option<&BTreeSet<String>>,
+    manifest: &mut Manifest,
+    out: &mut Applied,
+) {
+    let home = cx.home.path();
     let leftover: Vec<(String, Entry)> = manifest
         .files
         .iter()
@@ -376,7 +516,6 @@ pub fn apply(
             }
         }
     }
-    Ok(out)
 }
 
 /// Writes the decrypted secrets to `target` (`[secrets] materialize`, checked by the plan):

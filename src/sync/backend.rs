@@ -117,16 +117,13 @@ pub fn apply_head(
     let state_dir = &machine.paths.state_dir;
     let plan = Plan::for_machine(machine)?;
     let home = plan.open_home()?;
-    let applied = apply_files(
+    let phase = Phase {
         machine,
         repo,
-        &plan,
-        &home,
-        lost,
-        manifest,
-        now,
-        Reach::Head { missing },
-    );
+        plan: &plan,
+        home: &home,
+    };
+    let applied = apply_files(&phase, lost, manifest, now, Reach::Head { missing });
     manifest.save(state_dir)?;
     let mut applied = applied?;
     state::record_conflicts(state_dir, &applied.conflicts)?;
@@ -202,33 +199,46 @@ pub fn keep_lost(
     let state_dir = &machine.paths.state_dir;
     let plan = Plan::for_machine(machine)?;
     let home = plan.open_home()?;
-    let mut manifest = Manifest::load(state_dir);
-    let applied = apply_files(
+    let phase = Phase {
         machine,
         repo,
-        &plan,
-        &home,
-        lost,
-        &mut manifest,
-        now,
-        Reach::LostOnly,
-    );
+        plan: &plan,
+        home: &home,
+    };
+    let mut manifest = Manifest::load(state_dir);
+    let applied = apply_files(&phase, lost, &mut manifest, now, Reach::LostOnly);
     manifest.save(state_dir)?;
     state::record_conflicts(state_dir, &applied?.conflicts)
 }
 
+/// What an apply phase of the cycle read once and every step of it shares: the machine, its
+/// clone, the plan of the fleet.toml in force (read once for the phase) and `$HOME` opened by
+/// that plan.
+struct Phase<'a> {
+    /// This machine.
+    machine: &'a Machine,
+    /// Its clone of the fleet repo.
+    repo: &'a FleetRepo,
+    /// The plan of the fleet.toml in force for this phase.
+    plan: &'a Plan,
+    /// `$HOME`, opened with the plan's confinement.
+    home: &'a crate::confine::HomeDir,
+}
+
 /// The one dispatch of apply on the backend.
-#[allow(clippy::too_many_arguments)]
 fn apply_files(
-    machine: &Machine,
-    repo: &FleetRepo,
-    plan: &Plan,
-    home: &crate::confine::HomeDir,
+    phase: &Phase<'_>,
     lost: &[integrate::LostFile],
     manifest: &mut Manifest,
     now: i64,
     reach: Reach<'_>,
 ) -> Result<apply::Applied> {
+    let Phase {
+        machine,
+        repo,
+        plan,
+        home,
+    } = *phase;
     let (stamp, at) = (clock::compact(now), clock::rfc3339(now));
     let occasion = Occasion {
         machine: &machine.config.name,
@@ -246,9 +256,7 @@ fn apply_files(
         if receives_only && run_apply {
             kept = keep_receiver_edits(home, plan, manifest, occasion)?;
         }
-        let mut applied = apply_chezmoi(
-            machine, repo, plan, home, lost, manifest, occasion, run_apply,
-        )?;
+        let mut applied = apply_chezmoi(phase, lost, manifest, occasion, run_apply)?;
         applied.conflicts.extend(kept);
         return Ok(applied);
     }
@@ -354,17 +362,19 @@ fn lost_rels<'a>(
 
 /// Apply with chezmoi: conflict copies of the source files that lost (beside the live file
 /// chezmoi names for them), then `chezmoi apply`, then the manifest of live stats.
-#[allow(clippy::too_many_arguments)]
 fn apply_chezmoi(
-    machine: &Machine,
-    repo: &FleetRepo,
-    plan: &Plan,
-    home_dir: &crate::confine::HomeDir,
+    phase: &Phase<'_>,
     lost: &[integrate::LostFile],
     manifest: &mut Manifest,
     occasion: Occasion<'_>,
     run_apply: bool,
 ) -> Result<apply::Applied> {
+    let Phase {
+        machine,
+        repo,
+        plan,
+        home: home_dir,
+    } = *phase;
     let home = &machine.paths.home;
     let source = chezmoi::source_dir(repo.root());
     let mut out = apply::Applied::default();

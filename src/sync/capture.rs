@@ -353,35 +353,123 @@ pub fn capture(
     scope: &Scope<'_>,
     manifest: &mut Manifest,
 ) -> Result<Captured> {
-    let home = scope.home.path();
-    let (machine, managed, first_contact) = (scope.machine, scope.managed, scope.first_contact);
-    let live = live_files(home, managed, scope.ignore);
-    let started = SystemTime::now();
-    let mut out = Captured::default();
-    let mut total: u64 = 0;
-    let ours = own_parents(repo, machine);
+    let live = live_files(scope.home.path(), scope.managed, scope.ignore);
+    let mut pass = Pass {
+        repo,
+        head,
+        scope,
+        started: SystemTime::now(),
+        ours: own_parents(repo, scope.machine),
+        total: 0,
+        out: Captured::default(),
+    };
     for (rel, meta) in &live {
+        if pass.file(rel, meta, manifest)? == Flow::Stop {
+            break;
+        }
+    }
+    deletions(&live, head, scope, manifest, &mut pass.out);
+    Ok(pass.out)
+}
+
+/// Whether a capture goes on to the next file.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// On to the next file.
+    Next,
+    /// The capture's total size limit is reached: the rest waits for the next cycle.
+    Stop,
+}
+
+/// One capture under way: what it reads, and what it found so far.
+struct Pass<'a> {
+    repo: &'a git2::Repository,
+    head: &'a git2::Tree<'a>,
+    scope: &'a Scope<'a>,
+    /// When the capture began (its `settle` counts from there).
+    started: SystemTime,
+    ours: OwnParents<'a>,
+    /// The bytes read so far (against [`limits::CAPTURE_TOTAL`]).
+    total: u64,
+    out: Captured,
+}
+
+/// The warning for a private-looking file, which is never synced.
+fn warn_private(path: &Path, kind: impl std::fmt::Display) {
+    crate::log::warn_once_per_cycle(&format!(
+        "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
+        path.display()
+    ));
+}
+
+impl Pass<'_> {
+    /// One live file, by the rules of the module doc in this order: unchanged by its stat, or
+    /// never captured; outside the confinement; private by its path; read once it stands still
+    /// ([`Pass::read_steady`]); the capture's total size; private by its content; the repo's
+    /// form ([`Pass::repo_form`]); then how it compares with the stored and the manifest's
+    /// versions ([`Pass::decide`]).
+    fn file(
+        &mut self,
+        rel: &String,
+        meta: &std::fs::Metadata,
+        manifest: &mut Manifest,
+    ) -> Result<Flow> {
+        let scope = self.scope;
         // An unchanged file is not read, so not checked either (it was when it was captured).
         if manifest.unchanged(rel, meta) || scope.skip.contains(rel) {
-            continue;
+            return Ok(Flow::Next);
         }
         // Inside a managed directory: fleetkey's own directories and the like are left out.
         let Ok(checked) = scope.confinement.check_rel(rel) else {
-            continue;
+            return Ok(Flow::Next);
         };
-        let path = home.join(rel);
+        let path = scope.home.path().join(rel);
         if let Some(kind) = crate::private::by_path(rel) {
-            crate::log::warn_once_per_cycle(&format!(
-                "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
-                path.display()
-            ));
-            continue;
+            warn_private(&path, kind);
+            return Ok(Flow::Next);
         }
+        let contents = match self.read_steady(rel, &checked, meta) {
+            Ok(c) => c,
+            Err(why) => {
+                self.out.held_back.push(why);
+                return Ok(Flow::Next);
+            }
+        };
+        self.total += contents.bytes.len() as u64;
+        if let Err(too_large) = limits::CAPTURE_TOTAL.check(self.total) {
+            self.out.held_back.push(format!(
+                "capture stopped at ~/{rel}: {too_large}; the rest goes out with later cycles"
+            ));
+            return Ok(Flow::Stop);
+        }
+        let (bytes, meta) = (contents.bytes, &contents.metadata);
+        if let Some(kind) = crate::private::detect(rel, &bytes) {
+            warn_private(&path, kind);
+            return Ok(Flow::Next);
+        }
+        let exec = meta.permissions().mode() & 0o111 != 0;
+        let Some(bytes) = self.repo_form(rel, &bytes) else {
+            return Ok(Flow::Next);
+        };
+        self.decide(rel, &bytes, exec, meta, manifest)?;
+        Ok(Flow::Next)
+    }
+
+    /// Rule of patience: with [`Scope::patience`], a file still being written is read once it
+    /// stands still ([`read_when_written`]), or held back when it did not within `settle`;
+    /// without, it is read as it is. The error is the held-back line.
+    fn read_steady(
+        &self,
+        rel: &str,
+        checked: &HomeRel,
+        meta: &std::fs::Metadata,
+    ) -> std::result::Result<Contents, String> {
+        let scope = self.scope;
         let read = match scope.patience {
             Some(p) => read_when_written(
                 &mut LiveFile {
                     home: scope.home,
-                    rel: &checked,
+                    rel: checked,
                 },
                 Look {
                     at: SystemTime::now(),
@@ -389,7 +477,7 @@ pub fn capture(
                 },
                 p.quiet,
                 p.by_hand,
-                started + p.settle,
+                self.started + p.settle,
                 || {
                     crate::log::debug(&format!(
                         "~/{rel} is still being written: waiting until it stands still for {:?} (at most {:?})",
@@ -399,50 +487,55 @@ pub fn capture(
             ),
             None => scope
                 .home
-                .read_file(&checked, limits::MANAGED_FILE)
+                .read_file(checked, limits::MANAGED_FILE)
                 .map(Steady::Read),
         };
-        let contents = match read {
-            Ok(Steady::Read(c)) => c,
+        match read {
+            Ok(Steady::Read(c)) => Ok(c),
             Ok(Steady::StillWritten) => {
                 let settle = scope.patience.map(|p| p.settle).unwrap_or_default();
-                out.held_back.push(format!(
+                Err(format!(
                     "~/{rel} not captured: it was still being written after {settle:?}; the cycle after it stands still captures it"
-                ));
-                continue;
+                ))
             }
-            Err(e) => {
-                out.held_back.push(format!("~/{rel} not captured: {e}"));
-                continue;
-            }
-        };
-        total += contents.bytes.len() as u64;
-        if let Err(too_large) = limits::CAPTURE_TOTAL.check(total) {
-            out.held_back.push(format!(
-                "capture stopped at ~/{rel}: {too_large}; the rest goes out with later cycles"
-            ));
-            break;
+            Err(e) => Err(format!("~/{rel} not captured: {e}")),
         }
-        let (bytes, meta) = (contents.bytes, &contents.metadata);
-        if let Some(kind) = crate::private::detect(rel, &bytes) {
-            crate::log::warn_once_per_cycle(&format!(
-                "{} looks like {kind}; it is not synced (the fleet repo is plain git; use `fleetkey secrets set`)",
-                path.display()
-            ));
-            continue;
-        }
-        let exec = meta.permissions().mode() & 0o111 != 0;
-        // The repo's form: this machine's home path as the placeholder (text files only).
-        let bytes = scope.placeholders.to_repo(rel, &bytes).into_owned();
+    }
+
+    /// Rule of the repo's form: this machine's home path and the fleet secrets' values become
+    /// their placeholders (text files only); a form that would still upload a secret or a
+    /// credential is held back ([`never_uploaded`]) and `None` returned.
+    fn repo_form(&mut self, rel: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+        let scope = self.scope;
+        let bytes = scope.placeholders.to_repo(rel, bytes).into_owned();
         if let Some(why) = never_uploaded(scope.placeholders, scope.allow_tokens, rel, &bytes) {
-            out.held_back.push(format!("~/{rel} not captured: {why}"));
-            continue;
+            self.out
+                .held_back
+                .push(format!("~/{rel} not captured: {why}"));
+            return None;
         }
-        let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)
+        Some(bytes)
+    }
+
+    /// The rules of the module doc for a file read and in the repo's form (`bytes`), against
+    /// the stored version in HEAD and the manifest's: unchanged (the manifest's stat
+    /// refreshed), in step with an edit a killed cycle already merged, both changed (left to
+    /// apply's conflict copy), first contact with a file the fleet holds (the fleet wins), or
+    /// a local edit (stored, listed in [`Captured::upserts`]).
+    fn decide(
+        &mut self,
+        rel: &String,
+        bytes: &[u8],
+        exec: bool,
+        meta: &std::fs::Metadata,
+        manifest: &mut Manifest,
+    ) -> Result<()> {
+        let (repo, scope, machine) = (self.repo, self.scope, self.scope.machine);
+        let oid = git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
             .map_err(Error::git("cannot hash a file"))?;
         let known = manifest.files.get(rel).cloned();
         let in_step = |e: &Entry| e.oid == oid.to_string() && e.exec == exec;
-        let st_owned = tree::lookup(head, machine, rel);
+        let st_owned = tree::lookup(self.head, machine, rel);
         let st = st_owned.as_ref();
         let same_as_stored = st.is_some_and(|s| s.oid == oid && s.exec == exec);
         // Secrets unreadable here, and the fleet's copy has placeholders: the live file may
@@ -451,10 +544,10 @@ pub fn capture(
             && scope.placeholders.secrets().is_unreadable()
             && st.is_some_and(|s| holds_placeholder(repo, s.oid))
         {
-            out.held_back.push(format!(
+            self.out.held_back.push(format!(
                 "~/{rel} not captured: the fleet's copy has secret placeholders and this machine cannot read the fleet secrets now (see `fleetkey doctor`)"
             ));
-            continue;
+            return Ok(());
         }
         if same_as_stored || known.as_ref().is_some_and(in_step) {
             let entry = manifest.files.entry(rel.clone()).or_insert(Entry {
@@ -463,13 +556,13 @@ pub fn capture(
                 stat: None,
             });
             entry.stat = Some(Stat::of(meta));
-            continue;
+            return Ok(());
         }
         match (known, st) {
             // A cycle killed after it captured this very edit and merged it (the manifest is
             // saved only after apply): the merge holds it, so the live file is in step with
             // what was captured, and apply writes the merge without a conflict copy.
-            (Some(k), Some(s)) if ours.captured(machine, rel, &k, (oid, exec), s.oid) => {
+            (Some(k), Some(s)) if self.ours.captured(machine, rel, &k, (oid, exec), s.oid) => {
                 manifest.files.insert(
                     rel.clone(),
                     Entry {
@@ -482,15 +575,15 @@ pub fn capture(
             // The fleet moved on since our last apply and we edited too, or this machine never
             // had the file in step: apply keeps the live version as a conflict copy.
             (Some(k), Some(s)) if k.oid != s.oid.to_string() || k.exec != s.exec => {}
-            (None, Some(_)) if first_contact == FirstContact::FleetWins => {}
+            (None, Some(_)) if scope.first_contact == FirstContact::FleetWins => {}
             (_, st) => {
                 let blob = repo
-                    .blob(&bytes)
+                    .blob(bytes)
                     .map_err(Error::git("cannot store a file in the fleet repo"))?;
                 let repo_path = st
                     .map(|s: &Stored| s.repo_path.clone())
                     .unwrap_or_else(|| format!("{}/{rel}", tree::HOME_DIR));
-                out.upserts.push((repo_path, blob, exec));
+                self.out.upserts.push((repo_path, blob, exec));
                 manifest.files.insert(
                     rel.clone(),
                     Entry {
@@ -501,21 +594,35 @@ pub fn capture(
                 );
             }
         }
+        Ok(())
     }
-    // Deletions inside managed directories whose root still exists.
+}
+
+/// Rule of deletions: a file the manifest knows, missing now, is listed in
+/// [`Captured::missing`]; it is a deletion to capture only inside a managed directory whose
+/// root still exists, and only while HEAD still holds what this machine last had (a change
+/// beats a deletion). A missing managed file or directory is no deletion (apply restores it).
+fn deletions(
+    live: &BTreeMap<String, std::fs::Metadata>,
+    head: &git2::Tree<'_>,
+    scope: &Scope<'_>,
+    manifest: &mut Manifest,
+    out: &mut Captured,
+) {
+    let home = scope.home.path();
     let mut gone = Vec::new();
     for (rel, entry) in &manifest.files {
         if live.contains_key(rel) || scope.ignore.is_ignored(rel, false) {
             continue;
         }
         out.missing.push(rel.clone());
-        let Some(m) = managed.iter().find(|m| m.covers(rel)) else {
+        let Some(m) = scope.managed.iter().find(|m| m.covers(rel)) else {
             continue;
         };
         if !m.dir || rel == &m.rel || !home.join(&m.rel).is_dir() {
             continue;
         }
-        if let Some(s) = tree::lookup(head, machine, rel)
+        if let Some(s) = tree::lookup(head, scope.machine, rel)
             && s.oid.to_string() == entry.oid
         {
             out.removals.push(s.repo_path.clone());
@@ -525,7 +632,6 @@ pub fn capture(
     for rel in gone {
         manifest.files.remove(&rel);
     }
-    Ok(out)
 }
 
 /// Whether the blob `oid` holds a secret placeholder.

@@ -244,8 +244,7 @@ fn run(
 
     // Capture by the fleet.toml in force (the last valid one when the clone's is not), every
     // path of it checked; a refused entry is reported by apply, with the fleet.toml it uses.
-    machine.keep_valid_fleet();
-    let plan = plan::Plan::for_machine(machine)?;
+    let plan = plan::Plan::in_force(machine, machine.keep_valid_fleet()?);
     let fleet = plan.fleet.clone();
     let mut manifest = Manifest::load(state_dir);
     // A machine that is not an active member (waiting for approval, or revoked) captures

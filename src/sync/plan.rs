@@ -105,14 +105,19 @@ impl Plan {
     /// The plan of the fleet.toml in force on `machine` (its report includes a fleet.toml
     /// held back as invalid).
     pub fn for_machine(machine: &Machine) -> Result<Plan> {
-        let settings = machine.fleet_settings()?;
+        Ok(Plan::in_force(machine, machine.fleet_settings()?))
+    }
+
+    /// The plan of `settings`, the fleet.toml in force on `machine` as the caller read it
+    /// (with [`Machine::keep_valid_fleet`], which the cycle calls anyway).
+    pub fn in_force(machine: &Machine, settings: crate::fleet::InForce) -> Plan {
         let mut plan = Plan::new(machine, settings.config);
         plan.held_back.splice(0..0, settings.held_back);
         if plan.fleet.backend == Backend::Native {
             let secrets = secret_values(machine);
             plan.placeholders = std::mem::take(&mut plan.placeholders).with_secrets(secrets);
         }
-        Ok(plan)
+        plan
     }
 
     /// The transform for a capture: [`Plan::placeholders`], plus the values the secrets had

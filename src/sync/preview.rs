@@ -58,87 +58,131 @@ fn wanted(rel: &str, only: &[String]) -> bool {
             .any(|p| rel == p || (rel.starts_with(p.as_str()) && rel.as_bytes()[p.len()] == b'/'))
 }
 
+/// What a preview reads once and every part of it shares: the clone, the plan of the
+/// fleet.toml in force, this machine, its manifest, the files capture never reads and the
+/// paths asked for.
+pub struct Inputs<'a> {
+    /// The clone's repository.
+    pub repo: &'a git2::Repository,
+    /// The plan of the fleet.toml in force.
+    pub plan: &'a Plan,
+    /// This machine's name.
+    pub machine: &'a str,
+    /// This machine's manifest (only a copy of it is changed).
+    pub manifest: &'a Manifest,
+    /// The files capture never reads ([`Plan::never_captured`]).
+    pub never: &'a BTreeSet<String>,
+    /// The paths asked for (relative to `$HOME`; everything when empty).
+    pub only: &'a [String],
+}
+
 /// Computes the preview. `head` is the clone's HEAD tree; `forge` the trees of the merge base
 /// and of the forge's latest commit (already fetched and checked by the caller) when the forge
 /// has commits HEAD lacks: what changed between those two is what comes in (upstream's
 /// version, as the cycle's merge gives it on a conflict).
-#[allow(clippy::too_many_arguments)]
 pub fn preview(
-    repo: &git2::Repository,
+    cx: &Inputs<'_>,
     head: &git2::Tree<'_>,
     forge: Option<(&git2::Tree<'_>, &git2::Tree<'_>)>,
-    plan: &Plan,
-    machine: &str,
-    manifest: &Manifest,
-    never: &BTreeSet<String>,
-    only: &[String],
 ) -> Result<Preview> {
-    let home = plan.open_home()?;
-    let overridden: BTreeSet<String> = super::overrides::list(repo, head, machine)
+    let overridden: BTreeSet<String> = super::overrides::list(cx.repo, head, cx.machine)
         .into_iter()
         .collect();
-    let private = |rel: &str, bytes: &[u8]| crate::private::detect(rel, bytes).is_some();
-    let read_blob = |oid: git2::Oid| -> Result<Vec<u8>> {
-        let size = repo
-            .odb()
-            .and_then(|o| o.read_header(oid))
-            .map_err(Error::git("cannot read a stored file"))?
-            .0;
-        limits::MANAGED_FILE
-            .check(size as u64)
-            .map_err(|e| Error::refused(e.to_string()))?;
-        Ok(repo
-            .find_blob(oid)
-            .map_err(Error::git("cannot read a stored file"))?
-            .content()
-            .to_vec())
-    };
     let mut out = Preview {
         overridden: overridden
             .iter()
-            .filter(|rel| wanted(rel, only))
+            .filter(|rel| wanted(rel, cx.only))
             .cloned()
             .collect(),
+        outgoing: outgoing(cx, head, &overridden)?,
         ..Preview::default()
     };
+    if let Some((base, theirs)) = forge {
+        out.incoming = incoming(cx, head, base, theirs, &overridden)?;
+    }
+    Ok(out)
+}
 
-    // Outgoing: the next capture, on a copy of the manifest.
-    let mut scratch = manifest.clone();
+/// Whether a file's content must never be shown (by its path or its content).
+fn is_private(rel: &str, bytes: &[u8]) -> bool {
+    crate::private::detect(rel, bytes).is_some()
+}
+
+/// Reads a stored file, refusing one larger than a managed file may be (checked from the
+/// object's header, before its content is read).
+fn read_blob(repo: &git2::Repository, oid: git2::Oid) -> Result<Vec<u8>> {
+    let size = repo
+        .odb()
+        .and_then(|o| o.read_header(oid))
+        .map_err(Error::git("cannot read a stored file"))?
+        .0;
+    limits::MANAGED_FILE
+        .check(size as u64)
+        .map_err(|e| Error::refused(e.to_string()))?;
+    Ok(repo
+        .find_blob(oid)
+        .map_err(Error::git("cannot read a stored file"))?
+        .content()
+        .to_vec())
+}
+
+/// The stored file at `path` of `head`, in the live form of `rel` (placeholders shown), or
+/// `None` when `head` has none.
+fn shown_at(
+    cx: &Inputs<'_>,
+    head: &git2::Tree<'_>,
+    path: &str,
+    rel: &str,
+) -> Result<Option<Vec<u8>>> {
+    tree::blob_at(head, path)
+        .map(|oid| read_blob(cx.repo, oid))
+        .transpose()
+        .map(|b| b.map(|b| cx.plan.placeholders.to_shown(rel, &b).into_owned()))
+}
+
+/// Rule for outgoing: the next capture, run with the cycle's own rules on a copy of the
+/// manifest (so what is shown is what goes out), each captured or removed file shown from
+/// HEAD's version to the live one; only the files asked for, and only this machine's files
+/// (`home/` or its own `hosts/NAME/home/`).
+fn outgoing(
+    cx: &Inputs<'_>,
+    head: &git2::Tree<'_>,
+    overridden: &BTreeSet<String>,
+) -> Result<Vec<Change>> {
+    let plan = cx.plan;
+    let home = plan.open_home()?;
+    let mut scratch = cx.manifest.clone();
     let scope = capture::Scope {
         home: &home,
         confinement: &plan.confinement,
         managed: &plan.managed,
-        skip: never,
-        machine,
+        skip: cx.never,
+        machine: cx.machine,
         first_contact: capture::FirstContact::FleetWins,
         ignore: &plan.ignore,
         placeholders: &plan.placeholders,
         allow_tokens: &plan.allow_tokens,
         patience: None,
     };
-    let captured = capture::capture(repo, head, &scope, &mut scratch)?;
-    let host = format!("{}/", tree::host_dir(machine));
+    let captured = capture::capture(cx.repo, head, &scope, &mut scratch)?;
+    let host = format!("{}/", tree::host_dir(cx.machine));
     let rel_of = |repo_path: &str| -> Option<String> {
         repo_path
             .strip_prefix("home/")
             .or_else(|| repo_path.strip_prefix(host.as_str()))
+            .filter(|rel| wanted(rel, cx.only))
             .map(str::to_string)
     };
+    let mut out = Vec::new();
     for (path, blob, _) in &captured.upserts {
         let Some(rel) = rel_of(path) else { continue };
-        if !wanted(&rel, only) {
-            continue;
-        }
-        let old = tree::blob_at(head, path)
-            .map(read_blob)
-            .transpose()?
-            .map(|b| plan.placeholders.to_shown(&rel, &b).into_owned());
+        let old = shown_at(cx, head, path, &rel)?;
         let new = plan
             .placeholders
-            .to_shown(&rel, &read_blob(*blob)?)
+            .to_shown(&rel, &read_blob(cx.repo, *blob)?)
             .into_owned();
-        out.outgoing.push(Change {
-            private: private(&rel, &new),
+        out.push(Change {
+            private: is_private(&rel, &new),
             overridden: overridden.contains(&rel),
             rel,
             old,
@@ -147,72 +191,79 @@ pub fn preview(
     }
     for path in &captured.removals {
         let Some(rel) = rel_of(path) else { continue };
-        if !wanted(&rel, only) {
-            continue;
-        }
-        let old = tree::blob_at(head, path)
-            .map(read_blob)
-            .transpose()?
-            .map(|b| plan.placeholders.to_shown(&rel, &b).into_owned());
-        out.outgoing.push(Change {
-            private: old.as_deref().is_some_and(|b| private(&rel, b)),
+        let old = shown_at(cx, head, path, &rel)?;
+        out.push(Change {
+            private: old.as_deref().is_some_and(|b| is_private(&rel, b)),
             overridden: overridden.contains(&rel),
             rel,
             old,
             new: None,
         });
     }
-
-    // Incoming: HEAD's effective versions against the forge's.
-    if let Some((base, theirs)) = forge {
-        let before = tree::effective(repo, head, machine, &plan.managed)?;
-        let base = tree::effective(repo, base, machine, &plan.managed)?;
-        let theirs = tree::effective(repo, theirs, machine, &plan.managed)?;
-        let mut after = before.clone();
-        for rel in base.keys().chain(theirs.keys()) {
-            let key = |s: Option<&tree::Stored>| s.map(|s| (s.oid, s.exec));
-            if key(base.get(rel)) == key(theirs.get(rel)) {
-                continue;
-            }
-            match theirs.get(rel) {
-                Some(t) => after.insert(rel.clone(), t.clone()),
-                None => after.remove(rel),
-            };
-        }
-        let rels: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-        let mut changes = BTreeMap::new();
-        for rel in rels {
-            let (b, a) = (before.get(rel), after.get(rel));
-            if b.map(|s| (s.oid, s.exec)) == a.map(|s| (s.oid, s.exec))
-                || !wanted(rel, only)
-                || plan.ignore.is_ignored(rel, false)
-                || never.contains(rel)
-                || plan.confinement.check_rel(rel).is_err()
-            {
-                continue;
-            }
-            let load = |s: Option<&tree::Stored>| -> Result<Option<Vec<u8>>> {
-                s.map(|s| read_blob(s.oid))
-                    .transpose()
-                    .map(|o| o.map(|b| plan.placeholders.to_shown(rel, &b).into_owned()))
-            };
-            let (old, new) = (load(b)?, load(a)?);
-            let is_private = crate::private::by_path(rel).is_some()
-                || [&old, &new].into_iter().flatten().any(|c| private(rel, c));
-            changes.insert(
-                rel.clone(),
-                Change {
-                    rel: rel.clone(),
-                    old,
-                    new,
-                    private: is_private,
-                    overridden: overridden.contains(rel),
-                },
-            );
-        }
-        out.incoming = changes.into_values().collect();
-    }
     Ok(out)
+}
+
+/// Rule for incoming: HEAD's effective versions against what the merge would give them: each
+/// file the forge changed since the merge base takes the forge's version (upstream's, as the
+/// cycle's merge gives it on a conflict); a file that changes is shown unless it is not asked
+/// for, ignored, never captured, or outside the confinement. Sorted by path.
+fn incoming(
+    cx: &Inputs<'_>,
+    head: &git2::Tree<'_>,
+    base: &git2::Tree<'_>,
+    theirs: &git2::Tree<'_>,
+    overridden: &BTreeSet<String>,
+) -> Result<Vec<Change>> {
+    let (repo, plan, machine) = (cx.repo, cx.plan, cx.machine);
+    let before = tree::effective(repo, head, machine, &plan.managed)?;
+    let base = tree::effective(repo, base, machine, &plan.managed)?;
+    let theirs = tree::effective(repo, theirs, machine, &plan.managed)?;
+    let key = |s: Option<&tree::Stored>| s.map(|s| (s.oid, s.exec));
+    let mut after = before.clone();
+    for rel in base.keys().chain(theirs.keys()) {
+        if key(base.get(rel)) == key(theirs.get(rel)) {
+            continue;
+        }
+        match theirs.get(rel) {
+            Some(t) => after.insert(rel.clone(), t.clone()),
+            None => after.remove(rel),
+        };
+    }
+    let rels: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let mut changes = BTreeMap::new();
+    for rel in rels {
+        let (b, a) = (before.get(rel), after.get(rel));
+        if key(b) == key(a)
+            || !wanted(rel, cx.only)
+            || plan.ignore.is_ignored(rel, false)
+            || cx.never.contains(rel)
+            || plan.confinement.check_rel(rel).is_err()
+        {
+            continue;
+        }
+        let load = |s: Option<&tree::Stored>| -> Result<Option<Vec<u8>>> {
+            s.map(|s| read_blob(repo, s.oid))
+                .transpose()
+                .map(|o| o.map(|b| plan.placeholders.to_shown(rel, &b).into_owned()))
+        };
+        let (old, new) = (load(b)?, load(a)?);
+        let private = crate::private::by_path(rel).is_some()
+            || [&old, &new]
+                .into_iter()
+                .flatten()
+                .any(|c| is_private(rel, c));
+        changes.insert(
+            rel.clone(),
+            Change {
+                rel: rel.clone(),
+                old,
+                new,
+                private,
+                overridden: overridden.contains(rel),
+            },
+        );
+    }
+    Ok(changes.into_values().collect())
 }
 
 /// Whether git would call `bytes` binary: a NUL in the first 8000 bytes.
