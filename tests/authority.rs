@@ -584,20 +584,9 @@ fn a_member_changes_no_other_machines_keys_nor_the_forge_and_an_admin_role_chang
 #[test]
 fn a_receiver_receives_everything_and_its_dotfile_commit_is_refused() {
     let f = fleet();
-    let url = f.forge.url();
     std::fs::write(f.alpha.home.join(".zshrc"), "export A=1\n").unwrap();
     f.alpha.ok(&["track", "~/.zshrc"]);
-    let server = Machine::new();
-    let out = server.ok(&["enroll", "server", "--remote", &url]);
-    f.alpha.ok(&[
-        "approve",
-        "server",
-        "--code",
-        &code_in(&out, "server"),
-        "--role",
-        "receiver",
-    ]);
-    server.ok(&["sync"]);
+    let server = receiver(&f);
     assert_eq!(role_of(&server, "server"), "receiver");
     assert_eq!(server.ok(&["secrets", "get", "TOKEN"]), "honest-1\n");
     assert_eq!(

@@ -21,22 +21,12 @@ fn report(rec: &sync::state::CycleRecord) -> Result<()> {
     )?;
     if let Some(h) = &rec.healed {
         for r in &h.refused {
-            outln!(
-                "fleetkey: refused commit {} (claims {}): {}",
-                r.commit,
-                r.machine,
-                r.why
-            )?;
+            say_refused(r)?;
         }
         outln!("fleetkey: {}", h.line())?;
     }
     for r in &rec.refused {
-        outln!(
-            "fleetkey: refused commit {} (claims {}): {}",
-            r.commit,
-            r.machine,
-            r.why
-        )?;
+        say_refused(r)?;
     }
     if let Some(why) = &rec.not_healed {
         outln!("fleetkey: {why}")?;
@@ -133,4 +123,15 @@ pub fn watch() -> Result<()> {
         Ok(()) => Ok(()),
         Err(sync::watch::Critical(e)) => Err(e),
     }
+}
+
+/// One refused commit, as the cycle's output names it.
+fn say_refused(r: &crate::trust::Refusal) -> Result<()> {
+    outln!(
+        "fleetkey: refused commit {} (claims {}): {}",
+        r.commit,
+        r.machine,
+        r.why
+    )?;
+    Ok(())
 }
