@@ -134,181 +134,29 @@ fn merge_upstream(
         done.moved = true;
         return Ok(done);
     }
-    let base = repo
-        .merge_base(ours, theirs)
-        .map_err(Error::git("the fleet clone and the forge share no history"))?;
-    let tree_of = |oid: git2::Oid| -> Result<git2::Tree<'_>> {
-        repo.find_commit(oid)
-            .and_then(|c| c.tree())
-            .map_err(Error::git("cannot read a commit"))
-    };
-    let (base_tree, our_tree, their_tree) = (tree_of(base)?, tree_of(ours)?, tree_of(theirs)?);
+    let sides = Sides::of(repo, ours, theirs)?;
     let mut opts = git2::MergeOptions::new();
     opts.find_renames(false);
     let mut index = repo
-        .merge_trees(&base_tree, &our_tree, &their_tree, Some(&opts))
+        .merge_trees(
+            &sides.base_tree,
+            &sides.our_tree,
+            &sides.their_tree,
+            Some(&opts),
+        )
         .map_err(Error::git("cannot merge with the forge's commits"))?;
-
-    let changed_both = |path: &str| {
-        let (b, o, t) = (
-            tree::blob_at(&base_tree, path),
-            tree::blob_at(&our_tree, path),
-            tree::blob_at(&their_tree, path),
-        );
-        o != b && t != b && o != t
-    };
-    let read = |t: &git2::Tree<'_>, p: &str| tree::read_at(repo, t, p);
-
-    // fleet.toml: upstream's settings, managed lists merged as sets.
-    if changed_both(FleetConfig::FILE) {
-        let parse = |t: &git2::Tree<'_>| -> Option<FleetConfig> {
-            let bytes = read(t, FleetConfig::FILE)?;
-            toml::from_str(std::str::from_utf8(&bytes).ok()?).ok()
-        };
-        match (parse(&our_tree), parse(&their_tree)) {
-            (Some(o), Some(mut t)) => {
-                let b = parse(&base_tree).unwrap_or_default();
-                t.sync.paths = managed::merge_sets(&b.sync.paths, &o.sync.paths, &t.sync.paths);
-                t.sync.private =
-                    managed::merge_sets(&b.sync.private, &o.sync.private, &t.sync.private);
-                t.sync.ignore = managed::merge_sets(&b.sync.ignore, &o.sync.ignore, &t.sync.ignore);
-                t.sync.literal =
-                    managed::merge_sets(&b.sync.literal, &o.sync.literal, &t.sync.literal);
-                t.hosts = crate::config::merge_hosts(&b.hosts, &o.hosts, &t.hosts);
-                let text = t.file_text();
-                put(repo, &mut index, FleetConfig::FILE, text.as_bytes(), false)?;
-            }
-            _ => {
-                take_theirs(repo, &mut index, &their_tree, FleetConfig::FILE)?;
-                done.other_conflicts += 1;
-            }
-        }
-    }
-    // keys/revoked: union.
-    if changed_both(roster::layout::REVOKED) {
-        let text = |t: &git2::Tree<'_>| {
-            String::from_utf8_lossy(&read(t, roster::layout::REVOKED).unwrap_or_default())
-                .into_owned()
-        };
-        let merged = managed::union_revoked(&text(&our_tree), &text(&their_tree));
-        put(
-            repo,
-            &mut index,
-            roster::layout::REVOKED,
-            merged.as_bytes(),
-            false,
-        )?;
-    }
-    // secrets.env.age: per key, inside the encryption.
-    let mut secrets_merged: Option<EnvFile> = None;
-    if changed_both(CIPHERTEXT) {
-        match identity.map(|id| {
-            merge_secrets(
-                repo,
-                [&base_tree, &our_tree, &their_tree],
-                [base, ours, theirs],
-                id,
-                machine,
-                at,
-            )
-        }) {
-            Some(Ok(env)) => {
-                // Name each key both sides changed: the forge's value is in force, this
-                // machine's is kept aside as a conflict record; every other key of both
-                // sides survives.
-                let kept: Vec<crate::envfile::Conflict> = env
-                    .conflicts()
-                    .into_iter()
-                    .filter(|c| c.from == machine && c.at == at)
-                    .collect();
-                for c in &kept {
-                    let key = &c.key;
-                    crate::log::warn(&format!(
-                        "secret {key} changed here and on the forge: the value {} is in force and the one {} is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve {key} --keep aside|in-force`)",
-                        set_by(&c.origins.in_force),
-                        set_by(&c.origins.aside),
-                    ));
-                }
-                done.other_conflicts += kept.len();
-                secrets_merged = Some(env);
-            }
-            Some(Err(e)) => {
-                crate::log::warn(&format!(
-                    "cannot merge the secrets per key ({e}); the forge's version wins"
-                ));
-                take_theirs(repo, &mut index, &their_tree, CIPHERTEXT)?;
-                take_theirs(repo, &mut index, &their_tree, RECIPIENTS)?;
-                done.other_conflicts += 1;
-            }
-            None => {
-                take_theirs(repo, &mut index, &their_tree, CIPHERTEXT)?;
-                take_theirs(repo, &mut index, &their_tree, RECIPIENTS)?;
-                done.other_conflicts += 1;
-            }
-        }
-    }
-
-    // Every other conflict.
-    let conflicts: Vec<git2::IndexConflict> = index
-        .conflicts()
-        .map_err(Error::git("cannot read merge conflicts"))?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(Error::git("cannot read merge conflicts"))?;
-    for c in conflicts {
-        let path = [&c.their, &c.our, &c.ancestor]
-            .into_iter()
-            .flatten()
-            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-            .next()
-            .unwrap_or_default();
-        // The secrets were merged per key above (and are re-encrypted below): not a conflict.
-        let merged_here = secrets_merged.is_some() && (path == CIPHERTEXT || path == RECIPIENTS);
-        let managed_file = match backend {
-            Backend::Native => {
-                path.starts_with("home/")
-                    || (path.starts_with("hosts/") && path.split('/').nth(2) == Some("home"))
-            }
-            Backend::Chezmoi => !super::chezmoi::is_own(&path),
-        };
-        index
-            .conflict_remove(Path::new(&path))
-            .map_err(Error::git("cannot resolve a conflict"))?;
-        match (&c.our, &c.their) {
-            (Some(o), Some(t)) => {
-                index
-                    .add(&stage0(t))
-                    .map_err(Error::git("cannot resolve a conflict"))?;
-                if merged_here {
-                    // Nothing lost: the merged secrets replace this entry below.
-                } else if managed_file {
-                    done.lost.push(LostFile {
-                        repo_path: path.clone(),
-                        ours: o.id,
-                    });
-                } else {
-                    crate::log::warn(&format!(
-                        "{path} changed here and on the forge; the forge's version wins"
-                    ));
-                    done.other_conflicts += 1;
-                }
-            }
-            // A change beats a deletion, on either side.
-            (Some(o), None) => index
-                .add(&stage0(o))
-                .map_err(Error::git("cannot resolve a conflict"))?,
-            (None, Some(t)) => index
-                .add(&stage0(t))
-                .map_err(Error::git("cannot resolve a conflict"))?,
-            (None, None) => {}
-        }
-    }
+    merge_fleet_toml(repo, &sides, &mut index, &mut done)?;
+    merge_revoked(repo, &sides, &mut index)?;
+    let secrets_merged =
+        merge_secrets_in(repo, &sides, &mut index, identity, machine, at, &mut done)?;
+    resolve_the_rest(&mut index, backend, secrets_merged.is_some(), &mut done)?;
 
     let mut tree_id = index
         .write_tree_to(repo)
         .map_err(Error::git("cannot write the merged tree"))?;
     // A receiver's merge never changes the secrets (the fleet would refuse it): an admin or
     // member re-encrypts them.
-    if secrets_merged.is_some() || may_reencrypt(repo, &our_tree, machine) {
+    if secrets_merged.is_some() || may_reencrypt(repo, &sides.our_tree, machine) {
         tree_id = reencrypt_if_needed(repo, tree_id, identity, secrets_merged)?;
     }
     let tree = repo
@@ -335,6 +183,238 @@ fn merge_upstream(
     move_to(repo, merge)?;
     done.moved = true;
     Ok(done)
+}
+
+/// The three sides of a merge: the commits and their trees.
+struct Sides<'r> {
+    base: git2::Oid,
+    ours: git2::Oid,
+    theirs: git2::Oid,
+    base_tree: git2::Tree<'r>,
+    our_tree: git2::Tree<'r>,
+    their_tree: git2::Tree<'r>,
+}
+
+impl<'r> Sides<'r> {
+    fn of(repo: &'r git2::Repository, ours: git2::Oid, theirs: git2::Oid) -> Result<Sides<'r>> {
+        let base = repo
+            .merge_base(ours, theirs)
+            .map_err(Error::git("the fleet clone and the forge share no history"))?;
+        let tree_of = |oid: git2::Oid| -> Result<git2::Tree<'r>> {
+            repo.find_commit(oid)
+                .and_then(|c| c.tree())
+                .map_err(Error::git("cannot read a commit"))
+        };
+        Ok(Sides {
+            base,
+            ours,
+            theirs,
+            base_tree: tree_of(base)?,
+            our_tree: tree_of(ours)?,
+            their_tree: tree_of(theirs)?,
+        })
+    }
+
+    /// Whether both sides changed `path`, each differently.
+    fn changed_both(&self, path: &str) -> bool {
+        let (b, o, t) = (
+            tree::blob_at(&self.base_tree, path),
+            tree::blob_at(&self.our_tree, path),
+            tree::blob_at(&self.their_tree, path),
+        );
+        o != b && t != b && o != t
+    }
+}
+
+/// fleet.toml changed on both sides: upstream's settings, the managed lists merged as sets
+/// (what either side added stays, what either removed goes); an unreadable side: upstream's
+/// file, counted as a conflict.
+fn merge_fleet_toml(
+    repo: &git2::Repository,
+    sides: &Sides<'_>,
+    index: &mut git2::Index,
+    done: &mut Integrated,
+) -> Result<()> {
+    if !sides.changed_both(FleetConfig::FILE) {
+        return Ok(());
+    }
+    let parse = |t: &git2::Tree<'_>| -> Option<FleetConfig> {
+        let bytes = tree::read_at(repo, t, FleetConfig::FILE)?;
+        toml::from_str(std::str::from_utf8(&bytes).ok()?).ok()
+    };
+    match (parse(&sides.our_tree), parse(&sides.their_tree)) {
+        (Some(o), Some(mut t)) => {
+            let b = parse(&sides.base_tree).unwrap_or_default();
+            t.sync.paths = managed::merge_sets(&b.sync.paths, &o.sync.paths, &t.sync.paths);
+            t.sync.private = managed::merge_sets(&b.sync.private, &o.sync.private, &t.sync.private);
+            t.sync.ignore = managed::merge_sets(&b.sync.ignore, &o.sync.ignore, &t.sync.ignore);
+            t.sync.literal = managed::merge_sets(&b.sync.literal, &o.sync.literal, &t.sync.literal);
+            t.hosts = crate::config::merge_hosts(&b.hosts, &o.hosts, &t.hosts);
+            let text = t.file_text();
+            put(repo, index, FleetConfig::FILE, text.as_bytes(), false)
+        }
+        _ => {
+            take_theirs(repo, index, &sides.their_tree, FleetConfig::FILE)?;
+            done.other_conflicts += 1;
+            Ok(())
+        }
+    }
+}
+
+/// keys/revoked changed on both sides: the union (a revocation is never lost to a merge).
+fn merge_revoked(
+    repo: &git2::Repository,
+    sides: &Sides<'_>,
+    index: &mut git2::Index,
+) -> Result<()> {
+    if !sides.changed_both(roster::layout::REVOKED) {
+        return Ok(());
+    }
+    let text = |t: &git2::Tree<'_>| {
+        String::from_utf8_lossy(
+            &tree::read_at(repo, t, roster::layout::REVOKED).unwrap_or_default(),
+        )
+        .into_owned()
+    };
+    let merged = managed::union_revoked(&text(&sides.our_tree), &text(&sides.their_tree));
+    put(
+        repo,
+        index,
+        roster::layout::REVOKED,
+        merged.as_bytes(),
+        false,
+    )
+}
+
+/// secrets.env.age changed on both sides: merged per key inside the encryption (a key both
+/// changed keeps the forge's value in force and this machine's aside, named by who set each);
+/// without an identity or when a side cannot be read, the forge's version wins (a conflict).
+/// Returns the merged secrets, to be encrypted into the merge's tree.
+fn merge_secrets_in(
+    repo: &git2::Repository,
+    sides: &Sides<'_>,
+    index: &mut git2::Index,
+    identity: Option<&Identity>,
+    machine: &str,
+    at: &str,
+    done: &mut Integrated,
+) -> Result<Option<EnvFile>> {
+    if !sides.changed_both(CIPHERTEXT) {
+        return Ok(None);
+    }
+    let merged = identity.map(|id| {
+        merge_secrets(
+            repo,
+            [&sides.base_tree, &sides.our_tree, &sides.their_tree],
+            [sides.base, sides.ours, sides.theirs],
+            id,
+            machine,
+            at,
+        )
+    });
+    match merged {
+        Some(Ok(env)) => {
+            // Name each key both sides changed: the forge's value is in force, this
+            // machine's is kept aside as a conflict record; every other key of both
+            // sides survives.
+            let kept: Vec<crate::envfile::Conflict> = env
+                .conflicts()
+                .into_iter()
+                .filter(|c| c.from == machine && c.at == at)
+                .collect();
+            for c in &kept {
+                let key = &c.key;
+                crate::log::warn(&format!(
+                    "secret {key} changed here and on the forge: the value {} is in force and the one {} is kept aside (see `fleetkey secrets conflicts`; settle it with `fleetkey secrets resolve {key} --keep aside|in-force`)",
+                    set_by(&c.origins.in_force),
+                    set_by(&c.origins.aside),
+                ));
+            }
+            done.other_conflicts += kept.len();
+            Ok(Some(env))
+        }
+        Some(Err(e)) => {
+            crate::log::warn(&format!(
+                "cannot merge the secrets per key ({e}); the forge's version wins"
+            ));
+            take_theirs(repo, index, &sides.their_tree, CIPHERTEXT)?;
+            take_theirs(repo, index, &sides.their_tree, RECIPIENTS)?;
+            done.other_conflicts += 1;
+            Ok(None)
+        }
+        None => {
+            take_theirs(repo, index, &sides.their_tree, CIPHERTEXT)?;
+            take_theirs(repo, index, &sides.their_tree, RECIPIENTS)?;
+            done.other_conflicts += 1;
+            Ok(None)
+        }
+    }
+}
+
+/// Every other conflict of the merge: the forge's side is taken; a managed file's side from
+/// here is recorded in `done.lost` (apply keeps it as a conflict copy), anything else is
+/// counted; a change beats a deletion on either side. The secrets' entries are no conflict when
+/// `secrets_merged` (the merged secrets replace them).
+fn resolve_the_rest(
+    index: &mut git2::Index,
+    backend: Backend,
+    secrets_merged: bool,
+    done: &mut Integrated,
+) -> Result<()> {
+    let conflicts: Vec<git2::IndexConflict> = index
+        .conflicts()
+        .map_err(Error::git("cannot read merge conflicts"))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(Error::git("cannot read merge conflicts"))?;
+    for c in conflicts {
+        let path = [&c.their, &c.our, &c.ancestor]
+            .into_iter()
+            .flatten()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .next()
+            .unwrap_or_default();
+        // The secrets were merged per key (and are re-encrypted after): not a conflict.
+        let merged_here = secrets_merged && (path == CIPHERTEXT || path == RECIPIENTS);
+        let managed_file = match backend {
+            Backend::Native => {
+                path.starts_with("home/")
+                    || (path.starts_with("hosts/") && path.split('/').nth(2) == Some("home"))
+            }
+            Backend::Chezmoi => !super::chezmoi::is_own(&path),
+        };
+        index
+            .conflict_remove(Path::new(&path))
+            .map_err(Error::git("cannot resolve a conflict"))?;
+        match (&c.our, &c.their) {
+            (Some(o), Some(t)) => {
+                index
+                    .add(&stage0(t))
+                    .map_err(Error::git("cannot resolve a conflict"))?;
+                if merged_here {
+                    // Nothing lost: the merged secrets replace this entry.
+                } else if managed_file {
+                    done.lost.push(LostFile {
+                        repo_path: path.clone(),
+                        ours: o.id,
+                    });
+                } else {
+                    crate::log::warn(&format!(
+                        "{path} changed here and on the forge; the forge's version wins"
+                    ));
+                    done.other_conflicts += 1;
+                }
+            }
+            // A change beats a deletion, on either side.
+            (Some(o), None) => index
+                .add(&stage0(o))
+                .map_err(Error::git("cannot resolve a conflict"))?,
+            (None, Some(t)) => index
+                .add(&stage0(t))
+                .map_err(Error::git("cannot resolve a conflict"))?,
+            (None, None) => {}
+        }
+    }
+    Ok(())
 }
 
 /// "set by M at T", for a log line (what is unknown said so).
