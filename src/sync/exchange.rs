@@ -93,7 +93,31 @@ pub fn exchange(
     Ok(out)
 }
 
-/// The loop of [`exchange`].
+/// One exchange's fixed inputs, so that each rule of the loop is a method of its own.
+struct Session<'a> {
+    machine: &'a Machine,
+    forge: &'a Forge,
+    repo: &'a FleetRepo,
+    fleet: &'a FleetConfig,
+    identity: Option<&'a Identity>,
+    at: &'a str,
+    network: Network,
+    /// The fleet branch.
+    branch: &'a str,
+    /// Its remote-tracking ref in the clone.
+    tracking: String,
+}
+
+/// Whether the loop goes on after a step.
+enum Step {
+    /// On to the next step (or the next try).
+    Go,
+    /// The exchange is over: return what it saw.
+    Done,
+}
+
+/// The loop of [`exchange`]: take in what the forge holds (unless only our own commits are
+/// new), then push; again on a rejected push.
 fn exchange_with(
     machine: &Machine,
     forge: &Forge,
@@ -104,150 +128,36 @@ fn exchange_with(
     network: Network,
 ) -> Result<Exchanged> {
     let branch = fleet.sync.branch.as_str();
-    let raw = repo.raw();
-    let remote = forge.remote();
-    let tracking = integrate::tracking_ref(branch);
+    let s = Session {
+        machine,
+        forge,
+        repo,
+        fleet,
+        identity,
+        at,
+        network,
+        branch,
+        tracking: integrate::tracking_ref(branch),
+    };
     let mut out = Exchanged::default();
     // A heal under way: the refused forge tip the push must replace.
     let mut lease: Option<heal::Lease> = None;
     for attempt in 0..PUSH_TRIES {
-        let known = raw.refname_to_id(&tracking).ok();
-        // Only local commits on top of what we last saw of the forge: push straight away (one
-        // round trip); a rejection sends us through fetch and integrate on the next try.
-        let ahead = attempt == 0
-            && network == Network::CheapCheck
-            && match (repo.head(), known) {
-                (Some(h), Some(k)) => h != k && raw.graph_descendant_of(h, k).unwrap_or(false),
-                _ => false,
-            };
-        if !ahead {
-            let skip_fetch = attempt == 0 && network == Network::CheapCheck && known.is_some() && {
-                // One ls-remote for the fleet branch and the host branches (gathering).
-                let refs = forge.remote_refs(Some(branch))?;
-                let head = refs
-                    .head
-                    .as_deref()
-                    .and_then(|h| git2::Oid::from_str(h).ok());
-                out.hosts = Some(refs.hosts);
-                head == known
-            };
-            if !skip_fetch {
-                forge.fetch(repo.root(), branch)?;
-            }
-            // Verify what the forge holds BEFORE integrating anything from it.
-            let refused = verify_tracking(machine, repo, branch)?;
-            // What an earlier try saw is replaced by what this fetch brought.
-            lease = None;
-            out.refused.clear();
-            if !refused.is_empty() {
-                // The forge heals itself: the last authentic state goes back, with a lease on
-                // the refused tip (at most once a minute, unless `[trust] heal = false`).
-                let now = crate::clock::now_unix();
-                match heal::allowed(machine, fleet, now) {
-                    Ok(()) if may_push(repo)? => {
-                        lease = Some(heal::begin(machine, repo, branch, &refused, now)?);
-                        out.refused = refused;
-                    }
-                    Ok(()) => {
-                        out.refused = refused;
-                        return Ok(out);
-                    }
-                    Err(why) => {
-                        out.refused = refused;
-                        out.not_healed = Some(why);
-                        return Ok(out);
-                    }
-                }
-            }
-            // Even an authentic commit may come from a compromised member: its tree is
-            // checked before anything of it reaches the clone.
-            if let Some(refusal) = refuse_tree(machine, raw, &tracking)? {
-                out.tree_refused = Some(refusal);
-                return Ok(out);
-            }
-            // The fleet revoked this machine: nothing of its own can join the fleet's history
-            // any more, so nothing is integrated (the cycle ends saying so).
-            if let Ok(tip) = raw.refname_to_id(&tracking)
-                && crate::roster::revocation(raw, tip, &machine.config.name).is_some()
-            {
-                out.not_member = true;
-                return Ok(out);
-            }
-            let done = integrate::integrate(
-                raw,
-                branch,
-                &machine.config.name,
-                identity,
-                at,
-                fleet.backend,
-                repo.signer()?,
-            )?;
-            out.lost.extend(done.lost);
-            out.other_conflicts += done.other_conflicts;
-            crate::fault::point("sync:integrated");
-        }
-        let head = repo.head();
-        // Healing pushes even when nothing is new here: the forge holds the refused tip.
-        if head.is_none() || (lease.is_none() && head == raw.refname_to_id(&tracking).ok()) {
+        let known = repo.raw().refname_to_id(&s.tracking).ok();
+        if !s.only_ours_ahead(attempt, known)
+            && let Step::Done = s.take_in(attempt, known, &mut out, &mut lease)?
+        {
             return Ok(out);
         }
-        if !may_push(repo)? {
-            out.not_member = true;
+        if let Step::Done = s.push(&mut out, &mut lease)? {
             return Ok(out);
         }
-        // The fleet moved to another forge: nothing more goes to this one, whose last commit
-        // says where the fleet went (the cycle follows the move next).
-        if matches!(forge_named(repo, forge), Ok(Some(_))) {
-            return Ok(out);
-        }
-        // Never push what the fleet would refuse (checked with the same verifier).
-        gate::replay_refused_own_commits(machine, repo, branch)?;
-        let head = repo.head();
-        let over = raw.refname_to_id(&tracking).ok();
-        let pushed = match &lease {
-            Some(l) => forge.push_to(
-                repo.root(),
-                &format!("refs/heads/{branch}"),
-                branch,
-                Some(&l.bad.to_string()),
-                false,
-            )?,
-            None => forge.push(repo.root(), branch)?,
-        };
-        match pushed {
-            PushOutcome::Pushed if lease.is_some() => {
-                let l = lease.take().expect("a heal under way");
-                out.healed = Some(heal::finish(
-                    machine,
-                    repo,
-                    branch,
-                    l,
-                    crate::clock::now_unix(),
-                )?);
-                out.refused.clear();
-                out.pushed = true;
-                out.pushed_over = over;
-                crate::fault::point("sync:healed");
-                return Ok(out);
-            }
-            PushOutcome::Pushed => {
-                // git updates the tracking ref itself; make sure of it for a URL remote.
-                if let Some(h) = head {
-                    let _ = raw.reference(&tracking, h, true, "fleetkey: pushed");
-                }
-                out.pushed = true;
-                out.pushed_over = over;
-                crate::fault::point("sync:pushed");
-                return Ok(out);
-            }
-            PushOutcome::Rejected => {
-                crate::log::debug(&format!(
-                    "push rejected (try {}), integrating again",
-                    attempt + 1
-                ));
-            }
-        }
+        crate::log::debug(&format!(
+            "push rejected (try {}), integrating again",
+            attempt + 1
+        ));
     }
+    let remote = forge.remote();
     // Healing a forge that is rewritten faster than a heal takes: the refusals stand, and the
     // next cycle tries again (peers still reach each other through pokes).
     if lease.is_some() {
@@ -260,6 +170,185 @@ fn exchange_with(
         "the forge {remote} kept moving: {PUSH_TRIES} pushes in a row were rejected; your commits are kept"
     ))
     .hint("run `fleetkey sync` again"))
+}
+
+impl Session<'_> {
+    /// Only local commits on top of what we last saw of the forge: push straight away (one
+    /// round trip); a rejection sends us through fetch and integrate on the next try.
+    fn only_ours_ahead(&self, attempt: usize, known: Option<git2::Oid>) -> bool {
+        attempt == 0
+            && self.network == Network::CheapCheck
+            && match (self.repo.head(), known) {
+                (Some(h), Some(k)) => {
+                    h != k && self.repo.raw().graph_descendant_of(h, k).unwrap_or(false)
+                }
+                _ => false,
+            }
+    }
+
+    /// Fetches the fleet branch, unless the cheap check (one ls-remote for the fleet branch
+    /// and the host branches, for gathering) finds the forge where we last saw it.
+    fn fetch_if_moved(
+        &self,
+        attempt: usize,
+        known: Option<git2::Oid>,
+        out: &mut Exchanged,
+    ) -> Result<()> {
+        let unchanged = attempt == 0 && self.network == Network::CheapCheck && known.is_some() && {
+            let refs = self.forge.remote_refs(Some(self.branch))?;
+            let head = refs
+                .head
+                .as_deref()
+                .and_then(|h| git2::Oid::from_str(h).ok());
+            out.hosts = Some(refs.hosts);
+            head == known
+        };
+        if !unchanged {
+            self.forge.fetch(self.repo.root(), self.branch)?;
+        }
+        Ok(())
+    }
+
+    /// Fetch, verify, then integrate what the forge holds: [`Step::Done`] when something in
+    /// it stops the exchange (refused and not healed now, a refused tree, this machine
+    /// revoked).
+    fn take_in(
+        &self,
+        attempt: usize,
+        known: Option<git2::Oid>,
+        out: &mut Exchanged,
+        lease: &mut Option<heal::Lease>,
+    ) -> Result<Step> {
+        self.fetch_if_moved(attempt, known, out)?;
+        // Verify what the forge holds BEFORE integrating anything from it.
+        if let Step::Done = self.refusals(out, lease)? {
+            return Ok(Step::Done);
+        }
+        let raw = self.repo.raw();
+        // Even an authentic commit may come from a compromised member: its tree is
+        // checked before anything of it reaches the clone.
+        if let Some(refusal) = refuse_tree(self.machine, raw, &self.tracking)? {
+            out.tree_refused = Some(refusal);
+            return Ok(Step::Done);
+        }
+        // The fleet revoked this machine: nothing of its own can join the fleet's history
+        // any more, so nothing is integrated (the cycle ends saying so).
+        if let Ok(tip) = raw.refname_to_id(&self.tracking)
+            && crate::roster::revocation(raw, tip, &self.machine.config.name).is_some()
+        {
+            out.not_member = true;
+            return Ok(Step::Done);
+        }
+        let done = integrate::integrate(
+            raw,
+            self.branch,
+            &self.machine.config.name,
+            self.identity,
+            self.at,
+            self.fleet.backend,
+            self.repo.signer()?,
+        )?;
+        out.lost.extend(done.lost);
+        out.other_conflicts += done.other_conflicts;
+        crate::fault::point("sync:integrated");
+        Ok(Step::Go)
+    }
+
+    /// The gate's verdict on the fetched branch. Refused commits are healed: the last
+    /// authentic state goes back with a lease on the refused tip (at most once a minute,
+    /// unless `[trust] heal = false`); [`Step::Done`] when they stand.
+    fn refusals(&self, out: &mut Exchanged, lease: &mut Option<heal::Lease>) -> Result<Step> {
+        let refused = verify_tracking(self.machine, self.repo, self.branch)?;
+        // What an earlier try saw is replaced by what this fetch brought.
+        *lease = None;
+        out.refused.clear();
+        if refused.is_empty() {
+            return Ok(Step::Go);
+        }
+        let now = crate::clock::now_unix();
+        match heal::allowed(self.machine, self.fleet, now) {
+            Ok(()) if may_push(self.repo)? => {
+                *lease = Some(heal::begin(
+                    self.machine,
+                    self.repo,
+                    self.branch,
+                    &refused,
+                    now,
+                )?);
+                out.refused = refused;
+                Ok(Step::Go)
+            }
+            Ok(()) => {
+                out.refused = refused;
+                Ok(Step::Done)
+            }
+            Err(why) => {
+                out.refused = refused;
+                out.not_healed = Some(why);
+                Ok(Step::Done)
+            }
+        }
+    }
+
+    /// Pushes our commits (with the heal's lease when one is under way): [`Step::Go`] only
+    /// for a rejected push, which the loop answers with another fetch and integrate.
+    fn push(&self, out: &mut Exchanged, lease: &mut Option<heal::Lease>) -> Result<Step> {
+        let raw = self.repo.raw();
+        let head = self.repo.head();
+        // Healing pushes even when nothing is new here: the forge holds the refused tip.
+        if head.is_none() || (lease.is_none() && head == raw.refname_to_id(&self.tracking).ok()) {
+            return Ok(Step::Done);
+        }
+        if !may_push(self.repo)? {
+            out.not_member = true;
+            return Ok(Step::Done);
+        }
+        // The fleet moved to another forge: nothing more goes to this one, whose last commit
+        // says where the fleet went (the cycle follows the move next).
+        if matches!(forge_named(self.repo, self.forge), Ok(Some(_))) {
+            return Ok(Step::Done);
+        }
+        // Never push what the fleet would refuse (checked with the same verifier).
+        gate::replay_refused_own_commits(self.machine, self.repo, self.branch)?;
+        let head = self.repo.head();
+        let over = raw.refname_to_id(&self.tracking).ok();
+        let pushed = match lease.as_ref() {
+            Some(l) => self.forge.push_to(
+                self.repo.root(),
+                &format!("refs/heads/{}", self.branch),
+                self.branch,
+                Some(&l.bad.to_string()),
+                false,
+            )?,
+            None => self.forge.push(self.repo.root(), self.branch)?,
+        };
+        match pushed {
+            PushOutcome::Rejected => return Ok(Step::Go),
+            PushOutcome::Pushed => match lease.take() {
+                Some(l) => {
+                    out.healed = Some(heal::finish(
+                        self.machine,
+                        self.repo,
+                        self.branch,
+                        l,
+                        crate::clock::now_unix(),
+                    )?);
+                    out.refused.clear();
+                    crate::fault::point("sync:healed");
+                }
+                None => {
+                    // git updates the tracking ref itself; make sure of it for a URL remote.
+                    if let Some(h) = head {
+                        let _ = raw.reference(&self.tracking, h, true, "fleetkey: pushed");
+                    }
+                    crate::fault::point("sync:pushed");
+                }
+            },
+        }
+        out.pushed = true;
+        out.pushed_over = over;
+        Ok(Step::Done)
+    }
 }
 
 /// `e` (a forge failure) with a hint that says how many commits made here wait to go out, so

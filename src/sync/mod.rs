@@ -229,176 +229,223 @@ fn run(
     rec: &mut CycleRecord,
     hosts: &mut Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<()> {
-    let (machine, forge, network, now, hooks) =
-        (cx.machine, cx.forge, cx.network, cx.now, cx.hooks);
+    let machine = cx.machine;
+    let (repo, marker) = begin(cx)?;
+    // Capture by the fleet.toml in force (the last valid one when the clone's is not), every
+    // path of it checked; a refused entry is reported by apply, with the fleet.toml it uses.
+    let plan = plan::Plan::in_force(machine, machine.keep_valid_fleet()?);
+    let fleet = plan.fleet.clone();
+    let mut pass = Pass {
+        rec,
+        hosts,
+        manifest: Manifest::load(&machine.paths.state_dir),
+        missing: Vec::new(),
+        lost: Vec::new(),
+    };
+    // A machine that is not an active member (waiting for approval, or revoked) captures
+    // nothing: members would refuse its commits. Membership is asked again after the fetch,
+    // so the first cycle after an approval captures too.
+    let member = crate::gate::may_push(&repo)?;
+    if member {
+        pass.missing = capture_as_member(cx, &repo, &plan, &mut pass.manifest, pass.rec)?;
+    }
+    drop(plan);
+    // A lost identity fails the cycle at its end, after the rest is done.
+    let identity = machine.identity();
+    let offline = exchange_phase(cx, &repo, &fleet, identity.as_ref().ok(), member, &mut pass)?;
+    if !crate::gate::may_push(&repo)? && machine.revocation().is_none() {
+        crate::log::info("this machine is not an active member of the fleet: nothing is captured");
+    }
+    let identity = identity_after_rotate(machine, &repo, identity, pass.rec);
+    apply_phase(cx, &repo, identity.as_ref().ok(), &mut pass)?;
+    cx.hooks.cycle_done(machine, &fleet);
+    let _ = std::fs::remove_file(&marker);
+    outcome(machine, &repo, &fleet, identity.err(), offline)
+}
+
+/// What the steps of one cycle hand each other.
+struct Pass<'r> {
+    /// The cycle's record.
+    rec: &'r mut CycleRecord,
+    /// The forge's host branches, when the cheap ref check listed them.
+    hosts: &'r mut Option<std::collections::BTreeMap<String, String>>,
+    /// What is in step (`applied.json`), read once, written by apply.
+    manifest: Manifest,
+    /// Managed paths missing here (captured as such).
+    missing: Vec<String>,
+    /// Managed files whose local side lost a conflict in an integration.
+    lost: Vec<integrate::LostFile>,
+}
+
+/// The cycle's start: a trust root to check the forge against, the clone repaired from
+/// whatever a killed command left, and the marker that stays until the cycle ends (a cycle
+/// that finds it repairs the whole tree). Returns the clone and the marker's path.
+fn begin(cx: &Cycle) -> Result<(crate::repo::FleetRepo, std::path::PathBuf)> {
+    let machine = cx.machine;
     let state_dir = &machine.paths.state_dir;
     // A machine set up before signed history has nothing to check the forge against.
     crate::trust::pinned_root(&machine.config)?;
     let repo = machine.repo()?;
-    // Present from here until the cycle ends; a cycle that finds it repairs the whole tree.
     let marker = state_dir.join(UNFINISHED);
     let full_repair = marker.exists();
     crate::files::ensure_private_dir(state_dir)?;
     std::fs::write(&marker, b"").map_err(Error::io("cannot write", &marker))?;
     recover(&repo, full_repair)?;
+    Ok((repo, marker))
+}
 
-    // Capture by the fleet.toml in force (the last valid one when the clone's is not), every
-    // path of it checked; a refused entry is reported by apply, with the fleet.toml it uses.
-    let plan = plan::Plan::in_force(machine, machine.keep_valid_fleet()?);
-    let fleet = plan.fleet.clone();
-    let mut manifest = Manifest::load(state_dir);
-    // A machine that is not an active member (waiting for approval, or revoked) captures
-    // nothing: members would refuse its commits. Membership is asked again after the fetch,
-    // so the first cycle after an approval captures too.
-    let member = crate::gate::may_push(&repo)?;
-    let mut missing = if member {
-        capture_as_member(cx, &repo, &plan, &mut manifest, rec)?
-    } else {
-        Default::default()
-    };
-    drop(plan);
-
-    // A lost identity fails the cycle at its end, after the rest is done.
-    let (identity, identity_err) = match machine.identity() {
-        Ok(id) => (Some(id), None),
-        Err(e) => (None, Some(e)),
-    };
-    let mut lost = Vec::new();
+/// Takes in what peers handed over with their pokes, then exchanges with the forge (and with
+/// the one a fleet.toml move names); a machine approved by what the fetch brought captures
+/// and pushes at once. Returns the forge failure the cycle ends with, when there was one:
+/// anything the clone holds is still applied.
+fn exchange_phase(
+    cx: &Cycle,
+    repo: &crate::repo::FleetRepo,
+    fleet: &FleetConfig,
+    identity: Option<&crate::identity::Identity>,
+    member: bool,
+    pass: &mut Pass,
+) -> Result<Option<Error>> {
+    let (machine, forge) = (cx.machine, cx.forge);
+    let at = clock::rfc3339(cx.now);
     // What peers handed over with their pokes, verified as a fetch is, before the forge: a
     // forge that is down or holds commits that are not authentic cannot keep it from here.
-    let taken = carry::take_inbox(
+    let taken = carry::take_inbox(machine, forge, repo, fleet, identity, &at)?;
+    pass.lost.extend(taken.lost);
+    pass.rec.conflicts += taken.other_conflicts;
+    if cx.network == Network::Offline {
+        return Ok(None);
+    }
+    // The exchange says what it saw; when the integrated fleet.toml moved the fleet to
+    // another forge, the cycle follows it and exchanges with the new one.
+    let exchanged = exchange::exchange(machine, forge, repo, fleet, identity, &at, cx.network)
+        .and_then(|x| {
+            let followed = forge_move::follow(machine, forge, repo, fleet, identity, &at, &x);
+            pass.absorb(x);
+            followed
+        });
+    let followed = match exchanged {
+        Ok(followed) => followed,
+        // Any forge failure still applies what the clone holds; only an unreachable forge
+        // makes the cycle "offline" (retried with backoff).
+        Err(e) if e.is_forge_failure() => return Ok(Some(e)),
+        Err(e) => return Err(e),
+    };
+    if let Some(x) = followed.exchanged {
+        pass.absorb(x);
+    }
+    pass.rec.held_back.extend(followed.held_back);
+    // Approved by what this fetch brought: capture now, and push it.
+    let now_member = !member && crate::gate::may_push(repo)? && machine.revocation().is_none();
+    if !now_member {
+        return Ok(None);
+    }
+    let plan = plan::Plan::for_machine(machine)?;
+    pass.missing = capture_as_member(cx, repo, &plan, &mut pass.manifest, pass.rec)?;
+    drop(plan);
+    match exchange::exchange(
         machine,
         forge,
-        &repo,
-        &fleet,
-        identity.as_ref(),
-        &clock::rfc3339(now),
-    )?;
-    lost.extend(taken.lost);
-    rec.conflicts += taken.other_conflicts;
-    let offline = match network {
-        Network::Offline => None,
-        _ => {
-            let at = clock::rfc3339(now);
-            let record = |rec: &mut CycleRecord,
-                          lost: &mut Vec<_>,
-                          hosts: &mut Option<_>,
-                          x: exchange::Exchanged| {
-                rec.held_back
-                    .extend(x.tree_refused.as_ref().map(crate::gate::tree_held_back));
-                rec.pushed |= x.pushed;
-                if x.pushed && rec.pushed_over.is_none() {
-                    rec.pushed_over = x.pushed_over;
-                }
-                rec.refused.extend(x.refused);
-                if x.healed.is_some() {
-                    rec.healed = x.healed;
-                }
-                if let Some(why) = x.not_healed {
-                    rec.not_healed = Some(why.to_string());
-                }
-                rec.conflicts += x.other_conflicts;
-                lost.extend(x.lost);
-                if x.hosts.is_some() {
-                    *hosts = x.hosts;
-                }
-            };
-            // The exchange says what it saw; when the integrated fleet.toml moved the fleet to
-            // another forge, the cycle follows it and exchanges with the new one.
-            let exchanged = exchange::exchange(
-                machine,
-                forge,
-                &repo,
-                &fleet,
-                identity.as_ref(),
-                &at,
-                network,
-            )
-            .and_then(|x| {
-                let followed =
-                    forge_move::follow(machine, forge, &repo, &fleet, identity.as_ref(), &at, &x);
-                record(rec, &mut lost, hosts, x);
-                followed
-            });
-            match exchanged {
-                Ok(followed) => {
-                    if let Some(x) = followed.exchanged {
-                        record(rec, &mut lost, hosts, x);
-                    }
-                    rec.held_back.extend(followed.held_back);
-                    // Approved by what this fetch brought: capture now, and push it.
-                    let now_member =
-                        !member && crate::gate::may_push(&repo)? && machine.revocation().is_none();
-                    if now_member {
-                        let plan = plan::Plan::for_machine(machine)?;
-                        missing = capture_as_member(cx, &repo, &plan, &mut manifest, rec)?;
-                        drop(plan);
-                        match exchange::exchange(
-                            machine,
-                            forge,
-                            &repo,
-                            &fleet,
-                            identity.as_ref(),
-                            &at,
-                            Network::CheapCheck,
-                        ) {
-                            Ok(x) => {
-                                record(rec, &mut lost, hosts, x);
-                                None
-                            }
-                            Err(e) if e.is_forge_failure() => Some(e),
-                            Err(e) => return Err(e),
-                        }
-                    } else {
-                        None
-                    }
-                }
-                // Any forge failure still applies what the clone holds; only an unreachable
-                // forge makes the cycle "offline" (retried with backoff).
-                Err(e) if e.is_forge_failure() => Some(e),
-                Err(e) => return Err(e),
-            }
+        repo,
+        fleet,
+        identity,
+        &at,
+        Network::CheapCheck,
+    ) {
+        Ok(x) => {
+            pass.absorb(x);
+            Ok(None)
         }
-    };
-
-    if !crate::gate::may_push(&repo)? && machine.revocation().is_none() {
-        crate::log::info("this machine is not an active member of the fleet: nothing is captured");
+        Err(e) if e.is_forge_failure() => Ok(Some(e)),
+        Err(e) => Err(e),
     }
-    // A receiver's rotate waits for the fleet to re-encrypt the secrets to its new identity.
-    let (identity, identity_err) = match adopt::adopt_waiting_identity(machine, &repo) {
-        Ok(true) => match machine.identity() {
-            Ok(id) => (Some(id), None),
-            Err(e) => (None, Some(e)),
-        },
-        Ok(false) => (identity, identity_err),
+}
+
+impl Pass<'_> {
+    /// Records what one exchange saw in the cycle's record.
+    fn absorb(&mut self, x: exchange::Exchanged) {
+        let rec = &mut *self.rec;
+        rec.held_back
+            .extend(x.tree_refused.as_ref().map(crate::gate::tree_held_back));
+        rec.pushed |= x.pushed;
+        if x.pushed && rec.pushed_over.is_none() {
+            rec.pushed_over = x.pushed_over;
+        }
+        rec.refused.extend(x.refused);
+        if x.healed.is_some() {
+            rec.healed = x.healed;
+        }
+        if let Some(why) = x.not_healed {
+            rec.not_healed = Some(why.to_string());
+        }
+        rec.conflicts += x.other_conflicts;
+        self.lost.extend(x.lost);
+        if x.hosts.is_some() {
+            *self.hosts = x.hosts;
+        }
+    }
+}
+
+/// A receiver's rotate waits for the fleet to re-encrypt the secrets to its new identity:
+/// once they are, the new identity is the one this cycle applies with.
+fn identity_after_rotate(
+    machine: &Machine,
+    repo: &crate::repo::FleetRepo,
+    identity: Result<crate::identity::Identity>,
+    rec: &mut CycleRecord,
+) -> Result<crate::identity::Identity> {
+    match adopt::adopt_waiting_identity(machine, repo) {
+        Ok(true) => machine.identity(),
+        Ok(false) => identity,
         Err(e) => {
             rec.held_back.push(format!(
                 "this machine's new identity (from its rotate) is not in use yet: {}",
                 crate::error::chain(&e)
             ));
-            (identity, identity_err)
+            identity
         }
-    };
+    }
+}
+
+/// Applies the clone's HEAD to the live files (conflict copies of what lost, told to the
+/// user when `notify` is on).
+fn apply_phase(
+    cx: &Cycle,
+    repo: &crate::repo::FleetRepo,
+    identity: Option<&crate::identity::Identity>,
+    pass: &mut Pass,
+) -> Result<()> {
+    let machine = cx.machine;
     let applied = backend::apply_head(
         machine,
-        &repo,
-        identity.as_ref(),
-        &lost,
-        &mut manifest,
-        now,
-        &missing,
+        repo,
+        identity,
+        &pass.lost,
+        &mut pass.manifest,
+        cx.now,
+        &pass.missing,
     )?;
+    let rec = &mut *pass.rec;
     rec.applied = applied.changed;
     rec.held_back.extend(applied.held_back);
     rec.conflicts += applied.conflicts.len();
     if machine.config.notify && !applied.conflicts.is_empty() {
-        hooks.conflict_copies(machine, &applied.conflicts);
+        cx.hooks.conflict_copies(machine, &applied.conflicts);
     }
     rec.head = repo.head().map(|o| o.to_string());
-    hooks.cycle_done(machine, &fleet);
-    let _ = std::fs::remove_file(&marker);
-    // A machine the fleet threw out is told so, and so is one that lost the key to the secrets:
-    // the cycle did what it could (captured, applied), but it is not "synced".
+    Ok(())
+}
+
+/// How the cycle ends once everything it could do is done: a machine the fleet threw out is
+/// told so, and so is one that lost the key to the secrets (it captured and applied, but it
+/// is not "synced"); then the forge failure, if any, with a hint when commits wait.
+fn outcome(
+    machine: &Machine,
+    repo: &crate::repo::FleetRepo,
+    fleet: &FleetConfig,
+    identity_err: Option<Error>,
+    offline: Option<Error>,
+) -> Result<()> {
     if let Some(r) = machine.revocation() {
         return Err(r.into());
     }
@@ -408,7 +455,7 @@ fn run(
         return Err(e);
     }
     match offline {
-        Some(e) => Err(exchange::with_waiting_hint(e, &repo, &fleet.sync.branch)),
+        Some(e) => Err(exchange::with_waiting_hint(e, repo, &fleet.sync.branch)),
         None => Ok(()),
     }
 }
