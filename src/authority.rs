@@ -189,94 +189,125 @@ pub fn read_tree(repo: &git2::Repository, tree: Option<git2::Oid>) -> Result<Tre
         .find_tree(tree)
         .map_err(|_| "keys/ is not a directory".to_string())?;
     for entry in tree.iter() {
-        let Ok(file) = entry.name() else {
-            return Err("keys/ holds a file whose name is not UTF-8".into());
-        };
-        let path = format!("keys/{file}");
-        if file == "pending" && entry.kind() == Some(git2::ObjectType::Tree) {
-            // Requests belong on their side branches; one left here must still load.
-            read_tree(repo, Some(entry.id())).map_err(|e| e.replace("keys/", "keys/pending/"))?;
-            continue;
-        }
-        if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() != 0o100644 {
-            return Err(format!("{path} is not a regular file"));
-        }
-        let blob = repo
-            .find_blob(entry.id())
-            .map_err(|_| format!("{path} cannot be read"))?;
-        let limit = if file == "revoked" {
-            limits::REVOKED_FILE.bytes
-        } else {
-            limits::KEY_FILE.bytes
-        };
-        if blob.content().len() as u64 > limit {
-            return Err(format!("{path} is larger than the limit for a keys/ file"));
-        }
-        let text =
-            std::str::from_utf8(blob.content()).map_err(|_| format!("{path} is not UTF-8 text"))?;
-        if file == "revoked" {
-            for r in roster::parse_revoked(text, Path::new(&path)).map_err(|e| e.to_string())? {
-                match r.key {
-                    roster::RevokedKey::Age(a) => {
-                        roster.revoked_age.insert(a);
-                    }
-                    roster::RevokedKey::Ssh(k) => {
-                        roster.revoked.insert(crate::signing::fingerprint(&k));
-                    }
-                }
+        read_entry(repo, &entry, &mut roster)?;
+    }
+    check_complete(&roster)?;
+    check_one_holder(&roster)?;
+    Ok(roster)
+}
+
+/// The file names a `keys/` file may end with, after its machine's name.
+const KEY_FILE_KINDS: [&str; 6] = [
+    ".age.pub",
+    ".ssh.pub",
+    ".sign.pub",
+    ".poke.pub",
+    ".proof",
+    ".role",
+];
+
+/// One entry of `keys/`: a regular UTF-8 file within its size limit, which is `revoked`, a
+/// machine's key file, or a `pending/` folder left on the branch (which must still load).
+fn read_entry(
+    repo: &git2::Repository,
+    entry: &git2::TreeEntry<'_>,
+    roster: &mut TreeRoster,
+) -> Result<(), String> {
+    let Ok(file) = entry.name() else {
+        return Err("keys/ holds a file whose name is not UTF-8".into());
+    };
+    let path = format!("keys/{file}");
+    if file == "pending" && entry.kind() == Some(git2::ObjectType::Tree) {
+        // Requests belong on their side branches; one left here must still load.
+        read_tree(repo, Some(entry.id())).map_err(|e| e.replace("keys/", "keys/pending/"))?;
+        return Ok(());
+    }
+    if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() != 0o100644 {
+        return Err(format!("{path} is not a regular file"));
+    }
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(|_| format!("{path} cannot be read"))?;
+    let limit = if file == "revoked" {
+        limits::REVOKED_FILE.bytes
+    } else {
+        limits::KEY_FILE.bytes
+    };
+    if blob.content().len() as u64 > limit {
+        return Err(format!("{path} is larger than the limit for a keys/ file"));
+    }
+    let text =
+        std::str::from_utf8(blob.content()).map_err(|_| format!("{path} is not UTF-8 text"))?;
+    if file == "revoked" {
+        return add_revoked(roster, text, &path);
+    }
+    let Some((name, kind)) = KEY_FILE_KINDS
+        .iter()
+        .find_map(|k| file.strip_suffix(k).map(|n| (n, *k)))
+    else {
+        return Err(format!(
+            "{path} is not NAME.age.pub, NAME.ssh.pub, NAME.sign.pub, NAME.poke.pub, NAME.proof, NAME.role or revoked"
+        ));
+    };
+    if check_name(name).is_err() {
+        return Err(format!(
+            "{path}: {name:?} is not a machine name (lower-case letters, digits and '-')"
+        ));
+    }
+    let slot = roster.members.entry(name.to_string()).or_default();
+    add_key_file(slot, kind, text, &path)
+}
+
+/// The keys `keys/revoked` lists, into the roster's revoked sets.
+fn add_revoked(roster: &mut TreeRoster, text: &str, path: &str) -> Result<(), String> {
+    for r in roster::parse_revoked(text, Path::new(path)).map_err(|e| e.to_string())? {
+        match r.key {
+            roster::RevokedKey::Age(a) => {
+                roster.revoked_age.insert(a);
             }
-            continue;
-        }
-        let kinds = [
-            ".age.pub",
-            ".ssh.pub",
-            ".sign.pub",
-            ".poke.pub",
-            ".proof",
-            ".role",
-        ];
-        let Some((name, kind)) = kinds
-            .iter()
-            .find_map(|k| file.strip_suffix(k).map(|n| (n, *k)))
-        else {
-            return Err(format!(
-                "{path} is not NAME.age.pub, NAME.ssh.pub, NAME.sign.pub, NAME.poke.pub, NAME.proof, NAME.role or revoked"
-            ));
-        };
-        if check_name(name).is_err() {
-            return Err(format!(
-                "{path}: {name:?} is not a machine name (lower-case letters, digits and '-')"
-            ));
-        }
-        let slot = roster.members.entry(name.to_string()).or_default();
-        let p = Path::new(&path);
-        let one = |text: &str| roster::parse_one_key(text, p).map_err(|e| e.to_string());
-        match kind {
-            ".age.pub" => {
-                let r = roster::parse_one_recipient(text, p).map_err(|e| e.to_string())?;
-                slot.age = Some(r.to_string());
+            roster::RevokedKey::Ssh(k) => {
+                roster.revoked.insert(crate::signing::fingerprint(&k));
             }
-            ".ssh.pub" => slot.ssh = Some(one(text)?),
-            ".poke.pub" => slot.poke = Some(one(text)?),
-            ".sign.pub" => {
-                let keys = roster::parse_ssh_keys(text, p).map_err(|e| e.to_string())?;
-                if keys.is_empty() || keys.len() > 2 {
-                    return Err(format!(
-                        "{path} holds {} keys; it holds one (two only while a rotate hands over)",
-                        keys.len()
-                    ));
-                }
-                slot.sign = keys;
-            }
-            ".role" => {
-                slot.role =
-                    Some(Role::parse(text).ok_or_else(|| {
-                        format!("{path} is not one of admin, member or receiver")
-                    })?);
-            }
-            _ => slot.proof = Some(text.to_string()),
         }
     }
+    Ok(())
+}
+
+/// One machine's key file of `kind` (one of [`KEY_FILE_KINDS`]): exactly one key (a signing
+/// key file holds two only while a rotate hands over), a known role, or the proof's text.
+fn add_key_file(slot: &mut TreeMember, kind: &str, text: &str, path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    let one = |text: &str| roster::parse_one_key(text, p).map_err(|e| e.to_string());
+    match kind {
+        ".age.pub" => {
+            let r = roster::parse_one_recipient(text, p).map_err(|e| e.to_string())?;
+            slot.age = Some(r.to_string());
+        }
+        ".ssh.pub" => slot.ssh = Some(one(text)?),
+        ".poke.pub" => slot.poke = Some(one(text)?),
+        ".sign.pub" => {
+            let keys = roster::parse_ssh_keys(text, p).map_err(|e| e.to_string())?;
+            if keys.is_empty() || keys.len() > 2 {
+                return Err(format!(
+                    "{path} holds {} keys; it holds one (two only while a rotate hands over)",
+                    keys.len()
+                ));
+            }
+            slot.sign = keys;
+        }
+        ".role" => {
+            slot.role = Some(
+                Role::parse(text)
+                    .ok_or_else(|| format!("{path} is not one of admin, member or receiver"))?,
+            );
+        }
+        _ => slot.proof = Some(text.to_string()),
+    }
+    Ok(())
+}
+
+/// Every machine has its age, SSH and signing keys, and its age recipient is not revoked.
+fn check_complete(roster: &TreeRoster) -> Result<(), String> {
     for (name, m) in &roster.members {
         if m.age.is_none() || m.ssh.is_none() || m.sign.is_empty() {
             return Err(format!(
@@ -302,6 +333,11 @@ pub fn read_tree(repo: &git2::Repository, tree: Option<git2::Oid>) -> Result<Tre
             ));
         }
     }
+    Ok(())
+}
+
+/// A key belongs to one machine, and an active key is never also revoked.
+fn check_one_holder(roster: &TreeRoster) -> Result<(), String> {
     for (fp, names) in roster.holders() {
         if names.len() > 1 {
             let names: Vec<String> = names.into_iter().collect();
@@ -328,7 +364,7 @@ pub fn read_tree(repo: &git2::Repository, tree: Option<git2::Oid>) -> Result<Tre
             ));
         }
     }
-    Ok(roster)
+    Ok(())
 }
 
 /// Whether the machine `signer`, with `role` in the parent's roster, may make the change from

@@ -104,6 +104,46 @@ pub fn report(
             ..Report::default()
         });
     };
+    // Phase 1: which commits hold a ciphertext the revoked key could read.
+    let found = readable_commits(git, head, recipients, identity)?;
+    // Phase 2: decrypt each distinct ciphertext once, on worker threads.
+    let names = decrypt_all(git, &found.jobs, identity, retired)?;
+    // Phase 3: first and last date of every name, and every value it had.
+    let (spans, unreadable) = spans_of(&found.readable, &names);
+    Ok(Report {
+        machine: machine.into(),
+        secrets: spans
+            .into_iter()
+            .map(|(key, (first, last))| Exposed {
+                key,
+                first: clock::date(first),
+                last: clock::date(last),
+            })
+            .collect(),
+        unreadable,
+        ciphertexts: found.jobs.len(),
+        values: values_of(&names),
+        admin_acts: crate::authority::admin_acts(git, head, machine),
+        forge_credential: Vec::new(),
+    })
+}
+
+/// The commits of the history whose ciphertext the revoked key could read.
+struct Readable {
+    /// (commit, its time, its ciphertext), newest first.
+    readable: Vec<(git2::Oid, i64, git2::Oid)>,
+    /// Distinct ciphertexts to decrypt, with the stanza hint of their first commit.
+    jobs: Vec<(git2::Oid, Option<usize>)>,
+}
+
+/// Walks the history from `head` for the commits whose `secrets.recipients` names one of
+/// `recipients` (no recipients file at all: assume the worst), each recipients blob read once.
+fn readable_commits(
+    git: &git2::Repository,
+    head: git2::Oid,
+    recipients: &[String],
+    identity: &Identity,
+) -> Result<Readable> {
     let mut walk = git
         .revwalk()
         .map_err(Error::git("cannot walk the history"))?;
@@ -111,14 +151,12 @@ pub fn report(
         .map_err(Error::git("cannot walk the history"))?;
     let wanted: HashSet<&str> = recipients.iter().map(String::as_str).collect();
     let mine = identity.recipient().to_string();
-
-    // Phase 1: which commits hold a ciphertext the revoked key could read.
     // recipients blob -> (readable by the revoked key, this machine's stanza index).
     let mut readers: HashMap<Option<git2::Oid>, (bool, Option<usize>)> = HashMap::new();
-    // (commit, its time, its ciphertext), newest first.
-    let mut readable: Vec<(git2::Oid, i64, git2::Oid)> = Vec::new();
-    // Distinct ciphertexts to decrypt, with the stanza hint of their first commit.
-    let mut jobs: Vec<(git2::Oid, Option<usize>)> = Vec::new();
+    let mut out = Readable {
+        readable: Vec::new(),
+        jobs: Vec::new(),
+    };
     let mut queued: HashSet<git2::Oid> = HashSet::new();
     for oid in walk {
         let oid = oid.map_err(Error::git("cannot walk the history"))?;
@@ -134,25 +172,7 @@ pub fn report(
         let (is_readable, hint) = match readers.get(&rc_id) {
             Some(v) => *v,
             None => {
-                let v = match rc_id {
-                    Some(id) => {
-                        let blob = git
-                            .find_blob(id)
-                            .map_err(Error::git("cannot read secrets.recipients"))?;
-                        let text = String::from_utf8_lossy(blob.content());
-                        let list: Vec<&str> = text
-                            .lines()
-                            .map(str::trim)
-                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                            .collect();
-                        (
-                            list.iter().any(|r| wanted.contains(r)),
-                            list.iter().position(|r| *r == mine),
-                        )
-                    }
-                    // No record of the recipients: assume the worst.
-                    None => (true, None),
-                };
+                let v = readers_of(git, rc_id, &wanted, &mine)?;
                 readers.insert(rc_id, v);
                 v
             }
@@ -160,29 +180,53 @@ pub fn report(
         if !is_readable {
             continue;
         }
-        readable.push((oid, commit.time().seconds(), ct_id));
+        out.readable.push((oid, commit.time().seconds(), ct_id));
         if queued.insert(ct_id) {
-            jobs.push((ct_id, hint));
+            out.jobs.push((ct_id, hint));
         }
     }
+    Ok(out)
+}
 
-    // Phase 2: decrypt each distinct ciphertext once, on worker threads.
-    let names = decrypt_all(git, &jobs, identity, retired)?;
+/// Whether the recipients blob `rc_id` names one of `wanted`, and where it names this
+/// machine's recipient `mine` (the stanza to try first). No blob: readable, no hint.
+fn readers_of(
+    git: &git2::Repository,
+    rc_id: Option<git2::Oid>,
+    wanted: &HashSet<&str>,
+    mine: &str,
+) -> Result<(bool, Option<usize>)> {
+    let Some(id) = rc_id else {
+        // No record of the recipients: assume the worst.
+        return Ok((true, None));
+    };
+    let blob = git
+        .find_blob(id)
+        .map_err(Error::git("cannot read secrets.recipients"))?;
+    let text = String::from_utf8_lossy(blob.content());
+    let list: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    Ok((
+        list.iter().any(|r| wanted.contains(r)),
+        list.iter().position(|r| *r == mine),
+    ))
+}
 
-    // Phase 3: first and last date of every name.
-    // key -> (first, last) commit time.
+/// The decrypted names of each ciphertext (`None`: it could not be decrypted here).
+type Names = HashMap<git2::Oid, Option<Entries>>;
+
+/// Each name's first and last commit time among the readable commits, and the commits whose
+/// ciphertext could not be decrypted here (id and date).
+fn spans_of(
+    readable: &[(git2::Oid, i64, git2::Oid)],
+    names: &Names,
+) -> (BTreeMap<String, (i64, i64)>, Vec<String>) {
     let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut unreadable = Vec::new();
-    let mut values: HashMap<String, Vec<Zeroizing<String>>> = HashMap::new();
-    for entries in names.values().flatten() {
-        for (key, value) in entries {
-            let seen = values.entry(key.clone()).or_default();
-            if !seen.iter().any(|v| v.as_str() == value.as_str()) {
-                seen.push(value.clone());
-            }
-        }
-    }
-    for (oid, when, ct_id) in readable {
+    for &(oid, when, ct_id) in readable {
         match names.get(&ct_id).and_then(Option::as_ref) {
             Some(keys) => {
                 for (key, _) in keys {
@@ -198,22 +242,21 @@ pub fn report(
             )),
         }
     }
-    Ok(Report {
-        machine: machine.into(),
-        secrets: spans
-            .into_iter()
-            .map(|(key, (first, last))| Exposed {
-                key,
-                first: clock::date(first),
-                last: clock::date(last),
-            })
-            .collect(),
-        unreadable,
-        ciphertexts: jobs.len(),
-        values: ReadValues(values),
-        admin_acts: crate::authority::admin_acts(git, head, machine),
-        forge_credential: Vec::new(),
-    })
+    (spans, unreadable)
+}
+
+/// Every value each name had in a readable ciphertext, each once.
+fn values_of(names: &Names) -> ReadValues {
+    let mut values: HashMap<String, Vec<Zeroizing<String>>> = HashMap::new();
+    for entries in names.values().flatten() {
+        for (key, value) in entries {
+            let seen = values.entry(key.clone()).or_default();
+            if !seen.iter().any(|v| v.as_str() == value.as_str()) {
+                seen.push(value.clone());
+            }
+        }
+    }
+    ReadValues(values)
 }
 
 /// The secrets each ciphertext holds, name and value (`None`: this machine cannot read it). This thread

@@ -209,10 +209,9 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
     let change = FleetChange::begin(&machine, Begin::InStep)?;
     let (repo, forge) = (&change.repo, change.forge());
     let roster = Roster::load(repo.root())?;
-    let me = &machine.config.name;
-    crate::authority::require_admin(repo.root(), me, "approve a machine")?;
-    let branch = forge::pending_branch(name);
-    let found = forge.fetch_branch_to(repo.root(), &branch, &local_ref(name))?;
+    crate::authority::require_admin(repo.root(), &machine.config.name, "approve a machine")?;
+    let found =
+        forge.fetch_branch_to(repo.root(), &forge::pending_branch(name), &local_ref(name))?;
     if roster.active(name).is_some() {
         crate::log::info(&format!("{name} is already approved"));
         change.publish()?;
@@ -221,6 +220,23 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
         }
         return Ok(());
     }
+    refuse_unknown(&roster, name, found)?;
+    // The fetched request is kept only while it is being approved.
+    let forget = || {
+        if let Ok(mut r) = repo.raw().find_reference(&local_ref(name)) {
+            let _ = r.delete();
+        }
+    };
+    let request = checked_request(repo, &roster, name, role, code).inspect_err(|_| forget())?;
+    let count = admit(&change, name, &request, role)?;
+    outln!("fleetkey: approved {name} as {role}; the secrets are encrypted to {count} machines")?;
+    change.publish()?;
+    drop_request(forge, repo, name);
+    Ok(())
+}
+
+/// A name with no request waiting, or a revoked name, is not approved.
+fn refuse_unknown(roster: &Roster, name: &str, found: bool) -> Result<()> {
     if !found {
         return Err(ErrorKind::Refused(format!(
             "no machine called {name} is waiting for approval"
@@ -233,24 +249,43 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
         ))
         .into());
     }
+    Ok(())
+}
+
+/// The fetched request of `name`, read within its limits, holding no revoked key, shown key by
+/// key, its proof holding for these keys in this fleet, and confirmed by the enrollment code
+/// (typed on a terminal, else `code`).
+fn checked_request(
+    repo: &crate::repo::FleetRepo,
+    roster: &Roster,
+    name: &str,
+    role: Role,
+    code: Option<&str>,
+) -> Result<Request> {
     let oid = repo
         .raw()
         .refname_to_id(&local_ref(name))
         .map_err(Error::git("cannot read the fetched request"))?;
-    // The fetched request is kept only while it is being approved.
-    let forget = || {
-        if let Ok(mut r) = repo.raw().find_reference(&local_ref(name)) {
-            let _ = r.delete();
-        }
-    };
-    let request = read_request(repo.raw(), oid, name).inspect_err(|_| forget())?;
-    let pending = &request.member;
-    refuse_revoked_keys(&roster, pending).inspect_err(|_| forget())?;
+    let request = read_request(repo.raw(), oid, name)?;
+    refuse_revoked_keys(roster, &request.member)?;
     let head = repo
         .head()
         .ok_or_else(|| Error::refused("the clone has no fleet commit"))?;
     let founding = crate::trust::founding_commit(repo.raw(), head)?;
     let statement = request.statement(&founding.to_string());
+    show_request(name, &request.member, role)?;
+    if let Err(problem) = statement.check(&request.proof) {
+        return Err(ErrorKind::Refused(format!(
+            "the enrollment request of {name} is not proven: {problem}; nothing was approved"
+        ))
+        .hint("the request was changed on the forge after the new machine made it: run `fleetkey enroll NAME --remote URL` again there"));
+    }
+    confirm(name, role, &statement.code(), code)?;
+    Ok(request)
+}
+
+/// Every key of the request, and the role it would get.
+fn show_request(name: &str, pending: &Member, role: Role) -> Result<()> {
     outln!("fleetkey: {name} asks to join the fleet with these keys:")?;
     outln!("  age recipient:   {}", pending.recipient)?;
     for key in &pending.ssh_keys {
@@ -263,18 +298,16 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
         outln!("  poke key:        {}", signing::fingerprint(key))?;
     }
     outln!("  role:            {role} ({})", role.describe())?;
-    if let Err(problem) = statement.check(&request.proof) {
-        forget();
-        return Err(ErrorKind::Refused(format!(
-            "the enrollment request of {name} is not proven: {problem}; nothing was approved"
-        ))
-        .hint("the request was changed on the forge after the new machine made it: run `fleetkey enroll NAME --remote URL` again there"));
-    }
-    confirm(name, role, &statement.code(), code).inspect_err(|_| forget())?;
+    Ok(())
+}
 
-    let env = machine.secrets()?;
-    let line =
-        |k: &ssh_key::PublicKey| format!("{}\n", k.to_openssh().expect("a parsed key encodes"));
+/// Writes the request's keys, proof and role into `keys/`, re-encrypts the secrets to the new
+/// roster and commits both (signed). Returns how many machines the secrets are encrypted to.
+fn admit(change: &FleetChange, name: &str, request: &Request, role: Role) -> Result<usize> {
+    let repo = &change.repo;
+    let pending = &request.member;
+    let env = change.machine.secrets()?;
+    let line = |k: &ssh_key::PublicKey| format!("{}\n", roster::key_line(k));
     let mut touched: Vec<String> = Vec::new();
     for (path, text) in [
         (
@@ -306,18 +339,13 @@ pub fn approve(name: &str, code: Option<&str>, role: Role) -> Result<()> {
     change.commit(
         &refs,
         &format!(
-            "{me}: approve {name} as {role}; secrets re-encrypted to {} machines",
+            "{}: approve {name} as {role}; secrets re-encrypted to {} machines",
+            change.machine.config.name,
             roster.active.len()
         ),
     )?;
     fault::point("approve:committed");
-    outln!(
-        "fleetkey: approved {name} as {role}; the secrets are encrypted to {} machines",
-        roster.active.len()
-    )?;
-    change.publish()?;
-    drop_request(forge, repo, name);
-    Ok(())
+    Ok(roster.active.len())
 }
 
 /// `role NAME ROLE`: an admin changes an active machine's role (`keys/NAME.role`), in one
