@@ -40,47 +40,22 @@ pub fn run(opts: InitOptions) -> Result<()> {
         None => default_name(),
     };
     roster::check_name(&name)?;
-    // chezmoi when asked, or when chezmoi is installed and has a source directory.
-    let source = match opts.backend {
-        Some(Backend::Native) => None,
-        Some(Backend::Chezmoi) => Some(chezmoi::discover_source().ok_or_else(|| {
-            ErrorKind::Refused("chezmoi is not installed here, or has no source directory".into())
-                .hint("install chezmoi and run `chezmoi init`, or use --backend native")
-        })?),
-        None => chezmoi::discover_source(),
-    };
-    if let Some(source) = source {
+    if let Some(source) = chezmoi_source(opts.backend)? {
         outln!(
             "fleetkey: using the chezmoi backend (source directory {})",
             source.display()
         )?;
         return run_chezmoi(&paths, &name, opts.remote, &source);
     }
-    let backend = Backend::Native;
-
     check_not_set_up(&paths)?;
-    let repo_path = paths.default_repo();
     let (remote, embedded) = match opts.remote {
         Some(r) => (r, false),
         None => (paths.embedded_forge().to_string_lossy().into_owned(), true),
     };
-    let branch = FleetConfig::default().sync.branch;
-    let forge_exists = !embedded || paths.embedded_forge().exists();
-    if forge_exists
-        && forge::Forge::at(&remote)
-            .has_any_branch()
-            .map_err(|e| e.hint_before("nothing was set up"))?
-    {
-        return Err(ErrorKind::AlreadyInitialized {
-            what: format!("the forge {remote} already holds a fleet"),
-        }
-        .hint(format!(
-            "to add this machine to it, run `fleetkey enroll {name} --remote {remote}`"
-        )));
-    }
-
+    refuse_a_forge_with_a_fleet(&paths, &name, &remote, embedded)?;
     let (identity, ssh, signing) = machine_keys(&paths, &name)?;
-
+    let backend = Backend::Native;
+    let branch = FleetConfig::default().sync.branch;
     // Build the clone in a temporary directory next to its final place.
     let staging = staging_dir(&paths)?;
     if embedded && !paths.embedded_forge().exists() {
@@ -100,19 +75,7 @@ pub fn run(opts: InitOptions) -> Result<()> {
     let founding = repo
         .commit_all(&["."], &format!("{name}: start the fleet"))?
         .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
-    match forge::Forge::at(&remote)
-        .push(&root, &branch)
-        .map_err(|e| {
-            e.hint_before("nothing was set up (the keys made here are reused by the next try)")
-        })? {
-        forge::PushOutcome::Pushed => {}
-        forge::PushOutcome::Rejected => {
-            return Err(ErrorKind::AlreadyInitialized {
-                what: format!("the forge {remote} already holds a fleet"),
-            }
-            .hint(format!("run `fleetkey enroll {name} --remote {remote}`")));
-        }
-    }
+    push_founding(&root, &name, &remote, &branch)?;
     drop(repo);
     settle_in(
         &paths,
@@ -122,10 +85,73 @@ pub fn run(opts: InitOptions) -> Result<()> {
         &remote,
         &founding.to_string(),
     )?;
+    print_started(&paths, &name, &remote, embedded, &identity, &ssh)
+}
 
+/// The chezmoi source directory to start the fleet in: chezmoi when asked (an error when it
+/// is not set up), or when chezmoi is installed and has a source directory; `None`: native.
+fn chezmoi_source(backend: Option<Backend>) -> Result<Option<PathBuf>> {
+    Ok(match backend {
+        Some(Backend::Native) => None,
+        Some(Backend::Chezmoi) => Some(chezmoi::discover_source().ok_or_else(|| {
+            ErrorKind::Refused("chezmoi is not installed here, or has no source directory".into())
+                .hint("install chezmoi and run `chezmoi init`, or use --backend native")
+        })?),
+        None => chezmoi::discover_source(),
+    })
+}
+
+/// A forge that already holds a fleet is not started again: the hint names `enroll`.
+fn refuse_a_forge_with_a_fleet(
+    paths: &Paths,
+    name: &str,
+    remote: &str,
+    embedded: bool,
+) -> Result<()> {
+    let forge_exists = !embedded || paths.embedded_forge().exists();
+    if forge_exists
+        && forge::Forge::at(remote)
+            .has_any_branch()
+            .map_err(|e| e.hint_before("nothing was set up"))?
+    {
+        return Err(ErrorKind::AlreadyInitialized {
+            what: format!("the forge {remote} already holds a fleet"),
+        }
+        .hint(format!(
+            "to add this machine to it, run `fleetkey enroll {name} --remote {remote}`"
+        )));
+    }
+    Ok(())
+}
+
+/// Pushes the founding commit; a forge that took another fleet's first push meanwhile is
+/// told apart from one that cannot be reached (nothing is set up either way).
+fn push_founding(root: &std::path::Path, name: &str, remote: &str, branch: &str) -> Result<()> {
+    match forge::Forge::at(remote).push(root, branch).map_err(|e| {
+        e.hint_before("nothing was set up (the keys made here are reused by the next try)")
+    })? {
+        forge::PushOutcome::Pushed => Ok(()),
+        forge::PushOutcome::Rejected => Err(ErrorKind::AlreadyInitialized {
+            what: format!("the forge {remote} already holds a fleet"),
+        }
+        .hint(format!("run `fleetkey enroll {name} --remote {remote}`"))),
+    }
+}
+
+/// What `init` made: the forge, the clone, this machine's keys, the empty secrets (and, on
+/// the embedded forge, that no other machine reaches it).
+fn print_started(
+    paths: &Paths,
+    name: &str,
+    remote: &str,
+    embedded: bool,
+    identity: &identity::Identity,
+    ssh: &identity::SshKey,
+) -> Result<()> {
+    let repo_path = paths.default_repo();
     outln!(
         "fleetkey: started a fleet with this machine as {name} ({} backend)",
-        backend.as_str()
+        Backend::Native.as_str()
     )?;
     outln!(
         "  forge:        {remote}{}",
@@ -181,37 +207,14 @@ fn run_chezmoi(
     if config_path.exists() {
         return check_not_set_up(paths);
     }
-    let root = source
-        .ancestors()
-        .find(|d| d.join(".git").exists())
-        .unwrap_or(source)
-        .to_path_buf();
-    if root.join(FleetConfig::FILE).exists() {
-        return Err(ErrorKind::AlreadyInitialized {
-            what: format!("{} already holds a fleet", root.display()),
-        }
-        .hint(format!(
-            "to add this machine to it, run `fleetkey enroll {name} --remote URL`"
-        )));
-    }
+    let root = source_repo_root(source, name)?;
     let needs_hook = chezmoi::check_modify_hook(source)?;
     let repo = if root.join(".git").exists() {
         FleetRepo::open(&root)?
     } else {
         FleetRepo::init(&root, &FleetConfig::default().sync.branch, "")?
     };
-    let origin = repo.origin_url().filter(|u| !u.is_empty());
-    let remote = match (remote, origin) {
-        (Some(r), Some(o)) if r != o => {
-            return Err(ErrorKind::Refused(format!(
-                "the chezmoi repo's origin is {o}, not {r}"
-            ))
-            .hint("run init without --remote to use the origin, or change it with `git remote set-url origin URL`"));
-        }
-        (Some(r), _) => r,
-        (None, Some(o)) => o,
-        (None, None) => paths.embedded_forge().to_string_lossy().into_owned(),
-    };
+    let remote = chezmoi_remote(paths, &repo, remote)?;
     let branch = current_branch(&repo);
     if remote == paths.embedded_forge().to_string_lossy() && !paths.embedded_forge().exists() {
         files::ensure_private_dir(&paths.data_dir)?;
@@ -234,41 +237,11 @@ fn run_chezmoi(
     };
     let poke = crate::setup::poke_key(paths, name)?;
     write_first_roster(&root, name, &fleet, &identity, &ssh, &signing, &poke)?;
-    let age_pub = layout::age_pub(layout::KEYS, name);
-    let ssh_pub = layout::ssh_pub(layout::KEYS, name);
-    let sign_pub = layout::sign_pub(layout::KEYS, name);
-    let poke_pub = layout::poke_pub(layout::KEYS, name);
-    let role = layout::role(layout::KEYS, name);
     chezmoi::ensure_ignore(source)?;
     if needs_hook {
         chezmoi::install_modify_hook(source)?;
     }
-    let rel = |p: &std::path::Path| {
-        p.strip_prefix(&root)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    };
-    let ignore = rel(&source.join(".chezmoiignore"));
-    let hook = rel(&source.join(chezmoi::MODIFY_HOOK));
-    let founding = repo
-        .commit_paths(
-            &[
-                FleetConfig::FILE,
-                &age_pub,
-                &ssh_pub,
-                &sign_pub,
-                &poke_pub,
-                &role,
-                layout::REVOKED,
-                secrets::CIPHERTEXT,
-                secrets::RECIPIENTS,
-                &ignore,
-                &hook,
-            ],
-            &format!("{name}: start the fleet in this chezmoi source"),
-        )?
-        .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()))?;
+    let founding = commit_founding_in_source(&repo, &root, source, name)?;
     match forge::Forge::at(&remote).push(&root, &branch)? {
         forge::PushOutcome::Pushed => {}
         forge::PushOutcome::Rejected => {
@@ -297,6 +270,77 @@ fn run_chezmoi(
         source.join(chezmoi::MODIFY_HOOK).display()
     )?;
     Ok(())
+}
+
+/// The git repository holding the chezmoi source (the source itself when none does); one
+/// that already holds a fleet is not started again.
+fn source_repo_root(source: &std::path::Path, name: &str) -> Result<PathBuf> {
+    let root = source
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(source)
+        .to_path_buf();
+    if root.join(FleetConfig::FILE).exists() {
+        return Err(ErrorKind::AlreadyInitialized {
+            what: format!("{} already holds a fleet", root.display()),
+        }
+        .hint(format!(
+            "to add this machine to it, run `fleetkey enroll {name} --remote URL`"
+        )));
+    }
+    Ok(root)
+}
+
+/// The forge of a chezmoi fleet: `--remote`, which must agree with the repo's origin when it
+/// has one; else the origin; else the embedded local forge.
+fn chezmoi_remote(paths: &Paths, repo: &FleetRepo, remote: Option<String>) -> Result<String> {
+    let origin = repo.origin_url().filter(|u| !u.is_empty());
+    Ok(match (remote, origin) {
+        (Some(r), Some(o)) if r != o => {
+            return Err(ErrorKind::Refused(format!(
+                "the chezmoi repo's origin is {o}, not {r}"
+            ))
+            .hint("run init without --remote to use the origin, or change it with `git remote set-url origin URL`"));
+        }
+        (Some(r), _) => r,
+        (None, Some(o)) => o,
+        (None, None) => paths.embedded_forge().to_string_lossy().into_owned(),
+    })
+}
+
+/// Commits exactly fleetkey's founding files in the chezmoi repo (fleet.toml, this machine's
+/// key files, the empty secrets, the ignore file and the modify hook), nothing of the user's.
+fn commit_founding_in_source(
+    repo: &FleetRepo,
+    root: &std::path::Path,
+    source: &std::path::Path,
+    name: &str,
+) -> Result<git2::Oid> {
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let own = [
+        FleetConfig::FILE.to_string(),
+        layout::age_pub(layout::KEYS, name),
+        layout::ssh_pub(layout::KEYS, name),
+        layout::sign_pub(layout::KEYS, name),
+        layout::poke_pub(layout::KEYS, name),
+        layout::role(layout::KEYS, name),
+        layout::REVOKED.to_string(),
+        secrets::CIPHERTEXT.to_string(),
+        secrets::RECIPIENTS.to_string(),
+        rel(&source.join(".chezmoiignore")),
+        rel(&source.join(chezmoi::MODIFY_HOOK)),
+    ];
+    let paths: Vec<&str> = own.iter().map(String::as_str).collect();
+    repo.commit_paths(
+        &paths,
+        &format!("{name}: start the fleet in this chezmoi source"),
+    )?
+    .ok_or_else(|| ErrorKind::Refused("the new fleet has nothing to commit".into()).into())
 }
 
 fn current_branch(repo: &FleetRepo) -> String {
