@@ -138,59 +138,14 @@ pub fn publish_if_due(
     forge_has: Option<&str>,
     limit_per_poll: bool,
 ) -> Result<Option<String>> {
-    let (machine, forge, now) = (cx.machine, cx.forge, cx.now);
+    let (machine, now) = (cx.machine, cx.now);
     let mut held_back = Vec::new();
     let paths = collected_paths(machine, fleet, &mut held_back);
     let home = HomeDir::open(&machine.paths.home)?;
     // The fleet secrets, read at most once, only when a collected file is.
     let secret_values = std::cell::OnceCell::new();
     let secrets = || secret_values.get_or_init(|| crate::sync::plan::secret_values(machine));
-    // Stat each file; read (and hash) only those whose stamp moved.
-    let mut files = Vec::new();
-    let mut total: u64 = 0;
-    let mut known = std::collections::BTreeMap::new();
-    for rel in &paths {
-        let stamp = match home.stamp(rel) {
-            Ok(s) => s,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => {
-                held_back.push(format!("[collect] {rel}: {e}"));
-                continue;
-            }
-        };
-        if let Err(e) = limits::COLLECT_FILE.check(stamp.size) {
-            held_back.push(format!("[collect] {rel}: {e}"));
-            continue;
-        }
-        if let Err(e) = limits::COLLECT_TOTAL.check(total + stamp.size) {
-            held_back.push(format!("[collect] {rel}: {e}"));
-            continue;
-        }
-        total += stamp.size;
-        let oid = match state.files.get(rel.as_str()) {
-            Some((s, oid)) if *s == stamp => oid.clone(),
-            _ => match home.read_file(rel, limits::COLLECT_FILE) {
-                Ok(c) => {
-                    if !fleet.collect.encrypt
-                        && let Some(why) = never_published(secrets(), &c.bytes)
-                    {
-                        held_back.push(format!("[collect] {rel} not published: {why}"));
-                        continue;
-                    }
-                    git2::Oid::hash_object(git2::ObjectType::Blob, &c.bytes)
-                        .map_err(Error::git("cannot hash a collected file"))?
-                        .to_string()
-                }
-                Err(e) => {
-                    held_back.push(format!("[collect] {rel}: {e}"));
-                    continue;
-                }
-            },
-        };
-        known.insert(rel.as_str().to_string(), (stamp, oid.clone()));
-        files.push((rel.clone(), stamp.size, oid));
-    }
-    state.files = known;
+    let files = stamp_files(&home, &paths, fleet, state, &secrets, &mut held_back)?;
     rec.held_back.extend(held_back);
     let published: Vec<PublishedFile> = files
         .iter()
@@ -207,11 +162,7 @@ pub fn publish_if_due(
     for f in &mut status.files {
         f.path.truncate(f.path.find('\0').unwrap_or(f.path.len()));
     }
-    let forge_is_ours = forge_has.is_some() && forge_has == state.commit.as_deref();
-    let changed = state.digest.as_deref() != Some(digest.as_str()) || !forge_is_ours;
-    let heartbeat = now - state.published >= HEARTBEAT;
-    let poll = fleet.poll().as_secs() as i64;
-    if !(changed || heartbeat) || (limit_per_poll && now - state.published < poll) {
+    if !due(cx, fleet, state, &digest, forge_has, limit_per_poll) {
         return Ok(None);
     }
     status.written = now;
@@ -219,9 +170,111 @@ pub fn publish_if_due(
     status.agents = cx.hooks.agent_states(machine, fleet);
     let plain = (!fleet.collect.encrypt && !files.is_empty()).then(secrets);
     let commit = commit_branch(machine, repo, fleet, &home, &files, &status, plain)?;
-    let branch = forge::host_branch(&machine.config.name);
+    push_host_branch(cx, repo, commit)?;
+    let oid = commit.to_string();
+    state.digest = Some(digest);
+    state.published = now;
+    state.commit = Some(oid.clone());
+    state.status = Some(status);
+    Ok(Some(oid))
+}
+
+/// Stats each collected file, within the per-file and total limits, and reads (and hashes)
+/// only those whose stamp moved since the last publish; a file holding a fleet secret is not
+/// published in plain. Returns (path, size, blob id) of each file to publish, and remembers
+/// the stamps in `state`.
+fn stamp_files<'s>(
+    home: &HomeDir,
+    paths: &[HomeRel],
+    fleet: &FleetConfig,
+    state: &mut CollectState,
+    secrets: &dyn Fn() -> &'s SecretValues,
+    held_back: &mut Vec<String>,
+) -> Result<Vec<(HomeRel, u64, String)>> {
+    let mut files = Vec::new();
+    let mut total: u64 = 0;
+    let mut known = std::collections::BTreeMap::new();
+    for rel in paths {
+        let stamp = match home.stamp(rel) {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                held_back.push(format!("[collect] {rel}: {e}"));
+                continue;
+            }
+        };
+        let within = limits::COLLECT_FILE
+            .check(stamp.size)
+            .and_then(|()| limits::COLLECT_TOTAL.check(total + stamp.size));
+        if let Err(e) = within {
+            held_back.push(format!("[collect] {rel}: {e}"));
+            continue;
+        }
+        total += stamp.size;
+        let oid = match state.files.get(rel.as_str()) {
+            Some((s, oid)) if *s == stamp => oid.clone(),
+            _ => match read_for_publishing(home, rel, fleet, secrets)? {
+                Ok(oid) => oid,
+                Err(why) => {
+                    held_back.push(why);
+                    continue;
+                }
+            },
+        };
+        known.insert(rel.as_str().to_string(), (stamp, oid.clone()));
+        files.push((rel.clone(), stamp.size, oid));
+    }
+    state.files = known;
+    Ok(files)
+}
+
+/// Reads one collected file and returns its blob id, or the held-back line (a read that
+/// failed, or a fleet secret in a file published in plain).
+fn read_for_publishing<'s>(
+    home: &HomeDir,
+    rel: &HomeRel,
+    fleet: &FleetConfig,
+    secrets: &dyn Fn() -> &'s SecretValues,
+) -> Result<std::result::Result<String, String>> {
+    let c = match home.read_file(rel, limits::COLLECT_FILE) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(format!("[collect] {rel}: {e}"))),
+    };
+    if !fleet.collect.encrypt
+        && let Some(why) = never_published(secrets(), &c.bytes)
+    {
+        return Ok(Err(format!("[collect] {rel} not published: {why}")));
+    }
+    let oid = git2::Oid::hash_object(git2::ObjectType::Blob, &c.bytes)
+        .map_err(Error::git("cannot hash a collected file"))?;
+    Ok(Ok(oid.to_string()))
+}
+
+/// Whether to publish now: the status changed (or the forge does not hold our last commit),
+/// or the heartbeat is due; from the agents, at most once per `poll`.
+fn due(
+    cx: &Cycle,
+    fleet: &FleetConfig,
+    state: &CollectState,
+    digest: &str,
+    forge_has: Option<&str>,
+    limit_per_poll: bool,
+) -> bool {
+    let now = cx.now;
+    let forge_is_ours = forge_has.is_some() && forge_has == state.commit.as_deref();
+    let changed = state.digest.as_deref() != Some(digest) || !forge_is_ours;
+    let heartbeat = now - state.published >= HEARTBEAT;
+    let poll = fleet.poll().as_secs() as i64;
+    (changed || heartbeat) && !(limit_per_poll && now - state.published < poll)
+}
+
+/// Force-pushes the host branch (an orphan commit each time) and keeps it as the gathered
+/// copy of this machine's own.
+fn push_host_branch(cx: &Cycle, repo: &FleetRepo, commit: git2::Oid) -> Result<()> {
+    let name = &cx.machine.config.name;
+    let branch = forge::host_branch(name);
     let local = format!("refs/heads/{branch}");
-    match forge.push_to(repo.root(), &local, &branch, None, true)? {
+    match cx.forge.push_to(repo.root(), &local, &branch, None, true)? {
         PushOutcome::Pushed => {}
         PushOutcome::Rejected => {
             return Err(Error::refused(format!(
@@ -229,19 +282,14 @@ pub fn publish_if_due(
             )));
         }
     }
-    let oid = commit.to_string();
     let _ = repo.raw().reference(
-        &format!("{}{}", forge::HOSTS_REFS, machine.config.name),
+        &format!("{}{}", forge::HOSTS_REFS, name),
         commit,
         true,
         "fleetkey: published",
     );
-    state.digest = Some(digest);
-    state.published = now;
-    state.commit = Some(oid.clone());
-    state.status = Some(status);
     crate::log::info(&format!("published {branch}"));
-    Ok(Some(oid))
+    Ok(())
 }
 
 /// Why a collected file must not be published in plain on the host branch, if it must not:
