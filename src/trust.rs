@@ -570,39 +570,12 @@ impl<'r> Verifier<'r> {
             }
             return Ok(Verdict::Authentic { checked: 0 });
         }
-        if forge
-            && let Some(prev) = state
-                .forge_tip
-                .as_deref()
-                .and_then(|t| git2::Oid::from_str(t).ok())
-            && prev != tip
-            && !repo
-                .graph_descendant_of(tip, prev)
-                .map_err(Error::git("cannot compare histories"))?
-        {
+        if forge && let Some(prev) = rewound_from(repo, state, tip)? {
             return Ok(refuse_tip(Reason::Rewound {
                 verified: prev.to_string(),
             }));
         }
-
-        let mut walk = repo
-            .revwalk()
-            .map_err(Error::git("cannot walk the history"))?;
-        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
-            .map_err(Error::git("cannot walk the history"))?;
-        walk.push(tip)
-            .map_err(Error::git("cannot walk the history"))?;
-        let _ = walk.hide(root);
-        for t in &state.tips {
-            if let Ok(oid) = git2::Oid::from_str(t)
-                && repo.find_commit(oid).is_ok()
-            {
-                let _ = walk.hide(oid);
-            }
-        }
-        let todo: Vec<git2::Oid> = walk
-            .collect::<std::result::Result<_, _>>()
-            .map_err(Error::git("cannot walk the history"))?;
+        let todo = unverified(repo, state, tip, root)?;
         // Nothing to walk: the tip is the root, a verified tip or an ancestor of one. Only the
         // root's descendants count (an ancestor of the root is not part of this fleet's history).
         if todo.is_empty()
@@ -615,11 +588,37 @@ impl<'r> Verifier<'r> {
                 root: root.to_string(),
             }));
         }
+        let refusals = self.check_each(state, tip, &todo)?;
+        if let Some(refusals) = refusals {
+            if let Some(best) = self.best_authentic {
+                state.remember_tip(best);
+            }
+            return Ok(Verdict::Refused(refusals));
+        }
+        state.remember_tip(tip);
+        if forge {
+            state.forge_tip = Some(tip.to_string());
+        }
+        Ok(Verdict::Authentic {
+            checked: todo.len(),
+        })
+    }
 
+    /// Checks each commit of `todo` (parents first, up to `tip`), learning the revocations of
+    /// the authentic ones as it goes and keeping the last authentic one in `best_authentic`.
+    /// Returns the refusals when any commit is refused (one for `tip` when every refused
+    /// commit was refused only because a parent was), `None` when all are authentic.
+    fn check_each(
+        &mut self,
+        state: &mut TrustState,
+        tip: git2::Oid,
+        todo: &[git2::Oid],
+    ) -> Result<Option<Vec<Refusal>>> {
+        let repo = self.repo;
         let mut bad: HashSet<git2::Oid> = HashSet::new();
         let mut refusals = Vec::new();
         self.best_authentic = None;
-        for &oid in &todo {
+        for &oid in todo {
             let commit = repo
                 .find_commit(oid)
                 .map_err(Error::git("cannot read a commit"))?;
@@ -644,22 +643,13 @@ impl<'r> Verifier<'r> {
             state.learn_revoked(repo, &commit);
             self.best_authentic = Some(oid);
         }
-        if !bad.is_empty() {
-            if let Some(best) = self.best_authentic {
-                state.remember_tip(best);
-            }
-            if refusals.is_empty() {
-                refusals.push(Refusal::of(repo, tip, Reason::ParentRefused));
-            }
-            return Ok(Verdict::Refused(refusals));
+        if bad.is_empty() {
+            return Ok(None);
         }
-        state.remember_tip(tip);
-        if forge {
-            state.forge_tip = Some(tip.to_string());
+        if refusals.is_empty() {
+            refusals.push(Refusal::of(repo, tip, Reason::ParentRefused));
         }
-        Ok(Verdict::Authentic {
-            checked: todo.len(),
-        })
+        Ok(Some(refusals))
     }
 
     /// Whether `commit` is authentic, given the commits already refused (`bad`): its signing
@@ -845,6 +835,52 @@ pub fn pinned_root(config: &crate::config::MachineConfig) -> Result<git2::Oid> {
             )
             .hint("start a new fleet: `fleetkey init` on one machine, then `fleetkey enroll NAME --remote URL` and `fleetkey approve NAME` for the others (docs/rotation.md)")
         })
+}
+
+/// The last forge tip verified here, when the forge's `tip` no longer contains it (a rewind).
+fn rewound_from(
+    repo: &git2::Repository,
+    state: &TrustState,
+    tip: git2::Oid,
+) -> Result<Option<git2::Oid>> {
+    let Some(prev) = state
+        .forge_tip
+        .as_deref()
+        .and_then(|t| git2::Oid::from_str(t).ok())
+    else {
+        return Ok(None);
+    };
+    let contains = prev == tip
+        || repo
+            .graph_descendant_of(tip, prev)
+            .map_err(Error::git("cannot compare histories"))?;
+    Ok((!contains).then_some(prev))
+}
+
+/// The commits from `root` (excluded) to `tip` not under a tip verified before, parents first.
+fn unverified(
+    repo: &git2::Repository,
+    state: &TrustState,
+    tip: git2::Oid,
+    root: git2::Oid,
+) -> Result<Vec<git2::Oid>> {
+    let mut walk = repo
+        .revwalk()
+        .map_err(Error::git("cannot walk the history"))?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+        .map_err(Error::git("cannot walk the history"))?;
+    walk.push(tip)
+        .map_err(Error::git("cannot walk the history"))?;
+    let _ = walk.hide(root);
+    for t in &state.tips {
+        if let Ok(oid) = git2::Oid::from_str(t)
+            && repo.find_commit(oid).is_ok()
+        {
+            let _ = walk.hide(oid);
+        }
+    }
+    walk.collect::<std::result::Result<_, _>>()
+        .map_err(Error::git("cannot walk the history"))
 }
 
 #[cfg(test)]
