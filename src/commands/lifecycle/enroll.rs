@@ -57,18 +57,7 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     verify_from_founding(repo.raw(), founding, fetched)?;
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
-    if roster.active(name).is_some() {
-        return Err(
-            ErrorKind::Refused(format!("the name {name} is taken in this fleet"))
-                .hint("pick another name"),
-        );
-    }
-    if roster.is_revoked_name(name) {
-        return Err(ErrorKind::Refused(format!(
-            "{name} was revoked from this fleet; a revoked name is not reused"
-        ))
-        .hint("pick another name"));
-    }
+    refuse_taken_name(&roster, name)?;
     set_aside_known_keys(&paths, &roster)?;
     let (identity, mut ssh, signing) = machine_keys(&paths, name)?;
     let poke = crate::setup::poke_key(&paths, name)?;
@@ -102,21 +91,7 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
             proof: &proof,
         },
     )?;
-    match Forge::at(remote).push_to(
-        &root,
-        &request.to_string(),
-        &forge::pending_branch(name),
-        None,
-        true,
-    )? {
-        PushOutcome::Pushed => {}
-        PushOutcome::Rejected => {
-            return Err(ErrorKind::Refused(format!(
-                "the forge {remote} refused the enrollment request"
-            ))
-            .hint("run the same command again"));
-        }
-    }
+    push_request(&root, remote, name, request)?;
     drop(repo);
     let code = statement.code();
     files::ensure_private_dir(&paths.state_dir)?;
@@ -138,6 +113,46 @@ pub fn enroll_here(name: &str, remote: &str) -> Result<()> {
     outln!("  signing key:     {sign_fp}")?;
     outln!("  poke key:        {}", poke.fingerprint())?;
     outln!("  fleet:           {fleet_fp}")?;
+    print_next_steps(name, founding, fetched, &code)
+}
+
+/// A name active in the fleet, or revoked from it, is not enrolled again.
+fn refuse_taken_name(roster: &Roster, name: &str) -> Result<()> {
+    if roster.active(name).is_some() {
+        return Err(
+            ErrorKind::Refused(format!("the name {name} is taken in this fleet"))
+                .hint("pick another name"),
+        );
+    }
+    if roster.is_revoked_name(name) {
+        return Err(ErrorKind::Refused(format!(
+            "{name} was revoked from this fleet; a revoked name is not reused"
+        ))
+        .hint("pick another name"));
+    }
+    Ok(())
+}
+
+/// Pushes the request commit to `fleetkey/pending/NAME` (forced: a rerun replaces it).
+fn push_request(root: &Path, remote: &str, name: &str, request: git2::Oid) -> Result<()> {
+    match Forge::at(remote).push_to(
+        root,
+        &request.to_string(),
+        &forge::pending_branch(name),
+        None,
+        true,
+    )? {
+        PushOutcome::Pushed => Ok(()),
+        PushOutcome::Rejected => Err(ErrorKind::Refused(format!(
+            "the forge {remote} refused the enrollment request"
+        ))
+        .hint("run the same command again")),
+    }
+}
+
+/// What this machine trusts, the enrollment code, and what to run next (on a member, then
+/// here).
+fn print_next_steps(name: &str, founding: git2::Oid, fetched: git2::Oid, code: &str) -> Result<()> {
     outln!("Check that the fleet line matches `fleetkey status` on a member (this machine trusts")?;
     outln!("commit {founding} and what members signed after it, verified up to {fetched}).")?;
     outln!("enrollment code: {code}")?;

@@ -41,10 +41,34 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
     clone_fleet(remote, &root)?;
     let fleet = FleetConfig::load(&root)?;
     let roster = Roster::load(&root)?;
-    let recipient = b.identity.recipient().to_string();
-    let trust_root = git2::Oid::from_str(&b.trust_root)
+    verify_from_bundle_root(&paths, &root, &b.trust_root, remote)?;
+    if roster.active(&b.name).map(|m| m.recipient.to_string())
+        != Some(b.identity.recipient().to_string())
+    {
+        return Err(ErrorKind::Refused(format!(
+            "the bundle's identity is not {}'s active key in the fleet at {remote}",
+            b.name
+        ))
+        .hint(
+            "make a new bundle with `fleetkey enroll NAME --bundle FILE` on an enrolled machine",
+        ));
+    }
+    let private = install_keys(&paths, &b)?;
+    settle_in(&paths, &root, &b.name, fleet.backend, remote, &b.trust_root)?;
+    outln!("fleetkey: this machine joined the fleet as {}", b.name)?;
+    outln!("  identity: {}", paths.identity_file().display())?;
+    outln!("  ssh key:  {}", private.display())?;
+    offer_to_delete(file)?;
+    outln!("next: run `fleetkey sync` to apply the fleet here, then `fleetkey agents install`")?;
+    Ok(())
+}
+
+/// The clone must hold the fleet commit the bundle pins, and verify forward from it (the
+/// verified state is kept as this machine's trust state).
+fn verify_from_bundle_root(paths: &Paths, root: &Path, pinned: &str, remote: &str) -> Result<()> {
+    let trust_root = git2::Oid::from_str(pinned)
         .map_err(|_| Error::refused("the bundle's trust root is not a commit id"))?;
-    let cloned = FleetRepo::open(&root)?;
+    let cloned = FleetRepo::open(root)?;
     let holds_root = cloned.head().is_some_and(|h| {
         h == trust_root
             || cloned
@@ -63,7 +87,6 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
         }
         _ => None,
     };
-    drop(cloned);
     if let Some(Verdict::Refused(r)) = verdict {
         return Err(ErrorKind::Untrusted { refused: r.len() }.hint(format!(
             "commit {} (claims {}) was refused: {}; run `fleetkey forge repair` on a member, then join again",
@@ -76,15 +99,12 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
         ))
         .hint("check the remote URL; if the forge was tampered with, run `fleetkey forge repair` on a member"));
     }
-    if roster.active(&b.name).map(|m| m.recipient.to_string()) != Some(recipient) {
-        return Err(ErrorKind::Refused(format!(
-            "the bundle's identity is not {}'s active key in the fleet at {remote}",
-            b.name
-        ))
-        .hint(
-            "make a new bundle with `fleetkey enroll NAME --bundle FILE` on an enrolled machine",
-        ));
-    }
+    Ok(())
+}
+
+/// Installs the bundle's identity, signing key and SSH key (beside an `id_ed25519` already
+/// there, under a name of its own). Returns the SSH private key's path.
+fn install_keys(paths: &Paths, b: &Bundle) -> Result<std::path::PathBuf> {
     files::ensure_private_dir(&paths.config_dir)?;
     b.identity
         .create(&paths.identity_file(), &clock::rfc3339(clock::now_unix()))?;
@@ -102,12 +122,12 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
         };
     files::create_new_private(&private, b.ssh_private.as_bytes())?;
     files::write_atomic(&public, format!("{}\n", b.ssh_public).as_bytes(), 0o644)?;
-    settle_in(&paths, &root, &b.name, fleet.backend, remote, &b.trust_root)?;
-    outln!("fleetkey: this machine joined the fleet as {}", b.name)?;
-    outln!("  identity: {}", paths.identity_file().display())?;
-    outln!("  ssh key:  {}", private.display())?;
-    // The bundle is a bearer credential for this machine's membership: it should not outlive
-    // the join.
+    Ok(private)
+}
+
+/// The bundle is a bearer credential for this machine's membership: it should not outlive
+/// the join. On a terminal, offer to delete it (yes by default); else say to.
+fn offer_to_delete(file: &Path) -> Result<()> {
     let delete = std::io::IsTerminal::is_terminal(&std::io::stdin())
         && rpassword::prompt_password(format!(
             "delete the bundle {} now (it holds this machine's private keys)? [Y/n] ",
@@ -124,6 +144,5 @@ pub fn join(file: &Path, remote: &str, passphrase_file: Option<&Path>) -> Result
             file.display()
         )?;
     }
-    outln!("next: run `fleetkey sync` to apply the fleet here, then `fleetkey agents install`")?;
     Ok(())
 }
