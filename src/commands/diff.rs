@@ -31,41 +31,18 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
         super::history::managed_kind(&machine, &plan, repo.raw(), rel)?;
     }
     let branch = plan.fleet.sync.branch.clone();
-    let mut note = None;
-    if !offline {
-        match locked.forge.fetch(repo.root(), &branch) {
-            Ok(()) => {}
-            Err(e) if e.is_unreachable() => {
-                note = Some(format!(
-                    "the forge cannot be reached ({e}); incoming is as of the last fetch"
-                ));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let note = if offline {
+        None
+    } else {
+        fetch_or_note(&locked.forge, &repo, &branch)?
+    };
     let raw = repo.raw();
     let tracking = sync::integrate::tracking_ref(&branch);
     let refused = crate::gate::refuse_tree(&machine, raw, &tracking)?;
     let head = sync::commit::head_tree(raw)?;
-    let (head_id, theirs) = (repo.head(), repo.remote_tracking(&branch));
-    let trees = match (head_id, theirs, &refused) {
-        (Some(h), Some(t), None)
-            if h != t
-                && !raw
-                    .graph_descendant_of(h, t)
-                    .map_err(Error::git("cannot compare histories"))? =>
-        {
-            let base = raw
-                .merge_base(h, t)
-                .map_err(Error::git("the fleet clone and the forge share no history"))?;
-            let tree_of = |oid| {
-                raw.find_commit(oid)
-                    .and_then(|c| c.tree())
-                    .map_err(Error::git("cannot read a commit"))
-            };
-            Some((tree_of(base)?, tree_of(t)?))
-        }
-        _ => None,
+    let trees = match &refused {
+        None => incoming_trees(&repo, &branch)?,
+        Some(_) => None,
     };
     let manifest = sync::state::Manifest::load(&machine.paths.state_dir);
     let never = plan.never_captured(&machine.paths.state_dir);
@@ -78,6 +55,59 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
         only: &only,
     };
     let p = preview::preview(&inputs, &head, trees.as_ref().map(|(b, t)| (b, t)))?;
+    crate::output::stdout(render(&p, refused.as_ref())?.as_bytes())?;
+    if let Some(n) = note {
+        outln!("note: {n}")?;
+    }
+    Ok(())
+}
+
+/// Fetches the fleet branch; an unreachable forge is a note (incoming is then as of the last
+/// fetch), any other failure an error.
+fn fetch_or_note(
+    forge: &crate::forge::Forge,
+    repo: &crate::repo::FleetRepo,
+    branch: &str,
+) -> Result<Option<String>> {
+    match forge.fetch(repo.root(), branch) {
+        Ok(()) => Ok(None),
+        Err(e) if e.is_unreachable() => Ok(Some(format!(
+            "the forge cannot be reached ({e}); incoming is as of the last fetch"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The merge base's tree and the forge's, when the forge holds commits this clone does not.
+fn incoming_trees<'r>(
+    repo: &'r crate::repo::FleetRepo,
+    branch: &str,
+) -> Result<Option<(git2::Tree<'r>, git2::Tree<'r>)>> {
+    let raw = repo.raw();
+    let (Some(h), Some(t)) = (repo.head(), repo.remote_tracking(branch)) else {
+        return Ok(None);
+    };
+    if h == t
+        || raw
+            .graph_descendant_of(h, t)
+            .map_err(Error::git("cannot compare histories"))?
+    {
+        return Ok(None);
+    }
+    let base = raw
+        .merge_base(h, t)
+        .map_err(Error::git("the fleet clone and the forge share no history"))?;
+    let tree_of = |oid| {
+        raw.find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(Error::git("cannot read a commit"))
+    };
+    Ok(Some((tree_of(base)?, tree_of(t)?)))
+}
+
+/// The preview as `diff` prints it: outgoing, incoming (or why nothing is applied), the files
+/// kept here.
+fn render(p: &preview::Preview, refused: Option<&crate::trust::Refusal>) -> Result<String> {
     let mut text = String::new();
     if p.outgoing.is_empty() {
         text.push_str("outgoing: nothing to capture\n");
@@ -90,7 +120,7 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
             text.push_str(&preview::render_change(c, "fleet", "here")?);
         }
     }
-    if let Some(refused) = &refused {
+    if let Some(refused) = refused {
         text.push_str(&format!(
             "incoming: nothing applied: {}\n",
             crate::gate::tree_held_back(refused)
@@ -111,9 +141,5 @@ pub fn run(paths: &[String], offline: bool) -> Result<()> {
             "overridden here: ~/{o} (its edits stay on this machine)\n"
         ));
     }
-    crate::output::stdout(text.as_bytes())?;
-    if let Some(n) = note {
-        outln!("note: {n}")?;
-    }
-    Ok(())
+    Ok(text)
 }
