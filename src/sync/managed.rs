@@ -162,6 +162,11 @@ pub fn conflict_name(file_name: &str, machine: &str, stamp: &str) -> String {
 /// Whether `file_name` is a conflict copy (never captured, so copies stay on the machine that
 /// made them).
 pub fn is_conflict_copy(file_name: &str) -> bool {
+    // A copy's name ends with its stamp's `Z` or a `-N` count: most names are answered here,
+    // before the search for the marker.
+    if !matches!(file_name.as_bytes().last(), Some(b'Z' | b'0'..=b'9')) {
+        return false;
+    }
     let Some((_, tail)) = file_name.rsplit_once(".conflict-") else {
         return false;
     };

@@ -59,8 +59,8 @@ impl Stat {
 /// One managed file as last in step. Stored as a JSON array
 /// `[oid, exec, size, mtime_ns, ino, mode]` (the stat fields `null` when unknown): the manifest
 /// holds one per managed file and is read every cycle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "EntryRow", into = "EntryRow")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "EntryRow")]
 pub struct Entry {
     /// The git blob id of its content (hex).
     pub oid: String,
@@ -71,7 +71,7 @@ pub struct Entry {
 }
 
 /// The on-disk form of an [`Entry`].
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct EntryRow(
     String,
     bool,
@@ -100,17 +100,20 @@ impl From<EntryRow> for Entry {
     }
 }
 
-impl From<Entry> for EntryRow {
-    fn from(e: Entry) -> EntryRow {
-        let s = e.stat;
-        EntryRow(
-            e.oid,
-            e.exec,
-            s.map(|s| s.size),
-            s.map(|s| s.mtime_ns),
-            s.map(|s| s.ino),
-            s.map(|s| s.mode),
-        )
+/// Written as the same row [`EntryRow`] reads, without copying the entry (the manifest is
+/// written every cycle that changed something).
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let st = self.stat;
+        let mut row = s.serialize_tuple(6)?;
+        row.serialize_element(&self.oid)?;
+        row.serialize_element(&self.exec)?;
+        row.serialize_element(&st.map(|s| s.size))?;
+        row.serialize_element(&st.map(|s| s.mtime_ns))?;
+        row.serialize_element(&st.map(|s| s.ino))?;
+        row.serialize_element(&st.map(|s| s.mode))?;
+        row.end()
     }
 }
 
@@ -118,6 +121,7 @@ impl From<Entry> for EntryRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// By path relative to `$HOME`.
+    #[serde(deserialize_with = "rows_in_order")]
     pub files: BTreeMap<String, Entry>,
     /// The clone's tree last applied in full, so the next apply only looks at what changed.
     #[serde(default)]
@@ -125,6 +129,34 @@ pub struct Manifest {
     /// The managed and private lists that apply used (a change means a full apply).
     #[serde(default)]
     pub lists: Option<String>,
+}
+
+/// Reads the manifest's `files` object into its map in one bulk build: the rows are written
+/// in key order, so collecting them first and building the tree from the sorted run costs a
+/// fraction of inserting 10,000 keys one by one (a duplicate key keeps its last row, as an
+/// insert would).
+fn rows_in_order<'de, D>(d: D) -> std::result::Result<BTreeMap<String, Entry>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Rows;
+    impl<'de> serde::de::Visitor<'de> for Rows {
+        type Value = Vec<(String, Entry)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of paths to manifest rows")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut rows = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(row) = map.next_entry::<String, Entry>()? {
+                rows.push(row);
+            }
+            Ok(rows)
+        }
+    }
+    Ok(d.deserialize_map(Rows)?.into_iter().collect())
 }
 
 impl Manifest {
@@ -430,5 +462,19 @@ mod tests {
             "{text}"
         );
         assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn manifest_rows_out_of_order_or_repeated_read_as_inserts_would() {
+        // Written by hand or by an older build: the bulk build must not assume sorted rows.
+        let text = r#"{"files":{"b":["2",false,null,null,null,null],"a":["1",true,null,null,null,null],"b":["3",false,null,null,null,null]},"tree":null}"#;
+        let m: Manifest = serde_json::from_str(text).unwrap();
+        let keys: Vec<&str> = m.files.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(
+            m.files["b"].oid, "3",
+            "the last row of a repeated path wins"
+        );
+        assert!(m.files["a"].exec);
     }
 }
