@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::fleet::Machine;
+use crate::repo::FleetRepo;
 
 use crate::roster::{RevokedKey, Roster};
 use crate::secrets::SecretsFile;
@@ -208,10 +209,32 @@ pub struct SecretConflict {
     pub text: String,
 }
 
-/// Gathers the status of this machine.
+/// Gathers the status of this machine, one section after the other. The order is the order
+/// in which the sections read their state, so any warning they log comes out as it always did.
 pub fn gather(machine: &Machine) -> Result<Status> {
     let repo = machine.repo()?;
     let roster = Roster::load(&machine.config.repo)?;
+    let machine_status = machine_status(machine, &repo, &roster);
+    let pending = pending_enrollments(machine);
+    let last_cycle = crate::sync::state::CycleRecord::load(&machine.paths.state_dir);
+    let trust = trust_status(machine, &repo, last_cycle.as_ref());
+    let sync = sync_status(machine, &repo, last_cycle);
+    let secrets = secrets_status(machine, &roster);
+    let fleet = fleet_status(machine, &repo, &roster, pending);
+    Ok(Status {
+        machine: machine_status,
+        fleet,
+        sync,
+        secrets,
+        agents: agents(machine),
+        trust,
+        fleet_summary: fleet_summary(machine),
+    })
+}
+
+/// The machine section: this machine's name, keys and forge, an unfinished rotation, a new
+/// identity waiting, and the enrollment code while it waits for approval.
+fn machine_status(machine: &Machine, repo: &FleetRepo, roster: &Roster) -> MachineStatus {
     let me = roster.active(&machine.config.name);
     let age_recipient = machine.identity().ok().map(|id| id.recipient().to_string());
     let ssh_fingerprints = me
@@ -222,87 +245,6 @@ pub fn gather(machine: &Machine) -> Result<Status> {
                 .collect()
         })
         .unwrap_or_default();
-
-    let pending = match crate::commands::approve::pending_names(&machine.forge()) {
-        Ok(names) => names,
-        Err(e) => {
-            crate::log::warn(&format!("cannot list pending enrollments: {e}"));
-            Vec::new()
-        }
-    };
-    let last_cycle = crate::sync::state::CycleRecord::load(&machine.paths.state_dir);
-    let trust = TrustStatus {
-        fleet_fingerprint: repo
-            .head()
-            .and_then(|h| crate::trust::fleet_fingerprint(repo.raw(), h).ok()),
-        trust_root: machine.config.trust_root.clone(),
-        signing_key: machine.signer().ok().map(|s| s.key().fingerprint()),
-        refused: last_cycle
-            .as_ref()
-            .map(|c| c.refused.clone())
-            .unwrap_or_default(),
-        not_healed: last_cycle
-            .as_ref()
-            .filter(|c| !c.refused.is_empty())
-            .and_then(|c| c.not_healed.clone()),
-        healed: crate::sync::heal::Healed::recent(
-            &machine.paths.state_dir,
-            crate::clock::now_unix(),
-        ),
-    };
-
-    let (revoked, retired_keys) = revoked_notes(&roster);
-    // git writes FETCH_HEAD on every fetch: its time is the time of the last one.
-    let last_fetch = std::fs::metadata(repo.raw().path().join("FETCH_HEAD"))
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| crate::clock::rfc3339(d.as_secs() as i64));
-
-    let branch = machine
-        .fleet_config()
-        .map(|f| f.sync.branch)
-        .unwrap_or_else(|_| "main".into());
-    let (ahead, behind) = match (repo.head(), repo.remote_tracking(&branch)) {
-        (Some(local), Some(remote)) => repo
-            .raw()
-            .graph_ahead_behind(local, remote)
-            .unwrap_or((0, 0)),
-        (Some(_), None) => (1, 0),
-        _ => (0, 0),
-    };
-
-    let secrets = secrets_status(machine, &roster);
-
-    let addresses = addresses(machine, &roster);
-
-    let ssh_access = machine.fleet_config().ok().and_then(|fleet| {
-        let from = fleet.authorized_keys.from;
-        let keys = crate::roster::fleet_keys(
-            &repo.root().join(crate::roster::layout::KEYS),
-            Some(&machine.config.name),
-            &from,
-        )
-        .ok()?;
-        let mut poke: Vec<String> = keys.poke.iter().map(|k| k.machine.clone()).collect();
-        poke.dedup();
-        Some(SshAccessStatus {
-            login: keys
-                .access
-                .iter()
-                .map(|(name, a)| LoginKeyStatus {
-                    name: name.clone(),
-                    role: a.role().to_string(),
-                    admitted: a.admitted(),
-                    why: a.to_string(),
-                })
-                .collect(),
-            poke,
-            text: crate::commands::authorized_keys::explain(&keys, &from),
-            from,
-        })
-    });
-
     // A receiver's finished rotate (its signing key handed over) leaves the new identity
     // waiting for the secrets to be re-encrypted to it: not an interrupted rotate.
     let next_identity = machine.paths.next_identity_file().exists();
@@ -310,70 +252,201 @@ pub fn gather(machine: &Machine) -> Result<Status> {
         && !machine.paths.next_signing_key_file().exists()
         && crate::authority::role_in(repo.root(), &machine.config.name)
             == crate::authority::Role::Receiver;
-    Ok(Status {
-        machine: MachineStatus {
-            name: machine.config.name.clone(),
-            backend: machine.config.backend.as_str().into(),
-            age_recipient,
-            ssh_fingerprints,
-            remote: machine.config.remote.clone(),
-            unfinished_rotation: next_identity && !identity_waiting,
-            new_identity_waiting: identity_waiting,
-            enrollment_code: me.is_none().then(|| enrollment_code(machine)).flatten(),
-        },
-        fleet: FleetStatus {
-            active: roster.active.iter().map(|m| m.name.clone()).collect(),
-            roles: roster
-                .active
-                .iter()
-                .map(|m| RoleStatus {
-                    name: m.name.clone(),
-                    role: crate::authority::role_in(repo.root(), &m.name).to_string(),
-                    from_before_roles: !repo
-                        .root()
-                        .join(crate::roster::layout::role(
-                            crate::roster::layout::KEYS,
-                            &m.name,
-                        ))
-                        .exists(),
-                })
-                .collect(),
-            pending,
-            revoked,
-            retired_keys,
-            addresses,
-            ssh_access,
-        },
-        sync: SyncStatus {
-            ahead,
-            behind,
-            last_fetch,
-            last_cycle,
-            conflicts: crate::sync::state::conflicts(&machine.paths.state_dir),
-            overridden: machine
-                .repo()
-                .ok()
-                .and_then(|r| {
-                    let tree = crate::sync::commit::head_tree(r.raw()).ok()?;
-                    Some(crate::sync::overrides::list(
-                        r.raw(),
-                        &tree,
-                        &machine.config.name,
-                    ))
-                })
-                .unwrap_or_default(),
-        },
-        secrets,
-        agents: machine
-            .fleet_config()
-            .ok()
-            .and_then(|f| crate::agents::current_status(&machine.paths, &f).ok())
-            .unwrap_or_default(),
-        trust,
-        fleet_summary: crate::commands::fleet::gather(machine)
-            .ok()
-            .map(|v| crate::commands::fleet::summary(&v)),
+    MachineStatus {
+        name: machine.config.name.clone(),
+        backend: machine.config.backend.as_str().into(),
+        age_recipient,
+        ssh_fingerprints,
+        remote: machine.config.remote.clone(),
+        unfinished_rotation: next_identity && !identity_waiting,
+        new_identity_waiting: identity_waiting,
+        enrollment_code: me.is_none().then(|| enrollment_code(machine)).flatten(),
+    }
+}
+
+/// The machines waiting for approval on the forge (none, with a warning, when they cannot be
+/// listed).
+fn pending_enrollments(machine: &Machine) -> Vec<String> {
+    match crate::commands::approve::pending_names(&machine.forge()) {
+        Ok(names) => names,
+        Err(e) => {
+            crate::log::warn(&format!("cannot list pending enrollments: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+/// The trust section: the fleet fingerprint, the trust root, this machine's signing key, what
+/// the last cycle refused and why it did not heal the forge, and the last heal.
+fn trust_status(
+    machine: &Machine,
+    repo: &FleetRepo,
+    last_cycle: Option<&crate::sync::state::CycleRecord>,
+) -> TrustStatus {
+    TrustStatus {
+        fleet_fingerprint: repo
+            .head()
+            .and_then(|h| crate::trust::fleet_fingerprint(repo.raw(), h).ok()),
+        trust_root: machine.config.trust_root.clone(),
+        signing_key: machine.signer().ok().map(|s| s.key().fingerprint()),
+        refused: last_cycle.map(|c| c.refused.clone()).unwrap_or_default(),
+        not_healed: last_cycle
+            .filter(|c| !c.refused.is_empty())
+            .and_then(|c| c.not_healed.clone()),
+        healed: crate::sync::heal::Healed::recent(
+            &machine.paths.state_dir,
+            crate::clock::now_unix(),
+        ),
+    }
+}
+
+/// The sync section: ahead and behind the forge, the last fetch and the last cycle, conflict
+/// copies still on disk, and the files this machine overrides.
+fn sync_status(
+    machine: &Machine,
+    repo: &FleetRepo,
+    last_cycle: Option<crate::sync::state::CycleRecord>,
+) -> SyncStatus {
+    let last_fetch = last_fetch(repo);
+    let (ahead, behind) = ahead_behind(machine, repo);
+    SyncStatus {
+        ahead,
+        behind,
+        last_fetch,
+        last_cycle,
+        conflicts: crate::sync::state::conflicts(&machine.paths.state_dir),
+        overridden: overridden(machine),
+    }
+}
+
+/// When this clone last fetched: git writes FETCH_HEAD on every fetch, so its time is the time
+/// of the last one.
+fn last_fetch(repo: &FleetRepo) -> Option<String> {
+    std::fs::metadata(repo.raw().path().join("FETCH_HEAD"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| crate::clock::rfc3339(d.as_secs() as i64))
+}
+
+/// How many commits the clone is ahead of and behind the fleet branch's remote-tracking ref
+/// (one ahead when the forge has no such branch yet).
+fn ahead_behind(machine: &Machine, repo: &FleetRepo) -> (usize, usize) {
+    let branch = machine
+        .fleet_config()
+        .map(|f| f.sync.branch)
+        .unwrap_or_else(|_| "main".into());
+    match (repo.head(), repo.remote_tracking(&branch)) {
+        (Some(local), Some(remote)) => repo
+            .raw()
+            .graph_ahead_behind(local, remote)
+            .unwrap_or((0, 0)),
+        (Some(_), None) => (1, 0),
+        _ => (0, 0),
+    }
+}
+
+/// The managed files this machine keeps its own version of (`track --here`).
+fn overridden(machine: &Machine) -> Vec<String> {
+    machine
+        .repo()
+        .ok()
+        .and_then(|r| {
+            let tree = crate::sync::commit::head_tree(r.raw()).ok()?;
+            Some(crate::sync::overrides::list(
+                r.raw(),
+                &tree,
+                &machine.config.name,
+            ))
+        })
+        .unwrap_or_default()
+}
+
+/// The fleet section: active machines and their roles, pending, revoked and retired keys,
+/// addresses, and SSH access.
+fn fleet_status(
+    machine: &Machine,
+    repo: &FleetRepo,
+    roster: &Roster,
+    pending: Vec<String>,
+) -> FleetStatus {
+    let (revoked, retired_keys) = revoked_notes(roster);
+    let addresses = addresses(machine, roster);
+    let ssh_access = ssh_access(machine, repo);
+    FleetStatus {
+        active: roster.active.iter().map(|m| m.name.clone()).collect(),
+        roles: roles(repo, roster),
+        pending,
+        revoked,
+        retired_keys,
+        addresses,
+        ssh_access,
+    }
+}
+
+/// Each active machine's role, and whether it is from before roles (no role file).
+fn roles(repo: &FleetRepo, roster: &Roster) -> Vec<RoleStatus> {
+    roster
+        .active
+        .iter()
+        .map(|m| RoleStatus {
+            name: m.name.clone(),
+            role: crate::authority::role_in(repo.root(), &m.name).to_string(),
+            from_before_roles: !repo
+                .root()
+                .join(crate::roster::layout::role(
+                    crate::roster::layout::KEYS,
+                    &m.name,
+                ))
+                .exists(),
+        })
+        .collect()
+}
+
+/// The SSH access section: whose login and poke keys the authorized_keys merge admits here,
+/// and why (none when fleet.toml or the roster's SSH files cannot be read).
+fn ssh_access(machine: &Machine, repo: &FleetRepo) -> Option<SshAccessStatus> {
+    let fleet = machine.fleet_config().ok()?;
+    let from = fleet.authorized_keys.from;
+    let keys = crate::roster::fleet_keys(
+        &repo.root().join(crate::roster::layout::KEYS),
+        Some(&machine.config.name),
+        &from,
+    )
+    .ok()?;
+    let mut poke: Vec<String> = keys.poke.iter().map(|k| k.machine.clone()).collect();
+    poke.dedup();
+    Some(SshAccessStatus {
+        login: keys
+            .access
+            .iter()
+            .map(|(name, a)| LoginKeyStatus {
+                name: name.clone(),
+                role: a.role().to_string(),
+                admitted: a.admitted(),
+                why: a.to_string(),
+            })
+            .collect(),
+        poke,
+        text: crate::commands::authorized_keys::explain(&keys, &from),
+        from,
     })
+}
+
+/// The agents section: each background agent's state (none when it cannot be read).
+fn agents(machine: &Machine) -> Vec<crate::agents::AgentStatus> {
+    machine
+        .fleet_config()
+        .ok()
+        .and_then(|f| crate::agents::current_status(&machine.paths, &f).ok())
+        .unwrap_or_default()
+}
+
+/// The one-line fleet summary from the host branches (none when they cannot be gathered).
+fn fleet_summary(machine: &Machine) -> Option<String> {
+    crate::commands::fleet::gather(machine)
+        .ok()
+        .map(|v| crate::commands::fleet::summary(&v))
 }
 
 /// The secrets as this machine reads them.
@@ -499,9 +572,25 @@ fn enrollment_code(machine: &Machine) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The text of `status`, one section after the other.
 fn render(s: &Status) -> String {
     let mut out = String::new();
-    let m = &s.machine;
+    render_machine(&mut out, &s.machine);
+    render_trust(&mut out, &s.trust);
+    render_fleet(&mut out, s);
+    render_addresses(&mut out, &s.fleet.addresses, &s.machine.name);
+    render_ssh_access(&mut out, s.fleet.ssh_access.as_ref());
+    render_sync(&mut out, &s.sync);
+    render_conflicts(&mut out, &s.sync.conflicts);
+    render_secrets(&mut out, &s.secrets);
+    render_agents(&mut out, &s.agents);
+    render_stale_recipients(&mut out, s);
+    out
+}
+
+/// The `machine` line and what hangs off it: keys, forge, an unfinished rotation, a new
+/// identity waiting, the enrollment code.
+fn render_machine(out: &mut String, m: &MachineStatus) {
     out.push_str(&format!("machine  {} ({} backend)\n", m.name, m.backend));
     if let Some(r) = &m.age_recipient {
         out.push_str(&format!("  age    {r}\n"));
@@ -522,30 +611,40 @@ fn render(s: &Status) -> String {
             m.name
         ));
     }
-    if let Some(fp) = &s.trust.signing_key {
+}
+
+/// The trust lines under the machine: signing key, fleet fingerprint, refused commits and
+/// whether the forge is healed, the last heal.
+fn render_trust(out: &mut String, t: &TrustStatus) {
+    if let Some(fp) = &t.signing_key {
         out.push_str(&format!("  sign   {fp}\n"));
     }
-    match &s.trust.fleet_fingerprint {
+    match &t.fleet_fingerprint {
         Some(fp) => out.push_str(&format!("  fleet fingerprint  {fp}\n")),
         None => out.push_str("  fleet fingerprint  none: this fleet has no signed history\n"),
     }
-    for r in &s.trust.refused {
+    for r in &t.refused {
         out.push_str(&format!(
             "  REFUSED: commit {} (claims {}): {}\n",
             r.commit, r.machine, r.why
         ));
     }
-    if !s.trust.refused.is_empty() {
-        match &s.trust.not_healed {
+    if !t.refused.is_empty() {
+        match &t.not_healed {
             Some(why) => out.push_str(&format!(
                 "  nothing from refused commits is applied; {why}\n"
             )),
             None => out.push_str("  nothing from refused commits is applied; the next cycle heals the forge (`fleetkey forge repair` does it now)\n"),
         }
     }
-    if let Some(h) = &s.trust.healed {
+    if let Some(h) = &t.healed {
         out.push_str(&format!("  {}\n", h.line()));
     }
+}
+
+/// The `fleet` line and the roster under it: machines from before roles, pending, revoked and
+/// retired keys, the fleet summary.
+fn render_fleet(out: &mut String, s: &Status) {
     out.push_str(&format!(
         "fleet    {} active: {}\n",
         s.fleet.active.len(),
@@ -586,9 +685,13 @@ fn render(s: &Status) -> String {
     if let Some(line) = &s.fleet_summary {
         out.push_str(&format!("  {line}   (fleetkey fleet)\n"));
     }
-    for a in &s.fleet.addresses {
+}
+
+/// One line per machine address, with how this machine's last poke of it went.
+fn render_addresses(out: &mut String, addresses: &[AddressStatus], me: &str) {
+    for a in addresses {
         let poke = match &a.last_poke {
-            _ if a.name == m.name => "this machine".to_string(),
+            _ if a.name == me => "this machine".to_string(),
             None => "not poked yet".to_string(),
             Some(p) if p.reached => format!("last poke reached it at {}", p.at),
             Some(p) => format!(
@@ -599,26 +702,36 @@ fn render(s: &Status) -> String {
         };
         out.push_str(&format!("  {} at {}: {poke}\n", a.name, a.address));
     }
-    if let Some(access) = &s.fleet.ssh_access {
-        out.push_str("ssh      ");
-        for (i, line) in access.text.lines().enumerate() {
-            if i > 0 {
-                out.push_str("  ");
-            }
-            out.push_str(line);
-            out.push('\n');
+}
+
+/// The `ssh` section: the authorized_keys explanation, its later lines indented.
+fn render_ssh_access(out: &mut String, access: Option<&SshAccessStatus>) {
+    let Some(access) = access else {
+        return;
+    };
+    out.push_str("ssh      ");
+    for (i, line) in access.text.lines().enumerate() {
+        if i > 0 {
+            out.push_str("  ");
         }
+        out.push_str(line);
+        out.push('\n');
     }
+}
+
+/// The `sync` line and the last cycle under it: its result, what it held back, the files
+/// overridden here.
+fn render_sync(out: &mut String, sync: &SyncStatus) {
     out.push_str(&format!(
         "sync     {} ahead, {} behind the forge {}\n",
-        s.sync.ahead,
-        s.sync.behind,
-        match &s.sync.last_fetch {
+        sync.ahead,
+        sync.behind,
+        match &sync.last_fetch {
             Some(t) => format!("as of the last fetch ({t})"),
             None => "(never fetched: run `fleetkey sync`)".to_string(),
         }
     ));
-    if let Some(c) = &s.sync.last_cycle {
+    if let Some(c) = &sync.last_cycle {
         out.push_str(&format!(
             "  last cycle {} ({} ms): {}{}\n",
             c.started,
@@ -630,15 +743,19 @@ fn render(s: &Status) -> String {
                 .unwrap_or_default()
         ));
     }
-    for h in s.sync.last_cycle.iter().flat_map(|c| &c.held_back) {
+    for h in sync.last_cycle.iter().flat_map(|c| &c.held_back) {
         out.push_str(&format!("  HELD BACK: {h}\n"));
     }
-    for o in &s.sync.overridden {
+    for o in &sync.overridden {
         out.push_str(&format!(
             "  overridden here: ~/{o} (this machine's own version)\n"
         ));
     }
-    for c in &s.sync.conflicts {
+}
+
+/// The conflict copies still on disk, and how to settle them.
+fn render_conflicts(out: &mut String, conflicts: &[crate::sync::state::ConflictRecord]) {
+    for c in conflicts {
         out.push_str(&format!(
             "  CONFLICT: {} took the fleet's version; {}'s is kept in {} ({})\n",
             c.path.display(),
@@ -647,26 +764,35 @@ fn render(s: &Status) -> String {
             c.reason
         ));
     }
-    if !s.sync.conflicts.is_empty() {
+    if !conflicts.is_empty() {
         out.push_str(
             "  (`fleetkey conflicts` lists them; `fleetkey resolve PATH --keep here|fleet` settles one)\n",
         );
     }
-    match (&s.secrets.count, &s.secrets.error) {
+}
+
+/// The `secrets` line (a count, or why they cannot be read), the secrets needing a new value,
+/// and the concurrent edits kept aside.
+fn render_secrets(out: &mut String, secrets: &SecretsStatus) {
+    match (&secrets.count, &secrets.error) {
         (Some(n), _) => out.push_str(&format!("secrets  {n}\n")),
         (None, Some(e)) => out.push_str(&format!("secrets  cannot be read here: {e}\n")),
         _ => {}
     }
-    for n in &s.secrets.needs_new_value {
+    for n in &secrets.needs_new_value {
         out.push_str(&format!(
             "  NEEDS A NEW VALUE: {} (since {}: {})\n",
             n.key, n.since, n.reason
         ));
     }
-    for c in &s.secrets.conflicts {
+    for c in &secrets.conflicts {
         out.push_str(&format!("  CONFLICT: {} ({})\n", c.key, c.text));
     }
-    for a in &s.agents {
+}
+
+/// One `agent` line per background agent, with its state.
+fn render_agents(out: &mut String, agents: &[crate::agents::AgentStatus]) {
+    for a in agents {
         let state = match (a.installed, a.up_to_date, a.loaded) {
             (false, _, _) => "not installed",
             (true, false, _) => "out of date (run `fleetkey agents install`)",
@@ -676,17 +802,21 @@ fn render(s: &Status) -> String {
         };
         out.push_str(&format!("agent    {}: {state}\n", a.agent));
     }
-    if s.secrets.stale_recipients {
-        let receiver = s
-            .fleet
-            .roles
-            .iter()
-            .any(|r| r.name == m.name && r.role == crate::authority::Role::Receiver.as_str());
-        out.push_str(if receiver {
-            "  secrets.recipients differs from the roster: the next sync of an admin or member re-encrypts them (this machine only receives)\n"
-        } else {
-            "  secrets.recipients differs from the roster: run `fleetkey sync` to re-encrypt\n"
-        });
+}
+
+/// The stale secrets.recipients line (last, after the agents): who re-encrypts them depends on
+/// whether this machine only receives.
+fn render_stale_recipients(out: &mut String, s: &Status) {
+    if !s.secrets.stale_recipients {
+        return;
     }
-    out
+    let receiver =
+        s.fleet.roles.iter().any(|r| {
+            r.name == s.machine.name && r.role == crate::authority::Role::Receiver.as_str()
+        });
+    out.push_str(if receiver {
+        "  secrets.recipients differs from the roster: the next sync of an admin or member re-encrypts them (this machine only receives)\n"
+    } else {
+        "  secrets.recipients differs from the roster: run `fleetkey sync` to re-encrypt\n"
+    });
 }

@@ -66,25 +66,70 @@ pub fn gather(
 ) -> Result<()> {
     let raw = repo.raw();
     let roster = Roster::load(&machine.config.repo)?;
-    // Only the active members' branches are fetched (one refspec each): a forge full of other
-    // branches costs nothing, and a non-member's branch is never downloaded.
-    let members: BTreeMap<String, String> = forge_hosts
+    let members = active_members(forge_hosts, &roster);
+    fetch_members(forge, repo, &members)?;
+    let mut ignored = not_members(forge_hosts, &members, &roster);
+    let revoked = revoked_keys(machine, raw)?;
+    let dir = collected_dir(machine);
+    refuse_non_directory(&dir)?;
+    let gathering = Gathering {
+        machine,
+        raw,
+        roster: &roster,
+        revoked: &revoked,
+        dir: &dir,
+    };
+    for (name, oid) in local_hosts(raw) {
+        match gathering.branch(&name, oid, state) {
+            Ok(lines) | Err(lines) => ignored.extend(lines),
+        }
+    }
+    remove_inactive(&dir, &roster, state);
+    state.ignored = capped(ignored);
+    Ok(())
+}
+
+/// Only the active members' branches are fetched (one refspec each): a forge full of other
+/// branches costs nothing, and a non-member's branch is never downloaded.
+fn active_members(
+    forge_hosts: &BTreeMap<String, String>,
+    roster: &Roster,
+) -> BTreeMap<String, String> {
+    forge_hosts
         .iter()
         .filter(|(name, _)| roster.active(name).is_some())
         .map(|(n, c)| (n.clone(), c.clone()))
-        .collect();
+        .collect()
+}
+
+/// Drops the local refs of branches that are no longer members', then fetches the members'
+/// branches when the local refs differ from the forge's.
+fn fetch_members(
+    forge: &Forge,
+    repo: &FleetRepo,
+    members: &BTreeMap<String, String>,
+) -> Result<()> {
+    let raw = repo.raw();
     let local = local_hosts(raw);
     for stale in local.keys().filter(|n| !members.contains_key(*n)) {
         if let Ok(mut r) = raw.find_reference(&format!("{}{stale}", forge::HOSTS_REFS)) {
             let _ = r.delete();
         }
     }
-    if local_hosts(raw) != members && !members.is_empty() {
+    if local_hosts(raw) != *members && !members.is_empty() {
         let names: Vec<&str> = members.keys().map(String::as_str).collect();
         forge.fetch_hosts(repo.root(), &names)?;
     }
-    // Other branches are reported (a revoked machine's quietly skipped), never fetched.
-    let not_members: Vec<String> = forge_hosts
+    Ok(())
+}
+
+/// Other branches are reported (a revoked machine's quietly skipped), never fetched.
+fn not_members(
+    forge_hosts: &BTreeMap<String, String>,
+    members: &BTreeMap<String, String>,
+    roster: &Roster,
+) -> Vec<String> {
+    forge_hosts
         .keys()
         .filter(|n| !members.contains_key(*n))
         .filter(|n| crate::roster::check_name(n).is_err() || !roster.is_revoked_name(n))
@@ -99,97 +144,174 @@ pub fn gather(
                 forge::host_branch(n)
             )
         })
-        .collect();
-    // A damaged trust state is an error here too (fail closed), never an empty revoked set.
-    let revoked = match crate::trust::pinned_root(&machine.config) {
+        .collect()
+}
+
+/// The signing keys this machine knows were revoked. A damaged trust state is an error here
+/// too (fail closed), never an empty revoked set.
+fn revoked_keys(machine: &Machine, raw: &git2::Repository) -> Result<BTreeSet<String>> {
+    Ok(match crate::trust::pinned_root(&machine.config) {
         Ok(root) => crate::trust::TrustState::load(raw, &machine.paths.state_dir, root)?.revoked,
         Err(_) => Default::default(),
-    };
-    let dir = collected_dir(machine);
+    })
+}
+
+/// Refuses to gather into a `collected/` that exists but is not a directory.
+fn refuse_non_directory(dir: &Path) -> Result<()> {
     if dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
         return Err(Error::refused(format!(
             "{} is not a directory (a symlink?); nothing is gathered into it",
             dir.display()
         )));
     }
-    let mut ignored = not_members;
-    for (name, oid) in local_hosts(raw) {
-        let report =
-            |why: &str| format!("host branch {}: {why}; ignored", forge::host_branch(&name));
-        if crate::roster::check_name(&name).is_err() {
-            ignored.push(report("not a machine name"));
-            continue;
-        }
-        let Some(member) = roster.active(&name) else {
-            // A revoked machine's branch is ignored quietly (its directory goes below); any
-            // other name never was a member.
-            if !roster.is_revoked_name(&name) {
-                ignored.push(report("no active machine has this name"));
-            }
-            continue;
-        };
-        let keys: BTreeSet<String> = member.signing.iter().map(signing::fingerprint).collect();
-        if let Some(g) = state.hosts.get(&name)
+    Ok(())
+}
+
+/// The line that reports a host branch ignored, and why.
+fn ignored_line(name: &str, why: &str) -> String {
+    format!("host branch {}: {why}; ignored", forge::host_branch(name))
+}
+
+/// What every host branch of one gathering is checked against, and where it goes.
+struct Gathering<'a> {
+    machine: &'a Machine,
+    raw: &'a git2::Repository,
+    roster: &'a Roster,
+    revoked: &'a BTreeSet<String>,
+    dir: &'a Path,
+}
+
+impl Gathering<'_> {
+    /// One host branch, along its rules: a member's, still verified or verified now, then
+    /// materialised. `Ok` holds the lines reporting its single files' problems, `Err` the lines
+    /// saying why it is ignored (none when it is skipped quietly).
+    fn branch(
+        &self,
+        name: &str,
+        oid: String,
+        state: &mut CollectState,
+    ) -> std::result::Result<Vec<String>, Vec<String>> {
+        let keys = self.member_keys(name)?;
+        if let Some(g) = state.hosts.get(name)
             && g.commit == oid
         {
-            // Unchanged since it was verified; its signer must still be active.
-            if !keys.contains(&g.signer) || revoked.contains(&g.signer) {
-                ignored.push(report("its signing key is no longer active"));
-                remove_host(&dir, &name, state);
-            }
-            continue;
+            return self.still_verified(name, &keys, state).map(|()| Vec::new());
         }
         let Ok(commit) = git2::Oid::from_str(&oid) else {
-            continue;
+            return Err(Vec::new());
         };
-        let signer = match signing::verified_signer(raw, commit) {
-            Ok(key) => signing::fingerprint(&key),
-            Err(problem) => {
-                ignored.push(report(&problem.to_string()));
-                continue;
+        let signer = self.verified_signer(name, commit, &keys)?;
+        self.take_in(name, commit, oid, signer, state)
+    }
+
+    /// The rule of names: a branch must be named for an active machine; its signing keys.
+    /// A revoked machine's branch is ignored quietly (its directory goes later); any other name
+    /// never was a member.
+    fn member_keys(&self, name: &str) -> std::result::Result<BTreeSet<String>, Vec<String>> {
+        if crate::roster::check_name(name).is_err() {
+            return Err(vec![ignored_line(name, "not a machine name")]);
+        }
+        let Some(member) = self.roster.active(name) else {
+            if !self.roster.is_revoked_name(name) {
+                return Err(vec![ignored_line(name, "no active machine has this name")]);
             }
+            return Err(Vec::new());
         };
-        if !keys.contains(&signer) || revoked.contains(&signer) {
-            let owner = roster
+        Ok(member.signing.iter().map(signing::fingerprint).collect())
+    }
+
+    /// The rule of an unchanged branch: verified before, its signer must still be active, or
+    /// its directory goes.
+    fn still_verified(
+        &self,
+        name: &str,
+        keys: &BTreeSet<String>,
+        state: &mut CollectState,
+    ) -> std::result::Result<(), Vec<String>> {
+        let Some(g) = state.hosts.get(name) else {
+            return Ok(());
+        };
+        if !keys.contains(&g.signer) || self.revoked.contains(&g.signer) {
+            remove_host(self.dir, name, state);
+            return Err(vec![ignored_line(
+                name,
+                "its signing key is no longer active",
+            )]);
+        }
+        Ok(())
+    }
+
+    /// The rule of signatures: a changed branch must be signed by an active, unrevoked key of
+    /// the machine it is named for; the signer's fingerprint.
+    fn verified_signer(
+        &self,
+        name: &str,
+        commit: git2::Oid,
+        keys: &BTreeSet<String>,
+    ) -> std::result::Result<String, Vec<String>> {
+        let signer = match signing::verified_signer(self.raw, commit) {
+            Ok(key) => signing::fingerprint(&key),
+            Err(problem) => return Err(vec![ignored_line(name, &problem.to_string())]),
+        };
+        if !keys.contains(&signer) || self.revoked.contains(&signer) {
+            let owner = self
+                .roster
                 .active
                 .iter()
                 .find(|m| m.signing.iter().any(|k| signing::fingerprint(k) == signer));
-            ignored.push(report(&match owner {
-                Some(m) => format!("signed by {}'s key, not {name}'s", m.name),
-                None if revoked.contains(&signer) => format!("signed by a revoked key ({signer})"),
-                None => format!("signed by a key of no active machine ({signer})"),
-            }));
-            continue;
+            return Err(vec![ignored_line(
+                name,
+                &match owner {
+                    Some(m) => format!("signed by {}'s key, not {name}'s", m.name),
+                    None if self.revoked.contains(&signer) => {
+                        format!("signed by a revoked key ({signer})")
+                    }
+                    None => format!("signed by a key of no active machine ({signer})"),
+                },
+            )]);
         }
-        let identities = machine.identities().unwrap_or_default();
-        match materialise(
-            raw,
-            &dir,
-            &name,
+        Ok(signer)
+    }
+
+    /// Materialises a verified branch and records what it held; `Ok` holds the lines reporting
+    /// its single files' problems, `Err` the branch's own refusal.
+    fn take_in(
+        &self,
+        name: &str,
+        commit: git2::Oid,
+        oid: String,
+        signer: String,
+        state: &mut CollectState,
+    ) -> std::result::Result<Vec<String>, Vec<String>> {
+        let identities = self.machine.identities().unwrap_or_default();
+        let (status, files, problems) = materialise(
+            self.raw,
+            self.dir,
+            name,
             commit,
             &identities,
-            state.hosts.get(&name),
-        ) {
-            Ok((status, files, problems)) => {
-                ignored.extend(
-                    problems
-                        .into_iter()
-                        .map(|p| format!("host branch {}: {p}", forge::host_branch(&name))),
-                );
-                state.hosts.insert(
-                    name.clone(),
-                    Gathered {
-                        commit: oid,
-                        signer,
-                        status,
-                        files,
-                    },
-                );
-            }
-            Err(why) => ignored.push(report(&why)),
-        }
+            state.hosts.get(name),
+        )
+        .map_err(|why| vec![ignored_line(name, &why)])?;
+        state.hosts.insert(
+            name.to_string(),
+            Gathered {
+                commit: oid,
+                signer,
+                status,
+                files,
+            },
+        );
+        Ok(problems
+            .into_iter()
+            .map(|p| format!("host branch {}: {p}", forge::host_branch(name)))
+            .collect())
     }
-    // Machines no longer active: their directories go.
+}
+
+/// Machines no longer active: their directories go, both those recorded and any other
+/// `host=NAME/` found in `collected/`.
+fn remove_inactive(dir: &Path, roster: &Roster, state: &mut CollectState) {
     let gone: Vec<String> = state
         .hosts
         .keys()
@@ -197,27 +319,30 @@ pub fn gather(
         .cloned()
         .collect();
     for name in gone {
-        remove_host(&dir, &name, state);
+        remove_host(dir, &name, state);
     }
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let file_name = e.file_name();
             let Some(host) = file_name.to_str().and_then(|n| n.strip_prefix("host=")) else {
                 continue;
             };
             if roster.active(host).is_none() {
-                remove_host(&dir, host, state);
+                remove_host(dir, host, state);
             }
         }
     }
-    // A forge full of junk branches must not flood every cycle's report.
+}
+
+/// A forge full of junk branches must not flood every cycle's report: the first
+/// [`MAX_REPORTED`] lines, and a count of the rest.
+fn capped(mut ignored: Vec<String>) -> Vec<String> {
     if ignored.len() > MAX_REPORTED {
         let more = ignored.len() - MAX_REPORTED;
         ignored.truncate(MAX_REPORTED);
         ignored.push(format!("{more} more host branches ignored"));
     }
-    state.ignored = ignored;
-    Ok(())
+    ignored
 }
 
 /// Removes `host=NAME/` (without following a symlink in it) and forgets what it held.
@@ -262,6 +387,21 @@ fn materialise(
     identities: &[crate::identity::Identity],
     before: Option<&Gathered>,
 ) -> std::result::Result<Materialised, String> {
+    let tree = checked_tree(raw, commit)?;
+    let status = host_status(raw, &tree, name, before)?;
+    let wanted = wanted_blobs(raw, &tree);
+    let home = host_dir(dir, name)?;
+    let old = before.map(|g| g.files.clone()).unwrap_or_default();
+    remove_dropped(&home, &old, &wanted);
+    let (files, problems) = write_wanted(raw, &home, wanted, &old, identities)?;
+    Ok((status, files, problems))
+}
+
+/// The rule of trees: the commit's tree, refused when it does not stay within its limits.
+fn checked_tree(
+    raw: &git2::Repository,
+    commit: git2::Oid,
+) -> std::result::Result<git2::Tree<'_>, String> {
     let tree = raw
         .find_commit(commit)
         .and_then(|c| c.tree())
@@ -270,6 +410,17 @@ fn materialise(
         let shown: Vec<String> = v.iter().take(3).map(ToString::to_string).collect();
         return Err(format!("its tree is refused: {}", shown.join("; ")));
     }
+    Ok(tree)
+}
+
+/// The rule of status.json: the branch must hold one, naming the machine it is named for,
+/// and no older than the one gathered before.
+fn host_status(
+    raw: &git2::Repository,
+    tree: &git2::Tree<'_>,
+    name: &str,
+    before: Option<&Gathered>,
+) -> std::result::Result<HostStatus, String> {
     let status_blob = tree
         .get_name("status.json")
         .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
@@ -294,8 +445,15 @@ fn materialise(
             status.written_at, status.written, g.status.written
         ));
     }
-    // Every blob below files/ (plain) and sealed/ (age): path → (blob, sealed).
-    let mut wanted: BTreeMap<String, (git2::Oid, bool)> = BTreeMap::new();
+    Ok(status)
+}
+
+/// Every blob below files/ (plain) and sealed/ (age): path → (blob, sealed).
+fn wanted_blobs(
+    raw: &git2::Repository,
+    tree: &git2::Tree<'_>,
+) -> BTreeMap<String, (git2::Oid, bool)> {
+    let mut wanted = BTreeMap::new();
     for (top, sealed) in [("files", false), ("sealed", true)] {
         let Some(sub) = tree
             .get_name(top)
@@ -313,16 +471,34 @@ fn materialise(
             git2::TreeWalkResult::Ok
         });
     }
-    let home = host_dir(dir, name)?;
-    let mut problems = Vec::new();
-    let old = before.map(|g| g.files.clone()).unwrap_or_default();
-    // Removals first: a file that became a directory (or back) frees its name.
+    wanted
+}
+
+/// Removes the files the branch no longer holds. Removals come first: a file that became a
+/// directory (or back) frees its name.
+fn remove_dropped(
+    home: &HomeDir,
+    old: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, (git2::Oid, bool)>,
+) {
     for rel in old.keys().filter(|r| !wanted.contains_key(*r)) {
         if let Ok(checked) = confine::collected_rel(rel) {
             let _ = home.remove_file(&checked);
             remove_empty_parents(home.path(), rel);
         }
     }
+}
+
+/// Writes each wanted file that changed, within the total limit of what is gathered; a file
+/// refused or not written is a problem of its own (skipped). The files in step: path → blob id.
+fn write_wanted(
+    raw: &git2::Repository,
+    home: &HomeDir,
+    wanted: BTreeMap<String, (git2::Oid, bool)>,
+    old: &BTreeMap<String, String>,
+    identities: &[crate::identity::Identity],
+) -> std::result::Result<(BTreeMap<String, String>, Vec<String>), String> {
+    let mut problems = Vec::new();
     let mut files = BTreeMap::new();
     let odb = raw.odb().map_err(|e| e.message().to_string())?;
     let mut total: u64 = 0;
@@ -345,28 +521,40 @@ fn materialise(
             files.insert(rel, id);
             continue;
         }
-        let limit = if sealed {
-            limits::COLLECT_GATHERED
-        } else {
-            limits::COLLECT_FILE
-        };
-        let written = blob_bytes(raw, blob, limit).and_then(|bytes| {
-            let plain = if sealed {
-                decrypt(&bytes, identities, &rel)?
-            } else {
-                zeroize::Zeroizing::new(bytes)
-            };
-            home.write_file(&checked, &plain, 0o600, DirMode::Private)
-                .map_err(|e| e.to_string())
-        });
-        match written {
+        match write_one(raw, home, &checked, blob, sealed, identities, &rel) {
             Ok(()) => {
                 files.insert(rel, id);
             }
             Err(why) => problems.push(format!("{rel}: {why}")),
         }
     }
-    Ok((status, files, problems))
+    Ok((files, problems))
+}
+
+/// Writes one file 0600, within its limit: a sealed one decrypted first.
+fn write_one(
+    raw: &git2::Repository,
+    home: &HomeDir,
+    checked: &confine::HomeRel,
+    blob: git2::Oid,
+    sealed: bool,
+    identities: &[crate::identity::Identity],
+    rel: &str,
+) -> std::result::Result<(), String> {
+    let limit = if sealed {
+        limits::COLLECT_GATHERED
+    } else {
+        limits::COLLECT_FILE
+    };
+    blob_bytes(raw, blob, limit).and_then(|bytes| {
+        let plain = if sealed {
+            decrypt(&bytes, identities, rel)?
+        } else {
+            zeroize::Zeroizing::new(bytes)
+        };
+        home.write_file(checked, &plain, 0o600, DirMode::Private)
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// A blob's bytes, refusing it by its size in the object database before reading it.
