@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::files;
 use crate::fleet::Machine;
 use crate::output::outln;
+use crate::repo::FleetRepo;
 use crate::sync::managed::{self, Managed};
 use crate::sync::state::Manifest;
 use crate::sync::{self, capture, capture::live_files};
@@ -58,15 +59,68 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
     let wanted = resolve(&machine, inputs, true)?;
     refuse_ignored(&machine, &wanted)?;
     let mut change = sync::FleetChange::begin(&machine, sync::Begin::RepairAll)?;
-    let repo = &change.repo;
     let mut fleet = change.fleet.clone();
     let existing = managed::parse_list(&fleet.sync.paths)?;
-    let root = machine.config.repo.clone();
-    let mut added: Vec<Managed> = Vec::new();
+    let added = not_yet_managed(&machine, &change.repo, &existing, wanted)?;
+    if added.is_empty() {
+        return Ok(());
+    }
+    // Seed first: copy every live file into home/ (with chezmoi: `chezmoi add`).
+    let mut manifest = Manifest::load(&machine.paths.state_dir);
+    let ignore = crate::sync::ignore::IgnoreRules::new(&fleet.sync.ignore).0;
+    let live = live_files(&machine.paths.home, &added, &ignore);
+    let chezmoi = fleet.backend == crate::config::Backend::Chezmoi;
+    let upserts = if chezmoi {
+        seed_chezmoi(&machine, &fleet, &added)?;
+        Vec::new()
+    } else {
+        refuse_private_keys(&machine, &added)?;
+        seed_native(&machine, &change.repo, &fleet, &added, &mut manifest)?
+    };
+    // Then the list, and both in one commit.
+    add_entries(&mut fleet, &added);
+    let shown: Vec<String> = added.iter().map(Managed::entry).collect();
+    let message = format!("{}: track {}", machine.config.name, shown.join(", "));
+    if chezmoi {
+        let all = existing_and(&existing, &added);
+        commit_chezmoi(
+            &machine,
+            &change.repo,
+            &fleet,
+            &all,
+            &mut manifest,
+            &message,
+        )?;
+    } else {
+        commit_native(&change.repo, &fleet, upserts, &message)?;
+    }
+    manifest.save(&machine.paths.state_dir)?;
+    outln!(
+        "fleetkey: tracking {} ({} files)",
+        shown.join(", "),
+        live.len()
+    )?;
+    if push {
+        change.fleet = fleet;
+        change.publish()?;
+    }
+    Ok(())
+}
+
+/// Of `wanted`, the entries not managed yet, once each. One the list already covers is left
+/// out with a note, and each path under it overridden on this machine is named (its edits
+/// reach no other machine).
+fn not_yet_managed(
+    machine: &Machine,
+    repo: &FleetRepo,
+    existing: &[Managed],
+    wanted: Vec<Managed>,
+) -> Result<Vec<Managed>> {
     let overridden = {
         let head = sync::commit::head_tree(repo.raw())?;
         sync::overrides::list(repo.raw(), &head, &machine.config.name)
     };
+    let mut added: Vec<Managed> = Vec::new();
     for m in wanted {
         if let Some(e) = existing.iter().find(|e| e.covers(&m.rel)) {
             crate::log::info(&format!(
@@ -87,77 +141,89 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         }
         added.push(m);
     }
-    if added.is_empty() {
-        return Ok(());
+    Ok(added)
+}
+
+/// The chezmoi backend's seed: `chezmoi add` of the new entries into the source (its ignore
+/// file ensured first); a file still being written refuses the whole `track`.
+fn seed_chezmoi(machine: &Machine, fleet: &FleetConfig, added: &[Managed]) -> Result<()> {
+    let source = crate::sync::chezmoi::source_dir(&machine.config.repo);
+    crate::sync::chezmoi::ensure_ignore(&source)?;
+    let mut held_back = Vec::new();
+    crate::sync::chezmoi::capture(
+        &source,
+        &machine.paths.home,
+        added,
+        &Manifest::default(),
+        capture::Patience::of(fleet, true),
+        &mut held_back,
+    )?;
+    if let Some(first) = held_back.first() {
+        return Err(ErrorKind::Refused(format!("cannot seed the fleet: {first}")).into());
     }
-    // Seed first: copy every live file into home/ (with chezmoi: `chezmoi add`).
-    let mut manifest = Manifest::load(&machine.paths.state_dir);
-    let ignore = crate::sync::ignore::IgnoreRules::new(&fleet.sync.ignore).0;
-    let live = live_files(&machine.paths.home, &added, &ignore);
-    let chezmoi = fleet.backend == crate::config::Backend::Chezmoi;
-    if chezmoi {
-        let source = crate::sync::chezmoi::source_dir(&root);
-        crate::sync::chezmoi::ensure_ignore(&source)?;
-        let mut held_back = Vec::new();
-        crate::sync::chezmoi::capture(
-            &source,
-            &machine.paths.home,
-            &added,
-            &Manifest::default(),
-            capture::Patience::of(&fleet, true),
-            &mut held_back,
-        )?;
-        if let Some(first) = held_back.first() {
-            return Err(ErrorKind::Refused(format!("cannot seed the fleet: {first}")).into());
+    Ok(())
+}
+
+/// A private key named on the command line is refused outright; one inside a tracked
+/// directory is skipped by the capture (with a warning), as in every cycle.
+fn refuse_private_keys(machine: &Machine, added: &[Managed]) -> Result<()> {
+    for m in added.iter().filter(|m| !m.dir) {
+        let src = machine.paths.home.join(&m.rel);
+        let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
+        if let Some(kind) = crate::private::detect(&m.rel, &bytes) {
+            return Err(ErrorKind::Refused(format!(
+                "{} looks like {kind}; fleetkey never puts private keys or credentials in the fleet repo",
+                src.display()
+            ))
+            .hint("keep it per machine, or store the value with `fleetkey secrets set`"));
         }
     }
-    let mut upserts: Vec<(String, git2::Oid, bool)> = Vec::new();
-    if !chezmoi {
-        // A private key named on the command line is refused outright; one inside a tracked
-        // directory is skipped by the capture (with a warning), as in every cycle.
-        for m in added.iter().filter(|m| !m.dir) {
-            let src = machine.paths.home.join(&m.rel);
-            let bytes = std::fs::read(&src).map_err(Error::io("cannot read", &src))?;
-            if let Some(kind) = crate::private::detect(&m.rel, &bytes) {
-                return Err(ErrorKind::Refused(format!(
-                    "{} looks like {kind}; fleetkey never puts private keys or credentials in the fleet repo",
-                    src.display()
-                ))
-                .hint("keep it per machine, or store the value with `fleetkey secrets set`"));
-            }
-        }
-        // The same capture as a cycle's, with the live content winning: the user asked for it.
-        // Blobs go straight into the object database; the commit is the durable point, and a
-        // killed `track` leaves nothing half-written in the clone.
-        let head = sync::commit::head_tree(repo.raw())?;
-        let plan = sync::plan::Plan::new(&machine, fleet.clone());
-        let home = plan.open_home()?;
-        let skip = plan.never_captured(&machine.paths.state_dir);
-        // The fleet secrets' values become their placeholders, as in every cycle.
-        let placeholders = plan
-            .placeholders
-            .clone()
-            .with_secrets(sync::plan::secret_values(&machine));
-        let scope = capture::Scope {
-            home: &home,
-            confinement: &plan.confinement,
-            managed: &added,
-            skip: &skip,
-            machine: &machine.config.name,
-            first_contact: capture::FirstContact::LocalWins,
-            ignore: &plan.ignore,
-            placeholders: &placeholders,
-            allow_tokens: &plan.allow_tokens,
-            patience: Some(capture::Patience::of(&plan.fleet, true)),
-        };
-        let captured = capture::capture(repo.raw(), &head, &scope, &mut manifest)?;
-        if let Some(first) = captured.held_back.first() {
-            return Err(ErrorKind::Refused(format!("cannot seed the fleet: {first}")).into());
-        }
-        upserts = captured.upserts;
+    Ok(())
+}
+
+/// The native backend's seed: the same capture as a cycle's, with the live content winning
+/// (the user asked for it) and the fleet secrets' values become their placeholders. Blobs go
+/// straight into the object database; the commit is the durable point, and a killed `track`
+/// leaves nothing half-written in the clone. Returns the blobs for the commit; a file still
+/// being written refuses the whole `track`.
+fn seed_native(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    added: &[Managed],
+    manifest: &mut Manifest,
+) -> Result<Vec<(String, git2::Oid, bool)>> {
+    let head = sync::commit::head_tree(repo.raw())?;
+    let plan = sync::plan::Plan::new(machine, fleet.clone());
+    let home = plan.open_home()?;
+    let skip = plan.never_captured(&machine.paths.state_dir);
+    let placeholders = plan
+        .placeholders
+        .clone()
+        .with_secrets(sync::plan::secret_values(machine));
+    let scope = capture::Scope {
+        home: &home,
+        confinement: &plan.confinement,
+        managed: added,
+        skip: &skip,
+        machine: &machine.config.name,
+        first_contact: capture::FirstContact::LocalWins,
+        ignore: &plan.ignore,
+        placeholders: &placeholders,
+        allow_tokens: &plan.allow_tokens,
+        patience: Some(capture::Patience::of(&plan.fleet, true)),
+    };
+    let captured = capture::capture(repo.raw(), &head, &scope, manifest)?;
+    if let Some(first) = captured.held_back.first() {
+        return Err(ErrorKind::Refused(format!("cannot seed the fleet: {first}")).into());
     }
-    // Then the list, where a new directory entry absorbs the entries it covers.
-    for m in &added {
+    Ok(captured.upserts)
+}
+
+/// The list's rule: each added entry joins fleet.toml, and a new directory entry absorbs the
+/// entries it covers.
+fn add_entries(fleet: &mut FleetConfig, added: &[Managed]) {
+    for m in added {
         let entries: Vec<String> = fleet
             .sync
             .paths
@@ -172,39 +238,42 @@ pub fn track(inputs: &[String], push: bool) -> Result<()> {
         fleet.sync.paths = entries;
         fleet.sync.paths.push(m.entry());
     }
-    let name = &machine.config.name;
-    let shown: Vec<String> = added.iter().map(Managed::entry).collect();
-    let message = format!("{name}: track {}", shown.join(", "));
-    if chezmoi {
-        files::write_atomic(
-            &root.join(FleetConfig::FILE),
-            fleet.file_text().as_bytes(),
-            0o644,
-        )?;
-        crate::sync::chezmoi::record(
-            &machine.paths.home,
-            &existing_and(&existing, &added),
-            &mut manifest,
-        );
-        repo.commit_all(&["."], &message)?;
-    } else {
-        let toml = repo
-            .raw()
-            .blob(fleet.file_text().as_bytes())
-            .map_err(Error::git("cannot store fleet.toml"))?;
-        upserts.push((FleetConfig::FILE.to_string(), toml, false));
-        crate::sync::commit::commit_changes(repo, &upserts, &[], &message)?;
-    }
-    manifest.save(&machine.paths.state_dir)?;
-    outln!(
-        "fleetkey: tracking {} ({} files)",
-        shown.join(", "),
-        live.len()
+}
+
+/// The chezmoi backend's commit: fleet.toml written in the clone, the managed list `all`
+/// recorded as applied, and everything committed.
+fn commit_chezmoi(
+    machine: &Machine,
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    all: &[Managed],
+    manifest: &mut Manifest,
+    message: &str,
+) -> Result<()> {
+    files::write_atomic(
+        &machine.config.repo.join(FleetConfig::FILE),
+        fleet.file_text().as_bytes(),
+        0o644,
     )?;
-    if push {
-        change.fleet = fleet;
-        change.publish()?;
-    }
+    crate::sync::chezmoi::record(&machine.paths.home, all, manifest);
+    repo.commit_all(&["."], message)?;
+    Ok(())
+}
+
+/// The native backend's commit: the seeded blobs and the new fleet.toml, in one commit made
+/// straight from the object database.
+fn commit_native(
+    repo: &FleetRepo,
+    fleet: &FleetConfig,
+    mut upserts: Vec<(String, git2::Oid, bool)>,
+    message: &str,
+) -> Result<()> {
+    let toml = repo
+        .raw()
+        .blob(fleet.file_text().as_bytes())
+        .map_err(Error::git("cannot store fleet.toml"))?;
+    upserts.push((FleetConfig::FILE.to_string(), toml, false));
+    crate::sync::commit::commit_changes(repo, &upserts, &[], message)?;
     Ok(())
 }
 

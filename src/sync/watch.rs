@@ -69,116 +69,197 @@ enum Msg {
 pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Result<(), Critical> {
     let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL);
     let overflow = Arc::new(AtomicBool::new(false));
-    let mut watcher = make_watcher(tx.clone(), overflow.clone()).map_err(Critical)?;
+    let watcher = make_watcher(tx.clone(), overflow.clone()).map_err(Critical)?;
     listen_for_pokes(&machine.paths.state_dir, tx);
-    let mut watched: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
-
-    // The checked managed list: a refused entry is neither watched nor captured.
-    let plan = Plan::for_machine(machine).map_err(Critical)?;
-    let mut settle = plan.fleet.settle();
-    let mut quiet = plan.fleet.quiet();
-    let mut poll = plan.fleet.poll();
-    let mut managed_list = plan.managed;
-    let mut ignore = plan.ignore;
-    refresh_watches(
-        &mut watcher,
-        &mut watched,
-        &machine.paths.home,
-        &managed_list,
-    )
-    .map_err(Critical)?;
-    let mut manifest = Manifest::load(&machine.paths.state_dir);
-    mark_ready(&machine.paths.state_dir);
-    let mut debounce = Debouncer::new(quiet, settle);
-    let mut backoff = Backoff::default();
-    // Start with a full rescan (one cycle).
-    let mut due_cycle = true;
-    let mut next_poll = Instant::now() + poll;
-    let mut retry_at: Option<Instant> = None;
-    // A poke means the forge moved: that cycle fetches without asking for the ref first. Pokes
-    // coalesce into one cycle, at most one per POKE_GAP, so a flood of pokes is not a flood of
-    // fetches.
-    let mut poked = false;
-    let mut poke_at: Option<Instant> = None;
-    let mut last_poke_cycle: Option<Instant> = None;
-    crate::log::info(&format!(
-        "watching {} managed paths ({} directories), quiet {quiet:?}, settle {settle:?}, poll {poll:?}",
-        managed_list.len(),
-        watched.len()
-    ));
-
+    let mut watch = Watch::start(machine, hooks, watcher)?;
     loop {
         let now = Instant::now();
-        if overflow.swap(false, Ordering::Relaxed) {
-            debounce.event(now);
-        }
-        if debounce.fire(now) {
-            due_cycle = true;
-        }
-        if now >= next_poll
-            || retry_at.is_some_and(|r| now >= r)
-            || poke_at.is_some_and(|p| now >= p)
-        {
-            due_cycle = true;
-        }
-        if due_cycle {
-            due_cycle = false;
-            poke_at = None;
-            if poked {
-                last_poke_cycle = Some(now);
-            }
-            let network = if std::mem::take(&mut poked) {
-                Network::Full
-            } else {
-                Network::CheapCheck
-            };
-            if !super::carry::spooled(&machine.paths.state_dir).is_empty() {
-                apply_bundles_first(machine, hooks);
-            }
-            retry_at = watched_cycle(machine, network, hooks, &mut backoff, settle);
-            // The list, settings and watches may have changed with what was applied.
-            manifest = Manifest::load(&machine.paths.state_dir);
-            if let Ok(plan) = Plan::for_machine(machine) {
-                settle = plan.fleet.settle();
-                quiet = plan.fleet.quiet();
-                poll = plan.fleet.poll();
-                debounce = Debouncer::new(quiet, settle);
-                managed_list = plan.managed;
-                ignore = plan.ignore;
-            }
-            if let Err(e) = refresh_watches(
-                &mut watcher,
-                &mut watched,
-                &machine.paths.home,
-                &managed_list,
-            ) {
-                crate::log::warn(&format!("cannot watch every managed directory: {e}"));
-            }
-            next_poll = Instant::now() + poll;
+        if watch.cycle_due(now, &overflow) {
+            watch.run_cycle(now);
             continue;
         }
+        let wait = watch
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
+        watch.intake(rx.recv_timeout(wait))?;
+    }
+}
 
-        let deadline = [Some(next_poll), retry_at, poke_at, debounce.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(next_poll);
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Rescan) => debounce.event(Instant::now()),
-            Ok(Msg::Poke) => {
-                crate::log::debug("poked by a peer: pulling now");
-                let now = Instant::now();
-                let at = last_poke_cycle.map_or(now, |t| now.max(t + POKE_GAP));
-                poke_at = Some(poke_at.map_or(at, |p| p.min(at)));
-                poked = true;
-            }
+/// The loop's state: the settings, managed list and watches of the last plan, and when the
+/// next cycle is due (a settled burst, the poll, a retry, a poke).
+struct Watch<'m> {
+    machine: &'m Machine,
+    hooks: &'m dyn super::CycleHooks,
+    watcher: notify::RecommendedWatcher,
+    watched: BTreeMap<PathBuf, RecursiveMode>,
+    settle: Duration,
+    poll: Duration,
+    managed_list: Vec<Managed>,
+    ignore: IgnoreRules,
+    manifest: Manifest,
+    debounce: Debouncer,
+    backoff: Backoff,
+    /// A cycle runs at the next turn of the loop (the first one: a full rescan).
+    due_cycle: bool,
+    next_poll: Instant,
+    retry_at: Option<Instant>,
+    /// A poke means the forge moved: that cycle fetches without asking for the ref first.
+    /// Pokes coalesce into one cycle, at most one per POKE_GAP, so a flood of pokes is not a
+    /// flood of fetches.
+    poked: bool,
+    poke_at: Option<Instant>,
+    last_poke_cycle: Option<Instant>,
+}
+
+impl<'m> Watch<'m> {
+    /// Setup: the checked managed list (a refused entry is neither watched nor captured), its
+    /// directories watched, the ready file written; the first cycle is a full rescan. A plan
+    /// or a watch that fails here stops the daemon.
+    fn start(
+        machine: &'m Machine,
+        hooks: &'m dyn super::CycleHooks,
+        watcher: notify::RecommendedWatcher,
+    ) -> std::result::Result<Self, Critical> {
+        let plan = Plan::for_machine(machine).map_err(Critical)?;
+        let (settle, quiet, poll) = (plan.fleet.settle(), plan.fleet.quiet(), plan.fleet.poll());
+        let (mut watcher, mut watched) = (watcher, BTreeMap::new());
+        let home = &machine.paths.home;
+        refresh_watches(&mut watcher, &mut watched, home, &plan.managed).map_err(Critical)?;
+        let manifest = Manifest::load(&machine.paths.state_dir);
+        mark_ready(&machine.paths.state_dir);
+        let watch = Watch {
+            machine,
+            hooks,
+            watcher,
+            watched,
+            settle,
+            poll,
+            managed_list: plan.managed,
+            ignore: plan.ignore,
+            manifest,
+            debounce: Debouncer::new(quiet, settle),
+            backoff: Backoff::default(),
+            due_cycle: true,
+            next_poll: Instant::now() + poll,
+            retry_at: None,
+            poked: false,
+            poke_at: None,
+            last_poke_cycle: None,
+        };
+        crate::log::info(&format!(
+            "watching {} managed paths ({} directories), quiet {quiet:?}, settle {settle:?}, poll {poll:?}",
+            watch.managed_list.len(),
+            watch.watched.len()
+        ));
+        Ok(watch)
+    }
+
+    /// The settle decision and the timers: a dropped event (a full channel) counts as an
+    /// event; a cycle is due when the burst has settled ([`Debouncer::fire`]), or the poll, a
+    /// retry or a poke is due, or the first rescan is pending.
+    fn cycle_due(&mut self, now: Instant, overflow: &AtomicBool) -> bool {
+        if overflow.swap(false, Ordering::Relaxed) {
+            self.debounce.event(now);
+        }
+        if self.debounce.fire(now) {
+            self.due_cycle = true;
+        }
+        if now >= self.next_poll
+            || self.retry_at.is_some_and(|r| now >= r)
+            || self.poke_at.is_some_and(|p| now >= p)
+        {
+            self.due_cycle = true;
+        }
+        self.due_cycle
+    }
+
+    /// One cycle: the bundles pokes handed over first (without the network), then the cycle
+    /// proper (fetching at once after a poke), then the plan reloaded and the poll restarted.
+    fn run_cycle(&mut self, now: Instant) {
+        self.due_cycle = false;
+        let network = self.take_poke(now);
+        if !super::carry::spooled(&self.machine.paths.state_dir).is_empty() {
+            apply_bundles_first(self.machine, self.hooks);
+        }
+        self.retry_at = watched_cycle(
+            self.machine,
+            network,
+            self.hooks,
+            &mut self.backoff,
+            self.settle,
+        );
+        self.reload();
+        self.next_poll = Instant::now() + self.poll;
+    }
+
+    /// The pokes a cycle answers: they are cleared, the time noted for [`POKE_GAP`], and the
+    /// cycle fetches at once ([`Network::Full`]); without a poke it asks for the ref first.
+    fn take_poke(&mut self, now: Instant) -> Network {
+        self.poke_at = None;
+        if self.poked {
+            self.last_poke_cycle = Some(now);
+        }
+        if std::mem::take(&mut self.poked) {
+            Network::Full
+        } else {
+            Network::CheapCheck
+        }
+    }
+
+    /// After a cycle: the list, settings and watches may have changed with what was applied.
+    /// A plan that cannot be made keeps the last one; a watch that fails is logged.
+    fn reload(&mut self) {
+        self.manifest = Manifest::load(&self.machine.paths.state_dir);
+        if let Ok(plan) = Plan::for_machine(self.machine) {
+            self.settle = plan.fleet.settle();
+            let quiet = plan.fleet.quiet();
+            self.poll = plan.fleet.poll();
+            self.debounce = Debouncer::new(quiet, self.settle);
+            self.managed_list = plan.managed;
+            self.ignore = plan.ignore;
+        }
+        if let Err(e) = self.refresh_watches() {
+            crate::log::warn(&format!("cannot watch every managed directory: {e}"));
+        }
+    }
+
+    /// Watches the directories of the managed list ([`refresh_watches`]).
+    fn refresh_watches(&mut self) -> Result<()> {
+        refresh_watches(
+            &mut self.watcher,
+            &mut self.watched,
+            &self.machine.paths.home,
+            &self.managed_list,
+        )
+    }
+
+    /// How long the loop may sleep: until the earliest of the poll, a retry, a poke and the
+    /// settle deadline.
+    fn next_deadline(&self) -> Instant {
+        [
+            Some(self.next_poll),
+            self.retry_at,
+            self.poke_at,
+            self.debounce.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_poll)
+    }
+
+    /// Event intake: a rescan notice or a relevant path is an event of the burst; a poke
+    /// schedules a fetching cycle; a timeout is nothing; the channel closing stops the daemon.
+    fn intake(
+        &mut self,
+        msg: std::result::Result<Msg, RecvTimeoutError>,
+    ) -> std::result::Result<(), Critical> {
+        match msg {
+            Ok(Msg::Rescan) => self.debounce.event(Instant::now()),
+            Ok(Msg::Poke) => self.poke(),
             Ok(Msg::Paths(paths)) => {
-                if paths
-                    .iter()
-                    .any(|p| relevant(p, &machine.paths.home, &managed_list, &ignore, &manifest))
-                {
-                    debounce.event(Instant::now());
+                if paths.iter().any(|p| self.relevant(p)) {
+                    self.debounce.event(Instant::now());
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -186,6 +267,28 @@ pub fn run(machine: &Machine, hooks: &dyn super::CycleHooks) -> std::result::Res
                 return Err(Critical(Error::refused("the file watcher stopped")));
             }
         }
+        Ok(())
+    }
+
+    /// A peer's poke: a fetching cycle now, or [`POKE_GAP`] after the last poke's cycle;
+    /// pokes before it coalesce into it.
+    fn poke(&mut self) {
+        crate::log::debug("poked by a peer: pulling now");
+        let now = Instant::now();
+        let at = self.last_poke_cycle.map_or(now, |t| now.max(t + POKE_GAP));
+        self.poke_at = Some(self.poke_at.map_or(at, |p| p.min(at)));
+        self.poked = true;
+    }
+
+    /// Whether an event on `path` may need a cycle ([`relevant`], with the loop's list).
+    fn relevant(&self, path: &Path) -> bool {
+        relevant(
+            path,
+            &self.machine.paths.home,
+            &self.managed_list,
+            &self.ignore,
+            &self.manifest,
+        )
     }
 }
 

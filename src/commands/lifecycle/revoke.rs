@@ -96,54 +96,94 @@ fn print_revoke_plan(roster: &Roster, member: &roster::Member, compromised: bool
 
 /// `revoke NAME [--yes] [--dry-run] [--compromised] [--json]`.
 pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
-    let RevokeOptions {
-        compromised, json, ..
-    } = opts;
     roster::check_name(name)?;
     let machine = Machine::load()?;
-    let me = machine.config.name.clone();
+    refuse_self(name, &machine.config.name)?;
+    let change = FleetChange::begin(&machine, Begin::InStep)?;
+    crate::authority::require_admin(change.repo.root(), &machine.config.name, "revoke a machine")?;
+    let roster = Roster::load(change.repo.root())?;
+    let member = match (roster.active(name), roster.pending(name)) {
+        (Some(m), _) | (None, Some(m)) => m.clone(),
+        (None, None) => return not_a_member(&change, &roster, name, opts),
+    };
+    let was_active = refuse_last_active(&roster, name)?;
+    if opts.dry_run {
+        return print_revoke_plan(&roster, &member, opts.compromised);
+    }
+    confirm_revoke(name, opts.yes)?;
+    let mut env = machine.secrets()?;
+    let credential = forge_credential(&machine, name, &member);
+    let report = if opts.compromised {
+        Some(compromise_report(
+            &change,
+            &roster,
+            &member,
+            &credential,
+            &mut env,
+        )?)
+    } else {
+        None
+    };
+    let remaining = commit_revocation(&change, &member, was_active, opts.compromised, &env)?;
+    print_revoked(report.as_ref(), opts.json, name, remaining, &credential)?;
+    publish_revocation(&change)
+}
+
+/// Never the machine it runs on: its own keys are replaced with `rotate`, not revoked.
+fn refuse_self(name: &str, me: &str) -> Result<()> {
     if name == me {
         return Err(ErrorKind::Refused(format!(
             "{name} is the machine you are running on; revoke it from another machine"
         ))
         .hint("to replace this machine's keys instead, run `fleetkey rotate --ssh`"));
     }
-    let change = FleetChange::begin(&machine, Begin::InStep)?;
-    let repo = &change.repo;
-    crate::authority::require_admin(repo.root(), &machine.config.name, "revoke a machine")?;
-    let roster = Roster::load(repo.root())?;
-    let member = match (roster.active(name), roster.pending(name)) {
-        (Some(m), _) => m.clone(),
-        (None, Some(p)) => p.clone(),
-        (None, None) if roster.is_revoked_name(name) && compromised => {
-            // Revoked already (perhaps not as compromised, or the report was lost): the report
-            // and the marks are what the user asks for now.
-            return report_again(&change, &roster, name, json);
-        }
-        (None, None) if roster.is_revoked_name(name) => {
-            crate::log::info(&format!("{name} is already revoked"));
-            return change.publish();
-        }
-        (None, None) => {
-            // A machine still waiting: drop its request.
-            let forge = change.forge();
-            if forge.remote_head(&forge::pending_branch(name))?.is_some() {
-                if opts.dry_run {
-                    outln!(
-                        "fleetkey: dry run; the enrollment request of {name} would be dropped. Nothing was changed."
-                    )?;
-                    return Ok(());
-                }
-                confirm_revoke(name, opts.yes)?;
-                forge.delete_branch(repo.root(), &forge::pending_branch(name))?;
-                outln!("fleetkey: dropped the enrollment request of {name}")?;
-                return Ok(());
-            }
-            return Err(
-                ErrorKind::Refused(format!("no machine called {name} in this fleet")).into(),
-            );
-        }
-    };
+    Ok(())
+}
+
+/// A NAME in neither the active nor the pending roster: revoked already (with
+/// `--compromised`, the report again; else nothing to do but publish), or a machine still
+/// waiting (its request is dropped), or no machine of this fleet.
+fn not_a_member(
+    change: &FleetChange,
+    roster: &Roster,
+    name: &str,
+    opts: RevokeOptions,
+) -> Result<()> {
+    if roster.is_revoked_name(name) && opts.compromised {
+        // Revoked already (perhaps not as compromised, or the report was lost): the report
+        // and the marks are what the user asks for now.
+        return report_again(change, roster, name, opts.json);
+    }
+    if roster.is_revoked_name(name) {
+        crate::log::info(&format!("{name} is already revoked"));
+        return change.publish();
+    }
+    drop_request(change, name, opts)
+}
+
+/// A machine still waiting: its enrollment request (its pending branch on the forge) is
+/// dropped, after the same dry run and confirmation as a revocation; none there, NAME is
+/// refused as unknown.
+fn drop_request(change: &FleetChange, name: &str, opts: RevokeOptions) -> Result<()> {
+    let forge = change.forge();
+    if forge.remote_head(&forge::pending_branch(name))?.is_none() {
+        return Err(ErrorKind::Refused(format!("no machine called {name} in this fleet")).into());
+    }
+    if opts.dry_run {
+        outln!(
+            "fleetkey: dry run; the enrollment request of {name} would be dropped. Nothing was changed."
+        )?;
+        return Ok(());
+    }
+    confirm_revoke(name, opts.yes)?;
+    forge.delete_branch(change.repo.root(), &forge::pending_branch(name))?;
+    outln!("fleetkey: dropped the enrollment request of {name}")?;
+    Ok(())
+}
+
+/// Never the last active machine (that would lock everyone out); returns whether NAME is
+/// active (else pending), which says where its key files are.
+fn refuse_last_active(roster: &Roster, name: &str) -> Result<bool> {
     let was_active = roster.active(name).is_some();
     if was_active && roster.active.len() == 1 {
         return Err(ErrorKind::Refused(format!(
@@ -151,20 +191,36 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
         ))
         .into());
     }
-    if opts.dry_run {
-        return print_revoke_plan(&roster, &member, compromised);
-    }
-    confirm_revoke(name, opts.yes)?;
-    let mut env = machine.secrets()?;
-    let credential = forge_credential(&machine, name, &member);
-    let report = if compromised {
-        let mut report = exposure_of(&change, &roster, name, Some(&member))?;
-        report.forge_credential = credential.clone();
-        mark_exposed(&mut env, &report, name)?;
-        Some(report)
-    } else {
-        None
-    };
+    Ok(was_active)
+}
+
+/// `--compromised`: the exposure report of `member` (with the forge credential to remove),
+/// and the secrets it could read marked in `env` as needing a new value.
+fn compromise_report(
+    change: &FleetChange,
+    roster: &Roster,
+    member: &roster::Member,
+    credential: &[String],
+    env: &mut crate::envfile::EnvFile,
+) -> Result<exposure::Report> {
+    let name = &member.name;
+    let mut report = exposure_of(change, roster, name, Some(member))?;
+    report.forge_credential = credential.to_vec();
+    mark_exposed(env, &report, name)?;
+    Ok(report)
+}
+
+/// The revocation commit: `member`'s lines appended to keys/revoked, its key files removed
+/// (from keys/ when `was_active`, else keys/pending/), the secrets `env` re-encrypted to the
+/// roster left; returns how many machines remain active.
+fn commit_revocation(
+    change: &FleetChange,
+    member: &roster::Member,
+    was_active: bool,
+    compromised: bool,
+    env: &crate::envfile::EnvFile,
+) -> Result<usize> {
+    let (repo, name) = (&change.repo, &member.name);
     let reason = if compromised {
         "compromised"
     } else {
@@ -172,7 +228,7 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
     };
     let today = clock::date(clock::now_unix());
     let mut revoked_text = read_revoked(repo.root())?;
-    revoked_text.push_str(&roster::revocation_lines(&member, &today, reason));
+    revoked_text.push_str(&roster::revocation_lines(member, &today, reason));
     files::write_atomic(
         &repo.root().join(layout::REVOKED),
         revoked_text.as_bytes(),
@@ -186,31 +242,45 @@ pub fn revoke(name: &str, opts: RevokeOptions) -> Result<()> {
     let key_files = remove_key_files(repo.root(), dir, name)?;
     fault::point("revoke:roster-written");
     let roster = Roster::load(repo.root())?;
-    SecretsFile::new(repo.root()).store(&env, &roster)?;
+    SecretsFile::new(repo.root()).store(env, &roster)?;
     fault::point("revoke:encrypted");
     let mut changed: Vec<&str> = key_files.iter().map(String::as_str).collect();
     changed.extend([layout::REVOKED, CIPHERTEXT, RECIPIENTS]);
+    let me = &change.machine.config.name;
     change.commit(
         &changed,
         &format!("{me}: revoke {name} ({reason}); secrets re-encrypted"),
     )?;
     fault::point("revoke:committed");
-    if let Some(report) = &report {
-        print_report(report, json, false)?;
-    } else {
-        outln!(
-            "fleetkey: revoked {name}; the secrets are re-encrypted to {} machines",
-            roster.active.len()
-        )?;
-        for line in &credential {
-            outln!("{line}")?;
-        }
+    Ok(roster.active.len())
+}
+
+/// What the revocation says: the exposure report with `--compromised`, else the count of
+/// machines left and how to remove NAME's forge credential.
+fn print_revoked(
+    report: Option<&exposure::Report>,
+    json: bool,
+    name: &str,
+    remaining: usize,
+    credential: &[String],
+) -> Result<()> {
+    if let Some(report) = report {
+        return print_report(report, json, false);
     }
-    // Delivered to every remaining peer with an address, even when the forge refuses the push
-    // or cannot be reached.
+    outln!("fleetkey: revoked {name}; the secrets are re-encrypted to {remaining} machines")?;
+    for line in credential {
+        outln!("{line}")?;
+    }
+    Ok(())
+}
+
+/// Publishes the revocation and delivers it to every remaining peer with an address, even
+/// when the forge refuses the push or cannot be reached; this machine stops admitting the
+/// revoked key at once; then says who has it. The push's outcome is the result.
+fn publish_revocation(change: &FleetChange) -> Result<()> {
     let published = change.publish_and_deliver();
     // This machine stops admitting the revoked key now, not at its next cycle.
-    if let Err(e) = sync::backend::merge_authorized_keys(&machine, repo) {
+    if let Err(e) = sync::backend::merge_authorized_keys(change.machine, &change.repo) {
         crate::log::warn(&format!(
             "authorized_keys was not merged: {}{}",
             crate::error::chain(&e),
